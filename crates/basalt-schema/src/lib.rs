@@ -1,0 +1,21 @@
+//! Basalt's pure domain model: collections, fields, record values and their validation,
+//! the filter/access-rule language (parsed into an AST), and the catalogue of client-facing
+//! error codes.
+//!
+//! This crate owns *meaning*, never *mechanism*: it must never know about IO, an async
+//! runtime, SQL or HTTP. Everything here is deterministic and unit-testable; the fuzz and
+//! property tests of the filter language live here.
+
+pub mod collection;
+pub mod error;
+pub mod field;
+pub mod filter;
+pub mod id;
+pub mod request;
+pub mod schema;
+
+pub use collection::{Collection, CollectionType};
+pub use error::{FieldError, ValidationErrors};
+pub use field::{Field, FieldKind};
+pub use request::RequestInfo;
+pub use schema::Schema;

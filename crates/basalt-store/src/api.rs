@@ -1,0 +1,125 @@
+//! The store's public API: the types and operations the service and HTTP layers call.
+//! (Skeleton: the bodies are filled in by the engine implementation.)
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use basalt_schema::filter::Expr;
+use basalt_schema::{Collection, RequestInfo, Schema, ValidationErrors};
+use serde_json::{Map, Value};
+
+/// A record's field values keyed by field name, typed per field (numbers as JSON numbers,
+/// multi-valued fields as arrays, json fields parsed). No `collectionId`/`expand` keys.
+pub type Record = Map<String, Value>;
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory holding `data.db` (created if missing).
+    pub data_dir: PathBuf,
+    /// Reader connections; 0 = derive from available parallelism.
+    pub readers: usize,
+    /// Capacity of the writer's bounded queue.
+    pub writer_queue: usize,
+    /// `PRAGMA synchronous=FULL` instead of `NORMAL`.
+    pub synchronous_full: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// Input failed validation (field errors in PocketBase's shape).
+    #[error("{0}")]
+    Validation(ValidationErrors),
+    /// The filter, sort, fields or rule could not be parsed or resolved against the schema.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// A create/update rule did not match the would-be record: the transaction rolled back.
+    #[error("the access rule was not satisfied")]
+    RuleFailed,
+    /// The operation is not allowed on this object (e.g. deleting a system collection,
+    /// writing to a view collection, deleting a record still required by a relation).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The writer queue is full or the store is shutting down.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Operation `index` of a batch failed; nothing of the batch was committed.
+    #[error("batch operation {index} failed: {source}")]
+    Batch {
+        index: usize,
+        source: Box<StoreError>,
+    },
+    /// Anything else: never shown to clients.
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+/// One sort key: a field path (relation traversal allowed), `@random` or `@rowid`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub path: String,
+    pub descending: bool,
+}
+
+/// Which rows a caller may see or touch. `Unrestricted` is for superusers and internal
+/// callers; `Rule` carries the collection's parsed rule (an empty rule string is
+/// `Unrestricted` too). A `null` rule never reaches the store: the API layer rejects it.
+#[derive(Debug, Clone)]
+pub enum Access {
+    Unrestricted,
+    Rule(Arc<Expr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub collection: Arc<Collection>,
+    pub filter: Option<Expr>,
+    pub access: Access,
+    pub sort: Vec<SortKey>,
+    /// 1-based.
+    pub page: u64,
+    pub per_page: u64,
+    pub skip_total: bool,
+    pub request: Arc<RequestInfo>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RecordPage {
+    pub items: Vec<Record>,
+    /// `None` when `skip_total` was asked.
+    pub total_items: Option<u64>,
+}
+
+/// One write of a batch, executed in order inside one transaction.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    Create {
+        collection: Arc<Collection>,
+        input: Record,
+        access: Access,
+    },
+    Update {
+        collection: Arc<Collection>,
+        id: String,
+        input: Record,
+        access: Access,
+    },
+    /// Update when `input.id` exists, otherwise create.
+    Upsert {
+        collection: Arc<Collection>,
+        input: Record,
+        create_access: Access,
+        update_access: Access,
+    },
+    Delete {
+        collection: Arc<Collection>,
+        id: String,
+        access: Access,
+    },
+}
+
+/// The outcome of one [`WriteOp`]: the stored record (or `None` for a delete).
+pub type WriteResult = Option<Record>;
+
+pub use crate::engine::Store;

@@ -1,0 +1,3 @@
+//! The `basalt` binary: CLI, config and wiring (the composition root).
+
+fn main() {}
