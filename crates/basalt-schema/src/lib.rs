@@ -7,12 +7,16 @@
 //! property tests of the filter language live here.
 
 pub mod collection;
+pub mod collection_validate;
 pub mod error;
 pub mod field;
 pub mod filter;
 pub mod id;
 pub mod request;
+pub mod record;
+pub mod pattern;
 pub mod schema;
+pub mod value;
 
 pub use collection::{Collection, CollectionType};
 pub use error::{FieldError, ValidationErrors};

@@ -2,5 +2,13 @@
 //! here; compiled to SQL with bound parameters in `basalt-store`.
 
 pub mod ast;
+mod display;
+mod lexer;
+mod parser;
+mod query;
+#[cfg(test)]
+mod tests;
 
 pub use ast::{CompareOp, DateMacro, Expr, Literal, Modifier, Operand, Path, PathRoot};
+pub use parser::{FilterError, parse, parse_path, parse_with_params};
+pub use query::{FieldSelector, SortKey, parse_expand, parse_fields, parse_sort};

@@ -1,0 +1,111 @@
+//! Table tests of record preparation: normalisation, constraints and modifiers.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::collection::Collection;
+
+fn posts() -> Collection {
+    serde_json::from_value(json!({
+        "id": "pbc_1", "name": "posts", "type": "base",
+        "fields": [
+            {"name": "id", "type": "text", "system": true, "required": true, "primaryKey": true,
+             "min": 15, "max": 15, "pattern": "^[a-z0-9]+$", "autogeneratePattern": "[a-z0-9]{15}"},
+            {"name": "title", "type": "text", "required": true, "min": 2, "max": 10},
+            {"name": "views", "type": "number", "onlyInt": true, "min": 0},
+            {"name": "done", "type": "bool"},
+            {"name": "tags", "type": "select", "values": ["a", "b", "c"], "maxSelect": 2},
+            {"name": "mail", "type": "email"},
+            {"name": "meta", "type": "json"},
+            {"name": "when", "type": "date"},
+            {"name": "created", "type": "autodate", "onCreate": true},
+            {"name": "updated", "type": "autodate", "onCreate": true, "onUpdate": true}
+        ]
+    }))
+    .expect("valid collection")
+}
+
+const NOW: &str = "2024-01-01 00:00:00.000Z";
+
+fn input(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn create_err(v: Value) -> Vec<(String, String)> {
+    match prepare_create(&posts(), &input(v), NOW) {
+        Ok(_) => vec![],
+        Err(e) => e
+            .errors
+            .iter()
+            .map(|(k, v)| match v {
+                crate::error::ValidationError::Leaf(f) => (k.clone(), f.code.clone()),
+                crate::error::ValidationError::Nested(_) => (k.clone(), "nested".into()),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn create_normalises_and_fills_defaults() {
+    let r = prepare_create(&posts(), &input(json!({"title": "hi", "views": "12", "done": "on", "tags": "a", "meta": "{\"x\":1}", "when": "2024-02-03"})), NOW)
+        .expect("valid");
+    assert_eq!(r["id"].as_str().map(str::len), Some(15));
+    assert_eq!(r["views"], json!(12));
+    assert_eq!(r["done"], json!(true));
+    assert_eq!(r["tags"], json!(["a"]));
+    assert_eq!(r["meta"], json!({"x": 1}));
+    assert_eq!(r["when"], json!("2024-02-03 00:00:00.000Z"));
+    assert_eq!(r["created"], json!(NOW));
+    assert_eq!(r["mail"], json!(""));
+}
+
+#[test]
+fn create_reports_each_constraint_with_its_code() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (json!({}), "title", "validation_required"),
+        (json!({"title": "x"}), "title", "validation_min_text_constraint"),
+        (json!({"title": "much too long"}), "title", "validation_max_text_constraint"),
+        (json!({"title": "ok", "views": 1.5}), "views", "validation_only_int_constraint"),
+        (json!({"title": "ok", "views": -1}), "views", "validation_min_number_constraint"),
+        (json!({"title": "ok", "views": "abc"}), "views", "validation_invalid_value"),
+        (json!({"title": "ok", "tags": ["z"]}), "tags", "validation_invalid_value"),
+        (json!({"title": "ok", "tags": ["a", "b", "c"]}), "tags", "validation_too_many_values"),
+        (json!({"title": "ok", "mail": "nope"}), "mail", "validation_is_email"),
+        (json!({"title": "ok", "when": "tomorrow"}), "when", "validation_invalid_datetime"),
+        (json!({"title": "ok", "id": "BAD id"}), "id", "validation_min_text_constraint"),
+        (json!({"title": "ok", "id": "UPPERCASEIDXXXX"}), "id", "validation_invalid_format"),
+    ];
+    for (body, field, code) in cases {
+        let errs = create_err(body.clone());
+        assert!(errs.contains(&(field.to_string(), code.to_string())), "{body}: {errs:?}");
+    }
+}
+
+#[test]
+fn update_applies_modifiers_and_keeps_untouched_fields() {
+    let c = posts();
+    let existing = prepare_create(&c, &input(json!({"title": "hi", "views": 5, "tags": ["a"]})), NOW).expect("valid");
+    let later = "2024-01-02 00:00:00.000Z";
+    let r = prepare_update(&c, &existing, &input(json!({"views+": 3, "tags+": "b", "+tags": "c"})), later);
+    // three tags exceed maxSelect 2
+    assert!(r.is_err());
+    let r = prepare_update(&c, &existing, &input(json!({"views-": 2, "tags+": "b"})), later).expect("valid");
+    assert_eq!(r["views"], json!(3));
+    assert_eq!(r["tags"], json!(["a", "b"]));
+    assert_eq!(r["title"], json!("hi"));
+    assert_eq!(r["created"], json!(NOW));
+    assert_eq!(r["updated"], json!(later));
+    let r = prepare_update(&c, &r, &input(json!({"tags-": ["a"]})), later).expect("valid");
+    assert_eq!(r["tags"], json!(["b"]));
+    let err = prepare_update(&c, &r, &input(json!({"id": "aaaaaaaaaaaaaaa"})), later).expect_err("pk change");
+    assert!(err.errors.contains_key("id"));
+}
+
+#[test]
+fn passwords_are_checked_before_hashing() {
+    let f: crate::field::Field = serde_json::from_value(json!({"name": "password", "type": "password", "min": 8, "required": true}))
+        .expect("field");
+    assert!(validate_password(&f, "short").is_err());
+    assert!(validate_password(&f, "").is_err());
+    assert!(validate_password(&f, "long enough").is_ok());
+}
