@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use basalt_schema::filter::Expr;
-use basalt_schema::{Collection, RequestInfo, Schema, ValidationErrors};
+use basalt_schema::{Collection, RequestInfo, ValidationErrors};
 use serde_json::{Map, Value};
 
 /// A record's field values keyed by field name, typed per field (numbers as JSON numbers,
@@ -122,4 +122,4 @@ pub enum WriteOp {
 /// The outcome of one [`WriteOp`]: the stored record (or `None` for a delete).
 pub type WriteResult = Option<Record>;
 
-pub use crate::engine::Store;
+

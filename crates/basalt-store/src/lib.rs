@@ -1,12 +1,21 @@
-//! Basalt's storage: the SQLite engine (one writer thread with a bounded queue, a pool of
-//! readers, WAL), the system tables and schema migrations, the filter/rule -> SQL compiler
-//! (bound parameters only, dialect-aware), record CRUD with access rules enforced in SQL,
-//! and the change log (an outbox row written in the same transaction as each change).
+//! Basalt's storage: the SQLite engine (one writer thread with a bounded queue and group
+//! commit, a pool of readers, WAL), the system tables and schema migrations, the
+//! filter/rule -> SQL compiler (bound parameters only, dialect-aware), record CRUD with
+//! access rules enforced in SQL, and the change log (an outbox row written in the same
+//! transaction as each change).
 //!
 //! It must never know about HTTP, the wire format or how a request was authenticated: it
 //! receives an already-built [`basalt_schema::RequestInfo`] and parsed rules. Nothing
-//! SQLite-specific may leak out of this crate's public API.
+//! SQLite-specific leaks out of this crate's public API.
 
 mod api;
+mod codec;
+mod collections;
+mod engine;
+mod records;
+mod sql;
+mod system;
+mod writer;
 
 pub use api::*;
+pub use engine::{Store, StoreStats};

@@ -1,0 +1,228 @@
+//! The store handle: opens the database, runs system migrations, owns the writer thread,
+//! the reader pool and the schema snapshot, and routes each operation to one of them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use basalt_schema::Schema;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::writer::{self, Finish, Job};
+use crate::{StoreConfig, StoreError};
+
+/// Counters for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    pub writer_queue_depth: usize,
+    pub writer_queue_capacity: usize,
+    pub readers_total: usize,
+    pub readers_idle: usize,
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    queue_capacity: usize,
+    readers: Mutex<Vec<Connection>>,
+    reader_permits: Arc<Semaphore>,
+    readers_total: usize,
+    pub(crate) schema: ArcSwap<Schema>,
+    closed: AtomicBool,
+}
+
+fn sqlite_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn open_conn(path: &std::path::Path, cfg: &StoreConfig, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_err)?;
+    let sync = if cfg.synchronous_full { "FULL" } else { "NORMAL" };
+    conn.execute_batch(&format!(
+        "PRAGMA busy_timeout = 10000; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
+    ))
+    .map_err(sqlite_err)?;
+    if !read_only {
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA journal_size_limit = 67108864;")
+            .map_err(sqlite_err)?;
+    }
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating when missing) `<data_dir>/data.db`, migrates the system tables and
+    /// bootstraps the default collections.
+    pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        tokio::task::spawn_blocking(move || Self::open_blocking(config))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    fn open_blocking(config: StoreConfig) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StoreError::Internal(format!("creating {}: {e}", config.data_dir.display())))?;
+        let path = config.data_dir.join("data.db");
+        let writer_conn = open_conn(&path, &config, false)?;
+        let schema = crate::system::migrate(&writer_conn)?;
+        let readers_total = if config.readers == 0 {
+            std::thread::available_parallelism().map_or(4, |n| n.get() * 2).clamp(2, 16)
+        } else {
+            config.readers
+        };
+        let readers = (0..readers_total)
+            .map(|_| open_conn(&path, &config, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        let capacity = config.writer_queue.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let handle = std::thread::Builder::new()
+            .name("basalt-writer".into())
+            .spawn(move || writer::run(writer_conn, rx))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(handle)),
+                queue_capacity: capacity,
+                readers: Mutex::new(readers),
+                reader_permits: Arc::new(Semaphore::new(readers_total)),
+                readers_total,
+                schema: ArcSwap::from_pointee(schema),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The current immutable schema snapshot.
+    pub fn schema(&self) -> Arc<Schema> {
+        self.inner.schema.load_full()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let sender = self.inner.writer.lock().ok().and_then(|w| w.clone());
+        StoreStats {
+            writer_queue_depth: sender.map_or(0, |s| self.inner.queue_capacity - s.capacity()),
+            writer_queue_capacity: self.inner.queue_capacity,
+            readers_total: self.inner.readers_total,
+            readers_idle: self.inner.reader_permits.available_permits(),
+        }
+    }
+
+    /// Stops accepting writes, lets queued ones commit, checkpoints the WAL and closes.
+    pub async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+        let handle = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        if let Ok(mut r) = self.inner.readers.lock() {
+            r.clear();
+        }
+    }
+
+    /// Runs `f` on a pooled read-only connection off the async runtime.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Schema) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .reader_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = inner
+                .readers
+                .lock()
+                .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?
+                .pop()
+                .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+            let schema = inner.schema.load_full();
+            let out = f(&conn, &schema);
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    /// Runs `f` in the writer's transaction; resolves after the commit. `after_commit`
+    /// runs on the writer thread, in commit order, only when the commit succeeded.
+    pub(crate) async fn write_job<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Arc<Schema>) -> Result<(T, Option<Schema>), StoreError> + Send + 'static,
+    {
+        let sender = self
+            .inner
+            .writer
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        let job: Job = Box::new(move |conn| {
+            let schema = inner.schema.load_full();
+            let res = f(conn, &schema);
+            let ok = res.is_ok();
+            Finish {
+                ok,
+                done: Box::new(move |committed| {
+                    let reply = match res {
+                        Ok((value, new_schema)) if committed => {
+                            if let Some(s) = new_schema {
+                                inner.schema.store(Arc::new(s));
+                            }
+                            Ok(value)
+                        }
+                        Ok(_) => Err(StoreError::Unavailable("the transaction did not commit".into())),
+                        Err(e) => Err(e),
+                    };
+                    let _ = tx.send(reply);
+                }),
+            }
+        });
+        sender
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the write was not executed".into()))?
+    }
+
+    pub async fn get_param(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let key = key.to_string();
+        self.read(move |conn, _| crate::system::get_param(conn, &key)).await
+    }
+
+    pub async fn set_param(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.write_job(move |conn, _| crate::system::set_param(conn, &key, &value).map(|()| ((), None)))
+            .await
+    }
+}

@@ -1,0 +1,300 @@
+//! Compiles whole expressions: comparisons with PocketBase's any/all semantics over
+//! multi-valued operands, null handling, LIKE escaping, macros; then ORDER BY and the
+//! paged list statements.
+
+use basalt_schema::filter::{CompareOp, DateMacro, Expr, Literal, Operand};
+use basalt_schema::{Collection, RequestInfo, Schema};
+use chrono::{Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+
+use super::path::{Ctx, Side, invalid};
+use super::{Dialect, SqlFragment, SqlValue};
+use crate::{Access, ListQuery, SortKey, StoreError};
+
+/// A WHERE condition over rows of `collection` aliased `"__root"`.
+pub(crate) fn compile_condition(
+    d: Dialect,
+    schema: &Schema,
+    collection: &Collection,
+    expr: &Expr,
+    req: &RequestInfo,
+) -> Result<SqlFragment, StoreError> {
+    let ctx = Ctx::new(d, schema, collection, req);
+    let body = expr_sql(&ctx, expr)?;
+    let joins = ctx.collection_joins.borrow();
+    if joins.is_empty() {
+        return Ok(body);
+    }
+    // `@collection.x` references share one LEFT JOIN per alias, so several comparisons
+    // on the same alias must hold for the same joined row.
+    let mut sql = String::from("EXISTS (SELECT 1 FROM (SELECT 1) __one");
+    for (_, alias, table) in joins.iter() {
+        sql.push_str(&format!(" LEFT JOIN {} {alias} ON 1=1", d.quote(table)));
+    }
+    sql.push_str(" WHERE ");
+    let mut f = SqlFragment::new(sql);
+    f.push(body);
+    f.push_str(")");
+    Ok(f)
+}
+
+fn expr_sql(ctx: &Ctx, expr: &Expr) -> Result<SqlFragment, StoreError> {
+    match expr {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            let joiner = if matches!(expr, Expr::And(..)) { " AND " } else { " OR " };
+            let mut f = SqlFragment::new("(");
+            f.push(expr_sql(ctx, a)?);
+            f.push_str(joiner);
+            f.push(expr_sql(ctx, b)?);
+            f.push_str(")");
+            Ok(f)
+        }
+        Expr::Compare { left, op, right } => compare(ctx, left, *op, right),
+    }
+}
+
+fn operand(ctx: &Ctx, o: &Operand, like_pattern: bool) -> Result<Side, StoreError> {
+    Ok(match o {
+        Operand::Literal(Literal::String(s)) if like_pattern => {
+            Side::Scalar(SqlFragment::param(SqlValue::Text(like_value(s))))
+        }
+        Operand::Literal(Literal::String(s)) => Side::Scalar(SqlFragment::param(SqlValue::Text(s.clone()))),
+        Operand::Literal(Literal::Number(n)) => Side::Scalar(SqlFragment::param(number(*n))),
+        Operand::Literal(Literal::Bool(b)) => Side::Scalar(SqlFragment::param(SqlValue::Integer(i64::from(*b)))),
+        Operand::Literal(Literal::Null) => Side::Scalar(SqlFragment::new("NULL")),
+        Operand::Macro(m) => Side::Scalar(SqlFragment::param(macro_value(*m))),
+        Operand::Path(p) => {
+            let side = ctx.resolve(p)?;
+            if like_pattern {
+                match side {
+                    Side::Scalar(f) => Side::Scalar(SqlFragment {
+                        sql: format!("('%' || {} || '%')", f.sql),
+                        params: f.params,
+                    }),
+                    Side::Set(f) => Side::Set(SqlFragment {
+                        sql: format!("SELECT ('%' || v || '%') AS v FROM ({})", f.sql),
+                        params: f.params,
+                    }),
+                }
+            } else {
+                side
+            }
+        }
+    })
+}
+
+fn number(n: f64) -> SqlValue {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        SqlValue::Integer(n as i64)
+    } else {
+        SqlValue::Real(n)
+    }
+}
+
+/// `%value%` with LIKE wildcards in the value escaped, unless the user wrote `%` themselves.
+fn like_value(s: &str) -> String {
+    if s.contains('%') {
+        s.to_string()
+    } else {
+        let escaped = s.replace('\\', "\\\\").replace('_', "\\_");
+        format!("%{escaped}%")
+    }
+}
+
+fn base_op(op: CompareOp) -> CompareOp {
+    match op {
+        CompareOp::AnyEq => CompareOp::Eq,
+        CompareOp::AnyNeq => CompareOp::Neq,
+        CompareOp::AnyGt => CompareOp::Gt,
+        CompareOp::AnyGte => CompareOp::Gte,
+        CompareOp::AnyLt => CompareOp::Lt,
+        CompareOp::AnyLte => CompareOp::Lte,
+        CompareOp::AnyLike => CompareOp::Like,
+        CompareOp::AnyNotLike => CompareOp::NotLike,
+        other => other,
+    }
+}
+
+fn binary(op: CompareOp, l: &str, r: &str) -> String {
+    match base_op(op) {
+        CompareOp::Eq => format!("{l} IS {r}"),
+        CompareOp::Neq => format!("{l} IS NOT {r}"),
+        CompareOp::Gt => format!("{l} > {r}"),
+        CompareOp::Gte => format!("{l} >= {r}"),
+        CompareOp::Lt => format!("{l} < {r}"),
+        CompareOp::Lte => format!("{l} <= {r}"),
+        CompareOp::Like => format!("{l} LIKE {r} ESCAPE '\\'"),
+        _ => format!("({l} NOT LIKE {r} ESCAPE '\\' OR {l} IS NULL)"),
+    }
+}
+
+fn compare(ctx: &Ctx, left: &Operand, op: CompareOp, right: &Operand) -> Result<SqlFragment, StoreError> {
+    let like = matches!(base_op(op), CompareOp::Like | CompareOp::NotLike);
+    let is_null = |o: &Operand| matches!(o, Operand::Literal(Literal::Null));
+    let l = operand(ctx, left, false)?;
+    let null_cmp = is_null(right) || is_null(left);
+    if null_cmp && matches!(base_op(op), CompareOp::Eq | CompareOp::Neq) {
+        let side = if is_null(right) { l } else { operand(ctx, right, false)? };
+        let eq = base_op(op) == CompareOp::Eq;
+        return Ok(match side {
+            Side::Scalar(f) => SqlFragment {
+                sql: if eq {
+                    format!("COALESCE({}, '') IN ('', 0)", f.sql)
+                } else {
+                    format!("COALESCE({}, '') NOT IN ('', 0)", f.sql)
+                },
+                params: f.params,
+            },
+            Side::Set(f) => SqlFragment {
+                sql: format!("{}EXISTS ({})", if eq { "NOT " } else { "" }, f.sql),
+                params: f.params,
+            },
+        });
+    }
+    let r = operand(ctx, right, like)?;
+    Ok(match (l, r) {
+        (Side::Scalar(a), Side::Scalar(b)) => {
+            // `NOT LIKE` mentions the left side twice (see `binary`).
+            let params = if base_op(op) == CompareOp::NotLike {
+                [a.params.clone(), b.params, a.params].concat()
+            } else {
+                [a.params, b.params].concat()
+            };
+            SqlFragment {
+                sql: format!("({})", binary(op, &a.sql, &b.sql)),
+                params,
+            }
+        }
+        (a, b) => set_compare(op, to_set(a), to_set(b)),
+    })
+}
+
+fn to_set(side: Side) -> SqlFragment {
+    match side {
+        Side::Set(f) => f,
+        Side::Scalar(f) => SqlFragment {
+            sql: format!("SELECT {} AS v", f.sql),
+            params: f.params,
+        },
+    }
+}
+
+/// An empty set compares like a single NULL (a LEFT JOIN that found nothing).
+fn padded(f: SqlFragment) -> SqlFragment {
+    SqlFragment {
+        sql: format!("SELECT v FROM ({0}) UNION ALL SELECT NULL WHERE NOT EXISTS ({0})", f.sql),
+        params: [f.params.clone(), f.params].concat(),
+    }
+}
+
+/// Any-operators: some pair matches. Plain operators: every pair matches.
+fn set_compare(op: CompareOp, l: SqlFragment, r: SqlFragment) -> SqlFragment {
+    let (l, r) = (padded(l), padded(r));
+    let cond = binary(op, "__l.v", "__r.v");
+    let sql = if op.is_any() {
+        format!("EXISTS (SELECT 1 FROM ({}) __l, ({}) __r WHERE {cond})", l.sql, r.sql)
+    } else {
+        format!("NOT EXISTS (SELECT 1 FROM ({}) __l, ({}) __r WHERE NOT COALESCE({cond}, 0))", l.sql, r.sql)
+    };
+    SqlFragment {
+        sql,
+        params: [l.params, r.params].concat(),
+    }
+}
+
+fn macro_value(m: DateMacro) -> SqlValue {
+    let now = Utc::now();
+    let fmt = |t: chrono::DateTime<Utc>| SqlValue::Text(basalt_schema::value::format_datetime(t));
+    let day_start = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default());
+    let today = now.date_naive();
+    match m {
+        DateMacro::Now => fmt(now),
+        DateMacro::Yesterday => fmt(now - Duration::days(1)),
+        DateMacro::Tomorrow => fmt(now + Duration::days(1)),
+        DateMacro::Second => SqlValue::Integer(i64::from(now.second())),
+        DateMacro::Minute => SqlValue::Integer(i64::from(now.minute())),
+        DateMacro::Hour => SqlValue::Integer(i64::from(now.hour())),
+        DateMacro::Day => SqlValue::Integer(i64::from(now.day())),
+        DateMacro::Month => SqlValue::Integer(i64::from(now.month())),
+        DateMacro::Year => SqlValue::Integer(i64::from(now.year())),
+        DateMacro::Weekday => SqlValue::Integer(i64::from(now.weekday().num_days_from_sunday())),
+        DateMacro::TodayStart => fmt(day_start(today)),
+        DateMacro::TodayEnd => fmt(day_start(today) + Duration::days(1) - Duration::milliseconds(1)),
+        DateMacro::MonthStart => fmt(day_start(today.with_day(1).unwrap_or(today))),
+        DateMacro::MonthEnd => {
+            let first = today.with_day(1).unwrap_or(today);
+            let next = first.checked_add_months(chrono::Months::new(1)).unwrap_or(first);
+            fmt(day_start(next) - Duration::milliseconds(1))
+        }
+        DateMacro::YearStart => fmt(day_start(NaiveDate::from_ymd_opt(today.year(), 1, 1).unwrap_or(today))),
+        DateMacro::YearEnd => fmt(
+            day_start(NaiveDate::from_ymd_opt(today.year() + 1, 1, 1).unwrap_or(today)) - Duration::milliseconds(1),
+        ),
+    }
+}
+
+/// The body of an ORDER BY clause (without the keywords).
+pub(crate) fn compile_order(
+    d: Dialect,
+    schema: &Schema,
+    collection: &Collection,
+    sort: &[SortKey],
+    req: &RequestInfo,
+) -> Result<SqlFragment, StoreError> {
+    let ctx = Ctx::new(d, schema, collection, req);
+    let mut out = SqlFragment::default();
+    for (i, key) in sort.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let expr = match key.path.as_str() {
+            "@random" => SqlFragment::new(d.random()),
+            "@rowid" => SqlFragment::new(format!("\"__root\".{}", d.rowid())),
+            path => {
+                let p = basalt_schema::filter::parse_path(path).map_err(|e| invalid(e.to_string()))?;
+                match ctx.resolve(&p)? {
+                    Side::Scalar(f) => f,
+                    Side::Set(_) => return Err(invalid(format!("cannot sort by the multi-valued {path:?}"))),
+                }
+            }
+        };
+        out.push(expr);
+        out.push_str(if key.descending { " DESC" } else { " ASC" });
+    }
+    if !ctx.collection_joins.borrow().is_empty() {
+        return Err(invalid("cannot sort by @collection fields"));
+    }
+    Ok(out)
+}
+
+/// The page query and (unless `skip_total`) the count query of a list request.
+pub(crate) fn compile_list(d: Dialect, schema: &Schema, q: &ListQuery) -> Result<(SqlFragment, Option<SqlFragment>), StoreError> {
+    let c = &q.collection;
+    let mut filter = SqlFragment::new(format!(" FROM {} \"__root\" WHERE 1=1", d.quote(&c.name)));
+    if let Some(f) = &q.filter {
+        filter.push_str(" AND ");
+        filter.push(compile_condition(d, schema, c, f, &q.request)?);
+    }
+    if let Access::Rule(rule) = &q.access {
+        filter.push_str(" AND ");
+        filter.push(compile_condition(d, schema, c, rule, &q.request)?);
+    }
+    let count = (!q.skip_total).then(|| SqlFragment {
+        sql: format!("SELECT COUNT(*){}", filter.sql),
+        params: filter.params.clone(),
+    });
+    let mut page = SqlFragment::new("SELECT \"__root\".*");
+    page.push(filter);
+    let order = compile_order(d, schema, c, &q.sort, &q.request)?;
+    page.push_str(" ORDER BY ");
+    if !order.sql.is_empty() {
+        page.push(order);
+        page.push_str(", ");
+    }
+    // Views have no rowid; their id is the stable tiebreak.
+    let tiebreak = if c.is_view() { "\"id\"" } else { d.rowid() };
+    page.push_str(&format!("\"__root\".{tiebreak} ASC LIMIT ? OFFSET ?"));
+    let per_page = q.per_page.max(1);
+    page.params.push(SqlValue::Integer(per_page as i64));
+    page.params.push(SqlValue::Integer((q.page.max(1) - 1).saturating_mul(per_page) as i64));
+    Ok((page, count))
+}

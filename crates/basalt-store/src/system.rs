@@ -1,0 +1,116 @@
+//! System tables and their numbered migrations, the bootstrap of the default
+//! collections (`_superusers`, `users`), settings params, and loading the schema snapshot.
+
+use basalt_schema::{Collection, Schema};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::StoreError;
+
+const SUPERUSERS: &str = include_str!("bootstrap/superusers_collection.json");
+const USERS: &str = include_str!("bootstrap/users_collection.json");
+
+/// Numbered system migrations; each runs once, in order, in its own transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE _collections (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE COLLATE NOCASE, type TEXT NOT NULL, doc JSON NOT NULL, created TEXT NOT NULL DEFAULT '', updated TEXT NOT NULL DEFAULT '');
+     CREATE TABLE _params (key TEXT PRIMARY KEY NOT NULL, value JSON);
+     CREATE TABLE _changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, collection_id TEXT NOT NULL, record_id TEXT NOT NULL, action TEXT NOT NULL, record JSON, created TEXT NOT NULL);",
+)];
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+/// Brings the system tables up to date and returns the schema snapshot.
+pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
+        .map_err(err)?;
+    let current: i64 = conn
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM _migrations", [], |r| r.get(0))
+        .map_err(err)?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let res = conn
+            .execute_batch(sql)
+            .and_then(|()| {
+                conn.execute(
+                    "INSERT INTO _migrations (version, applied) VALUES (?, ?)",
+                    params![version, basalt_schema::value::now_string()],
+                )
+            })
+            .map_err(err)
+            .and_then(|_| if *version == 1 { bootstrap(conn) } else { Ok(()) });
+        match res {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    load_schema(conn)
+}
+
+/// Creates the default collections (inside the first migration's transaction).
+fn bootstrap(conn: &Connection) -> Result<(), StoreError> {
+    let mut schema = Schema::default();
+        for doc in [SUPERUSERS, USERS] {
+            let c: Collection = serde_json::from_str(doc).map_err(|e| StoreError::Internal(e.to_string()))?;
+            let now = basalt_schema::value::now_string();
+            let c = basalt_schema::collection_validate::validate(c, None, &schema, &now)
+                .map_err(|e| StoreError::Internal(format!("bootstrap collection: {e}")))?;
+            crate::collections::create_table(conn, &c)?;
+            save_collection(conn, &c)?;
+            let mut all: Vec<Collection> = schema.collections().iter().map(|c| (**c).clone()).collect();
+            all.push(c);
+            schema = Schema::new(all);
+    }
+    Ok(())
+}
+
+pub(crate) fn save_collection(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
+    let doc = serde_json::to_string(c).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let kind = serde_json::to_value(c.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    conn.execute(
+        "INSERT INTO _collections (id, name, type, doc, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(id) DO UPDATE SET name = ?2, type = ?3, doc = ?4, updated = ?6",
+        params![c.id, c.name, kind, doc, c.created, c.updated],
+    )
+    .map_err(err)?;
+    Ok(())
+}
+
+/// Reads every collection document, in creation order.
+pub(crate) fn load_schema(conn: &Connection) -> Result<Schema, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT doc FROM _collections ORDER BY rowid")
+        .map_err(err)?;
+    let docs = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let collections = docs
+        .iter()
+        .map(|d| serde_json::from_str(d).map_err(|e| StoreError::Internal(format!("corrupt collection document: {e}"))))
+        .collect::<Result<Vec<Collection>, _>>()?;
+    Ok(Schema::new(collections))
+}
+
+pub(crate) fn get_param(conn: &Connection, key: &str) -> Result<Option<Value>, StoreError> {
+    let raw: Option<String> = conn
+        .query_row("SELECT value FROM _params WHERE key = ?", [key], |r| r.get(0))
+        .optional()
+        .map_err(err)?;
+    Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+}
+
+pub(crate) fn set_param(conn: &Connection, key: &str, value: &Value) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO _params (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+        params![key, value.to_string()],
+    )
+    .map_err(err)?;
+    Ok(())
+}
