@@ -1,2 +1,83 @@
 //! The HTTP layer: routes, extractors, wire types and error mapping of the
-//! PocketBase-compatible API. The only crate that knows HTTP; it holds no business rules.
+//! PocketBase-compatible API. The only crate that knows HTTP; it holds no business rules
+//! (those live in `basalt-store` and `basalt-auth`) and reads no configuration itself: the
+//! binary hands it an [`ApiState`] and an [`ApiConfig`].
+
+mod auth;
+mod batch;
+mod body;
+mod collections;
+mod doc_filter;
+mod error;
+mod middleware;
+mod records;
+mod request_info;
+mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use basalt_auth::TokenKeys;
+use basalt_store::Store;
+use basalt_telemetry::Metrics;
+
+pub use error::ApiError;
+
+/// Everything a handler may use.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub keys: TokenKeys,
+    pub metrics: Arc<Metrics>,
+}
+
+/// HTTP behaviour chosen by the operator.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Allowed CORS origins; `["*"]` allows any.
+    pub cors_origins: Vec<String>,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Requests running longer are answered with 408-style errors and dropped.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            cors_origins: vec!["*".into()],
+            body_limit_bytes: 32 << 20,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The whole API as one router.
+pub fn router(state: ApiState, config: &ApiConfig) -> Router {
+    let api = Router::new()
+        .route("/api/health", get(middleware::health).head(middleware::health))
+        .route("/metrics", get(middleware::metrics))
+        .route("/api/collections", get(collections::list).post(collections::create))
+        .route("/api/collections/import", axum::routing::put(collections::import))
+        .route(
+            "/api/collections/{collection}",
+            get(collections::view).patch(collections::update).delete(collections::delete),
+        )
+        .route("/api/collections/{collection}/truncate", delete(collections::truncate))
+        .route("/api/collections/{collection}/records", get(records::list).post(records::create))
+        .route(
+            "/api/collections/{collection}/records/{id}",
+            get(records::view).patch(records::update).delete(records::delete),
+        )
+        .route("/api/collections/{collection}/auth-with-password", post(auth::auth_with_password))
+        .route("/api/collections/{collection}/auth-refresh", post(auth::auth_refresh))
+        .route("/api/collections/{collection}/auth-methods", get(auth::auth_methods))
+        .route("/api/batch", post(batch::batch))
+        .route("/api/settings", get(settings::get).patch(settings::update))
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .with_state(state.clone());
+    middleware::layers(api, state, config)
+}

@@ -22,4 +22,4 @@ pub use collection::{Collection, CollectionType};
 pub use error::{FieldError, ValidationErrors};
 pub use field::{Field, FieldKind};
 pub use request::RequestInfo;
-pub use schema::Schema;
+pub use schema::{ParsedRules, RuleSlot, Schema};

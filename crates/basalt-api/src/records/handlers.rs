@@ -1,0 +1,278 @@
+//! Record handlers: resolve the collection and the applicable rule, call the store, shape
+//! the answer. Rule failures answer as PocketBase does: 403 for superuser-only actions,
+//! 404 when the record is not visible, 400 when a create rule rejects the new record.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use basalt_schema::filter::{parse_expand, parse_fields, parse_sort, parse_with_params};
+use basalt_schema::{Collection, RequestInfo, RuleSlot};
+use basalt_store::{Access, ListQuery, SortKey, WriteOp};
+use serde_json::{Map, Value, json};
+
+use super::expand::expand_records;
+use super::fields::project;
+use super::shape::public_record;
+use crate::ApiState;
+use crate::body::Body;
+use crate::error::{ApiError, ApiResult};
+use crate::request_info::{Auth, build};
+
+pub(crate) type Params = Query<HashMap<String, String>>;
+
+pub(crate) fn query_map(q: &HashMap<String, String>) -> Map<String, Value> {
+    q.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()
+}
+
+pub(crate) fn collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collection>> {
+    state
+        .store
+        .schema()
+        .find(name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Missing collection context."))
+}
+
+/// The access for a rule: `None` when only superusers may act.
+pub(crate) fn access_for(slot: &RuleSlot, auth: &Auth) -> Option<Access> {
+    if auth.is_superuser() {
+        return Some(Access::Unrestricted);
+    }
+    match slot {
+        RuleSlot::Locked => None,
+        RuleSlot::Open => Some(Access::Unrestricted),
+        RuleSlot::Expr(e) => Some(Access::Rule(e.clone())),
+    }
+}
+
+pub(crate) enum Action {
+    List,
+    View,
+    Create,
+    Update,
+    Delete,
+}
+
+pub(crate) fn rule(state: &ApiState, c: &Collection, action: Action) -> RuleSlot {
+    let schema = state.store.schema();
+    let Some(rules) = schema.rules(&c.id) else { return RuleSlot::Locked };
+    match action {
+        Action::List => rules.list.clone(),
+        Action::View => rules.view.clone(),
+        Action::Create => rules.create.clone(),
+        Action::Update => rules.update.clone(),
+        Action::Delete => rules.delete.clone(),
+    }
+}
+
+fn bad_param(name: &str) -> ApiError {
+    ApiError::bad_request(format!("Invalid {name} parameter."))
+}
+
+/// Applies `expand` and `fields` from the query string and serialises the records.
+pub(crate) async fn render(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    records: Vec<basalt_store::Record>,
+    auth: &Auth,
+    params: &HashMap<String, String>,
+    req: &Arc<RequestInfo>,
+) -> ApiResult<Vec<Value>> {
+    let mut out: Vec<Map<String, Value>> = records.iter().map(|r| public_record(c, r, auth)).collect();
+    if let Some(e) = params.get("expand").filter(|e| !e.trim().is_empty()) {
+        let paths = parse_expand(e).map_err(|_| bad_param("expand"))?;
+        expand_records(state, c, &records, &mut out, &paths, auth, req, 0).await?;
+    }
+    let selectors = match params.get("fields").filter(|f| !f.trim().is_empty()) {
+        Some(f) => Some(parse_fields(f).map_err(|_| bad_param("fields"))?),
+        None => None,
+    };
+    Ok(out
+        .into_iter()
+        .map(|m| {
+            let v = Value::Object(m);
+            match &selectors {
+                Some(s) => project(&v, s),
+                None => v,
+            }
+        })
+        .collect())
+}
+
+pub(crate) async fn list(State(state): State<ApiState>, Path(name): Path<String>, auth: Auth, Query(params): Params, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let c = collection(&state, &name)?;
+    let access = access_for(&rule(&state, &c, Action::List), &auth).ok_or_else(ApiError::superusers_only)?;
+    let page: u64 = params.get("page").map_or(Ok(1), |p| p.parse()).map_err(|_| bad_param("page"))?;
+    let per_page: u64 = params.get("perPage").map_or(Ok(30), |p| p.parse()).map_err(|_| bad_param("perPage"))?;
+    let per_page = per_page.clamp(1, 1000);
+    let page = page.max(1);
+    let skip_total = params.get("skipTotal").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "t"));
+    let filter = match params.get("filter").filter(|f| !f.trim().is_empty()) {
+        Some(f) => Some(parse_with_params(f, &Map::new()).map_err(|e| {
+            tracing::debug!(error = %e, "invalid filter");
+            ApiError::bad_request("Invalid filter parameter.")
+        })?),
+        None => None,
+    };
+    let sort = match params.get("sort") {
+        Some(s) => parse_sort(s)
+            .map_err(|_| bad_param("sort"))?
+            .into_iter()
+            .map(|k| SortKey { path: k.path, descending: k.descending })
+            .collect(),
+        None => vec![],
+    };
+    let req = Arc::new(build(&auth, "GET", &query_map(&params), &headers, Map::new()));
+    let result = state
+        .store
+        .list_records(ListQuery { collection: c.clone(), filter, access, sort, page, per_page, skip_total, request: req.clone() })
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to list records."))?;
+    let items = render(&state, &c, result.items, &auth, &params, &req).await?;
+    let (total_items, total_pages) = match result.total_items {
+        Some(t) => (t as i64, t.div_ceil(per_page) as i64),
+        None => (-1, -1),
+    };
+    Ok(Json(json!({"page": page, "perPage": per_page, "totalItems": total_items, "totalPages": total_pages, "items": items})))
+}
+
+pub(crate) async fn view(State(state): State<ApiState>, Path((name, id)): Path<(String, String)>, auth: Auth, Query(params): Params, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let c = collection(&state, &name)?;
+    let access = access_for(&rule(&state, &c, Action::View), &auth).ok_or_else(ApiError::superusers_only)?;
+    let req = Arc::new(build(&auth, "GET", &query_map(&params), &headers, Map::new()));
+    let record = state
+        .store
+        .get_record(&c, &id, access, req.clone())
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to view record."))?
+        .ok_or_else(ApiError::not_found)?;
+    let mut out = render(&state, &c, vec![record], &auth, &params, &req).await?;
+    Ok(Json(out.pop().unwrap_or(Value::Null)))
+}
+
+/// Hashes submitted passwords off the runtime and enforces who may set auth fields.
+pub(crate) async fn prepare_auth_input(c: &Collection, body: &mut Map<String, Value>, auth: &Auth, is_create: bool) -> ApiResult<()> {
+    if !c.is_auth() {
+        return Ok(());
+    }
+    let confirm = body.remove("passwordConfirm");
+    let old = body.remove("oldPassword");
+    if !auth.is_superuser() {
+        body.remove("verified");
+        body.remove("tokenKey");
+    }
+    let Some(field) = c.field("password") else { return Ok(()) };
+    let Some(pw) = body.get("password").cloned() else { return Ok(()) };
+    let plain = pw.as_str().unwrap_or_default().to_string();
+    if let Err(e) = basalt_schema::record::validate_password(field, &plain) {
+        let mut errs = basalt_schema::ValidationErrors::new();
+        errs.add("password", e);
+        return Err(ApiError::validation(if is_create { "Failed to create record." } else { "Failed to update record." }, &errs));
+    }
+    if confirm.as_ref().and_then(Value::as_str) != Some(plain.as_str()) {
+        let mut errs = basalt_schema::ValidationErrors::new();
+        errs.add("passwordConfirm", basalt_schema::FieldError::new("validation_values_mismatch", "Values don't match."));
+        return Err(ApiError::validation(if is_create { "Failed to create record." } else { "Failed to update record." }, &errs));
+    }
+    if !is_create && !auth.is_superuser() && old.as_ref().and_then(Value::as_str).is_none_or(str::is_empty) {
+        let mut errs = basalt_schema::ValidationErrors::new();
+        errs.add("oldPassword", basalt_schema::FieldError::required());
+        return Err(ApiError::validation("Failed to update record.", &errs));
+    }
+    let hash = tokio::task::spawn_blocking(move || basalt_auth::hash_password(&plain))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|_| ApiError::internal())?;
+    body.insert("password".into(), Value::String(hash));
+    // A new password logs out every session: rotate the token key.
+    if !is_create {
+        body.insert("tokenKey".into(), Value::String(String::new()));
+    }
+    Ok(())
+}
+
+pub(crate) async fn create(State(state): State<ApiState>, Path(name): Path<String>, auth: Auth, Query(params): Params, headers: HeaderMap, Body(mut body): Body) -> ApiResult<Json<Value>> {
+    let c = collection(&state, &name)?;
+    if c.is_view() {
+        return Err(ApiError::bad_request("View collections are read-only."));
+    }
+    let access = access_for(&rule(&state, &c, Action::Create), &auth).ok_or_else(ApiError::superusers_only)?;
+    let req = Arc::new(build(&auth, "POST", &query_map(&params), &headers, body.clone()));
+    prepare_auth_input(&c, &mut body, &auth, true).await?;
+    let mut out = state
+        .store
+        .write(vec![WriteOp::Create { collection: c.clone(), input: body, access }], req.clone())
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to create record."))?;
+    let record = out.pop().flatten().ok_or_else(ApiError::internal)?;
+    let mut rendered = render(&state, &c, vec![record], &auth, &params, &req).await?;
+    Ok(Json(rendered.pop().unwrap_or(Value::Null)))
+}
+
+/// Regenerates the token key when asked by an empty `tokenKey` (after a password change).
+fn rotate_token_key(body: &mut Map<String, Value>) {
+    if body.get("tokenKey").and_then(Value::as_str) == Some("") {
+        body.insert("tokenKey".into(), Value::String(basalt_schema::id::random_id(50)));
+    }
+}
+
+pub(crate) async fn update(State(state): State<ApiState>, Path((name, id)): Path<(String, String)>, auth: Auth, Query(params): Params, headers: HeaderMap, Body(mut body): Body) -> ApiResult<Json<Value>> {
+    let c = collection(&state, &name)?;
+    if c.is_view() {
+        return Err(ApiError::bad_request("View collections are read-only."));
+    }
+    let access = access_for(&rule(&state, &c, Action::Update), &auth).ok_or_else(ApiError::superusers_only)?;
+    let req = Arc::new(build(&auth, "PATCH", &query_map(&params), &headers, body.clone()));
+    if c.is_auth() && body.contains_key("password") && !auth.is_superuser() {
+        verify_old_password(&state, &c, &id, &body).await?;
+    }
+    prepare_auth_input(&c, &mut body, &auth, false).await?;
+    rotate_token_key(&mut body);
+    let mut out = state
+        .store
+        .write(vec![WriteOp::Update { collection: c.clone(), id, input: body, access }], req.clone())
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?;
+    let record = out.pop().flatten().ok_or_else(ApiError::internal)?;
+    let mut rendered = render(&state, &c, vec![record], &auth, &params, &req).await?;
+    Ok(Json(rendered.pop().unwrap_or(Value::Null)))
+}
+
+async fn verify_old_password(state: &ApiState, c: &Arc<Collection>, id: &str, body: &Map<String, Value>) -> ApiResult<()> {
+    let old = body.get("oldPassword").and_then(Value::as_str).unwrap_or_default().to_string();
+    let stored = state
+        .store
+        .get_record(c, id, Access::Unrestricted, Arc::new(RequestInfo::default()))
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?
+        .ok_or_else(ApiError::not_found)?;
+    let hash = stored.get("password").and_then(Value::as_str).unwrap_or_default().to_string();
+    let ok = tokio::task::spawn_blocking(move || basalt_auth::verify_password(&old, &hash).unwrap_or(false))
+        .await
+        .unwrap_or(false);
+    if ok {
+        return Ok(());
+    }
+    let mut errs = basalt_schema::ValidationErrors::new();
+    errs.add("oldPassword", basalt_schema::FieldError::new("validation_invalid_old_password", "Missing or invalid old password."));
+    Err(ApiError::validation("Failed to update record.", &errs))
+}
+
+pub(crate) async fn delete(State(state): State<ApiState>, Path((name, id)): Path<(String, String)>, auth: Auth, Query(params): Params, headers: HeaderMap) -> ApiResult<Response> {
+    let c = collection(&state, &name)?;
+    if c.is_view() {
+        return Err(ApiError::bad_request("View collections are read-only."));
+    }
+    let access = access_for(&rule(&state, &c, Action::Delete), &auth).ok_or_else(ApiError::superusers_only)?;
+    let req = Arc::new(build(&auth, "DELETE", &query_map(&params), &headers, Map::new()));
+    state
+        .store
+        .write(vec![WriteOp::Delete { collection: c, id, access }], req)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to delete record."))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

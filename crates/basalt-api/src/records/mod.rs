@@ -1,0 +1,9 @@
+//! The records API: list, view, create, update, delete, plus the response shaping they
+//! share (hidden fields, email visibility, expand, `fields`).
+
+mod expand;
+mod fields;
+mod handlers;
+pub(crate) mod shape;
+
+pub(crate) use handlers::*;

@@ -1,0 +1,67 @@
+//! `/api/settings` (superusers): the application settings document, stored as a param;
+//! absent keys take PocketBase's defaults.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::error::{ApiError, ApiResult};
+use crate::request_info::Auth;
+
+fn defaults() -> Value {
+    json!({
+        "meta": {"appName": "Acme", "appURL": "http://localhost:8090", "senderName": "Support",
+                 "senderAddress": "support@example.com", "hideControls": false},
+        "batch": {"enabled": false, "maxRequests": 50, "timeout": 3, "maxBodySize": 0},
+        "rateLimits": {"enabled": false, "rules": []},
+        "trustedProxy": {"headers": [], "useLeftmostIP": false},
+        "logs": {"maxDays": 5, "minLevel": 0, "logIP": true, "logAuthId": false},
+        "smtp": {"enabled": false, "host": "smtp.example.com", "port": 587, "username": "", "authMethod": "", "tls": false, "localName": ""},
+        "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false},
+        "backups": {"cron": "", "cronMaxKeep": 3},
+        "superuserIPs": []
+    })
+}
+
+/// Deep-merges `patch` into `base` (objects merge, everything else replaces).
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+pub(crate) async fn load_settings(state: &ApiState) -> ApiResult<Value> {
+    let mut s = defaults();
+    if let Some(saved) = state.store.get_param("settings").await.map_err(|e| ApiError::from_store(e, "Failed to load settings."))? {
+        merge(&mut s, saved);
+    }
+    Ok(s)
+}
+
+pub(crate) async fn get(State(state): State<ApiState>, auth: Auth) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    Ok(Json(load_settings(&state).await?))
+}
+
+pub(crate) async fn update(State(state): State<ApiState>, auth: Auth, Json(patch): Json<Value>) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    if !patch.is_object() {
+        return Err(ApiError::bad_request("Failed to load the submitted data due to invalid formatting."));
+    }
+    let mut s = load_settings(&state).await?;
+    merge(&mut s, patch);
+    let batch = &s["batch"];
+    if batch["maxRequests"].as_i64().is_some_and(|n| n < 1) || batch["timeout"].as_i64().is_some_and(|n| n < 1) {
+        return Err(ApiError::bad_request("An error occurred while validating the submitted data.").with_data(
+            json!({"batch": {"maxRequests": {"code": "validation_min_greater_equal_than_required", "message": "Must be no less than 1."}}}),
+        ));
+    }
+    state.store.set_param("settings", s.clone()).await.map_err(|e| ApiError::from_store(e, "Failed to save settings."))?;
+    Ok(Json(s))
+}
