@@ -1,3 +1,72 @@
-//! The `basalt` binary: CLI, config and wiring (the composition root).
+//! The `basalt` binary: the CLI, configuration and wiring (the composition root). The only
+//! place that reads the environment and picks concrete implementations.
 
-fn main() {}
+mod config;
+mod serve;
+mod superuser;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "basalt", version, about = "An open-source backend in one binary")]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the file and BASALT_DIR).
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the HTTP server.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8090.
+        #[arg(long)]
+        http: Option<String>,
+        /// Log as JSON lines.
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// Manages superusers.
+    Superuser {
+        #[command(subcommand)]
+        action: superuser::Action,
+    },
+    /// Applies pending system migrations and exits.
+    Migrate,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = config::Config::load(cli.config.as_deref())?;
+    if let Some(d) = cli.dir {
+        cfg.dir = d;
+    }
+    if let Command::Serve { http: Some(h), .. } = &cli.command {
+        cfg.http = h.clone();
+    }
+    if let Command::Serve { json_logs: true, .. } = &cli.command {
+        cfg.json_logs = true;
+    }
+    let cfg = cfg.validate()?;
+    basalt_telemetry::init_logging(cfg.json_logs, &cfg.log);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve { .. } => serve::run(cfg).await,
+            Command::Superuser { action } => superuser::run(&cfg, action).await,
+            Command::Migrate => {
+                let store = serve::open_store(&cfg).await?;
+                store.close().await;
+                eprintln!("migrations applied");
+                Ok(())
+            }
+        }
+    })
+}

@@ -1,0 +1,153 @@
+//! Configuration, staged: `basalt.toml` -> `BASALT_*` environment -> command-line flags,
+//! into one struct that rejects unknown keys, then `validate()`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Every option of `basalt serve`. Secrets are never logged (see the `Debug` impl).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`BASALT_HTTP`).
+    pub http: String,
+    /// Data directory holding `data.db` and the generated secret (`BASALT_DIR`).
+    pub dir: PathBuf,
+    /// Allowed CORS origins, `*` for any (`BASALT_CORS_ORIGINS`, comma-separated).
+    pub cors_origins: Vec<String>,
+    /// Largest accepted request body in bytes (`BASALT_BODY_LIMIT`).
+    pub body_limit: usize,
+    /// Seconds a request may run (`BASALT_REQUEST_TIMEOUT`).
+    pub request_timeout: u64,
+    /// Reader connections; 0 derives from the CPU count (`BASALT_DB_READERS`).
+    pub db_readers: usize,
+    /// Capacity of the writer queue (`BASALT_DB_WRITER_QUEUE`).
+    pub db_writer_queue: usize,
+    /// `PRAGMA synchronous=FULL` instead of NORMAL (`BASALT_DB_SYNC_FULL`).
+    pub db_sync_full: bool,
+    /// Log as JSON lines (`BASALT_JSON_LOGS`).
+    pub json_logs: bool,
+    /// Log filter, e.g. `info` or `basalt=debug` (`BASALT_LOG`).
+    pub log: String,
+    /// Token signing secret (`BASALT_SECRET`); generated into `<dir>/secret.key` when unset.
+    pub secret: Option<String>,
+    /// Seconds in-flight requests get to finish on shutdown (`BASALT_SHUTDOWN_GRACE`).
+    pub shutdown_grace: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("http", &self.http)
+            .field("dir", &self.dir)
+            .field("cors_origins", &self.cors_origins)
+            .field("body_limit", &self.body_limit)
+            .field("request_timeout", &self.request_timeout)
+            .field("db_readers", &self.db_readers)
+            .field("db_writer_queue", &self.db_writer_queue)
+            .field("db_sync_full", &self.db_sync_full)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: "127.0.0.1:8090".into(),
+            dir: PathBuf::from("basalt_data"),
+            cors_origins: vec!["*".into()],
+            body_limit: 32 << 20,
+            request_timeout: 60,
+            db_readers: 0,
+            db_writer_queue: 1024,
+            db_sync_full: false,
+            json_logs: false,
+            log: "info".into(),
+            secret: None,
+            shutdown_grace: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), then overlays `BASALT_*` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut cfg = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        fn num<T: std::str::FromStr>(k: &str, v: String) -> anyhow::Result<T> {
+            v.parse().map_err(|_| anyhow::anyhow!("{k}: invalid number {v:?}"))
+        }
+        fn flag(v: &str) -> bool {
+            matches!(v, "1" | "true" | "yes" | "on")
+        }
+        if let Some(v) = get("BASALT_HTTP") { self.http = v; }
+        if let Some(v) = get("BASALT_DIR") { self.dir = v.into(); }
+        if let Some(v) = get("BASALT_CORS_ORIGINS") { self.cors_origins = v.split(',').map(|s| s.trim().to_string()).collect(); }
+        if let Some(v) = get("BASALT_BODY_LIMIT") { self.body_limit = num("BASALT_BODY_LIMIT", v)?; }
+        if let Some(v) = get("BASALT_REQUEST_TIMEOUT") { self.request_timeout = num("BASALT_REQUEST_TIMEOUT", v)?; }
+        if let Some(v) = get("BASALT_DB_READERS") { self.db_readers = num("BASALT_DB_READERS", v)?; }
+        if let Some(v) = get("BASALT_DB_WRITER_QUEUE") { self.db_writer_queue = num("BASALT_DB_WRITER_QUEUE", v)?; }
+        if let Some(v) = get("BASALT_DB_SYNC_FULL") { self.db_sync_full = flag(&v); }
+        if let Some(v) = get("BASALT_JSON_LOGS") { self.json_logs = flag(&v); }
+        if let Some(v) = get("BASALT_LOG") { self.log = v; }
+        if let Some(v) = get("BASALT_SECRET") { self.secret = Some(v); }
+        if let Some(v) = get("BASALT_SHUTDOWN_GRACE") { self.shutdown_grace = num("BASALT_SHUTDOWN_GRACE", v)?; }
+        Ok(())
+    }
+
+    pub fn validate(self) -> anyhow::Result<Self> {
+        if self.http.parse::<std::net::SocketAddr>().is_err() {
+            bail!("http: {:?} is not an address like 127.0.0.1:8090", self.http);
+        }
+        if self.body_limit < 1024 {
+            bail!("body_limit: must be at least 1024 bytes");
+        }
+        if self.request_timeout == 0 {
+            bail!("request_timeout: must be at least 1 second");
+        }
+        if self.db_writer_queue == 0 {
+            bail!("db_writer_queue: must be at least 1");
+        }
+        if self.secret.as_ref().is_some_and(|s| s.len() < 32) {
+            bail!("secret: must be at least 32 characters");
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<Config>("htp = \"x\"").is_err());
+        let c: Config = toml::from_str("http = \"127.0.0.1:9000\"\ndb_readers = 3").expect("valid");
+        assert_eq!(c.db_readers, 3);
+    }
+
+    #[test]
+    fn env_overrides_file_and_validation_catches_bad_values() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "BASALT_HTTP").then(|| "127.0.0.1:7000".to_string())).expect("env");
+        assert_eq!(c.http, "127.0.0.1:7000");
+        assert!(c.clone().validate().is_ok());
+        let mut bad = Config::default();
+        assert!(bad.apply_env(|k| (k == "BASALT_BODY_LIMIT").then(|| "lots".to_string())).is_err());
+        bad.http = "nowhere".into();
+        assert!(bad.validate().is_err());
+        assert!(!format!("{:?}", Config { secret: Some("s".repeat(40)), ..Config::default() }).contains("sss"));
+    }
+}
