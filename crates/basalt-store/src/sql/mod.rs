@@ -5,6 +5,8 @@ mod compile;
 mod path;
 
 pub(crate) use compile::{compile_condition, compile_list};
+#[cfg(test)]
+pub(crate) use compile::compile_order;
 
 use rusqlite::types::{ToSql, ToSqlOutput, Value as SqlLite};
 
