@@ -1,1 +1,151 @@
-//! Dev-only test helpers: temp data dirs and a real server on an ephemeral port.
+//! Dev-only test helpers: runs the real `basalt` binary on a free loopback port with a
+//! temporary data directory, and talks to it over HTTP. Never used by production code.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const SUPERUSER_EMAIL: &str = "root@example.com";
+pub const SUPERUSER_PASSWORD: &str = "Root-pass-123";
+
+/// A running server; killed (and its data removed) on drop.
+pub struct TestServer {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+    pub http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18090)
+}
+
+impl TestServer {
+    /// Creates a superuser with the CLI, then starts `serve` and waits for health.
+    pub async fn start(bin: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = Command::new(bin)
+            .args(["superuser", "upsert", SUPERUSER_EMAIL, SUPERUSER_PASSWORD, "--dir"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run superuser upsert");
+        assert!(status.success(), "superuser upsert failed");
+        let mut s = TestServer {
+            bin: PathBuf::from(bin),
+            dir,
+            port: free_port(),
+            child: None,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        };
+        s.spawn().await;
+        s
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(&self.bin)
+            .args(["serve", "--http", &format!("127.0.0.1:{}", self.port), "--dir"])
+            .arg(self.dir.path())
+            .env("BASALT_LOG", "warn")
+            .env("BASALT_BODY_LIMIT", "1048576")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn basalt serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(self.url("/api/health")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("basalt did not become healthy");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `kill -9` the server.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        false
+    }
+
+    /// Starts the server again on the same data directory.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    pub async fn token(&self, collection: &str, identity: &str, password: &str) -> String {
+        let r: Value = self
+            .http
+            .post(self.url(&format!("/api/collections/{collection}/auth-with-password")))
+            .json(&json!({"identity": identity, "password": password}))
+            .send()
+            .await
+            .expect("auth request")
+            .json()
+            .await
+            .expect("auth json");
+        r["token"].as_str().unwrap_or_else(|| panic!("no token in {r}")).to_string()
+    }
+
+    pub async fn superuser_token(&self) -> String {
+        self.token("_superusers", SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await
+    }
+
+    /// Sends a request with an optional token and JSON body; returns status and JSON body.
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(m, self.url(path));
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
