@@ -12,14 +12,17 @@ use serde_json::{Map, Value, json};
 
 use crate::ApiState;
 use crate::error::{ApiError, ApiResult};
-use crate::records::shape::public_record;
 use crate::records::collection;
+use crate::records::shape::public_record;
 use crate::request_info::Auth;
 
 fn auth_collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collection>> {
     let c = collection(state, name)?;
     if !c.is_auth() {
-        return Err(ApiError::bad_request(format!("Collection \"{}\" is not an auth collection.", c.name)));
+        return Err(ApiError::bad_request(format!(
+            "Collection \"{}\" is not an auth collection.",
+            c.name
+        )));
     }
     Ok(c)
 }
@@ -27,13 +30,20 @@ fn auth_collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collection>> {
 fn issue(state: &ApiState, c: &Collection, record: &Record) -> ApiResult<String> {
     let duration = c.auth.as_ref().map_or(604_800, |a| a.auth_token.duration);
     let claims = TokenClaims {
-        id: record.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+        id: record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         collection_id: c.id.clone(),
         token_type: "auth".into(),
         refreshable: true,
         exp: chrono::Utc::now().timestamp() + duration,
     };
-    let key = record.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
+    let key = record
+        .get("tokenKey")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     basalt_auth::issue_token(&state.keys, &claims, key).map_err(|_| ApiError::internal())
 }
 
@@ -47,22 +57,41 @@ fn auth_response(state: &ApiState, c: &Collection, record: &Record) -> ApiResult
         record: Map::from_iter([("id".to_string(), Value::String(id.to_string()))]),
         is_superuser: c.is_superusers(),
     }));
-    Ok(Json(json!({"token": token, "record": public_record(c, record, &owner)})))
+    Ok(Json(
+        json!({"token": token, "record": public_record(c, record, &owner)}),
+    ))
 }
 
-pub(crate) async fn auth_with_password(State(state): State<ApiState>, Path(name): Path<String>, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+pub(crate) async fn auth_with_password(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let c = auth_collection(&state, &name)?;
-    let opts = c.auth.clone().unwrap_or_else(|| basalt_schema::collection::AuthOptions {
-        auth_rule: Some(String::new()),
-        manage_rule: None,
-        password_auth: Default::default(),
-        auth_token: Default::default(),
-    });
+    let opts = c
+        .auth
+        .clone()
+        .unwrap_or_else(|| basalt_schema::collection::AuthOptions {
+            auth_rule: Some(String::new()),
+            manage_rule: None,
+            password_auth: Default::default(),
+            auth_token: Default::default(),
+        });
     if !opts.password_auth.enabled {
-        return Err(ApiError::forbidden("The collection is not configured to allow password authentication."));
+        return Err(ApiError::forbidden(
+            "The collection is not configured to allow password authentication.",
+        ));
     }
-    let identity = body.get("identity").and_then(Value::as_str).unwrap_or_default().to_string();
-    let password = body.get("password").and_then(Value::as_str).unwrap_or_default().to_string();
+    let identity = body
+        .get("identity")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let password = body
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let mut errs = basalt_schema::ValidationErrors::new();
     if identity.is_empty() {
         errs.add("identity", basalt_schema::FieldError::required());
@@ -71,9 +100,15 @@ pub(crate) async fn auth_with_password(State(state): State<ApiState>, Path(name)
         errs.add("password", basalt_schema::FieldError::required());
     }
     if !errs.is_empty() {
-        return Err(ApiError::validation("An error occurred while validating the submitted data.", &errs));
+        return Err(ApiError::validation(
+            "An error occurred while validating the submitted data.",
+            &errs,
+        ));
     }
-    let wanted = body.get("identityField").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let wanted = body
+        .get("identityField")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
     let fields: Vec<String> = opts
         .password_auth
         .identity_fields
@@ -83,7 +118,12 @@ pub(crate) async fn auth_with_password(State(state): State<ApiState>, Path(name)
         .collect();
     let mut found = None;
     for f in &fields {
-        if let Some(r) = state.store.find_auth_record(&c, f, &identity).await.map_err(|e| ApiError::from_store(e, "Failed to authenticate."))? {
+        if let Some(r) = state
+            .store
+            .find_auth_record(&c, f, &identity)
+            .await
+            .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))?
+        {
             found = Some(r);
             break;
         }
@@ -93,12 +133,21 @@ pub(crate) async fn auth_with_password(State(state): State<ApiState>, Path(name)
         let _ = tokio::task::spawn_blocking(move || basalt_auth::dummy_verify(&password)).await;
         return Err(failed());
     };
-    let hash = record.get("password").and_then(Value::as_str).unwrap_or_default().to_string();
+    let hash = record
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let (ok, rehash) = {
         let (p, h) = (password.clone(), hash.clone());
-        tokio::task::spawn_blocking(move || (basalt_auth::verify_password(&p, &h).unwrap_or(false), basalt_auth::needs_rehash(&h)))
-            .await
-            .map_err(|_| ApiError::internal())?
+        tokio::task::spawn_blocking(move || {
+            (
+                basalt_auth::verify_password(&p, &h).unwrap_or(false),
+                basalt_auth::needs_rehash(&h),
+            )
+        })
+        .await
+        .map_err(|_| ApiError::internal())?
     };
     if !ok {
         return Err(failed());
@@ -109,28 +158,59 @@ pub(crate) async fn auth_with_password(State(state): State<ApiState>, Path(name)
         let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
         let visible = state
             .store
-            .get_record(&c, id, Access::Rule(e.clone()), Arc::new(RequestInfo::default()))
+            .get_record(
+                &c,
+                id,
+                Access::Rule(e.clone()),
+                Arc::new(RequestInfo::default()),
+            )
             .await
             .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))?;
         if visible.is_none() {
             return Err(failed());
         }
     } else if matches!(rule, Some(basalt_schema::RuleSlot::Locked)) {
-        return Err(ApiError::forbidden("The authentication is not allowed for this collection."));
+        return Err(ApiError::forbidden(
+            "The authentication is not allowed for this collection.",
+        ));
     }
-    let record = if rehash { upgrade_hash(&state, &c, record, password).await } else { record };
+    let record = if rehash {
+        upgrade_hash(&state, &c, record, password).await
+    } else {
+        record
+    };
     auth_response(&state, &c, &record)
 }
 
 /// Replaces a bcrypt hash (imported from PocketBase) with argon2id after a good login.
-async fn upgrade_hash(state: &ApiState, c: &Arc<Collection>, record: Record, password: String) -> Record {
-    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || basalt_auth::hash_password(&password)).await else {
+async fn upgrade_hash(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    record: Record,
+    password: String,
+) -> Record {
+    let Ok(Ok(hash)) =
+        tokio::task::spawn_blocking(move || basalt_auth::hash_password(&password)).await
+    else {
         return record;
     };
-    let id = record.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let id = record
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let input = Map::from_iter([("password".to_string(), Value::String(hash))]);
-    let op = WriteOp::Update { collection: c.clone(), id, input, access: Access::Unrestricted };
-    match state.store.write(vec![op], Arc::new(RequestInfo::default())).await {
+    let op = WriteOp::Update {
+        collection: c.clone(),
+        id,
+        input,
+        access: Access::Unrestricted,
+    };
+    match state
+        .store
+        .write(vec![op], Arc::new(RequestInfo::default()))
+        .await
+    {
         Ok(mut out) => out.pop().flatten().unwrap_or(record),
         Err(e) => {
             tracing::warn!(error = %e, "password rehash failed");
@@ -139,25 +219,49 @@ async fn upgrade_hash(state: &ApiState, c: &Arc<Collection>, record: Record, pas
     }
 }
 
-pub(crate) async fn auth_refresh(State(state): State<ApiState>, Path(name): Path<String>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(crate) async fn auth_refresh(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    auth: Auth,
+) -> ApiResult<Json<Value>> {
     let c = auth_collection(&state, &name)?;
-    let Some(info) = auth.0 else { return Err(ApiError::unauthorized()) };
+    let Some(info) = auth.0 else {
+        return Err(ApiError::unauthorized());
+    };
     if info.collection_id != c.id {
-        return Err(ApiError::forbidden("The request requires valid auth record of this collection."));
+        return Err(ApiError::forbidden(
+            "The request requires valid auth record of this collection.",
+        ));
     }
-    let id = info.record.get("id").and_then(Value::as_str).unwrap_or_default();
+    let id = info
+        .record
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let record = state
         .store
-        .get_record(&c, id, Access::Unrestricted, Arc::new(RequestInfo::default()))
+        .get_record(
+            &c,
+            id,
+            Access::Unrestricted,
+            Arc::new(RequestInfo::default()),
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to refresh."))?
         .ok_or_else(ApiError::not_found)?;
     auth_response(&state, &c, &record)
 }
 
-pub(crate) async fn auth_methods(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub(crate) async fn auth_methods(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let c = auth_collection(&state, &name)?;
-    let pa = c.auth.as_ref().map(|a| a.password_auth.clone()).unwrap_or_default();
+    let pa = c
+        .auth
+        .as_ref()
+        .map(|a| a.password_auth.clone())
+        .unwrap_or_default();
     Ok((
         StatusCode::OK,
         Json(json!({

@@ -42,7 +42,12 @@ fn parse_sub(v: &Value) -> Option<Sub> {
         None | Some(Value::Null) => Map::new(),
         _ => return None,
     };
-    Some(Sub { method, collection, id, body })
+    Some(Sub {
+        method,
+        collection,
+        id,
+        body,
+    })
 }
 
 fn request_error(i: usize, msg: &str) -> ApiError {
@@ -51,7 +56,12 @@ fn request_error(i: usize, msg: &str) -> ApiError {
     }))
 }
 
-pub(crate) async fn batch(State(state): State<ApiState>, auth: Auth, headers: HeaderMap, Body(body): Body) -> ApiResult<Json<Value>> {
+pub(crate) async fn batch(
+    State(state): State<ApiState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
     let settings = load_settings(&state).await?;
     let b = &settings["batch"];
     if !b["enabled"].as_bool().unwrap_or(false) {
@@ -59,8 +69,12 @@ pub(crate) async fn batch(State(state): State<ApiState>, auth: Auth, headers: He
     }
     let max = b["maxRequests"].as_u64().unwrap_or(50) as usize;
     let Some(Value::Array(requests)) = body.get("requests") else {
-        return Err(ApiError::bad_request("Failed to load the submitted data due to invalid formatting.")
-            .with_data(json!({"requests": {"code": "validation_required", "message": "Cannot be blank."}})));
+        return Err(ApiError::bad_request(
+            "Failed to load the submitted data due to invalid formatting.",
+        )
+        .with_data(
+            json!({"requests": {"code": "validation_required", "message": "Cannot be blank."}}),
+        ));
     };
     if requests.len() > max {
         return Err(ApiError::bad_request("Failed to load the submitted data due to invalid formatting.")
@@ -72,26 +86,50 @@ pub(crate) async fn batch(State(state): State<ApiState>, auth: Auth, headers: He
         let Some(mut sub) = parse_sub(r) else {
             return Err(request_error(i, "Invalid batch request url or method."));
         };
-        let c = collection(&state, &sub.collection).map_err(|_| request_error(i, "Missing collection context."))?;
+        let c = collection(&state, &sub.collection)
+            .map_err(|_| request_error(i, "Missing collection context."))?;
         let denied = || request_error(i, "Only superusers can perform this action.");
         let op = match (sub.method.as_str(), sub.id.take()) {
             ("POST", None) => {
-                let access = access_for(&rule(&state, &c, Action::Create), &auth).ok_or_else(denied)?;
+                let access =
+                    access_for(&rule(&state, &c, Action::Create), &auth).ok_or_else(denied)?;
                 prepare_auth_input(&c, &mut sub.body, &auth, true).await?;
-                WriteOp::Create { collection: c.clone(), input: sub.body, access }
+                WriteOp::Create {
+                    collection: c.clone(),
+                    input: sub.body,
+                    access,
+                }
             }
             ("PUT", None) => {
-                let create_access = access_for(&rule(&state, &c, Action::Create), &auth).ok_or_else(denied)?;
-                let update_access = access_for(&rule(&state, &c, Action::Update), &auth).ok_or_else(denied)?;
-                WriteOp::Upsert { collection: c.clone(), input: sub.body, create_access, update_access }
+                let create_access =
+                    access_for(&rule(&state, &c, Action::Create), &auth).ok_or_else(denied)?;
+                let update_access =
+                    access_for(&rule(&state, &c, Action::Update), &auth).ok_or_else(denied)?;
+                WriteOp::Upsert {
+                    collection: c.clone(),
+                    input: sub.body,
+                    create_access,
+                    update_access,
+                }
             }
             ("PATCH", Some(id)) => {
-                let access = access_for(&rule(&state, &c, Action::Update), &auth).ok_or_else(denied)?;
-                WriteOp::Update { collection: c.clone(), id, input: sub.body, access }
+                let access =
+                    access_for(&rule(&state, &c, Action::Update), &auth).ok_or_else(denied)?;
+                WriteOp::Update {
+                    collection: c.clone(),
+                    id,
+                    input: sub.body,
+                    access,
+                }
             }
             ("DELETE", Some(id)) => {
-                let access = access_for(&rule(&state, &c, Action::Delete), &auth).ok_or_else(denied)?;
-                WriteOp::Delete { collection: c.clone(), id, access }
+                let access =
+                    access_for(&rule(&state, &c, Action::Delete), &auth).ok_or_else(denied)?;
+                WriteOp::Delete {
+                    collection: c.clone(),
+                    id,
+                    access,
+                }
             }
             _ => return Err(request_error(i, "Invalid batch request url or method.")),
         };
@@ -111,7 +149,10 @@ pub(crate) async fn batch(State(state): State<ApiState>, auth: Auth, headers: He
     for (c, r) in targets.iter().zip(results) {
         match r {
             Some(record) => {
-                let body = render(&state, c, vec![record], &auth, &no_params, &req).await?.pop().unwrap_or(Value::Null);
+                let body = render(&state, c, vec![record], &auth, &no_params, &req)
+                    .await?
+                    .pop()
+                    .unwrap_or(Value::Null);
                 out.push(json!({"status": 200, "body": body}));
             }
             None => out.push(json!({"status": 204, "body": null})),

@@ -27,7 +27,9 @@ impl FromRequest<ApiState> for Body {
             .unwrap_or_default()
             .to_ascii_lowercase();
         if ct.starts_with("multipart/form-data") {
-            let mut mp = Multipart::from_request(req, state).await.map_err(|_| invalid_body())?;
+            let mut mp = Multipart::from_request(req, state)
+                .await
+                .map_err(|_| invalid_body())?;
             let mut out = Map::new();
             while let Some(field) = mp.next_field().await.map_err(|_| invalid_body())? {
                 let name = field.name().unwrap_or_default().to_string();

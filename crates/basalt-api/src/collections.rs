@@ -25,17 +25,23 @@ fn to_json(c: &Collection) -> Value {
     serde_json::to_value(c).unwrap_or(Value::Null)
 }
 
-pub(crate) async fn list(State(state): State<ApiState>, auth: Auth, Query(params): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    auth: Auth,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     let schema = state.store.schema();
     let mut items: Vec<Value> = schema.collections().iter().map(|c| to_json(c)).collect();
     if let Some(f) = params.get("filter").filter(|f| !f.trim().is_empty()) {
         // Collection lists are small: the filter runs on the documents in memory.
-        let expr = basalt_schema::filter::parse(f).map_err(|_| ApiError::bad_request("Invalid filter parameter."))?;
+        let expr = basalt_schema::filter::parse(f)
+            .map_err(|_| ApiError::bad_request("Invalid filter parameter."))?;
         items.retain(|c| crate::doc_filter::matches(&expr, c));
     }
     if let Some(s) = params.get("sort") {
-        let keys = basalt_schema::filter::parse_sort(s).map_err(|_| ApiError::bad_request("Invalid sort parameter."))?;
+        let keys = basalt_schema::filter::parse_sort(s)
+            .map_err(|_| ApiError::bad_request("Invalid sort parameter."))?;
         for k in keys.iter().rev() {
             items.sort_by(|a, b| {
                 let ord = crate::doc_filter::cmp_values(a.get(&k.path), b.get(&k.path));
@@ -43,28 +49,59 @@ pub(crate) async fn list(State(state): State<ApiState>, auth: Auth, Query(params
             });
         }
     }
-    let per_page: usize = params.get("perPage").and_then(|p| p.parse().ok()).unwrap_or(30).clamp(1, 1000);
-    let page: usize = params.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+    let per_page: usize = params
+        .get("perPage")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(30)
+        .clamp(1, 1000);
+    let page: usize = params
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let total = items.len();
-    let items: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
-    Ok(Json(json!({"page": page, "perPage": per_page, "totalItems": total, "totalPages": total.div_ceil(per_page), "items": items})))
+    let items: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    Ok(Json(
+        json!({"page": page, "perPage": per_page, "totalItems": total, "totalPages": total.div_ceil(per_page), "items": items}),
+    ))
 }
 
-pub(crate) async fn view(State(state): State<ApiState>, auth: Auth, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub(crate) async fn view(
+    State(state): State<ApiState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     let schema = state.store.schema();
     let c = schema.find(&name).ok_or_else(ApiError::not_found)?;
     Ok(Json(to_json(c)))
 }
 
-pub(crate) async fn create(State(state): State<ApiState>, auth: Auth, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    auth: Auth,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     let c = parse_collection(body)?;
-    let c = state.store.create_collection(c).await.map_err(|e| ApiError::from_store(e, "Failed to create collection."))?;
+    let c = state
+        .store
+        .create_collection(c)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to create collection."))?;
     Ok(Json(to_json(&c)))
 }
 
-pub(crate) async fn update(State(state): State<ApiState>, auth: Auth, Path(name): Path<String>, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     let schema = state.store.schema();
     let old = schema.find(&name).ok_or_else(ApiError::not_found)?;
@@ -76,29 +113,59 @@ pub(crate) async fn update(State(state): State<ApiState>, auth: Auth, Path(name)
         }
     }
     let c = parse_collection(doc)?;
-    let c = state.store.update_collection(&name, c).await.map_err(|e| ApiError::from_store(e, "Failed to update collection."))?;
+    let c = state
+        .store
+        .update_collection(&name, c)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to update collection."))?;
     Ok(Json(to_json(&c)))
 }
 
-pub(crate) async fn delete(State(state): State<ApiState>, auth: Auth, Path(name): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn delete(
+    State(state): State<ApiState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     auth.require_superuser()?;
-    state.store.delete_collection(&name).await.map_err(|e| ApiError::from_store(e, "Failed to delete collection."))?;
+    state
+        .store
+        .delete_collection(&name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to delete collection."))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn truncate(State(state): State<ApiState>, auth: Auth, Path(name): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn truncate(
+    State(state): State<ApiState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     auth.require_superuser()?;
-    state.store.truncate_collection(&name).await.map_err(|e| ApiError::from_store(e, "Failed to truncate collection."))?;
+    state
+        .store
+        .truncate_collection(&name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to truncate collection."))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn import(State(state): State<ApiState>, auth: Auth, Json(body): Json<Value>) -> ApiResult<Response> {
+pub(crate) async fn import(
+    State(state): State<ApiState>,
+    auth: Auth,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
     auth.require_superuser()?;
-    let delete_missing = body.get("deleteMissing").and_then(Value::as_bool).unwrap_or(false);
+    let delete_missing = body
+        .get("deleteMissing")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let Some(Value::Array(docs)) = body.get("collections").cloned() else {
         return Err(ApiError::bad_request("Failed to import collections.").with_data(json!({"collections": {"code": "validation_required", "message": "Cannot be blank."}})));
     };
-    let cols = docs.into_iter().map(parse_collection).collect::<ApiResult<Vec<_>>>()?;
+    let cols = docs
+        .into_iter()
+        .map(parse_collection)
+        .collect::<ApiResult<Vec<_>>>()?;
     state
         .store
         .import_collections(cols, delete_missing)

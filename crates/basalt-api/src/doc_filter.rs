@@ -31,7 +31,9 @@ pub(crate) fn matches(e: &Expr, doc: &Value) -> bool {
 fn operand(o: &Operand, doc: &Value) -> Value {
     match o {
         Operand::Literal(Literal::String(s)) => Value::String(s.clone()),
-        Operand::Literal(Literal::Number(n)) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+        Operand::Literal(Literal::Number(n)) => {
+            serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+        }
         Operand::Literal(Literal::Bool(b)) => Value::Bool(*b),
         Operand::Literal(Literal::Null) | Operand::Macro(_) => Value::Null,
         Operand::Path(p) if p.root == PathRoot::Record => {
@@ -58,7 +60,10 @@ fn text(v: &Value) -> String {
 
 pub(crate) fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal),
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
         (x, y) => text(x.unwrap_or(&Value::Null)).cmp(&text(y.unwrap_or(&Value::Null))),
     }

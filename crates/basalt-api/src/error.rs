@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use basalt_schema::error::ValidationError;
 use basalt_schema::ValidationErrors;
+use basalt_schema::error::ValidationError;
 use basalt_store::StoreError;
 use serde_json::{Map, Value, json};
 
@@ -20,7 +20,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), data: json!({}) }
+        Self {
+            status,
+            message: message.into(),
+            data: json!({}),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -28,7 +32,10 @@ impl ApiError {
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "The requested resource wasn't found.")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "The requested resource wasn't found.",
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -40,11 +47,17 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "The request requires valid record authorization token.")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "The request requires valid record authorization token.",
+        )
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong while processing your request.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong while processing your request.",
+        )
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
@@ -63,7 +76,9 @@ impl ApiError {
             StoreError::Validation(errs) => Self::validation(message, &errs),
             StoreError::InvalidQuery(detail) => {
                 tracing::debug!(%detail, "invalid query");
-                Self::bad_request("Something went wrong while processing your request. Invalid filter or sort parameters.")
+                Self::bad_request(
+                    "Something went wrong while processing your request. Invalid filter or sort parameters.",
+                )
             }
             StoreError::RuleFailed => Self::bad_request(message),
             StoreError::Forbidden(msg) => Self::bad_request(msg),
@@ -79,7 +94,10 @@ impl ApiError {
             }
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable.")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The service is temporarily unavailable.",
+                )
             }
             StoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal store error");

@@ -57,23 +57,51 @@ impl Default for ApiConfig {
 /// The whole API as one router.
 pub fn router(state: ApiState, config: &ApiConfig) -> Router {
     let api = Router::new()
-        .route("/api/health", get(middleware::health).head(middleware::health))
+        .route(
+            "/api/health",
+            get(middleware::health).head(middleware::health),
+        )
         .route("/metrics", get(middleware::metrics))
-        .route("/api/collections", get(collections::list).post(collections::create))
-        .route("/api/collections/import", axum::routing::put(collections::import))
+        .route(
+            "/api/collections",
+            get(collections::list).post(collections::create),
+        )
+        .route(
+            "/api/collections/import",
+            axum::routing::put(collections::import),
+        )
         .route(
             "/api/collections/{collection}",
-            get(collections::view).patch(collections::update).delete(collections::delete),
+            get(collections::view)
+                .patch(collections::update)
+                .delete(collections::delete),
         )
-        .route("/api/collections/{collection}/truncate", delete(collections::truncate))
-        .route("/api/collections/{collection}/records", get(records::list).post(records::create))
+        .route(
+            "/api/collections/{collection}/truncate",
+            delete(collections::truncate),
+        )
+        .route(
+            "/api/collections/{collection}/records",
+            get(records::list).post(records::create),
+        )
         .route(
             "/api/collections/{collection}/records/{id}",
-            get(records::view).patch(records::update).delete(records::delete),
+            get(records::view)
+                .patch(records::update)
+                .delete(records::delete),
         )
-        .route("/api/collections/{collection}/auth-with-password", post(auth::auth_with_password))
-        .route("/api/collections/{collection}/auth-refresh", post(auth::auth_refresh))
-        .route("/api/collections/{collection}/auth-methods", get(auth::auth_methods))
+        .route(
+            "/api/collections/{collection}/auth-with-password",
+            post(auth::auth_with_password),
+        )
+        .route(
+            "/api/collections/{collection}/auth-refresh",
+            post(auth::auth_refresh),
+        )
+        .route(
+            "/api/collections/{collection}/auth-methods",
+            get(auth::auth_methods),
+        )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))
         .fallback(middleware::not_found)

@@ -25,9 +25,17 @@ pub(crate) async fn health() -> impl IntoResponse {
 
 pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let s = state.store.stats();
-    state.metrics.set_store_gauges(s.readers_total, s.readers_idle, s.writer_queue_depth, s.writer_queue_capacity);
+    state.metrics.set_store_gauges(
+        s.readers_total,
+        s.readers_idle,
+        s.writer_queue_depth,
+        s.writer_queue_capacity,
+    );
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
@@ -57,7 +65,9 @@ async fn observe(State(state): State<ApiState>, req: Request, next: Next) -> Res
     let res = next.run(req).await;
     let secs = start.elapsed().as_secs_f64();
     let status = res.status().as_u16();
-    state.metrics.observe_request(method.as_str(), &route, status, secs);
+    state
+        .metrics
+        .observe_request(method.as_str(), &route, status, secs);
     tracing::info!(request_id = %id, method = %method, route = %route, status, latency_ms = secs * 1000.0, "request");
     res
 }
@@ -70,7 +80,9 @@ async fn shape_errors(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/openmetrics"));
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/openmetrics")
+        });
     if status.is_client_error() || status.is_server_error() {
         if is_json {
             return res;
@@ -78,8 +90,13 @@ async fn shape_errors(req: Request, next: Next) -> Response {
         let message = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "Request entity too large.",
             StatusCode::REQUEST_TIMEOUT => "Request timeout.",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
-                return ApiError::bad_request("Failed to load the submitted data due to invalid formatting.").into_response();
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::UNPROCESSABLE_ENTITY
+            | StatusCode::BAD_REQUEST => {
+                return ApiError::bad_request(
+                    "Failed to load the submitted data due to invalid formatting.",
+                )
+                .into_response();
             }
             s if s.is_server_error() => "Something went wrong while processing your request.",
             _ => "Something went wrong while processing your request.",
@@ -91,13 +108,25 @@ async fn shape_errors(req: Request, next: Next) -> Response {
 
 fn cors(config: &ApiConfig) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::HEAD, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::HEAD,
+            Method::OPTIONS,
+        ])
         .allow_headers(Any)
         .expose_headers([REQUEST_ID.clone()]);
     if config.cors_origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)
     } else {
-        let origins: Vec<HeaderValue> = config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        let origins: Vec<HeaderValue> = config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
         layer.allow_origin(AllowOrigin::list(origins))
     }
 }
@@ -105,8 +134,13 @@ fn cors(config: &ApiConfig) -> CorsLayer {
 pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Router {
     router
         .layer(from_fn_with_state(state, observe))
-        .layer(from_fn_with_state((), |req: Request, next: Next| shape_errors(req, next)))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
+        .layer(from_fn_with_state((), |req: Request, next: Next| {
+            shape_errors(req, next)
+        }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(CatchPanicLayer::new())
         .layer(cors(config))

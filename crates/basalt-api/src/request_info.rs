@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use basalt_schema::request::AuthInfo;
 use basalt_schema::RequestInfo;
+use basalt_schema::request::AuthInfo;
 use basalt_store::Access;
 use serde_json::{Map, Value};
 
@@ -36,8 +36,15 @@ impl Auth {
 impl FromRequestParts<ApiState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
-        let Some(raw) = parts.headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+        else {
             return Ok(Auth(None));
         };
         let token = raw.strip_prefix("Bearer ").unwrap_or(raw).trim();
@@ -58,14 +65,22 @@ pub async fn resolve_token(state: &ApiState, token: &str, kind: &str) -> Option<
     }
     let record = state
         .store
-        .get_record(&collection, &claims.id, Access::Unrestricted, Arc::new(RequestInfo::default()))
+        .get_record(
+            &collection,
+            &claims.id,
+            Access::Unrestricted,
+            Arc::new(RequestInfo::default()),
+        )
         .await
         .ok()??;
     let token_key = record.get("tokenKey").and_then(Value::as_str)?;
     basalt_auth::verify_token(&state.keys, token, token_key).ok()?;
     let mut rec = record.clone();
     rec.insert("collectionId".into(), Value::String(collection.id.clone()));
-    rec.insert("collectionName".into(), Value::String(collection.name.clone()));
+    rec.insert(
+        "collectionName".into(),
+        Value::String(collection.name.clone()),
+    );
     Some(AuthInfo {
         collection_id: collection.id.clone(),
         collection_name: collection.name.clone(),
@@ -79,12 +94,21 @@ pub fn headers_map(h: &HeaderMap) -> Map<String, Value> {
     h.iter()
         .filter_map(|(k, v)| {
             let v = v.to_str().ok()?;
-            Some((k.as_str().to_ascii_lowercase().replace('-', "_"), Value::String(v.to_string())))
+            Some((
+                k.as_str().to_ascii_lowercase().replace('-', "_"),
+                Value::String(v.to_string()),
+            ))
         })
         .collect()
 }
 
-pub fn build(auth: &Auth, method: &str, query: &Map<String, Value>, headers: &HeaderMap, body: Map<String, Value>) -> RequestInfo {
+pub fn build(
+    auth: &Auth,
+    method: &str,
+    query: &Map<String, Value>,
+    headers: &HeaderMap,
+    body: Map<String, Value>,
+) -> RequestInfo {
     RequestInfo {
         auth: auth.0.clone(),
         body,

@@ -38,7 +38,12 @@ fn merge(base: &mut Value, patch: Value) {
 
 pub(crate) async fn load_settings(state: &ApiState) -> ApiResult<Value> {
     let mut s = defaults();
-    if let Some(saved) = state.store.get_param("settings").await.map_err(|e| ApiError::from_store(e, "Failed to load settings."))? {
+    if let Some(saved) = state
+        .store
+        .get_param("settings")
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to load settings."))?
+    {
         merge(&mut s, saved);
     }
     Ok(s)
@@ -49,19 +54,31 @@ pub(crate) async fn get(State(state): State<ApiState>, auth: Auth) -> ApiResult<
     Ok(Json(load_settings(&state).await?))
 }
 
-pub(crate) async fn update(State(state): State<ApiState>, auth: Auth, Json(patch): Json<Value>) -> ApiResult<Json<Value>> {
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    auth: Auth,
+    Json(patch): Json<Value>,
+) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     if !patch.is_object() {
-        return Err(ApiError::bad_request("Failed to load the submitted data due to invalid formatting."));
+        return Err(ApiError::bad_request(
+            "Failed to load the submitted data due to invalid formatting.",
+        ));
     }
     let mut s = load_settings(&state).await?;
     merge(&mut s, patch);
     let batch = &s["batch"];
-    if batch["maxRequests"].as_i64().is_some_and(|n| n < 1) || batch["timeout"].as_i64().is_some_and(|n| n < 1) {
+    if batch["maxRequests"].as_i64().is_some_and(|n| n < 1)
+        || batch["timeout"].as_i64().is_some_and(|n| n < 1)
+    {
         return Err(ApiError::bad_request("An error occurred while validating the submitted data.").with_data(
             json!({"batch": {"maxRequests": {"code": "validation_min_greater_equal_than_required", "message": "Must be no less than 1."}}}),
         ));
     }
-    state.store.set_param("settings", s.clone()).await.map_err(|e| ApiError::from_store(e, "Failed to save settings."))?;
+    state
+        .store
+        .set_param("settings", s.clone())
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to save settings."))?;
     Ok(Json(s))
 }

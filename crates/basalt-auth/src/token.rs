@@ -43,7 +43,11 @@ pub struct TokenClaims {
     pub exp: i64,
 }
 
-pub fn issue_token(keys: &TokenKeys, claims: &TokenClaims, record_token_key: &str) -> Result<String, AuthError> {
+pub fn issue_token(
+    keys: &TokenKeys,
+    claims: &TokenClaims,
+    record_token_key: &str,
+) -> Result<String, AuthError> {
     encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -60,13 +64,21 @@ pub fn decode_unverified(token: &str) -> Result<TokenClaims, AuthError> {
 }
 
 /// Checks signature (HS256 only), expiry (no leeway) and shape.
-pub fn verify_token(keys: &TokenKeys, token: &str, record_token_key: &str) -> Result<TokenClaims, AuthError> {
+pub fn verify_token(
+    keys: &TokenKeys,
+    token: &str,
+    record_token_key: &str,
+) -> Result<TokenClaims, AuthError> {
     let mut v = Validation::new(Algorithm::HS256);
     v.leeway = 0;
     v.set_required_spec_claims(&["exp"]);
-    decode::<TokenClaims>(token, &DecodingKey::from_secret(&keys.key(record_token_key)), &v)
-        .map(|d| d.claims)
-        .map_err(|_| AuthError::InvalidToken)
+    decode::<TokenClaims>(
+        token,
+        &DecodingKey::from_secret(&keys.key(record_token_key)),
+        &v,
+    )
+    .map(|d| d.claims)
+    .map_err(|_| AuthError::InvalidToken)
 }
 
 #[cfg(test)]
@@ -92,15 +104,22 @@ mod tests {
         let keys = TokenKeys::new(b"server-secret".to_vec());
         let t = issue_token(&keys, &claims(future()), "tk1").expect("issue");
         assert_eq!(verify_token(&keys, &t, "tk1").expect("valid").id, "abc");
-        assert_eq!(decode_unverified(&t).expect("decode").collection_id, "_pb_users_auth_");
-        assert!(verify_token(&keys, &t, "tk2").is_err(), "a new tokenKey revokes");
+        assert_eq!(
+            decode_unverified(&t).expect("decode").collection_id,
+            "_pb_users_auth_"
+        );
+        assert!(
+            verify_token(&keys, &t, "tk2").is_err(),
+            "a new tokenKey revokes"
+        );
         assert!(verify_token(&TokenKeys::new(b"other".to_vec()), &t, "tk1").is_err());
     }
 
     #[test]
     fn expired_tampered_and_alg_none_tokens_are_rejected() {
         let keys = TokenKeys::new(b"server-secret".to_vec());
-        let expired = issue_token(&keys, &claims(chrono::Utc::now().timestamp() - 10), "k").expect("issue");
+        let expired =
+            issue_token(&keys, &claims(chrono::Utc::now().timestamp() - 10), "k").expect("issue");
         assert!(verify_token(&keys, &expired, "k").is_err());
         let t = issue_token(&keys, &claims(future()), "k").expect("issue");
         let mut parts: Vec<&str> = t.split('.').collect();

@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::collection::{AuthOptions, Collection, CollectionType, PasswordAuthOptions, TokenOptions};
+use crate::collection::{
+    AuthOptions, Collection, CollectionType, PasswordAuthOptions, TokenOptions,
+};
 use crate::error::{FieldError, ValidationErrors};
 use crate::field::{Field, FieldKind};
 use crate::filter;
@@ -47,25 +49,43 @@ pub fn system_fields(kind: CollectionType) -> Vec<Field> {
         CollectionType::Base => vec![system_field(id)],
         CollectionType::Auth => vec![
             system_field(id),
-            system_field(json!({"id": "password901924565", "name": "password", "type": "password", "system": true,
-                "hidden": true, "required": true, "min": 8})),
-            system_field(json!({"id": "text2504183744", "name": "tokenKey", "type": "text", "system": true,
-                "hidden": true, "required": true, "min": 30, "max": 60, "autogeneratePattern": "[a-zA-Z0-9]{50}"})),
-            system_field(json!({"id": "email3885137012", "name": "email", "type": "email", "system": true, "required": true})),
-            system_field(json!({"id": "bool1547992806", "name": "emailVisibility", "type": "bool", "system": true})),
-            system_field(json!({"id": "bool256245529", "name": "verified", "type": "bool", "system": true})),
+            system_field(
+                json!({"id": "password901924565", "name": "password", "type": "password", "system": true,
+                "hidden": true, "required": true, "min": 8}),
+            ),
+            system_field(
+                json!({"id": "text2504183744", "name": "tokenKey", "type": "text", "system": true,
+                "hidden": true, "required": true, "min": 30, "max": 60, "autogeneratePattern": "[a-zA-Z0-9]{50}"}),
+            ),
+            system_field(
+                json!({"id": "email3885137012", "name": "email", "type": "email", "system": true, "required": true}),
+            ),
+            system_field(
+                json!({"id": "bool1547992806", "name": "emailVisibility", "type": "bool", "system": true}),
+            ),
+            system_field(
+                json!({"id": "bool256245529", "name": "verified", "type": "bool", "system": true}),
+            ),
         ],
     }
 }
 
 /// Validates `new` (a create when `old` is `None`) against the current schema and returns
 /// the normalised collection to store.
-pub fn validate(mut new: Collection, old: Option<&Collection>, schema: &Schema, now: &str) -> Result<Collection, ValidationErrors> {
+pub fn validate(
+    mut new: Collection,
+    old: Option<&Collection>,
+    schema: &Schema,
+    now: &str,
+) -> Result<Collection, ValidationErrors> {
     let mut errs = ValidationErrors::new();
     new.name = new.name.trim().to_string();
     let name_ok = !new.name.is_empty()
         && new.name.len() <= 255
-        && new.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && new
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
         && (!new.name.starts_with('_') || new.system);
     if new.name.is_empty() {
         errs.add("name", FieldError::required());
@@ -75,7 +95,13 @@ pub fn validate(mut new: Collection, old: Option<&Collection>, schema: &Schema, 
         .by_name(&new.name)
         .is_some_and(|c| old.is_none_or(|o| o.id != c.id))
     {
-        errs.add("name", FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."));
+        errs.add(
+            "name",
+            FieldError::new(
+                "validation_collection_name_exists",
+                "Collection name must be unique (case insensitive).",
+            ),
+        );
     }
     match old {
         Some(o) => {
@@ -83,10 +109,22 @@ pub fn validate(mut new: Collection, old: Option<&Collection>, schema: &Schema, 
             new.system = o.system;
             new.created = o.created.clone();
             if new.kind != o.kind {
-                errs.add("type", FieldError::new("validation_collection_type_change", "Changing the collection type is not allowed."));
+                errs.add(
+                    "type",
+                    FieldError::new(
+                        "validation_collection_type_change",
+                        "Changing the collection type is not allowed.",
+                    ),
+                );
             }
             if o.system && new.name != o.name {
-                errs.add("name", FieldError::new("validation_system_collection_name_change", "System collection name cannot be changed."));
+                errs.add(
+                    "name",
+                    FieldError::new(
+                        "validation_system_collection_name_change",
+                        "System collection name cannot be changed.",
+                    ),
+                );
             }
         }
         None => {
@@ -96,13 +134,21 @@ pub fn validate(mut new: Collection, old: Option<&Collection>, schema: &Schema, 
                 new.id = format!("pbc_{}", crc32(format!("{kind}{}", new.name).as_bytes()));
             }
             if schema.by_id(&new.id).is_some() {
-                errs.add("id", FieldError::new("validation_invalid_id", "The id is already in use."));
+                errs.add(
+                    "id",
+                    FieldError::new("validation_invalid_id", "The id is already in use."),
+                );
             }
             new.created = now.to_string();
         }
     }
     new.updated = now.to_string();
-    if new.kind == CollectionType::View && new.view_query.as_deref().is_none_or(|q| q.trim().is_empty()) {
+    if new.kind == CollectionType::View
+        && new
+            .view_query
+            .as_deref()
+            .is_none_or(|q| q.trim().is_empty())
+    {
         errs.add("viewQuery", FieldError::required());
     }
     if new.kind == CollectionType::Auth {
@@ -140,7 +186,10 @@ fn check_rule(key: &str, rule: Option<&str>, errs: &mut ValidationErrors) {
     if let Some(r) = rule.filter(|r| !r.trim().is_empty())
         && let Err(e) = filter::parse(r)
     {
-        errs.add(key, FieldError::new("validation_invalid_rule", format!("Invalid rule: {e}")));
+        errs.add(
+            key,
+            FieldError::new("validation_invalid_rule", format!("Invalid rule: {e}")),
+        );
     }
 }
 
@@ -149,7 +198,11 @@ fn check_rule(key: &str, rule: Option<&str>, errs: &mut ValidationErrors) {
 fn add_system_fields(c: &mut Collection) {
     let mut fields = Vec::new();
     for sys in system_fields(c.kind) {
-        match c.fields.iter().position(|f| f.name == sys.name && f.type_name() == sys.type_name()) {
+        match c
+            .fields
+            .iter()
+            .position(|f| f.name == sys.name && f.type_name() == sys.type_name())
+        {
             Some(i) => {
                 let mut f = c.fields.remove(i);
                 f.system = true;
@@ -170,28 +223,59 @@ fn add_system_fields(c: &mut Collection) {
     c.fields = fields;
 }
 
-fn validate_fields(c: &Collection, old: Option<&Collection>, schema: &Schema, errs: &mut ValidationErrors) {
+fn validate_fields(
+    c: &Collection,
+    old: Option<&Collection>,
+    schema: &Schema,
+    errs: &mut ValidationErrors,
+) {
     let mut all = ValidationErrors::new();
     for (i, f) in c.fields.iter().enumerate() {
         let mut fe = ValidationErrors::new();
         let name_ok = !f.name.is_empty()
             && f.name.len() <= 100
-            && f.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            && f.name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
             && !RESERVED_FIELDS.contains(&f.name.as_str());
         if !name_ok {
-            fe.add("name", FieldError::new("validation_invalid_name", "Invalid field name."));
-        } else if c.fields.iter().filter(|o| o.name.eq_ignore_ascii_case(&f.name)).count() > 1 {
-            fe.add("name", FieldError::new("validation_duplicated_field_name", "Duplicated or invalid field name."));
+            fe.add(
+                "name",
+                FieldError::new("validation_invalid_name", "Invalid field name."),
+            );
+        } else if c
+            .fields
+            .iter()
+            .filter(|o| o.name.eq_ignore_ascii_case(&f.name))
+            .count()
+            > 1
+        {
+            fe.add(
+                "name",
+                FieldError::new(
+                    "validation_duplicated_field_name",
+                    "Duplicated or invalid field name.",
+                ),
+            );
         }
         if c.fields.iter().filter(|o| o.id == f.id).count() > 1 {
-            fe.add("id", FieldError::new("validation_duplicated_field_id", "Duplicated field id."));
+            fe.add(
+                "id",
+                FieldError::new("validation_duplicated_field_id", "Duplicated field id."),
+            );
         }
         let previous = old.and_then(|o| o.fields.iter().find(|of| of.id == f.id));
         if let Some(p) = previous
             && p.system
             && (p.name != f.name || p.type_name() != f.type_name())
         {
-            fe.add("name", FieldError::new("validation_system_field_change", "System fields cannot be renamed or retyped."));
+            fe.add(
+                "name",
+                FieldError::new(
+                    "validation_system_field_change",
+                    "System fields cannot be renamed or retyped.",
+                ),
+            );
         }
         match &f.kind {
             FieldKind::Select(o) => {
@@ -199,7 +283,13 @@ fn validate_fields(c: &Collection, old: Option<&Collection>, schema: &Schema, er
                     fe.add("values", FieldError::required());
                 }
                 if o.max_select < 0 {
-                    fe.add("maxSelect", FieldError::new("validation_min_greater_equal_than_required", "Must be no less than 0."));
+                    fe.add(
+                        "maxSelect",
+                        FieldError::new(
+                            "validation_min_greater_equal_than_required",
+                            "Must be no less than 0.",
+                        ),
+                    );
                 }
             }
             FieldKind::Relation(o) => {
@@ -207,27 +297,54 @@ fn validate_fields(c: &Collection, old: Option<&Collection>, schema: &Schema, er
                 if o.collection_id.is_empty() {
                     fe.add("collectionId", FieldError::required());
                 } else if !exists {
-                    fe.add("collectionId", FieldError::new("validation_field_invalid_relation", "The relation collection doesn't exist."));
+                    fe.add(
+                        "collectionId",
+                        FieldError::new(
+                            "validation_field_invalid_relation",
+                            "The relation collection doesn't exist.",
+                        ),
+                    );
                 }
                 if let Some(FieldKind::Relation(po)) = previous.map(|p| &p.kind)
                     && po.collection_id != o.collection_id
                 {
-                    fe.add("collectionId", FieldError::new("validation_field_relation_change", "The relation collection cannot be changed."));
+                    fe.add(
+                        "collectionId",
+                        FieldError::new(
+                            "validation_field_relation_change",
+                            "The relation collection cannot be changed.",
+                        ),
+                    );
                 }
             }
             FieldKind::Text(o) => {
                 if o.max > 0 && o.min > o.max {
-                    fe.add("max", FieldError::new("validation_min_greater_equal_than_required", "Must be no less than min."));
+                    fe.add(
+                        "max",
+                        FieldError::new(
+                            "validation_min_greater_equal_than_required",
+                            "Must be no less than min.",
+                        ),
+                    );
                 }
                 if !o.pattern.is_empty() && regex::Regex::new(&o.pattern).is_err() {
-                    fe.add("pattern", FieldError::new("validation_invalid_regex", "Invalid regular expression."));
+                    fe.add(
+                        "pattern",
+                        FieldError::new("validation_invalid_regex", "Invalid regular expression."),
+                    );
                 }
             }
             FieldKind::Number(o) => {
                 if let (Some(min), Some(max)) = (o.min, o.max)
                     && min > max
                 {
-                    fe.add("max", FieldError::new("validation_min_greater_equal_than_required", "Must be no less than min."));
+                    fe.add(
+                        "max",
+                        FieldError::new(
+                            "validation_min_greater_equal_than_required",
+                            "Must be no less than min.",
+                        ),
+                    );
                 }
             }
             _ => {}
@@ -237,7 +354,13 @@ fn validate_fields(c: &Collection, old: Option<&Collection>, schema: &Schema, er
     if let Some(o) = old {
         for of in o.fields.iter().filter(|f| f.system) {
             if !c.fields.iter().any(|f| f.id == of.id) {
-                all.add(of.name.clone(), FieldError::new("validation_system_field_removal", "System fields cannot be removed."));
+                all.add(
+                    of.name.clone(),
+                    FieldError::new(
+                        "validation_system_field_removal",
+                        "System fields cannot be removed.",
+                    ),
+                );
             }
         }
     }
@@ -257,8 +380,10 @@ mod tests {
 
     #[test]
     fn new_collections_get_system_fields_and_ids() {
-        let c: Collection = serde_json::from_value(json!({"name": "posts", "fields": [{"name": "title", "type": "text"}]}))
-            .expect("doc");
+        let c: Collection = serde_json::from_value(
+            json!({"name": "posts", "fields": [{"name": "title", "type": "text"}]}),
+        )
+        .expect("doc");
         let c = validate(c, None, &Schema::default(), "now").expect("valid");
         assert_eq!(c.id, "pbc_1125843985");
         assert_eq!(c.fields[0].name, "id");
@@ -279,7 +404,10 @@ mod tests {
             json!({"name": "x", "type": "view"}),
         ] {
             let c: Collection = serde_json::from_value(doc.clone()).expect("doc");
-            assert!(validate(c, None, &Schema::default(), "now").is_err(), "{doc}");
+            assert!(
+                validate(c, None, &Schema::default(), "now").is_err(),
+                "{doc}"
+            );
         }
     }
 }

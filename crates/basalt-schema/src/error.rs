@@ -54,7 +54,8 @@ impl ValidationErrors {
 
     pub fn add_nested(&mut self, key: impl Into<String>, errs: ValidationErrors) {
         if !errs.is_empty() {
-            self.errors.insert(key.into(), ValidationError::Nested(errs));
+            self.errors
+                .insert(key.into(), ValidationError::Nested(errs));
         }
     }
 

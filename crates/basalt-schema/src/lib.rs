@@ -12,9 +12,9 @@ pub mod error;
 pub mod field;
 pub mod filter;
 pub mod id;
-pub mod request;
-pub mod record;
 pub mod pattern;
+pub mod record;
+pub mod request;
 pub mod schema;
 pub mod value;
 

@@ -13,17 +13,25 @@ use crate::{pattern, value};
 pub type Record = Map<String, Value>;
 
 /// A new record from `input`; absent fields take their zero value.
-pub fn prepare_create(collection: &Collection, input: &Map<String, Value>, now: &str) -> Result<Record, ValidationErrors> {
+pub fn prepare_create(
+    collection: &Collection,
+    input: &Map<String, Value>,
+    now: &str,
+) -> Result<Record, ValidationErrors> {
     let mut record = Record::new();
     let mut errs = ValidationErrors::new();
     for field in &collection.fields {
         let submitted = lookup(input, &field.name);
         let value = match (&field.kind, submitted) {
             (FieldKind::Autodate(_), _) => Value::String(now.to_string()),
-            (FieldKind::Text(o), None | Some(Value::Null)) if !o.autogenerate_pattern.is_empty() => {
+            (FieldKind::Text(o), None | Some(Value::Null))
+                if !o.autogenerate_pattern.is_empty() =>
+            {
                 Value::String(pattern::generate(&o.autogenerate_pattern).unwrap_or_default())
             }
-            (FieldKind::Text(o), Some(Value::String(s))) if s.is_empty() && !o.autogenerate_pattern.is_empty() => {
+            (FieldKind::Text(o), Some(Value::String(s)))
+                if s.is_empty() && !o.autogenerate_pattern.is_empty() =>
+            {
                 Value::String(pattern::generate(&o.autogenerate_pattern).unwrap_or_default())
             }
             (_, None) => zero_value(field),
@@ -58,7 +66,10 @@ pub fn prepare_update(
             }
             continue;
         }
-        let current = existing.get(name).cloned().unwrap_or_else(|| zero_value(field));
+        let current = existing
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| zero_value(field));
         let mut next = current.clone();
         let mut touched = false;
         if let Some(v) = lookup(input, name) {
@@ -71,7 +82,11 @@ pub fn prepare_update(
                 }
             }
         }
-        for (key, modifier) in [(format!("+{name}"), Mod::Prepend), (format!("{name}+"), Mod::Append), (format!("{name}-"), Mod::Remove)] {
+        for (key, modifier) in [
+            (format!("+{name}"), Mod::Prepend),
+            (format!("{name}+"), Mod::Append),
+            (format!("{name}-"), Mod::Remove),
+        ] {
             if let Some(v) = lookup(input, &key) {
                 touched = true;
                 match apply_modifier(field, &next, v, modifier) {
@@ -82,7 +97,13 @@ pub fn prepare_update(
         }
         if touched {
             if name == "id" && next != current {
-                errs.add(name, FieldError::new("validation_pk_change", "The record primary key cannot be changed."));
+                errs.add(
+                    name,
+                    FieldError::new(
+                        "validation_pk_change",
+                        "The record primary key cannot be changed.",
+                    ),
+                );
             }
             record.insert(name.clone(), next);
         }
@@ -101,7 +122,10 @@ pub fn changed_fields(old: &Record, new: &Record) -> Vec<String> {
 
 /// Checks a submitted plaintext password against the field's options (before hashing).
 pub fn validate_password(field: &Field, plain: &str) -> Result<(), FieldError> {
-    let FieldKind::Password(PasswordOptions { min, max, pattern, .. }) = &field.kind else {
+    let FieldKind::Password(PasswordOptions {
+        min, max, pattern, ..
+    }) = &field.kind
+    else {
         return Ok(());
     };
     let len = plain.chars().count() as i64;
@@ -110,13 +134,22 @@ pub fn validate_password(field: &Field, plain: &str) -> Result<(), FieldError> {
         return Err(FieldError::required());
     }
     if len < *min {
-        return Err(FieldError::new("validation_min_text_constraint", format!("Must be at least {min} character(s).")));
+        return Err(FieldError::new(
+            "validation_min_text_constraint",
+            format!("Must be at least {min} character(s)."),
+        ));
     }
     if len > max {
-        return Err(FieldError::new("validation_max_text_constraint", format!("Must be less than {max} character(s).")));
+        return Err(FieldError::new(
+            "validation_max_text_constraint",
+            format!("Must be less than {max} character(s)."),
+        ));
     }
     if !pattern.is_empty() && !regex::Regex::new(pattern).is_ok_and(|re| re.is_match(plain)) {
-        return Err(FieldError::new("validation_invalid_format", "Invalid value format."));
+        return Err(FieldError::new(
+            "validation_invalid_format",
+            "Invalid value format.",
+        ));
     }
     Ok(())
 }
@@ -178,7 +211,12 @@ pub fn normalize(field: &Field, v: &Value) -> Result<Value, FieldError> {
                 FieldError::new("validation_invalid_datetime", "Must be a valid datetime.")
             })?),
             Value::Null => Value::String(String::new()),
-            _ => return Err(FieldError::new("validation_invalid_datetime", "Must be a valid datetime.")),
+            _ => {
+                return Err(FieldError::new(
+                    "validation_invalid_datetime",
+                    "Must be a valid datetime.",
+                ));
+            }
         },
         FieldKind::Select(_) | FieldKind::Relation(_) if field.is_multiple() => {
             let mut out: Vec<Value> = Vec::new();
@@ -224,7 +262,9 @@ pub fn canonical_number(n: f64) -> Value {
     if n.fract() == 0.0 && n.abs() < 9.0e15 {
         Value::Number(Number::from(n as i64))
     } else {
-        Number::from_f64(n).map(Value::Number).unwrap_or(Value::Null)
+        Number::from_f64(n)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -246,7 +286,10 @@ fn apply_modifier(field: &Field, current: &Value, v: &Value, m: Mod) -> Result<V
                 Mod::Prepend => list.splice(0..0, items).for_each(drop),
                 Mod::Remove => list.retain(|x| !items.contains(x)),
             }
-            normalize(field, &Value::Array(list.into_iter().map(Value::String).collect()))
+            normalize(
+                field,
+                &Value::Array(list.into_iter().map(Value::String).collect()),
+            )
         }
         _ => Err(invalid("This field does not support modifiers.")),
     }
@@ -277,7 +320,11 @@ fn is_blank(v: &Value) -> bool {
 
 fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
     if is_blank(v) {
-        return if field.is_required() { Err(FieldError::required()) } else { Ok(()) };
+        return if field.is_required() {
+            Err(FieldError::required())
+        } else {
+            Ok(())
+        };
     }
     let text = v.as_str().unwrap_or_default();
     match &field.kind {
@@ -285,85 +332,148 @@ fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
             let len = text.chars().count() as i64;
             let max = if o.max > 0 { o.max } else { 5000 };
             if o.min > 0 && len < o.min {
-                return Err(FieldError::new("validation_min_text_constraint", format!("Must be at least {} character(s).", o.min)));
+                return Err(FieldError::new(
+                    "validation_min_text_constraint",
+                    format!("Must be at least {} character(s).", o.min),
+                ));
             }
             if len > max {
-                return Err(FieldError::new("validation_max_text_constraint", format!("Must be less than {max} character(s).")));
+                return Err(FieldError::new(
+                    "validation_max_text_constraint",
+                    format!("Must be less than {max} character(s)."),
+                ));
             }
-            if !o.pattern.is_empty() && !regex::Regex::new(&o.pattern).is_ok_and(|re| re.is_match(text)) {
-                return Err(FieldError::new("validation_invalid_format", "Invalid value format."));
+            if !o.pattern.is_empty()
+                && !regex::Regex::new(&o.pattern).is_ok_and(|re| re.is_match(text))
+            {
+                return Err(FieldError::new(
+                    "validation_invalid_format",
+                    "Invalid value format.",
+                ));
             }
         }
         FieldKind::Editor(o) => {
             let max = if o.max_size > 0 { o.max_size } else { 5 << 20 };
             if text.len() as i64 > max {
-                return Err(FieldError::new("validation_max_text_constraint", format!("Must be less than {max} character(s).")));
+                return Err(FieldError::new(
+                    "validation_max_text_constraint",
+                    format!("Must be less than {max} character(s)."),
+                ));
             }
         }
         FieldKind::Number(o) => {
             let n = v.as_f64().unwrap_or(0.0);
             if o.only_int && n.fract() != 0.0 {
-                return Err(FieldError::new("validation_only_int_constraint", "Decimal numbers are not allowed."));
+                return Err(FieldError::new(
+                    "validation_only_int_constraint",
+                    "Decimal numbers are not allowed.",
+                ));
             }
             if let Some(min) = o.min.filter(|min| n < *min) {
-                return Err(FieldError::new("validation_min_number_constraint", format!("Must be larger than {min}.")));
+                return Err(FieldError::new(
+                    "validation_min_number_constraint",
+                    format!("Must be larger than {min}."),
+                ));
             }
             if let Some(max) = o.max.filter(|max| n > *max) {
-                return Err(FieldError::new("validation_max_number_constraint", format!("Must be less than {max}.")));
+                return Err(FieldError::new(
+                    "validation_max_number_constraint",
+                    format!("Must be less than {max}."),
+                ));
             }
         }
         FieldKind::Email(o) | FieldKind::Url(o) => {
             let is_email = matches!(field.kind, FieldKind::Email(_));
             let domain = if is_email {
                 if !valid_email(text) {
-                    return Err(FieldError::new("validation_is_email", "Must be a valid email address."));
+                    return Err(FieldError::new(
+                        "validation_is_email",
+                        "Must be a valid email address.",
+                    ));
                 }
                 text.rsplit('@').next().unwrap_or_default().to_lowercase()
             } else {
                 match url_host(text) {
                     Some(h) => h,
-                    None => return Err(FieldError::new("validation_is_url", "Must be a valid url.")),
+                    None => {
+                        return Err(FieldError::new("validation_is_url", "Must be a valid url."));
+                    }
                 }
             };
-            if !o.only_domains.is_empty() && !o.only_domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
-                return Err(FieldError::new("validation_email_domain_not_allowed", "Email domain is not allowed."));
+            if !o.only_domains.is_empty()
+                && !o
+                    .only_domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(&domain))
+            {
+                return Err(FieldError::new(
+                    "validation_email_domain_not_allowed",
+                    "Email domain is not allowed.",
+                ));
             }
-            if o.except_domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
-                return Err(FieldError::new("validation_email_domain_not_allowed", "Email domain is not allowed."));
+            if o.except_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&domain))
+            {
+                return Err(FieldError::new(
+                    "validation_email_domain_not_allowed",
+                    "Email domain is not allowed.",
+                ));
             }
         }
         FieldKind::Date(o) => {
             if !o.min.is_empty() && text < o.min.as_str() {
-                return Err(FieldError::new("validation_min_date_constraint", format!("Must be after {}.", o.min)));
+                return Err(FieldError::new(
+                    "validation_min_date_constraint",
+                    format!("Must be after {}.", o.min),
+                ));
             }
             if !o.max.is_empty() && text > o.max.as_str() {
-                return Err(FieldError::new("validation_max_date_constraint", format!("Must be before {}.", o.max)));
+                return Err(FieldError::new(
+                    "validation_max_date_constraint",
+                    format!("Must be before {}.", o.max),
+                ));
             }
         }
         FieldKind::Select(o) => {
             let items = as_list(v)?;
             if let Some(bad) = items.iter().find(|i| !o.values.contains(i)) {
-                return Err(FieldError::new("validation_invalid_value", format!("Invalid value {bad}.")));
+                return Err(FieldError::new(
+                    "validation_invalid_value",
+                    format!("Invalid value {bad}."),
+                ));
             }
             let max = o.max_select.max(1) as usize;
             if items.len() > max {
-                return Err(FieldError::new("validation_too_many_values", format!("Select no more than {max}")));
+                return Err(FieldError::new(
+                    "validation_too_many_values",
+                    format!("Select no more than {max}"),
+                ));
             }
         }
         FieldKind::Relation(o) => {
             let items = as_list(v)?;
             let max = o.max_select.max(1) as usize;
             if items.len() > max {
-                return Err(FieldError::new("validation_too_many_values", format!("Select no more than {max}")));
+                return Err(FieldError::new(
+                    "validation_too_many_values",
+                    format!("Select no more than {max}"),
+                ));
             }
             if o.min_select > 0 && (items.len() as i64) < o.min_select {
-                return Err(FieldError::new("validation_not_enough_values", format!("Select at least {}", o.min_select)));
+                return Err(FieldError::new(
+                    "validation_not_enough_values",
+                    format!("Select at least {}", o.min_select),
+                ));
             }
         }
         FieldKind::Json(o) => {
             let max = if o.max_size > 0 { o.max_size } else { 1 << 20 };
             if v.to_string().len() as i64 > max {
-                return Err(FieldError::new("validation_json_size_limit", format!("The maximum allowed JSON size is {max} bytes")));
+                return Err(FieldError::new(
+                    "validation_json_size_limit",
+                    format!("The maximum allowed JSON size is {max} bytes"),
+                ));
             }
         }
         FieldKind::Bool(_) | FieldKind::Autodate(_) | FieldKind::Password(_) => {}
@@ -380,14 +490,30 @@ fn valid_email(s: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',')
-        && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',')
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-')
 }
 
 fn url_host(s: &str) -> Option<String> {
-    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"))?;
-    let host = rest.split(['/', '?', '#']).next()?.rsplit('@').next()?.split(':').next()?;
-    (!host.is_empty() && host.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-')).then(|| host.to_lowercase())
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))?;
+    let host = rest
+        .split(['/', '?', '#'])
+        .next()?
+        .rsplit('@')
+        .next()?
+        .split(':')
+        .next()?;
+    (!host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-'))
+    .then(|| host.to_lowercase())
 }
 
 #[cfg(test)]

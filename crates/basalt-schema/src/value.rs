@@ -19,7 +19,11 @@ pub fn parse_datetime(s: &str) -> Option<String> {
         return Some(format_datetime(t.with_timezone(&Utc)));
     }
     let bare = s.trim_end_matches('Z');
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(bare, fmt) {
             return Some(format_datetime(t.and_utc()));
         }

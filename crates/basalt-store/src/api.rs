@@ -121,5 +121,3 @@ pub enum WriteOp {
 
 /// The outcome of one [`WriteOp`]: the stored record (or `None` for a delete).
 pub type WriteResult = Option<Record>;
-
-

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use basalt_schema::{Collection, CollectionType, Field, FieldKind, Schema, ValidationErrors};
 use basalt_schema::collection_validate::validate;
 use basalt_schema::error::FieldError;
 use basalt_schema::value::now_string;
+use basalt_schema::{Collection, CollectionType, Field, FieldKind, Schema, ValidationErrors};
 use rusqlite::Connection;
 
 use crate::codec::column_def;
@@ -27,39 +27,78 @@ fn invalid(key: &str, code: &str, msg: &str) -> StoreError {
 /// An index statement a superuser may declare: one `CREATE [UNIQUE] INDEX` statement.
 fn check_index(sql: &str) -> Result<(), StoreError> {
     let upper = sql.trim_start().to_ascii_uppercase();
-    let ok = (upper.starts_with("CREATE INDEX") || upper.starts_with("CREATE UNIQUE INDEX")) && !sql.contains(';');
-    if ok { Ok(()) } else { Err(invalid("indexes", "validation_invalid_index_expression", "Invalid index expression.")) }
+    let ok = (upper.starts_with("CREATE INDEX") || upper.starts_with("CREATE UNIQUE INDEX"))
+        && !sql.contains(';');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "indexes",
+            "validation_invalid_index_expression",
+            "Invalid index expression.",
+        ))
+    }
 }
 
 /// A view's query: a single SELECT statement.
 fn check_view_query(sql: &str) -> Result<(), StoreError> {
     let upper = sql.trim_start().to_ascii_uppercase();
-    if (upper.starts_with("SELECT") || upper.starts_with("WITH")) && !sql.trim_end().trim_end_matches(';').contains(';') {
+    if (upper.starts_with("SELECT") || upper.starts_with("WITH"))
+        && !sql.trim_end().trim_end_matches(';').contains(';')
+    {
         Ok(())
     } else {
-        Err(invalid("viewQuery", "validation_invalid_view_query", "The view query must be a single SELECT statement."))
+        Err(invalid(
+            "viewQuery",
+            "validation_invalid_view_query",
+            "The view query must be a single SELECT statement.",
+        ))
     }
 }
 
 pub(crate) fn create_table(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
     if c.kind == CollectionType::View {
-        let query = c.view_query.as_deref().unwrap_or_default().trim().trim_end_matches(';');
+        let query = c
+            .view_query
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches(';');
         check_view_query(query)?;
         conn.execute_batch(&format!("CREATE VIEW {} AS {query}", q(&c.name)))
-            .map_err(|e| invalid("viewQuery", "validation_invalid_view_query", &format!("Invalid view query: {e}.")))?;
+            .map_err(|e| {
+                invalid(
+                    "viewQuery",
+                    "validation_invalid_view_query",
+                    &format!("Invalid view query: {e}."),
+                )
+            })?;
         return Ok(());
     }
-    let cols: Vec<String> = c.fields.iter().map(|f| format!("{} {}", q(&f.name), column_def(f))).collect();
-    conn.execute_batch(&format!("CREATE TABLE {} ({})", q(&c.name), cols.join(", ")))
-        .map_err(err)?;
+    let cols: Vec<String> = c
+        .fields
+        .iter()
+        .map(|f| format!("{} {}", q(&f.name), column_def(f)))
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE {} ({})",
+        q(&c.name),
+        cols.join(", ")
+    ))
+    .map_err(err)?;
     create_indexes(conn, c)
 }
 
 fn create_indexes(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
     for idx in &c.indexes {
         check_index(idx)?;
-        conn.execute_batch(idx)
-            .map_err(|e| invalid("indexes", "validation_invalid_index_expression", &format!("Invalid index: {e}.")))?;
+        conn.execute_batch(idx).map_err(|e| {
+            invalid(
+                "indexes",
+                "validation_invalid_index_expression",
+                &format!("Invalid index: {e}."),
+            )
+        })?;
     }
     Ok(())
 }
@@ -70,7 +109,8 @@ fn drop_indexes(conn: &Connection, table: &str) -> Result<(), StoreError> {
         .and_then(|mut s| s.query_map([table], |r| r.get(0))?.collect())
         .map_err(err)?;
     for n in names {
-        conn.execute_batch(&format!("DROP INDEX {}", q(&n))).map_err(err)?;
+        conn.execute_batch(&format!("DROP INDEX {}", q(&n)))
+            .map_err(err)?;
     }
     Ok(())
 }
@@ -83,11 +123,17 @@ fn storage_changed(a: &Field, b: &Field) -> bool {
 /// SQL converting a column `col` stored as `from` into `to`'s storage.
 fn conversion(col: &str, from: &Field, to: &Field) -> String {
     match (&to.kind, from.is_multiple(), to.is_multiple()) {
-        (_, false, true) => format!("CASE WHEN {col} IS NULL OR {col} = '' THEN '[]' ELSE json_array({col}) END"),
+        (_, false, true) => {
+            format!("CASE WHEN {col} IS NULL OR {col} = '' THEN '[]' ELSE json_array({col}) END")
+        }
         (_, true, false) => format!("COALESCE(json_extract({col}, '$[#-1]'), '')"),
         (FieldKind::Number(_), _, _) => format!("COALESCE(CAST({col} AS NUMERIC), 0)"),
-        (FieldKind::Bool(_), _, _) => format!("CASE WHEN {col} IN (1, '1', 'true') THEN 1 ELSE 0 END"),
-        (FieldKind::Json(_), _, _) => format!("CASE WHEN json_valid({col}) THEN {col} ELSE json_quote({col}) END"),
+        (FieldKind::Bool(_), _, _) => {
+            format!("CASE WHEN {col} IN (1, '1', 'true') THEN 1 ELSE 0 END")
+        }
+        (FieldKind::Json(_), _, _) => {
+            format!("CASE WHEN json_valid({col}) THEN {col} ELSE json_quote({col}) END")
+        }
         _ => format!("COALESCE(CAST({col} AS TEXT), '')"),
     }
 }
@@ -95,12 +141,17 @@ fn conversion(col: &str, from: &Field, to: &Field) -> String {
 /// Alters `old`'s table into `new`'s shape, keeping every value that survives.
 fn migrate_table(conn: &Connection, old: &Collection, new: &Collection) -> Result<(), StoreError> {
     if new.kind == CollectionType::View {
-        conn.execute_batch(&format!("DROP VIEW IF EXISTS {}", q(&old.name))).map_err(err)?;
+        conn.execute_batch(&format!("DROP VIEW IF EXISTS {}", q(&old.name)))
+            .map_err(err)?;
         return create_table(conn, new);
     }
     if old.name != new.name {
-        conn.execute_batch(&format!("ALTER TABLE {} RENAME TO {}", q(&old.name), q(&new.name)))
-            .map_err(err)?;
+        conn.execute_batch(&format!(
+            "ALTER TABLE {} RENAME TO {}",
+            q(&old.name),
+            q(&new.name)
+        ))
+        .map_err(err)?;
     }
     let t = q(&new.name);
     drop_indexes(conn, &new.name)?;
@@ -113,13 +164,21 @@ fn migrate_table(conn: &Connection, old: &Collection, new: &Collection) -> Resul
     for nf in &new.fields {
         match old.fields.iter().find(|of| of.id == nf.id) {
             None => {
-                conn.execute_batch(&format!("ALTER TABLE {t} ADD COLUMN {} {}", q(&nf.name), column_def(nf)))
-                    .map_err(err)?;
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {t} ADD COLUMN {} {}",
+                    q(&nf.name),
+                    column_def(nf)
+                ))
+                .map_err(err)?;
             }
             Some(of) => {
                 if of.name != nf.name {
-                    conn.execute_batch(&format!("ALTER TABLE {t} RENAME COLUMN {} TO {}", q(&of.name), q(&nf.name)))
-                        .map_err(err)?;
+                    conn.execute_batch(&format!(
+                        "ALTER TABLE {t} RENAME COLUMN {} TO {}",
+                        q(&of.name),
+                        q(&nf.name)
+                    ))
+                    .map_err(err)?;
                 }
                 if storage_changed(of, nf) {
                     let tmp = q(&format!("__tmp_{}", nf.name));
@@ -172,18 +231,35 @@ fn referrers<'a>(schema: &'a Schema, id: &str) -> Vec<(&'a Arc<Collection>, &'a 
         .collect()
 }
 
-fn apply_create(conn: &Connection, schema: &Schema, c: Collection) -> Result<(Collection, Schema), StoreError> {
+fn apply_create(
+    conn: &Connection,
+    schema: &Schema,
+    c: Collection,
+) -> Result<(Collection, Schema), StoreError> {
     let c = validate(c, None, schema, &now_string()).map_err(StoreError::Validation)?;
-    let c = if c.kind == CollectionType::View { infer_view_fields(conn, c)? } else { c };
+    let c = if c.kind == CollectionType::View {
+        infer_view_fields(conn, c)?
+    } else {
+        c
+    };
     create_table(conn, &c)?;
     crate::system::save_collection(conn, &c)?;
     let next = with_collection(schema, c.clone());
     Ok((c, next))
 }
 
-fn apply_update(conn: &Connection, schema: &Schema, old: &Collection, c: Collection) -> Result<(Collection, Schema), StoreError> {
+fn apply_update(
+    conn: &Connection,
+    schema: &Schema,
+    old: &Collection,
+    c: Collection,
+) -> Result<(Collection, Schema), StoreError> {
     let c = validate(c, Some(old), schema, &now_string()).map_err(StoreError::Validation)?;
-    let c = if c.kind == CollectionType::View { infer_view_fields(conn, c)? } else { c };
+    let c = if c.kind == CollectionType::View {
+        infer_view_fields(conn, c)?
+    } else {
+        c
+    };
     migrate_table(conn, old, &c)?;
     crate::system::save_collection(conn, &c)?;
     let next = with_collection(schema, c.clone());
@@ -192,16 +268,24 @@ fn apply_update(conn: &Connection, schema: &Schema, old: &Collection, c: Collect
 
 fn apply_delete(conn: &Connection, schema: &Schema, c: &Collection) -> Result<Schema, StoreError> {
     if c.system {
-        return Err(StoreError::Forbidden("System collections cannot be deleted.".into()));
+        return Err(StoreError::Forbidden(
+            "System collections cannot be deleted.".into(),
+        ));
     }
     if !referrers(schema, &c.id).is_empty() {
         return Err(StoreError::Forbidden(
             "Failed to delete collection due to existing dependency.".into(),
         ));
     }
-    let kind = if c.kind == CollectionType::View { "VIEW" } else { "TABLE" };
-    conn.execute_batch(&format!("DROP {kind} IF EXISTS {}", q(&c.name))).map_err(err)?;
-    conn.execute("DELETE FROM _collections WHERE id = ?", [&c.id]).map_err(err)?;
+    let kind = if c.kind == CollectionType::View {
+        "VIEW"
+    } else {
+        "TABLE"
+    };
+    conn.execute_batch(&format!("DROP {kind} IF EXISTS {}", q(&c.name)))
+        .map_err(err)?;
+    conn.execute("DELETE FROM _collections WHERE id = ?", [&c.id])
+        .map_err(err)?;
     Ok(without_collection(schema, &c.id))
 }
 
@@ -210,22 +294,59 @@ fn infer_view_fields(conn: &Connection, mut c: Collection) -> Result<Collection,
     let query = c.view_query.clone().unwrap_or_default();
     check_view_query(&query)?;
     let stmt = conn
-        .prepare(&format!("SELECT * FROM ({}) LIMIT 0", query.trim().trim_end_matches(';')))
-        .map_err(|e| invalid("viewQuery", "validation_invalid_view_query", &format!("Invalid view query: {e}.")))?;
-    let names: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+        .prepare(&format!(
+            "SELECT * FROM ({}) LIMIT 0",
+            query.trim().trim_end_matches(';')
+        ))
+        .map_err(|e| {
+            invalid(
+                "viewQuery",
+                "validation_invalid_view_query",
+                &format!("Invalid view query: {e}."),
+            )
+        })?;
+    let names: Vec<String> = stmt
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     if !names.iter().any(|n| n == "id") {
-        return Err(invalid("viewQuery", "validation_invalid_view_query", "The view query must select an id column."));
+        return Err(invalid(
+            "viewQuery",
+            "validation_invalid_view_query",
+            "The view query must select an id column.",
+        ));
     }
     let previous = c.fields.clone();
     c.fields = names
         .iter()
         .map(|n| {
-            previous.iter().find(|f| &f.name == n).cloned().unwrap_or_else(|| {
-                let kind = if n == "id" { FieldKind::Text(Default::default()) } else { FieldKind::Json(Default::default()) };
-                let mut f = Field { id: String::new(), name: n.clone(), system: false, hidden: false, presentable: false, help: String::new(), kind };
-                f.id = format!("{}{}", f.type_name(), basalt_schema::collection_validate::crc32(n.as_bytes()));
-                f
-            })
+            previous
+                .iter()
+                .find(|f| &f.name == n)
+                .cloned()
+                .unwrap_or_else(|| {
+                    let kind = if n == "id" {
+                        FieldKind::Text(Default::default())
+                    } else {
+                        FieldKind::Json(Default::default())
+                    };
+                    let mut f = Field {
+                        id: String::new(),
+                        name: n.clone(),
+                        system: false,
+                        hidden: false,
+                        presentable: false,
+                        help: String::new(),
+                        kind,
+                    };
+                    f.id = format!(
+                        "{}{}",
+                        f.type_name(),
+                        basalt_schema::collection_validate::crc32(n.as_bytes())
+                    );
+                    f
+                })
         })
         .collect();
     Ok(c)
@@ -240,7 +361,11 @@ impl Store {
         .await
     }
 
-    pub async fn update_collection(&self, id_or_name: &str, c: Collection) -> Result<Arc<Collection>, StoreError> {
+    pub async fn update_collection(
+        &self,
+        id_or_name: &str,
+        c: Collection,
+    ) -> Result<Arc<Collection>, StoreError> {
         let key = id_or_name.to_string();
         self.write_job(move |conn, schema| {
             let old = schema.find(&key).cloned().ok_or(StoreError::NotFound)?;
@@ -266,7 +391,9 @@ impl Store {
         self.write_job(move |conn, schema| {
             let c = schema.find(&key).cloned().ok_or(StoreError::NotFound)?;
             if c.is_view() {
-                return Err(StoreError::Forbidden("View collections cannot be truncated.".into()));
+                return Err(StoreError::Forbidden(
+                    "View collections cannot be truncated.".into(),
+                ));
             }
             let ids: Vec<String> = conn
                 .prepare(&format!("SELECT id FROM {}", q(&c.name)))
@@ -282,7 +409,11 @@ impl Store {
 
     /// Creates or updates every given collection (matched by id, then name) in one
     /// transaction; with `delete_missing`, deletes the non-system ones not listed.
-    pub async fn import_collections(&self, cols: Vec<Collection>, delete_missing: bool) -> Result<(), StoreError> {
+    pub async fn import_collections(
+        &self,
+        cols: Vec<Collection>,
+        delete_missing: bool,
+    ) -> Result<(), StoreError> {
         self.write_job(move |conn, schema| {
             let mut current: Schema = (**schema).clone();
             let mut errors = ValidationErrors::new();
@@ -307,7 +438,10 @@ impl Store {
                 return Err(StoreError::Validation(top));
             }
             if delete_missing {
-                let listed = |c: &Collection| cols.iter().any(|x| x.id == c.id || x.name.eq_ignore_ascii_case(&c.name));
+                let listed = |c: &Collection| {
+                    cols.iter()
+                        .any(|x| x.id == c.id || x.name.eq_ignore_ascii_case(&c.name))
+                };
                 let doomed: Vec<Arc<Collection>> = current
                     .collections()
                     .iter()

@@ -42,14 +42,24 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
-fn open_conn(path: &std::path::Path, cfg: &StoreConfig, read_only: bool) -> Result<Connection, StoreError> {
+fn open_conn(
+    path: &std::path::Path,
+    cfg: &StoreConfig,
+    read_only: bool,
+) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags).map_err(sqlite_err)?;
-    let sync = if cfg.synchronous_full { "FULL" } else { "NORMAL" };
+    let sync = if cfg.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
     conn.execute_batch(&format!(
         "PRAGMA busy_timeout = 10000; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
     ))
@@ -72,13 +82,16 @@ impl Store {
     }
 
     fn open_blocking(config: StoreConfig) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| StoreError::Internal(format!("creating {}: {e}", config.data_dir.display())))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StoreError::Internal(format!("creating {}: {e}", config.data_dir.display()))
+        })?;
         let path = config.data_dir.join("data.db");
         let writer_conn = open_conn(&path, &config, false)?;
         let schema = crate::system::migrate(&writer_conn)?;
         let readers_total = if config.readers == 0 {
-            std::thread::available_parallelism().map_or(4, |n| n.get() * 2).clamp(2, 16)
+            std::thread::available_parallelism()
+                .map_or(4, |n| n.get() * 2)
+                .clamp(2, 16)
         } else {
             config.readers
         };
@@ -128,7 +141,12 @@ impl Store {
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take();
         }
-        let handle = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take());
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take());
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
@@ -175,7 +193,9 @@ impl Store {
     pub(crate) async fn write_job<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &Arc<Schema>) -> Result<(T, Option<Schema>), StoreError> + Send + 'static,
+        F: FnOnce(&Connection, &Arc<Schema>) -> Result<(T, Option<Schema>), StoreError>
+            + Send
+            + 'static,
     {
         let sender = self
             .inner
@@ -200,7 +220,9 @@ impl Store {
                             }
                             Ok(value)
                         }
-                        Ok(_) => Err(StoreError::Unavailable("the transaction did not commit".into())),
+                        Ok(_) => Err(StoreError::Unavailable(
+                            "the transaction did not commit".into(),
+                        )),
                         Err(e) => Err(e),
                     };
                     let _ = tx.send(reply);
@@ -217,12 +239,15 @@ impl Store {
 
     pub async fn get_param(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let key = key.to_string();
-        self.read(move |conn, _| crate::system::get_param(conn, &key)).await
+        self.read(move |conn, _| crate::system::get_param(conn, &key))
+            .await
     }
 
     pub async fn set_param(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
         let key = key.to_string();
-        self.write_job(move |conn, _| crate::system::set_param(conn, &key, &value).map(|()| ((), None)))
-            .await
+        self.write_job(move |conn, _| {
+            crate::system::set_param(conn, &key, &value).map(|()| ((), None))
+        })
+        .await
     }
 }

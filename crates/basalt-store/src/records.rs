@@ -25,7 +25,11 @@ fn q(ident: &str) -> String {
     D.quote(ident)
 }
 
-fn query_records(conn: &Connection, c: &Collection, f: &SqlFragment) -> Result<Vec<Record>, StoreError> {
+fn query_records(
+    conn: &Connection,
+    c: &Collection,
+    f: &SqlFragment,
+) -> Result<Vec<Record>, StoreError> {
     let mut stmt = conn.prepare_cached(&f.sql).map_err(err)?;
     let rows = stmt
         .query_map(params_from_iter(f.params.iter()), |row| decode_row(c, row))
@@ -34,8 +38,17 @@ fn query_records(conn: &Connection, c: &Collection, f: &SqlFragment) -> Result<V
 }
 
 /// `SELECT * FROM <c> "__root" WHERE id = ? [AND rule]`.
-fn select_by_id(schema: &Schema, c: &Collection, id: &str, access: &Access, req: &RequestInfo) -> Result<SqlFragment, StoreError> {
-    let mut f = SqlFragment::new(format!("SELECT \"__root\".* FROM {} \"__root\" WHERE \"__root\".\"id\" = ?", q(&c.name)));
+fn select_by_id(
+    schema: &Schema,
+    c: &Collection,
+    id: &str,
+    access: &Access,
+    req: &RequestInfo,
+) -> Result<SqlFragment, StoreError> {
+    let mut f = SqlFragment::new(format!(
+        "SELECT \"__root\".* FROM {} \"__root\" WHERE \"__root\".\"id\" = ?",
+        q(&c.name)
+    ));
     f.params.push(SqlValue::Text(id.to_string()));
     if let Access::Rule(rule) = access {
         f.push_str(" AND ");
@@ -44,7 +57,14 @@ fn select_by_id(schema: &Schema, c: &Collection, id: &str, access: &Access, req:
     Ok(f)
 }
 
-fn load(conn: &Connection, schema: &Schema, c: &Collection, id: &str, access: &Access, req: &RequestInfo) -> Result<Option<Record>, StoreError> {
+fn load(
+    conn: &Connection,
+    schema: &Schema,
+    c: &Collection,
+    id: &str,
+    access: &Access,
+    req: &RequestInfo,
+) -> Result<Option<Record>, StoreError> {
     let f = select_by_id(schema, c, id, access, req)?;
     Ok(query_records(conn, c, &f)?.into_iter().next())
 }
@@ -54,29 +74,50 @@ fn current(schema: &Schema, c: &Collection) -> Result<Arc<Collection>, StoreErro
     schema.by_id(&c.id).cloned().ok_or(StoreError::NotFound)
 }
 
-fn check_relations(conn: &Connection, schema: &Schema, c: &Collection, r: &Record) -> Result<(), StoreError> {
+fn check_relations(
+    conn: &Connection,
+    schema: &Schema,
+    c: &Collection,
+    r: &Record,
+) -> Result<(), StoreError> {
     let mut errs = ValidationErrors::new();
     for f in &c.fields {
-        let FieldKind::Relation(o) = &f.kind else { continue };
+        let FieldKind::Relation(o) = &f.kind else {
+            continue;
+        };
         let ids: Vec<String> = match r.get(&f.name) {
             Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
             _ => continue,
         };
         if ids.is_empty() {
             continue;
         }
-        let Some(target) = schema.by_id(&o.collection_id) else { continue };
+        let Some(target) = schema.by_id(&o.collection_id) else {
+            continue;
+        };
         let json = Value::Array(ids.iter().cloned().map(Value::String).collect()).to_string();
         let found: i64 = conn
             .query_row(
-                &format!("SELECT COUNT(*) FROM {} WHERE id IN (SELECT value FROM json_each(?))", q(&target.name)),
+                &format!(
+                    "SELECT COUNT(*) FROM {} WHERE id IN (SELECT value FROM json_each(?))",
+                    q(&target.name)
+                ),
                 [json],
                 |row| row.get(0),
             )
             .map_err(err)?;
         if found != ids.len() as i64 {
-            errs.add(&f.name, FieldError::new("validation_missing_rel_records", "Failed to find all relation records with the provided ids."));
+            errs.add(
+                &f.name,
+                FieldError::new(
+                    "validation_missing_rel_records",
+                    "Failed to find all relation records with the provided ids.",
+                ),
+            );
         }
     }
     errs.into_result().map_err(StoreError::Validation)
@@ -90,7 +131,10 @@ fn map_write_err(c: &Collection, e: rusqlite::Error) -> StoreError {
         for col in cols.split(", ") {
             let field = col.rsplit('.').next().unwrap_or(col);
             if c.field(field).is_some() {
-                errs.add(field, FieldError::new("validation_not_unique", "Value must be unique."));
+                errs.add(
+                    field,
+                    FieldError::new("validation_not_unique", "Value must be unique."),
+                );
             }
         }
         if !errs.is_empty() {
@@ -100,7 +144,13 @@ fn map_write_err(c: &Collection, e: rusqlite::Error) -> StoreError {
     err(e)
 }
 
-fn log_change(conn: &Connection, c: &Collection, id: &str, action: &str, r: Option<&Record>) -> Result<(), StoreError> {
+fn log_change(
+    conn: &Connection,
+    c: &Collection,
+    id: &str,
+    action: &str,
+    r: Option<&Record>,
+) -> Result<(), StoreError> {
     let doc = r.map(|r| Value::Object(r.clone()).to_string());
     conn.prepare_cached("INSERT INTO _changes (collection_id, record_id, action, record, created) VALUES (?, ?, ?, ?, ?)")
         .and_then(|mut s| s.execute(rusqlite::params![c.id, id, action, doc, now_string()]))
@@ -108,12 +158,23 @@ fn log_change(conn: &Connection, c: &Collection, id: &str, action: &str, r: Opti
     Ok(())
 }
 
-fn rule_holds(conn: &Connection, schema: &Schema, c: &Collection, id: &str, access: &Access, req: &RequestInfo) -> Result<bool, StoreError> {
-    let Access::Rule(_) = access else { return Ok(true) };
+fn rule_holds(
+    conn: &Connection,
+    schema: &Schema,
+    c: &Collection,
+    id: &str,
+    access: &Access,
+    req: &RequestInfo,
+) -> Result<bool, StoreError> {
+    let Access::Rule(_) = access else {
+        return Ok(true);
+    };
     let mut f = select_by_id(schema, c, id, access, req)?;
     f.sql = format!("SELECT EXISTS ({})", f.sql);
-    conn.query_row(&f.sql, params_from_iter(f.params.iter()), |r| r.get::<_, bool>(0))
-        .map_err(err)
+    conn.query_row(&f.sql, params_from_iter(f.params.iter()), |r| {
+        r.get::<_, bool>(0)
+    })
+    .map_err(err)
 }
 
 fn insert(conn: &Connection, c: &Collection, r: &Record) -> Result<(), StoreError> {
@@ -124,63 +185,112 @@ fn insert(conn: &Connection, c: &Collection, r: &Record) -> Result<(), StoreErro
         .iter()
         .map(|f| encode_value(f, r.get(&f.name).unwrap_or(&Value::Null)))
         .collect();
-    conn.prepare_cached(&format!("INSERT INTO {} ({}) VALUES ({marks})", q(&c.name), cols.join(", ")))
-        .and_then(|mut s| s.execute(params_from_iter(values.iter())))
-        .map_err(|e| map_write_err(c, e))?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO {} ({}) VALUES ({marks})",
+        q(&c.name),
+        cols.join(", ")
+    ))
+    .and_then(|mut s| s.execute(params_from_iter(values.iter())))
+    .map_err(|e| map_write_err(c, e))?;
     Ok(())
 }
 
 fn update_row(conn: &Connection, c: &Collection, id: &str, r: &Record) -> Result<(), StoreError> {
-    let sets: Vec<String> = c.fields.iter().map(|f| format!("{} = ?", q(&f.name))).collect();
+    let sets: Vec<String> = c
+        .fields
+        .iter()
+        .map(|f| format!("{} = ?", q(&f.name)))
+        .collect();
     let mut values: Vec<SqlValue> = c
         .fields
         .iter()
         .map(|f| encode_value(f, r.get(&f.name).unwrap_or(&Value::Null)))
         .collect();
     values.push(SqlValue::Text(id.to_string()));
-    conn.prepare_cached(&format!("UPDATE {} SET {} WHERE id = ?", q(&c.name), sets.join(", ")))
-        .and_then(|mut s| s.execute(params_from_iter(values.iter())))
-        .map_err(|e| map_write_err(c, e))?;
+    conn.prepare_cached(&format!(
+        "UPDATE {} SET {} WHERE id = ?",
+        q(&c.name),
+        sets.join(", ")
+    ))
+    .and_then(|mut s| s.execute(params_from_iter(values.iter())))
+    .map_err(|e| map_write_err(c, e))?;
     Ok(())
 }
 
-fn create(conn: &Connection, schema: &Schema, c: &Collection, input: &Map<String, Value>, access: &Access, req: &RequestInfo) -> Result<Record, StoreError> {
+fn create(
+    conn: &Connection,
+    schema: &Schema,
+    c: &Collection,
+    input: &Map<String, Value>,
+    access: &Access,
+    req: &RequestInfo,
+) -> Result<Record, StoreError> {
     let r = prepare_create(c, input, &now_string()).map_err(StoreError::Validation)?;
     check_relations(conn, schema, c, &r)?;
     insert(conn, c, &r)?;
-    let id = r.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let id = r
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if !rule_holds(conn, schema, c, &id, access, req)? {
         return Err(StoreError::RuleFailed);
     }
-    let stored = load(conn, schema, c, &id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
+    let stored =
+        load(conn, schema, c, &id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
     log_change(conn, c, &id, "create", Some(&stored))?;
     Ok(stored)
 }
 
-fn update(conn: &Connection, schema: &Schema, c: &Collection, id: &str, input: &Map<String, Value>, access: &Access, req: &RequestInfo) -> Result<Record, StoreError> {
+fn update(
+    conn: &Connection,
+    schema: &Schema,
+    c: &Collection,
+    id: &str,
+    input: &Map<String, Value>,
+    access: &Access,
+    req: &RequestInfo,
+) -> Result<Record, StoreError> {
     let existing = load(conn, schema, c, id, access, req)?.ok_or(StoreError::NotFound)?;
     let r = prepare_update(c, &existing, input, &now_string()).map_err(StoreError::Validation)?;
     check_relations(conn, schema, c, &r)?;
     update_row(conn, c, id, &r)?;
-    let stored = load(conn, schema, c, id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
+    let stored =
+        load(conn, schema, c, id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
     log_change(conn, c, id, "update", Some(&stored))?;
     Ok(stored)
 }
 
 /// Deletes a record and handles what points at it: cascade deletes, id removal from
 /// optional relations, and a refusal when a required relation would be left empty.
-pub(crate) fn delete_cascading(conn: &Connection, schema: &Schema, c: &Collection, id: &str) -> Result<(), StoreError> {
+pub(crate) fn delete_cascading(
+    conn: &Connection,
+    schema: &Schema,
+    c: &Collection,
+    id: &str,
+) -> Result<(), StoreError> {
     for other in schema.collections().iter().filter(|o| !o.is_view()) {
-        for f in other.fields.iter().filter(|f| f.relation_target() == Some(c.id.as_str())) {
+        for f in other
+            .fields
+            .iter()
+            .filter(|f| f.relation_target() == Some(c.id.as_str()))
+        {
             let col = q(&f.name);
             let table = q(&other.name);
             let (select, remove) = if f.is_multiple() {
                 (
-                    format!("SELECT id FROM {table} WHERE EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?1)"),
-                    format!("UPDATE {table} SET {col} = (SELECT json_group_array(value) FROM json_each({col}) WHERE value != ?1) WHERE id = ?2"),
+                    format!(
+                        "SELECT id FROM {table} WHERE EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?1)"
+                    ),
+                    format!(
+                        "UPDATE {table} SET {col} = (SELECT json_group_array(value) FROM json_each({col}) WHERE value != ?1) WHERE id = ?2"
+                    ),
                 )
             } else {
-                (format!("SELECT id FROM {table} WHERE {col} = ?1"), format!("UPDATE {table} SET {col} = '' WHERE id = ?2"))
+                (
+                    format!("SELECT id FROM {table} WHERE {col} = ?1"),
+                    format!("UPDATE {table} SET {col} = '' WHERE id = ?2"),
+                )
             };
             let refs: Vec<String> = conn
                 .prepare_cached(&select)
@@ -225,36 +335,71 @@ pub(crate) fn delete_cascading(conn: &Connection, schema: &Schema, c: &Collectio
 }
 
 fn exists(conn: &Connection, c: &Collection, id: &str) -> Result<bool, StoreError> {
-    conn.query_row(&format!("SELECT 1 FROM {} WHERE id = ?", q(&c.name)), [id], |_| Ok(()))
-        .optional()
-        .map(|o| o.is_some())
-        .map_err(err)
+    conn.query_row(
+        &format!("SELECT 1 FROM {} WHERE id = ?", q(&c.name)),
+        [id],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+    .map_err(err)
 }
 
-fn run_op(conn: &Connection, schema: &Schema, op: &WriteOp, req: &RequestInfo) -> Result<WriteResult, StoreError> {
+fn run_op(
+    conn: &Connection,
+    schema: &Schema,
+    op: &WriteOp,
+    req: &RequestInfo,
+) -> Result<WriteResult, StoreError> {
     let read_only = |c: &Collection| {
-        if c.is_view() { Err(StoreError::Forbidden("View collections are read-only.".into())) } else { Ok(()) }
+        if c.is_view() {
+            Err(StoreError::Forbidden(
+                "View collections are read-only.".into(),
+            ))
+        } else {
+            Ok(())
+        }
     };
     match op {
-        WriteOp::Create { collection, input, access } => {
+        WriteOp::Create {
+            collection,
+            input,
+            access,
+        } => {
             let c = current(schema, collection)?;
             read_only(&c)?;
             create(conn, schema, &c, input, access, req).map(Some)
         }
-        WriteOp::Update { collection, id, input, access } => {
+        WriteOp::Update {
+            collection,
+            id,
+            input,
+            access,
+        } => {
             let c = current(schema, collection)?;
             read_only(&c)?;
             update(conn, schema, &c, id, input, access, req).map(Some)
         }
-        WriteOp::Upsert { collection, input, create_access, update_access } => {
+        WriteOp::Upsert {
+            collection,
+            input,
+            create_access,
+            update_access,
+        } => {
             let c = current(schema, collection)?;
             read_only(&c)?;
             match input.get("id").and_then(Value::as_str) {
-                Some(id) if exists(conn, &c, id)? => update(conn, schema, &c, id, input, update_access, req).map(Some),
+                Some(id) if exists(conn, &c, id)? => {
+                    update(conn, schema, &c, id, input, update_access, req).map(Some)
+                }
                 _ => create(conn, schema, &c, input, create_access, req).map(Some),
             }
         }
-        WriteOp::Delete { collection, id, access } => {
+        WriteOp::Delete {
+            collection,
+            id,
+            access,
+        } => {
             let c = current(schema, collection)?;
             read_only(&c)?;
             load(conn, schema, &c, id, access, req)?.ok_or(StoreError::NotFound)?;
@@ -265,7 +410,11 @@ fn run_op(conn: &Connection, schema: &Schema, op: &WriteOp, req: &RequestInfo) -
 
 impl Store {
     /// Executes `ops` in one transaction: all commit or none do.
-    pub async fn write(&self, ops: Vec<WriteOp>, req: Arc<RequestInfo>) -> Result<Vec<WriteResult>, StoreError> {
+    pub async fn write(
+        &self,
+        ops: Vec<WriteOp>,
+        req: Arc<RequestInfo>,
+    ) -> Result<Vec<WriteResult>, StoreError> {
         self.write_job(move |conn, schema| {
             let single = ops.len() == 1;
             let mut out = Vec::with_capacity(ops.len());
@@ -273,7 +422,12 @@ impl Store {
                 match run_op(conn, schema, op, &req) {
                     Ok(r) => out.push(r),
                     Err(e) if single => return Err(e),
-                    Err(e) => return Err(StoreError::Batch { index, source: Box::new(e) }),
+                    Err(e) => {
+                        return Err(StoreError::Batch {
+                            index,
+                            source: Box::new(e),
+                        });
+                    }
                 }
             }
             Ok((out, None))
@@ -288,7 +442,9 @@ impl Store {
             let total_items = match count {
                 Some(c) => Some(
                     conn.prepare_cached(&c.sql)
-                        .and_then(|mut s| s.query_row(params_from_iter(c.params.iter()), |r| r.get::<_, i64>(0)))
+                        .and_then(|mut s| {
+                            s.query_row(params_from_iter(c.params.iter()), |r| r.get::<_, i64>(0))
+                        })
                         .map_err(err)? as u64,
                 ),
                 None => None,
@@ -298,13 +454,26 @@ impl Store {
         .await
     }
 
-    pub async fn get_record(&self, collection: &Arc<Collection>, id: &str, access: Access, req: Arc<RequestInfo>) -> Result<Option<Record>, StoreError> {
+    pub async fn get_record(
+        &self,
+        collection: &Arc<Collection>,
+        id: &str,
+        access: Access,
+        req: Arc<RequestInfo>,
+    ) -> Result<Option<Record>, StoreError> {
         let (c, id) = (collection.clone(), id.to_string());
-        self.read(move |conn, schema| load(conn, schema, &c, &id, &access, &req)).await
+        self.read(move |conn, schema| load(conn, schema, &c, &id, &access, &req))
+            .await
     }
 
     /// The records with `ids` that `access` lets the requester see, in `ids` order.
-    pub async fn get_records(&self, collection: &Arc<Collection>, ids: Vec<String>, access: Access, req: Arc<RequestInfo>) -> Result<Vec<Record>, StoreError> {
+    pub async fn get_records(
+        &self,
+        collection: &Arc<Collection>,
+        ids: Vec<String>,
+        access: Access,
+        req: Arc<RequestInfo>,
+    ) -> Result<Vec<Record>, StoreError> {
         let c = collection.clone();
         self.read(move |conn, schema| {
             let json = Value::Array(ids.iter().cloned().map(Value::String).collect()).to_string();
@@ -329,10 +498,17 @@ impl Store {
 
     /// An auth record by an identity field (email matched case-insensitively), with
     /// hidden fields included.
-    pub async fn find_auth_record(&self, collection: &Arc<Collection>, field: &str, value: &str) -> Result<Option<Record>, StoreError> {
+    pub async fn find_auth_record(
+        &self,
+        collection: &Arc<Collection>,
+        field: &str,
+        value: &str,
+    ) -> Result<Option<Record>, StoreError> {
         let (c, field, value) = (collection.clone(), field.to_string(), value.to_string());
         self.read(move |conn, _| {
-            let f = c.field(&field).ok_or_else(|| StoreError::InvalidQuery(format!("unknown identity field {field:?}")))?;
+            let f = c.field(&field).ok_or_else(|| {
+                StoreError::InvalidQuery(format!("unknown identity field {field:?}"))
+            })?;
             let cond = if matches!(f.kind, FieldKind::Email(_)) {
                 format!("LOWER({}) = LOWER(?)", q(&f.name))
             } else {

@@ -27,7 +27,11 @@ pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
         .map_err(err)?;
     let current: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM _migrations", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM _migrations",
+            [],
+            |r| r.get(0),
+        )
         .map_err(err)?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
@@ -40,7 +44,13 @@ pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
                 )
             })
             .map_err(err)
-            .and_then(|_| if *version == 1 { bootstrap(conn) } else { Ok(()) });
+            .and_then(|_| {
+                if *version == 1 {
+                    bootstrap(conn)
+                } else {
+                    Ok(())
+                }
+            });
         match res {
             Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
             Err(e) => {
@@ -55,23 +65,27 @@ pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
 /// Creates the default collections (inside the first migration's transaction).
 fn bootstrap(conn: &Connection) -> Result<(), StoreError> {
     let mut schema = Schema::default();
-        for doc in [SUPERUSERS, USERS] {
-            let c: Collection = serde_json::from_str(doc).map_err(|e| StoreError::Internal(e.to_string()))?;
-            let now = basalt_schema::value::now_string();
-            let c = basalt_schema::collection_validate::validate(c, None, &schema, &now)
-                .map_err(|e| StoreError::Internal(format!("bootstrap collection: {e}")))?;
-            crate::collections::create_table(conn, &c)?;
-            save_collection(conn, &c)?;
-            let mut all: Vec<Collection> = schema.collections().iter().map(|c| (**c).clone()).collect();
-            all.push(c);
-            schema = Schema::new(all);
+    for doc in [SUPERUSERS, USERS] {
+        let c: Collection =
+            serde_json::from_str(doc).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let now = basalt_schema::value::now_string();
+        let c = basalt_schema::collection_validate::validate(c, None, &schema, &now)
+            .map_err(|e| StoreError::Internal(format!("bootstrap collection: {e}")))?;
+        crate::collections::create_table(conn, &c)?;
+        save_collection(conn, &c)?;
+        let mut all: Vec<Collection> = schema.collections().iter().map(|c| (**c).clone()).collect();
+        all.push(c);
+        schema = Schema::new(all);
     }
     Ok(())
 }
 
 pub(crate) fn save_collection(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
     let doc = serde_json::to_string(c).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let kind = serde_json::to_value(c.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let kind = serde_json::to_value(c.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     conn.execute(
         "INSERT INTO _collections (id, name, type, doc, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(id) DO UPDATE SET name = ?2, type = ?3, doc = ?4, updated = ?6",
@@ -93,14 +107,19 @@ pub(crate) fn load_schema(conn: &Connection) -> Result<Schema, StoreError> {
         .map_err(err)?;
     let collections = docs
         .iter()
-        .map(|d| serde_json::from_str(d).map_err(|e| StoreError::Internal(format!("corrupt collection document: {e}"))))
+        .map(|d| {
+            serde_json::from_str(d)
+                .map_err(|e| StoreError::Internal(format!("corrupt collection document: {e}")))
+        })
         .collect::<Result<Vec<Collection>, _>>()?;
     Ok(Schema::new(collections))
 }
 
 pub(crate) fn get_param(conn: &Connection, key: &str) -> Result<Option<Value>, StoreError> {
     let raw: Option<String> = conn
-        .query_row("SELECT value FROM _params WHERE key = ?", [key], |r| r.get(0))
+        .query_row("SELECT value FROM _params WHERE key = ?", [key], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(err)?;
     Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))

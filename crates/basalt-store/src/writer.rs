@@ -40,7 +40,11 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             let savepoint = conn.execute_batch("SAVEPOINT job").is_ok();
             let f = job(&conn);
             if savepoint {
-                let end = if f.ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                let end = if f.ok {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
                 if let Err(e) = conn.execute_batch(end) {
                     tracing::error!(error = %e, "writer savepoint failed");
                 }

@@ -12,7 +12,12 @@ use basalt_store::{Access, Store, StoreConfig, StoreError, WriteOp};
 use serde_json::{Map, Value, json};
 
 fn cfg(dir: &std::path::Path) -> StoreConfig {
-    StoreConfig { data_dir: dir.to_path_buf(), readers: 2, writer_queue: 256, synchronous_full: false }
+    StoreConfig {
+        data_dir: dir.to_path_buf(),
+        readers: 2,
+        writer_queue: 256,
+        synchronous_full: false,
+    }
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -27,9 +32,20 @@ fn req() -> Arc<RequestInfo> {
     Arc::new(RequestInfo::default())
 }
 
-async fn create(store: &Store, c: &Arc<Collection>, input: Value) -> Result<Map<String, Value>, StoreError> {
+async fn create(
+    store: &Store,
+    c: &Arc<Collection>,
+    input: Value,
+) -> Result<Map<String, Value>, StoreError> {
     let mut out = store
-        .write(vec![WriteOp::Create { collection: c.clone(), input: obj(input), access: Access::Unrestricted }], req())
+        .write(
+            vec![WriteOp::Create {
+                collection: c.clone(),
+                input: obj(input),
+                access: Access::Unrestricted,
+            }],
+            req(),
+        )
         .await?;
     Ok(out.pop().flatten().unwrap_or_default())
 }
@@ -37,8 +53,14 @@ async fn create(store: &Store, c: &Arc<Collection>, input: Value) -> Result<Map<
 async fn all(store: &Store, c: &Arc<Collection>) -> Vec<Map<String, Value>> {
     store
         .list_records(basalt_store::ListQuery {
-            collection: c.clone(), filter: None, access: Access::Unrestricted, sort: vec![],
-            page: 1, per_page: 1_000_000, skip_total: true, request: req(),
+            collection: c.clone(),
+            filter: None,
+            access: Access::Unrestricted,
+            sort: vec![],
+            page: 1,
+            per_page: 1_000_000,
+            skip_total: true,
+            request: req(),
         })
         .await
         .expect("list")
@@ -50,8 +72,14 @@ async fn bootstrap_creates_the_default_collections() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(cfg(dir.path())).await.expect("open");
     let s = store.schema();
-    assert!(s.by_name("_superusers").is_some_and(|c| c.system && c.is_auth()));
-    assert!(s.by_name("users").is_some_and(|c| c.is_auth() && c.field("tokenKey").is_some_and(|f| f.hidden)));
+    assert!(
+        s.by_name("_superusers")
+            .is_some_and(|c| c.system && c.is_auth())
+    );
+    assert!(
+        s.by_name("users")
+            .is_some_and(|c| c.is_auth() && c.field("tokenKey").is_some_and(|f| f.hidden))
+    );
     store.close().await;
 }
 
@@ -65,7 +93,13 @@ async fn schema_changes_migrate_without_losing_data() {
             {"name": "gone", "type": "text"}]})))
         .await
         .expect("create");
-    let r = create(&store, &c, json!({"title": "kept", "tag": "a", "gone": "x"})).await.expect("record");
+    let r = create(
+        &store,
+        &c,
+        json!({"title": "kept", "tag": "a", "gone": "x"}),
+    )
+    .await
+    .expect("record");
     let mut next = (*c).clone();
     next.name = "memos".into();
     next.fields.retain(|f| f.name != "gone");
@@ -77,7 +111,8 @@ async fn schema_changes_migrate_without_losing_data() {
             o.max_select = 2;
         }
     }
-    next.fields.push(serde_json::from_value(json!({"name": "extra", "type": "number"})).expect("field"));
+    next.fields
+        .push(serde_json::from_value(json!({"name": "extra", "type": "number"})).expect("field"));
     let c2 = store.update_collection(&c.id, next).await.expect("migrate");
     assert_eq!(c2.name, "memos");
     let rows = all(&store, &c2).await;
@@ -99,20 +134,38 @@ async fn schema_changes_migrate_without_losing_data() {
 async fn batches_are_all_or_nothing_and_relations_cascade() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(cfg(dir.path())).await.expect("open");
-    let posts = store.create_collection(doc(json!({"name": "posts", "fields": [{"name": "title", "type": "text", "required": true}],
-        "indexes": ["CREATE UNIQUE INDEX idx_title ON posts (title)"]}))).await.expect("posts");
+    let posts = store
+        .create_collection(doc(
+            json!({"name": "posts", "fields": [{"name": "title", "type": "text", "required": true}],
+        "indexes": ["CREATE UNIQUE INDEX idx_title ON posts (title)"]}),
+        ))
+        .await
+        .expect("posts");
     let comments = store.create_collection(doc(json!({"name": "comments", "fields": [
         {"name": "post", "type": "relation", "collectionId": posts.id, "maxSelect": 1, "cascadeDelete": true}]}))).await.expect("comments");
     let ops = vec![
-        WriteOp::Create { collection: posts.clone(), input: obj(json!({"title": "a"})), access: Access::Unrestricted },
-        WriteOp::Create { collection: posts.clone(), input: obj(json!({})), access: Access::Unrestricted },
+        WriteOp::Create {
+            collection: posts.clone(),
+            input: obj(json!({"title": "a"})),
+            access: Access::Unrestricted,
+        },
+        WriteOp::Create {
+            collection: posts.clone(),
+            input: obj(json!({})),
+            access: Access::Unrestricted,
+        },
     ];
     match store.write(ops, req()).await {
         Err(StoreError::Batch { index: 1, .. }) => {}
         other => panic!("expected batch failure at 1, got {other:?}"),
     }
-    assert!(all(&store, &posts).await.is_empty(), "nothing of a failed batch is kept");
-    let p = create(&store, &posts, json!({"title": "a"})).await.expect("post");
+    assert!(
+        all(&store, &posts).await.is_empty(),
+        "nothing of a failed batch is kept"
+    );
+    let p = create(&store, &posts, json!({"title": "a"}))
+        .await
+        .expect("post");
     match create(&store, &posts, json!({"title": "a"})).await {
         Err(StoreError::Validation(e)) => assert!(e.errors.contains_key("title")),
         other => panic!("expected not-unique, got {other:?}"),
@@ -121,9 +174,21 @@ async fn batches_are_all_or_nothing_and_relations_cascade() {
         Err(StoreError::Validation(e)) => assert!(e.errors.contains_key("post")),
         other => panic!("expected missing relation, got {other:?}"),
     }
-    create(&store, &comments, json!({"post": p["id"]})).await.expect("comment");
+    create(&store, &comments, json!({"post": p["id"]}))
+        .await
+        .expect("comment");
     let id = p["id"].as_str().unwrap_or_default().to_string();
-    store.write(vec![WriteOp::Delete { collection: posts.clone(), id, access: Access::Unrestricted }], req()).await.expect("delete");
+    store
+        .write(
+            vec![WriteOp::Delete {
+                collection: posts.clone(),
+                id,
+                access: Access::Unrestricted,
+            }],
+            req(),
+        )
+        .await
+        .expect("delete");
     assert!(all(&store, &comments).await.is_empty(), "cascade delete");
     store.close().await;
 }
@@ -132,13 +197,20 @@ async fn batches_are_all_or_nothing_and_relations_cascade() {
 async fn concurrent_writers_are_all_acknowledged_and_stored() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(cfg(dir.path())).await.expect("open");
-    let c = store.create_collection(doc(json!({"name": "hits", "fields": [{"name": "n", "type": "number"}]}))).await.expect("c");
+    let c = store
+        .create_collection(doc(
+            json!({"name": "hits", "fields": [{"name": "n", "type": "number"}]}),
+        ))
+        .await
+        .expect("c");
     let mut tasks = vec![];
     for w in 0..64 {
         let (store, c) = (store.clone(), c.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..20 {
-                create(&store, &c, json!({"n": w * 100 + i})).await.expect("write");
+                create(&store, &c, json!({"n": w * 100 + i}))
+                    .await
+                    .expect("write");
             }
         }));
     }
@@ -152,8 +224,12 @@ async fn concurrent_writers_are_all_acknowledged_and_stored() {
 /// Child half of the crash test: writes until killed, printing each acknowledged id.
 #[tokio::test]
 async fn crash_child_writer() {
-    let Ok(dir) = std::env::var("BASALT_CRASH_CHILD_DIR") else { return };
-    let store = Store::open(cfg(std::path::Path::new(&dir))).await.expect("open");
+    let Ok(dir) = std::env::var("BASALT_CRASH_CHILD_DIR") else {
+        return;
+    };
+    let store = Store::open(cfg(std::path::Path::new(&dir)))
+        .await
+        .expect("open");
     let c = store.schema().by_name("acks").cloned().expect("acks");
     for i in 0..100_000 {
         let r = create(&store, &c, json!({"n": i})).await.expect("write");
@@ -166,12 +242,22 @@ async fn kill_9_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tmp");
     {
         let store = Store::open(cfg(dir.path())).await.expect("open");
-        store.create_collection(doc(json!({"name": "acks", "fields": [{"name": "n", "type": "number"}]}))).await.expect("c");
+        store
+            .create_collection(doc(
+                json!({"name": "acks", "fields": [{"name": "n", "type": "number"}]}),
+            ))
+            .await
+            .expect("c");
         store.close().await;
     }
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
-        .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("BASALT_CRASH_CHILD_DIR", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -191,8 +277,13 @@ async fn kill_9_loses_no_acknowledged_write() {
     }
     child.kill().expect("kill -9");
     let _ = child.wait();
-    assert!(acked.len() > 10, "the child acknowledged too few writes to mean anything");
-    let store = Store::open(cfg(dir.path())).await.expect("reopen after crash");
+    assert!(
+        acked.len() > 10,
+        "the child acknowledged too few writes to mean anything"
+    );
+    let store = Store::open(cfg(dir.path()))
+        .await
+        .expect("reopen after crash");
     let c = store.schema().by_name("acks").cloned().expect("acks");
     let stored: std::collections::HashSet<String> = all(&store, &c)
         .await
@@ -200,6 +291,11 @@ async fn kill_9_loses_no_acknowledged_write() {
         .filter_map(|r| r["id"].as_str().map(str::to_string))
         .collect();
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged writes lost", lost.len(), acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost",
+        lost.len(),
+        acked.len()
+    );
     store.close().await;
 }

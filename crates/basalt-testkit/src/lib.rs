@@ -32,7 +32,13 @@ impl TestServer {
     pub async fn start(bin: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let status = Command::new(bin)
-            .args(["superuser", "upsert", SUPERUSER_EMAIL, SUPERUSER_PASSWORD, "--dir"])
+            .args([
+                "superuser",
+                "upsert",
+                SUPERUSER_EMAIL,
+                SUPERUSER_PASSWORD,
+                "--dir",
+            ])
             .arg(dir.path())
             .stderr(Stdio::null())
             .status()
@@ -43,7 +49,10 @@ impl TestServer {
             dir,
             port: free_port(),
             child: None,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
         };
         s.spawn().await;
         s
@@ -55,7 +64,12 @@ impl TestServer {
 
     async fn spawn(&mut self) {
         let child = Command::new(&self.bin)
-            .args(["serve", "--http", &format!("127.0.0.1:{}", self.port), "--dir"])
+            .args([
+                "serve",
+                "--http",
+                &format!("127.0.0.1:{}", self.port),
+                "--dir",
+            ])
             .arg(self.dir.path())
             .env("BASALT_LOG", "warn")
             .env("BASALT_BODY_LIMIT", "1048576")
@@ -90,8 +104,12 @@ impl TestServer {
 
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns whether it exited 0.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = c.try_wait() {
@@ -120,15 +138,25 @@ impl TestServer {
             .json()
             .await
             .expect("auth json");
-        r["token"].as_str().unwrap_or_else(|| panic!("no token in {r}")).to_string()
+        r["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {r}"))
+            .to_string()
     }
 
     pub async fn superuser_token(&self) -> String {
-        self.token("_superusers", SUPERUSER_EMAIL, SUPERUSER_PASSWORD).await
+        self.token("_superusers", SUPERUSER_EMAIL, SUPERUSER_PASSWORD)
+            .await
     }
 
     /// Sends a request with an optional token and JSON body; returns status and JSON body.
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(m, self.url(path));
         if let Some(t) = token {

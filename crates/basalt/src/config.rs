@@ -76,7 +76,8 @@ impl Config {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut cfg = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
             }
             None => Config::default(),
@@ -87,29 +88,57 @@ impl Config {
 
     fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         fn num<T: std::str::FromStr>(k: &str, v: String) -> anyhow::Result<T> {
-            v.parse().map_err(|_| anyhow::anyhow!("{k}: invalid number {v:?}"))
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("{k}: invalid number {v:?}"))
         }
         fn flag(v: &str) -> bool {
             matches!(v, "1" | "true" | "yes" | "on")
         }
-        if let Some(v) = get("BASALT_HTTP") { self.http = v; }
-        if let Some(v) = get("BASALT_DIR") { self.dir = v.into(); }
-        if let Some(v) = get("BASALT_CORS_ORIGINS") { self.cors_origins = v.split(',').map(|s| s.trim().to_string()).collect(); }
-        if let Some(v) = get("BASALT_BODY_LIMIT") { self.body_limit = num("BASALT_BODY_LIMIT", v)?; }
-        if let Some(v) = get("BASALT_REQUEST_TIMEOUT") { self.request_timeout = num("BASALT_REQUEST_TIMEOUT", v)?; }
-        if let Some(v) = get("BASALT_DB_READERS") { self.db_readers = num("BASALT_DB_READERS", v)?; }
-        if let Some(v) = get("BASALT_DB_WRITER_QUEUE") { self.db_writer_queue = num("BASALT_DB_WRITER_QUEUE", v)?; }
-        if let Some(v) = get("BASALT_DB_SYNC_FULL") { self.db_sync_full = flag(&v); }
-        if let Some(v) = get("BASALT_JSON_LOGS") { self.json_logs = flag(&v); }
-        if let Some(v) = get("BASALT_LOG") { self.log = v; }
-        if let Some(v) = get("BASALT_SECRET") { self.secret = Some(v); }
-        if let Some(v) = get("BASALT_SHUTDOWN_GRACE") { self.shutdown_grace = num("BASALT_SHUTDOWN_GRACE", v)?; }
+        if let Some(v) = get("BASALT_HTTP") {
+            self.http = v;
+        }
+        if let Some(v) = get("BASALT_DIR") {
+            self.dir = v.into();
+        }
+        if let Some(v) = get("BASALT_CORS_ORIGINS") {
+            self.cors_origins = v.split(',').map(|s| s.trim().to_string()).collect();
+        }
+        if let Some(v) = get("BASALT_BODY_LIMIT") {
+            self.body_limit = num("BASALT_BODY_LIMIT", v)?;
+        }
+        if let Some(v) = get("BASALT_REQUEST_TIMEOUT") {
+            self.request_timeout = num("BASALT_REQUEST_TIMEOUT", v)?;
+        }
+        if let Some(v) = get("BASALT_DB_READERS") {
+            self.db_readers = num("BASALT_DB_READERS", v)?;
+        }
+        if let Some(v) = get("BASALT_DB_WRITER_QUEUE") {
+            self.db_writer_queue = num("BASALT_DB_WRITER_QUEUE", v)?;
+        }
+        if let Some(v) = get("BASALT_DB_SYNC_FULL") {
+            self.db_sync_full = flag(&v);
+        }
+        if let Some(v) = get("BASALT_JSON_LOGS") {
+            self.json_logs = flag(&v);
+        }
+        if let Some(v) = get("BASALT_LOG") {
+            self.log = v;
+        }
+        if let Some(v) = get("BASALT_SECRET") {
+            self.secret = Some(v);
+        }
+        if let Some(v) = get("BASALT_SHUTDOWN_GRACE") {
+            self.shutdown_grace = num("BASALT_SHUTDOWN_GRACE", v)?;
+        }
         Ok(())
     }
 
     pub fn validate(self) -> anyhow::Result<Self> {
         if self.http.parse::<std::net::SocketAddr>().is_err() {
-            bail!("http: {:?} is not an address like 127.0.0.1:8090", self.http);
+            bail!(
+                "http: {:?} is not an address like 127.0.0.1:8090",
+                self.http
+            );
         }
         if self.body_limit < 1024 {
             bail!("body_limit: must be at least 1024 bytes");
@@ -141,13 +170,26 @@ mod tests {
     #[test]
     fn env_overrides_file_and_validation_catches_bad_values() {
         let mut c = Config::default();
-        c.apply_env(|k| (k == "BASALT_HTTP").then(|| "127.0.0.1:7000".to_string())).expect("env");
+        c.apply_env(|k| (k == "BASALT_HTTP").then(|| "127.0.0.1:7000".to_string()))
+            .expect("env");
         assert_eq!(c.http, "127.0.0.1:7000");
         assert!(c.clone().validate().is_ok());
         let mut bad = Config::default();
-        assert!(bad.apply_env(|k| (k == "BASALT_BODY_LIMIT").then(|| "lots".to_string())).is_err());
+        assert!(
+            bad.apply_env(|k| (k == "BASALT_BODY_LIMIT").then(|| "lots".to_string()))
+                .is_err()
+        );
         bad.http = "nowhere".into();
         assert!(bad.validate().is_err());
-        assert!(!format!("{:?}", Config { secret: Some("s".repeat(40)), ..Config::default() }).contains("sss"));
+        assert!(
+            !format!(
+                "{:?}",
+                Config {
+                    secret: Some("s".repeat(40)),
+                    ..Config::default()
+                }
+            )
+            .contains("sss")
+        );
     }
 }

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "basalt", version, about = "An open-source backend in one binary")]
+#[command(
+    name = "basalt",
+    version,
+    about = "An open-source backend in one binary"
+)]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true)]
@@ -51,12 +55,17 @@ fn main() -> anyhow::Result<()> {
     if let Command::Serve { http: Some(h), .. } = &cli.command {
         cfg.http = h.clone();
     }
-    if let Command::Serve { json_logs: true, .. } = &cli.command {
+    if let Command::Serve {
+        json_logs: true, ..
+    } = &cli.command
+    {
         cfg.json_logs = true;
     }
     let cfg = cfg.validate()?;
     basalt_telemetry::init_logging(cfg.json_logs, &cfg.log);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.command {
             Command::Serve { .. } => serve::run(cfg).await,

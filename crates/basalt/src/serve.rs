@@ -62,7 +62,11 @@ async fn shutdown_signal() {
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
     let keys = basalt_auth::TokenKeys::new(signing_secret(&cfg)?);
-    let state = ApiState { store: store.clone(), keys, metrics: Arc::new(basalt_telemetry::Metrics::new()) };
+    let state = ApiState {
+        store: store.clone(),
+        keys,
+        metrics: Arc::new(basalt_telemetry::Metrics::new()),
+    };
     let api = ApiConfig {
         cors_origins: cfg.cors_origins.clone(),
         body_limit_bytes: cfg.body_limit,

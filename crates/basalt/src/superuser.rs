@@ -30,15 +30,23 @@ pub async fn run(cfg: &Config, action: Action) -> anyhow::Result<()> {
 }
 
 async fn apply(store: &basalt_store::Store, action: Action) -> anyhow::Result<()> {
-    let c = store.schema().by_name("_superusers").cloned().context("the _superusers collection is missing")?;
+    let c = store
+        .schema()
+        .by_name("_superusers")
+        .cloned()
+        .context("the _superusers collection is missing")?;
     let (email, password) = match &action {
-        Action::Upsert { email, password } | Action::Create { email, password } | Action::Update { email, password } => {
-            (email.clone(), Some(password.clone()))
-        }
+        Action::Upsert { email, password }
+        | Action::Create { email, password }
+        | Action::Update { email, password } => (email.clone(), Some(password.clone())),
         Action::Delete { email } => (email.clone(), None),
     };
     let existing = store.find_auth_record(&c, "email", &email).await?;
-    let id = existing.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str).map(str::to_string);
+    let id = existing
+        .as_ref()
+        .and_then(|r| r.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let mut input = Map::new();
     if let Some(pw) = &password {
         let field = c.field("password").context("no password field")?;
@@ -52,16 +60,37 @@ async fn apply(store: &basalt_store::Store, action: Action) -> anyhow::Result<()
     }
     let op = match (action, id) {
         (Action::Create { .. }, Some(_)) => bail!("superuser {email} already exists"),
-        (Action::Update { .. } | Action::Delete { .. }, None) => bail!("superuser {email} not found"),
-        (Action::Delete { .. }, Some(id)) => WriteOp::Delete { collection: c.clone(), id, access: Access::Unrestricted },
+        (Action::Update { .. } | Action::Delete { .. }, None) => {
+            bail!("superuser {email} not found")
+        }
+        (Action::Delete { .. }, Some(id)) => WriteOp::Delete {
+            collection: c.clone(),
+            id,
+            access: Access::Unrestricted,
+        },
         (_, Some(id)) => {
             // A new password signs out every session.
-            input.insert("tokenKey".into(), Value::String(basalt_schema::id::random_id(50)));
-            WriteOp::Update { collection: c.clone(), id, input, access: Access::Unrestricted }
+            input.insert(
+                "tokenKey".into(),
+                Value::String(basalt_schema::id::random_id(50)),
+            );
+            WriteOp::Update {
+                collection: c.clone(),
+                id,
+                input,
+                access: Access::Unrestricted,
+            }
         }
-        (_, None) => WriteOp::Create { collection: c.clone(), input, access: Access::Unrestricted },
+        (_, None) => WriteOp::Create {
+            collection: c.clone(),
+            input,
+            access: Access::Unrestricted,
+        },
     };
-    match store.write(vec![op], Arc::new(RequestInfo::default())).await {
+    match store
+        .write(vec![op], Arc::new(RequestInfo::default()))
+        .await
+    {
         Ok(_) => {
             eprintln!("superuser {email} saved");
             Ok(())

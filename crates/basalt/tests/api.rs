@@ -7,13 +7,27 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
 
 fn ids(v: &Value) -> Vec<String> {
-    v["items"].as_array().map(|a| a.iter().filter_map(|r| r["id"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+    v["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A blog schema: users (bootstrap) <- posts (author, tags) <- comments.
 async fn blog(s: &TestServer, su: &str) -> (String, String) {
-    let (st, tags) = s.call("POST", "/api/collections", Some(su), Some(json!({"name": "tags", "listRule": "", "viewRule": "",
-        "fields": [{"name": "label", "type": "text"}]}))).await;
+    let (st, tags) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(su),
+            Some(json!({"name": "tags", "listRule": "", "viewRule": "",
+        "fields": [{"name": "label", "type": "text"}]})),
+        )
+        .await;
     assert_eq!(st, 200, "{tags}");
     let (st, posts) = s.call("POST", "/api/collections", Some(su), Some(json!({"name": "posts",
         "listRule": "public = true || author = @request.auth.id", "viewRule": "public = true || author = @request.auth.id",
@@ -31,7 +45,10 @@ async fn blog(s: &TestServer, su: &str) -> (String, String) {
     let (st, c) = s.call("POST", "/api/collections", Some(su), Some(json!({"name": "comments", "listRule": "", "viewRule": "",
         "fields": [{"name": "text", "type": "text"}, {"name": "post", "type": "relation", "collectionId": posts["id"], "maxSelect": 1, "cascadeDelete": true}]}))).await;
     assert_eq!(st, 200, "{c}");
-    (tags["id"].as_str().unwrap_or_default().to_string(), posts["id"].as_str().unwrap_or_default().to_string())
+    (
+        tags["id"].as_str().unwrap_or_default().to_string(),
+        posts["id"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 async fn user(s: &TestServer, email: &str) -> (String, String) {
@@ -56,12 +73,29 @@ async fn health_errors_and_unknown_routes_use_the_pocketbase_shape() {
         let (st, body) = s.call(method, path, None, Some(json!({}))).await;
         assert_eq!(st, want, "{method} {path}: {body}");
         assert_eq!(body["status"], json!(want), "{body}");
-        assert!(body["message"].is_string() && body["data"].is_object(), "{body}");
+        assert!(
+            body["message"].is_string() && body["data"].is_object(),
+            "{body}"
+        );
     }
-    let res = s.http.post(s.url("/api/collections/users/records")).header("content-type", "application/json").body("{not json").send().await.expect("send");
+    let res = s
+        .http
+        .post(s.url("/api/collections/users/records"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status().as_u16(), 400);
     let big = "x".repeat(2 << 20);
-    let res = s.http.post(s.url("/api/collections/users/records")).header("content-type", "application/json").body(big).send().await.expect("send");
+    let res = s
+        .http
+        .post(s.url("/api/collections/users/records"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.status().as_u16(), 413);
 }
 
@@ -73,49 +107,138 @@ async fn records_crud_filters_sort_paging_fields_and_modifiers() {
     let (uid, _) = user(&s, "ann@example.com").await;
     let mut tag_ids = vec![];
     for l in ["red", "blue"] {
-        let (_, t) = s.call("POST", "/api/collections/tags/records", Some(&su), Some(json!({"label": l}))).await;
+        let (_, t) = s
+            .call(
+                "POST",
+                "/api/collections/tags/records",
+                Some(&su),
+                Some(json!({"label": l})),
+            )
+            .await;
         tag_ids.push(t["id"].as_str().unwrap_or_default().to_string());
     }
     assert!(!tags_id.is_empty());
     for i in 0..25 {
-        let (st, r) = s.call("POST", "/api/collections/posts/records", Some(&su), Some(json!({
+        let (st, r) = s
+            .call(
+                "POST",
+                "/api/collections/posts/records",
+                Some(&su),
+                Some(json!({
             "title": format!("post {i:02}"), "views": i, "public": i % 2 == 0, "author": uid,
             "tags": if i % 3 == 0 { json!([tag_ids[0], tag_ids[1]]) } else { json!([tag_ids[1]]) },
-            "meta": {"n": i}, "body": "<p>Some <b>rich</b> text here</p>"}))).await;
+            "meta": {"n": i}, "body": "<p>Some <b>rich</b> text here</p>"})),
+            )
+            .await;
         assert_eq!(st, 200, "{r}");
     }
-    let q = |f: &str| format!("/api/collections/posts/records?perPage=100&filter={}", urlencode(f));
+    let q = |f: &str| {
+        format!(
+            "/api/collections/posts/records?perPage=100&filter={}",
+            urlencode(f)
+        )
+    };
     for (filter, count) in [
-        ("views >= 20", 5), ("views > 5 && public = true", 10), ("(views < 2 || views > 23) && public = false", 1),
-        ("title ~ 'post 1'", 10), ("title !~ 'post'", 0), ("tags.label ?= 'red'", 9), ("tags.label = 'blue'", 16),
-        ("author.email = 'ann@example.com'", 25), ("meta.n = 7", 1), ("tags:length = 2", 9), ("views < @year", 25),
+        ("views >= 20", 5),
+        ("views > 5 && public = true", 10),
+        ("(views < 2 || views > 23) && public = false", 1),
+        ("title ~ 'post 1'", 10),
+        ("title !~ 'post'", 0),
+        ("tags.label ?= 'red'", 9),
+        ("tags.label = 'blue'", 16),
+        ("author.email = 'ann@example.com'", 25),
+        ("meta.n = 7", 1),
+        ("tags:length = 2", 9),
+        ("views < @year", 25),
         ("title:lower = 'post 03'", 1),
     ] {
         let (st, body) = s.call("GET", &q(filter), Some(&su), None).await;
         assert_eq!(st, 200, "{filter}: {body}");
         assert_eq!(body["totalItems"], json!(count), "{filter}");
     }
-    let (st, page) = s.call("GET", "/api/collections/posts/records?page=2&perPage=10&sort=-views,title", Some(&su), None).await;
+    let (st, page) = s
+        .call(
+            "GET",
+            "/api/collections/posts/records?page=2&perPage=10&sort=-views,title",
+            Some(&su),
+            None,
+        )
+        .await;
     assert_eq!(st, 200);
-    assert_eq!((page["page"].clone(), page["totalItems"].clone(), page["totalPages"].clone()), (json!(2), json!(25), json!(3)));
+    assert_eq!(
+        (
+            page["page"].clone(),
+            page["totalItems"].clone(),
+            page["totalPages"].clone()
+        ),
+        (json!(2), json!(25), json!(3))
+    );
     assert_eq!(page["items"][0]["views"], json!(14));
-    let (_, skip) = s.call("GET", "/api/collections/posts/records?skipTotal=1&perPage=5", Some(&su), None).await;
-    assert_eq!((skip["totalItems"].clone(), skip["items"].as_array().map(Vec::len)), (json!(-1), Some(5)));
+    let (_, skip) = s
+        .call(
+            "GET",
+            "/api/collections/posts/records?skipTotal=1&perPage=5",
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            skip["totalItems"].clone(),
+            skip["items"].as_array().map(Vec::len)
+        ),
+        (json!(-1), Some(5))
+    );
     let (_, f) = s.call("GET", "/api/collections/posts/records?perPage=1&sort=views&fields=id,title,body:excerpt(9,true)", Some(&su), None).await;
     let item = &f["items"][0];
     assert_eq!(item.as_object().map(|o| o.len()), Some(3), "{item}");
     assert_eq!(item["body"], json!("Some rich..."));
-    let first = page["items"][0]["id"].as_str().unwrap_or_default().to_string();
-    let (st, upd) = s.call("PATCH", &format!("/api/collections/posts/records/{first}"), Some(&su), Some(json!({"views+": 5, "tags-": tag_ids[1]}))).await;
+    let first = page["items"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (st, upd) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/posts/records/{first}"),
+            Some(&su),
+            Some(json!({"views+": 5, "tags-": tag_ids[1]})),
+        )
+        .await;
     assert_eq!(st, 200, "{upd}");
     assert_eq!(upd["views"], json!(19));
-    let (st, _) = s.call("DELETE", &format!("/api/collections/posts/records/{first}"), Some(&su), None).await;
+    let (st, _) = s
+        .call(
+            "DELETE",
+            &format!("/api/collections/posts/records/{first}"),
+            Some(&su),
+            None,
+        )
+        .await;
     assert_eq!(st, 204);
-    let (st, _) = s.call("GET", &format!("/api/collections/posts/records/{first}"), Some(&su), None).await;
+    let (st, _) = s
+        .call(
+            "GET",
+            &format!("/api/collections/posts/records/{first}"),
+            Some(&su),
+            None,
+        )
+        .await;
     assert_eq!(st, 404);
-    let (st, e) = s.call("POST", "/api/collections/posts/records", Some(&su), Some(json!({"views": "abc"}))).await;
+    let (st, e) = s
+        .call(
+            "POST",
+            "/api/collections/posts/records",
+            Some(&su),
+            Some(json!({"views": "abc"})),
+        )
+        .await;
     assert_eq!(st, 400);
-    assert_eq!(e["data"]["title"]["code"], json!("validation_required"), "{e}");
+    assert_eq!(
+        e["data"]["title"]["code"],
+        json!("validation_required"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -128,7 +251,15 @@ async fn rules_apply_to_every_action_and_to_expand() {
     let create = |t: &str, author: &str, public: bool| {
         let (t, author) = (t.to_string(), author.to_string());
         let s = &s;
-        async move { s.call("POST", "/api/collections/posts/records", Some(&t), Some(json!({"title": "t", "author": author, "public": public}))).await }
+        async move {
+            s.call(
+                "POST",
+                "/api/collections/posts/records",
+                Some(&t),
+                Some(json!({"title": "t", "author": author, "public": public})),
+            )
+            .await
+        }
     };
     let (st, private) = create(&ann_t, &ann, false).await;
     assert_eq!(st, 200, "{private}");
@@ -136,42 +267,132 @@ async fn rules_apply_to_every_action_and_to_expand() {
     assert_eq!(st, 200);
     let (st, e) = create(&bob_t, &ann, true).await;
     assert_eq!(st, 400, "create rule rejects another author: {e}");
-    let (st, _) = s.call("POST", "/api/collections/posts/records", None, Some(json!({"title": "anon"}))).await;
+    let (st, _) = s
+        .call(
+            "POST",
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"title": "anon"})),
+        )
+        .await;
     assert_eq!(st, 400);
     let pid = private["id"].as_str().unwrap_or_default().to_string();
-    let (_, list) = s.call("GET", "/api/collections/posts/records", None, None).await;
+    let (_, list) = s
+        .call("GET", "/api/collections/posts/records", None, None)
+        .await;
     assert_eq!(list["totalItems"], json!(1), "anonymous sees public only");
-    let (_, list) = s.call("GET", "/api/collections/posts/records", Some(&ann_t), None).await;
+    let (_, list) = s
+        .call("GET", "/api/collections/posts/records", Some(&ann_t), None)
+        .await;
     assert_eq!(list["totalItems"], json!(2));
-    let (st, _) = s.call("GET", &format!("/api/collections/posts/records/{pid}"), Some(&bob_t), None).await;
+    let (st, _) = s
+        .call(
+            "GET",
+            &format!("/api/collections/posts/records/{pid}"),
+            Some(&bob_t),
+            None,
+        )
+        .await;
     assert_eq!(st, 404);
-    let (st, _) = s.call("PATCH", &format!("/api/collections/posts/records/{pid}"), Some(&bob_t), Some(json!({"title": "x"}))).await;
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/posts/records/{pid}"),
+            Some(&bob_t),
+            Some(json!({"title": "x"})),
+        )
+        .await;
     assert_eq!(st, 404);
-    let (st, _) = s.call("PATCH", &format!("/api/collections/posts/records/{pid}"), Some(&ann_t), Some(json!({"title": "mine"}))).await;
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/posts/records/{pid}"),
+            Some(&ann_t),
+            Some(json!({"title": "mine"})),
+        )
+        .await;
     assert_eq!(st, 200);
-    let (st, _) = s.call("DELETE", &format!("/api/collections/posts/records/{pid}"), Some(&ann_t), None).await;
+    let (st, _) = s
+        .call(
+            "DELETE",
+            &format!("/api/collections/posts/records/{pid}"),
+            Some(&ann_t),
+            None,
+        )
+        .await;
     assert_eq!(st, 403, "a null delete rule is superusers only");
     // A filter cannot see around the rule, nor can a filter on a hidden field.
-    let (_, l) = s.call("GET", &format!("/api/collections/posts/records?filter={}", urlencode(&format!("id = '{pid}'"))), None, None).await;
+    let (_, l) = s
+        .call(
+            "GET",
+            &format!(
+                "/api/collections/posts/records?filter={}",
+                urlencode(&format!("id = '{pid}'"))
+            ),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(l["totalItems"], json!(0));
-    let (st, _) = s.call("GET", &format!("/api/collections/users/records?filter={}", urlencode("password != ''")), Some(&ann_t), None).await;
+    let (st, _) = s
+        .call(
+            "GET",
+            &format!(
+                "/api/collections/users/records?filter={}",
+                urlencode("password != ''")
+            ),
+            Some(&ann_t),
+            None,
+        )
+        .await;
     assert_eq!(st, 400);
     // Comments are public, but expanding their post obeys the posts view rule.
-    let (st, c) = s.call("POST", "/api/collections/comments/records", Some(&su), Some(json!({"text": "hi", "post": pid}))).await;
+    let (st, c) = s
+        .call(
+            "POST",
+            "/api/collections/comments/records",
+            Some(&su),
+            Some(json!({"text": "hi", "post": pid})),
+        )
+        .await;
     assert_eq!(st, 200, "{c}");
     let path = "/api/collections/comments/records?expand=post,post.author";
     let (_, anon) = s.call("GET", path, None, None).await;
     assert!(anon["items"][0].get("expand").is_none(), "{anon}");
     let (_, own) = s.call("GET", path, Some(&ann_t), None).await;
     assert_eq!(own["items"][0]["expand"]["post"]["id"], json!(pid));
-    assert_eq!(own["items"][0]["expand"]["post"]["expand"]["author"]["id"], json!(ann));
-    let (_, back) = s.call("GET", &format!("/api/collections/posts/records/{pid}?expand=comments_via_post"), Some(&ann_t), None).await;
+    assert_eq!(
+        own["items"][0]["expand"]["post"]["expand"]["author"]["id"],
+        json!(ann)
+    );
+    let (_, back) = s
+        .call(
+            "GET",
+            &format!("/api/collections/posts/records/{pid}?expand=comments_via_post"),
+            Some(&ann_t),
+            None,
+        )
+        .await;
     assert_eq!(back["expand"]["comments_via_post"][0]["text"], json!("hi"));
     // Users see their own email, not others'.
-    let (_, me) = s.call("GET", &format!("/api/collections/users/records/{ann}"), Some(&ann_t), None).await;
+    let (_, me) = s
+        .call(
+            "GET",
+            &format!("/api/collections/users/records/{ann}"),
+            Some(&ann_t),
+            None,
+        )
+        .await;
     assert_eq!(me["email"], json!("ann@example.com"));
     assert!(me.get("password").is_none() && me.get("tokenKey").is_none());
-    let (st, _) = s.call("GET", &format!("/api/collections/users/records/{ann}"), Some(&bob_t), None).await;
+    let (st, _) = s
+        .call(
+            "GET",
+            &format!("/api/collections/users/records/{ann}"),
+            Some(&bob_t),
+            None,
+        )
+        .await;
     assert_eq!(st, 404);
     assert!(!bob.is_empty());
 }
@@ -181,7 +402,14 @@ async fn injection_attempts_are_rejected_and_change_nothing() {
     let s = TestServer::start(BIN).await;
     let su = s.superuser_token().await;
     blog(&s, &su).await;
-    let (st, _) = s.call("POST", "/api/collections/posts/records", Some(&su), Some(json!({"title": "safe"}))).await;
+    let (st, _) = s
+        .call(
+            "POST",
+            "/api/collections/posts/records",
+            Some(&su),
+            Some(json!({"title": "safe"})),
+        )
+        .await;
     assert_eq!(st, 200);
     for (param, payload) in [
         ("filter", "title = 'x'; DROP TABLE posts; --"),
@@ -193,12 +421,34 @@ async fn injection_attempts_are_rejected_and_change_nothing() {
         ("expand", "author) UNION SELECT * FROM _superusers --"),
         ("perPage", "1; DROP TABLE posts"),
     ] {
-        let (st, body) = s.call("GET", &format!("/api/collections/posts/records?{param}={}", urlencode(payload)), Some(&su), None).await;
+        let (st, body) = s
+            .call(
+                "GET",
+                &format!(
+                    "/api/collections/posts/records?{param}={}",
+                    urlencode(payload)
+                ),
+                Some(&su),
+                None,
+            )
+            .await;
         assert_eq!(st, 400, "{param}={payload}: {body}");
     }
-    let (st, body) = s.call("GET", &format!("/api/collections/posts/records?filter={}", urlencode("title = \"x' OR '1'='1\"")), Some(&su), None).await;
+    let (st, body) = s
+        .call(
+            "GET",
+            &format!(
+                "/api/collections/posts/records?filter={}",
+                urlencode("title = \"x' OR '1'='1\"")
+            ),
+            Some(&su),
+            None,
+        )
+        .await;
     assert_eq!((st, body["totalItems"].clone()), (200, json!(0)));
-    let (_, all) = s.call("GET", "/api/collections/posts/records", Some(&su), None).await;
+    let (_, all) = s
+        .call("GET", "/api/collections/posts/records", Some(&su), None)
+        .await;
     assert_eq!(all["totalItems"], json!(1));
 }
 
@@ -211,13 +461,25 @@ async fn batch_is_all_or_nothing_and_governed_by_settings() {
         {"method": "POST", "url": "/api/collections/tags/records", "body": {"label": "one"}},
         {"method": "POST", "url": "/api/collections/tags/records", "body": {"label": "two"}}
     ]});
-    let (st, _) = s.call("POST", "/api/batch", Some(&su), Some(reqs.clone())).await;
+    let (st, _) = s
+        .call("POST", "/api/batch", Some(&su), Some(reqs.clone()))
+        .await;
     assert_eq!(st, 403, "batch is off by default");
-    let (st, set) = s.call("PATCH", "/api/settings", Some(&su), Some(json!({"batch": {"enabled": true, "maxRequests": 3}}))).await;
+    let (st, set) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"batch": {"enabled": true, "maxRequests": 3}})),
+        )
+        .await;
     assert_eq!((st, set["batch"]["enabled"].clone()), (200, json!(true)));
     let (st, out) = s.call("POST", "/api/batch", Some(&su), Some(reqs)).await;
     assert_eq!(st, 200, "{out}");
-    let id = out[0]["body"]["id"].as_str().unwrap_or_default().to_string();
+    let id = out[0]["body"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let failing = json!({"requests": [
         {"method": "PATCH", "url": format!("/api/collections/tags/records/{id}"), "body": {"label": "changed"}},
         {"method": "POST", "url": "/api/collections/posts/records", "body": {}}
@@ -225,10 +487,23 @@ async fn batch_is_all_or_nothing_and_governed_by_settings() {
     let (st, err) = s.call("POST", "/api/batch", Some(&su), Some(failing)).await;
     assert_eq!(st, 400, "{err}");
     assert!(err["data"]["requests"]["1"].is_object(), "{err}");
-    let (_, tag) = s.call("GET", &format!("/api/collections/tags/records/{id}"), Some(&su), None).await;
-    assert_eq!(tag["label"], json!("one"), "the failed batch changed nothing");
+    let (_, tag) = s
+        .call(
+            "GET",
+            &format!("/api/collections/tags/records/{id}"),
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(
+        tag["label"],
+        json!("one"),
+        "the failed batch changed nothing"
+    );
     let too_many = json!({"requests": (0..4).map(|_| json!({"method": "POST", "url": "/api/collections/tags/records", "body": {}})).collect::<Vec<_>>()});
-    let (st, _) = s.call("POST", "/api/batch", Some(&su), Some(too_many)).await;
+    let (st, _) = s
+        .call("POST", "/api/batch", Some(&su), Some(too_many))
+        .await;
     assert_eq!(st, 400);
     let (st, _) = s.call("GET", "/api/settings", None, None).await;
     assert_eq!(st, 401);
@@ -238,28 +513,74 @@ async fn batch_is_all_or_nothing_and_governed_by_settings() {
 async fn auth_tokens_refresh_and_revoke() {
     let s = TestServer::start(BIN).await;
     let (id, token) = user(&s, "eve@example.com").await;
-    let (st, r) = s.call("POST", "/api/collections/users/auth-refresh", Some(&token), None).await;
+    let (st, r) = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-refresh",
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["record"]["id"], json!(id));
-    let (st, _) = s.call("POST", "/api/collections/users/auth-refresh", None, None).await;
+    let (st, _) = s
+        .call("POST", "/api/collections/users/auth-refresh", None, None)
+        .await;
     assert_eq!(st, 401);
-    let (st, _) = s.call("POST", "/api/collections/users/auth-with-password", None, Some(json!({"identity": "eve@example.com", "password": "wrong-pass-1"}))).await;
+    let (st, _) = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-with-password",
+            None,
+            Some(json!({"identity": "eve@example.com", "password": "wrong-pass-1"})),
+        )
+        .await;
     assert_eq!(st, 400);
-    let (st, _) = s.call("POST", "/api/collections/users/auth-with-password", None, Some(json!({"identity": "nobody@example.com", "password": "wrong-pass-1"}))).await;
+    let (st, _) = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-with-password",
+            None,
+            Some(json!({"identity": "nobody@example.com", "password": "wrong-pass-1"})),
+        )
+        .await;
     assert_eq!(st, 400);
-    let (st, m) = s.call("GET", "/api/collections/users/auth-methods", None, None).await;
+    let (st, m) = s
+        .call("GET", "/api/collections/users/auth-methods", None, None)
+        .await;
     assert_eq!((st, m["password"]["enabled"].clone()), (200, json!(true)));
     // Changing the password needs the old one and revokes existing tokens.
     let path = format!("/api/collections/users/records/{id}");
-    let (st, _) = s.call("PATCH", &path, Some(&token), Some(json!({"password": "New-pass-1234", "passwordConfirm": "New-pass-1234"}))).await;
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&token),
+            Some(json!({"password": "New-pass-1234", "passwordConfirm": "New-pass-1234"})),
+        )
+        .await;
     assert_eq!(st, 400);
     let (st, e) = s.call("PATCH", &path, Some(&token), Some(json!({"password": "New-pass-1234", "passwordConfirm": "New-pass-1234", "oldPassword": "User-pass-123"}))).await;
     assert_eq!(st, 200, "{e}");
-    let (st, _) = s.call("POST", "/api/collections/users/auth-refresh", Some(&token), None).await;
+    let (st, _) = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-refresh",
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(st, 401, "the old token is revoked");
     s.token("users", "eve@example.com", "New-pass-1234").await;
     let forged = format!("{}x", token);
-    let (st, _) = s.call("POST", "/api/collections/users/auth-refresh", Some(&forged), None).await;
+    let (st, _) = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-refresh",
+            Some(&forged),
+            None,
+        )
+        .await;
     assert_eq!(st, 401);
 }
 
@@ -272,7 +593,14 @@ async fn collections_api_migrates_and_keeps_data() {
     assert_eq!(st, 403);
     let (st, c) = s.call("POST", "/api/collections", Some(&su), Some(json!({"name": "notes", "fields": [{"name": "title", "type": "text"}, {"name": "n", "type": "number"}]}))).await;
     assert_eq!(st, 200, "{c}");
-    let (_, r) = s.call("POST", "/api/collections/notes/records", Some(&su), Some(json!({"title": "keep me", "n": 3}))).await;
+    let (_, r) = s
+        .call(
+            "POST",
+            "/api/collections/notes/records",
+            Some(&su),
+            Some(json!({"title": "keep me", "n": 3})),
+        )
+        .await;
     let mut fields = c["fields"].as_array().cloned().unwrap_or_default();
     for f in &mut fields {
         if f["name"] == json!("title") {
@@ -281,38 +609,107 @@ async fn collections_api_migrates_and_keeps_data() {
     }
     fields.retain(|f| f["name"] != json!("n"));
     fields.push(json!({"name": "done", "type": "bool"}));
-    let (st, c2) = s.call("PATCH", "/api/collections/notes", Some(&su), Some(json!({"name": "memos", "fields": fields}))).await;
+    let (st, c2) = s
+        .call(
+            "PATCH",
+            "/api/collections/notes",
+            Some(&su),
+            Some(json!({"name": "memos", "fields": fields})),
+        )
+        .await;
     assert_eq!(st, 200, "{c2}");
-    let (_, got) = s.call("GET", &format!("/api/collections/memos/records/{}", r["id"].as_str().unwrap_or_default()), Some(&su), None).await;
-    assert_eq!((got["heading"].clone(), got["done"].clone(), got.get("n")), (json!("keep me"), json!(false), None), "{got}");
-    let (st, e) = s.call("POST", "/api/collections", Some(&su), Some(json!({"name": "bad name!"}))).await;
+    let (_, got) = s
+        .call(
+            "GET",
+            &format!(
+                "/api/collections/memos/records/{}",
+                r["id"].as_str().unwrap_or_default()
+            ),
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (got["heading"].clone(), got["done"].clone(), got.get("n")),
+        (json!("keep me"), json!(false), None),
+        "{got}"
+    );
+    let (st, e) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "bad name!"})),
+        )
+        .await;
     assert_eq!(st, 400);
     assert!(e["data"]["name"]["code"].is_string(), "{e}");
-    let (st, _) = s.call("DELETE", "/api/collections/memos/truncate", Some(&su), None).await;
+    let (st, _) = s
+        .call("DELETE", "/api/collections/memos/truncate", Some(&su), None)
+        .await;
     assert_eq!(st, 204);
-    let (_, l) = s.call("GET", "/api/collections/memos/records", Some(&su), None).await;
+    let (_, l) = s
+        .call("GET", "/api/collections/memos/records", Some(&su), None)
+        .await;
     assert_eq!(l["totalItems"], json!(0));
     let (st, v) = s.call("POST", "/api/collections", Some(&su), Some(json!({"name": "memo_view", "type": "view", "listRule": "", "viewQuery": "SELECT id, heading FROM memos"}))).await;
     assert_eq!(st, 200, "{v}");
-    let (st, _) = s.call("POST", "/api/collections/memo_view/records", Some(&su), Some(json!({}))).await;
+    let (st, _) = s
+        .call(
+            "POST",
+            "/api/collections/memo_view/records",
+            Some(&su),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(st, 400, "views are read-only");
-    let (st, _) = s.call("DELETE", "/api/collections/memo_view", Some(&su), None).await;
+    let (st, _) = s
+        .call("DELETE", "/api/collections/memo_view", Some(&su), None)
+        .await;
     assert_eq!(st, 204);
-    let (st, _) = s.call("DELETE", "/api/collections/_superusers", Some(&su), None).await;
+    let (st, _) = s
+        .call("DELETE", "/api/collections/_superusers", Some(&su), None)
+        .await;
     assert_eq!(st, 400);
     let (st, e) = s.call("PUT", "/api/collections/import", Some(&su), Some(json!({"collections": [{"name": "imported", "fields": [{"name": "x", "type": "text"}]}]}))).await;
     assert_eq!(st, 204, "{e}");
-    let (st, list) = s.call("GET", &format!("/api/collections?filter={}", urlencode("name = 'imported'")), Some(&su), None).await;
+    let (st, list) = s
+        .call(
+            "GET",
+            &format!("/api/collections?filter={}", urlencode("name = 'imported'")),
+            Some(&su),
+            None,
+        )
+        .await;
     assert_eq!((st, list["totalItems"].clone()), (200, json!(1)));
 }
 
 #[tokio::test]
 async fn cors_metrics_and_request_ids() {
     let s = TestServer::start(BIN).await;
-    let res = s.http.get(s.url("/api/health")).header("Origin", "https://app.example.com").send().await.expect("send");
-    assert_eq!(res.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("*"));
+    let res = s
+        .http
+        .get(s.url("/api/health"))
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        res.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*")
+    );
     assert!(res.headers().get("x-request-id").is_some());
-    let text = s.http.get(s.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let text = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(text.contains("basalt_http_requests_total"), "{text}");
     assert!(text.contains("basalt_db_writer_queue_capacity"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"));
@@ -329,7 +726,12 @@ async fn cors_metrics_and_request_ids() {
             stdin.write_all(text.as_bytes()).expect("write");
         }
         let out = child.wait_with_output().expect("promtool");
-        assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -337,26 +739,51 @@ async fn cors_metrics_and_request_ids() {
 async fn graceful_shutdown_and_kill_9_keep_acknowledged_writes() {
     let mut s = TestServer::start(BIN).await;
     let su = s.superuser_token().await;
-    s.call("POST", "/api/collections", Some(&su), Some(json!({"name": "acks", "fields": [{"name": "n", "type": "number"}]}))).await;
+    s.call(
+        "POST",
+        "/api/collections",
+        Some(&su),
+        Some(json!({"name": "acks", "fields": [{"name": "n", "type": "number"}]})),
+    )
+    .await;
     let mut acked = vec![];
     for i in 0..200 {
-        let (st, r) = s.call("POST", "/api/collections/acks/records", Some(&su), Some(json!({"n": i}))).await;
+        let (st, r) = s
+            .call(
+                "POST",
+                "/api/collections/acks/records",
+                Some(&su),
+                Some(json!({"n": i})),
+            )
+            .await;
         assert_eq!(st, 200);
         acked.push(r["id"].as_str().unwrap_or_default().to_string());
     }
     s.kill9();
     s.restart().await;
     let su = s.superuser_token().await;
-    let (_, l) = s.call("GET", "/api/collections/acks/records?perPage=1000", Some(&su), None).await;
+    let (_, l) = s
+        .call(
+            "GET",
+            "/api/collections/acks/records?perPage=1000",
+            Some(&su),
+            None,
+        )
+        .await;
     let stored = ids(&l);
-    assert!(acked.iter().all(|id| stored.contains(id)), "lost writes after kill -9");
+    assert!(
+        acked.iter().all(|id| stored.contains(id)),
+        "lost writes after kill -9"
+    );
     assert!(s.terminate(), "SIGTERM exits cleanly");
 }
 
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

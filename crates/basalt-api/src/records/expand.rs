@@ -22,7 +22,10 @@ const MAX_BACK_RELATIONS: u64 = 1000;
 fn ids_of(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
         _ => vec![],
     }
 }
@@ -56,15 +59,32 @@ pub(crate) fn expand_records<'a>(
         let schema = state.store.schema();
         for (name, sub) in groups {
             if let Some((src, field_name)) = name.split_once("_via_") {
-                let Some(src_c) = schema.by_name(src).cloned() else { continue };
-                let Some(field) = src_c.field(field_name).filter(|f| f.relation_target() == Some(c.id.as_str())) else { continue };
-                let Some(access) = access_for(&rule(state, &src_c, Action::View), auth) else { continue };
+                let Some(src_c) = schema.by_name(src).cloned() else {
+                    continue;
+                };
+                let Some(field) = src_c
+                    .field(field_name)
+                    .filter(|f| f.relation_target() == Some(c.id.as_str()))
+                else {
+                    continue;
+                };
+                let Some(access) = access_for(&rule(state, &src_c, Action::View), auth) else {
+                    continue;
+                };
                 let multi = field.is_multiple();
                 for (i, r) in records.iter().enumerate() {
                     let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
                     let filter = Expr::Compare {
-                        left: Operand::Path(Path { root: PathRoot::Record, segments: vec![field.name.clone()], modifier: None }),
-                        op: if multi { CompareOp::AnyEq } else { CompareOp::Eq },
+                        left: Operand::Path(Path {
+                            root: PathRoot::Record,
+                            segments: vec![field.name.clone()],
+                            modifier: None,
+                        }),
+                        op: if multi {
+                            CompareOp::AnyEq
+                        } else {
+                            CompareOp::Eq
+                        },
                         right: Operand::Literal(Literal::String(id.to_string())),
                     };
                     let page = state
@@ -84,17 +104,44 @@ pub(crate) fn expand_records<'a>(
                     if page.items.is_empty() {
                         continue;
                     }
-                    let mut shaped: Vec<Map<String, Value>> = page.items.iter().map(|x| public_record(&src_c, x, auth)).collect();
-                    expand_records(state, &src_c, &page.items, &mut shaped, &sub, auth, req, depth + 1).await?;
-                    set_expand(&mut out[i], name, Value::Array(shaped.into_iter().map(Value::Object).collect()));
+                    let mut shaped: Vec<Map<String, Value>> = page
+                        .items
+                        .iter()
+                        .map(|x| public_record(&src_c, x, auth))
+                        .collect();
+                    expand_records(
+                        state,
+                        &src_c,
+                        &page.items,
+                        &mut shaped,
+                        &sub,
+                        auth,
+                        req,
+                        depth + 1,
+                    )
+                    .await?;
+                    set_expand(
+                        &mut out[i],
+                        name,
+                        Value::Array(shaped.into_iter().map(Value::Object).collect()),
+                    );
                 }
                 continue;
             }
             let Some(field) = c.field(name) else { continue };
-            let Some(target_id) = field.relation_target() else { continue };
-            let Some(target) = schema.by_id(target_id).cloned() else { continue };
-            let Some(access) = access_for(&rule(state, &target, Action::View), auth) else { continue };
-            let mut all_ids: Vec<String> = records.iter().flat_map(|r| ids_of(r.get(&field.name))).collect();
+            let Some(target_id) = field.relation_target() else {
+                continue;
+            };
+            let Some(target) = schema.by_id(target_id).cloned() else {
+                continue;
+            };
+            let Some(access) = access_for(&rule(state, &target, Action::View), auth) else {
+                continue;
+            };
+            let mut all_ids: Vec<String> = records
+                .iter()
+                .flat_map(|r| ids_of(r.get(&field.name)))
+                .collect();
             all_ids.sort();
             all_ids.dedup();
             if all_ids.is_empty() {
@@ -105,20 +152,46 @@ pub(crate) fn expand_records<'a>(
                 .get_records(&target, all_ids, access, req.clone())
                 .await
                 .map_err(|e| ApiError::from_store(e, "Failed to expand."))?;
-            let mut shaped: Vec<Map<String, Value>> = found.iter().map(|x| public_record(&target, x, auth)).collect();
-            expand_records(state, &target, &found, &mut shaped, &sub, auth, req, depth + 1).await?;
+            let mut shaped: Vec<Map<String, Value>> = found
+                .iter()
+                .map(|x| public_record(&target, x, auth))
+                .collect();
+            expand_records(
+                state,
+                &target,
+                &found,
+                &mut shaped,
+                &sub,
+                auth,
+                req,
+                depth + 1,
+            )
+            .await?;
             let by_id: BTreeMap<String, Value> = found
                 .iter()
                 .zip(shaped)
-                .map(|(r, s)| (r.get("id").and_then(Value::as_str).unwrap_or_default().to_string(), Value::Object(s)))
+                .map(|(r, s)| {
+                    (
+                        r.get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                        Value::Object(s),
+                    )
+                })
                 .collect();
             for (i, r) in records.iter().enumerate() {
                 let ids = ids_of(r.get(&field.name));
-                let items: Vec<Value> = ids.iter().filter_map(|id| by_id.get(id).cloned()).collect();
+                let items: Vec<Value> =
+                    ids.iter().filter_map(|id| by_id.get(id).cloned()).collect();
                 if items.is_empty() {
                     continue;
                 }
-                let v = if field.is_multiple() { Value::Array(items) } else { items.into_iter().next().unwrap_or(Value::Null) };
+                let v = if field.is_multiple() {
+                    Value::Array(items)
+                } else {
+                    items.into_iter().next().unwrap_or(Value::Null)
+                };
                 set_expand(&mut out[i], &field.name, v);
             }
         }
@@ -127,7 +200,9 @@ pub(crate) fn expand_records<'a>(
 }
 
 fn set_expand(record: &mut Map<String, Value>, key: &str, v: Value) {
-    let expand = record.entry("expand").or_insert_with(|| Value::Object(Map::new()));
+    let expand = record
+        .entry("expand")
+        .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(m) = expand {
         m.insert(key.to_string(), v);
     }

@@ -4,21 +4,31 @@
 use basalt_schema::filter::FieldSelector;
 use serde_json::{Map, Value};
 
+/// A remaining path below the current level, with its excerpt option.
+type Selector<'a> = (&'a [String], Option<(usize, bool)>);
+
 pub(crate) fn project(v: &Value, selectors: &[FieldSelector]) -> Value {
-    let paths: Vec<(&[String], Option<(usize, bool)>)> = selectors.iter().map(|s| (s.path.as_slice(), s.excerpt)).collect();
+    let paths: Vec<Selector> = selectors
+        .iter()
+        .map(|s| (s.path.as_slice(), s.excerpt))
+        .collect();
     project_level(v, &paths)
 }
 
-fn project_level(v: &Value, paths: &[(&[String], Option<(usize, bool)>)]) -> Value {
+fn project_level(v: &Value, paths: &[Selector]) -> Value {
     match v {
-        Value::Array(items) => Value::Array(items.iter().map(|i| project_level(i, paths)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| project_level(i, paths)).collect())
+        }
         Value::Object(obj) => {
             let mut out = Map::new();
             for (key, value) in obj {
-                let mut nested: Vec<(&[String], Option<(usize, bool)>)> = vec![];
+                let mut nested: Vec<Selector> = vec![];
                 let mut keep_whole = None;
                 for (path, excerpt) in paths {
-                    let Some((first, rest)) = path.split_first() else { continue };
+                    let Some((first, rest)) = path.split_first() else {
+                        continue;
+                    };
                     if first != "*" && first != key {
                         continue;
                     }
@@ -33,10 +43,15 @@ fn project_level(v: &Value, paths: &[(&[String], Option<(usize, bool)>)]) -> Val
                     }
                 }
                 if let Some(excerpt) = keep_whole {
-                    out.insert(key.clone(), match (excerpt, value) {
-                        (Some((max, ellipsis)), Value::String(s)) => Value::String(excerpt_of(s, max, ellipsis)),
-                        _ => value.clone(),
-                    });
+                    out.insert(
+                        key.clone(),
+                        match (excerpt, value) {
+                            (Some((max, ellipsis)), Value::String(s)) => {
+                                Value::String(excerpt_of(s, max, ellipsis))
+                            }
+                            _ => value.clone(),
+                        },
+                    );
                 } else if !nested.is_empty() {
                     out.insert(key.clone(), project_level(value, &nested));
                 }
@@ -84,8 +99,14 @@ mod tests {
     fn projection_keeps_selected_paths() {
         let v = json!({"id": "1", "title": "<p>Hello <b>world</b> again</p>", "n": 2,
             "expand": {"author": {"id": "a", "name": "x", "email": "e"}}});
-        let got = project(&v, &parse_fields("id,title:excerpt(11,true),expand.author.name").expect("fields"));
-        assert_eq!(got, json!({"id": "1", "title": "Hello world...", "expand": {"author": {"name": "x"}}}));
+        let got = project(
+            &v,
+            &parse_fields("id,title:excerpt(11,true),expand.author.name").expect("fields"),
+        );
+        assert_eq!(
+            got,
+            json!({"id": "1", "title": "Hello world...", "expand": {"author": {"name": "x"}}})
+        );
         let got = project(&v, &parse_fields("*").expect("fields"));
         assert!(got.get("expand").is_none() && got.get("n").is_some());
     }

@@ -25,7 +25,9 @@ use crate::request_info::{Auth, build};
 pub(crate) type Params = Query<HashMap<String, String>>;
 
 pub(crate) fn query_map(q: &HashMap<String, String>) -> Map<String, Value> {
-    q.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()
+    q.iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
 }
 
 pub(crate) fn collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collection>> {
@@ -59,7 +61,9 @@ pub(crate) enum Action {
 
 pub(crate) fn rule(state: &ApiState, c: &Collection, action: Action) -> RuleSlot {
     let schema = state.store.schema();
-    let Some(rules) = schema.rules(&c.id) else { return RuleSlot::Locked };
+    let Some(rules) = schema.rules(&c.id) else {
+        return RuleSlot::Locked;
+    };
     match action {
         Action::List => rules.list.clone(),
         Action::View => rules.view.clone(),
@@ -82,7 +86,8 @@ pub(crate) async fn render(
     params: &HashMap<String, String>,
     req: &Arc<RequestInfo>,
 ) -> ApiResult<Vec<Value>> {
-    let mut out: Vec<Map<String, Value>> = records.iter().map(|r| public_record(c, r, auth)).collect();
+    let mut out: Vec<Map<String, Value>> =
+        records.iter().map(|r| public_record(c, r, auth)).collect();
     if let Some(e) = params.get("expand").filter(|e| !e.trim().is_empty()) {
         let paths = parse_expand(e).map_err(|_| bad_param("expand"))?;
         expand_records(state, c, &records, &mut out, &paths, auth, req, 0).await?;
@@ -103,14 +108,29 @@ pub(crate) async fn render(
         .collect())
 }
 
-pub(crate) async fn list(State(state): State<ApiState>, Path(name): Path<String>, auth: Auth, Query(params): Params, headers: HeaderMap) -> ApiResult<Json<Value>> {
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    auth: Auth,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let c = collection(&state, &name)?;
-    let access = access_for(&rule(&state, &c, Action::List), &auth).ok_or_else(ApiError::superusers_only)?;
-    let page: u64 = params.get("page").map_or(Ok(1), |p| p.parse()).map_err(|_| bad_param("page"))?;
-    let per_page: u64 = params.get("perPage").map_or(Ok(30), |p| p.parse()).map_err(|_| bad_param("perPage"))?;
+    let access =
+        access_for(&rule(&state, &c, Action::List), &auth).ok_or_else(ApiError::superusers_only)?;
+    let page: u64 = params
+        .get("page")
+        .map_or(Ok(1), |p| p.parse())
+        .map_err(|_| bad_param("page"))?;
+    let per_page: u64 = params
+        .get("perPage")
+        .map_or(Ok(30), |p| p.parse())
+        .map_err(|_| bad_param("perPage"))?;
     let per_page = per_page.clamp(1, 1000);
     let page = page.max(1);
-    let skip_total = params.get("skipTotal").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "t"));
+    let skip_total = params
+        .get("skipTotal")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "t"));
     let filter = match params.get("filter").filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(parse_with_params(f, &Map::new()).map_err(|e| {
             tracing::debug!(error = %e, "invalid filter");
@@ -122,14 +142,32 @@ pub(crate) async fn list(State(state): State<ApiState>, Path(name): Path<String>
         Some(s) => parse_sort(s)
             .map_err(|_| bad_param("sort"))?
             .into_iter()
-            .map(|k| SortKey { path: k.path, descending: k.descending })
+            .map(|k| SortKey {
+                path: k.path,
+                descending: k.descending,
+            })
             .collect(),
         None => vec![],
     };
-    let req = Arc::new(build(&auth, "GET", &query_map(&params), &headers, Map::new()));
+    let req = Arc::new(build(
+        &auth,
+        "GET",
+        &query_map(&params),
+        &headers,
+        Map::new(),
+    ));
     let result = state
         .store
-        .list_records(ListQuery { collection: c.clone(), filter, access, sort, page, per_page, skip_total, request: req.clone() })
+        .list_records(ListQuery {
+            collection: c.clone(),
+            filter,
+            access,
+            sort,
+            page,
+            per_page,
+            skip_total,
+            request: req.clone(),
+        })
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to list records."))?;
     let items = render(&state, &c, result.items, &auth, &params, &req).await?;
@@ -137,13 +175,28 @@ pub(crate) async fn list(State(state): State<ApiState>, Path(name): Path<String>
         Some(t) => (t as i64, t.div_ceil(per_page) as i64),
         None => (-1, -1),
     };
-    Ok(Json(json!({"page": page, "perPage": per_page, "totalItems": total_items, "totalPages": total_pages, "items": items})))
+    Ok(Json(
+        json!({"page": page, "perPage": per_page, "totalItems": total_items, "totalPages": total_pages, "items": items}),
+    ))
 }
 
-pub(crate) async fn view(State(state): State<ApiState>, Path((name, id)): Path<(String, String)>, auth: Auth, Query(params): Params, headers: HeaderMap) -> ApiResult<Json<Value>> {
+pub(crate) async fn view(
+    State(state): State<ApiState>,
+    Path((name, id)): Path<(String, String)>,
+    auth: Auth,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let c = collection(&state, &name)?;
-    let access = access_for(&rule(&state, &c, Action::View), &auth).ok_or_else(ApiError::superusers_only)?;
-    let req = Arc::new(build(&auth, "GET", &query_map(&params), &headers, Map::new()));
+    let access =
+        access_for(&rule(&state, &c, Action::View), &auth).ok_or_else(ApiError::superusers_only)?;
+    let req = Arc::new(build(
+        &auth,
+        "GET",
+        &query_map(&params),
+        &headers,
+        Map::new(),
+    ));
     let record = state
         .store
         .get_record(&c, &id, access, req.clone())
@@ -155,7 +208,12 @@ pub(crate) async fn view(State(state): State<ApiState>, Path((name, id)): Path<(
 }
 
 /// Hashes submitted passwords off the runtime and enforces who may set auth fields.
-pub(crate) async fn prepare_auth_input(c: &Collection, body: &mut Map<String, Value>, auth: &Auth, is_create: bool) -> ApiResult<()> {
+pub(crate) async fn prepare_auth_input(
+    c: &Collection,
+    body: &mut Map<String, Value>,
+    auth: &Auth,
+    is_create: bool,
+) -> ApiResult<()> {
     if !c.is_auth() {
         return Ok(());
     }
@@ -165,20 +223,47 @@ pub(crate) async fn prepare_auth_input(c: &Collection, body: &mut Map<String, Va
         body.remove("verified");
         body.remove("tokenKey");
     }
-    let Some(field) = c.field("password") else { return Ok(()) };
-    let Some(pw) = body.get("password").cloned() else { return Ok(()) };
+    let Some(field) = c.field("password") else {
+        return Ok(());
+    };
+    let Some(pw) = body.get("password").cloned() else {
+        return Ok(());
+    };
     let plain = pw.as_str().unwrap_or_default().to_string();
     if let Err(e) = basalt_schema::record::validate_password(field, &plain) {
         let mut errs = basalt_schema::ValidationErrors::new();
         errs.add("password", e);
-        return Err(ApiError::validation(if is_create { "Failed to create record." } else { "Failed to update record." }, &errs));
+        return Err(ApiError::validation(
+            if is_create {
+                "Failed to create record."
+            } else {
+                "Failed to update record."
+            },
+            &errs,
+        ));
     }
     if confirm.as_ref().and_then(Value::as_str) != Some(plain.as_str()) {
         let mut errs = basalt_schema::ValidationErrors::new();
-        errs.add("passwordConfirm", basalt_schema::FieldError::new("validation_values_mismatch", "Values don't match."));
-        return Err(ApiError::validation(if is_create { "Failed to create record." } else { "Failed to update record." }, &errs));
+        errs.add(
+            "passwordConfirm",
+            basalt_schema::FieldError::new("validation_values_mismatch", "Values don't match."),
+        );
+        return Err(ApiError::validation(
+            if is_create {
+                "Failed to create record."
+            } else {
+                "Failed to update record."
+            },
+            &errs,
+        ));
     }
-    if !is_create && !auth.is_superuser() && old.as_ref().and_then(Value::as_str).is_none_or(str::is_empty) {
+    if !is_create
+        && !auth.is_superuser()
+        && old
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
         let mut errs = basalt_schema::ValidationErrors::new();
         errs.add("oldPassword", basalt_schema::FieldError::required());
         return Err(ApiError::validation("Failed to update record.", &errs));
@@ -195,17 +280,38 @@ pub(crate) async fn prepare_auth_input(c: &Collection, body: &mut Map<String, Va
     Ok(())
 }
 
-pub(crate) async fn create(State(state): State<ApiState>, Path(name): Path<String>, auth: Auth, Query(params): Params, headers: HeaderMap, Body(mut body): Body) -> ApiResult<Json<Value>> {
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    auth: Auth,
+    Query(params): Params,
+    headers: HeaderMap,
+    Body(mut body): Body,
+) -> ApiResult<Json<Value>> {
     let c = collection(&state, &name)?;
     if c.is_view() {
         return Err(ApiError::bad_request("View collections are read-only."));
     }
-    let access = access_for(&rule(&state, &c, Action::Create), &auth).ok_or_else(ApiError::superusers_only)?;
-    let req = Arc::new(build(&auth, "POST", &query_map(&params), &headers, body.clone()));
+    let access = access_for(&rule(&state, &c, Action::Create), &auth)
+        .ok_or_else(ApiError::superusers_only)?;
+    let req = Arc::new(build(
+        &auth,
+        "POST",
+        &query_map(&params),
+        &headers,
+        body.clone(),
+    ));
     prepare_auth_input(&c, &mut body, &auth, true).await?;
     let mut out = state
         .store
-        .write(vec![WriteOp::Create { collection: c.clone(), input: body, access }], req.clone())
+        .write(
+            vec![WriteOp::Create {
+                collection: c.clone(),
+                input: body,
+                access,
+            }],
+            req.clone(),
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to create record."))?;
     let record = out.pop().flatten().ok_or_else(ApiError::internal)?;
@@ -216,17 +322,34 @@ pub(crate) async fn create(State(state): State<ApiState>, Path(name): Path<Strin
 /// Regenerates the token key when asked by an empty `tokenKey` (after a password change).
 fn rotate_token_key(body: &mut Map<String, Value>) {
     if body.get("tokenKey").and_then(Value::as_str) == Some("") {
-        body.insert("tokenKey".into(), Value::String(basalt_schema::id::random_id(50)));
+        body.insert(
+            "tokenKey".into(),
+            Value::String(basalt_schema::id::random_id(50)),
+        );
     }
 }
 
-pub(crate) async fn update(State(state): State<ApiState>, Path((name, id)): Path<(String, String)>, auth: Auth, Query(params): Params, headers: HeaderMap, Body(mut body): Body) -> ApiResult<Json<Value>> {
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    Path((name, id)): Path<(String, String)>,
+    auth: Auth,
+    Query(params): Params,
+    headers: HeaderMap,
+    Body(mut body): Body,
+) -> ApiResult<Json<Value>> {
     let c = collection(&state, &name)?;
     if c.is_view() {
         return Err(ApiError::bad_request("View collections are read-only."));
     }
-    let access = access_for(&rule(&state, &c, Action::Update), &auth).ok_or_else(ApiError::superusers_only)?;
-    let req = Arc::new(build(&auth, "PATCH", &query_map(&params), &headers, body.clone()));
+    let access = access_for(&rule(&state, &c, Action::Update), &auth)
+        .ok_or_else(ApiError::superusers_only)?;
+    let req = Arc::new(build(
+        &auth,
+        "PATCH",
+        &query_map(&params),
+        &headers,
+        body.clone(),
+    ));
     if c.is_auth() && body.contains_key("password") && !auth.is_superuser() {
         verify_old_password(&state, &c, &id, &body).await?;
     }
@@ -234,7 +357,15 @@ pub(crate) async fn update(State(state): State<ApiState>, Path((name, id)): Path
     rotate_token_key(&mut body);
     let mut out = state
         .store
-        .write(vec![WriteOp::Update { collection: c.clone(), id, input: body, access }], req.clone())
+        .write(
+            vec![WriteOp::Update {
+                collection: c.clone(),
+                id,
+                input: body,
+                access,
+            }],
+            req.clone(),
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to update record."))?;
     let record = out.pop().flatten().ok_or_else(ApiError::internal)?;
@@ -242,36 +373,82 @@ pub(crate) async fn update(State(state): State<ApiState>, Path((name, id)): Path
     Ok(Json(rendered.pop().unwrap_or(Value::Null)))
 }
 
-async fn verify_old_password(state: &ApiState, c: &Arc<Collection>, id: &str, body: &Map<String, Value>) -> ApiResult<()> {
-    let old = body.get("oldPassword").and_then(Value::as_str).unwrap_or_default().to_string();
+async fn verify_old_password(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    id: &str,
+    body: &Map<String, Value>,
+) -> ApiResult<()> {
+    let old = body
+        .get("oldPassword")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let stored = state
         .store
-        .get_record(c, id, Access::Unrestricted, Arc::new(RequestInfo::default()))
+        .get_record(
+            c,
+            id,
+            Access::Unrestricted,
+            Arc::new(RequestInfo::default()),
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to update record."))?
         .ok_or_else(ApiError::not_found)?;
-    let hash = stored.get("password").and_then(Value::as_str).unwrap_or_default().to_string();
-    let ok = tokio::task::spawn_blocking(move || basalt_auth::verify_password(&old, &hash).unwrap_or(false))
-        .await
-        .unwrap_or(false);
+    let hash = stored
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let ok = tokio::task::spawn_blocking(move || {
+        basalt_auth::verify_password(&old, &hash).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false);
     if ok {
         return Ok(());
     }
     let mut errs = basalt_schema::ValidationErrors::new();
-    errs.add("oldPassword", basalt_schema::FieldError::new("validation_invalid_old_password", "Missing or invalid old password."));
+    errs.add(
+        "oldPassword",
+        basalt_schema::FieldError::new(
+            "validation_invalid_old_password",
+            "Missing or invalid old password.",
+        ),
+    );
     Err(ApiError::validation("Failed to update record.", &errs))
 }
 
-pub(crate) async fn delete(State(state): State<ApiState>, Path((name, id)): Path<(String, String)>, auth: Auth, Query(params): Params, headers: HeaderMap) -> ApiResult<Response> {
+pub(crate) async fn delete(
+    State(state): State<ApiState>,
+    Path((name, id)): Path<(String, String)>,
+    auth: Auth,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let c = collection(&state, &name)?;
     if c.is_view() {
         return Err(ApiError::bad_request("View collections are read-only."));
     }
-    let access = access_for(&rule(&state, &c, Action::Delete), &auth).ok_or_else(ApiError::superusers_only)?;
-    let req = Arc::new(build(&auth, "DELETE", &query_map(&params), &headers, Map::new()));
+    let access = access_for(&rule(&state, &c, Action::Delete), &auth)
+        .ok_or_else(ApiError::superusers_only)?;
+    let req = Arc::new(build(
+        &auth,
+        "DELETE",
+        &query_map(&params),
+        &headers,
+        Map::new(),
+    ));
     state
         .store
-        .write(vec![WriteOp::Delete { collection: c, id, access }], req)
+        .write(
+            vec![WriteOp::Delete {
+                collection: c,
+                id,
+                access,
+            }],
+            req,
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to delete record."))?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -13,10 +13,9 @@ pub(crate) fn public_record(c: &Collection, r: &Record, auth: &Auth) -> Map<Stri
     out.insert("collectionName".into(), Value::String(c.name.clone()));
     let superuser = auth.is_superuser();
     let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
-    let owner = auth
-        .0
-        .as_ref()
-        .is_some_and(|a| a.collection_id == c.id && a.record.get("id").and_then(Value::as_str) == Some(id));
+    let owner = auth.0.as_ref().is_some_and(|a| {
+        a.collection_id == c.id && a.record.get("id").and_then(Value::as_str) == Some(id)
+    });
     for f in &c.fields {
         if f.name == "password" || f.name == "tokenKey" {
             continue;
@@ -25,7 +24,10 @@ pub(crate) fn public_record(c: &Collection, r: &Record, auth: &Auth) -> Map<Stri
             continue;
         }
         if c.is_auth() && f.name == "email" {
-            let visible = r.get("emailVisibility").and_then(Value::as_bool).unwrap_or(false);
+            let visible = r
+                .get("emailVisibility")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             if !visible && !owner && !superuser {
                 continue;
             }

@@ -70,7 +70,10 @@ pub fn tokenize(input: &str) -> Result<Vec<Token>, FilterError> {
                 out.push(Token::Op(op));
                 i += len;
             }
-            c if c.is_ascii_digit() || (c == '-' && next.is_some_and(|n| n.is_ascii_digit() || n == '.')) || (c == '.' && next.is_some_and(|n| n.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '-' && next.is_some_and(|n| n.is_ascii_digit() || n == '.'))
+                || (c == '.' && next.is_some_and(|n| n.is_ascii_digit())) =>
+            {
                 let start = i;
                 i += 1;
                 while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
@@ -84,12 +87,19 @@ pub fn tokenize(input: &str) -> Result<Vec<Token>, FilterError> {
             }
             c if c.is_ascii_alphabetic() || c == '_' || c == '@' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | '@' | '.' | ':')) {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric()
+                        || matches!(chars[i], '_' | '@' | '.' | ':'))
+                {
                     i += 1;
                 }
                 out.push(Token::Ident(chars[start..i].iter().collect()));
             }
-            other => return Err(FilterError(format!("unexpected character {other:?} at {i}"))),
+            other => {
+                return Err(FilterError(format!(
+                    "unexpected character {other:?} at {i}"
+                )));
+            }
         }
     }
     Ok(out)
@@ -111,7 +121,9 @@ fn quoted(chars: &[char], start: usize) -> Result<(String, usize), FilterError> 
             i += 1;
         }
     }
-    Err(FilterError(format!("unterminated string starting at {start}")))
+    Err(FilterError(format!(
+        "unterminated string starting at {start}"
+    )))
 }
 
 fn operator(s: &[char]) -> Option<(CompareOp, usize)> {

@@ -35,7 +35,10 @@ pub fn parse_with_params(input: &str, params: &Map<String, Value>) -> Result<Exp
     };
     let expr = p.or_expr()?;
     if p.pos != p.tokens.len() {
-        return Err(FilterError(format!("unexpected token at position {}", p.pos)));
+        return Err(FilterError(format!(
+            "unexpected token at position {}",
+            p.pos
+        )));
     }
     Ok(expr)
 }
@@ -107,7 +110,9 @@ impl Parser<'_> {
             Some(Token::Num(n)) => Ok(Operand::Literal(Literal::Number(n))),
             Some(Token::Ident(id)) => ident_operand(&id),
             Some(Token::Placeholder(name)) => match self.params.get(&name) {
-                None => Err(FilterError(format!("missing value for placeholder {{:{name}}}"))),
+                None => Err(FilterError(format!(
+                    "missing value for placeholder {{:{name}}}"
+                ))),
                 Some(v) => Ok(Operand::Literal(value_literal(v))),
             },
             _ => Err(FilterError("expected a value or identifier".into())),
@@ -227,7 +232,9 @@ pub fn parse_path(raw: &str) -> Result<Path, FilterError> {
     if !segments.iter().all(|s| is_segment(s)) {
         return Err(bad());
     }
-    if matches!(modifier, Some(Modifier::IsSet | Modifier::Changed)) && root != PathRoot::RequestBody {
+    if matches!(modifier, Some(Modifier::IsSet | Modifier::Changed))
+        && root != PathRoot::RequestBody
+    {
         return Err(FilterError(
             "the :isset and :changed modifiers apply only to @request.body fields".into(),
         ));

@@ -1,7 +1,7 @@
 //! The other query-string languages of the records API: `sort`, `expand` and `fields`.
 
-use super::parser::{FilterError, parse_path};
 use super::ast::PathRoot;
+use super::parser::{FilterError, parse_path};
 
 /// One `sort` key: a record field path, `@random` or `@rowid`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,9 @@ pub fn parse_expand(input: &str) -> Result<Vec<Vec<String>>, FilterError> {
         record_path(part)?;
         let segments: Vec<String> = part.split('.').map(str::to_string).collect();
         if segments.len() > MAX_EXPAND_DEPTH {
-            return Err(FilterError(format!("expand path {part:?} is deeper than {MAX_EXPAND_DEPTH}")));
+            return Err(FilterError(format!(
+                "expand path {part:?} is deeper than {MAX_EXPAND_DEPTH}"
+            )));
         }
         out.push(segments);
     }
@@ -81,16 +83,18 @@ pub fn parse_fields(input: &str) -> Result<Vec<FieldSelector>, FilterError> {
                     None => false,
                     Some("true") | Some("1") => true,
                     Some("false") | Some("0") => false,
-                    Some(_) => return Err(FilterError(format!("invalid excerpt flag in {part:?}"))),
+                    Some(_) => {
+                        return Err(FilterError(format!("invalid excerpt flag in {part:?}")));
+                    }
                 };
                 (path, Some((max, ellipsis)))
             }
             None => (part, None),
         };
         let segments: Vec<String> = path.split('.').map(str::to_string).collect();
-        let valid = segments
-            .iter()
-            .all(|s| s == "*" || (!s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')));
+        let valid = segments.iter().all(|s| {
+            s == "*" || (!s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        });
         if !valid {
             return Err(FilterError(format!("invalid field {part:?}")));
         }

@@ -29,22 +29,49 @@ const CASES: &[(&str, &str)] = &[
     ("a = .5", "a = 0.5"),
     ("'it\\'s' = a", "\"it's\" = a"),
     ("created > @now", "created > @now"),
-    ("created >= @todayStart && created <= @todayEnd", "(created >= @todayStart && created <= @todayEnd)"),
+    (
+        "created >= @todayStart && created <= @todayEnd",
+        "(created >= @todayStart && created <= @todayEnd)",
+    ),
     ("created < @yearEnd", "created < @yearEnd"),
     ("author.name = 'x'", "author.name = \"x\""),
-    ("comments_via_post.title ?= 'x'", "comments_via_post.title ?= \"x\""),
+    (
+        "comments_via_post.title ?= 'x'",
+        "comments_via_post.title ?= \"x\"",
+    ),
     ("data.a.b = 1", "data.a.b = 1"),
     ("tags.0 = 'a'", "tags.0 = \"a\""),
     ("@request.auth.id != ''", "@request.auth.id != \"\""),
-    ("@request.body.title:isset = true", "@request.body.title:isset = true"),
-    ("@request.data.title:changed = false", "@request.body.title:changed = false"),
+    (
+        "@request.body.title:isset = true",
+        "@request.body.title:isset = true",
+    ),
+    (
+        "@request.data.title:changed = false",
+        "@request.body.title:changed = false",
+    ),
     ("@request.query.x = 'y'", "@request.query.x = \"y\""),
-    ("@request.headers.x_token = 'y'", "@request.headers.x_token = \"y\""),
+    (
+        "@request.headers.x_token = 'y'",
+        "@request.headers.x_token = \"y\"",
+    ),
     ("@request.method = 'GET'", "@request.method = \"GET\""),
-    ("@request.context != 'oauth2'", "@request.context != \"oauth2\""),
-    ("@collection.users.email = 'a'", "@collection.users.email = \"a\""),
-    ("@collection.users:u.email = 'a'", "@collection.users:u.email = \"a\""),
-    ("@collection.users:u.email:lower = 'a'", "@collection.users:u.email:lower = \"a\""),
+    (
+        "@request.context != 'oauth2'",
+        "@request.context != \"oauth2\"",
+    ),
+    (
+        "@collection.users.email = 'a'",
+        "@collection.users.email = \"a\"",
+    ),
+    (
+        "@collection.users:u.email = 'a'",
+        "@collection.users:u.email = \"a\"",
+    ),
+    (
+        "@collection.users:u.email:lower = 'a'",
+        "@collection.users:u.email:lower = \"a\"",
+    ),
     ("tags:length > 2", "tags:length > 2"),
     ("tags:each ~ 'a'", "tags:each ~ \"a\""),
     ("title:lower = 'a'", "title:lower = \"a\""),
@@ -85,8 +112,16 @@ const ERRORS: &[&str] = &[
 fn valid_filters_parse_to_their_canonical_form() {
     for (input, want) in CASES {
         let got = parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
-        assert_eq!(got.to_string().trim_matches(|c| c == '(' || c == ')'), want.trim_matches(|c| c == '(' || c == ')'), "{input:?}");
-        assert_eq!(parse(&got.to_string()).ok(), Some(got), "{input:?} re-parses");
+        assert_eq!(
+            got.to_string().trim_matches(|c| c == '(' || c == ')'),
+            want.trim_matches(|c| c == '(' || c == ')'),
+            "{input:?}"
+        );
+        assert_eq!(
+            parse(&got.to_string()).ok(),
+            Some(got),
+            "{input:?} re-parses"
+        );
     }
 }
 
@@ -101,8 +136,11 @@ fn malformed_filters_are_errors() {
 fn placeholders_become_literals_never_syntax() {
     let params = json!({"v": "x' OR 1=1 --", "n": 5, "b": true, "z": null, "arr": [1, 2]});
     let params = params.as_object().cloned().unwrap_or_default();
-    let e = parse_with_params("a = {:v} && b = {:n} && c = {:b} && d = {:z} && e = {:arr}", &params)
-        .expect("parses");
+    let e = parse_with_params(
+        "a = {:v} && b = {:n} && c = {:b} && d = {:z} && e = {:arr}",
+        &params,
+    )
+    .expect("parses");
     assert_eq!(
         e.to_string(),
         "((((a = \"x' OR 1=1 --\" && b = 5) && c = true) && d = null) && e = \"[1,2]\")"
@@ -116,7 +154,12 @@ fn sort_expand_and_fields_parse() {
     assert!(s[0].descending && !s[1].descending);
     assert!(parse_sort("title; DROP TABLE x").is_err());
     assert!(parse_sort("(select 1)").is_err());
-    assert_eq!(parse_expand("author,comments_via_post.author").expect("expand").len(), 2);
+    assert_eq!(
+        parse_expand("author,comments_via_post.author")
+            .expect("expand")
+            .len(),
+        2
+    );
     assert!(parse_expand("a.b.c.d.e.f.g").is_err());
     let f = parse_fields("id,title:excerpt(10,true),expand.author.*").expect("fields");
     assert_eq!(f[1].excerpt, Some((10, true)));
@@ -147,13 +190,13 @@ fn arb_operand() -> impl Strategy<Value = String> {
 
 fn arb_expr() -> impl Strategy<Value = String> {
     let op = prop::sample::select(vec![
-        "=", "!=", ">", ">=", "<", "<=", "~", "!~", "?=", "?!=", "?>", "?>=", "?<", "?<=", "?~", "?!~",
+        "=", "!=", ">", ">=", "<", "<=", "~", "!~", "?=", "?!=", "?>", "?>=", "?<", "?<=", "?~",
+        "?!~",
     ]);
     let leaf = (arb_operand(), op, arb_operand()).prop_map(|(a, o, b)| format!("{a} {o} {b}"));
     leaf.prop_recursive(4, 16, 2, |inner| {
-        (inner.clone(), prop::bool::ANY, inner).prop_map(|(a, and, b)| {
-            format!("({a} {} {b})", if and { "&&" } else { "||" })
-        })
+        (inner.clone(), prop::bool::ANY, inner)
+            .prop_map(|(a, and, b)| format!("({a} {} {b})", if and { "&&" } else { "||" }))
     })
 }
 

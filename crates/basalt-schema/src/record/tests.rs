@@ -63,33 +63,96 @@ fn create_normalises_and_fills_defaults() {
 fn create_reports_each_constraint_with_its_code() {
     let cases: Vec<(Value, &str, &str)> = vec![
         (json!({}), "title", "validation_required"),
-        (json!({"title": "x"}), "title", "validation_min_text_constraint"),
-        (json!({"title": "much too long"}), "title", "validation_max_text_constraint"),
-        (json!({"title": "ok", "views": 1.5}), "views", "validation_only_int_constraint"),
-        (json!({"title": "ok", "views": -1}), "views", "validation_min_number_constraint"),
-        (json!({"title": "ok", "views": "abc"}), "views", "validation_invalid_value"),
-        (json!({"title": "ok", "tags": ["z"]}), "tags", "validation_invalid_value"),
-        (json!({"title": "ok", "tags": ["a", "b", "c"]}), "tags", "validation_too_many_values"),
-        (json!({"title": "ok", "mail": "nope"}), "mail", "validation_is_email"),
-        (json!({"title": "ok", "when": "tomorrow"}), "when", "validation_invalid_datetime"),
-        (json!({"title": "ok", "id": "BAD id"}), "id", "validation_min_text_constraint"),
-        (json!({"title": "ok", "id": "UPPERCASEIDXXXX"}), "id", "validation_invalid_format"),
+        (
+            json!({"title": "x"}),
+            "title",
+            "validation_min_text_constraint",
+        ),
+        (
+            json!({"title": "much too long"}),
+            "title",
+            "validation_max_text_constraint",
+        ),
+        (
+            json!({"title": "ok", "views": 1.5}),
+            "views",
+            "validation_only_int_constraint",
+        ),
+        (
+            json!({"title": "ok", "views": -1}),
+            "views",
+            "validation_min_number_constraint",
+        ),
+        (
+            json!({"title": "ok", "views": "abc"}),
+            "views",
+            "validation_invalid_value",
+        ),
+        (
+            json!({"title": "ok", "tags": ["z"]}),
+            "tags",
+            "validation_invalid_value",
+        ),
+        (
+            json!({"title": "ok", "tags": ["a", "b", "c"]}),
+            "tags",
+            "validation_too_many_values",
+        ),
+        (
+            json!({"title": "ok", "mail": "nope"}),
+            "mail",
+            "validation_is_email",
+        ),
+        (
+            json!({"title": "ok", "when": "tomorrow"}),
+            "when",
+            "validation_invalid_datetime",
+        ),
+        (
+            json!({"title": "ok", "id": "BAD id"}),
+            "id",
+            "validation_min_text_constraint",
+        ),
+        (
+            json!({"title": "ok", "id": "UPPERCASEIDXXXX"}),
+            "id",
+            "validation_invalid_format",
+        ),
     ];
     for (body, field, code) in cases {
         let errs = create_err(body.clone());
-        assert!(errs.contains(&(field.to_string(), code.to_string())), "{body}: {errs:?}");
+        assert!(
+            errs.contains(&(field.to_string(), code.to_string())),
+            "{body}: {errs:?}"
+        );
     }
 }
 
 #[test]
 fn update_applies_modifiers_and_keeps_untouched_fields() {
     let c = posts();
-    let existing = prepare_create(&c, &input(json!({"title": "hi", "views": 5, "tags": ["a"]})), NOW).expect("valid");
+    let existing = prepare_create(
+        &c,
+        &input(json!({"title": "hi", "views": 5, "tags": ["a"]})),
+        NOW,
+    )
+    .expect("valid");
     let later = "2024-01-02 00:00:00.000Z";
-    let r = prepare_update(&c, &existing, &input(json!({"views+": 3, "tags+": "b", "+tags": "c"})), later);
+    let r = prepare_update(
+        &c,
+        &existing,
+        &input(json!({"views+": 3, "tags+": "b", "+tags": "c"})),
+        later,
+    );
     // three tags exceed maxSelect 2
     assert!(r.is_err());
-    let r = prepare_update(&c, &existing, &input(json!({"views-": 2, "tags+": "b"})), later).expect("valid");
+    let r = prepare_update(
+        &c,
+        &existing,
+        &input(json!({"views-": 2, "tags+": "b"})),
+        later,
+    )
+    .expect("valid");
     assert_eq!(r["views"], json!(3));
     assert_eq!(r["tags"], json!(["a", "b"]));
     assert_eq!(r["title"], json!("hi"));
@@ -97,14 +160,17 @@ fn update_applies_modifiers_and_keeps_untouched_fields() {
     assert_eq!(r["updated"], json!(later));
     let r = prepare_update(&c, &r, &input(json!({"tags-": ["a"]})), later).expect("valid");
     assert_eq!(r["tags"], json!(["b"]));
-    let err = prepare_update(&c, &r, &input(json!({"id": "aaaaaaaaaaaaaaa"})), later).expect_err("pk change");
+    let err = prepare_update(&c, &r, &input(json!({"id": "aaaaaaaaaaaaaaa"})), later)
+        .expect_err("pk change");
     assert!(err.errors.contains_key("id"));
 }
 
 #[test]
 fn passwords_are_checked_before_hashing() {
-    let f: crate::field::Field = serde_json::from_value(json!({"name": "password", "type": "password", "min": 8, "required": true}))
-        .expect("field");
+    let f: crate::field::Field = serde_json::from_value(
+        json!({"name": "password", "type": "password", "min": 8, "required": true}),
+    )
+    .expect("field");
     assert!(validate_password(&f, "short").is_err());
     assert!(validate_password(&f, "").is_err());
     assert!(validate_password(&f, "long enough").is_ok());

@@ -40,7 +40,11 @@ pub(crate) fn compile_condition(
 fn expr_sql(ctx: &Ctx, expr: &Expr) -> Result<SqlFragment, StoreError> {
     match expr {
         Expr::And(a, b) | Expr::Or(a, b) => {
-            let joiner = if matches!(expr, Expr::And(..)) { " AND " } else { " OR " };
+            let joiner = if matches!(expr, Expr::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            };
             let mut f = SqlFragment::new("(");
             f.push(expr_sql(ctx, a)?);
             f.push_str(joiner);
@@ -57,9 +61,13 @@ fn operand(ctx: &Ctx, o: &Operand, like_pattern: bool) -> Result<Side, StoreErro
         Operand::Literal(Literal::String(s)) if like_pattern => {
             Side::Scalar(SqlFragment::param(SqlValue::Text(like_value(s))))
         }
-        Operand::Literal(Literal::String(s)) => Side::Scalar(SqlFragment::param(SqlValue::Text(s.clone()))),
+        Operand::Literal(Literal::String(s)) => {
+            Side::Scalar(SqlFragment::param(SqlValue::Text(s.clone())))
+        }
         Operand::Literal(Literal::Number(n)) => Side::Scalar(SqlFragment::param(number(*n))),
-        Operand::Literal(Literal::Bool(b)) => Side::Scalar(SqlFragment::param(SqlValue::Integer(i64::from(*b)))),
+        Operand::Literal(Literal::Bool(b)) => {
+            Side::Scalar(SqlFragment::param(SqlValue::Integer(i64::from(*b))))
+        }
         Operand::Literal(Literal::Null) => Side::Scalar(SqlFragment::new("NULL")),
         Operand::Macro(m) => Side::Scalar(SqlFragment::param(macro_value(*m))),
         Operand::Path(p) => {
@@ -127,13 +135,22 @@ fn binary(op: CompareOp, l: &str, r: &str) -> String {
     }
 }
 
-fn compare(ctx: &Ctx, left: &Operand, op: CompareOp, right: &Operand) -> Result<SqlFragment, StoreError> {
+fn compare(
+    ctx: &Ctx,
+    left: &Operand,
+    op: CompareOp,
+    right: &Operand,
+) -> Result<SqlFragment, StoreError> {
     let like = matches!(base_op(op), CompareOp::Like | CompareOp::NotLike);
     let is_null = |o: &Operand| matches!(o, Operand::Literal(Literal::Null));
     let l = operand(ctx, left, false)?;
     let null_cmp = is_null(right) || is_null(left);
     if null_cmp && matches!(base_op(op), CompareOp::Eq | CompareOp::Neq) {
-        let side = if is_null(right) { l } else { operand(ctx, right, false)? };
+        let side = if is_null(right) {
+            l
+        } else {
+            operand(ctx, right, false)?
+        };
         let eq = base_op(op) == CompareOp::Eq;
         return Ok(match side {
             Side::Scalar(f) => SqlFragment {
@@ -181,7 +198,10 @@ fn to_set(side: Side) -> SqlFragment {
 /// An empty set compares like a single NULL (a LEFT JOIN that found nothing).
 fn padded(f: SqlFragment) -> SqlFragment {
     SqlFragment {
-        sql: format!("SELECT v FROM ({0}) UNION ALL SELECT NULL WHERE NOT EXISTS ({0})", f.sql),
+        sql: format!(
+            "SELECT v FROM ({0}) UNION ALL SELECT NULL WHERE NOT EXISTS ({0})",
+            f.sql
+        ),
         params: [f.params.clone(), f.params].concat(),
     }
 }
@@ -191,9 +211,15 @@ fn set_compare(op: CompareOp, l: SqlFragment, r: SqlFragment) -> SqlFragment {
     let (l, r) = (padded(l), padded(r));
     let cond = binary(op, "__l.v", "__r.v");
     let sql = if op.is_any() {
-        format!("EXISTS (SELECT 1 FROM ({}) __l, ({}) __r WHERE {cond})", l.sql, r.sql)
+        format!(
+            "EXISTS (SELECT 1 FROM ({}) __l, ({}) __r WHERE {cond})",
+            l.sql, r.sql
+        )
     } else {
-        format!("NOT EXISTS (SELECT 1 FROM ({}) __l, ({}) __r WHERE NOT COALESCE({cond}, 0))", l.sql, r.sql)
+        format!(
+            "NOT EXISTS (SELECT 1 FROM ({}) __l, ({}) __r WHERE NOT COALESCE({cond}, 0))",
+            l.sql, r.sql
+        )
     };
     SqlFragment {
         sql,
@@ -204,7 +230,8 @@ fn set_compare(op: CompareOp, l: SqlFragment, r: SqlFragment) -> SqlFragment {
 fn macro_value(m: DateMacro) -> SqlValue {
     let now = Utc::now();
     let fmt = |t: chrono::DateTime<Utc>| SqlValue::Text(basalt_schema::value::format_datetime(t));
-    let day_start = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default());
+    let day_start =
+        |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default());
     let today = now.date_naive();
     match m {
         DateMacro::Now => fmt(now),
@@ -218,17 +245,23 @@ fn macro_value(m: DateMacro) -> SqlValue {
         DateMacro::Year => SqlValue::Integer(i64::from(now.year())),
         DateMacro::Weekday => SqlValue::Integer(i64::from(now.weekday().num_days_from_sunday())),
         DateMacro::TodayStart => fmt(day_start(today)),
-        DateMacro::TodayEnd => fmt(day_start(today) + Duration::days(1) - Duration::milliseconds(1)),
+        DateMacro::TodayEnd => {
+            fmt(day_start(today) + Duration::days(1) - Duration::milliseconds(1))
+        }
         DateMacro::MonthStart => fmt(day_start(today.with_day(1).unwrap_or(today))),
         DateMacro::MonthEnd => {
             let first = today.with_day(1).unwrap_or(today);
-            let next = first.checked_add_months(chrono::Months::new(1)).unwrap_or(first);
+            let next = first
+                .checked_add_months(chrono::Months::new(1))
+                .unwrap_or(first);
             fmt(day_start(next) - Duration::milliseconds(1))
         }
-        DateMacro::YearStart => fmt(day_start(NaiveDate::from_ymd_opt(today.year(), 1, 1).unwrap_or(today))),
-        DateMacro::YearEnd => fmt(
-            day_start(NaiveDate::from_ymd_opt(today.year() + 1, 1, 1).unwrap_or(today)) - Duration::milliseconds(1),
-        ),
+        DateMacro::YearStart => fmt(day_start(
+            NaiveDate::from_ymd_opt(today.year(), 1, 1).unwrap_or(today),
+        )),
+        DateMacro::YearEnd => fmt(day_start(
+            NaiveDate::from_ymd_opt(today.year() + 1, 1, 1).unwrap_or(today),
+        ) - Duration::milliseconds(1)),
     }
 }
 
@@ -250,10 +283,13 @@ pub(crate) fn compile_order(
             "@random" => SqlFragment::new(d.random()),
             "@rowid" => SqlFragment::new(format!("\"__root\".{}", d.rowid())),
             path => {
-                let p = basalt_schema::filter::parse_path(path).map_err(|e| invalid(e.to_string()))?;
+                let p =
+                    basalt_schema::filter::parse_path(path).map_err(|e| invalid(e.to_string()))?;
                 match ctx.resolve(&p)? {
                     Side::Scalar(f) => f,
-                    Side::Set(_) => return Err(invalid(format!("cannot sort by the multi-valued {path:?}"))),
+                    Side::Set(_) => {
+                        return Err(invalid(format!("cannot sort by the multi-valued {path:?}")));
+                    }
                 }
             }
         };
@@ -267,7 +303,11 @@ pub(crate) fn compile_order(
 }
 
 /// The page query and (unless `skip_total`) the count query of a list request.
-pub(crate) fn compile_list(d: Dialect, schema: &Schema, q: &ListQuery) -> Result<(SqlFragment, Option<SqlFragment>), StoreError> {
+pub(crate) fn compile_list(
+    d: Dialect,
+    schema: &Schema,
+    q: &ListQuery,
+) -> Result<(SqlFragment, Option<SqlFragment>), StoreError> {
     let c = &q.collection;
     let mut filter = SqlFragment::new(format!(" FROM {} \"__root\" WHERE 1=1", d.quote(&c.name)));
     if let Some(f) = &q.filter {
@@ -295,6 +335,8 @@ pub(crate) fn compile_list(d: Dialect, schema: &Schema, q: &ListQuery) -> Result
     page.push_str(&format!("\"__root\".{tiebreak} ASC LIMIT ? OFFSET ?"));
     let per_page = q.per_page.max(1);
     page.params.push(SqlValue::Integer(per_page as i64));
-    page.params.push(SqlValue::Integer((q.page.max(1) - 1).saturating_mul(per_page) as i64));
+    page.params.push(SqlValue::Integer(
+        (q.page.max(1) - 1).saturating_mul(per_page) as i64,
+    ));
     Ok((page, count))
 }

@@ -4,9 +4,9 @@
 mod compile;
 mod path;
 
-pub(crate) use compile::{compile_condition, compile_list};
 #[cfg(test)]
 pub(crate) use compile::compile_order;
+pub(crate) use compile::{compile_condition, compile_list};
 
 use rusqlite::types::{ToSql, ToSqlOutput, Value as SqlLite};
 
@@ -78,13 +78,17 @@ impl Dialect {
     /// A one-column (`v`) set of the items of a JSON array expression.
     pub fn json_items(self, json_expr: &str) -> String {
         match self {
-            Dialect::Sqlite => format!("SELECT value AS v FROM json_each(CASE WHEN json_valid({json_expr}) AND json_type({json_expr}) = 'array' THEN {json_expr} ELSE '[]' END)"),
+            Dialect::Sqlite => format!(
+                "SELECT value AS v FROM json_each(CASE WHEN json_valid({json_expr}) AND json_type({json_expr}) = 'array' THEN {json_expr} ELSE '[]' END)"
+            ),
         }
     }
 
     pub fn json_length(self, json_expr: &str) -> String {
         match self {
-            Dialect::Sqlite => format!("COALESCE(json_array_length(CASE WHEN json_valid({json_expr}) THEN {json_expr} END), 0)"),
+            Dialect::Sqlite => format!(
+                "COALESCE(json_array_length(CASE WHEN json_valid({json_expr}) THEN {json_expr} END), 0)"
+            ),
         }
     }
 
@@ -99,7 +103,9 @@ impl Dialect {
             }
         }
         match self {
-            Dialect::Sqlite => format!("(CASE WHEN json_valid({json_expr}) THEN json_extract({json_expr}, '{path}') END)"),
+            Dialect::Sqlite => format!(
+                "(CASE WHEN json_valid({json_expr}) THEN json_extract({json_expr}, '{path}') END)"
+            ),
         }
     }
 

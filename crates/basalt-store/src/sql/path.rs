@@ -53,7 +53,9 @@ impl<'a> Ctx<'a> {
 
     pub fn resolve(&self, path: &Path) -> Result<Side, StoreError> {
         match &path.root {
-            PathRoot::Record => self.record_path(self.root, "__root", None, &path.segments, path.modifier),
+            PathRoot::Record => {
+                self.record_path(self.root, "__root", None, &path.segments, path.modifier)
+            }
             PathRoot::Collection { name, alias } => {
                 let target = self
                     .schema
@@ -70,9 +72,11 @@ impl<'a> Ctx<'a> {
                     Some(a) => a,
                     None => {
                         let a = self.alias("c");
-                        self.collection_joins
-                            .borrow_mut()
-                            .push((key, a.clone(), target.name.clone()));
+                        self.collection_joins.borrow_mut().push((
+                            key,
+                            a.clone(),
+                            target.name.clone(),
+                        ));
                         a
                     }
                 };
@@ -80,32 +84,53 @@ impl<'a> Ctx<'a> {
             }
             PathRoot::RequestAuth => self.auth_path(path),
             PathRoot::RequestBody => self.body_path(path),
-            PathRoot::RequestQuery => Ok(text_or_null(self.req.query.get(path.segments.join(".").as_str()))),
-            PathRoot::RequestHeaders => Ok(text_or_null(self.req.headers.get(path.segments.join(".").as_str()))),
-            PathRoot::RequestMethod => Ok(Side::Scalar(SqlFragment::param(SqlValue::Text(self.req.method.clone())))),
-            PathRoot::RequestContext => Ok(Side::Scalar(SqlFragment::param(SqlValue::Text(self.req.context.clone())))),
+            PathRoot::RequestQuery => Ok(text_or_null(
+                self.req.query.get(path.segments.join(".").as_str()),
+            )),
+            PathRoot::RequestHeaders => Ok(text_or_null(
+                self.req.headers.get(path.segments.join(".").as_str()),
+            )),
+            PathRoot::RequestMethod => Ok(Side::Scalar(SqlFragment::param(SqlValue::Text(
+                self.req.method.clone(),
+            )))),
+            PathRoot::RequestContext => Ok(Side::Scalar(SqlFragment::param(SqlValue::Text(
+                self.req.context.clone(),
+            )))),
         }
     }
 
     fn auth_path(&self, path: &Path) -> Result<Side, StoreError> {
         let Some(auth) = &self.req.auth else {
-            return Ok(Side::Scalar(SqlFragment::param(SqlValue::Text(String::new()))));
+            return Ok(Side::Scalar(SqlFragment::param(SqlValue::Text(
+                String::new(),
+            ))));
         };
-        let first = path.segments.first().map(String::as_str).unwrap_or_default();
+        let first = path
+            .segments
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
         if path.segments.len() == 1 {
             let v = match first {
                 "collectionId" => Some(Value::String(auth.collection_id.clone())),
                 "collectionName" => Some(Value::String(auth.collection_name.clone())),
                 _ => auth.record.get(first).cloned(),
             };
-            return Ok(self.value_side(v.as_ref().unwrap_or(&Value::String(String::new())), path.modifier));
+            return Ok(self.value_side(
+                v.as_ref().unwrap_or(&Value::String(String::new())),
+                path.modifier,
+            ));
         }
         let coll = self
             .schema
             .by_id(&auth.collection_id)
             .ok_or_else(|| invalid("unknown auth collection"))?;
         let alias = self.alias("a");
-        let id = auth.record.get("id").and_then(Value::as_str).unwrap_or_default();
+        let id = auth
+            .record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut cond = SqlFragment::new(format!("{alias}.\"id\" = "));
         cond.push(SqlFragment::param(SqlValue::Text(id.to_string())));
         let start = (format!("{} {alias}", self.d.quote(&coll.name)), cond);
@@ -113,13 +138,21 @@ impl<'a> Ctx<'a> {
     }
 
     fn body_path(&self, path: &Path) -> Result<Side, StoreError> {
-        let key = path.segments.first().map(String::as_str).unwrap_or_default();
+        let key = path
+            .segments
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
         if path.segments.len() > 1 {
-            return Err(invalid("relation traversal of @request.body is not supported"));
+            return Err(invalid(
+                "relation traversal of @request.body is not supported",
+            ));
         }
         let submitted = self.req.body.get(key);
         match path.modifier {
-            Some(Modifier::IsSet) => Ok(Side::Scalar(SqlFragment::param(SqlValue::Integer(i64::from(submitted.is_some()))))),
+            Some(Modifier::IsSet) => Ok(Side::Scalar(SqlFragment::param(SqlValue::Integer(
+                i64::from(submitted.is_some()),
+            )))),
             Some(Modifier::Changed) => {
                 let Some(v) = submitted else {
                     return Ok(Side::Scalar(SqlFragment::param(SqlValue::Integer(0))));
@@ -130,7 +163,10 @@ impl<'a> Ctx<'a> {
                     .ok_or_else(|| invalid(format!("unknown field {key:?}")))?;
                 let mut f = SqlFragment::new("(CASE WHEN ");
                 f.push(SqlFragment::param(stored_shape(v)));
-                f.push_str(&format!(" IS NOT \"__root\".{} THEN 1 ELSE 0 END)", self.d.quote(&field.name)));
+                f.push_str(&format!(
+                    " IS NOT \"__root\".{} THEN 1 ELSE 0 END)",
+                    self.d.quote(&field.name)
+                ));
                 Ok(Side::Scalar(f))
             }
             m => Ok(self.value_side(submitted.unwrap_or(&Value::Null), m)),
@@ -182,10 +218,9 @@ impl<'a> Ctx<'a> {
             let seg = &segments[i];
             let last = i + 1 == segments.len();
             if let Some((src_name, field_name)) = seg.split_once("_via_") {
-                let src = self
-                    .schema
-                    .by_name(src_name)
-                    .ok_or_else(|| invalid(format!("unknown back-relation collection {src_name:?}")))?;
+                let src = self.schema.by_name(src_name).ok_or_else(|| {
+                    invalid(format!("unknown back-relation collection {src_name:?}"))
+                })?;
                 let field = src
                     .field(field_name)
                     .filter(|f| f.relation_target() == Some(coll.id.as_str()))
@@ -232,10 +267,11 @@ impl<'a> Ctx<'a> {
             }
             match &field.kind {
                 FieldKind::Relation(o) => {
-                    let target = self
-                        .schema
-                        .by_id(&o.collection_id)
-                        .ok_or_else(|| invalid(format!("the relation {seg:?} points to a missing collection")))?;
+                    let target = self.schema.by_id(&o.collection_id).ok_or_else(|| {
+                        invalid(format!(
+                            "the relation {seg:?} points to a missing collection"
+                        ))
+                    })?;
                     let next = self.alias("r");
                     from.push(format!("{} {next}", d.quote(&target.name)));
                     conds.push(SqlFragment::new(if field.is_multiple() {
@@ -288,7 +324,9 @@ impl<'a> Ctx<'a> {
 
 fn apply_modifier(side: Side, modifier: Option<Modifier>, length_done: bool) -> Side {
     match (side, modifier) {
-        (Side::Scalar(f), Some(Modifier::Lower)) => Side::Scalar(lower_scalar(f, Some(Modifier::Lower))),
+        (Side::Scalar(f), Some(Modifier::Lower)) => {
+            Side::Scalar(lower_scalar(f, Some(Modifier::Lower)))
+        }
         (Side::Set(f), Some(Modifier::Lower)) => Side::Set(lower_set(f, Some(Modifier::Lower))),
         (Side::Scalar(f), Some(Modifier::Length)) if !length_done => Side::Scalar(SqlFragment {
             sql: format!("LENGTH({})", f.sql),

@@ -21,22 +21,34 @@ fn coll(v: Value, schema: &Schema) -> Collection {
 fn setup() -> (Connection, Schema) {
     let conn = Connection::open_in_memory().expect("db");
     let mut cols = vec![];
-    let users = coll(json!({"id": "users0000000001", "name": "users", "type": "auth", "fields": [{"name": "name", "type": "text"}]}), &Schema::default());
+    let users = coll(
+        json!({"id": "users0000000001", "name": "users", "type": "auth", "fields": [{"name": "name", "type": "text"}]}),
+        &Schema::default(),
+    );
     cols.push(users);
-    let tags = coll(json!({"id": "tags00000000001", "name": "tags", "fields": [{"name": "label", "type": "text"}]}), &Schema::new(cols.clone()));
+    let tags = coll(
+        json!({"id": "tags00000000001", "name": "tags", "fields": [{"name": "label", "type": "text"}]}),
+        &Schema::new(cols.clone()),
+    );
     cols.push(tags);
-    let posts = coll(json!({"id": "posts0000000001", "name": "posts", "fields": [
-        {"name": "title", "type": "text"}, {"name": "views", "type": "number"}, {"name": "done", "type": "bool"},
-        {"name": "author", "type": "relation", "collectionId": "users0000000001", "maxSelect": 1},
-        {"name": "tags", "type": "relation", "collectionId": "tags00000000001", "maxSelect": 5},
-        {"name": "cats", "type": "select", "values": ["a", "b", "c"], "maxSelect": 3},
-        {"name": "meta", "type": "json"}, {"name": "when", "type": "date"}
-    ]}), &Schema::new(cols.clone()));
+    let posts = coll(
+        json!({"id": "posts0000000001", "name": "posts", "fields": [
+            {"name": "title", "type": "text"}, {"name": "views", "type": "number"}, {"name": "done", "type": "bool"},
+            {"name": "author", "type": "relation", "collectionId": "users0000000001", "maxSelect": 1},
+            {"name": "tags", "type": "relation", "collectionId": "tags00000000001", "maxSelect": 5},
+            {"name": "cats", "type": "select", "values": ["a", "b", "c"], "maxSelect": 3},
+            {"name": "meta", "type": "json"}, {"name": "when", "type": "date"}
+        ]}),
+        &Schema::new(cols.clone()),
+    );
     cols.push(posts);
-    let comments = coll(json!({"id": "comments0000001", "name": "comments", "fields": [
-        {"name": "text", "type": "text"},
-        {"name": "post", "type": "relation", "collectionId": "posts0000000001", "maxSelect": 1}
-    ]}), &Schema::new(cols.clone()));
+    let comments = coll(
+        json!({"id": "comments0000001", "name": "comments", "fields": [
+            {"name": "text", "type": "text"},
+            {"name": "post", "type": "relation", "collectionId": "posts0000000001", "maxSelect": 1}
+        ]}),
+        &Schema::new(cols.clone()),
+    );
     cols.push(comments);
     let schema = Schema::new(cols);
     for c in schema.collections() {
@@ -55,33 +67,58 @@ fn setup() -> (Connection, Schema) {
     (conn, schema)
 }
 
-fn ids(conn: &Connection, schema: &Schema, filter: &str, req: &RequestInfo) -> Result<Vec<String>, String> {
+fn ids(
+    conn: &Connection,
+    schema: &Schema,
+    filter: &str,
+    req: &RequestInfo,
+) -> Result<Vec<String>, String> {
     let c = schema.by_name("posts").expect("posts").clone();
     let expr = parse(filter).map_err(|e| e.to_string())?;
     let q = ListQuery {
-        collection: c.clone(), filter: Some(expr), access: Access::Unrestricted,
-        sort: vec![SortKey { path: "id".into(), descending: false }], page: 1, per_page: 100, skip_total: false,
+        collection: c.clone(),
+        filter: Some(expr),
+        access: Access::Unrestricted,
+        sort: vec![SortKey {
+            path: "id".into(),
+            descending: false,
+        }],
+        page: 1,
+        per_page: 100,
+        skip_total: false,
         request: Arc::new(req.clone()),
     };
     let (page, _) = compile_list(Dialect::Sqlite, schema, &q).map_err(|e| e.to_string())?;
-    let mut stmt = conn.prepare(&page.sql).map_err(|e| format!("{e}: {}", page.sql))?;
-    let rows = stmt.query_map(params_from_iter(page.params.iter()), |r| r.get::<_, String>("id")).map_err(|e| e.to_string())?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    let mut stmt = conn
+        .prepare(&page.sql)
+        .map_err(|e| format!("{e}: {}", page.sql))?;
+    let rows = stmt
+        .query_map(params_from_iter(page.params.iter()), |r| {
+            r.get::<_, String>("id")
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}
+
+fn obj(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
 }
 
 fn auth_req() -> RequestInfo {
-    let mut r = RequestInfo::default();
-    r.auth = Some(AuthInfo {
-        collection_id: "users0000000001".into(),
-        collection_name: "users".into(),
-        record: json!({"id": "u1", "name": "Ann", "email": "ann@x.io"}).as_object().cloned().unwrap_or_default(),
-        is_superuser: false,
-    });
-    r.body = json!({"title": "Hello World", "cats": ["a"]}).as_object().cloned().unwrap_or_default();
-    r.query = json!({"q": "second post"}).as_object().cloned().unwrap_or_default();
-    r.headers = json!({"x_team": "u2"}).as_object().cloned().unwrap_or_default();
-    r.method = "GET".into();
-    r
+    RequestInfo {
+        auth: Some(AuthInfo {
+            collection_id: "users0000000001".into(),
+            collection_name: "users".into(),
+            record: obj(json!({"id": "u1", "name": "Ann", "email": "ann@x.io"})),
+            is_superuser: false,
+        }),
+        body: obj(json!({"title": "Hello World", "cats": ["a"]})),
+        query: obj(json!({"q": "second post"})),
+        headers: obj(json!({"x_team": "u2"})),
+        method: "GET".into(),
+        context: "default".into(),
+    }
 }
 
 const CASES: &[(&str, &[&str])] = &[
@@ -129,11 +166,17 @@ const CASES: &[(&str, &[&str])] = &[
     ("when > @now", &["p2"]),
     ("when >= @yearStart", &["p2"]),
     ("(views > 6 || title ~ 'second') && done = false", &["p2"]),
-    ("views > 6 || title ~ 'second' && done = false", &["p1", "p2", "p4"]),
+    (
+        "views > 6 || title ~ 'second' && done = false",
+        &["p1", "p2", "p4"],
+    ),
     ("@request.auth.id = author", &["p1", "p4"]),
     ("author = @request.auth.id && views > 8", &["p1"]),
     ("@request.auth.name = 'Ann'", &["p1", "p2", "p3", "p4"]),
-    ("@request.auth.collectionName = 'users' && author.name = @request.auth.name", &["p1", "p4"]),
+    (
+        "@request.auth.collectionName = 'users' && author.name = @request.auth.name",
+        &["p1", "p4"],
+    ),
     ("@request.body.title = title", &["p1"]),
     ("@request.body.title:isset = true && views = 0", &["p3"]),
     ("@request.body.views:isset = true", &[]),
@@ -144,9 +187,18 @@ const CASES: &[(&str, &[&str])] = &[
     ("@request.headers.x_team = author", &["p2"]),
     ("@request.method = 'GET' && views = 0", &["p3"]),
     ("@collection.comments.post ?= id", &["p1", "p2"]),
-    ("@collection.comments.post = id && @collection.comments.text = 'meh'", &["p1"]),
-    ("@collection.comments:a.text = 'nice too' && @collection.comments:b.post = id", &["p1", "p2"]),
-    ("@collection.users.name = 'Bob' && author = @collection.users.id", &["p2"]),
+    (
+        "@collection.comments.post = id && @collection.comments.text = 'meh'",
+        &["p1"],
+    ),
+    (
+        "@collection.comments:a.text = 'nice too' && @collection.comments:b.post = id",
+        &["p1", "p2"],
+    ),
+    (
+        "@collection.users.name = 'Bob' && author = @collection.users.id",
+        &["p2"],
+    ),
     ("title = \"x' OR 1=1 --\"", &[]),
     ("title = '\"; DROP TABLE posts; --'", &[]),
 ];
@@ -162,8 +214,15 @@ fn filters_match_exactly_the_expected_records() {
             other => failures.push(format!("{filter}: want {want:?}, got {other:?}")),
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
-    let n: i64 = conn.query_row("SELECT COUNT(*) FROM posts", [], |r| r.get(0)).expect("table intact");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM posts", [], |r| r.get(0))
+        .expect("table intact");
     assert_eq!(n, 4);
 }
 
@@ -171,7 +230,14 @@ fn filters_match_exactly_the_expected_records() {
 fn unknown_and_hidden_fields_are_invalid_queries() {
     let (conn, schema) = setup();
     let anon = RequestInfo::default();
-    for f in ["nope = 1", "author.nope = 1", "title.x = 1", "@collection.nope.x = 1", "author.password = 'h'", "author.tokenKey = 'k1'"] {
+    for f in [
+        "nope = 1",
+        "author.nope = 1",
+        "title.x = 1",
+        "@collection.nope.x = 1",
+        "author.password = 'h'",
+        "author.tokenKey = 'k1'",
+    ] {
         assert!(ids(&conn, &schema, f, &anon).is_err(), "{f}");
     }
 }
@@ -182,9 +248,14 @@ fn user_values_never_reach_the_sql_text() {
     let c = schema.by_name("posts").expect("posts").clone();
     let mut req = auth_req();
     let payload = "x' OR 1=1; DROP TABLE posts; --";
-    req.body.insert("title".into(), Value::String(payload.into()));
+    req.body
+        .insert("title".into(), Value::String(payload.into()));
     req.query.insert("q".into(), Value::String(payload.into()));
-    let expr = parse(&format!("title = '{}' || title = @request.body.title || title = @request.query.q || title ~ 'a%b'", payload.replace('\'', "\\'"))).expect("parse");
+    let expr = parse(&format!(
+        "title = '{}' || title = @request.body.title || title = @request.query.q || title ~ 'a%b'",
+        payload.replace('\'', "\\'")
+    ))
+    .expect("parse");
     let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req).expect("compile");
     assert!(!f.sql.contains("DROP"), "{}", f.sql);
     assert!(!f.sql.contains("1=1"), "{}", f.sql);
@@ -203,7 +274,17 @@ fn sorting_by_fields_relations_and_specials() {
         (vec![("tags.label", false)], false),
         (vec![("nope", false)], false),
     ] {
-        let sort: Vec<SortKey> = keys.iter().map(|(p, d)| SortKey { path: p.trim_start_matches('-').into(), descending: *d || p.starts_with('-') }).collect();
-        assert_eq!(compile_order(Dialect::Sqlite, &schema, &c, &sort, &req).is_ok(), ok, "{keys:?}");
+        let sort: Vec<SortKey> = keys
+            .iter()
+            .map(|(p, d)| SortKey {
+                path: p.trim_start_matches('-').into(),
+                descending: *d || p.starts_with('-'),
+            })
+            .collect();
+        assert_eq!(
+            compile_order(Dialect::Sqlite, &schema, &c, &sort, &req).is_ok(),
+            ok,
+            "{keys:?}"
+        );
     }
 }

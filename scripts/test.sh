@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit and integration tests, then the official PocketBase JS
+# SDK suite against a freshly built basalt binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --bin basalt
+cargo test --workspace
+if command -v npm >/dev/null; then
+  [ -d tests/sdk/node_modules ] || npm ci --prefix tests/sdk --no-audit --no-fund
+  BASALT_BIN="$CARGO_TARGET_DIR/debug/basalt" npm test --prefix tests/sdk
+else
+  echo "error: the SDK suite needs Node.js and npm" >&2
+  exit 1
+fi
