@@ -269,6 +269,10 @@ pub(crate) async fn auth_methods(
             "oauth2": {"enabled": false, "providers": []},
             "mfa": {"enabled": false, "duration": 0},
             "otp": {"enabled": false, "duration": 0},
+            // Kept by PocketBase for older SDKs.
+            "authProviders": [],
+            "usernamePassword": pa.identity_fields.iter().any(|f| f == "username"),
+            "emailPassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "email"),
         })),
     ))
 }

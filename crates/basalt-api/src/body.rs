@@ -13,7 +13,7 @@ use crate::error::ApiError;
 pub struct Body(pub Map<String, Value>);
 
 fn invalid_body() -> ApiError {
-    ApiError::bad_request("Failed to load the submitted data due to invalid formatting.")
+    ApiError::bad_request("Something went wrong while processing your request.")
 }
 
 impl FromRequest<ApiState> for Body {

@@ -44,8 +44,9 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
+/// PocketBase answers a known path with an unknown method as a missing route.
 pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+    ApiError::not_found()
 }
 
 /// Logs each request with its id, route, status and latency, and counts it.
@@ -131,18 +132,21 @@ fn cors(config: &ApiConfig) -> CorsLayer {
     }
 }
 
+/// Layers, innermost first: metrics/logs see every routed request; limits, timeouts and
+/// the panic catcher produce bare statuses that `shape_errors` turns into PocketBase's
+/// body; CORS and request ids wrap everything, errors included.
 pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Router {
     router
         .layer(from_fn_with_state(state, observe))
-        .layer(from_fn_with_state((), |req: Request, next: Next| {
-            shape_errors(req, next)
-        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(CatchPanicLayer::new())
+        .layer(from_fn_with_state((), |req: Request, next: Next| {
+            shape_errors(req, next)
+        }))
         .layer(cors(config))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))

@@ -73,8 +73,11 @@ pub(crate) fn rule(state: &ApiState, c: &Collection, action: Action) -> RuleSlot
     }
 }
 
+/// PocketBase answers every unusable query parameter with the same opaque message; the
+/// detail goes to the debug log.
 fn bad_param(name: &str) -> ApiError {
-    ApiError::bad_request(format!("Invalid {name} parameter."))
+    tracing::debug!(param = name, "invalid query parameter");
+    ApiError::bad_request("Something went wrong while processing your request.")
 }
 
 /// Applies `expand` and `fields` from the query string and serialises the records.
@@ -134,7 +137,7 @@ pub(crate) async fn list(
     let filter = match params.get("filter").filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(parse_with_params(f, &Map::new()).map_err(|e| {
             tracing::debug!(error = %e, "invalid filter");
-            ApiError::bad_request("Invalid filter parameter.")
+            bad_param("filter")
         })?),
         None => None,
     };
