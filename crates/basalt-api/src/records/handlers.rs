@@ -94,6 +94,10 @@ pub(crate) async fn render(
     if let Some(e) = params.get("expand").filter(|e| !e.trim().is_empty()) {
         let paths = parse_expand(e).map_err(|_| bad_param("expand"))?;
         expand_records(state, c, &records, &mut out, &paths, auth, req, 0).await?;
+        // An asked-for expand is always present, empty when nothing could be expanded.
+        for r in &mut out {
+            r.entry("expand").or_insert_with(|| Value::Object(Map::new()));
+        }
     }
     let selectors = match params.get("fields").filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(parse_fields(f).map_err(|_| bad_param("fields"))?),
