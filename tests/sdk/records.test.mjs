@@ -93,7 +93,12 @@ test("every filter form matches what PocketBase matches", async () => {
     ["tags.label ?= 'blue'", ["Alpha", "beta"]],
     ["tags.label = 'blue'", ["beta"]],
     ["tags.label ?!= 'blue'", ["Alpha", "Gamma 100%", "delta_x"]],
-    ["cats ?= 'b'", ["Alpha", "beta"]],
+    // A multi-valued field compares as its JSON text unless `:each` asks for its items.
+    ["cats ?= 'b'", []],
+    ['cats = \'["b"]\'', ["beta"]],
+    ["cats ~ 'b'", ["Alpha", "beta"]],
+    ["cats:each ?= 'b'", ["Alpha", "beta"]],
+    ["cats:each = 'b'", ["beta"]],
     ["cats:length = 2", ["Alpha"]],
     ["cats:each ?= 'c'", ["delta_x"]],
     ["tags:length = 0", ["Gamma 100%"]],

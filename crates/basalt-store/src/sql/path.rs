@@ -250,16 +250,16 @@ impl<'a> Ctx<'a> {
             }
             let col = format!("{alias}.{}", d.quote(&field.name));
             if last {
-                if field.is_multiple() {
-                    if modifier == Some(Modifier::Length) {
-                        value = d.json_length(&col);
-                        length_of_json = true;
-                    } else {
-                        let item = self.alias("j");
-                        from.push(format!("({}) {item}", d.json_items(&col)));
-                        value = format!("{item}.v");
-                        multi = true;
-                    }
+                // As in PocketBase, a multi-valued field is compared as its stored JSON
+                // text unless `:each` asks for its items (or `:length` for their count).
+                if field.is_multiple() && modifier == Some(Modifier::Length) {
+                    value = d.json_length(&col);
+                    length_of_json = true;
+                } else if field.is_multiple() && modifier == Some(Modifier::Each) {
+                    let item = self.alias("j");
+                    from.push(format!("({}) {item}", d.json_items(&col)));
+                    value = format!("{item}.v");
+                    multi = true;
                 } else {
                     value = col;
                 }
