@@ -34,7 +34,11 @@ pub(crate) struct Inner {
     readers: Mutex<Vec<Connection>>,
     reader_permits: Arc<Semaphore>,
     readers_total: usize,
+    /// The published snapshot: what readers and request handlers see (committed state).
     pub(crate) schema: ArcSwap<Schema>,
+    /// The writer's own view, ahead of `schema` while a group of jobs is uncommitted, so a
+    /// job sees the schema changes of the jobs before it in the same transaction.
+    writer_schema: Mutex<Arc<Schema>>,
     closed: AtomicBool,
 }
 
@@ -112,6 +116,7 @@ impl Store {
                 readers: Mutex::new(readers),
                 reader_permits: Arc::new(Semaphore::new(readers_total)),
                 readers_total,
+                writer_schema: Mutex::new(Arc::new(schema.clone())),
                 schema: ArcSwap::from_pointee(schema),
                 closed: AtomicBool::new(false),
             }),
@@ -188,8 +193,9 @@ impl Store {
         .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
-    /// Runs `f` in the writer's transaction; resolves after the commit. `after_commit`
-    /// runs on the writer thread, in commit order, only when the commit succeeded.
+    /// Runs `f` in the writer's transaction and resolves after the commit. A schema that
+    /// `f` returns is published (on the writer thread, in commit order) only once the
+    /// transaction committed.
     pub(crate) async fn write_job<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -207,19 +213,33 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         let inner = self.inner.clone();
         let job: Job = Box::new(move |conn| {
-            let schema = inner.schema.load_full();
-            let res = f(conn, &schema);
+            let schema = match inner.writer_schema.lock() {
+                Ok(s) => s.clone(),
+                Err(_) => inner.schema.load_full(),
+            };
+            let mut res = f(conn, &schema);
+            // Later jobs of this group see this job's schema change right away.
+            let staged = match &mut res {
+                Ok((_, new_schema)) => new_schema.take().map(Arc::new),
+                Err(_) => None,
+            };
+            if let (Some(s), Ok(mut w)) = (&staged, inner.writer_schema.lock()) {
+                *w = s.clone();
+            }
             let ok = res.is_ok();
             Finish {
                 ok,
                 done: Box::new(move |committed| {
-                    let reply = match res {
-                        Ok((value, new_schema)) if committed => {
-                            if let Some(s) = new_schema {
-                                inner.schema.store(Arc::new(s));
-                            }
-                            Ok(value)
+                    if committed {
+                        if let Some(s) = staged {
+                            inner.schema.store(s);
                         }
+                    } else if let Ok(mut w) = inner.writer_schema.lock() {
+                        // The group rolled back: the writer forgets what it staged.
+                        *w = inner.schema.load_full();
+                    }
+                    let reply = match res {
+                        Ok((value, _)) if committed => Ok(value),
                         Ok(_) => Err(StoreError::Unavailable(
                             "the transaction did not commit".into(),
                         )),

@@ -3,14 +3,9 @@
 //!
 //! It must never know about any other Basalt crate.
 
-use std::sync::Mutex;
-
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Installs the global subscriber: JSON lines when `json`, human text otherwise.
 pub fn init_logging(json: bool, level: &str) {
@@ -26,28 +21,15 @@ pub fn init_logging(json: bool, level: &str) {
     };
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    method: String,
-    route: String,
-    status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: String,
-}
-
-/// The process's metrics.
+/// The process's metrics, rendered in the Prometheus text format (0.0.4).
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram>,
-    readers_total: Gauge,
-    readers_idle: Gauge,
-    writer_queue_depth: Gauge,
-    writer_queue_capacity: Gauge,
-    render_lock: Mutex<()>,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    readers_total: IntGauge,
+    readers_idle: IntGauge,
+    writer_queue_depth: IntGauge,
+    writer_queue_capacity: IntGauge,
 }
 
 impl Default for Metrics {
@@ -58,47 +40,46 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("basalt");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by method, route and status",
-            requests.clone(),
-        );
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
+        let registry = Registry::new_custom(Some("basalt".into()), None).unwrap_or_default();
+        // Metric names and label sets below are static and valid, so construction cannot
+        // fail; registration errors (duplicates) are impossible for the same reason.
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by method, route and status",
+            ),
+            &["method", "route", "status"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ])
-        });
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            latency.clone(),
-        );
-        let readers_total = Gauge::default();
-        registry.register(
-            "db_readers",
-            "Reader connections in the pool",
-            readers_total.clone(),
-        );
-        let readers_idle = Gauge::default();
-        registry.register(
-            "db_readers_idle",
-            "Idle reader connections",
-            readers_idle.clone(),
-        );
-        let writer_queue_depth = Gauge::default();
-        registry.register(
-            "db_writer_queue_depth",
-            "Writes waiting for the writer",
-            writer_queue_depth.clone(),
-        );
-        let writer_queue_capacity = Gauge::default();
-        registry.register(
-            "db_writer_queue_capacity",
-            "Capacity of the writer queue",
-            writer_queue_capacity.clone(),
-        );
+            ]),
+            &["route"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let gauge = |name: &str, help: &str| {
+            IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric())
+        };
+        let readers_total = gauge("db_readers", "Reader connections in the pool");
+        let readers_idle = gauge("db_readers_idle", "Idle reader connections");
+        let writer_queue_depth = gauge("db_writer_queue_depth", "Writes waiting for the writer");
+        let writer_queue_capacity =
+            gauge("db_writer_queue_capacity", "Capacity of the writer queue");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(readers_total.clone()),
+            Box::new(readers_idle.clone()),
+            Box::new(writer_queue_depth.clone()),
+            Box::new(writer_queue_capacity.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
         Self {
             registry,
             requests,
@@ -107,23 +88,14 @@ impl Metrics {
             readers_idle,
             writer_queue_depth,
             writer_queue_capacity,
-            render_lock: Mutex::new(()),
         }
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels {
-                method: method.to_string(),
-                route: route.to_string(),
-                status: status.to_string(),
-            })
+            .with_label_values(&[method, route, &status.to_string()])
             .inc();
-        self.latency
-            .get_or_create(&RouteLabels {
-                route: route.to_string(),
-            })
-            .observe(seconds);
+        self.latency.with_label_values(&[route]).observe(seconds);
     }
 
     pub fn set_store_gauges(
@@ -141,11 +113,18 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let _guard = self.render_lock.lock();
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
         }
-        out
+        String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// Metric construction only fails for invalid names or labels, which are constants here.
+fn unreachable_metric<T>() -> T {
+    panic!("invalid metric definition")
 }

@@ -96,7 +96,8 @@ pub(crate) async fn render(
         expand_records(state, c, &records, &mut out, &paths, auth, req, 0).await?;
         // An asked-for expand is always present, empty when nothing could be expanded.
         for r in &mut out {
-            r.entry("expand").or_insert_with(|| Value::Object(Map::new()));
+            r.entry("expand")
+                .or_insert_with(|| Value::Object(Map::new()));
         }
     }
     let selectors = match params.get("fields").filter(|f| !f.trim().is_empty()) {
