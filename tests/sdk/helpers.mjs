@@ -11,8 +11,8 @@ export const SU_EMAIL = "test@example.com";
 export const SU_PASSWORD = "Test-pass-123";
 export const target = process.env.SDK_TARGET === "pocketbase" ? "pocketbase" : "basalt";
 
-function binary() {
-  if (target === "pocketbase") return "pocketbase";
+function binary(kind) {
+  if (kind === "pocketbase") return "pocketbase";
   if (process.env.BASALT_BIN) return process.env.BASALT_BIN;
   const dir = process.env.CARGO_TARGET_DIR || resolve(import.meta.dirname, "../../target");
   const bin = join(dir, "debug", "basalt");
@@ -31,8 +31,8 @@ function freePort() {
   });
 }
 
-export async function startServer() {
-  const bin = binary();
+export async function startServer(kind = target) {
+  const bin = binary(kind);
   const dir = mkdtempSync(join(tmpdir(), "basalt-sdk-"));
   const up = spawnSync(bin, ["superuser", "upsert", SU_EMAIL, SU_PASSWORD, "--dir", dir], { stdio: "ignore", timeout: 30000 });
   if (up.status !== 0) throw new Error(`superuser upsert failed (${up.status})`);
@@ -40,7 +40,7 @@ export async function startServer() {
   const url = `http://127.0.0.1:${port}`;
   const args = ["serve", "--http", `127.0.0.1:${port}`, "--dir", dir];
   // PocketBase would write JS migrations into the working directory and replay them later.
-  if (target === "pocketbase") args.push("--automigrate=false", "--migrationsDir", join(dir, "migrations"));
+  if (kind === "pocketbase") args.push("--automigrate=false", "--migrationsDir", join(dir, "migrations"));
   const child = spawn(bin, args, { stdio: "ignore", cwd: dir });
   const deadline = Date.now() + 20000;
   for (;;) {

@@ -50,6 +50,14 @@ fn parse_sub(v: &Value) -> Option<Sub> {
     })
 }
 
+fn op_message(op: &WriteOp) -> &'static str {
+    match op {
+        WriteOp::Create { .. } | WriteOp::Upsert { .. } => "Failed to create record.",
+        WriteOp::Update { .. } => "Failed to update record.",
+        WriteOp::Delete { .. } => "Failed to delete record.",
+    }
+}
+
 fn request_error(i: usize, msg: &str) -> ApiError {
     ApiError::bad_request("Batch transaction failed.").with_data(json!({
         "requests": { i.to_string(): {"code": "batch_request_failed", "message": msg}}
@@ -139,11 +147,18 @@ pub(crate) async fn batch(
     let mut req = build(&auth, "POST", &Map::new(), &headers, Map::new());
     req.context = "batch".into();
     let req = Arc::new(req);
-    let results = state
-        .store
-        .write(ops, req.clone())
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to process the batch request."))?;
+    let messages: Vec<&str> = ops.iter().map(op_message).collect();
+    let results = state.store.write(ops, req.clone()).await.map_err(|e| {
+        // A failed sub-request reports the message its own endpoint would have used.
+        let msg = match &e {
+            basalt_store::StoreError::Batch { index, .. } => messages
+                .get(*index)
+                .copied()
+                .unwrap_or("Failed to process the batch request."),
+            _ => "Failed to process the batch request.",
+        };
+        ApiError::from_store(e, msg)
+    })?;
     let no_params = Default::default();
     let mut out = Vec::with_capacity(results.len());
     for (c, r) in targets.iter().zip(results) {

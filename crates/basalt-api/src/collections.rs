@@ -131,7 +131,14 @@ pub(crate) async fn delete(
         .store
         .delete_collection(&name)
         .await
-        .map_err(|e| ApiError::from_store(e, "Failed to delete collection."))?;
+        .map_err(|e| match e {
+            // System collections and collections others depend on: PocketBase's plain refusal.
+            basalt_store::StoreError::Forbidden(detail) => {
+                tracing::debug!(%detail, "collection delete refused");
+                ApiError::bad_request("Failed to delete collection.")
+            }
+            e => ApiError::from_store(e, "Failed to delete collection."),
+        })?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -76,9 +76,7 @@ impl ApiError {
             StoreError::Validation(errs) => Self::validation(message, &errs),
             StoreError::InvalidQuery(detail) => {
                 tracing::debug!(%detail, "invalid query");
-                Self::bad_request(
-                    "Something went wrong while processing your request. Invalid filter or sort parameters.",
-                )
+                Self::bad_request("Something went wrong while processing your request.")
             }
             StoreError::RuleFailed => Self::bad_request(message),
             StoreError::Forbidden(msg) => Self::bad_request(msg),
@@ -117,7 +115,10 @@ pub fn validation_data(errs: &ValidationErrors) -> Value {
         out.insert(
             k.clone(),
             match v {
-                ValidationError::Leaf(f) => json!({"code": f.code, "message": f.message}),
+                ValidationError::Leaf(f) => match &f.params {
+                    Some(p) => json!({"code": f.code, "message": f.message, "params": p}),
+                    None => json!({"code": f.code, "message": f.message}),
+                },
                 ValidationError::Nested(n) => validation_data(n),
             },
         );

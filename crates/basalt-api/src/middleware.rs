@@ -40,8 +40,9 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse 
     )
 }
 
+/// PocketBase routes unknown paths to its static file server, hence the message.
 pub(crate) async fn not_found() -> ApiError {
-    ApiError::not_found()
+    ApiError::new(StatusCode::NOT_FOUND, "File not found.")
 }
 
 /// PocketBase answers a known path with an unknown method as a missing route.

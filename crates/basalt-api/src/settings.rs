@@ -9,17 +9,23 @@ use crate::ApiState;
 use crate::error::{ApiError, ApiResult};
 use crate::request_info::Auth;
 
+/// PocketBase's default settings document (secrets omitted, as it omits them too).
 fn defaults() -> Value {
     json!({
         "meta": {"appName": "Acme", "appURL": "http://localhost:8090", "senderName": "Support",
-                 "senderAddress": "support@example.com", "hideControls": false},
+                 "senderAddress": "support@example.com", "hideControls": false, "accentColor": "#1055c9"},
         "batch": {"enabled": false, "maxRequests": 50, "timeout": 3, "maxBodySize": 0},
-        "rateLimits": {"enabled": false, "rules": []},
+        "rateLimits": {"enabled": false, "excludedIPs": [], "rules": [
+            {"label": "*:auth", "audience": "", "duration": 3, "maxRequests": 2},
+            {"label": "*:create", "audience": "", "duration": 5, "maxRequests": 20},
+            {"label": "/api/batch", "audience": "", "duration": 1, "maxRequests": 3},
+            {"label": "/api/", "audience": "", "duration": 10, "maxRequests": 300}
+        ]},
         "trustedProxy": {"headers": [], "useLeftmostIP": false},
-        "logs": {"maxDays": 5, "minLevel": 0, "logIP": true, "logAuthId": false},
+        "logs": {"maxDays": 5, "minLevel": 0, "logIP": true, "logAuthId": false, "maxDataSize": 0},
         "smtp": {"enabled": false, "host": "smtp.example.com", "port": 587, "username": "", "authMethod": "", "tls": false, "localName": ""},
         "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false},
-        "backups": {"cron": "", "cronMaxKeep": 3},
+        "backups": {"cron": "", "cronMaxKeep": 3, "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false}},
         "superuserIPs": []
     })
 }

@@ -90,7 +90,10 @@ pub fn validate(
     if new.name.is_empty() {
         errs.add("name", FieldError::required());
     } else if !name_ok {
-        errs.add("name", FieldError::new("validation_invalid_name", "Invalid collection name - must be alphanumeric with underscores and not start with _."));
+        errs.add(
+            "name",
+            FieldError::new("validation_match_invalid", "Must be in a valid format."),
+        );
     } else if schema
         .by_name(&new.name)
         .is_some_and(|c| old.is_none_or(|o| o.id != c.id))
@@ -133,7 +136,8 @@ pub fn validate(
                 let kind = kind.as_ref().and_then(|k| k.as_str()).unwrap_or("base");
                 new.id = format!("pbc_{}", crc32(format!("{kind}{}", new.name).as_bytes()));
             }
-            if schema.by_id(&new.id).is_some() {
+            // A derived id collides only when the name does, which is reported already.
+            if schema.by_id(&new.id).is_some() && !errs.errors.contains_key("name") {
                 errs.add(
                     "id",
                     FieldError::new("validation_invalid_id", "The id is already in use."),

@@ -10,6 +10,8 @@ use indexmap::IndexMap;
 pub struct FieldError {
     pub code: String,
     pub message: String,
+    /// The constraint's values (`{"max": 20}`), as PocketBase reports them.
+    pub params: Option<serde_json::Value>,
 }
 
 impl FieldError {
@@ -17,7 +19,13 @@ impl FieldError {
         Self {
             code: code.into(),
             message: message.into(),
+            params: None,
         }
+    }
+
+    pub fn with_params(mut self, params: serde_json::Value) -> Self {
+        self.params = Some(params);
+        self
     }
 
     pub fn required() -> Self {

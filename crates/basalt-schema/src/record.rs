@@ -142,7 +142,7 @@ pub fn validate_password(field: &Field, plain: &str) -> Result<(), FieldError> {
     if len > max {
         return Err(FieldError::new(
             "validation_max_text_constraint",
-            format!("Must be less than {max} character(s)."),
+            format!("Must be no more than {max} character(s)."),
         ));
     }
     if !pattern.is_empty() && !regex::Regex::new(pattern).is_ok_and(|re| re.is_match(plain)) {
@@ -186,10 +186,14 @@ pub fn normalize(field: &Field, v: &Value) -> Result<Value, FieldError> {
         FieldKind::Number(_) => match v {
             Value::Number(_) => canonical_number(v.as_f64().unwrap_or(0.0)),
             Value::String(s) if s.trim().is_empty() => canonical_number(0.0),
-            Value::String(s) => match s.trim().parse::<f64>() {
-                Ok(n) if n.is_finite() => canonical_number(n),
-                _ => return Err(invalid("Must be a valid number.")),
-            },
+            // PocketBase casts unparsable text to 0 rather than rejecting it.
+            Value::String(s) => canonical_number(
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .unwrap_or(0.0),
+            ),
             Value::Bool(b) => canonical_number(if *b { 1.0 } else { 0.0 }),
             Value::Null => canonical_number(0.0),
             _ => return Err(invalid("Must be a valid number.")),
@@ -335,13 +339,15 @@ fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
                 return Err(FieldError::new(
                     "validation_min_text_constraint",
                     format!("Must be at least {} character(s).", o.min),
-                ));
+                )
+                .with_params(serde_json::json!({"min": o.min})));
             }
             if len > max {
                 return Err(FieldError::new(
                     "validation_max_text_constraint",
-                    format!("Must be less than {max} character(s)."),
-                ));
+                    format!("Must be no more than {max} character(s)."),
+                )
+                .with_params(serde_json::json!({"max": max})));
             }
             if !o.pattern.is_empty()
                 && !regex::Regex::new(&o.pattern).is_ok_and(|re| re.is_match(text))
@@ -357,8 +363,9 @@ fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
             if text.len() as i64 > max {
                 return Err(FieldError::new(
                     "validation_max_text_constraint",
-                    format!("Must be less than {max} character(s)."),
-                ));
+                    format!("Must be no more than {max} character(s)."),
+                )
+                .with_params(serde_json::json!({"max": max})));
             }
         }
         FieldKind::Number(o) => {
@@ -447,8 +454,9 @@ fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
             if items.len() > max {
                 return Err(FieldError::new(
                     "validation_too_many_values",
-                    format!("Select no more than {max}"),
-                ));
+                    format!("Select no more than {max}."),
+                )
+                .with_params(serde_json::json!({"maxSelect": max})));
             }
         }
         FieldKind::Relation(o) => {
@@ -457,8 +465,9 @@ fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
             if items.len() > max {
                 return Err(FieldError::new(
                     "validation_too_many_values",
-                    format!("Select no more than {max}"),
-                ));
+                    format!("Select no more than {max}."),
+                )
+                .with_params(serde_json::json!({"maxSelect": max})));
             }
             if o.min_select > 0 && (items.len() as i64) < o.min_select {
                 return Err(FieldError::new(

@@ -78,7 +78,7 @@ pub(crate) fn expand_records<'a>(
                         left: Operand::Path(Path {
                             root: PathRoot::Record,
                             segments: vec![field.name.clone()],
-                            modifier: None,
+                            modifier: multi.then_some(basalt_schema::filter::Modifier::Each),
                         }),
                         op: if multi {
                             CompareOp::AnyEq

@@ -84,7 +84,7 @@ fn create_reports_each_constraint_with_its_code() {
             "validation_min_number_constraint",
         ),
         (
-            json!({"title": "ok", "views": "abc"}),
+            json!({"title": "ok", "views": {"not": "a number"}}),
             "views",
             "validation_invalid_value",
         ),

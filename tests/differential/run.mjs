@@ -1,0 +1,195 @@
+// Differential check: one deterministic scenario of raw HTTP steps against a fresh
+// PocketBase and a fresh Basalt; compares status codes and normalised bodies (ids, tokens
+// and timestamps replaced by stable placeholders, key order ignored). Prints a table and
+// `differential: N/M steps match`, writes REPORT.md. Exit 0 unless --strict and mismatched.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { startServer, SU_EMAIL, SU_PASSWORD } from "../sdk/helpers.mjs";
+
+const strict = process.argv.includes("--strict");
+
+/// The scenario: a list of [name, method, path, body?, as?] where `as` picks a token.
+function scenario() {
+  const s = [];
+  const su = "su";
+  const add = (name, method, path, body, as) => s.push({ name, method, path, body, as });
+  add("health", "GET", "/api/health");
+  add("collections anon", "GET", "/api/collections");
+  add("create tags", "POST", "/api/collections", { name: "tags", listRule: "", viewRule: "", fields: [{ name: "label", type: "text", required: true }] }, su);
+  add("create posts", "POST", "/api/collections", {
+    name: "posts", listRule: "public = true || owner = @request.auth.id", viewRule: "public = true || owner = @request.auth.id",
+    createRule: "@request.auth.id != '' && owner = @request.auth.id", updateRule: "owner = @request.auth.id", deleteRule: null,
+    fields: [
+      { name: "title", type: "text", required: true, max: 20 }, { name: "views", type: "number", onlyInt: true },
+      { name: "public", type: "bool" }, { name: "cats", type: "select", values: ["a", "b", "c"], maxSelect: 2 },
+      { name: "owner", type: "relation", collectionId: "_pb_users_auth_", maxSelect: 1 },
+      { name: "tags", type: "relation", collectionId: "$tags", maxSelect: 3 }, { name: "meta", type: "json" },
+    ],
+  }, su);
+  add("bad collection name", "POST", "/api/collections", { name: "bad name" }, su);
+  add("duplicate collection", "POST", "/api/collections", { name: "tags" }, su);
+  add("view collection", "GET", "/api/collections/tags", undefined, su);
+  add("user ann", "POST", "/api/collections/users/records", { email: "ann@example.com", password: "User-pass-123", passwordConfirm: "User-pass-123", name: "Ann" });
+  add("user bob", "POST", "/api/collections/users/records", { email: "bob@example.com", password: "User-pass-123", passwordConfirm: "User-pass-123", name: "Bob" });
+  add("user short password", "POST", "/api/collections/users/records", { email: "c@example.com", password: "x", passwordConfirm: "x" });
+  add("user mismatch", "POST", "/api/collections/users/records", { email: "d@example.com", password: "User-pass-123", passwordConfirm: "nope-nope-1" });
+  add("user bad email", "POST", "/api/collections/users/records", { email: "nope", password: "User-pass-123", passwordConfirm: "User-pass-123" });
+  add("user duplicate", "POST", "/api/collections/users/records", { email: "ann@example.com", password: "User-pass-123", passwordConfirm: "User-pass-123" });
+  add("auth ann", "POST", "/api/collections/users/auth-with-password", { identity: "ann@example.com", password: "User-pass-123" });
+  add("auth wrong", "POST", "/api/collections/users/auth-with-password", { identity: "ann@example.com", password: "wrong-pass-1" });
+  add("auth unknown", "POST", "/api/collections/users/auth-with-password", { identity: "zed@example.com", password: "wrong-pass-1" });
+  add("auth empty", "POST", "/api/collections/users/auth-with-password", {});
+  add("auth methods", "GET", "/api/collections/users/auth-methods");
+  add("tag red", "POST", "/api/collections/tags/records", { label: "red" }, su);
+  add("tag blue", "POST", "/api/collections/tags/records", { label: "blue" }, su);
+  add("tag invalid", "POST", "/api/collections/tags/records", {}, su);
+  add("post as ann", "POST", "/api/collections/posts/records", { title: "Alpha", views: 10, public: true, cats: ["a"], owner: "$ann", tags: ["$red", "$blue"], meta: { n: 1 } }, "ann");
+  add("post private", "POST", "/api/collections/posts/records", { title: "Beta", views: 5, public: false, cats: ["b"], owner: "$ann", tags: ["$blue"], meta: { n: 2 } }, "ann");
+  add("post for other", "POST", "/api/collections/posts/records", { title: "Evil", owner: "$ann" }, "bob");
+  add("post anon", "POST", "/api/collections/posts/records", { title: "Anon" });
+  add("post invalid", "POST", "/api/collections/posts/records", { title: "x".repeat(30), views: 1.5, cats: ["a", "b", "c"], owner: "$ann" }, "ann");
+  add("post bad relation", "POST", "/api/collections/posts/records", { title: "R", owner: "$ann", tags: ["missing00000000"] }, "ann");
+  add("post by su", "POST", "/api/collections/posts/records", { title: "Gamma", views: 0, public: true, owner: "$bob" }, su);
+  add("list anon", "GET", "/api/collections/posts/records?sort=title");
+  add("list ann", "GET", "/api/collections/posts/records?sort=title", undefined, "ann");
+  add("list bob", "GET", "/api/collections/posts/records?sort=-views", undefined, "bob");
+  add("view private as bob", "GET", "/api/collections/posts/records/$Beta", undefined, "bob");
+  add("view private as ann", "GET", "/api/collections/posts/records/$Beta", undefined, "ann");
+  add("view missing", "GET", "/api/collections/posts/records/missing00000000", undefined, su);
+  for (const f of ["views > 4", "views >= 5 && public = false", "title ~ 'alp'", "title !~ 'a'", "tags.label ?= 'red'", "tags.label = 'blue'",
+    "owner.name = 'Ann'", "cats:each ?= 'a'", "cats = '[\"b\"]'", "meta.n = 2", "tags:length = 2", "(views > 8 || title = 'Beta') && public = true",
+    "title:lower = 'gamma'", "@request.auth.id = ''", "views ?> 4", "owner = null", "@collection.tags.label ?= 'red' && tags ~ @collection.tags.id"]) {
+    add(`filter ${f}`, "GET", `/api/collections/posts/records?sort=title&filter=${encodeURIComponent(f)}`, undefined, su);
+  }
+  add("filter syntax error", "GET", `/api/collections/posts/records?filter=${encodeURIComponent("views >")}`, undefined, su);
+  add("filter unknown field", "GET", `/api/collections/posts/records?filter=${encodeURIComponent("nope = 1")}`, undefined, su);
+  add("filter injection", "GET", `/api/collections/posts/records?filter=${encodeURIComponent("title = 'x' OR 1=1 --")}`, undefined, su);
+  add("filter hidden field", "GET", `/api/collections/users/records?filter=${encodeURIComponent("password != ''")}`, undefined, "ann");
+  add("sort unknown", "GET", "/api/collections/posts/records?sort=nope", undefined, su);
+  add("paging", "GET", "/api/collections/posts/records?page=2&perPage=1&sort=title", undefined, su);
+  add("skipTotal", "GET", "/api/collections/posts/records?skipTotal=1&sort=title", undefined, su);
+  add("fields", "GET", "/api/collections/posts/records?sort=title&fields=title,views", undefined, su);
+  add("expand", "GET", "/api/collections/posts/records?sort=title&expand=owner,tags&fields=title,expand.owner.name,expand.tags.label", undefined, su);
+  add("expand as anon", "GET", "/api/collections/posts/records?sort=title&expand=owner&fields=title,expand", undefined);
+  add("back relation", "GET", "/api/collections/tags/records?sort=label&expand=posts_via_tags&fields=label,expand.posts_via_tags.title", undefined, su);
+  add("modifiers", "PATCH", "/api/collections/posts/records/$Alpha", { "views+": 5, "cats+": "b", "tags-": "$red" }, "ann");
+  add("update as bob", "PATCH", "/api/collections/posts/records/$Alpha", { title: "hacked" }, "bob");
+  add("update invalid", "PATCH", "/api/collections/posts/records/$Alpha", { views: "many" }, "ann");
+  add("delete as ann (null rule)", "DELETE", "/api/collections/posts/records/$Alpha", undefined, "ann");
+  add("user sees self", "GET", "/api/collections/users/records/$ann", undefined, "ann");
+  add("user sees other", "GET", "/api/collections/users/records/$ann", undefined, "bob");
+  add("users list as bob", "GET", "/api/collections/users/records", undefined, "bob");
+  add("batch disabled", "POST", "/api/batch", { requests: [{ method: "POST", url: "/api/collections/tags/records", body: { label: "x" } }] }, su);
+  add("enable batch", "PATCH", "/api/settings", { batch: { enabled: true, maxRequests: 5 } }, su);
+  add("batch ok", "POST", "/api/batch", { requests: [{ method: "POST", url: "/api/collections/tags/records", body: { label: "b1" } }, { method: "POST", url: "/api/collections/tags/records", body: { label: "b2" } }] }, su);
+  add("batch failing", "POST", "/api/batch", { requests: [{ method: "POST", url: "/api/collections/tags/records", body: { label: "b3" } }, { method: "POST", url: "/api/collections/tags/records", body: {} }] }, su);
+  add("batch left nothing", "GET", `/api/collections/tags/records?filter=${encodeURIComponent("label = 'b3'")}`, undefined, su);
+  add("settings anon", "GET", "/api/settings");
+  add("truncate tags", "DELETE", "/api/collections/tags/truncate", undefined, su);
+  add("delete su collection", "DELETE", "/api/collections/_superusers", undefined, su);
+  add("refresh ann", "POST", "/api/collections/users/auth-refresh", undefined, "ann");
+  add("refresh anon", "POST", "/api/collections/users/auth-refresh");
+  add("unknown route", "GET", "/api/nope");
+  add("missing collection", "GET", "/api/collections/nope/records");
+  add("bad json", "POST", "/api/collections/tags/records", "{bad", su);
+  return s;
+}
+
+async function run(kind) {
+  const srv = await startServer(kind);
+  const tokens = { su: srv.pb.authStore.token };
+  const names = {}; // placeholders like $tags/$ann -> real ids
+  const results = [];
+  for (const step of scenario()) {
+    const sub = (v) => JSON.parse(JSON.stringify(v).replace(/\$([A-Za-z]+)/g, (m, k) => names[k] ?? m));
+    const path = step.path.replace(/\$([A-Za-z]+)/g, (m, k) => names[k] ?? m);
+    const headers = {};
+    if (step.as && tokens[step.as]) headers.Authorization = tokens[step.as];
+    let body;
+    if (step.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      body = typeof step.body === "string" ? step.body : JSON.stringify(sub(step.body));
+    }
+    let status = 0;
+    let json = null;
+    try {
+      const res = await fetch(srv.url + path, { method: step.method, headers, body, signal: AbortSignal.timeout(15000) });
+      status = res.status;
+      const text = await res.text();
+      json = text ? JSON.parse(text) : null;
+    } catch (e) {
+      json = { error: String(e) };
+    }
+    // Remember what later steps refer to.
+    if (json && typeof json === "object") {
+      if (step.name.startsWith("create ") && json.name) names[json.name] = json.id;
+      if (json.label && json.id) names[json.label] = json.id;
+      if (json.title && json.id) names[json.title] = json.id;
+      if (step.name === "user ann") names.ann = json.id;
+      if (step.name === "user bob") names.bob = json.id;
+      if (step.name === "auth ann" && json.token) tokens.ann = json.token;
+    }
+    if (step.name === "user bob" && !tokens.bob) {
+      const r = await fetch(srv.url + "/api/collections/users/auth-with-password", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ identity: "bob@example.com", password: "User-pass-123" }) });
+      tokens.bob = (await r.json()).token;
+    }
+    results.push({ name: step.name, status, body: json });
+  }
+  await srv.stop();
+  return { results, names };
+}
+
+/// Ids, tokens and timestamps become stable placeholders; keys are sorted.
+function normalise(v, names) {
+  const byId = Object.fromEntries(Object.entries(names).map(([k, id]) => [id, `<${k}>`]));
+  const walk = (x, key) => {
+    if (Array.isArray(x)) return x.map((i) => walk(i, key));
+    if (x && typeof x === "object") {
+      return Object.fromEntries(Object.keys(x).sort().map((k) => [k, walk(x[k], k)]));
+    }
+    if (typeof x === "string") {
+      if (byId[x]) return byId[x];
+      if (key === "token") return "<token>";
+      if (/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z$/.test(x)) return "<date>";
+      if (/^[a-z0-9]{15}$/.test(x)) return "<id>";
+      if (/^pbc_\d+$/.test(x) && key !== "collectionId") return "<collection id>";
+    }
+    return x;
+  };
+  return walk(v, "");
+}
+
+const [pbRun, baRun] = [await run("pocketbase"), await run("basalt")];
+const rows = [];
+let matched = 0;
+for (let i = 0; i < pbRun.results.length; i++) {
+  const p = pbRun.results[i];
+  const b = baRun.results[i];
+  const pn = JSON.stringify(normalise(p.body, pbRun.names));
+  const bn = JSON.stringify(normalise(b.body, baRun.names));
+  const statusOk = p.status === b.status;
+  const bodyOk = pn === bn;
+  if (statusOk && bodyOk) matched++;
+  rows.push({ name: p.name, pb: p.status, basalt: b.status, status: statusOk ? "=" : "≠", body: bodyOk ? "=" : "≠", pn, bn });
+}
+const lines = [
+  "# Differential check: Basalt vs PocketBase",
+  "",
+  `Generated by \`node tests/differential/run.mjs\` on ${new Date().toISOString().slice(0, 10)}.`,
+  "Each step runs against a fresh PocketBase and a fresh Basalt; bodies are compared after",
+  "replacing ids, tokens and timestamps with placeholders and sorting keys.",
+  "",
+  `**${matched}/${rows.length} steps match** (status and body).`,
+  "",
+  "| step | PocketBase | Basalt | status | body |",
+  "|---|---|---|---|---|",
+  ...rows.map((r) => `| ${r.name.replace(/\|/g, "\\|")} | ${r.pb} | ${r.basalt} | ${r.status} | ${r.body} |`),
+  "",
+  "## Differing bodies",
+  "",
+  ...rows.filter((r) => r.body !== "=").flatMap((r) => [`### ${r.name}`, "", "PocketBase: `" + r.pn.slice(0, 600) + "`", "", "Basalt: `" + r.bn.slice(0, 600) + "`", ""]),
+];
+writeFileSync(join(import.meta.dirname, "REPORT.md"), lines.join("\n"));
+for (const r of rows) console.log(`${r.status}${r.body} ${String(r.pb).padEnd(4)} ${String(r.basalt).padEnd(4)} ${r.name}`);
+console.log(`differential: ${matched}/${rows.length} steps match`);
+process.exit(strict && matched !== rows.length ? 1 : 0);
