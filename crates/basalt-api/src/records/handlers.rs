@@ -134,7 +134,12 @@ pub(crate) async fn list(
         .get("perPage")
         .map_or(Ok(30), |p| p.parse())
         .map_err(|_| bad_param("perPage"))?;
-    let per_page = per_page.clamp(1, 1000);
+    // 0 means the default, as in PocketBase; larger pages are capped.
+    let per_page = if per_page == 0 {
+        30
+    } else {
+        per_page.min(1000)
+    };
     let page = page.max(1);
     let skip_total = params
         .get("skipTotal")
