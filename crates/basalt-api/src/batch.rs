@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::ApiState;
 use crate::body::Body;
 use crate::error::{ApiError, ApiResult};
-use crate::records::{Action, access_for, collection, prepare_auth_input, render, rule};
+use crate::records::{Action, Target, access_for, collection, prepare_auth_input, render, rule};
 use crate::request_info::{Auth, build};
 use crate::settings::load_settings;
 
@@ -101,7 +101,7 @@ pub(crate) async fn batch(
             ("POST", None) => {
                 let access =
                     access_for(&rule(&state, &c, Action::Create), &auth).ok_or_else(denied)?;
-                prepare_auth_input(&c, &mut sub.body, &auth, true).await?;
+                prepare_auth_input(&state, &c, &mut sub.body, &auth, Target::Create).await?;
                 WriteOp::Create {
                     collection: c.clone(),
                     input: sub.body,
@@ -113,6 +113,27 @@ pub(crate) async fn batch(
                     access_for(&rule(&state, &c, Action::Create), &auth).ok_or_else(denied)?;
                 let update_access =
                     access_for(&rule(&state, &c, Action::Update), &auth).ok_or_else(denied)?;
+                let id = sub
+                    .body
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let exists = !id.is_empty()
+                    && state
+                        .store
+                        .get_record(&c, &id, basalt_store::Access::Unrestricted, Arc::default())
+                        .await
+                        .map_err(|e| {
+                            ApiError::from_store(e, "Failed to process the batch request.")
+                        })?
+                        .is_some();
+                let target = if exists {
+                    Target::Update(&id)
+                } else {
+                    Target::Create
+                };
+                prepare_auth_input(&state, &c, &mut sub.body, &auth, target).await?;
                 WriteOp::Upsert {
                     collection: c.clone(),
                     input: sub.body,
@@ -123,6 +144,7 @@ pub(crate) async fn batch(
             ("PATCH", Some(id)) => {
                 let access =
                     access_for(&rule(&state, &c, Action::Update), &auth).ok_or_else(denied)?;
+                prepare_auth_input(&state, &c, &mut sub.body, &auth, Target::Update(&id)).await?;
                 WriteOp::Update {
                     collection: c.clone(),
                     id,

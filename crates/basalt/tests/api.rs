@@ -516,6 +516,27 @@ async fn batch_is_all_or_nothing_and_governed_by_settings() {
     assert_eq!(st, 400);
     let (st, _) = s.call("GET", "/api/settings", None, None).await;
     assert_eq!(st, 401);
+    // Passwords written through a batch are hashed like any other write.
+    let users = json!({"requests": [
+        {"method": "POST", "url": "/api/collections/users/records",
+         "body": {"email": "batch@example.com", "password": "Batch-pass-123", "passwordConfirm": "Batch-pass-123"}}
+    ]});
+    let (st, out) = s.call("POST", "/api/batch", Some(&su), Some(users)).await;
+    assert_eq!(st, 200, "{out}");
+    let uid = out[0]["body"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    s.token("users", "batch@example.com", "Batch-pass-123")
+        .await;
+    let change = json!({"requests": [
+        {"method": "PATCH", "url": format!("/api/collections/users/records/{uid}"),
+         "body": {"password": "Batch-pass-456", "passwordConfirm": "Batch-pass-456"}}
+    ]});
+    let (st, out) = s.call("POST", "/api/batch", Some(&su), Some(change)).await;
+    assert_eq!(st, 200, "{out}");
+    s.token("users", "batch@example.com", "Batch-pass-456")
+        .await;
 }
 
 #[tokio::test]

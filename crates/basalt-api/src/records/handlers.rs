@@ -14,6 +14,7 @@ use basalt_schema::{Collection, RequestInfo, RuleSlot};
 use basalt_store::{Access, ListQuery, SortKey, WriteOp};
 use serde_json::{Map, Value, json};
 
+use super::auth_input::{Target, prepare_auth_input};
 use super::expand::expand_records;
 use super::fields::project;
 use super::shape::public_record;
@@ -220,77 +221,40 @@ pub(crate) async fn view(
     Ok(Json(out.pop().unwrap_or(Value::Null)))
 }
 
-/// Hashes submitted passwords off the runtime and enforces who may set auth fields.
-pub(crate) async fn prepare_auth_input(
-    c: &Collection,
-    body: &mut Map<String, Value>,
+/// The collection a write targets, refusing views and checking the action's rule.
+fn writable(
+    state: &ApiState,
+    name: &str,
     auth: &Auth,
-    is_create: bool,
-) -> ApiResult<()> {
-    if !c.is_auth() {
-        return Ok(());
+    action: Action,
+) -> ApiResult<(Arc<Collection>, Access)> {
+    let c = collection(state, name)?;
+    if c.is_view() {
+        return Err(ApiError::bad_request("View collections are read-only."));
     }
-    let confirm = body.remove("passwordConfirm");
-    let old = body.remove("oldPassword");
-    if !auth.is_superuser() {
-        body.remove("verified");
-        body.remove("tokenKey");
-    }
-    let Some(field) = c.field("password") else {
-        return Ok(());
-    };
-    let Some(pw) = body.get("password").cloned() else {
-        return Ok(());
-    };
-    let plain = pw.as_str().unwrap_or_default().to_string();
-    if let Err(e) = basalt_schema::record::validate_password(field, &plain) {
-        let mut errs = basalt_schema::ValidationErrors::new();
-        errs.add("password", e);
-        return Err(ApiError::validation(
-            if is_create {
-                "Failed to create record."
-            } else {
-                "Failed to update record."
-            },
-            &errs,
-        ));
-    }
-    if confirm.as_ref().and_then(Value::as_str) != Some(plain.as_str()) {
-        let mut errs = basalt_schema::ValidationErrors::new();
-        errs.add(
-            "passwordConfirm",
-            basalt_schema::FieldError::new("validation_values_mismatch", "Values don't match."),
-        );
-        return Err(ApiError::validation(
-            if is_create {
-                "Failed to create record."
-            } else {
-                "Failed to update record."
-            },
-            &errs,
-        ));
-    }
-    if !is_create
-        && !auth.is_superuser()
-        && old
-            .as_ref()
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-    {
-        let mut errs = basalt_schema::ValidationErrors::new();
-        errs.add("oldPassword", basalt_schema::FieldError::required());
-        return Err(ApiError::validation("Failed to update record.", &errs));
-    }
-    let hash = tokio::task::spawn_blocking(move || basalt_auth::hash_password(&plain))
+    let access =
+        access_for(&rule(state, &c, action), auth).ok_or_else(ApiError::superusers_only)?;
+    Ok((c, access))
+}
+
+/// Runs one write and answers with the stored record shaped for the requester.
+async fn write_one(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    op: WriteOp,
+    auth: &Auth,
+    params: &HashMap<String, String>,
+    req: Arc<RequestInfo>,
+    message: &str,
+) -> ApiResult<Json<Value>> {
+    let mut out = state
+        .store
+        .write(vec![op], req.clone())
         .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|_| ApiError::internal())?;
-    body.insert("password".into(), Value::String(hash));
-    // A new password logs out every session: rotate the token key.
-    if !is_create {
-        body.insert("tokenKey".into(), Value::String(String::new()));
-    }
-    Ok(())
+        .map_err(|e| ApiError::from_store(e, message))?;
+    let record = out.pop().flatten().ok_or_else(ApiError::internal)?;
+    let mut rendered = render(state, c, vec![record], auth, params, &req).await?;
+    Ok(Json(rendered.pop().unwrap_or(Value::Null)))
 }
 
 pub(crate) async fn create(
@@ -301,12 +265,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     Body(mut body): Body,
 ) -> ApiResult<Json<Value>> {
-    let c = collection(&state, &name)?;
-    if c.is_view() {
-        return Err(ApiError::bad_request("View collections are read-only."));
-    }
-    let access = access_for(&rule(&state, &c, Action::Create), &auth)
-        .ok_or_else(ApiError::superusers_only)?;
+    let (c, access) = writable(&state, &name, &auth, Action::Create)?;
     let req = Arc::new(build(
         &auth,
         "POST",
@@ -314,32 +273,22 @@ pub(crate) async fn create(
         &headers,
         body.clone(),
     ));
-    prepare_auth_input(&c, &mut body, &auth, true).await?;
-    let mut out = state
-        .store
-        .write(
-            vec![WriteOp::Create {
-                collection: c.clone(),
-                input: body,
-                access,
-            }],
-            req.clone(),
-        )
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to create record."))?;
-    let record = out.pop().flatten().ok_or_else(ApiError::internal)?;
-    let mut rendered = render(&state, &c, vec![record], &auth, &params, &req).await?;
-    Ok(Json(rendered.pop().unwrap_or(Value::Null)))
-}
-
-/// Regenerates the token key when asked by an empty `tokenKey` (after a password change).
-fn rotate_token_key(body: &mut Map<String, Value>) {
-    if body.get("tokenKey").and_then(Value::as_str) == Some("") {
-        body.insert(
-            "tokenKey".into(),
-            Value::String(basalt_schema::id::random_id(50)),
-        );
-    }
+    prepare_auth_input(&state, &c, &mut body, &auth, Target::Create).await?;
+    let op = WriteOp::Create {
+        collection: c.clone(),
+        input: body,
+        access,
+    };
+    write_one(
+        &state,
+        &c,
+        op,
+        &auth,
+        &params,
+        req,
+        "Failed to create record.",
+    )
+    .await
 }
 
 pub(crate) async fn update(
@@ -350,12 +299,7 @@ pub(crate) async fn update(
     headers: HeaderMap,
     Body(mut body): Body,
 ) -> ApiResult<Json<Value>> {
-    let c = collection(&state, &name)?;
-    if c.is_view() {
-        return Err(ApiError::bad_request("View collections are read-only."));
-    }
-    let access = access_for(&rule(&state, &c, Action::Update), &auth)
-        .ok_or_else(ApiError::superusers_only)?;
+    let (c, access) = writable(&state, &name, &auth, Action::Update)?;
     let req = Arc::new(build(
         &auth,
         "PATCH",
@@ -363,73 +307,23 @@ pub(crate) async fn update(
         &headers,
         body.clone(),
     ));
-    if c.is_auth() && body.contains_key("password") && !auth.is_superuser() {
-        verify_old_password(&state, &c, &id, &body).await?;
-    }
-    prepare_auth_input(&c, &mut body, &auth, false).await?;
-    rotate_token_key(&mut body);
-    let mut out = state
-        .store
-        .write(
-            vec![WriteOp::Update {
-                collection: c.clone(),
-                id,
-                input: body,
-                access,
-            }],
-            req.clone(),
-        )
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?;
-    let record = out.pop().flatten().ok_or_else(ApiError::internal)?;
-    let mut rendered = render(&state, &c, vec![record], &auth, &params, &req).await?;
-    Ok(Json(rendered.pop().unwrap_or(Value::Null)))
-}
-
-async fn verify_old_password(
-    state: &ApiState,
-    c: &Arc<Collection>,
-    id: &str,
-    body: &Map<String, Value>,
-) -> ApiResult<()> {
-    let old = body
-        .get("oldPassword")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let stored = state
-        .store
-        .get_record(
-            c,
-            id,
-            Access::Unrestricted,
-            Arc::new(RequestInfo::default()),
-        )
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?
-        .ok_or_else(ApiError::not_found)?;
-    let hash = stored
-        .get("password")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let ok = tokio::task::spawn_blocking(move || {
-        basalt_auth::verify_password(&old, &hash).unwrap_or(false)
-    })
+    prepare_auth_input(&state, &c, &mut body, &auth, Target::Update(&id)).await?;
+    let op = WriteOp::Update {
+        collection: c.clone(),
+        id,
+        input: body,
+        access,
+    };
+    write_one(
+        &state,
+        &c,
+        op,
+        &auth,
+        &params,
+        req,
+        "Failed to update record.",
+    )
     .await
-    .unwrap_or(false);
-    if ok {
-        return Ok(());
-    }
-    let mut errs = basalt_schema::ValidationErrors::new();
-    errs.add(
-        "oldPassword",
-        basalt_schema::FieldError::new(
-            "validation_invalid_old_password",
-            "Missing or invalid old password.",
-        ),
-    );
-    Err(ApiError::validation("Failed to update record.", &errs))
 }
 
 pub(crate) async fn delete(
@@ -439,12 +333,7 @@ pub(crate) async fn delete(
     Query(params): Params,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let c = collection(&state, &name)?;
-    if c.is_view() {
-        return Err(ApiError::bad_request("View collections are read-only."));
-    }
-    let access = access_for(&rule(&state, &c, Action::Delete), &auth)
-        .ok_or_else(ApiError::superusers_only)?;
+    let (c, access) = writable(&state, &name, &auth, Action::Delete)?;
     let req = Arc::new(build(
         &auth,
         "DELETE",

@@ -1,0 +1,118 @@
+//! What an auth collection's create/update input needs before it reaches the store:
+//! auth-only keys only superusers may set are dropped, the password is checked against its
+//! confirmation (and, for a non-superuser changing it, the old password), hashed off the
+//! async runtime, and a password change rotates the record's token key.
+
+use std::sync::Arc;
+
+use basalt_schema::{Collection, FieldError, RequestInfo, ValidationErrors};
+use basalt_store::Access;
+use serde_json::{Map, Value};
+
+use crate::ApiState;
+use crate::error::{ApiError, ApiResult};
+use crate::request_info::Auth;
+
+/// Which write the input is for.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Create,
+    Update(&'a str),
+}
+
+fn fail(target: Target<'_>, key: &str, e: FieldError) -> ApiError {
+    let message = match target {
+        Target::Create => "Failed to create record.",
+        Target::Update(_) => "Failed to update record.",
+    };
+    ApiError::validation(message, &ValidationErrors::single(key, e))
+}
+
+async fn old_password_matches(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    id: &str,
+    old: &str,
+) -> ApiResult<bool> {
+    let stored = state
+        .store
+        .get_record(
+            c,
+            id,
+            Access::Unrestricted,
+            Arc::new(RequestInfo::default()),
+        )
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?
+        .ok_or_else(ApiError::not_found)?;
+    let hash = stored
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let old = old.to_string();
+    Ok(tokio::task::spawn_blocking(move || {
+        basalt_auth::verify_password(&old, &hash).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false))
+}
+
+pub(crate) async fn prepare_auth_input(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    body: &mut Map<String, Value>,
+    auth: &Auth,
+    target: Target<'_>,
+) -> ApiResult<()> {
+    if !c.is_auth() {
+        return Ok(());
+    }
+    let confirm = body.remove("passwordConfirm");
+    let old = body.remove("oldPassword");
+    if !auth.is_superuser() {
+        body.remove("verified");
+        body.remove("tokenKey");
+    }
+    let (Some(field), Some(pw)) = (c.field("password"), body.get("password")) else {
+        return Ok(());
+    };
+    let plain = pw.as_str().unwrap_or_default().to_string();
+    basalt_schema::record::validate_password(field, &plain)
+        .map_err(|e| fail(target, "password", e))?;
+    if confirm.as_ref().and_then(Value::as_str) != Some(plain.as_str()) {
+        return Err(fail(
+            target,
+            "passwordConfirm",
+            FieldError::new("validation_values_mismatch", "Values don't match."),
+        ));
+    }
+    if let Target::Update(id) = target
+        && !auth.is_superuser()
+    {
+        let old = old.as_ref().and_then(Value::as_str).unwrap_or_default();
+        if old.is_empty() || !old_password_matches(state, c, id, old).await? {
+            return Err(fail(
+                target,
+                "oldPassword",
+                FieldError::new(
+                    "validation_invalid_old_password",
+                    "Missing or invalid old password.",
+                ),
+            ));
+        }
+    }
+    let hash = tokio::task::spawn_blocking(move || basalt_auth::hash_password(&plain))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|_| ApiError::internal())?;
+    body.insert("password".into(), Value::String(hash));
+    if matches!(target, Target::Update(_)) {
+        // A new password signs out every session of the record.
+        body.insert(
+            "tokenKey".into(),
+            Value::String(basalt_schema::id::random_id(50)),
+        );
+    }
+    Ok(())
+}
