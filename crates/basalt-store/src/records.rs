@@ -269,6 +269,12 @@ pub(crate) fn delete_cascading(
     c: &Collection,
     id: &str,
 ) -> Result<(), StoreError> {
+    // The row goes first, so a cycle of cascading relations finds it gone and stops; a
+    // refusal below rolls the whole job back anyway.
+    conn.prepare_cached(&format!("DELETE FROM {} WHERE id = ?", q(&c.name)))
+        .and_then(|mut s| s.execute([id]))
+        .map_err(err)?;
+    log_change(conn, c, id, "delete", None)?;
     for other in schema.collections().iter().filter(|o| !o.is_view()) {
         for f in other
             .fields
@@ -328,10 +334,7 @@ pub(crate) fn delete_cascading(
             }
         }
     }
-    conn.prepare_cached(&format!("DELETE FROM {} WHERE id = ?", q(&c.name)))
-        .and_then(|mut s| s.execute([id]))
-        .map_err(err)?;
-    log_change(conn, c, id, "delete", None)
+    Ok(())
 }
 
 fn exists(conn: &Connection, c: &Collection, id: &str) -> Result<bool, StoreError> {

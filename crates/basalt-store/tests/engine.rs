@@ -193,6 +193,62 @@ async fn batches_are_all_or_nothing_and_relations_cascade() {
     store.close().await;
 }
 
+/// Regression: two collections cascading into each other recursed forever on delete.
+#[tokio::test]
+async fn cascade_cycles_terminate() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(cfg(dir.path())).await.expect("open");
+    let a = store
+        .create_collection(doc(
+            json!({"name": "a", "fields": [{"name": "title", "type": "text"}]}),
+        ))
+        .await
+        .expect("a");
+    let b = store
+        .create_collection(doc(json!({"name": "b", "fields": [
+            {"name": "a", "type": "relation", "collectionId": a.id, "maxSelect": 1, "cascadeDelete": true}]})))
+        .await
+        .expect("b");
+    let mut next = (*a).clone();
+    next.fields.push(
+        serde_json::from_value(json!({"name": "b", "type": "relation", "collectionId": b.id, "maxSelect": 1, "cascadeDelete": true}))
+            .expect("field"),
+    );
+    let a = store.update_collection(&a.id, next).await.expect("a -> b");
+    let a1 = create(&store, &a, json!({"title": "a1"}))
+        .await
+        .expect("a1");
+    let b1 = create(&store, &b, json!({"a": a1["id"]}))
+        .await
+        .expect("b1");
+    let id = a1["id"].as_str().unwrap_or_default().to_string();
+    store
+        .write(
+            vec![WriteOp::Update {
+                collection: a.clone(),
+                id: id.clone(),
+                input: obj(json!({"b": b1["id"]})),
+                access: Access::Unrestricted,
+            }],
+            req(),
+        )
+        .await
+        .expect("close the cycle");
+    store
+        .write(
+            vec![WriteOp::Delete {
+                collection: a.clone(),
+                id,
+                access: Access::Unrestricted,
+            }],
+            req(),
+        )
+        .await
+        .expect("delete");
+    assert!(all(&store, &a).await.is_empty() && all(&store, &b).await.is_empty());
+    store.close().await;
+}
+
 #[tokio::test]
 async fn concurrent_writers_are_all_acknowledged_and_stored() {
     let dir = tempfile::tempdir().expect("tmp");
