@@ -8,6 +8,9 @@ use super::lexer::{Token, tokenize};
 
 const MAX_INPUT: usize = 16 * 1024;
 const MAX_DEPTH: usize = 64;
+/// Comparisons per expression: keeps the compiled SQL within the database's expression
+/// depth limits, so an oversized filter is a 400 and never a 500.
+const MAX_COMPARISONS: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid filter: {0}")]
@@ -26,6 +29,12 @@ pub fn parse_with_params(input: &str, params: &Map<String, Value>) -> Result<Exp
     let tokens = tokenize(input)?;
     if tokens.is_empty() {
         return Err(FilterError("empty expression".into()));
+    }
+    let comparisons = tokens.iter().filter(|t| matches!(t, Token::Op(_))).count();
+    if comparisons > MAX_COMPARISONS {
+        return Err(FilterError(format!(
+            "the expression has more than {MAX_COMPARISONS} comparisons"
+        )));
     }
     let mut p = Parser {
         tokens,

@@ -19,6 +19,13 @@ pub struct FieldSelector {
 }
 
 const MAX_EXPAND_DEPTH: usize = 6;
+/// Entries per `sort`, `expand` or `fields` list: far above real use, well below SQLite's
+/// limits, so an oversized list is a 400 and never a 500.
+const MAX_ENTRIES: usize = 64;
+
+fn too_many(what: &str) -> FilterError {
+    FilterError(format!("too many {what} entries (at most {MAX_ENTRIES})"))
+}
 
 fn record_path(raw: &str) -> Result<(), FilterError> {
     let p = parse_path(raw)?;
@@ -43,6 +50,9 @@ pub fn parse_sort(input: &str) -> Result<Vec<SortKey>, FilterError> {
             descending,
         });
     }
+    if keys.len() > MAX_ENTRIES {
+        return Err(too_many("sort"));
+    }
     Ok(keys)
 }
 
@@ -57,6 +67,9 @@ pub fn parse_expand(input: &str) -> Result<Vec<Vec<String>>, FilterError> {
             )));
         }
         out.push(segments);
+    }
+    if out.len() > MAX_ENTRIES {
+        return Err(too_many("expand"));
     }
     Ok(out)
 }
@@ -102,6 +115,9 @@ pub fn parse_fields(input: &str) -> Result<Vec<FieldSelector>, FilterError> {
             path: segments,
             excerpt,
         });
+    }
+    if out.len() > MAX_ENTRIES {
+        return Err(too_many("fields"));
     }
     Ok(out)
 }

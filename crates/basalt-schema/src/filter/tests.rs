@@ -126,6 +126,16 @@ fn valid_filters_parse_to_their_canonical_form() {
 }
 
 #[test]
+fn oversized_filters_are_errors() {
+    let ok = vec!["a = 1"; 200].join(" || ");
+    assert!(parse(&ok).is_ok());
+    let too_many = vec!["a = 1"; 201].join(" || ");
+    assert!(parse(&too_many).is_err());
+    let deep = format!("{}a = 1{}", "(".repeat(65), ")".repeat(65));
+    assert!(parse(&deep).is_err());
+}
+
+#[test]
 fn malformed_filters_are_errors() {
     for input in ERRORS {
         assert!(parse(input).is_err(), "{input:?} should fail");
@@ -166,6 +176,9 @@ fn sort_expand_and_fields_parse() {
     assert_eq!(f[2].path, vec!["expand", "author", "*"]);
     assert!(parse_fields("title:excerpt(x)").is_err());
     assert!(parse_fields("ti tle").is_err());
+    assert!(parse_sort(&vec!["a"; 65].join(",")).is_err());
+    assert!(parse_expand(&vec!["a"; 65].join(",")).is_err());
+    assert!(parse_fields(&vec!["a"; 65].join(",")).is_err());
 }
 
 fn arb_path() -> impl Strategy<Value = String> {

@@ -166,6 +166,8 @@ const CASES: &[(&str, &[&str])] = &[
     ("meta.a = 1", &["p1"]),
     ("meta.b.c = 'x'", &["p1"]),
     ("meta.0 = 1", &["p4"]),
+    ("meta.99999999999999999999 = 1", &[]),
+    ("meta.a.b.c.d.e = 1", &[]),
     ("when < @now && when != ''", &["p1"]),
     ("when > @now", &["p2"]),
     ("when >= @yearStart", &["p2"]),
@@ -310,4 +312,12 @@ proptest::proptest! {
             proptest::prop_assert_eq!(f.sql, baseline.sql);
         }
     }
+}
+
+#[test]
+fn the_largest_accepted_filter_still_runs() {
+    let (conn, schema) = setup();
+    let f = vec!["tags.label ?= 'x' || cats:each ?= 'y' || comments_via_post.text ?~ 'z'"; 66]
+        .join(" || ");
+    assert_eq!(ids(&conn, &schema, &f, &auth_req()), Ok(vec![]));
 }
