@@ -11,8 +11,3 @@ pub fn random_id(len: usize) -> String {
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
 }
-
-/// A new record id (15 chars).
-pub fn new_record_id() -> String {
-    random_id(15)
-}

@@ -112,14 +112,6 @@ pub fn prepare_update(
     errs.into_result().map(|()| record)
 }
 
-/// Field names whose value differs between two states of a record.
-pub fn changed_fields(old: &Record, new: &Record) -> Vec<String> {
-    new.iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
-        .collect()
-}
-
 /// Checks a submitted plaintext password against the field's options (before hashing).
 pub fn validate_password(field: &Field, plain: &str) -> Result<(), FieldError> {
     let FieldKind::Password(PasswordOptions {

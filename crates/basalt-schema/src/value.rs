@@ -1,7 +1,7 @@
 //! PocketBase's datetime text format (`2006-01-02 15:04:05.000Z`, UTC) and parsing of the
 //! date inputs it accepts.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 /// Formats a UTC instant the way PocketBase stores and returns it.
 pub fn format_datetime(t: DateTime<Utc>) -> String {
@@ -32,11 +32,6 @@ pub fn parse_datetime(s: &str) -> Option<String> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| format_datetime(t.and_utc()))
-}
-
-/// RFC 3339 for logs and tokens.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
