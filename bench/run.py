@@ -127,6 +127,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--connections", default="32,128")
     ap.add_argument("--posts", type=int, default=10000)
+    ap.add_argument("--only", default="", help="run only workloads whose name contains this")
     ap.add_argument("--basalt", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "basalt"))
     a = ap.parse_args()
     servers = [Server("basalt", a.basalt), Server("pocketbase", shutil.which("pocketbase") or "pocketbase")]
@@ -142,7 +143,7 @@ def main():
             ("auth-with-password", lambda s: f"{s.base}/api/collections/users/auth-with-password", LUA["auth"]),
         ]
         rows = []
-        for name, url, lua in workloads:
+        for name, url, lua in [w for w in workloads if a.only in w[0]]:
             for conns in [int(c) for c in a.connections.split(",")]:
                 res = {s.name: [] for s in servers}
                 for _ in range(a.rounds):
@@ -163,7 +164,8 @@ def main():
         "",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- Machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}",
-        f"- Command: `python3 bench/run.py --duration {a.duration} --rounds {a.rounds} --connections {a.connections} --posts {a.posts}`",
+        f"- Command: `python3 bench/run.py --duration {a.duration} --rounds {a.rounds} --connections {a.connections} --posts {a.posts}"
+        + (f" --only '{a.only}'" if a.only else "") + "`",
         f"- Load generator: wrk, 2 threads, loopback; servers and wrk share the machine. Median of {a.rounds} alternating rounds.",
         f"- PocketBase: {subprocess.run(['pocketbase', '--version'], capture_output=True, text=True).stdout.strip()}",
         "",

@@ -130,7 +130,7 @@ pub(crate) async fn auth_with_password(
     }
     let failed = || ApiError::bad_request("Failed to authenticate.");
     let Some(record) = found else {
-        let _ = tokio::task::spawn_blocking(move || basalt_auth::dummy_verify(&password)).await;
+        state.passwords.dummy(password).await;
         return Err(failed());
     };
     let hash = record
@@ -138,17 +138,8 @@ pub(crate) async fn auth_with_password(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let (ok, rehash) = {
-        let (p, h) = (password.clone(), hash.clone());
-        tokio::task::spawn_blocking(move || {
-            (
-                basalt_auth::verify_password(&p, &h).unwrap_or(false),
-                basalt_auth::needs_rehash(&h),
-            )
-        })
-        .await
-        .map_err(|_| ApiError::internal())?
-    };
+    let rehash = basalt_auth::needs_rehash(&hash);
+    let ok = state.passwords.verify(password.clone(), hash).await;
     if !ok {
         return Err(failed());
     }
@@ -189,9 +180,7 @@ async fn upgrade_hash(
     record: Record,
     password: String,
 ) -> Record {
-    let Ok(Ok(hash)) =
-        tokio::task::spawn_blocking(move || basalt_auth::hash_password(&password)).await
-    else {
+    let Ok(hash) = state.passwords.hash(password).await else {
         return record;
     };
     let id = record

@@ -10,6 +10,7 @@ mod collections;
 mod doc_filter;
 mod error;
 mod middleware;
+mod password;
 mod records;
 mod request_info;
 mod settings;
@@ -24,6 +25,7 @@ use basalt_store::Store;
 use basalt_telemetry::Metrics;
 
 pub use error::ApiError;
+pub use password::PasswordPool;
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -31,6 +33,8 @@ pub struct ApiState {
     pub store: Store,
     pub keys: TokenKeys,
     pub metrics: Arc<Metrics>,
+    /// Where password hashes are computed (bounded, off the async runtime).
+    pub passwords: PasswordPool,
 }
 
 /// HTTP behaviour chosen by the operator.

@@ -62,10 +62,12 @@ async fn shutdown_signal() {
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
     let keys = basalt_auth::TokenKeys::new(signing_secret(&cfg)?);
+    let hash_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = ApiState {
         store: store.clone(),
         keys,
         metrics: Arc::new(basalt_telemetry::Metrics::new()),
+        passwords: basalt_api::PasswordPool::new(hash_threads),
     };
     let api = ApiConfig {
         cors_origins: cfg.cors_origins.clone(),

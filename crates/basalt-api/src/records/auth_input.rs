@@ -51,11 +51,7 @@ async fn old_password_matches(
         .unwrap_or_default()
         .to_string();
     let old = old.to_string();
-    Ok(tokio::task::spawn_blocking(move || {
-        basalt_auth::verify_password(&old, &hash).unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false))
+    Ok(state.passwords.verify(old, hash).await)
 }
 
 pub(crate) async fn prepare_auth_input(
@@ -102,10 +98,7 @@ pub(crate) async fn prepare_auth_input(
             ));
         }
     }
-    let hash = tokio::task::spawn_blocking(move || basalt_auth::hash_password(&plain))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|_| ApiError::internal())?;
+    let hash = state.passwords.hash(plain).await?;
     body.insert("password".into(), Value::String(hash));
     if matches!(target, Target::Update(_)) {
         // A new password signs out every session of the record.
