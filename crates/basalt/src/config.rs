@@ -10,29 +10,29 @@ use serde::Deserialize;
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address to listen on (`BASALT_HTTP`).
+    /// Address to listen on (`BASALT_HTTP`). Default `127.0.0.1:8090`.
     pub http: String,
-    /// Data directory holding `data.db` and the generated secret (`BASALT_DIR`).
+    /// Data directory holding `data.db` and the generated secret (`BASALT_DIR`). Default `basalt_data`.
     pub dir: PathBuf,
-    /// Allowed CORS origins, `*` for any (`BASALT_CORS_ORIGINS`, comma-separated).
+    /// Allowed CORS origins, `*` for any (`BASALT_CORS_ORIGINS`, comma-separated). Default `["*"]`.
     pub cors_origins: Vec<String>,
-    /// Largest accepted request body in bytes (`BASALT_BODY_LIMIT`).
+    /// Largest accepted request body in bytes (`BASALT_BODY_LIMIT`). Default 32 MiB.
     pub body_limit: usize,
-    /// Seconds a request may run (`BASALT_REQUEST_TIMEOUT`).
+    /// Seconds a request may run (`BASALT_REQUEST_TIMEOUT`). Default 60.
     pub request_timeout: u64,
-    /// Reader connections; 0 derives from the CPU count (`BASALT_DB_READERS`).
+    /// Reader connections; 0 (the default) derives from the CPU count (`BASALT_DB_READERS`).
     pub db_readers: usize,
-    /// Capacity of the writer queue (`BASALT_DB_WRITER_QUEUE`).
+    /// Capacity of the writer queue (`BASALT_DB_WRITER_QUEUE`). Default 1024.
     pub db_writer_queue: usize,
-    /// `PRAGMA synchronous=FULL` instead of NORMAL (`BASALT_DB_SYNC_FULL`).
+    /// `PRAGMA synchronous=FULL` instead of NORMAL (`BASALT_DB_SYNC_FULL`). Default false.
     pub db_sync_full: bool,
-    /// Log as JSON lines (`BASALT_JSON_LOGS`).
+    /// Log as JSON lines (`BASALT_JSON_LOGS`, `--json-logs`). Default false.
     pub json_logs: bool,
-    /// Log filter, e.g. `info` or `basalt=debug` (`BASALT_LOG`).
+    /// Log filter, e.g. `info` or `basalt=debug` (`BASALT_LOG`). Default `info`.
     pub log: String,
     /// Token signing secret (`BASALT_SECRET`); generated into `<dir>/secret.key` when unset.
     pub secret: Option<String>,
-    /// Seconds in-flight requests get to finish on shutdown (`BASALT_SHUTDOWN_GRACE`).
+    /// Seconds in-flight requests get to finish on shutdown (`BASALT_SHUTDOWN_GRACE`). Default 10.
     pub shutdown_grace: u64,
 }
 
