@@ -177,14 +177,18 @@ fn rule_holds(
     .map_err(err)
 }
 
+/// The record's values as bound parameters, in field order.
+fn encoded(c: &Collection, r: &Record) -> Vec<SqlValue> {
+    c.fields
+        .iter()
+        .map(|f| encode_value(f, r.get(&f.name).unwrap_or(&Value::Null)))
+        .collect()
+}
+
 fn insert(conn: &Connection, c: &Collection, r: &Record) -> Result<(), StoreError> {
     let cols: Vec<String> = c.fields.iter().map(|f| q(&f.name)).collect();
     let marks = vec!["?"; cols.len()].join(", ");
-    let values: Vec<SqlValue> = c
-        .fields
-        .iter()
-        .map(|f| encode_value(f, r.get(&f.name).unwrap_or(&Value::Null)))
-        .collect();
+    let values = encoded(c, r);
     conn.prepare_cached(&format!(
         "INSERT INTO {} ({}) VALUES ({marks})",
         q(&c.name),
@@ -201,11 +205,7 @@ fn update_row(conn: &Connection, c: &Collection, id: &str, r: &Record) -> Result
         .iter()
         .map(|f| format!("{} = ?", q(&f.name)))
         .collect();
-    let mut values: Vec<SqlValue> = c
-        .fields
-        .iter()
-        .map(|f| encode_value(f, r.get(&f.name).unwrap_or(&Value::Null)))
-        .collect();
+    let mut values = encoded(c, r);
     values.push(SqlValue::Text(id.to_string()));
     conn.prepare_cached(&format!(
         "UPDATE {} SET {} WHERE id = ?",
