@@ -807,6 +807,59 @@ async fn graceful_shutdown_and_kill_9_keep_acknowledged_writes() {
     assert!(s.terminate(), "SIGTERM exits cleanly");
 }
 
+#[tokio::test]
+async fn form_and_multipart_bodies_create_records() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    blog(&s, &su).await;
+    let res = s
+        .http
+        .post(s.url("/api/collections/tags/records"))
+        .header("Authorization", &su)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("label=from+a+form")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 200);
+    let r: Value = res.json().await.expect("json");
+    assert_eq!(r["label"], json!("from a form"));
+    let body = "--XyZ\r\nContent-Disposition: form-data; name=\"label\"\r\n\r\nmultipart\r\n\
+                --XyZ\r\nContent-Disposition: form-data; name=\"@jsonPayload\"\r\n\r\n{\"label\":\"from json payload\"}\r\n\
+                --XyZ--\r\n";
+    let res = s
+        .http
+        .post(s.url("/api/collections/tags/records"))
+        .header("Authorization", &su)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 200);
+    let r: Value = res.json().await.expect("json");
+    assert_eq!(
+        r["label"],
+        json!("from json payload"),
+        "@jsonPayload wins over earlier parts"
+    );
+    let file = "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nhi\r\n--XyZ--\r\n";
+    let res = s
+        .http
+        .post(s.url("/api/collections/tags/records"))
+        .header("Authorization", &su)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(file)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        res.status().as_u16(),
+        400,
+        "file uploads are refused, not ignored"
+    );
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
