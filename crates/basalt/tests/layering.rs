@@ -32,6 +32,19 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &["basalt-schema", "basalt-store", "basalt-api", "basalt-auth"],
     ),
     ("basalt-api", &["rusqlite"]),
+    (
+        "basalt-net",
+        &[
+            "tokio",
+            "axum",
+            "hyper",
+            "rusqlite",
+            "basalt-schema",
+            "basalt-store",
+            "basalt-api",
+            "basalt-auth",
+        ],
+    ),
 ];
 
 #[test]
