@@ -219,16 +219,20 @@ async fn command(state: &ApiState, handle: &ClientHandle, raw: &str) -> Value {
 /// messages, so a conformance suite can exercise framing, fragmentation and close
 /// handling. Only routed when the operator turned it on.
 pub(crate) async fn echo(upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(|mut socket| async move {
-        while let Some(Ok(msg)) = socket.recv().await {
-            let reply = match msg {
-                Message::Text(_) | Message::Binary(_) => msg,
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => continue,
-            };
-            if socket.send(reply).await.is_err() {
-                break;
+    // Conformance cases send messages of up to 16 MiB in one frame.
+    upgrade
+        .max_frame_size(32 << 20)
+        .max_message_size(64 << 20)
+        .on_upgrade(|mut socket| async move {
+            while let Some(Ok(msg)) = socket.recv().await {
+                let reply = match msg {
+                    Message::Text(_) | Message::Binary(_) => msg,
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                if socket.send(reply).await.is_err() {
+                    break;
+                }
             }
-        }
-    })
+        })
 }
