@@ -496,3 +496,48 @@ async fn shutdown_closes_open_streams() {
     assert_eq!(u16::from(frame.code), 1001);
     assert!(frame.reason.as_str().contains("shutting down"));
 }
+
+#[tokio::test]
+async fn a_rule_that_errors_for_one_subscriber_skips_only_that_subscriber() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    let (mut broken, broken_id) = Sse::open(&s).await;
+    let (mut fine, fine_id) = Sse::open(&s).await;
+    // The filter parses but names no field of the collection: its check fails to compile.
+    let bad =
+        "notes/*?options=%7B%22query%22%3A%7B%22filter%22%3A%22nosuchfield%20%3D%201%22%7D%7D";
+    assert_eq!(
+        subscribe(&s, &broken_id, None, &[bad, "notes/xyz"]).await,
+        204
+    );
+    assert_eq!(subscribe(&s, &fine_id, None, &["notes/*"]).await, 204);
+    create(&s, json!({"title": "one"})).await;
+    let (_, name, _) = fine.next().await.expect("the other subscriber is served");
+    assert_eq!(name, "notes/*");
+    let before = metric(
+        &s,
+        "basalt_realtime_events_dropped_total{reason=\"rule_error\"}",
+    )
+    .await;
+    assert!(before >= 1.0, "the failed check is counted");
+    // The broken subscriber's other subscription still works.
+    let rec = create(&s, json!({"title": "two"})).await;
+    let rid = rec["id"].as_str().unwrap_or_default();
+    let topic = format!("notes/{rid}");
+    assert_eq!(
+        subscribe(&s, &broken_id, None, &[bad, topic.as_str()]).await,
+        204
+    );
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/notes/records/{rid}"),
+            None,
+            Some(json!({"title": "three"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (_, name, _) = broken.next().await.expect("the record topic is served");
+    assert_eq!(name, topic);
+}
