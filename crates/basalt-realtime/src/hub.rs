@@ -300,3 +300,103 @@ fn parse_all(topics: &[String]) -> Result<Vec<Arc<Subscription>>, RealtimeError>
         .map(|t| Subscription::parse(t).map(Arc::new))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use basalt_store::StoreConfig;
+    use serde_json::json;
+
+    async fn hub(queue_capacity: usize) -> (Hub, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            readers: 1,
+            writer_queue: 8,
+            synchronous_full: false,
+        })
+        .await
+        .expect("store");
+        let hub = Hub::new(
+            store,
+            Arc::new(Metrics::new()),
+            HubConfig { queue_capacity },
+        );
+        (hub, dir)
+    }
+
+    #[tokio::test]
+    async fn send_to_client_reaches_only_a_subscribed_connected_client() {
+        let (hub, _dir) = hub(8).await;
+        let mut h = hub.connect(Transport::Sse);
+        let id = h.id().to_string();
+        assert!(!hub.send_to_client(&id, "@oauth2", json!({"code": "x"})));
+        hub.set_subscriptions(&id, &["@oauth2".into()])
+            .expect("subscribe");
+        assert!(hub.send_to_client(&id, "@oauth2", json!({"code": "x"})));
+        let d = h.next().await.expect("delivery");
+        assert_eq!((&*d.topic, &*d.data), ("@oauth2", r#"{"code":"x"}"#));
+        assert!(!hub.send_to_client("unknown", "@oauth2", json!({})));
+        drop(h);
+        assert_eq!(hub.client_count(), 0);
+        assert!(!hub.send_to_client(&id, "@oauth2", json!({})));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_disconnects_the_client_with_a_reason() {
+        let (hub, _dir) = hub(2).await;
+        let mut h = hub.connect(Transport::WebSocket);
+        let id = h.id().to_string();
+        hub.subscribe(&id, &["@oauth2".into()]).expect("subscribe");
+        assert!(hub.send_to_client(&id, "@oauth2", json!(1)));
+        assert!(hub.send_to_client(&id, "@oauth2", json!(2)));
+        assert!(
+            !hub.send_to_client(&id, "@oauth2", json!(3)),
+            "the third overflows"
+        );
+        assert_eq!(hub.client_count(), 0, "out of the fan-out at once");
+        let reason = h.next().await.expect_err("disconnected");
+        assert!(reason.contains("slow consumer"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn identities_bind_once_and_subscriptions_are_bounded() {
+        let (hub, _dir) = hub(8).await;
+        let h = hub.connect(Transport::Sse);
+        let id = h.id().to_string();
+        let who = |rid: &str, expires_at: i64| Identity {
+            auth: basalt_schema::request::AuthInfo {
+                collection_id: "users".into(),
+                record: serde_json::Map::from_iter([("id".into(), json!(rid))]),
+                ..Default::default()
+            },
+            expires_at,
+        };
+        let later = i64::MAX / 2;
+        hub.bind_identity(&id, Some(who("a", later))).expect("bind");
+        hub.bind_identity(&id, Some(who("a", later)))
+            .expect("same identity");
+        assert_eq!(
+            hub.bind_identity(&id, Some(who("b", later))),
+            Err(RealtimeError::IdentityMismatch)
+        );
+        assert_eq!(
+            hub.bind_identity(&id, None),
+            Err(RealtimeError::IdentityMismatch)
+        );
+        // An expired identity no longer binds.
+        hub.set_identity(&id, Some(who("a", 1))).expect("set");
+        hub.bind_identity(&id, None)
+            .expect("expired identity replaced");
+        assert_eq!(
+            hub.bind_identity("nope", None),
+            Err(RealtimeError::UnknownClient)
+        );
+        let many: Vec<String> = (0..=MAX_SUBSCRIPTIONS).map(|i| format!("c/{i}")).collect();
+        assert_eq!(
+            hub.set_subscriptions(&id, &many),
+            Err(RealtimeError::TooManySubscriptions)
+        );
+        assert!(hub.set_subscriptions(&id, &["bad/a/b".into()]).is_err());
+    }
+}
