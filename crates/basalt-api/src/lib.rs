@@ -11,6 +11,7 @@ mod doc_filter;
 mod error;
 mod middleware;
 mod password;
+mod realtime;
 mod records;
 mod request_info;
 mod settings;
@@ -26,6 +27,7 @@ use basalt_telemetry::Metrics;
 
 pub use error::ApiError;
 pub use password::PasswordPool;
+pub use realtime::renderer as realtime_renderer;
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -35,6 +37,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Where password hashes are computed (bounded, off the async runtime).
     pub passwords: PasswordPool,
+    /// Realtime clients and their subscriptions.
+    pub realtime: basalt_realtime::Hub,
 }
 
 /// HTTP behaviour chosen by the operator.
@@ -46,6 +50,9 @@ pub struct ApiConfig {
     pub body_limit_bytes: usize,
     /// Requests running longer are answered with 408-style errors and dropped.
     pub request_timeout: Duration,
+    /// Diagnostic: `/api/realtime/ws` echoes messages instead of speaking the realtime
+    /// protocol (for WebSocket conformance suites). Never on in production.
+    pub ws_echo: bool,
 }
 
 impl Default for ApiConfig {
@@ -54,6 +61,7 @@ impl Default for ApiConfig {
             cors_origins: vec!["*".into()],
             body_limit_bytes: 32 << 20,
             request_timeout: Duration::from_secs(60),
+            ws_echo: false,
         }
     }
 }
@@ -108,6 +116,18 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
         )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))
+        .route(
+            "/api/realtime",
+            get(realtime::connect).post(realtime::set_subscriptions),
+        )
+        .route(
+            "/api/realtime/ws",
+            if config.ws_echo {
+                get(realtime::echo)
+            } else {
+                get(realtime::websocket)
+            },
+        )
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state.clone());

@@ -45,6 +45,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "basalt-auth",
         ],
     ),
+    (
+        "basalt-realtime",
+        &["axum", "hyper", "rusqlite", "basalt-api", "basalt-auth"],
+    ),
 ];
 
 #[test]
