@@ -474,3 +474,65 @@ async fn pocketbase_rate_limit_settings_apply_to_auth() {
     assert_eq!(bad_login(&s, "y@example.com", "1.1.1.2").await, 400);
     assert_eq!(bad_login(&s, "z@example.com", "1.1.1.3").await, 429);
 }
+
+#[tokio::test]
+async fn only_managers_skip_the_old_password_and_set_verified() {
+    let (s, su, ann) = known_keys().await;
+    let (st, body) = s
+        .call(
+            "PATCH",
+            "/api/collections/users",
+            Some(&su),
+            Some(json!({
+                "updateRule": "id = @request.auth.id || @request.auth.email = 'boss@example.com'",
+                "manageRule": "@request.auth.email = 'boss@example.com'"
+            })),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, _) = s
+        .call("POST", "/api/collections/users/records", Some(&su),
+            Some(json!({"email": "boss@example.com", "password": PASSWORD, "passwordConfirm": PASSWORD})))
+        .await;
+    assert_eq!(st, 200);
+    let ann_token = s.token("users", "ann@example.com", PASSWORD).await;
+    let path = format!("/api/collections/users/records/{ann}");
+    // Not a manager: verified is silently dropped, a new password needs the old one.
+    let (st, r) = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&ann_token),
+            Some(json!({"verified": true})),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["verified"], false);
+    let (st, r) = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&ann_token),
+            Some(json!({"password": "New-pass-456", "passwordConfirm": "New-pass-456"})),
+        )
+        .await;
+    assert_eq!(st, 400, "{r}");
+    assert_eq!(
+        r["data"]["oldPassword"]["code"],
+        "validation_invalid_old_password"
+    );
+    // The manager may do both.
+    let boss = s.token("users", "boss@example.com", PASSWORD).await;
+    let (st, r) = s
+        .call("PATCH", &path, Some(&boss),
+            Some(json!({"verified": true, "password": "Boss-set-456", "passwordConfirm": "Boss-set-456"})))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["verified"], true);
+    assert_eq!(
+        refresh(&s, &ann_token).await,
+        401,
+        "the new password ended ann's sessions"
+    );
+    let _ = s.token("users", "ann@example.com", "Boss-set-456").await;
+}
