@@ -175,7 +175,7 @@ impl TokenOptions {
         Self::with(1_800)
     }
     pub fn verification() -> Self {
-        Self::with(259_200)
+        Self::with(86_400)
     }
     pub fn file() -> Self {
         Self::with(180)
@@ -303,7 +303,7 @@ pub struct MfaOptions {
 }
 
 fn mfa_duration() -> i64 {
-    1_800
+    600
 }
 
 impl Default for MfaOptions {
@@ -439,7 +439,8 @@ mod tests {
         let a = c.auth.expect("auth");
         assert_eq!(a.auth_rule.as_deref(), Some(""));
         assert_eq!(a.manage_rule, None);
-        assert_eq!(a.verification_token.duration, 259_200);
+        assert_eq!(a.verification_token.duration, 86_400);
+        assert_eq!(a.mfa.duration, 600);
         assert_eq!(a.password_reset_token.duration, 1_800);
         assert_eq!(a.otp.length, 8);
         assert!(!a.mfa.enabled);

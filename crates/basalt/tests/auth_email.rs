@@ -481,3 +481,34 @@ async fn mfa_requires_a_second_different_method() {
     let (st, body) = login(&s, "eve@example.com", PASSWORD).await;
     assert_eq!(st, 200, "eve was verified by the OTP: {body}");
 }
+
+#[tokio::test]
+async fn otp_codes_expire_and_expired_ones_are_purged() {
+    let Setup { s, sink, su } = setup().await;
+    user(&s, &su, "old@example.com").await;
+    enable(
+        &s,
+        &su,
+        json!({"otp": {"enabled": true, "duration": 10, "length": 6}}),
+    )
+    .await;
+    let otp_id = request_otp(&s, "old@example.com").await;
+    let code = otp_code(&sink.wait_for(1).await[0]);
+    let _abandoned = request_otp(&s, "old@example.com").await;
+    // Bounded wait past the ten-second lifetime.
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    assert_eq!(
+        auth_otp(&s, &otp_id, &code).await.0,
+        400,
+        "an expired code fails"
+    );
+    let _ = request_otp(&s, "old@example.com").await;
+    let (st, list) = s
+        .call("GET", "/api/collections/_otps/records", Some(&su), None)
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        list["totalItems"], 1,
+        "the abandoned expired code was purged: {list}"
+    );
+}

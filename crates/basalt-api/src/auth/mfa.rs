@@ -10,7 +10,7 @@ use basalt_schema::{Collection, RequestInfo};
 use basalt_store::{Access, Record, WriteOp};
 use serde_json::{Map, Value};
 
-use super::otp::{age_secs, delete_system_record, system_collection};
+use super::otp::{age_secs, delete_system_record, purge_expired, system_collection};
 use super::{load_record, options, text};
 use crate::ApiState;
 use crate::error::{ApiError, ApiResult};
@@ -87,6 +87,7 @@ pub(crate) async fn gate(
         delete_system_record(state, &mfas, id).await;
         return Ok(None);
     }
+    purge_expired(state, &mfas, &c.id, text(record, "id"), mfa.duration).await;
     let input = Map::from_iter([
         ("collectionRef".into(), Value::String(c.id.clone())),
         ("recordRef".into(), Value::String(text(record, "id").into())),

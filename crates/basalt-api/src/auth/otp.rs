@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use basalt_schema::{Collection, RequestInfo};
-use basalt_store::{Access, Record, WriteOp};
+use basalt_store::{Access, ListQuery, Record, WriteOp};
 use serde_json::{Map, Value, json};
 
 use super::limits::ClientIp;
@@ -53,6 +53,59 @@ pub(crate) async fn delete_system_record(state: &ApiState, c: &Arc<Collection>, 
     }
 }
 
+/// Deletes the entries of `sys` (`_otps` or `_mfas`) for one record that are older than
+/// `max_age` seconds, so abandoned codes and challenges do not pile up.
+pub(crate) async fn purge_expired(
+    state: &ApiState,
+    sys: &Arc<Collection>,
+    collection_id: &str,
+    record_id: &str,
+    max_age: i64,
+) {
+    let params = Map::from_iter([
+        ("c".to_string(), Value::String(collection_id.to_string())),
+        ("r".to_string(), Value::String(record_id.to_string())),
+    ]);
+    let Ok(filter) = basalt_schema::filter::parse_with_params(
+        "collectionRef = {:c} && recordRef = {:r}",
+        &params,
+    ) else {
+        return;
+    };
+    let page = state
+        .store
+        .list_records(ListQuery {
+            collection: sys.clone(),
+            filter: Some(filter),
+            access: Access::Unrestricted,
+            sort: vec![],
+            page: 1,
+            per_page: 200,
+            skip_total: true,
+            request: Arc::new(RequestInfo::default()),
+        })
+        .await;
+    let ops: Vec<WriteOp> = page
+        .map(|p| p.items)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| age_secs(r) > max_age)
+        .map(|r| WriteOp::Delete {
+            collection: sys.clone(),
+            id: text(r, "id").to_string(),
+            access: Access::Unrestricted,
+        })
+        .collect();
+    if !ops.is_empty()
+        && let Err(e) = state
+            .store
+            .write(ops, Arc::new(RequestInfo::default()))
+            .await
+    {
+        tracing::warn!(error = %e, collection = sys.name.as_str(), "could not purge expired auth entries");
+    }
+}
+
 fn not_enabled() -> ApiError {
     ApiError::bad_request("The collection is not configured to allow OTP authentication.")
 }
@@ -87,6 +140,7 @@ pub(crate) async fn request_otp(
         return Ok(Json(json!({"otpId": basalt_schema::id::random_id(15)})));
     };
     let otps = system_collection(&state, "_otps")?;
+    purge_expired(&state, &otps, &c.id, text(&record, "id"), opts.otp.duration).await;
     let input = Map::from_iter([
         ("collectionRef".into(), Value::String(c.id.clone())),
         (
