@@ -1,6 +1,8 @@
-//! One-time codes: random digits from the OS generator, compared in constant time.
+//! One-time codes (random digits from the OS generator), constant-time comparison, and
+//! the fingerprint of a sign-in origin.
 
 use rand::Rng;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// A code of `len` decimal digits (at least 4).
@@ -16,6 +18,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// A sign-in origin (client address and user agent) as a hex SHA-256, so `_authOrigins`
+/// remembers where a record signed in from without storing the address itself.
+pub fn origin_fingerprint(ip: &str, user_agent: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(ip.as_bytes());
+    h.update([0u8]);
+    h.update(user_agent.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,6 +40,15 @@ mod tests {
         assert_eq!(otp_code(1).len(), 4, "never shorter than four digits");
         let distinct: std::collections::HashSet<String> = (0..50).map(|_| otp_code(8)).collect();
         assert!(distinct.len() > 45);
+    }
+
+    #[test]
+    fn fingerprints_separate_address_and_agent() {
+        let a = origin_fingerprint("10.0.0.1", "curl");
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, origin_fingerprint("10.0.0.1", "curl"));
+        assert_ne!(a, origin_fingerprint("10.0.0.1", "firefox"));
+        assert_ne!(origin_fingerprint("10.0.0.1c", "url"), a);
     }
 
     #[test]

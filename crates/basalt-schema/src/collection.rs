@@ -259,7 +259,7 @@ impl EmailTemplate {
             subject: "New sign-in to your {APP_NAME} account".into(),
             body: page(&[
                 "Hello,",
-                "your account was just signed in to from a new location.",
+                "your account was just signed in to from a new location: <em>{ALERT_INFO}</em>",
                 "If this was not you, change your password right away.",
                 "The {APP_NAME} team",
             ]),

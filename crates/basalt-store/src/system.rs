@@ -11,6 +11,7 @@ const SUPERUSERS: &str = include_str!("bootstrap/superusers_collection.json");
 const USERS: &str = include_str!("bootstrap/users_collection.json");
 const OTPS: &str = include_str!("bootstrap/otps_collection.json");
 const MFAS: &str = include_str!("bootstrap/mfas_collection.json");
+const AUTH_ORIGINS: &str = include_str!("bootstrap/auth_origins_collection.json");
 
 /// Numbered system migrations; each runs once, in order, in its own transaction. Some
 /// also run a step in Rust after their SQL (see [`after_sql`]).
@@ -21,7 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
      CREATE TABLE _params (key TEXT PRIMARY KEY NOT NULL, value JSON);
      CREATE TABLE _changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, collection_id TEXT NOT NULL, record_id TEXT NOT NULL, action TEXT NOT NULL, record JSON, created TEXT NOT NULL);",
     ),
-    // Auth: the `_otps` and `_mfas` system collections, and token secrets for every auth
+    // Auth: the `_otps`, `_mfas` and `_authOrigins` system collections, and token secrets for every auth
     // collection created before collections had them.
     (2, ""),
 ];
@@ -32,7 +33,7 @@ fn after_sql(conn: &Connection, version: i64) -> Result<(), StoreError> {
         1 => bootstrap(conn, &[SUPERUSERS, USERS]),
         2 => {
             add_token_secrets(conn)?;
-            bootstrap(conn, &[OTPS, MFAS])
+            bootstrap(conn, &[OTPS, MFAS, AUTH_ORIGINS])
         }
         _ => Ok(()),
     }

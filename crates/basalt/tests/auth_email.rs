@@ -512,3 +512,64 @@ async fn otp_codes_expire_and_expired_ones_are_purged() {
         "the abandoned expired code was purged: {list}"
     );
 }
+
+async fn login_as(s: &TestServer, agent: &str) -> u16 {
+    s.http
+        .post(s.url("/api/collections/users/auth-with-password"))
+        .header("User-Agent", agent)
+        .json(&json!({"identity": "fay@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_sign_in_from_a_new_origin_mails_an_alert() {
+    let Setup { s, sink, su } = setup().await;
+    user(&s, &su, "fay@example.com").await;
+    assert_eq!(login_as(&s, "laptop-browser").await, 200);
+    assert_eq!(login_as(&s, "laptop-browser").await, 200);
+    assert_eq!(login_as(&s, "unknown-device").await, 200);
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0]["subject"], "New sign-in to your Acme account");
+    assert!(
+        mails[0]["html"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown-device")
+    );
+    assert_eq!(login_as(&s, "unknown-device").await, 200);
+    // A later mail as a marker: by then a second alert would have been sent as well.
+    let (st, _) = post(
+        &s,
+        "/api/collections/users/request-password-reset",
+        None,
+        json!({"email": "fay@example.com"}),
+    )
+    .await;
+    assert_eq!(st, 204);
+    let mails = sink.wait_for(2).await;
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert!(
+        mails[1]["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Reset"),
+        "a known origin is no news"
+    );
+    let (_, origins) = s
+        .call(
+            "GET",
+            "/api/collections/_authOrigins/records",
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(
+        origins["totalItems"], 3,
+        "superuser + two of fay's: {origins}"
+    );
+}

@@ -4,6 +4,7 @@
 //! send (`outbox`) and the rate limits in front of them (`limits`). Shared here: how
 //! tokens are bound to records and how a successful first factor becomes a session.
 
+mod alerts;
 mod email_flows;
 mod limits;
 mod mfa;
@@ -254,6 +255,7 @@ pub(crate) async fn finish_auth(
     record: Record,
     method: &str,
     mfa_id: Option<&str>,
+    origin: alerts::Origin,
 ) -> ApiResult<Response> {
     let failed = || ApiError::bad_request("Failed to authenticate.");
     match state.store.schema().rules(&c.id).map(|r| r.auth.clone()) {
@@ -282,5 +284,6 @@ pub(crate) async fn finish_auth(
     if let Some(challenge) = mfa::gate(state, c, &record, method, mfa_id).await? {
         return Ok((StatusCode::UNAUTHORIZED, Json(json!({"mfaId": challenge}))).into_response());
     }
+    alerts::remember(state, c, &record, origin);
     Ok(auth_response(state, c, &record, true, duration(c, TokenKind::Auth))?.into_response())
 }

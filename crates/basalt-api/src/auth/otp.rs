@@ -11,9 +11,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use basalt_schema::{Collection, RequestInfo};
-use basalt_store::{Access, ListQuery, Record, WriteOp};
+use basalt_store::{Access, Record, WriteOp};
 use serde_json::{Map, Value, json};
 
+use super::alerts::Origin;
 use super::limits::ClientIp;
 use super::outbox::{mail_settings, send};
 use super::{auth_collection, finish_auth, load_record, options, required, system_update, text};
@@ -62,31 +63,10 @@ pub(crate) async fn purge_expired(
     record_id: &str,
     max_age: i64,
 ) {
-    let params = Map::from_iter([
-        ("c".to_string(), Value::String(collection_id.to_string())),
-        ("r".to_string(), Value::String(record_id.to_string())),
-    ]);
-    let Ok(filter) = basalt_schema::filter::parse_with_params(
-        "collectionRef = {:c} && recordRef = {:r}",
-        &params,
-    ) else {
-        return;
-    };
-    let page = state
-        .store
-        .list_records(ListQuery {
-            collection: sys.clone(),
-            filter: Some(filter),
-            access: Access::Unrestricted,
-            sort: vec![],
-            page: 1,
-            per_page: 200,
-            skip_total: true,
-            request: Arc::new(RequestInfo::default()),
-        })
-        .await;
-    let ops: Vec<WriteOp> = page
-        .map(|p| p.items)
+    let entries =
+        super::alerts::record_entries(state, sys, collection_id, record_id, None, 200).await;
+    let ops: Vec<WriteOp> = entries
+        .map(|(items, _)| items)
         .unwrap_or_default()
         .iter()
         .filter(|r| age_secs(r) > max_age)
@@ -254,5 +234,5 @@ pub(crate) async fn auth_with_otp(
         .map(String::as_str)
         .or_else(|| body.get("mfaId").and_then(Value::as_str))
         .filter(|s| !s.is_empty());
-    finish_auth(&state, &c, record, "otp", mfa_id).await
+    finish_auth(&state, &c, record, "otp", mfa_id, Origin::new(ip, &headers)).await
 }

@@ -12,6 +12,7 @@ use basalt_schema::{Collection, FieldError, ValidationErrors};
 use basalt_store::Record;
 use serde_json::{Map, Value};
 
+use super::alerts::Origin;
 use super::limits::ClientIp;
 use super::{auth_collection, finish_auth, options, system_update, text};
 use crate::ApiState;
@@ -108,7 +109,15 @@ pub(crate) async fn auth_with_password(
         .map(String::as_str)
         .or_else(|| body.get("mfaId").and_then(Value::as_str))
         .filter(|s| !s.is_empty());
-    finish_auth(&state, &c, record, "password", mfa_id).await
+    finish_auth(
+        &state,
+        &c,
+        record,
+        "password",
+        mfa_id,
+        Origin::new(ip, &headers),
+    )
+    .await
 }
 
 /// Replaces a bcrypt hash (imported from PocketBase) with argon2id after a good login.
