@@ -21,8 +21,9 @@ fn parse_collection(v: Value) -> ApiResult<Collection> {
     })
 }
 
+/// Token secrets stay in the stored document, never in an answer.
 fn to_json(c: &Collection) -> Value {
-    serde_json::to_value(c).unwrap_or(Value::Null)
+    c.redacted_json()
 }
 
 pub(crate) async fn list(

@@ -25,6 +25,7 @@ use basalt_auth::TokenKeys;
 use basalt_store::Store;
 use basalt_telemetry::Metrics;
 
+pub use auth::{AuthLimits, AuthLimitsConfig};
 pub use error::ApiError;
 pub use password::PasswordPool;
 pub use realtime::renderer as realtime_renderer;
@@ -39,6 +40,8 @@ pub struct ApiState {
     pub passwords: PasswordPool,
     /// Realtime clients and their subscriptions.
     pub realtime: basalt_realtime::Hub,
+    /// Rate limits of the auth endpoints and the trusted proxies naming client addresses.
+    pub limits: AuthLimits,
 }
 
 /// HTTP behaviour chosen by the operator.
@@ -113,6 +116,42 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
         .route(
             "/api/collections/{collection}/auth-methods",
             get(auth::auth_methods),
+        )
+        .route(
+            "/api/collections/{collection}/impersonate/{id}",
+            post(auth::impersonate),
+        )
+        .route(
+            "/api/collections/{collection}/request-verification",
+            post(auth::request_verification),
+        )
+        .route(
+            "/api/collections/{collection}/confirm-verification",
+            post(auth::confirm_verification),
+        )
+        .route(
+            "/api/collections/{collection}/request-password-reset",
+            post(auth::request_password_reset),
+        )
+        .route(
+            "/api/collections/{collection}/confirm-password-reset",
+            post(auth::confirm_password_reset),
+        )
+        .route(
+            "/api/collections/{collection}/request-email-change",
+            post(auth::request_email_change),
+        )
+        .route(
+            "/api/collections/{collection}/confirm-email-change",
+            post(auth::confirm_email_change),
+        )
+        .route(
+            "/api/collections/{collection}/request-otp",
+            post(auth::request_otp),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-otp",
+            post(auth::auth_with_otp),
         )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))

@@ -48,14 +48,20 @@ impl FromRequestParts<ApiState> for Auth {
             return Ok(Auth(None));
         };
         let token = raw.strip_prefix("Bearer ").unwrap_or(raw).trim();
-        Ok(Auth(resolve_token(state, token, "auth").await))
+        Ok(Auth(
+            resolve_token(state, token, basalt_auth::TokenKind::Auth).await,
+        ))
     }
 }
 
 /// Verifies `token` against its record's tokenKey and returns the identity.
-pub async fn resolve_token(state: &ApiState, token: &str, kind: &str) -> Option<AuthInfo> {
+pub async fn resolve_token(
+    state: &ApiState,
+    token: &str,
+    kind: basalt_auth::TokenKind,
+) -> Option<AuthInfo> {
     let claims = basalt_auth::decode_unverified(token).ok()?;
-    if claims.token_type != kind {
+    if claims.token_type != kind.claim() {
         return None;
     }
     let schema = state.store.schema();
@@ -73,8 +79,7 @@ pub async fn resolve_token(state: &ApiState, token: &str, kind: &str) -> Option<
         )
         .await
         .ok()??;
-    let token_key = record.get("tokenKey").and_then(Value::as_str)?;
-    basalt_auth::verify_token(&state.keys, token, token_key).ok()?;
+    crate::auth::verify(state, &collection, &record, token, kind)?;
     let mut rec = record.clone();
     rec.insert("collectionId".into(), Value::String(collection.id.clone()));
     rec.insert(

@@ -55,9 +55,27 @@ pub(crate) async fn load_settings(state: &ApiState) -> ApiResult<Value> {
     Ok(s)
 }
 
+/// The settings as clients see them: stored secrets (SMTP and S3 passwords) removed,
+/// as PocketBase omits them.
+fn redacted(mut s: Value) -> Value {
+    if let Some(smtp) = s["smtp"].as_object_mut() {
+        smtp.remove("password");
+    }
+    for path in [&["s3"][..], &["backups", "s3"][..]] {
+        let mut v = &mut s;
+        for k in path {
+            v = &mut v[*k];
+        }
+        if let Some(o) = v.as_object_mut() {
+            o.remove("secret");
+        }
+    }
+    s
+}
+
 pub(crate) async fn get(State(state): State<ApiState>, auth: Auth) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    Ok(Json(load_settings(&state).await?))
+    Ok(Json(redacted(load_settings(&state).await?)))
 }
 
 pub(crate) async fn update(
@@ -86,5 +104,5 @@ pub(crate) async fn update(
         .set_param("settings", s.clone())
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to save settings."))?;
-    Ok(Json(s))
+    Ok(Json(redacted(s)))
 }

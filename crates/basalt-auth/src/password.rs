@@ -154,6 +154,15 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_written_by_pocketbase_itself_verifies() {
+        // From the data.db of a real PocketBase (`pocketbase superuser upsert a@b.co Pass-12345678`).
+        let h = "$2a$10$IDq9f9tc6l6TSj.I6HgN.uyPRo5qbSrqSnzv5F51fnx8EmlqlOmlW";
+        assert!(verify_password("Pass-12345678", h).expect("verify"));
+        assert!(!verify_password("Pass-12345679", h).expect("verify"));
+        assert!(needs_rehash(h));
+    }
+
+    #[test]
     fn garbage_hashes_never_verify() {
         for h in [
             "",

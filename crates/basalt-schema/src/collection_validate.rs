@@ -3,9 +3,7 @@
 
 use serde_json::json;
 
-use crate::collection::{
-    AuthOptions, Collection, CollectionType, PasswordAuthOptions, TokenOptions,
-};
+use crate::collection::{AuthOptions, Collection, CollectionType};
 use crate::error::{FieldError, ValidationErrors};
 use crate::field::{Field, FieldKind};
 use crate::filter;
@@ -156,15 +154,8 @@ pub fn validate(
         errs.add("viewQuery", FieldError::required());
     }
     if new.kind == CollectionType::Auth {
-        let auth = new.auth.get_or_insert_with(|| AuthOptions {
-            auth_rule: Some(String::new()),
-            manage_rule: None,
-            password_auth: PasswordAuthOptions::default(),
-            auth_token: TokenOptions::default(),
-        });
-        if auth.auth_token.duration <= 0 {
-            auth.auth_token.duration = TokenOptions::default().duration;
-        }
+        let auth = new.auth.get_or_insert_with(AuthOptions::default);
+        check_auth_options(auth, old.and_then(|o| o.auth.as_ref()), &mut errs);
     } else {
         new.auth = None;
     }
@@ -182,8 +173,85 @@ pub fn validate(
     if let Some(a) = &new.auth {
         check_rule("authRule", a.auth_rule.as_deref(), &mut errs);
         check_rule("manageRule", a.manage_rule.as_deref(), &mut errs);
+        check_rule("mfa.rule", Some(a.mfa.rule.as_str()), &mut errs);
+        for f in &a.password_auth.identity_fields {
+            if new.field(f).is_none() {
+                errs.add(
+                    "passwordAuth",
+                    FieldError::new(
+                        "validation_missing_field",
+                        format!("identity field {f:?} is not a field of the collection"),
+                    ),
+                );
+            }
+        }
     }
     errs.into_result().map(|()| new)
+}
+
+/// Token durations and OTP lengths in range; each token secret kept from the stored
+/// document when the submitted one omits it (clients never see secrets, so an update
+/// that sends the document back must not rotate them), generated when there is none.
+fn check_auth_options(a: &mut AuthOptions, old: Option<&AuthOptions>, errs: &mut ValidationErrors) {
+    let mut old_secrets: Vec<Option<String>> = match old.cloned() {
+        Some(mut o) => o.tokens_mut().iter().map(|t| t.secret.clone()).collect(),
+        None => vec![None; 5],
+    };
+    for (i, (name, t)) in [
+        "authToken",
+        "passwordResetToken",
+        "emailChangeToken",
+        "verificationToken",
+        "fileToken",
+    ]
+    .into_iter()
+    .zip(a.tokens_mut())
+    .enumerate()
+    {
+        if t.duration < 10 || t.duration > 10 * 365 * 86_400 {
+            errs.add(
+                name,
+                FieldError::new(
+                    "validation_invalid_duration",
+                    "duration must be between 10 seconds and 10 years",
+                ),
+            );
+        }
+        match &t.secret {
+            Some(s) if s.len() < 30 => errs.add(
+                name,
+                FieldError::new(
+                    "validation_length_out_of_range",
+                    "secret must be at least 30 characters",
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                t.secret = old_secrets
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .or_else(|| Some(crate::id::random_id(50)));
+            }
+        }
+    }
+    if !(4..=32).contains(&a.otp.length) {
+        errs.add(
+            "otp",
+            FieldError::new(
+                "validation_invalid_length",
+                "length must be between 4 and 32",
+            ),
+        );
+    }
+    if a.otp.duration < 10 || a.mfa.duration < 10 {
+        errs.add(
+            "otp",
+            FieldError::new(
+                "validation_invalid_duration",
+                "otp and mfa durations must be at least 10 seconds",
+            ),
+        );
+    }
 }
 
 fn check_rule(key: &str, rule: Option<&str>, errs: &mut ValidationErrors) {

@@ -9,14 +9,52 @@ use crate::StoreError;
 
 const SUPERUSERS: &str = include_str!("bootstrap/superusers_collection.json");
 const USERS: &str = include_str!("bootstrap/users_collection.json");
+const OTPS: &str = include_str!("bootstrap/otps_collection.json");
+const MFAS: &str = include_str!("bootstrap/mfas_collection.json");
+const AUTH_ORIGINS: &str = include_str!("bootstrap/auth_origins_collection.json");
 
-/// Numbered system migrations; each runs once, in order, in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE _collections (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE COLLATE NOCASE, type TEXT NOT NULL, doc JSON NOT NULL, created TEXT NOT NULL DEFAULT '', updated TEXT NOT NULL DEFAULT '');
+/// Numbered system migrations; each runs once, in order, in its own transaction. Some
+/// also run a step in Rust after their SQL (see [`after_sql`]).
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE _collections (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE COLLATE NOCASE, type TEXT NOT NULL, doc JSON NOT NULL, created TEXT NOT NULL DEFAULT '', updated TEXT NOT NULL DEFAULT '');
      CREATE TABLE _params (key TEXT PRIMARY KEY NOT NULL, value JSON);
      CREATE TABLE _changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, collection_id TEXT NOT NULL, record_id TEXT NOT NULL, action TEXT NOT NULL, record JSON, created TEXT NOT NULL);",
-)];
+    ),
+    // Auth: the `_otps`, `_mfas` and `_authOrigins` system collections, and token secrets for every auth
+    // collection created before collections had them.
+    (2, ""),
+];
+
+/// The Rust part of a migration, inside its transaction.
+fn after_sql(conn: &Connection, version: i64) -> Result<(), StoreError> {
+    match version {
+        1 => bootstrap(conn, &[SUPERUSERS, USERS]),
+        2 => {
+            add_token_secrets(conn)?;
+            bootstrap(conn, &[OTPS, MFAS, AUTH_ORIGINS])
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Re-validates stored auth collections so each token kind gets its collection secret.
+fn add_token_secrets(conn: &Connection) -> Result<(), StoreError> {
+    let schema = load_schema(conn)?;
+    for c in schema.collections().iter().filter(|c| c.is_auth()) {
+        let mut updated = (**c).clone();
+        if let Some(a) = updated.auth.as_mut() {
+            for t in a.tokens_mut() {
+                if t.secret.is_none() {
+                    t.secret = Some(basalt_schema::id::random_id(50));
+                }
+            }
+        }
+        save_collection(conn, &updated)?;
+    }
+    Ok(())
+}
 
 fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(e.to_string())
@@ -44,13 +82,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
                 )
             })
             .map_err(err)
-            .and_then(|_| {
-                if *version == 1 {
-                    bootstrap(conn)
-                } else {
-                    Ok(())
-                }
-            });
+            .and_then(|_| after_sql(conn, *version));
         match res {
             Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
             Err(e) => {
@@ -62,10 +94,10 @@ pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
     load_schema(conn)
 }
 
-/// Creates the default collections (inside the first migration's transaction).
-fn bootstrap(conn: &Connection) -> Result<(), StoreError> {
-    let mut schema = Schema::default();
-    for doc in [SUPERUSERS, USERS] {
+/// Creates the default collections (inside a migration's transaction).
+fn bootstrap(conn: &Connection, docs: &[&str]) -> Result<(), StoreError> {
+    let mut schema = load_schema(conn)?;
+    for doc in docs {
         let c: Collection =
             serde_json::from_str(doc).map_err(|e| StoreError::Internal(e.to_string()))?;
         let now = basalt_schema::value::now_string();

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod smtp;
+
 pub const SUPERUSER_EMAIL: &str = "root@example.com";
 pub const SUPERUSER_PASSWORD: &str = "Root-pass-123";
 
@@ -17,10 +19,12 @@ pub struct TestServer {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// Extra environment of `serve` (configuration under test), kept across restarts.
+    env: Vec<(String, String)>,
     pub http: reqwest::Client,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -30,6 +34,11 @@ fn free_port() -> u16 {
 impl TestServer {
     /// Creates a superuser with the CLI, then starts `serve` and waits for health.
     pub async fn start(bin: &str) -> TestServer {
+        Self::start_with_env(bin, &[]).await
+    }
+
+    /// Like [`TestServer::start`], with `BASALT_*` variables for `serve`.
+    pub async fn start_with_env(bin: &str, env: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let status = Command::new(bin)
             .args([
@@ -49,6 +58,10 @@ impl TestServer {
             dir,
             port: free_port(),
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -73,6 +86,7 @@ impl TestServer {
             .arg(self.dir.path())
             .env("BASALT_LOG", "warn")
             .env("BASALT_BODY_LIMIT", "1048576")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -122,6 +136,12 @@ impl TestServer {
     }
 
     /// Starts the server again on the same data directory.
+    /// Sets (or replaces) a variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;

@@ -34,6 +34,20 @@ pub struct Config {
     pub secret: Option<String>,
     /// Seconds in-flight requests get to finish on shutdown (`BASALT_SHUTDOWN_GRACE`). Default 10.
     pub shutdown_grace: u64,
+    /// Earlier token signing secrets still accepted when verifying tokens, never used to
+    /// sign (`BASALT_PREVIOUS_SECRETS`, comma-separated). Rotate by making the current
+    /// secret the first previous one; drop it once its tokens may have expired. Default none.
+    pub previous_secrets: Vec<String>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed; the client is
+    /// the rightmost address not in this list (`BASALT_TRUSTED_PROXIES`, comma-separated).
+    /// Default none: the client is the TCP peer.
+    pub trusted_proxies: Vec<String>,
+    /// Auth requests (logins, OTP, verification and reset) per client address per minute;
+    /// 0 disables (`BASALT_AUTH_RATE_PER_IP`). Default 60.
+    pub auth_rate_per_ip: u32,
+    /// Auth requests per identity (email, username, OTP id) per minute; 0 disables
+    /// (`BASALT_AUTH_RATE_PER_IDENTITY`). Default 20.
+    pub auth_rate_per_identity: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -48,6 +62,10 @@ impl std::fmt::Debug for Config {
             .field("db_writer_queue", &self.db_writer_queue)
             .field("db_sync_full", &self.db_sync_full)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("previous_secrets", &self.previous_secrets.len())
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("auth_rate_per_ip", &self.auth_rate_per_ip)
+            .field("auth_rate_per_identity", &self.auth_rate_per_identity)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +85,10 @@ impl Default for Config {
             log: "info".into(),
             secret: None,
             shutdown_grace: 10,
+            previous_secrets: vec![],
+            trusted_proxies: vec![],
+            auth_rate_per_ip: 60,
+            auth_rate_per_identity: 20,
         }
     }
 }
@@ -130,6 +152,24 @@ impl Config {
         if let Some(v) = get("BASALT_SHUTDOWN_GRACE") {
             self.shutdown_grace = num("BASALT_SHUTDOWN_GRACE", v)?;
         }
+        fn list(v: &str) -> Vec<String> {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        }
+        if let Some(v) = get("BASALT_PREVIOUS_SECRETS") {
+            self.previous_secrets = list(&v);
+        }
+        if let Some(v) = get("BASALT_TRUSTED_PROXIES") {
+            self.trusted_proxies = list(&v);
+        }
+        if let Some(v) = get("BASALT_AUTH_RATE_PER_IP") {
+            self.auth_rate_per_ip = num("BASALT_AUTH_RATE_PER_IP", v)?;
+        }
+        if let Some(v) = get("BASALT_AUTH_RATE_PER_IDENTITY") {
+            self.auth_rate_per_identity = num("BASALT_AUTH_RATE_PER_IDENTITY", v)?;
+        }
         Ok(())
     }
 
@@ -151,6 +191,12 @@ impl Config {
         }
         if self.secret.as_ref().is_some_and(|s| s.len() < 32) {
             bail!("secret: must be at least 32 characters");
+        }
+        if self.previous_secrets.iter().any(|s| s.len() < 32) {
+            bail!("previous_secrets: each must be at least 32 characters");
+        }
+        if let Err(e) = basalt_net::IpSet::parse(&self.trusted_proxies) {
+            bail!("trusted_proxies: {e}");
         }
         Ok(self)
     }

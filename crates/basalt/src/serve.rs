@@ -40,6 +40,22 @@ fn signing_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
     Ok(secret.into_bytes())
 }
 
+/// Trusted proxies and the per-minute auth limits of the configuration.
+fn auth_limits(cfg: &Config) -> anyhow::Result<basalt_api::AuthLimits> {
+    let per_minute = |n: u32| {
+        (n > 0)
+            .then(|| basalt_net::Quota::new(n, Duration::from_secs(60)))
+            .transpose()
+    };
+    Ok(basalt_api::AuthLimits::new(basalt_api::AuthLimitsConfig {
+        trusted_proxies: basalt_net::TrustedProxies::new(
+            basalt_net::IpSet::parse(&cfg.trusted_proxies).context("trusted_proxies")?,
+        ),
+        per_ip: per_minute(cfg.auth_rate_per_ip)?,
+        per_identity: per_minute(cfg.auth_rate_per_identity)?,
+    }))
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -61,7 +77,12 @@ async fn shutdown_signal() {
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
-    let keys = basalt_auth::TokenKeys::new(signing_secret(&cfg)?);
+    let previous = cfg
+        .previous_secrets
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    let keys = basalt_auth::TokenKeys::with_previous(signing_secret(&cfg)?, previous);
     let hash_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let metrics = Arc::new(basalt_telemetry::Metrics::new());
     let realtime = basalt_realtime::Hub::new(
@@ -75,6 +96,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         metrics,
         passwords: basalt_api::PasswordPool::new(hash_threads),
         realtime: realtime.clone(),
+        limits: auth_limits(&cfg)?,
     };
     // A diagnostic for WebSocket conformance suites only (see docs/realtime-websocket.md).
     let ws_echo = std::env::var("BASALT_WS_ECHO").is_ok_and(|v| v == "1");
@@ -101,14 +123,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, dir = %cfg.dir.display(), "basalt serving");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        // `into_make_service` shares the finished router with each connection; serving the
+        // Handlers see the peer address (the client, unless it is a trusted proxy). The
+        // make-service shares the finished router with each connection; serving the
         // `Router` itself rebuilds its route table per connection (~50 KB each), which
         // dominated the memory of 10k idle realtime connections.
-        axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await
     });
     shutdown_signal().await;
     // Open realtime streams end with a final event, so graceful shutdown is not held up

@@ -1,5 +1,6 @@
 //! What an auth collection's create/update input needs before it reaches the store:
-//! auth-only keys only superusers may set are dropped, the password is checked against its
+//! auth-only keys only superusers and managers (records matching the collection's
+//! `manageRule`) may set are dropped, the password is checked against its
 //! confirmation (and, for a non-superuser changing it, the old password), hashed off the
 //! async runtime, and a password change rotates the record's token key.
 
@@ -54,6 +55,38 @@ async fn old_password_matches(
     Ok(state.passwords.verify(old, hash).await)
 }
 
+/// Whether the requester manages the record being updated: the collection's
+/// `manageRule` (`null`: nobody; `""`: any authenticated record) admits it with the
+/// requester as `@request.auth`.
+async fn manages(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    auth: &Auth,
+    target: Target<'_>,
+) -> ApiResult<bool> {
+    let (Target::Update(id), Some(info)) = (target, &auth.0) else {
+        return Ok(false);
+    };
+    let slot = state.store.schema().rules(&c.id).map(|r| r.manage.clone());
+    let expr = match slot {
+        Some(basalt_schema::RuleSlot::Open) => return Ok(true),
+        Some(basalt_schema::RuleSlot::Expr(e)) => e,
+        _ => return Ok(false),
+    };
+    let req = RequestInfo {
+        auth: Some(info.clone()),
+        method: "PATCH".into(),
+        context: "default".into(),
+        ..RequestInfo::default()
+    };
+    let seen = state
+        .store
+        .get_record(c, id, Access::Rule(expr), Arc::new(req))
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?;
+    Ok(seen.is_some())
+}
+
 pub(crate) async fn prepare_auth_input(
     state: &ApiState,
     c: &Arc<Collection>,
@@ -66,9 +99,12 @@ pub(crate) async fn prepare_auth_input(
     }
     let confirm = body.remove("passwordConfirm");
     let old = body.remove("oldPassword");
+    let manager = auth.is_superuser() || manages(state, c, auth, target).await?;
     if !auth.is_superuser() {
-        body.remove("verified");
         body.remove("tokenKey");
+    }
+    if !manager {
+        body.remove("verified");
     }
     let (Some(field), Some(pw)) = (c.field("password"), body.get("password")) else {
         return Ok(());
@@ -84,7 +120,7 @@ pub(crate) async fn prepare_auth_input(
         ));
     }
     if let Target::Update(id) = target
-        && !auth.is_superuser()
+        && !manager
     {
         let old = old.as_ref().and_then(Value::as_str).unwrap_or_default();
         if old.is_empty() || !old_password_matches(state, c, id, old).await? {

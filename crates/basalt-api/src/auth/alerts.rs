@@ -1,0 +1,141 @@
+//! Sign-in alerts: every session start remembers its origin (a fingerprint of client
+//! address and user agent) in `_authOrigins`; a sign-in from an origin the record never
+//! used, when it has used others before, mails the collection's `authAlert` template.
+//! Runs in the background so a login never waits for it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use basalt_schema::{Collection, RequestInfo};
+use basalt_store::{Access, ListQuery, Record, WriteOp};
+use serde_json::{Map, Value};
+
+use super::otp::system_collection;
+use super::outbox::{mail_settings, send};
+use super::{options, text};
+use crate::ApiState;
+use crate::error::{ApiError, ApiResult};
+
+/// Where a sign-in comes from.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub ip: IpAddr,
+    pub user_agent: String,
+}
+
+impl Origin {
+    pub(crate) fn new(ip: IpAddr, headers: &HeaderMap) -> Self {
+        let user_agent = headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        Self { ip, user_agent }
+    }
+}
+
+/// The entries of a system collection (`_otps`, `_mfas`, `_authOrigins`) for one record,
+/// optionally with one more `key = value` condition; at most `limit`, and the total.
+pub(crate) async fn record_entries(
+    state: &ApiState,
+    sys: &Arc<Collection>,
+    collection_id: &str,
+    record_id: &str,
+    extra: Option<(&str, &str)>,
+    limit: u64,
+) -> ApiResult<(Vec<Record>, u64)> {
+    let mut params = Map::from_iter([
+        ("c".to_string(), Value::String(collection_id.to_string())),
+        ("r".to_string(), Value::String(record_id.to_string())),
+    ]);
+    let mut filter = "collectionRef = {:c} && recordRef = {:r}".to_string();
+    if let Some((key, value)) = extra {
+        params.insert("x".into(), Value::String(value.to_string()));
+        filter.push_str(&format!(" && {key} = {{:x}}"));
+    }
+    let expr = basalt_schema::filter::parse_with_params(&filter, &params)
+        .map_err(|_| ApiError::internal())?;
+    let page = state
+        .store
+        .list_records(ListQuery {
+            collection: sys.clone(),
+            filter: Some(expr),
+            access: Access::Unrestricted,
+            sort: vec![],
+            page: 1,
+            per_page: limit.max(1),
+            skip_total: false,
+            request: Arc::new(RequestInfo::default()),
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))?;
+    let total = page.total_items.unwrap_or(page.items.len() as u64);
+    Ok((page.items, total))
+}
+
+/// Remembers the origin of a session that just started, alerting on a new one.
+pub(crate) fn remember(state: &ApiState, c: &Arc<Collection>, record: &Record, origin: Origin) {
+    let (state, c, record) = (state.clone(), c.clone(), record.clone());
+    tokio::spawn(async move {
+        if let Err(e) = remember_now(&state, &c, &record, &origin).await {
+            tracing::warn!(status = %e.status, "could not record the sign-in origin");
+        }
+    });
+}
+
+async fn remember_now(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    record: &Record,
+    origin: &Origin,
+) -> ApiResult<()> {
+    let sys = system_collection(state, "_authOrigins")?;
+    let ip = origin.ip.to_string();
+    let fingerprint = basalt_auth::origin_fingerprint(&ip, &origin.user_agent);
+    let id = text(record, "id");
+    let (_, known) = record_entries(
+        state,
+        &sys,
+        &c.id,
+        id,
+        Some(("fingerprint", &fingerprint)),
+        1,
+    )
+    .await?;
+    if known > 0 {
+        return Ok(());
+    }
+    let (_, others) = record_entries(state, &sys, &c.id, id, None, 1).await?;
+    let input = Map::from_iter([
+        ("collectionRef".into(), Value::String(c.id.clone())),
+        ("recordRef".into(), Value::String(id.to_string())),
+        ("fingerprint".into(), Value::String(fingerprint)),
+    ]);
+    let op = WriteOp::Create {
+        collection: sys,
+        input,
+        access: Access::Unrestricted,
+    };
+    state
+        .store
+        .write(vec![op], Arc::new(RequestInfo::default()))
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))?;
+    let alert = options(c).auth_alert;
+    // The first origin of a record is no news; later new ones are.
+    if others > 0 && alert.enabled && !text(record, "email").is_empty() {
+        let settings = mail_settings(state).await?;
+        let info = format!("{ip}, {}", origin.user_agent);
+        send(
+            &settings,
+            &alert.email_template,
+            text(record, "email"),
+            record,
+            &[("ALERT_INFO", &info)],
+        );
+    }
+    Ok(())
+}

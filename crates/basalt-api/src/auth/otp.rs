@@ -1,0 +1,238 @@
+//! One-time codes by email: `request-otp` stores a hashed code in `_otps` and mails it,
+//! answering an `otpId` even for unknown addresses (one that leads nowhere);
+//! `auth-with-otp` accepts a code once, before it expires, and burns it after
+//! [`MAX_ATTEMPTS`] wrong tries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use basalt_schema::{Collection, RequestInfo};
+use basalt_store::{Access, Record, WriteOp};
+use serde_json::{Map, Value, json};
+
+use super::alerts::Origin;
+use super::limits::ClientIp;
+use super::outbox::{mail_settings, send};
+use super::{auth_collection, finish_auth, load_record, options, required, system_update, text};
+use crate::ApiState;
+use crate::body::Body;
+use crate::error::{ApiError, ApiResult};
+
+/// Wrong codes a request may try before it is burnt.
+pub(crate) const MAX_ATTEMPTS: i64 = 5;
+
+pub(crate) fn system_collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collection>> {
+    state.store.schema().by_name(name).cloned().ok_or_else(|| {
+        tracing::error!(collection = name, "system collection missing");
+        ApiError::internal()
+    })
+}
+
+/// Seconds since a record's `created` timestamp.
+pub(crate) fn age_secs(r: &Record) -> i64 {
+    chrono::NaiveDateTime::parse_from_str(text(r, "created"), "%Y-%m-%d %H:%M:%S%.3fZ")
+        .map(|t| chrono::Utc::now().timestamp() - t.and_utc().timestamp())
+        .unwrap_or(i64::MAX)
+}
+
+pub(crate) async fn delete_system_record(state: &ApiState, c: &Arc<Collection>, id: &str) {
+    let op = WriteOp::Delete {
+        collection: c.clone(),
+        id: id.to_string(),
+        access: Access::Unrestricted,
+    };
+    if let Err(e) = state
+        .store
+        .write(vec![op], Arc::new(RequestInfo::default()))
+        .await
+    {
+        tracing::warn!(error = %e, collection = c.name.as_str(), "could not delete a used auth record");
+    }
+}
+
+/// Deletes the entries of `sys` (`_otps` or `_mfas`) for one record that are older than
+/// `max_age` seconds, so abandoned codes and challenges do not pile up.
+pub(crate) async fn purge_expired(
+    state: &ApiState,
+    sys: &Arc<Collection>,
+    collection_id: &str,
+    record_id: &str,
+    max_age: i64,
+) {
+    let entries =
+        super::alerts::record_entries(state, sys, collection_id, record_id, None, 200).await;
+    let ops: Vec<WriteOp> = entries
+        .map(|(items, _)| items)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| age_secs(r) > max_age)
+        .map(|r| WriteOp::Delete {
+            collection: sys.clone(),
+            id: text(r, "id").to_string(),
+            access: Access::Unrestricted,
+        })
+        .collect();
+    if !ops.is_empty()
+        && let Err(e) = state
+            .store
+            .write(ops, Arc::new(RequestInfo::default()))
+            .await
+    {
+        tracing::warn!(error = %e, collection = sys.name.as_str(), "could not purge expired auth entries");
+    }
+}
+
+fn not_enabled() -> ApiError {
+    ApiError::bad_request("The collection is not configured to allow OTP authentication.")
+}
+
+pub(crate) async fn request_otp(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
+    let c = auth_collection(&state, &name)?;
+    let opts = options(&c);
+    if !opts.otp.enabled {
+        return Err(not_enabled());
+    }
+    let email = required(&body, "email")?;
+    state
+        .limits
+        .check(&state, &c, "requestOTP", ip, &headers, Some(email))
+        .await?;
+    let settings = mail_settings(&state).await?;
+    let code = basalt_auth::otp_code(usize::try_from(opts.otp.length).unwrap_or(8));
+    // Hashing happens for known and unknown addresses alike: same work, same time.
+    let hash = state.passwords.hash(code.clone()).await?;
+    let record = state
+        .store
+        .find_auth_record(&c, "email", email)
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to request OTP."))?;
+    let Some(record) = record else {
+        return Ok(Json(json!({"otpId": basalt_schema::id::random_id(15)})));
+    };
+    let otps = system_collection(&state, "_otps")?;
+    purge_expired(&state, &otps, &c.id, text(&record, "id"), opts.otp.duration).await;
+    let input = Map::from_iter([
+        ("collectionRef".into(), Value::String(c.id.clone())),
+        (
+            "recordRef".into(),
+            Value::String(text(&record, "id").into()),
+        ),
+        ("password".into(), Value::String(hash)),
+        (
+            "sentTo".into(),
+            Value::String(text(&record, "email").into()),
+        ),
+        ("attempts".into(), json!(0)),
+    ]);
+    let op = WriteOp::Create {
+        collection: otps,
+        input,
+        access: Access::Unrestricted,
+    };
+    let otp = state
+        .store
+        .write(vec![op], Arc::new(RequestInfo::default()))
+        .await
+        .map_err(|e| ApiError::from_store(e, "Failed to request OTP."))?
+        .pop()
+        .flatten()
+        .ok_or_else(ApiError::internal)?;
+    let otp_id = text(&otp, "id").to_string();
+    send(
+        &settings,
+        &opts.otp.email_template,
+        text(&record, "email"),
+        &record,
+        &[("OTP", &code), ("OTP_ID", &otp_id)],
+    );
+    Ok(Json(json!({"otpId": otp_id})))
+}
+
+pub(crate) async fn auth_with_otp(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let c = auth_collection(&state, &name)?;
+    let opts = options(&c);
+    if !opts.otp.enabled {
+        return Err(not_enabled());
+    }
+    let otp_id = required(&body, "otpId")?.to_string();
+    let code = required(&body, "password")?.to_string();
+    state
+        .limits
+        .check(&state, &c, "authWithOTP", ip, &headers, Some(&otp_id))
+        .await?;
+    let failed = || ApiError::bad_request("Invalid or expired OTP.");
+    let otps = system_collection(&state, "_otps")?;
+    let Some(otp) = load_record(&state, &otps, &otp_id).await? else {
+        state.passwords.dummy(code).await;
+        return Err(failed());
+    };
+    if text(&otp, "collectionRef") != c.id {
+        state.passwords.dummy(code).await;
+        return Err(failed());
+    }
+    let attempts = otp.get("attempts").and_then(Value::as_i64).unwrap_or(0);
+    if age_secs(&otp) > opts.otp.duration || attempts >= MAX_ATTEMPTS {
+        delete_system_record(&state, &otps, &otp_id).await;
+        return Err(failed());
+    }
+    if !state
+        .passwords
+        .verify(code, text(&otp, "password").to_string())
+        .await
+    {
+        if attempts + 1 >= MAX_ATTEMPTS {
+            delete_system_record(&state, &otps, &otp_id).await;
+        } else {
+            let input = Map::from_iter([("attempts".to_string(), json!(attempts + 1))]);
+            system_update(&state, &otps, &otp_id, input, "Invalid or expired OTP.").await?;
+        }
+        return Err(failed());
+    }
+    // Single use: gone before the session starts.
+    delete_system_record(&state, &otps, &otp_id).await;
+    let mut record = load_record(&state, &c, text(&otp, "recordRef"))
+        .await?
+        .ok_or_else(failed)?;
+    let sent_to = text(&otp, "sentTo");
+    if !record
+        .get("verified")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        && !sent_to.is_empty()
+        && sent_to.eq_ignore_ascii_case(text(&record, "email"))
+    {
+        // The code reached the record's address: that proves it.
+        let input = Map::from_iter([("verified".to_string(), Value::Bool(true))]);
+        record = system_update(
+            &state,
+            &c,
+            text(&record, "id"),
+            input,
+            "Failed to authenticate.",
+        )
+        .await?;
+    }
+    let mfa_id = query
+        .get("mfaId")
+        .map(String::as_str)
+        .or_else(|| body.get("mfaId").and_then(Value::as_str))
+        .filter(|s| !s.is_empty());
+    finish_auth(&state, &c, record, "otp", mfa_id, Origin::new(ip, &headers)).await
+}

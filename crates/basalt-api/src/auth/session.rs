@@ -1,0 +1,107 @@
+//! Sessions: `auth-refresh` (a new token for a refreshable one), `impersonate`
+//! (superusers mint a non-refreshable token of a chosen lifetime for any record: the API
+//! key of a server-to-server integration) and `auth-methods`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use basalt_auth::TokenKind;
+use serde_json::{Value, json};
+
+use super::{auth_collection, auth_response, duration, load_record, options};
+use crate::ApiState;
+use crate::body::Body;
+use crate::error::{ApiError, ApiResult};
+use crate::request_info::Auth;
+
+fn bearer(headers: &HeaderMap) -> &str {
+    let raw = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    raw.strip_prefix("Bearer ").unwrap_or(raw).trim()
+}
+
+pub(crate) async fn auth_refresh(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    auth: Auth,
+) -> ApiResult<Json<Value>> {
+    let c = auth_collection(&state, &name)?;
+    let Some(info) = auth.0 else {
+        return Err(ApiError::unauthorized());
+    };
+    if info.collection_id != c.id {
+        return Err(ApiError::forbidden(
+            "The request requires valid auth record of this collection.",
+        ));
+    }
+    // The extractor verified the token; its claims say whether it may be renewed.
+    let refreshable =
+        basalt_auth::decode_unverified(bearer(&headers)).is_ok_and(|cl| cl.refreshable);
+    if !refreshable {
+        return Err(ApiError::forbidden(
+            "The current auth token is not refreshable.",
+        ));
+    }
+    let id = info
+        .record
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let record = load_record(&state, &c, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    auth_response(&state, &c, &record, true, duration(&c, TokenKind::Auth))
+}
+
+pub(crate) async fn impersonate(
+    State(state): State<ApiState>,
+    Path((name, id)): Path<(String, String)>,
+    auth: Auth,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
+    auth.require_superuser()?;
+    let c = auth_collection(&state, &name)?;
+    let secs = match body.get("duration") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+            super::validation(
+                "An error occurred while validating the submitted data.",
+                "duration",
+                "validation_min_greater_equal_than_required",
+                "Must be no less than 0.",
+            )
+        })?,
+    };
+    let secs = if secs == 0 {
+        duration(&c, TokenKind::Auth)
+    } else {
+        secs
+    };
+    let record = load_record(&state, &c, &id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    auth_response(&state, &c, &record, false, secs)
+}
+
+pub(crate) async fn auth_methods(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let c = auth_collection(&state, &name)?;
+    let a = options(&c);
+    let pa = &a.password_auth;
+    let secs = |enabled: bool, d: i64| if enabled { d } else { 0 };
+    Ok(Json(json!({
+        "password": {"enabled": pa.enabled, "identityFields": pa.identity_fields},
+        "oauth2": {"enabled": false, "providers": []},
+        "mfa": {"enabled": a.mfa.enabled, "duration": secs(a.mfa.enabled, a.mfa.duration)},
+        "otp": {"enabled": a.otp.enabled, "duration": secs(a.otp.enabled, a.otp.duration)},
+        // Kept by PocketBase for older SDKs.
+        "authProviders": [],
+        "usernamePassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "username"),
+        "emailPassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "email"),
+    })))
+}
