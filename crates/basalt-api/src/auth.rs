@@ -47,7 +47,11 @@ fn issue(state: &ApiState, c: &Collection, record: &Record) -> ApiResult<String>
     basalt_auth::issue_token(&state.keys, &claims, key).map_err(|_| ApiError::internal())
 }
 
-fn auth_response(state: &ApiState, c: &Collection, record: &Record) -> ApiResult<Json<Value>> {
+pub(crate) fn auth_response(
+    state: &ApiState,
+    c: &Collection,
+    record: &Record,
+) -> ApiResult<Json<Value>> {
     let token = issue(state, c, record)?;
     let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
     // The record owner sees their own email.
@@ -76,6 +80,7 @@ pub(crate) async fn auth_with_password(
             manage_rule: None,
             password_auth: Default::default(),
             auth_token: Default::default(),
+            oauth2: Default::default(),
         });
     if !opts.password_auth.enabled {
         return Err(ApiError::forbidden(
@@ -255,11 +260,11 @@ pub(crate) async fn auth_methods(
         StatusCode::OK,
         Json(json!({
             "password": {"enabled": pa.enabled, "identityFields": pa.identity_fields},
-            "oauth2": {"enabled": false, "providers": []},
+            "oauth2": crate::oauth2::auth_methods(&c),
             "mfa": {"enabled": false, "duration": 0},
             "otp": {"enabled": false, "duration": 0},
             // Kept by PocketBase for older SDKs.
-            "authProviders": [],
+            "authProviders": crate::oauth2::auth_methods(&c)["providers"],
             "usernamePassword": pa.identity_fields.iter().any(|f| f == "username"),
             "emailPassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "email"),
         })),

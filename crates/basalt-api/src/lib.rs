@@ -10,6 +10,7 @@ mod collections;
 mod doc_filter;
 mod error;
 mod middleware;
+mod oauth2;
 mod password;
 mod records;
 mod request_info;
@@ -35,6 +36,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Where password hashes are computed (bounded, off the async runtime).
     pub passwords: PasswordPool,
+    /// Outbound client for OAuth2 provider calls.
+    pub oauth2: basalt_oauth2::ProviderClient,
 }
 
 /// HTTP behaviour chosen by the operator.
@@ -105,6 +108,10 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
         .route(
             "/api/collections/{collection}/auth-methods",
             get(auth::auth_methods),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-oauth2",
+            post(oauth2::auth_with_oauth2),
         )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))

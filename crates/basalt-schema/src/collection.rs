@@ -64,6 +64,8 @@ pub struct AuthOptions {
     pub password_auth: PasswordAuthOptions,
     #[serde(default)]
     pub auth_token: TokenOptions,
+    #[serde(default)]
+    pub oauth2: crate::collection_oauth2::OAuth2Options,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -161,6 +161,7 @@ pub fn validate(
             manage_rule: None,
             password_auth: PasswordAuthOptions::default(),
             auth_token: TokenOptions::default(),
+            oauth2: Default::default(),
         });
         if auth.auth_token.duration <= 0 {
             auth.auth_token.duration = TokenOptions::default().duration;
@@ -182,6 +183,7 @@ pub fn validate(
     if let Some(a) = &new.auth {
         check_rule("authRule", a.auth_rule.as_deref(), &mut errs);
         check_rule("manageRule", a.manage_rule.as_deref(), &mut errs);
+        crate::collection_oauth2::validate(&new, &a.oauth2, &mut errs);
     }
     errs.into_result().map(|()| new)
 }

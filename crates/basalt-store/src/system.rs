@@ -9,6 +9,7 @@ use crate::StoreError;
 
 const SUPERUSERS: &str = include_str!("bootstrap/superusers_collection.json");
 const USERS: &str = include_str!("bootstrap/users_collection.json");
+const EXTERNAL_AUTHS: &str = include_str!("bootstrap/external_auths_collection.json");
 
 /// Numbered system migrations; each runs once, in order, in its own transaction.
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -16,7 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     "CREATE TABLE _collections (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE COLLATE NOCASE, type TEXT NOT NULL, doc JSON NOT NULL, created TEXT NOT NULL DEFAULT '', updated TEXT NOT NULL DEFAULT '');
      CREATE TABLE _params (key TEXT PRIMARY KEY NOT NULL, value JSON);
      CREATE TABLE _changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, collection_id TEXT NOT NULL, record_id TEXT NOT NULL, action TEXT NOT NULL, record JSON, created TEXT NOT NULL);",
-)];
+), (3, "")];
 
 fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(e.to_string())
@@ -47,6 +48,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
             .and_then(|_| {
                 if *version == 1 {
                     bootstrap(conn)
+                } else if *version == 3 {
+                    bootstrap_collection(conn, EXTERNAL_AUTHS)
                 } else {
                     Ok(())
                 }
@@ -78,6 +81,18 @@ fn bootstrap(conn: &Connection) -> Result<(), StoreError> {
         schema = Schema::new(all);
     }
     Ok(())
+}
+
+/// Adds one system collection (OAuth2 links: `_externalAuths`) to an existing schema.
+fn bootstrap_collection(conn: &Connection, doc: &str) -> Result<(), StoreError> {
+    let schema = load_schema(conn)?;
+    let c: Collection =
+        serde_json::from_str(doc).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let now = basalt_schema::value::now_string();
+    let c = basalt_schema::collection_validate::validate(c, None, &schema, &now)
+        .map_err(|e| StoreError::Internal(format!("bootstrap collection: {e}")))?;
+    crate::collections::create_table(conn, &c)?;
+    save_collection(conn, &c)
 }
 
 pub(crate) fn save_collection(conn: &Connection, c: &Collection) -> Result<(), StoreError> {

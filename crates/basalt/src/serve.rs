@@ -68,6 +68,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         keys,
         metrics: Arc::new(basalt_telemetry::Metrics::new()),
         passwords: basalt_api::PasswordPool::new(hash_threads),
+        oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,
     };
     let api = ApiConfig {
         cors_origins: cfg.cors_origins.clone(),
