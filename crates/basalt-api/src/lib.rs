@@ -12,6 +12,7 @@ mod error;
 mod middleware;
 mod oauth2;
 mod password;
+mod realtime;
 mod records;
 mod request_info;
 mod settings;
@@ -27,6 +28,7 @@ use basalt_telemetry::Metrics;
 
 pub use error::ApiError;
 pub use password::PasswordPool;
+pub use realtime::renderer as realtime_renderer;
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -38,6 +40,8 @@ pub struct ApiState {
     pub passwords: PasswordPool,
     /// Outbound client for OAuth2 provider calls.
     pub oauth2: basalt_oauth2::ProviderClient,
+    /// Realtime clients and their subscriptions.
+    pub realtime: basalt_realtime::Hub,
 }
 
 /// HTTP behaviour chosen by the operator.
@@ -49,6 +53,9 @@ pub struct ApiConfig {
     pub body_limit_bytes: usize,
     /// Requests running longer are answered with 408-style errors and dropped.
     pub request_timeout: Duration,
+    /// Diagnostic: `/api/realtime/ws` echoes messages instead of speaking the realtime
+    /// protocol (for WebSocket conformance suites). Never on in production.
+    pub ws_echo: bool,
 }
 
 impl Default for ApiConfig {
@@ -57,6 +64,7 @@ impl Default for ApiConfig {
             cors_origins: vec!["*".into()],
             body_limit_bytes: 32 << 20,
             request_timeout: Duration::from_secs(60),
+            ws_echo: false,
         }
     }
 }
@@ -115,6 +123,18 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
         )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))
+        .route(
+            "/api/realtime",
+            get(realtime::connect).post(realtime::set_subscriptions),
+        )
+        .route(
+            "/api/realtime/ws",
+            if config.ws_echo {
+                get(realtime::echo)
+            } else {
+                get(realtime::websocket)
+            },
+        )
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state.clone());

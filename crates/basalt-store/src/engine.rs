@@ -9,6 +9,7 @@ use basalt_schema::Schema;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::events::{self, ChangeBus};
 use crate::writer::{self, Finish, Job};
 use crate::{StoreConfig, StoreError};
 
@@ -40,6 +41,8 @@ pub(crate) struct Inner {
     /// job sees the schema changes of the jobs before it in the same transaction.
     writer_schema: Mutex<Arc<Schema>>,
     closed: AtomicBool,
+    /// Committed record changes, published in commit order.
+    pub(crate) changes: ChangeBus,
 }
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
@@ -119,6 +122,7 @@ impl Store {
                 writer_schema: Mutex::new(Arc::new(schema.clone())),
                 schema: ArcSwap::from_pointee(schema),
                 closed: AtomicBool::new(false),
+                changes: ChangeBus::new(),
             }),
         })
     }
@@ -217,7 +221,17 @@ impl Store {
                 Ok(s) => s.clone(),
                 Err(_) => inner.schema.load_full(),
             };
+            // Whatever an earlier job left behind is not this job's.
+            drop(events::take_changes());
             let mut res = f(conn, &schema);
+            // A failed job's savepoint rolls back: its changes never happened.
+            let changes = match &res {
+                Ok(_) => events::take_changes(),
+                Err(_) => {
+                    drop(events::take_changes());
+                    Vec::new()
+                }
+            };
             // Later jobs of this group see this job's schema change right away.
             let staged = match &mut res {
                 Ok((_, new_schema)) => new_schema.take().map(Arc::new),
@@ -234,6 +248,7 @@ impl Store {
                         if let Some(s) = staged {
                             inner.schema.store(s);
                         }
+                        inner.changes.publish(changes);
                     } else if let Ok(mut w) = inner.writer_schema.lock() {
                         // The group rolled back: the writer forgets what it staged.
                         *w = inner.schema.load_full();

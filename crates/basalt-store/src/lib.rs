@@ -12,6 +12,7 @@ mod api;
 mod codec;
 mod collections;
 mod engine;
+mod events;
 mod records;
 mod sql;
 mod system;
@@ -19,3 +20,4 @@ mod writer;
 
 pub use api::*;
 pub use engine::{Store, StoreStats};
+pub use events::{ChangeAction, ChangeEvent, SnapshotCheck};

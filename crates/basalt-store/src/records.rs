@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde_json::{Map, Value};
 
 use crate::codec::{decode_row, encode_value};
+use crate::events::{ChangeAction, record_change};
 use crate::sql::{Dialect, SqlFragment, SqlValue, compile_condition, compile_list};
 use crate::{Access, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, WriteResult};
 
@@ -239,6 +240,7 @@ fn create(
     let stored =
         load(conn, schema, c, &id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
     log_change(conn, c, &id, "create", Some(&stored))?;
+    record_change(schema, c, ChangeAction::Create, &stored);
     Ok(stored)
 }
 
@@ -258,6 +260,7 @@ fn update(
     let stored =
         load(conn, schema, c, id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
     log_change(conn, c, id, "update", Some(&stored))?;
+    record_change(schema, c, ChangeAction::Update, &stored);
     Ok(stored)
 }
 
@@ -269,12 +272,25 @@ pub(crate) fn delete_cascading(
     c: &Collection,
     id: &str,
 ) -> Result<(), StoreError> {
+    // Subscribers are told what was deleted, so the row is read before it goes.
+    let before = load(
+        conn,
+        schema,
+        c,
+        id,
+        &Access::Unrestricted,
+        &RequestInfo::default(),
+    )?;
     // The row goes first, so a cycle of cascading relations finds it gone and stops; a
     // refusal below rolls the whole job back anyway.
-    conn.prepare_cached(&format!("DELETE FROM {} WHERE id = ?", q(&c.name)))
+    let deleted = conn
+        .prepare_cached(&format!("DELETE FROM {} WHERE id = ?", q(&c.name)))
         .and_then(|mut s| s.execute([id]))
         .map_err(err)?;
     log_change(conn, c, id, "delete", None)?;
+    if let (Some(before), true) = (before, deleted > 0) {
+        record_change(schema, c, ChangeAction::Delete, &before);
+    }
     for other in schema.collections().iter().filter(|o| !o.is_view()) {
         for f in other
             .fields

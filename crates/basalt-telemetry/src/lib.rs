@@ -4,7 +4,8 @@
 //! It must never know about any other Basalt crate.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Installs the global subscriber: JSON lines when `json`, human text otherwise.
@@ -30,6 +31,82 @@ pub struct Metrics {
     readers_idle: IntGauge,
     writer_queue_depth: IntGauge,
     writer_queue_capacity: IntGauge,
+    realtime: RealtimeMetrics,
+}
+
+/// The realtime series: clients by transport, subscriptions, deliveries, losses and the
+/// commit-to-stream latency.
+struct RealtimeMetrics {
+    clients: IntGaugeVec,
+    subscriptions: IntGauge,
+    delivered: IntCounter,
+    dropped: IntCounterVec,
+    slow_consumers: IntCounter,
+    fanout_latency: Histogram,
+}
+
+impl RealtimeMetrics {
+    fn new(registry: &Registry) -> Self {
+        let clients = IntGaugeVec::new(
+            Opts::new(
+                "realtime_clients",
+                "Connected realtime clients by transport",
+            ),
+            &["transport"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let subscriptions = IntGauge::new(
+            "realtime_subscriptions",
+            "Subscriptions held by connected realtime clients",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let delivered = IntCounter::new(
+            "realtime_events_delivered_total",
+            "Realtime events written to a client's stream",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "realtime_events_dropped_total",
+                "Realtime events not delivered, by reason",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let slow_consumers = IntCounter::new(
+            "realtime_slow_consumer_disconnects_total",
+            "Realtime clients disconnected because their queue was full",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let fanout_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "realtime_fanout_latency_seconds",
+                "From a change's commit to its event written to a client's stream",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        for c in [
+            Box::new(clients.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(subscriptions.clone()),
+            Box::new(delivered.clone()),
+            Box::new(dropped.clone()),
+            Box::new(slow_consumers.clone()),
+            Box::new(fanout_latency.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
+        Self {
+            clients,
+            subscriptions,
+            delivered,
+            dropped,
+            slow_consumers,
+            fanout_latency,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -80,7 +157,9 @@ impl Metrics {
         ] {
             let _ = registry.register(c);
         }
+        let realtime = RealtimeMetrics::new(&registry);
         Self {
+            realtime,
             registry,
             requests,
             latency,
@@ -109,6 +188,35 @@ impl Metrics {
         self.readers_idle.set(readers_idle as i64);
         self.writer_queue_depth.set(queue_depth as i64);
         self.writer_queue_capacity.set(queue_capacity as i64);
+    }
+
+    /// A realtime client connected (`delta` 1) or disconnected (-1).
+    pub fn realtime_client_connected(&self, transport: &str, delta: i64) {
+        self.realtime
+            .clients
+            .with_label_values(&[transport])
+            .add(delta);
+    }
+
+    pub fn set_realtime_subscriptions(&self, n: i64) {
+        self.realtime.subscriptions.set(n);
+    }
+
+    pub fn realtime_delivered(&self, n: u64) {
+        self.realtime.delivered.inc_by(n);
+    }
+
+    /// Events not delivered: `slow_consumer`, `lagged`, `rule_error`, `render_error`.
+    pub fn realtime_dropped(&self, reason: &str, n: u64) {
+        self.realtime.dropped.with_label_values(&[reason]).inc_by(n);
+    }
+
+    pub fn realtime_slow_consumer(&self) {
+        self.realtime.slow_consumers.inc();
+    }
+
+    pub fn observe_realtime_fanout(&self, seconds: f64) {
+        self.realtime.fanout_latency.observe(seconds);
     }
 
     /// The Prometheus text exposition.

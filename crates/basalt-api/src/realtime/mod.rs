@@ -1,0 +1,39 @@
+//! Realtime over HTTP: PocketBase's SSE protocol (`GET /api/realtime` streams,
+//! `POST /api/realtime` sets subscriptions), our WebSocket extension
+//! (`/api/realtime/ws`), and how records are shaped for each subscriber.
+
+mod render;
+mod sse;
+mod subscribe;
+mod ws;
+
+use axum::http::HeaderMap;
+use basalt_realtime::Identity;
+
+use crate::ApiState;
+use crate::request_info::resolve_token;
+
+pub use render::renderer;
+pub(crate) use sse::connect;
+pub(crate) use subscribe::set_subscriptions;
+pub(crate) use ws::{echo, websocket};
+
+/// The identity behind a token, with its expiry; `None` for a missing, invalid, expired
+/// or revoked token (the client is anonymous then, as PocketBase treats such requests).
+pub(crate) async fn identity_of_token(state: &ApiState, token: &str) -> Option<Identity> {
+    let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+    if token.is_empty() {
+        return None;
+    }
+    let auth = resolve_token(state, token, "auth").await?;
+    let claims = basalt_auth::decode_unverified(token).ok()?;
+    Some(Identity {
+        auth,
+        expires_at: claims.exp,
+    })
+}
+
+pub(crate) async fn identity_of_headers(state: &ApiState, headers: &HeaderMap) -> Option<Identity> {
+    let raw = headers.get("authorization")?.to_str().ok()?;
+    identity_of_token(state, raw).await
+}

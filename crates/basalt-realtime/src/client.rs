@@ -1,0 +1,164 @@
+//! One connected client: its id, the identity its subscriptions run as, its subscriptions,
+//! and the bounded queue of messages waiting for its transport.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use basalt_schema::request::AuthInfo;
+use tokio::sync::{Notify, mpsc};
+
+use crate::Subscription;
+use crate::hub::Hub;
+
+/// How a client is connected; a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Sse,
+    WebSocket,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// Who a client's subscriptions run as: the auth record its token resolved to, and when
+/// that token expires (after which the client counts as anonymous again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub auth: AuthInfo,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+impl Identity {
+    pub fn record_id(&self) -> &str {
+        self.auth
+            .record
+            .get("id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn token_key(&self) -> Option<&str> {
+        self.auth.record.get("tokenKey").and_then(|v| v.as_str())
+    }
+
+    /// `collectionId/recordId`: equal for two identities of the same auth record.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.auth.collection_id, self.record_id())
+    }
+}
+
+/// One message for one client: an event named `topic` with a JSON `data` payload, shared
+/// by every client of a fan-out group.
+#[derive(Debug)]
+pub struct Delivery {
+    pub topic: Arc<str>,
+    /// The JSON text of the payload (`{"action":...,"record":...}` for record events).
+    pub data: Arc<str>,
+    /// When the change behind it committed; `None` for direct sends.
+    pub committed_at: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ClientState {
+    pub identity: Option<Identity>,
+    pub subscriptions: HashMap<Arc<str>, Arc<Subscription>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub id: Arc<str>,
+    pub transport: Transport,
+    state: Mutex<ClientState>,
+    pub queue: mpsc::Sender<Arc<Delivery>>,
+    /// Why the client is being disconnected, once it is; then `closing` is notified.
+    reason: Mutex<Option<String>>,
+    closing: Notify,
+}
+
+impl Client {
+    pub fn new(id: Arc<str>, transport: Transport, queue: mpsc::Sender<Arc<Delivery>>) -> Self {
+        Self {
+            id,
+            transport,
+            state: Mutex::new(ClientState::default()),
+            queue,
+            reason: Mutex::new(None),
+            closing: Notify::new(),
+        }
+    }
+
+    /// The state, even when a panicking holder poisoned it (it holds no invariants that a
+    /// panic could break halfway).
+    pub fn state(&self) -> MutexGuard<'_, ClientState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the transport to close with `reason`; the first reason wins.
+    pub fn disconnect(&self, reason: &str) -> bool {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_some() {
+            return false;
+        }
+        *r = Some(reason.to_string());
+        drop(r);
+        self.closing.notify_one();
+        true
+    }
+
+    pub fn disconnect_reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// What a transport holds while its client is connected. Dropping it unregisters the
+/// client.
+pub struct ClientHandle {
+    pub(crate) client: Arc<Client>,
+    pub(crate) queue: mpsc::Receiver<Arc<Delivery>>,
+    pub(crate) hub: Hub,
+}
+
+impl ClientHandle {
+    pub fn id(&self) -> &str {
+        &self.client.id
+    }
+
+    /// The next message, or `Err(reason)` once the client must be disconnected (slow
+    /// consumer, server shutdown, auth record deleted).
+    pub async fn next(&mut self) -> Result<Arc<Delivery>, String> {
+        if let Some(reason) = self.client.disconnect_reason() {
+            return Err(reason);
+        }
+        tokio::select! {
+            biased;
+            _ = self.client.closing.notified() => {
+                Err(self.client.disconnect_reason().unwrap_or_else(|| "disconnected".into()))
+            }
+            msg = self.queue.recv() => {
+                msg.ok_or_else(|| "disconnected".into())
+            }
+        }
+    }
+
+    /// Records that a message reached the transport (for the fan-out latency metric).
+    pub fn delivered(&self, d: &Delivery) {
+        self.hub.observe_delivered(d);
+    }
+}
+
+impl Drop for ClientHandle {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.client);
+    }
+}

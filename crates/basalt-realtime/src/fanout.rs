@@ -1,0 +1,241 @@
+//! The fan-out: each committed change, in commit order, goes to every subscription that
+//! matches it and whose access rule (and own filter) holds for the subscriber's identity
+//! at that moment. Subscribers with identical inputs (identity and topic string, options
+//! included) form a group checked and rendered once; each check runs against the change's
+//! own record snapshot on the reader pool.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use basalt_schema::request::AuthInfo;
+use basalt_schema::{Collection, RequestInfo, RuleSlot};
+use basalt_store::{ChangeAction, ChangeEvent, Record, SnapshotCheck};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::client::{Client, Delivery, Identity};
+use crate::{Hub, Subscription, Target};
+
+/// Shapes a record the way the record API would answer this subscriber (hidden fields,
+/// email visibility, the subscription's `expand` and `fields`). The API layer implements
+/// it; the hub never knows the wire format of records.
+pub trait RecordRenderer: Send + Sync + 'static {
+    fn render<'a>(
+        &'a self,
+        collection: &'a Arc<Collection>,
+        record: &'a Record,
+        auth: Option<&'a AuthInfo>,
+        subscription: &'a Subscription,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>>;
+}
+
+/// Subscribers that see one event the same way.
+struct Group {
+    subscription: Arc<Subscription>,
+    identity: Option<Identity>,
+    clients: Vec<Arc<Client>>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Hub {
+    /// Delivers committed changes until the store's event bus closes. Spawn it once.
+    pub async fn run(self, renderer: Arc<dyn RecordRenderer>) {
+        let mut changes = self.store().subscribe_changes();
+        loop {
+            match changes.recv().await {
+                Ok(event) => self.fan_out(&event, renderer.as_ref()).await,
+                Err(RecvError::Lagged(missed)) => {
+                    // The bus holds thousands of events: falling that far behind means the
+                    // fan-out cannot keep up. Say so loudly and count what was lost.
+                    tracing::error!(missed, "realtime fan-out fell behind: events were lost");
+                    self.metrics().realtime_dropped("lagged", missed);
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
+
+    /// Keeps identities in step with their auth records: a deleted record disconnects its
+    /// clients, a changed tokenKey (password change, revocation) drops the identity, any
+    /// other update refreshes what `@request.auth.*` sees.
+    fn follow_auth_record(&self, event: &ChangeEvent) {
+        let c = &event.collection;
+        let id = event
+            .record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let token_key = event.record.get("tokenKey").and_then(Value::as_str);
+        for client in self.clients() {
+            let mut state = client.state();
+            let Some(identity) = &mut state.identity else {
+                continue;
+            };
+            if identity.auth.collection_id != c.id || identity.record_id() != id {
+                continue;
+            }
+            match event.action {
+                ChangeAction::Delete => {
+                    state.identity = None;
+                    drop(state);
+                    client.disconnect("the auth record was deleted");
+                }
+                _ if identity.token_key() != token_key => state.identity = None,
+                _ => {
+                    let mut record = event.record.clone();
+                    record.insert("collectionId".into(), Value::String(c.id.clone()));
+                    record.insert("collectionName".into(), Value::String(c.name.clone()));
+                    identity.auth.record = record;
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn fan_out(&self, event: &ChangeEvent, renderer: &dyn RecordRenderer) {
+        let c = &event.collection;
+        if c.is_auth() {
+            self.follow_auth_record(event);
+        }
+        let record_id = event
+            .record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let now = unix_now();
+        let mut groups: HashMap<(String, Arc<str>), Group> = HashMap::new();
+        for client in self.clients() {
+            let state = client.state();
+            if state.subscriptions.is_empty() {
+                continue;
+            }
+            // An expired token no longer counts: the client is anonymous until it sends a
+            // fresh one.
+            let identity = state.identity.as_ref().filter(|i| i.expires_at > now);
+            for sub in state.subscriptions.values() {
+                if !sub.matches(&c.name, &c.id, record_id) {
+                    continue;
+                }
+                let key = (
+                    identity.map(Identity::key).unwrap_or_default(),
+                    sub.topic.clone(),
+                );
+                groups
+                    .entry(key)
+                    .or_insert_with(|| Group {
+                        subscription: sub.clone(),
+                        identity: identity.cloned(),
+                        clients: Vec::new(),
+                    })
+                    .clients
+                    .push(client.clone());
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
+        let schema = self.store().schema();
+        let Some(rules) = schema.rules(&c.id) else {
+            return;
+        };
+        let mut allowed = Vec::new();
+        let mut checked = Vec::new();
+        let mut checks = Vec::new();
+        for g in groups.into_values() {
+            let slot = match g.subscription.target {
+                Target::Record(..) => &rules.view,
+                _ => &rules.list,
+            };
+            let superuser = g.identity.as_ref().is_some_and(|i| i.auth.is_superuser);
+            let mut conditions = Vec::new();
+            if !superuser {
+                match slot {
+                    RuleSlot::Locked => continue,
+                    RuleSlot::Open => {}
+                    RuleSlot::Expr(e) => conditions.push(e.clone()),
+                }
+            }
+            match &g.subscription.filter {
+                None => {}
+                Some(Ok(f)) => conditions.push(f.clone()),
+                Some(Err(e)) => {
+                    tracing::debug!(topic = %g.subscription.topic, error = %e, "subscription filter does not parse");
+                    self.metrics()
+                        .realtime_dropped("rule_error", g.clients.len() as u64);
+                    continue;
+                }
+            }
+            if conditions.is_empty() {
+                allowed.push(g);
+                continue;
+            }
+            checks.push(SnapshotCheck {
+                conditions,
+                request: Arc::new(RequestInfo {
+                    auth: g.identity.as_ref().map(|i| i.auth.clone()),
+                    body: Default::default(),
+                    query: g.subscription.query.clone(),
+                    headers: g.subscription.headers.clone(),
+                    method: "GET".into(),
+                    context: "realtime".into(),
+                }),
+            });
+            checked.push(g);
+        }
+        if !checks.is_empty() {
+            let record = Arc::new(event.record.clone());
+            match self.store().record_matches(c.clone(), record, checks).await {
+                Ok(verdicts) => {
+                    for (g, verdict) in checked.into_iter().zip(verdicts) {
+                        match verdict {
+                            Ok(true) => allowed.push(g),
+                            Ok(false) => {}
+                            Err(e) => {
+                                // This group's rule failed to evaluate: skip only its
+                                // subscribers.
+                                tracing::warn!(topic = %g.subscription.topic, error = %e, "realtime rule check failed");
+                                self.metrics()
+                                    .realtime_dropped("rule_error", g.clients.len() as u64);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let n: usize = checked.iter().map(|g| g.clients.len()).sum();
+                    tracing::error!(error = %e, subscribers = n, "realtime rule checks could not run");
+                    self.metrics().realtime_dropped("rule_error", n as u64);
+                }
+            }
+        }
+        for g in allowed {
+            let auth = g.identity.as_ref().map(|i| &i.auth);
+            let record = match renderer
+                .render(c, &event.record, auth, &g.subscription)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(topic = %g.subscription.topic, error = %e, "realtime record rendering failed");
+                    self.metrics()
+                        .realtime_dropped("render_error", g.clients.len() as u64);
+                    continue;
+                }
+            };
+            let data = json!({"action": event.action.as_str(), "record": record}).to_string();
+            let delivery = Arc::new(Delivery {
+                topic: g.subscription.topic.clone(),
+                data: Arc::from(data),
+                committed_at: Some(event.committed_at),
+            });
+            for client in &g.clients {
+                self.offer(client, delivery.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Realtime record subscriptions as a service: the registry of connected clients (id,
+//! identity, subscriptions, a bounded outgoing queue), topic parsing and matching, and the
+//! fan-out of committed changes from the store's event bus, each checked against the
+//! subscriber's access rules at delivery time.
+//!
+//! It must never know HTTP, SSE or WebSocket framing, or how a token is verified: the API
+//! layer turns requests into [`Identity`] values and drains each client's queue onto its
+//! own transport; it renders records through the [`RecordRenderer`] it hands in.
+
+mod client;
+mod error;
+mod fanout;
+mod hub;
+mod topic;
+
+pub use client::{ClientHandle, Delivery, Identity, Transport};
+pub use error::RealtimeError;
+pub use fanout::RecordRenderer;
+pub use hub::{Hub, HubConfig};
+pub use topic::{MAX_SUBSCRIPTIONS, MAX_TOPIC_LEN, Subscription, Target};

@@ -1,0 +1,543 @@
+//! Realtime against the real binary: SSE framing and the subscription endpoint's answers,
+//! the WebSocket protocol, slow-consumer disconnects, no events for a failed batch, commit
+//! order per record, and shutdown with open streams.
+
+use std::time::Duration;
+
+use basalt_testkit::TestServer;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_basalt");
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One SSE event: (id, event name, data).
+type Event = (String, String, String);
+
+/// Reads an SSE response frame by frame (comment frames skipped).
+struct Sse {
+    res: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    async fn open(s: &TestServer) -> (Sse, String) {
+        let res = reqwest::Client::new()
+            .get(s.url("/api/realtime"))
+            .send()
+            .await
+            .expect("connect");
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["content-type"],
+            "text/event-stream; charset=UTF-8"
+        );
+        let mut sse = Sse {
+            res,
+            buf: String::new(),
+        };
+        let (id, name, data) = sse.next().await.expect("PB_CONNECT");
+        assert_eq!(name, "PB_CONNECT");
+        assert_eq!(data, format!("{{\"clientId\":\"{id}\"}}"));
+        (sse, id)
+    }
+
+    /// The next event, or `None` when the stream ended or nothing came within `WAIT`.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                if frame.starts_with(':') {
+                    continue;
+                }
+                let (mut id, mut name, mut data) = (String::new(), String::new(), String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        name = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = v.to_string();
+                    }
+                }
+                return Some((id, name, data));
+            }
+            match tokio::time::timeout(WAIT, self.res.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+}
+
+async fn subscribe(s: &TestServer, client: &str, token: Option<&str>, topics: &[&str]) -> u16 {
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/realtime",
+            token,
+            Some(json!({"clientId": client, "subscriptions": topics})),
+        )
+        .await;
+    assert!(st == 204 || body.is_object(), "{st} {body}");
+    st
+}
+
+async fn notes(s: &TestServer, su: &str) {
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(su),
+            Some(
+                json!({"name": "notes", "listRule": "", "viewRule": "", "createRule": "",
+                "updateRule": "",
+                "fields": [{"name": "title", "type": "text", "required": true},
+                           {"name": "n", "type": "number"}, {"name": "blob", "type": "editor"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+}
+
+async fn create(s: &TestServer, body: Value) -> Value {
+    let (st, rec) = s
+        .call("POST", "/api/collections/notes/records", None, Some(body))
+        .await;
+    assert_eq!(st, 200, "{rec}");
+    rec
+}
+
+#[tokio::test]
+async fn sse_framing_and_subscription_answers() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    let (mut sse, id) = Sse::open(&s).await;
+    assert_eq!(id.len(), 40);
+
+    // PocketBase's answers: 400 without a client id, 404 for an unknown one.
+    let (st, err) = s
+        .call(
+            "POST",
+            "/api/realtime",
+            None,
+            Some(json!({"subscriptions": []})),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(err["data"]["clientId"]["code"], "validation_required");
+    assert_eq!(subscribe(&s, "missing", None, &["notes/*"]).await, 404);
+    let long = "x".repeat(2501);
+    assert_eq!(subscribe(&s, &id, None, &[long.as_str()]).await, 400);
+    assert_eq!(subscribe(&s, &id, None, &["a/b/c"]).await, 400);
+
+    // Bound to the superuser, the client refuses another identity (or none).
+    assert_eq!(subscribe(&s, &id, Some(&su), &["notes/*"]).await, 204);
+    assert_eq!(subscribe(&s, &id, None, &["notes/*"]).await, 403);
+
+    let rec = create(&s, json!({"title": "hello"})).await;
+    let (eid, name, data) = sse.next().await.expect("event");
+    assert_eq!((eid.as_str(), name.as_str()), (id.as_str(), "notes/*"));
+    let data: Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(data["action"], "create");
+    assert_eq!(data["record"], {
+        let mut r = rec.clone();
+        r.as_object_mut().map(|o| o.remove("expand"));
+        r
+    });
+
+    // The client's subscription list is replaced: now only the record topic.
+    let rid = rec["id"].as_str().unwrap_or_default();
+    let topic = format!("notes/{rid}");
+    assert_eq!(subscribe(&s, &id, Some(&su), &[topic.as_str()]).await, 204);
+    create(&s, json!({"title": "not for this topic"})).await;
+    let (st, _) = s
+        .call(
+            "DELETE",
+            &format!("/api/collections/notes/records/{rid}"),
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (_, name, data) = sse.next().await.expect("delete event");
+    assert_eq!(name, topic);
+    let data: Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(data["action"], "delete");
+    assert_eq!(
+        data["record"]["title"], "hello",
+        "a delete carries the record as it was"
+    );
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.expect("send");
+}
+
+/// The next text message as JSON (pings and pongs skipped).
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).expect("json");
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_protocol() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    let url = s.url("/api/realtime/ws").replace("http://", "ws://");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let hello = recv(&mut ws).await;
+    assert_eq!(hello["type"], "connected");
+    assert_eq!(hello["clientId"].as_str().map(str::len), Some(40));
+
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": 1, "topics": ["notes/*"]}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await, json!({"type": "ack", "id": 1}));
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": 2, "topics": ["a/b/c"]}),
+    )
+    .await;
+    let e = recv(&mut ws).await;
+    assert_eq!(
+        (e["type"].clone(), e["id"].clone()),
+        (json!("error"), json!(2))
+    );
+    send(&mut ws, json!({"type": "dance", "id": 3})).await;
+    assert_eq!(recv(&mut ws).await["type"], "error");
+    send(
+        &mut ws,
+        json!({"type": "auth", "id": 4, "token": "not-a-token"}),
+    )
+    .await;
+    let e = recv(&mut ws).await;
+    assert_eq!(
+        (e["type"].clone(), e["message"].clone()),
+        (json!("error"), json!("invalid or expired token"))
+    );
+    send(&mut ws, json!({"type": "auth", "id": 5, "token": su})).await;
+    assert_eq!(recv(&mut ws).await, json!({"type": "ack", "id": 5}));
+
+    let rec = create(&s, json!({"title": "over ws"})).await;
+    let ev = recv(&mut ws).await;
+    assert_eq!(ev["type"], "event");
+    assert_eq!(ev["topic"], "notes/*");
+    assert_eq!(ev["action"], "create");
+    assert_eq!(ev["record"]["id"], rec["id"]);
+
+    send(
+        &mut ws,
+        json!({"type": "unsubscribe", "id": 6, "topics": ["notes/*"]}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await, json!({"type": "ack", "id": 6}));
+    let rid = rec["id"].as_str().unwrap_or_default().to_string();
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": 7, "topics": [format!("notes/{rid}")]}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await, json!({"type": "ack", "id": 7}));
+    create(&s, json!({"title": "unsubscribed"})).await;
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/notes/records/{rid}"),
+            None,
+            Some(json!({"title": "changed"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let ev = recv(&mut ws).await;
+    assert_eq!(
+        (ev["topic"].clone(), ev["record"]["title"].clone()),
+        (json!(format!("notes/{rid}")), json!("changed")),
+        "the create after unsubscribing was not delivered"
+    );
+    ws.close(None).await.expect("close");
+}
+
+/// Reads a chunked response from a raw socket until its last chunk or EOF (bounded).
+async fn read_to_end(sock: &mut tokio::net::TcpStream, limit: Duration) -> String {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = tokio::time::Instant::now() + limit;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.ends_with(b"\r\n0\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn metric(s: &TestServer, name: &str) -> f64 {
+    let text = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_disconnected_and_others_keep_receiving() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    let (mut fast, fast_id) = Sse::open(&s).await;
+    assert_eq!(subscribe(&s, &fast_id, None, &["notes/*"]).await, 204);
+
+    // The slow client: a raw socket that stops reading after PB_CONNECT.
+    let addr = s.url("").replace("http://", "");
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.expect("tcp");
+    slow.write_all(
+        format!("GET /api/realtime HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut head = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, slow.read(&mut head))
+        .await
+        .expect("in time")
+        .expect("read");
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    let slow_id = head
+        .split("\"clientId\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("client id")
+        .to_string();
+    assert_eq!(subscribe(&s, &slow_id, None, &["notes/*"]).await, 204);
+
+    // Large events fill the socket buffers, then the slow client's queue (256).
+    let blob = "x".repeat(64 * 1024);
+    let (st, _) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"batch": {"enabled": true, "maxRequests": 12}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let mut sent = 0;
+    for _ in 0..200 {
+        let reqs: Vec<Value> = (0..12)
+            .map(|i| {
+                json!({"method": "POST", "url": "/api/collections/notes/records",
+                "body": {"title": format!("t{i}"), "blob": blob}})
+            })
+            .collect();
+        let (st, out) = s
+            .call(
+                "POST",
+                "/api/batch",
+                Some(&su),
+                Some(json!({"requests": reqs})),
+            )
+            .await;
+        assert_eq!(st, 200, "{out}");
+        sent += 12;
+        // The fast client keeps up.
+        for _ in 0..12 {
+            assert!(
+                fast.next().await.is_some(),
+                "the fast client got every event"
+            );
+        }
+        if metric(&s, "basalt_realtime_slow_consumer_disconnects_total").await >= 1.0 {
+            break;
+        }
+    }
+    assert!(
+        metric(&s, "basalt_realtime_slow_consumer_disconnects_total").await >= 1.0,
+        "the slow client was disconnected after {sent} events"
+    );
+    assert!(
+        metric(
+            &s,
+            "basalt_realtime_events_dropped_total{reason=\"slow_consumer\"}"
+        )
+        .await
+            >= 1.0
+    );
+    // Reading now, it gets what was buffered, then the reason, then the end of the stream.
+    let rest = read_to_end(&mut slow, Duration::from_secs(20)).await;
+    assert!(
+        rest.contains("event:PB_DISCONNECT\ndata:{\"reason\":\"slow consumer"),
+        "the stream ends with the reason"
+    );
+    assert!(rest.ends_with("\r\n0\r\n\r\n"), "and the response ends");
+    // The fast client still receives.
+    create(&s, json!({"title": "after"})).await;
+    let (_, _, data) = fast.next().await.expect("event after the disconnect");
+    assert!(data.contains("\"title\":\"after\""));
+}
+
+#[tokio::test]
+async fn a_failed_batch_publishes_nothing_and_updates_arrive_in_commit_order() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    let (st, _) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"batch": {"enabled": true, "maxRequests": 10}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (mut sse, id) = Sse::open(&s).await;
+    assert_eq!(subscribe(&s, &id, None, &["notes/*"]).await, 204);
+
+    let failing = json!({"requests": [
+        {"method": "POST", "url": "/api/collections/notes/records", "body": {"title": "rolled back"}},
+        {"method": "POST", "url": "/api/collections/notes/records", "body": {}}
+    ]});
+    let (st, _) = s.call("POST", "/api/batch", Some(&su), Some(failing)).await;
+    assert_eq!(st, 400);
+    let rec = create(&s, json!({"title": "counter", "n": 0})).await;
+    let (_, _, data) = sse.next().await.expect("event");
+    assert!(
+        data.contains("\"title\":\"counter\""),
+        "the first event is the later create, not the rolled-back one: {data}"
+    );
+
+    // Concurrent increments of one record: the events carry n = 1, 2, ... in order.
+    let rid = rec["id"].as_str().unwrap_or_default().to_string();
+    let updates = 40;
+    let mut tasks = Vec::new();
+    for _ in 0..updates {
+        let (http, url) = (
+            s.http.clone(),
+            s.url(&format!("/api/collections/notes/records/{rid}")),
+        );
+        tasks.push(tokio::spawn(async move {
+            http.patch(url)
+                .json(&json!({"n+": 1}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task").expect("request"), 200);
+    }
+    let mut seen = Vec::new();
+    for _ in 0..updates {
+        let (_, _, data) = sse.next().await.expect("update event");
+        let v: Value = serde_json::from_str(&data).expect("json");
+        assert_eq!(v["action"], "update");
+        seen.push(v["record"]["n"].as_i64().unwrap_or(-1));
+    }
+    assert_eq!(seen, (1..=updates).collect::<Vec<i64>>());
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_streams() {
+    let mut s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        let (sse, id) = Sse::open(&s).await;
+        assert_eq!(subscribe(&s, &id, None, &["notes/*"]).await, 204);
+        streams.push(sse);
+    }
+    let url = s.url("/api/realtime/ws").replace("http://", "ws://");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    assert!(s.terminate(), "the server exited cleanly and in time");
+    for mut sse in streams {
+        let (_, name, data) = sse.next().await.expect("a final event");
+        assert_eq!(name, "PB_DISCONNECT");
+        assert!(data.contains("shutting down"), "{data}");
+        assert!(sse.next().await.is_none(), "the stream ended");
+    }
+    let mut close = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(WAIT, ws.next()).await {
+        if let Message::Close(frame) = msg {
+            close = frame;
+            break;
+        }
+    }
+    let frame = close.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1001);
+    assert!(frame.reason.as_str().contains("shutting down"));
+}
+
+#[tokio::test]
+async fn a_rule_that_errors_for_one_subscriber_skips_only_that_subscriber() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    let (mut broken, broken_id) = Sse::open(&s).await;
+    let (mut fine, fine_id) = Sse::open(&s).await;
+    // The filter parses but names no field of the collection: its check fails to compile.
+    let bad =
+        "notes/*?options=%7B%22query%22%3A%7B%22filter%22%3A%22nosuchfield%20%3D%201%22%7D%7D";
+    assert_eq!(
+        subscribe(&s, &broken_id, None, &[bad, "notes/xyz"]).await,
+        204
+    );
+    assert_eq!(subscribe(&s, &fine_id, None, &["notes/*"]).await, 204);
+    create(&s, json!({"title": "one"})).await;
+    let (_, name, _) = fine.next().await.expect("the other subscriber is served");
+    assert_eq!(name, "notes/*");
+    let before = metric(
+        &s,
+        "basalt_realtime_events_dropped_total{reason=\"rule_error\"}",
+    )
+    .await;
+    assert!(before >= 1.0, "the failed check is counted");
+    // The broken subscriber's other subscription still works.
+    let rec = create(&s, json!({"title": "two"})).await;
+    let rid = rec["id"].as_str().unwrap_or_default();
+    let topic = format!("notes/{rid}");
+    assert_eq!(
+        subscribe(&s, &broken_id, None, &[bad, topic.as_str()]).await,
+        204
+    );
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/notes/records/{rid}"),
+            None,
+            Some(json!({"title": "three"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (_, name, _) = broken.next().await.expect("the record topic is served");
+    assert_eq!(name, topic);
+}
