@@ -10,6 +10,7 @@ mod collections;
 mod doc_filter;
 mod error;
 mod middleware;
+mod oauth2;
 mod password;
 mod realtime;
 mod records;
@@ -38,6 +39,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Where password hashes are computed (bounded, off the async runtime).
     pub passwords: PasswordPool,
+    /// Outbound client for OAuth2 provider calls.
+    pub oauth2: basalt_oauth2::ProviderClient,
     /// Realtime clients and their subscriptions.
     pub realtime: basalt_realtime::Hub,
     /// Rate limits of the auth endpoints and the trusted proxies naming client addresses.
@@ -152,6 +155,10 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
         .route(
             "/api/collections/{collection}/auth-with-otp",
             post(auth::auth_with_otp),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-oauth2",
+            post(oauth2::auth_with_oauth2),
         )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))

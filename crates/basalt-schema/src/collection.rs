@@ -77,6 +77,8 @@ pub struct AuthOptions {
     pub otp: OtpOptions,
     #[serde(default = "TokenOptions::auth")]
     pub auth_token: TokenOptions,
+    #[serde(default)]
+    pub oauth2: crate::collection_oauth2::OAuth2Options,
     #[serde(default = "TokenOptions::password_reset")]
     pub password_reset_token: TokenOptions,
     #[serde(default = "TokenOptions::email_change")]
@@ -106,6 +108,7 @@ impl Default for AuthOptions {
             password_auth: PasswordAuthOptions::default(),
             mfa: MfaOptions::default(),
             otp: OtpOptions::default(),
+            oauth2: Default::default(),
             auth_token: TokenOptions::auth(),
             password_reset_token: TokenOptions::password_reset(),
             email_change_token: TokenOptions::email_change(),

@@ -185,6 +185,7 @@ pub fn validate(
                 );
             }
         }
+        crate::collection_oauth2::validate(&new, &a.oauth2, &mut errs);
     }
     errs.into_result().map(|()| new)
 }

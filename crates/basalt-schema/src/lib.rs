@@ -7,6 +7,7 @@
 //! property tests of the filter language live here.
 
 pub mod collection;
+pub mod collection_oauth2;
 pub mod collection_validate;
 pub mod error;
 pub mod field;

@@ -12,6 +12,7 @@ const USERS: &str = include_str!("bootstrap/users_collection.json");
 const OTPS: &str = include_str!("bootstrap/otps_collection.json");
 const MFAS: &str = include_str!("bootstrap/mfas_collection.json");
 const AUTH_ORIGINS: &str = include_str!("bootstrap/auth_origins_collection.json");
+const EXTERNAL_AUTHS: &str = include_str!("bootstrap/external_auths_collection.json");
 
 /// Numbered system migrations; each runs once, in order, in its own transaction. Some
 /// also run a step in Rust after their SQL (see [`after_sql`]).
@@ -25,6 +26,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // Auth: the `_otps`, `_mfas` and `_authOrigins` system collections, and token secrets for every auth
     // collection created before collections had them.
     (2, ""),
+    // OAuth2: the `_externalAuths` system collection linking provider accounts to records.
+    (3, ""),
 ];
 
 /// The Rust part of a migration, inside its transaction.
@@ -35,6 +38,7 @@ fn after_sql(conn: &Connection, version: i64) -> Result<(), StoreError> {
             add_token_secrets(conn)?;
             bootstrap(conn, &[OTPS, MFAS, AUTH_ORIGINS])
         }
+        3 => bootstrap(conn, &[EXTERNAL_AUTHS]),
         _ => Ok(()),
     }
 }

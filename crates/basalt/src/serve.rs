@@ -95,6 +95,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         keys,
         metrics,
         passwords: basalt_api::PasswordPool::new(hash_threads),
+        oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,
         realtime: realtime.clone(),
         limits: auth_limits(&cfg)?,
     };

@@ -28,6 +28,16 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &["axum", "hyper", "rusqlite", "basalt-store", "basalt-api"],
     ),
     (
+        "basalt-oauth2",
+        &[
+            "axum",
+            "rusqlite",
+            "basalt-store",
+            "basalt-api",
+            "basalt-auth",
+        ],
+    ),
+    (
         "basalt-telemetry",
         &["basalt-schema", "basalt-store", "basalt-api", "basalt-auth"],
     ),

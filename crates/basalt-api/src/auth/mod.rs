@@ -35,6 +35,8 @@ pub(crate) use email_flows::{
     confirm_email_change, confirm_password_reset, confirm_verification, request_email_change,
     request_password_reset, request_verification,
 };
+pub(crate) use alerts::Origin;
+pub(crate) use limits::ClientIp;
 pub use limits::{AuthLimits, AuthLimitsConfig};
 pub(crate) use otp::{auth_with_otp, request_otp};
 pub(crate) use password_login::auth_with_password;
@@ -257,6 +259,19 @@ pub(crate) async fn finish_auth(
     mfa_id: Option<&str>,
     origin: alerts::Origin,
 ) -> ApiResult<Response> {
+    finish_auth_with(state, c, record, method, mfa_id, origin, None).await
+}
+
+/// [`finish_auth`] whose answer also carries `meta` (OAuth2's provider data).
+pub(crate) async fn finish_auth_with(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    record: Record,
+    method: &str,
+    mfa_id: Option<&str>,
+    origin: alerts::Origin,
+    meta: Option<Value>,
+) -> ApiResult<Response> {
     let failed = || ApiError::bad_request("Failed to authenticate.");
     match state.store.schema().rules(&c.id).map(|r| r.auth.clone()) {
         Some(basalt_schema::RuleSlot::Expr(e)) => {
@@ -285,5 +300,9 @@ pub(crate) async fn finish_auth(
         return Ok((StatusCode::UNAUTHORIZED, Json(json!({"mfaId": challenge}))).into_response());
     }
     alerts::remember(state, c, &record, origin);
-    Ok(auth_response(state, c, &record, true, duration(c, TokenKind::Auth))?.into_response())
+    let Json(mut out) = auth_response(state, c, &record, true, duration(c, TokenKind::Auth))?;
+    if let (Some(meta), Value::Object(m)) = (meta, &mut out) {
+        m.insert("meta".into(), meta);
+    }
+    Ok(Json(out).into_response())
 }

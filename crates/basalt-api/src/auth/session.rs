@@ -94,13 +94,14 @@ pub(crate) async fn auth_methods(
     let a = options(&c);
     let pa = &a.password_auth;
     let secs = |enabled: bool, d: i64| if enabled { d } else { 0 };
+    let oauth2 = crate::oauth2::auth_methods(&c);
     Ok(Json(json!({
         "password": {"enabled": pa.enabled, "identityFields": pa.identity_fields},
-        "oauth2": {"enabled": false, "providers": []},
+        "oauth2": oauth2,
         "mfa": {"enabled": a.mfa.enabled, "duration": secs(a.mfa.enabled, a.mfa.duration)},
         "otp": {"enabled": a.otp.enabled, "duration": secs(a.otp.enabled, a.otp.duration)},
         // Kept by PocketBase for older SDKs.
-        "authProviders": [],
+        "authProviders": oauth2["providers"],
         "usernamePassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "username"),
         "emailPassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "email"),
     })))

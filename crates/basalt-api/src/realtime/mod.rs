@@ -25,7 +25,7 @@ pub(crate) async fn identity_of_token(state: &ApiState, token: &str) -> Option<I
     if token.is_empty() {
         return None;
     }
-    let auth = resolve_token(state, token, "auth").await?;
+    let auth = resolve_token(state, token, basalt_auth::TokenKind::Auth).await?;
     let claims = basalt_auth::decode_unverified(token).ok()?;
     Some(Identity {
         auth,

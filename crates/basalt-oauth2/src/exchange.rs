@@ -1,0 +1,221 @@
+//! The authorization-code exchange (RFC 6749 4.1.3 with the PKCE verifier), the user-info
+//! fetch, and the provider HTTP client: bounded time, bounded bodies, no redirects
+//! followed (a token endpoint that redirects is misconfigured, and following could hand
+//! the code to another host).
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::id_token;
+use crate::pkce::{check_verifier, nonce_for};
+use crate::redirect::check_redirect_url;
+use crate::{AuthUser, OAuth2Error, Preset, Provider, apple, map_user};
+
+/// Largest provider response read (token, user info, discovery, JWKS).
+const MAX_BODY: usize = 1 << 20;
+
+/// The client for provider calls.
+#[derive(Debug, Clone)]
+pub struct ProviderClient {
+    http: reqwest::Client,
+}
+
+impl ProviderClient {
+    pub fn new(timeout: Duration) -> Result<Self, OAuth2Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("basalt/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| OAuth2Error::Misconfigured(format!("http client: {e}")))?;
+        Ok(Self { http })
+    }
+}
+
+async fn read_bounded(mut res: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err("response too large".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// GETs a JSON document; `bearer` authorises the request with an access token.
+pub(crate) async fn get_json(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+) -> Result<Value, String> {
+    let mut req = http.get(url).header("accept", "application/json");
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.map_err(|e| e.to_string())?;
+    let status = res.status();
+    let body = read_bounded(res).await?;
+    if !status.is_success() {
+        return Err(format!("status {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("not json: {e}"))
+}
+
+struct TokenResponse {
+    access_token: String,
+    refresh_token: String,
+    id_token: String,
+    expires_in: Option<i64>,
+}
+
+async fn fetch_token(
+    http: &reqwest::Client,
+    p: &Provider,
+    code: &str,
+    verifier: &str,
+    redirect_url: &str,
+) -> Result<TokenResponse, OAuth2Error> {
+    let secret = if p.preset == Preset::Apple && p.client_secret.is_empty() {
+        apple::client_secret(p)?
+    } else {
+        p.client_secret.clone()
+    };
+    let mut form = vec![
+        ("grant_type", "authorization_code".to_string()),
+        ("code", code.to_string()),
+        ("redirect_uri", redirect_url.to_string()),
+        ("client_id", p.client_id.clone()),
+        ("client_secret", secret),
+    ];
+    if p.pkce {
+        form.push(("code_verifier", verifier.to_string()));
+    }
+    let fail = |e: String| OAuth2Error::TokenExchange(e);
+    let res = http
+        .post(&p.token_url)
+        .header("accept", "application/json")
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let status = res.status();
+    let body = read_bounded(res).await.map_err(fail)?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|_| fail(format!("status {status}, response is not json")))?;
+    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    // GitHub answers errors with 200 and an `error` key.
+    if !status.is_success() || !text("error").is_empty() {
+        return Err(fail(format!("status {status}, error {:?}", text("error"))));
+    }
+    let access_token = text("access_token");
+    if access_token.is_empty() {
+        return Err(fail("no access_token".into()));
+    }
+    Ok(TokenResponse {
+        access_token,
+        refresh_token: text("refresh_token"),
+        id_token: text("id_token"),
+        expires_in: v.get("expires_in").and_then(|e| {
+            e.as_i64()
+                .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
+        }),
+    })
+}
+
+impl ProviderClient {
+    /// Exchanges `code` (obtained with `verifier` and `redirect_url`) for the provider's
+    /// verified user.
+    pub async fn exchange_code(
+        &self,
+        p: &Provider,
+        code: &str,
+        verifier: &str,
+        redirect_url: &str,
+    ) -> Result<AuthUser, OAuth2Error> {
+        exchange_code(&self.http, p, code, verifier, redirect_url).await
+    }
+}
+
+/// See [`ProviderClient::exchange_code`].
+pub async fn exchange_code(
+    http: &reqwest::Client,
+    p: &Provider,
+    code: &str,
+    verifier: &str,
+    redirect_url: &str,
+) -> Result<AuthUser, OAuth2Error> {
+    check_redirect_url(p, redirect_url)?;
+    if p.pkce {
+        check_verifier(verifier)?;
+    }
+    if code.is_empty() || code.len() > 4096 {
+        return Err(OAuth2Error::TokenExchange(
+            "missing or oversized code".into(),
+        ));
+    }
+    let token = fetch_token(http, p, code, verifier, redirect_url).await?;
+    let claims: Option<Map<String, Value>> = if token.id_token.is_empty() {
+        None
+    } else {
+        let nonce = (p.pkce && p.uses_id_token()).then(|| nonce_for(verifier));
+        Some(id_token::verify(http, p, &token.id_token, nonce.as_deref()).await?)
+    };
+    let user_info = |url: String| {
+        let access = token.access_token.clone();
+        async move {
+            get_json(http, &url, Some(&access))
+                .await
+                .map_err(OAuth2Error::UserInfo)
+        }
+    };
+    let (raw, emails) =
+        match p.preset {
+            Preset::Apple => {
+                (
+                    Value::Object(claims.clone().ok_or_else(|| {
+                        OAuth2Error::IdToken("apple returned no id_token".into())
+                    })?),
+                    None,
+                )
+            }
+            Preset::Oidc if p.user_info_url.is_empty() => (
+                Value::Object(claims.clone().ok_or_else(|| {
+                    OAuth2Error::IdToken("no id_token and no userInfoURL".into())
+                })?),
+                None,
+            ),
+            Preset::Github => {
+                let raw = user_info(p.user_info_url.clone()).await?;
+                // No email scope granted answers 401/403/404: the user simply has no email.
+                let emails = get_json(
+                    http,
+                    &format!("{}/emails", p.user_info_url),
+                    Some(&token.access_token),
+                )
+                .await
+                .ok();
+                (raw, emails)
+            }
+            _ => (user_info(p.user_info_url.clone()).await?, None),
+        };
+    // OpenID Connect Core 5.3.2: user info about another subject must be refused.
+    if let (Some(c), Preset::Oidc | Preset::Google) = (&claims, p.preset) {
+        let sub = c.get("sub").and_then(Value::as_str);
+        if raw.get("sub").and_then(Value::as_str) != sub {
+            return Err(OAuth2Error::UserInfo(
+                "user info subject differs from id_token".into(),
+            ));
+        }
+    }
+    let mut user = map_user(p, &raw, claims.as_ref(), emails.as_ref())?;
+    user.access_token = token.access_token;
+    user.refresh_token = token.refresh_token;
+    if let Some(secs) = token.expires_in.filter(|s| *s > 0) {
+        let at = chrono::Utc::now() + chrono::Duration::seconds(secs.min(10 * 365 * 86_400));
+        user.expiry = at.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string();
+    }
+    Ok(user)
+}

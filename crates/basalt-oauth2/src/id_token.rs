@@ -1,0 +1,153 @@
+//! id_token verification: RS256 or ES256 only (never `none`, never an HMAC algorithm, so a
+//! provider's public key can never serve as a shared secret), the signature against the
+//! provider's JWKS (configured or from its discovery document), then `iss`, `aud` =
+//! client id, `exp`/`nbf`, and the nonce bound to the login's PKCE verifier.
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde_json::{Map, Value};
+
+use crate::exchange::get_json;
+use crate::{OAuth2Error, Preset, Provider};
+
+/// Clock skew tolerated on `exp`/`nbf`.
+const LEEWAY_SECS: u64 = 60;
+
+fn invalid(why: impl Into<String>) -> OAuth2Error {
+    OAuth2Error::IdToken(why.into())
+}
+
+/// Where the signing keys are and which issuers are accepted, discovering what the
+/// configuration leaves out from `{issuer}/.well-known/openid-configuration`.
+async fn trust(http: &reqwest::Client, p: &Provider) -> Result<(String, Vec<String>), OAuth2Error> {
+    let microsoft = p.preset == Preset::Microsoft;
+    if !p.jwks_url.is_empty() && (!p.issuers.is_empty() || microsoft) {
+        return Ok((p.jwks_url.clone(), p.issuers.clone()));
+    }
+    let base = match p.issuers.first() {
+        Some(i) => i.trim_end_matches('/').to_string(),
+        None => {
+            let u = url::Url::parse(&p.auth_url)
+                .map_err(|_| invalid("no issuer configured and authURL is not a url"))?;
+            u.origin().ascii_serialization()
+        }
+    };
+    let doc = get_json(
+        http,
+        &format!("{base}/.well-known/openid-configuration"),
+        None,
+    )
+    .await
+    .map_err(|e| invalid(format!("discovery failed: {e}")))?;
+    let issuer = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
+    // OpenID Connect Discovery 4.3: the document must name the issuer it was fetched for.
+    if issuer.trim_end_matches('/') != base {
+        return Err(invalid("discovery document names another issuer"));
+    }
+    let jwks = match p.jwks_url.as_str() {
+        "" => doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        configured => configured.to_string(),
+    };
+    if jwks.is_empty() {
+        return Err(invalid("no jwks_uri"));
+    }
+    let issuers = if p.issuers.is_empty() {
+        vec![issuer.to_string()]
+    } else {
+        p.issuers.clone()
+    };
+    Ok((jwks, issuers))
+}
+
+/// The key of `set` that may verify a token with `alg` and `kid`.
+fn pick_key<'a>(
+    set: &'a JwkSet,
+    alg: Algorithm,
+    kid: Option<&str>,
+) -> Result<&'a Jwk, OAuth2Error> {
+    let fits = |k: &&Jwk| {
+        let kind_ok = match (&k.algorithm, alg) {
+            (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
+            (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
+                ec.curve == EllipticCurve::P256
+            }
+            _ => false,
+        };
+        let alg_ok = k
+            .common
+            .key_algorithm
+            .is_none_or(|a| format!("{a:?}") == format!("{alg:?}"));
+        kind_ok && alg_ok
+    };
+    let mut candidates = set.keys.iter().filter(fits);
+    match kid {
+        Some(kid) => candidates
+            .find(|k| k.common.key_id.as_deref() == Some(kid))
+            .ok_or_else(|| invalid("no matching signing key")),
+        None => {
+            let first = candidates
+                .next()
+                .ok_or_else(|| invalid("no matching signing key"))?;
+            if candidates.next().is_some() {
+                return Err(invalid("several keys fit and the token names none"));
+            }
+            Ok(first)
+        }
+    }
+}
+
+/// Verifies `token` for `p` and returns its claims. `nonce`: the value the login asked
+/// for, checked when given.
+pub(crate) async fn verify(
+    http: &reqwest::Client,
+    p: &Provider,
+    token: &str,
+    nonce: Option<&str>,
+) -> Result<Map<String, Value>, OAuth2Error> {
+    let header = decode_header(token).map_err(|e| invalid(format!("malformed header: {e}")))?;
+    if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+        return Err(invalid(format!(
+            "algorithm {:?} is not accepted",
+            header.alg
+        )));
+    }
+    let (jwks_url, issuers) = trust(http, p).await?;
+    let set: JwkSet = serde_json::from_value(
+        get_json(http, &jwks_url, None)
+            .await
+            .map_err(|e| invalid(format!("jwks fetch failed: {e}")))?,
+    )
+    .map_err(|e| invalid(format!("malformed jwks: {e}")))?;
+    let jwk = pick_key(&set, header.alg, header.kid.as_deref())?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("unusable key: {e}")))?;
+    let mut v = Validation::new(header.alg);
+    v.algorithms = vec![header.alg];
+    v.leeway = LEEWAY_SECS;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.set_audience(&[p.client_id.as_str()]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    if !issuers.is_empty() {
+        v.set_issuer(&issuers);
+    }
+    let claims = decode::<Map<String, Value>>(token, &key, &v)
+        .map_err(|e| invalid(format!("{e}")))?
+        .claims;
+    if p.preset == Preset::Microsoft && issuers.is_empty() {
+        let tid = claims.get("tid").and_then(Value::as_str).unwrap_or("");
+        let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
+        if tid.is_empty() || iss != format!("https://login.microsoftonline.com/{tid}/v2.0") {
+            return Err(invalid("issuer does not match the tenant"));
+        }
+    }
+    if let Some(expected) = nonce
+        && claims.get("nonce").and_then(Value::as_str) != Some(expected)
+    {
+        return Err(invalid("nonce mismatch"));
+    }
+    Ok(claims)
+}

@@ -1,0 +1,289 @@
+// OAuth2 / OpenID Connect sign-in through the SDK against a real OIDC provider
+// (oauth2-mock-server on 127.0.0.1): the manual code flow, account linking and its
+// hijacking attempts, forged or mismatched id_tokens, PKCE and redirect-URL checks, unlink.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHmac, createPublicKey } from "node:crypto";
+import { OAuth2Server } from "oauth2-mock-server";
+import { startServer, rejects, client, target } from "./helpers.mjs";
+
+const CLIENT_ID = "basalt-client";
+const APP_REDIRECT = "http://127.0.0.1:5555/docs";
+
+let s;
+let oidc;
+let issuer;
+// Who the provider says signs in, and how to tamper with what it returns.
+let identity;
+let tamperIdToken = null; // (token) => void, on the id_token's header/payload before signing
+let replaceIdToken = null; // (idToken) => string, on the signed id_token
+
+const b64url = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+
+before(async () => {
+  oidc = new OAuth2Server();
+  await oidc.issuer.keys.generate("RS256");
+  await oidc.start(0, "127.0.0.1");
+  issuer = oidc.issuer.url;
+  oidc.service.on("beforeTokenSigning", (token) => {
+    // The access token carries a scope; the id_token does not.
+    if ("scope" in token.payload) return;
+    Object.assign(token.payload, identity);
+    if (tamperIdToken) tamperIdToken(token);
+  });
+  oidc.service.on("beforeUserinfo", (res) => {
+    res.body = { ...identity };
+  });
+  oidc.service.on("beforeResponse", (res) => {
+    if (replaceIdToken && res.body.id_token) res.body.id_token = replaceIdToken(res.body.id_token);
+  });
+  s = await startServer();
+  await s.pb.collections.update("users", {
+    oauth2: {
+      enabled: true,
+      mappedFields: { name: "name" },
+      providers: [
+        // Identity from the userinfo endpoint; trust (JWKS, issuer) from discovery.
+        {
+          name: "oidc",
+          clientId: CLIENT_ID,
+          clientSecret: "secret",
+          authURL: `${issuer}/authorize`,
+          tokenURL: `${issuer}/token`,
+          userInfoURL: `${issuer}/userinfo`,
+          displayName: "Mock IdP",
+          extra: { issuers: [issuer] },
+        },
+        // Identity from the id_token alone, with a configured JWKS and redirect allow-list.
+        {
+          name: "oidc2",
+          clientId: CLIENT_ID,
+          clientSecret: "secret",
+          authURL: `${issuer}/authorize`,
+          tokenURL: `${issuer}/token`,
+          extra: { jwksURL: `${issuer}/jwks`, issuers: [issuer], redirectURLs: [APP_REDIRECT] },
+        },
+      ],
+    },
+  });
+});
+
+after(async () => {
+  if (s) await s.stop();
+  if (oidc) await oidc.stop();
+});
+
+/// Follows the provider's authorization URL (it approves at once) and returns the code
+/// and state it redirects back with.
+async function authorize(provider, redirect = APP_REDIRECT) {
+  const res = await fetch(provider.authURL + encodeURIComponent(redirect), { redirect: "manual" });
+  assert.equal(res.status, 302);
+  const back = new URL(res.headers.get("location"));
+  return { code: back.searchParams.get("code"), state: back.searchParams.get("state") };
+}
+
+/// The manual flow of the SDK docs: list methods, authorize, exchange the code.
+async function signIn(who, { provider = "oidc", createData, pb = client(s.url), redirect, verifier } = {}) {
+  identity = who;
+  const methods = await pb.collection("users").listAuthMethods();
+  const p = methods.oauth2.providers.find((x) => x.name === provider);
+  assert.ok(p, `provider ${provider} listed`);
+  const { code, state } = await authorize(p, redirect ?? APP_REDIRECT);
+  assert.equal(state, p.state, "the provider returns the state it was given");
+  const auth = await pb
+    .collection("users")
+    .authWithOAuth2Code(provider, code, verifier ?? p.codeVerifier, redirect ?? APP_REDIRECT, createData);
+  return { auth, pb };
+}
+
+function person(sub, email, verified = true, name = sub) {
+  return { sub, email, email_verified: verified, name };
+}
+
+async function userCount() {
+  return (await s.pb.collection("users").getList(1, 1)).totalItems;
+}
+
+test("auth-methods lists the providers with PKCE and an open redirect_uri", async () => {
+  const m = await client(s.url).collection("users").listAuthMethods();
+  assert.equal(m.oauth2.enabled, true);
+  const p = m.oauth2.providers.find((x) => x.name === "oidc");
+  assert.equal(p.displayName, "Mock IdP");
+  assert.equal(p.codeChallengeMethod, "S256");
+  assert.ok(p.authURL.endsWith("redirect_uri="));
+  const u = new URL(p.authURL);
+  assert.equal(u.searchParams.get("code_challenge"), p.codeChallenge);
+  assert.equal(u.searchParams.get("state"), p.state);
+  assert.equal(u.searchParams.get("client_id"), CLIENT_ID);
+  assert.ok(u.searchParams.get("nonce"));
+  // Secrets never reach a client.
+  assert.ok(!JSON.stringify(m).includes("secret"));
+});
+
+test("the manual code flow creates a verified user, then signs the same user in", async () => {
+  const { auth, pb } = await signIn(person("alice-sub", "alice@example.com"), { createData: { emailVisibility: true } });
+  assert.equal(auth.meta.isNew, true);
+  assert.equal(auth.meta.id, "alice-sub");
+  assert.equal(auth.meta.email, "alice@example.com");
+  assert.ok(auth.meta.accessToken);
+  assert.equal(auth.record.email, "alice@example.com");
+  assert.equal(auth.record.verified, true);
+  assert.equal(auth.record.name, "alice-sub", "mapped name field");
+  assert.ok(pb.authStore.isValid);
+  await pb.collection("users").authRefresh();
+  const again = await signIn(person("alice-sub", "alice@example.com"));
+  assert.equal(again.auth.meta.isNew, false);
+  assert.equal(again.auth.record.id, auth.record.id);
+  // Identity from the id_token alone (oidc2) links a second provider to the same account.
+  const viaToken = await signIn(person("alice-sub", "alice@example.com"), { provider: "oidc2" });
+  assert.equal(viaToken.auth.record.id, auth.record.id);
+  const links = await pb.collection("users").listExternalAuths(auth.record.id);
+  assert.deepEqual(links.map((l) => l.provider).sort(), ["oidc", "oidc2"]);
+});
+
+test("pre-account takeover, password first: the squatter's password and sessions stop working", async () => {
+  const squatter = client(s.url);
+  await squatter.collection("users").create({ email: "victim1@example.com", password: "Squat-pass-123", passwordConfirm: "Squat-pass-123" });
+  await squatter.collection("users").authWithPassword("victim1@example.com", "Squat-pass-123");
+  const { auth } = await signIn(person("victim1-sub", "victim1@example.com"));
+  assert.equal(auth.meta.isNew, false, "linked to the existing account by verified email");
+  assert.equal(auth.record.verified, true);
+  const e = await rejects(client(s.url).collection("users").authWithPassword("victim1@example.com", "Squat-pass-123"));
+  assert.equal(e.status, 400);
+  const r = await rejects(squatter.collection("users").authRefresh());
+  assert.ok([401, 403, 404].includes(r.status), `squatter token revoked (${r.status})`);
+});
+
+test("pre-account takeover, provider first: an unverified provider email never reaches the victim's account", async () => {
+  const victim = await s.pb.collection("users").create({ email: "victim2@example.com", password: "Victim-pass-123", passwordConfirm: "Victim-pass-123", verified: true });
+  const before = await userCount();
+  // The attacker's provider account claims the victim's address without verifying it.
+  const claimed = await rejects(signIn(person("attacker-sub", "victim2@example.com", false), { createData: { email: "victim2@example.com" } }));
+  assert.equal(claimed.status, 400);
+  assert.equal(claimed.response.data.email.code, "validation_oauth2_email_mismatch");
+  // Without createData there is no verified email to create an account with, and no link.
+  const plain = await rejects(signIn(person("attacker-sub", "victim2@example.com", false)));
+  assert.equal(plain.status, 400);
+  assert.equal(await userCount(), before);
+  const links = await s.pb.collection("_externalAuths").getFullList({ filter: `recordRef = "${victim.id}"` });
+  assert.equal(links.length, 0);
+  // The victim still signs in with their password.
+  await client(s.url).collection("users").authWithPassword("victim2@example.com", "Victim-pass-123");
+});
+
+test("an unverified email on an existing unverified account is not linked either", async () => {
+  await s.pb.collection("users").create({ email: "victim3@example.com", password: "Victim-pass-123", passwordConfirm: "Victim-pass-123" });
+  const e = await rejects(signIn(person("attacker3-sub", "victim3@example.com", false)));
+  assert.equal(e.status, 400);
+  await client(s.url).collection("users").authWithPassword("victim3@example.com", "Victim-pass-123");
+});
+
+test("createData.email must be the provider-verified email", async () => {
+  const e = await rejects(signIn(person("carol-sub", "carol@example.com"), { createData: { email: "someone.else@example.com" } }));
+  assert.equal(e.status, 400);
+  assert.equal(e.response.data.email.code, "validation_oauth2_email_mismatch");
+  const { auth } = await signIn(person("carol-sub", "carol@example.com"), { createData: { email: "Carol@Example.com" } });
+  assert.equal(auth.record.verified, true);
+});
+
+/// Each forged or mismatched id_token is refused and creates nobody.
+async function refusedIdToken(label, tamper, replace) {
+  tamperIdToken = tamper;
+  replaceIdToken = replace;
+  const before = await userCount();
+  try {
+    for (const provider of ["oidc", "oidc2"]) {
+      const e = await rejects(signIn(person(`forged-${label}`, `forged-${label}@example.com`), { provider }));
+      assert.equal(e.status, 400, `${label} via ${provider}`);
+    }
+  } finally {
+    tamperIdToken = null;
+    replaceIdToken = null;
+  }
+  assert.equal(await userCount(), before, `${label}: nobody created`);
+}
+
+test("id_token with the wrong issuer is refused", () => refusedIdToken("iss", (t) => (t.payload.iss = "http://127.0.0.1:1/evil")));
+test("id_token for another audience is refused", () => refusedIdToken("aud", (t) => (t.payload.aud = "someone-else")));
+test("id_token with another login's nonce is refused", () => refusedIdToken("nonce", (t) => (t.payload.nonce = "not-this-login")));
+test("id_token without a nonce is refused", () => refusedIdToken("nononce", (t) => delete t.payload.nonce));
+test("expired id_token is refused", () =>
+  refusedIdToken("exp", (t) => {
+    t.payload.iat = Math.floor(Date.now() / 1000) - 7200;
+    t.payload.exp = Math.floor(Date.now() / 1000) - 3600;
+  }));
+test("id_token with alg none is refused", () =>
+  refusedIdToken("none", null, (tok) => {
+    const payload = JSON.parse(Buffer.from(tok.split(".")[1], "base64url"));
+    return `${b64url({ alg: "none", typ: "JWT" })}.${b64url(payload)}.`;
+  }));
+test("id_token signed with HS256 using the provider's RSA public key is refused", async () => {
+  const jwks = await (await fetch(`${issuer}/jwks`)).json();
+  const pem = createPublicKey({ key: jwks.keys[0], format: "jwk" }).export({ type: "spki", format: "pem" });
+  await refusedIdToken("hs256", null, (tok) => {
+    const payload = JSON.parse(Buffer.from(tok.split(".")[1], "base64url"));
+    const head = `${b64url({ alg: "HS256", typ: "JWT", kid: jwks.keys[0].kid })}.${b64url(payload)}`;
+    return `${head}.${createHmac("sha256", pem).update(head).digest("base64url")}`;
+  });
+});
+test("id_token with a tampered payload (bad signature) is refused", () =>
+  refusedIdToken("sig", null, (tok) => {
+    const [h, p, sig] = tok.split(".");
+    const payload = JSON.parse(Buffer.from(p, "base64url"));
+    payload.sub = "someone-else";
+    return `${h}.${b64url(payload)}.${sig}`;
+  }));
+
+test("PKCE: a wrong verifier fails at the provider, a missing one is refused before it", async () => {
+  const wrong = await rejects(signIn(person("dave-sub", "dave@example.com"), { verifier: "x".repeat(43) }));
+  assert.equal(wrong.status, 400);
+  const missing = await rejects(signIn(person("dave-sub", "dave@example.com"), { verifier: "" }));
+  assert.equal(missing.status, 400);
+  assert.equal(missing.response.data.codeVerifier.code, "validation_invalid_code_verifier");
+  const short = await rejects(signIn(person("dave-sub", "dave@example.com"), { verifier: "abc" }));
+  assert.equal(short.response.data.codeVerifier.code, "validation_invalid_code_verifier");
+});
+
+test("redirect URL must match the provider's list exactly", async () => {
+  for (const redirect of ["http://127.0.0.1:5555/docss", "http://127.0.0.1:5555/docs/", "http://127.0.0.1:5555@attacker.test/docs", "http://legit@127.0.0.1:5555/docs"]) {
+    const e = await rejects(signIn(person("erin-sub", "erin@example.com"), { provider: "oidc2", redirect }));
+    assert.equal(e.status, 400, redirect);
+    assert.equal(e.response.data.redirectURL.code, "validation_invalid_redirect_url", redirect);
+  }
+  // Without a list, credentials in the URL are still refused.
+  const e = await rejects(signIn(person("erin-sub", "erin@example.com"), { redirect: "https://legit.example@attacker.test/cb" }));
+  assert.equal(e.response.data.redirectURL.code, "validation_invalid_redirect_url");
+  const ok = await signIn(person("erin-sub", "erin@example.com"), { provider: "oidc2" });
+  assert.equal(ok.auth.record.email, "erin@example.com");
+});
+
+test("a signed-in user links a provider to their own account and unlinks it", async () => {
+  const own = client(s.url);
+  await s.pb.collection("users").create({ email: "frank@example.com", password: "Frank-pass-123", passwordConfirm: "Frank-pass-123", verified: true });
+  await own.collection("users").authWithPassword("frank@example.com", "Frank-pass-123");
+  // The provider account has another (verified) address: linking follows the session.
+  const { auth } = await signIn(person("frank-sub", "frank.other@example.com"), { pb: own });
+  assert.equal(auth.record.email, "frank@example.com");
+  assert.equal(auth.meta.isNew, false);
+  const links = await own.collection("users").listExternalAuths(auth.record.id);
+  assert.equal(links.length, 1);
+  // Someone else can neither see nor delete the link.
+  const other = await signIn(person("gina-sub", "gina@example.com"));
+  assert.equal((await other.pb.collection("users").listExternalAuths(auth.record.id)).length, 0);
+  const denied = await rejects(other.pb.collection("_externalAuths").delete(links[0].id));
+  assert.equal(denied.status, 404);
+  await own.collection("users").unlinkExternalAuth(auth.record.id, "oidc");
+  assert.equal((await own.collection("users").listExternalAuths(auth.record.id)).length, 0);
+  // Signing in with the provider now creates nothing new for frank: it is a new identity.
+  const again = await signIn(person("frank-sub", "frank.other@example.com"));
+  assert.notEqual(again.auth.record.id, auth.record.id);
+});
+
+test("OAuth2 is refused when the collection does not enable it", { skip: target !== "basalt" && "basalt-only collection" }, async () => {
+  await s.pb.collections.create({ name: "members", type: "auth", fields: [] });
+  const e = await rejects(client(s.url).collection("members").authWithOAuth2Code("oidc", "code", "v".repeat(43), APP_REDIRECT));
+  assert.equal(e.status, 403);
+  const m = await client(s.url).collection("members").listAuthMethods();
+  assert.equal(m.oauth2.enabled, false);
+  assert.deepEqual(m.oauth2.providers, []);
+});
