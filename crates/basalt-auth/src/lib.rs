@@ -7,7 +7,9 @@
 mod password;
 mod token;
 
-pub use password::{dummy_verify, hash_password, needs_rehash, verify_password};
+pub use password::{
+    dummy_verify, hash_password, needs_rehash, release_work_memory, verify_password,
+};
 pub use token::{TokenClaims, TokenKeys, decode_unverified, issue_token, verify_token};
 
 #[derive(Debug, thiserror::Error)]
