@@ -104,14 +104,11 @@ fn check_relations(
         };
         let json = Value::Array(ids.iter().cloned().map(Value::String).collect()).to_string();
         let found: i64 = conn
-            .query_row(
-                &format!(
-                    "SELECT COUNT(*) FROM {} WHERE id IN (SELECT value FROM json_each(?))",
-                    q(&target.name)
-                ),
-                [json],
-                |row| row.get(0),
-            )
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM {} WHERE id IN (SELECT value FROM json_each(?))",
+                q(&target.name)
+            ))
+            .and_then(|mut s| s.query_row([json], |row| row.get(0)))
             .map_err(err)?;
         if found != ids.len() as i64 {
             errs.add(
@@ -154,7 +151,7 @@ fn log_change(
     action: &str,
     r: Option<&Record>,
 ) -> Result<(), StoreError> {
-    let doc = r.map(|r| Value::Object(r.clone()).to_string());
+    let doc = r.map(|r| serde_json::to_string(r).unwrap_or_default());
     conn.prepare_cached("INSERT INTO _changes (collection_id, record_id, action, record, created) VALUES (?, ?, ?, ?, ?)")
         .and_then(|mut s| s.execute(rusqlite::params![c.id, id, action, doc, now_string()]))
         .map_err(err)?;
@@ -174,10 +171,9 @@ fn rule_holds(
     };
     let mut f = select_by_id(schema, c, id, access, req)?;
     f.sql = format!("SELECT EXISTS ({})", f.sql);
-    conn.query_row(&f.sql, params_from_iter(f.params.iter()), |r| {
-        r.get::<_, bool>(0)
-    })
-    .map_err(err)
+    conn.prepare_cached(&f.sql)
+        .and_then(|mut s| s.query_row(params_from_iter(f.params.iter()), |r| r.get::<_, bool>(0)))
+        .map_err(err)
 }
 
 /// The record's values as bound parameters, in field order.
@@ -341,14 +337,11 @@ pub(crate) fn delete_cascading(
 }
 
 fn exists(conn: &Connection, c: &Collection, id: &str) -> Result<bool, StoreError> {
-    conn.query_row(
-        &format!("SELECT 1 FROM {} WHERE id = ?", q(&c.name)),
-        [id],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|o| o.is_some())
-    .map_err(err)
+    conn.prepare_cached(&format!("SELECT 1 FROM {} WHERE id = ?", q(&c.name)))
+        .and_then(|mut s| s.query_row([id], |_| Ok(())))
+        .optional()
+        .map(|o| o.is_some())
+        .map_err(err)
 }
 
 fn run_op(
