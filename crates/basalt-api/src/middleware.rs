@@ -105,8 +105,13 @@ async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) 
 }
 
 /// Bodies that axum's own rejections produce (plain text) become PocketBase-shaped errors.
-async fn shape_errors(req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
+/// A plain response mapper, not a `from_fn` middleware: no boxed future per request.
+fn shape_errors<B>(res: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let res = res.map(axum::body::Body::new);
     let status = res.status();
     let is_json = res
         .headers()
@@ -178,7 +183,7 @@ pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Rou
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(cors(config))
-        .layer(axum::middleware::from_fn(shape_errors))
+        .map_response(shape_errors)
         .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
