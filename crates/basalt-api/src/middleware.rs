@@ -1,6 +1,8 @@
 //! Cross-cutting HTTP concerns: request ids, structured request logs and metrics, CORS,
 //! body limits, timeouts, panic recovery, and the 404/405 fallbacks in PocketBase's shape.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -8,10 +10,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use basalt_telemetry::Metrics;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
@@ -50,33 +56,62 @@ pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::not_found()
 }
 
+/// Request ids: a per-process random prefix and a counter. Unique per process run without
+/// a random-number syscall per request (what a UUID v4 costs).
+#[derive(Clone)]
+struct SequentialRequestId {
+    prefix: Arc<str>,
+    next: Arc<AtomicU64>,
+}
+
+impl SequentialRequestId {
+    fn new() -> Self {
+        Self {
+            prefix: basalt_schema::id::random_id(12).into(),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for SequentialRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:08x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
 /// Logs each request with its id, route, status and latency, and counts it.
-async fn observe(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let id = req.headers().get(&REQUEST_ID).cloned();
     let res = next.run(req).await;
     let secs = start.elapsed().as_secs_f64();
-    let status = res.status().as_u16();
-    state
-        .metrics
-        .observe_request(method.as_str(), &route, status, secs);
-    tracing::info!(request_id = %id, method = %method, route = %route, status, latency_ms = secs * 1000.0, "request");
+    let status = res.status();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    metrics.observe_request(method.as_str(), route, status.as_str(), secs);
+    tracing::info!(
+        request_id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        method = %method,
+        route,
+        status = status.as_u16(),
+        latency_ms = secs * 1000.0,
+        "request"
+    );
     res
 }
 
 /// Bodies that axum's own rejections produce (plain text) become PocketBase-shaped errors.
-async fn shape_errors(req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
+/// A plain response mapper, not a `from_fn` middleware: no boxed future per request.
+fn shape_errors<B>(res: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let res = res.map(axum::body::Body::new);
     let status = res.status();
     let is_json = res
         .headers()
@@ -133,22 +168,28 @@ fn cors(config: &ApiConfig) -> CorsLayer {
     }
 }
 
-/// Layers, innermost first: metrics/logs see every routed request; limits, timeouts and
-/// the panic catcher produce bare statuses that `shape_errors` turns into PocketBase's
-/// body; CORS and request ids wrap everything, errors included.
+/// Layers, innermost first: metrics/logs see every routed request (inside the router,
+/// where the matched route is known); limits, timeouts and the panic catcher produce bare
+/// statuses that `shape_errors` turns into PocketBase's body; CORS and request ids wrap
+/// everything, errors included. Only `observe` is a router layer: axum clones a router
+/// layer's whole boxed stack for every request, while the stack around the router is one
+/// plain struct cloned once per request.
 pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Router {
-    router
-        .layer(from_fn_with_state(state, observe))
+    let routed = router.layer(from_fn_with_state(state.metrics.clone(), observe));
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID.clone(),
+            SequentialRequestId::new(),
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(cors(config))
+        .map_response(shape_errors)
+        .layer(CatchPanicLayer::new())
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
-        .layer(CatchPanicLayer::new())
-        .layer(from_fn_with_state((), |req: Request, next: Next| {
-            shape_errors(req, next)
-        }))
-        .layer(cors(config))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .service(routed);
+    Router::new().fallback_service(stack)
 }

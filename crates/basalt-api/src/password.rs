@@ -1,8 +1,11 @@
 //! Password hashing off the async runtime on a small dedicated pool, one thread per CPU.
 //! Each argon2id hash holds 19 MiB while it runs: a login burst on the shared blocking
 //! pool ran hundreds at once and grew the process by gigabytes (measured: 15 GB peak RSS at
-//! 128 concurrent logins). Here excess requests queue instead.
+//! 128 concurrent logins). Here excess requests queue instead. A worker keeps its working
+//! memory while jobs are queued and frees it when the queue is empty, so an idle server
+//! does not hold 19 MiB per worker.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +19,8 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Clone)]
 pub struct PasswordPool {
     jobs: mpsc::Sender<Job>,
+    /// Jobs sent and not yet taken by a worker.
+    queued: Arc<AtomicUsize>,
 }
 
 impl PasswordPool {
@@ -23,8 +28,10 @@ impl PasswordPool {
     pub fn new(threads: usize) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let queued = Arc::new(AtomicUsize::new(0));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
+            let queued = queued.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("basalt-password-{i}"))
                 .spawn(move || {
@@ -34,7 +41,13 @@ impl PasswordPool {
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(),
+                            Ok(job) => {
+                                queued.fetch_sub(1, Ordering::AcqRel);
+                                job();
+                                if queued.load(Ordering::Acquire) == 0 {
+                                    basalt_auth::release_work_memory();
+                                }
+                            }
                             Err(_) => return,
                         }
                     }
@@ -43,16 +56,20 @@ impl PasswordPool {
                 tracing::error!(error = %e, "could not start a password worker");
             }
         }
-        Self { jobs: tx }
+        Self { jobs: tx, queued }
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
         let (tx, rx) = oneshot::channel();
+        self.queued.fetch_add(1, Ordering::AcqRel);
         self.jobs
             .send(Box::new(move || {
                 let _ = tx.send(f());
             }))
-            .map_err(|_| ApiError::internal())?;
+            .map_err(|_| {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                ApiError::internal()
+            })?;
         rx.await.map_err(|_| ApiError::internal())
     }
 

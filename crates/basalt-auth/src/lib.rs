@@ -13,7 +13,9 @@ mod token;
 
 pub use mail::{Mailer, OutgoingMail, SmtpSettings, render_template};
 pub use otp::{constant_time_eq, origin_fingerprint, otp_code};
-pub use password::{dummy_verify, hash_password, needs_rehash, verify_password};
+pub use password::{
+    dummy_verify, hash_password, needs_rehash, release_work_memory, verify_password,
+};
 pub use token::{
     TokenClaims, TokenKeys, TokenKind, TokenScope, decode_unverified, issue_token, verify_token,
 };

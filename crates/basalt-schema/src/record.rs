@@ -137,7 +137,7 @@ pub fn validate_password(field: &Field, plain: &str) -> Result<(), FieldError> {
             format!("Must be no more than {max} character(s)."),
         ));
     }
-    if !pattern.is_empty() && !regex::Regex::new(pattern).is_ok_and(|re| re.is_match(plain)) {
+    if !pattern.is_empty() && !crate::pattern::matches(pattern, plain) {
         return Err(FieldError::new(
             "validation_invalid_format",
             "Invalid value format.",
@@ -341,9 +341,7 @@ fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
                 )
                 .with_params(serde_json::json!({"max": max})));
             }
-            if !o.pattern.is_empty()
-                && !regex::Regex::new(&o.pattern).is_ok_and(|re| re.is_match(text))
-            {
+            if !o.pattern.is_empty() && !crate::pattern::matches(&o.pattern, text) {
                 return Err(FieldError::new(
                     "validation_invalid_format",
                     "Invalid value format.",

@@ -10,13 +10,30 @@ use serde_json::Value;
 use crate::Record;
 use crate::sql::SqlValue;
 
-/// Decodes a `SELECT *` row of `collection`'s table.
-pub(crate) fn decode_row(collection: &Collection, row: &Row<'_>) -> rusqlite::Result<Record> {
-    let mut out = Record::new();
-    for field in &collection.fields {
-        let v = match row.as_ref().column_index(field.name.as_str()) {
-            Ok(i) => decode_value(field, row.get_ref(i)?),
-            Err(_) => basalt_schema::record::zero_value(field),
+/// Where each of `collection`'s fields is in a `SELECT *` statement's columns (`None`: not
+/// there). Computed once per statement, so decoding a row is one pass over the fields.
+pub(crate) fn column_positions(
+    collection: &Collection,
+    stmt: &rusqlite::Statement<'_>,
+) -> Vec<Option<usize>> {
+    collection
+        .fields
+        .iter()
+        .map(|f| stmt.column_index(f.name.as_str()).ok())
+        .collect()
+}
+
+/// Decodes a `SELECT *` row of `collection`'s table; `positions` from [`column_positions`].
+pub(crate) fn decode_row(
+    collection: &Collection,
+    positions: &[Option<usize>],
+    row: &Row<'_>,
+) -> rusqlite::Result<Record> {
+    let mut out = Record::with_capacity(collection.fields.len());
+    for (field, pos) in collection.fields.iter().zip(positions) {
+        let v = match pos {
+            Some(i) => decode_value(field, row.get_ref(*i)?),
+            None => basalt_schema::record::zero_value(field),
         };
         out.insert(field.name.clone(), v);
     }

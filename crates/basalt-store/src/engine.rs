@@ -9,6 +9,7 @@ use basalt_schema::Schema;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::counts::CountCache;
 use crate::events::{self, ChangeBus};
 use crate::writer::{self, Finish, Job};
 use crate::{StoreConfig, StoreError};
@@ -32,7 +33,7 @@ pub(crate) struct Inner {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     queue_capacity: usize,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Vec<Reader>>,
     reader_permits: Arc<Semaphore>,
     readers_total: usize,
     /// The published snapshot: what readers and request handlers see (committed state).
@@ -43,6 +44,12 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Committed record changes, published in commit order.
     pub(crate) changes: ChangeBus,
+}
+
+/// A pooled read-only connection and what it caches.
+pub(crate) struct Reader {
+    conn: Connection,
+    counts: CountCache,
 }
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
@@ -79,6 +86,28 @@ fn open_conn(
     Ok(conn)
 }
 
+impl Inner {
+    /// Runs `f` on a reader taken from the pool (the caller holds a permit) and puts the
+    /// reader back.
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection, &Schema, &mut CountCache) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut reader = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        let schema = self.schema.load_full();
+        let out = f(&reader.conn, &schema, &mut reader.counts);
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(reader);
+        }
+        out
+    }
+}
+
 impl Store {
     /// Opens (creating when missing) `<data_dir>/data.db`, migrates the system tables and
     /// bootstraps the default collections.
@@ -103,7 +132,12 @@ impl Store {
             config.readers
         };
         let readers = (0..readers_total)
-            .map(|_| open_conn(&path, &config, true))
+            .map(|_| {
+                open_conn(&path, &config, true).map(|conn| Reader {
+                    conn,
+                    counts: CountCache::default(),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let capacity = config.writer_queue.max(1);
         let (tx, rx) = mpsc::channel(capacity);
@@ -170,6 +204,16 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection, &Schema) -> Result<T, StoreError> + Send + 'static,
     {
+        self.read_counted(move |conn, schema, _| f(conn, schema))
+            .await
+    }
+
+    /// [`Store::read`] with the connection's count cache.
+    pub(crate) async fn read_counted<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Schema, &mut CountCache) -> Result<T, StoreError> + Send + 'static,
+    {
         let permit = self
             .inner
             .reader_permits
@@ -180,21 +224,26 @@ impl Store {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let conn = inner
-                .readers
-                .lock()
-                .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?
-                .pop()
-                .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-            let schema = inner.schema.load_full();
-            let out = f(&conn, &schema);
-            if let Ok(mut pool) = inner.readers.lock() {
-                pool.push(conn);
-            }
-            out
+            inner.with_reader(f)
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    /// Runs a point read (a primary-key lookup: microseconds on a warm cache) right on the
+    /// calling thread when a reader connection is free, and otherwise like [`Store::read`].
+    /// A hop to the blocking pool costs two thread wake-ups, more than such a read itself;
+    /// anything that may scan (lists, rules, counts) must go through [`Store::read`].
+    pub(crate) async fn read_point<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Schema) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Ok(_permit) = self.inner.reader_permits.clone().try_acquire_owned() else {
+            return self.read(f).await;
+        };
+        self.inner
+            .with_reader(move |conn, schema, _| f(conn, schema))
     }
 
     /// Runs `f` in the writer's transaction and resolves after the commit. A schema that

@@ -11,6 +11,7 @@
 mod api;
 mod codec;
 mod collections;
+mod counts;
 mod engine;
 mod events;
 mod records;

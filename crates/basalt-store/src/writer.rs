@@ -16,6 +16,12 @@ pub(crate) type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 
 const GROUP_MAX: usize = 128;
 
+/// Runs one transaction-control statement through the statement cache: `execute_batch`
+/// would parse it again for every job of every group.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Runs until every sender is dropped, then closes the connection cleanly.
 pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.blocking_recv() {
@@ -26,7 +32,7 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "writer could not begin a transaction");
             for job in jobs {
                 // Run nothing: tell each caller the write did not happen.
@@ -37,21 +43,21 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
         }
         let mut finishes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let savepoint = conn.execute_batch("SAVEPOINT job").is_ok();
+            let savepoint = control(&conn, "SAVEPOINT job").is_ok();
             let f = job(&conn);
             if savepoint {
                 let end = if f.ok {
-                    "RELEASE job"
+                    control(&conn, "RELEASE job")
                 } else {
-                    "ROLLBACK TO job; RELEASE job"
+                    control(&conn, "ROLLBACK TO job").and_then(|()| control(&conn, "RELEASE job"))
                 };
-                if let Err(e) = conn.execute_batch(end) {
+                if let Err(e) = end {
                     tracing::error!(error = %e, "writer savepoint failed");
                 }
             }
             finishes.push(f);
         }
-        let committed = match conn.execute_batch("COMMIT") {
+        let committed = match control(&conn, "COMMIT") {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "writer commit failed");

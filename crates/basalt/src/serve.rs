@@ -122,6 +122,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
     tracing::info!(address = %listener.local_addr()?, dir = %cfg.dir.display(), "basalt serving");
+    // Responses go out as soon as they are written: no Nagle wait behind a delayed ACK
+    // on keep-alive connections.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         // Handlers see the peer address (the client, unless it is a trusted proxy). The

@@ -31,11 +31,11 @@ use crate::records::collection;
 use crate::records::shape::public_record;
 use crate::request_info::Auth;
 
+pub(crate) use alerts::Origin;
 pub(crate) use email_flows::{
     confirm_email_change, confirm_password_reset, confirm_verification, request_email_change,
     request_password_reset, request_verification,
 };
-pub(crate) use alerts::Origin;
 pub(crate) use limits::ClientIp;
 pub use limits::{AuthLimits, AuthLimitsConfig};
 pub(crate) use otp::{auth_with_otp, request_otp};

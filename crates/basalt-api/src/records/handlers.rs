@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::auth_input::{Target, prepare_auth_input};
 use super::expand::expand_records;
 use super::fields::project;
-use super::shape::public_record;
+use super::shape::{into_public_record, public_record};
 use crate::ApiState;
 use crate::body::Body;
 use crate::error::{ApiError, ApiResult};
@@ -90,9 +90,15 @@ pub(crate) async fn render(
     params: &HashMap<String, String>,
     req: &Arc<RequestInfo>,
 ) -> ApiResult<Vec<Value>> {
+    let expand = params.get("expand").filter(|e| !e.trim().is_empty());
+    let Some(e) = expand else {
+        // Nothing to expand: the shaped records take the stored values, no copies.
+        let out = records.into_iter().map(|r| into_public_record(c, r, auth));
+        return project_all(out, params);
+    };
     let mut out: Vec<Map<String, Value>> =
         records.iter().map(|r| public_record(c, r, auth)).collect();
-    if let Some(e) = params.get("expand").filter(|e| !e.trim().is_empty()) {
+    {
         let paths = parse_expand(e).map_err(|_| bad_param("expand"))?;
         expand_records(state, c, &records, &mut out, &paths, auth, req, 0).await?;
         // An asked-for expand is always present, empty when nothing could be expanded.
@@ -101,12 +107,19 @@ pub(crate) async fn render(
                 .or_insert_with(|| Value::Object(Map::new()));
         }
     }
+    project_all(out.into_iter(), params)
+}
+
+/// Applies `fields` from the query string to shaped records.
+fn project_all(
+    out: impl Iterator<Item = Map<String, Value>>,
+    params: &HashMap<String, String>,
+) -> ApiResult<Vec<Value>> {
     let selectors = match params.get("fields").filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(parse_fields(f).map_err(|_| bad_param("fields"))?),
         None => None,
     };
     Ok(out
-        .into_iter()
         .map(|m| {
             let v = Value::Object(m);
             match &selectors {
@@ -204,13 +217,19 @@ pub(crate) async fn view(
     let c = collection(&state, &name)?;
     let access =
         access_for(&rule(&state, &c, Action::View), &auth).ok_or_else(ApiError::superusers_only)?;
-    let req = Arc::new(build(
-        &auth,
-        "GET",
-        &query_map(&params),
-        &headers,
-        Map::new(),
-    ));
+    // Only a rule (here or, through expand, on a related collection) reads `@request.*`:
+    // a plain view skips copying the query and headers.
+    let req = if matches!(access, Access::Rule(_)) || params.contains_key("expand") {
+        Arc::new(build(
+            &auth,
+            "GET",
+            &query_map(&params),
+            &headers,
+            Map::new(),
+        ))
+    } else {
+        Arc::new(RequestInfo::default())
+    };
     let record = state
         .store
         .get_record(&c, &id, access, req.clone())

@@ -8,33 +8,133 @@ use serde_json::{Map, Value};
 use crate::request_info::Auth;
 
 pub(crate) fn public_record(c: &Collection, r: &Record, auth: &Auth) -> Map<String, Value> {
-    let mut out = Map::new();
+    let visible = Visibility::of(c, r, auth);
+    shape(c, &visible, |name, wanted| {
+        wanted.then(|| r.get(name).cloned()).flatten()
+    })
+}
+
+/// [`public_record`] moving the values out of the record instead of copying them: for the
+/// common answer that needs nothing else of the stored record.
+pub(crate) fn into_public_record(c: &Collection, mut r: Record, auth: &Auth) -> Map<String, Value> {
+    let visible = Visibility::of(c, &r, auth);
+    // The store decodes rows in field order: then the values are taken in one pass.
+    let in_field_order =
+        r.len() == c.fields.len() && r.keys().zip(&c.fields).all(|(k, f)| *k == f.name);
+    if !in_field_order {
+        return shape(c, &visible, |name, wanted| {
+            wanted.then(|| r.remove(name)).flatten()
+        });
+    }
+    let mut values = r.into_iter();
+    shape(c, &visible, |_, _| values.next().map(|(_, v)| v))
+}
+
+/// Which of a record's fields this requester sees.
+struct Visibility {
+    superuser: bool,
+    email: bool,
+}
+
+impl Visibility {
+    fn of(c: &Collection, r: &Record, auth: &Auth) -> Self {
+        let superuser = auth.is_superuser();
+        let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+        let owner = auth.0.as_ref().is_some_and(|a| {
+            a.collection_id == c.id && a.record.get("id").and_then(Value::as_str) == Some(id)
+        });
+        let email_visibility = r
+            .get("emailVisibility")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Self {
+            superuser,
+            email: email_visibility || owner || superuser,
+        }
+    }
+}
+
+/// Builds the shaped record; `take(name, wanted)` is called for every field in order and
+/// yields the value to show (`wanted` is false for the fields this requester must not see).
+fn shape(
+    c: &Collection,
+    visible: &Visibility,
+    mut take: impl FnMut(&str, bool) -> Option<Value>,
+) -> Map<String, Value> {
+    let mut out = Map::with_capacity(c.fields.len() + 2);
     out.insert("collectionId".into(), Value::String(c.id.clone()));
     out.insert("collectionName".into(), Value::String(c.name.clone()));
-    let superuser = auth.is_superuser();
-    let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
-    let owner = auth.0.as_ref().is_some_and(|a| {
-        a.collection_id == c.id && a.record.get("id").and_then(Value::as_str) == Some(id)
-    });
     for f in &c.fields {
-        if f.name == "password" || f.name == "tokenKey" {
-            continue;
-        }
-        if f.hidden && !superuser {
-            continue;
-        }
-        if c.is_auth() && f.name == "email" {
-            let visible = r
-                .get("emailVisibility")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            if !visible && !owner && !superuser {
-                continue;
-            }
-        }
-        if let Some(v) = r.get(&f.name) {
-            out.insert(f.name.clone(), v.clone());
+        let wanted = !(f.name == "password"
+            || f.name == "tokenKey"
+            || (f.hidden && !visible.superuser)
+            || (c.is_auth() && f.name == "email" && !visible.email));
+        if let Some(v) = take(&f.name, wanted).filter(|_| wanted) {
+            out.insert(f.name.clone(), v);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use basalt_schema::collection_validate::validate;
+    use basalt_schema::request::AuthInfo;
+    use basalt_schema::{Collection, Schema};
+    use serde_json::json;
+
+    use super::*;
+
+    fn users() -> Collection {
+        let c: Collection = serde_json::from_value(json!({
+            "id": "users0000000001", "name": "users", "type": "auth",
+            "fields": [{"name": "name", "type": "text"}, {"name": "secret", "type": "text", "hidden": true}]
+        }))
+        .expect("doc");
+        validate(c, None, &Schema::default(), "2024-01-01 00:00:00.000Z").expect("valid")
+    }
+
+    fn stored(c: &Collection, visible_email: bool) -> Record {
+        let mut r = Record::new();
+        for f in &c.fields {
+            let v = match f.name.as_str() {
+                "id" => json!("u1"),
+                "emailVisibility" => json!(visible_email),
+                "verified" => json!(false),
+                other => json!(format!("{other}-value")),
+            };
+            r.insert(f.name.clone(), v);
+        }
+        r
+    }
+
+    /// Moving the values out (in field order or not) shapes exactly as copying them does.
+    #[test]
+    fn moving_and_copying_shape_alike() {
+        let c = users();
+        let owner = Auth(Some(AuthInfo {
+            collection_id: c.id.clone(),
+            collection_name: c.name.clone(),
+            record: stored(&c, false),
+            is_superuser: false,
+        }));
+        for auth in [Auth(None), owner] {
+            for visible_email in [false, true] {
+                let r = stored(&c, visible_email);
+                let copied = public_record(&c, &r, &auth);
+                assert!(!copied.contains_key("password") && !copied.contains_key("tokenKey"));
+                assert!(!copied.contains_key("secret"), "hidden field shown");
+                assert_eq!(
+                    copied.contains_key("email"),
+                    visible_email || auth.0.is_some()
+                );
+                assert_eq!(into_public_record(&c, r.clone(), &auth), copied);
+                let mut reversed = Record::new();
+                for (k, v) in r.iter().rev() {
+                    reversed.insert(k.clone(), v.clone());
+                }
+                assert_eq!(into_public_record(&c, reversed, &auth), copied);
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ mod path;
 pub(crate) use compile::compile_order;
 pub(crate) use compile::{compile_condition, compile_list};
 
-use rusqlite::types::{ToSql, ToSqlOutput, Value as SqlLite};
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 
 /// A bound parameter value.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,11 +21,12 @@ pub(crate) enum SqlValue {
 
 impl ToSql for SqlValue {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Owned(match self {
-            SqlValue::Null => SqlLite::Null,
-            SqlValue::Integer(i) => SqlLite::Integer(*i),
-            SqlValue::Real(f) => SqlLite::Real(*f),
-            SqlValue::Text(s) => SqlLite::Text(s.clone()),
+        // Borrowed: binding a text parameter copies it once, inside SQLite, not here too.
+        Ok(ToSqlOutput::Borrowed(match self {
+            SqlValue::Null => ValueRef::Null,
+            SqlValue::Integer(i) => ValueRef::Integer(*i),
+            SqlValue::Real(f) => ValueRef::Real(*f),
+            SqlValue::Text(s) => ValueRef::Text(s.as_bytes()),
         }))
     }
 }
