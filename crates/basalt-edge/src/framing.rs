@@ -86,8 +86,12 @@ enum State {
     Chunked(Chunk),
     /// HTTP/2 or an upgrade in progress: bytes pass unchecked.
     Passthrough,
-    /// Nothing more is read from the client.
+    /// Nothing more is read from the client: reads end (EOF).
     Closed,
+    /// A head was refused: the stand-in is delivered, then reads never complete, because
+    /// hyper drops a connection on EOF before answering; the refusal carries
+    /// `Connection: close`, so hyper closes once it is written.
+    Refused,
 }
 
 /// A stand-in request hyper parses in place of a refused head; the service answers it
@@ -152,14 +156,14 @@ impl<T> GuardedIo<T> {
         (self.on_reject)("framing");
         self.out.extend_from_slice(STAND_IN);
         self.line.clear();
-        self.state = State::Closed;
+        self.state = State::Refused;
     }
 
     /// Feeds bytes read from the client through the state machine.
     fn process(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             match self.state {
-                State::Closed => return,
+                State::Closed | State::Refused => return,
                 State::Passthrough => {
                     self.out.extend_from_slice(data);
                     return;
@@ -302,7 +306,7 @@ impl<T> GuardedIo<T> {
             State::Body(_) | State::Chunked(_) => {
                 self.waiting_since.map(|t| t + self.limits.body_timeout)
             }
-            State::Passthrough | State::Closed => None,
+            State::Passthrough | State::Closed | State::Refused => None,
         }
     }
 }
@@ -445,6 +449,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
             if this.state == State::Closed {
                 return Poll::Ready(Ok(()));
             }
+            if this.state == State::Refused {
+                return Poll::Pending;
+            }
             if this.state == State::Passthrough {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
@@ -571,7 +578,7 @@ mod tests {
             let (out, refused, state) = run(case);
             assert_eq!(out, STAND_IN, "{}", String::from_utf8_lossy(case));
             assert_eq!(refused.map(|r| r.0.as_u16()), Some(*status));
-            assert_eq!(state, State::Closed);
+            assert_eq!(state, State::Refused);
         }
         // A smuggled second request after a good one: the first passes, the second is refused.
         let (out, refused, _) = run(
