@@ -163,10 +163,8 @@ async fn a_reload_swaps_certificates_on_the_same_socket() {
     let (edge, addr) = edge(&tls_config(dir.path(), up.addr, &["a.test"])).await;
     assert!(handshake(addr, "a.test", &[&a], &[]).await.is_ok());
     let a2 = write_cert(dir.path(), "a.test"); // same name, new key and certificate
-    let cfg = basalt_edge::EdgeConfig::from_toml(
-        &tls_config(dir.path(), up.addr, &["a.test"]).replace("127.0.0.1:0", "127.0.0.1:0"),
-    )
-    .expect("cfg");
+    let cfg = basalt_edge::EdgeConfig::from_toml(&tls_config(dir.path(), up.addr, &["a.test"]))
+        .expect("cfg");
     edge.apply(cfg).await.expect("reload");
     assert_eq!(edge.local_addrs()[0], addr, "the socket was kept");
     let (_, served) = handshake(addr, "a.test", &[&a2], &[])
