@@ -45,6 +45,19 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "axum",
         ],
     ),
+    (
+        "basalt-net",
+        &[
+            "tokio",
+            "axum",
+            "hyper",
+            "rusqlite",
+            "basalt-schema",
+            "basalt-store",
+            "basalt-api",
+            "basalt-auth",
+        ],
+    ),
 ];
 
 #[test]
