@@ -20,6 +20,47 @@ pub struct EdgeConfig {
     pub limits: LimitsConfig,
     /// The admin listener serving `POST /reload` and `GET /metrics` (`[edge.admin]`).
     pub admin: Option<AdminConfig>,
+    /// Who may connect and which proxies' forwarding headers are believed (`[edge.clients]`).
+    pub clients: ClientsConfig,
+    /// Rate limits, each checked on the routes it names (`[[edge.rate_limits]]`).
+    pub rate_limits: Vec<RateLimitConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientsConfig {
+    /// Addresses or CIDR ranges of proxies in front of the edge; only their
+    /// `X-Forwarded-For` / `Forwarded` hops are believed when finding the client address.
+    pub trusted_proxies: Vec<String>,
+    /// When non-empty, only clients in these ranges are served (others get a 403).
+    pub allow: Vec<String>,
+    /// Clients in these ranges get a 403.
+    pub deny: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Name used in logs and to keep its state across reloads.
+    pub name: String,
+    /// Requests allowed at once; refilled at `burst` per `period_ms`.
+    pub burst: u32,
+    pub period_ms: u64,
+    /// `client_ip` (IPv6 by /64), `route`, `header:NAME` or `user` (the `id` or `sub`
+    /// claim of a bearer JWT, unverified at the edge; the client IP without a token).
+    /// Default `client_ip`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Route names this limit applies to; every route when empty.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Most keys remembered at once (the store is bounded). Default 100000.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+fn default_max_keys() -> usize {
+    100_000
 }
 
 /// A file holding only an `[edge]` table (what `basalt proxy --config` reads).

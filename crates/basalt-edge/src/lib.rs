@@ -15,6 +15,7 @@ mod framing;
 mod listener;
 pub mod metrics;
 mod pool;
+mod protect;
 mod proxy;
 mod proxy_protocol;
 mod route;

@@ -20,7 +20,10 @@ use crate::pool::{Lease, PickContext, PickError, Pool};
 
 /// What the proxy knows about the client side of a request.
 pub struct ClientSide {
-    pub ip: IpAddr,
+    /// The connection's peer: the hop appended to `X-Forwarded-For`.
+    pub peer: IpAddr,
+    /// The client behind trusted proxies: what consistent hashing by client IP uses.
+    pub client: IpAddr,
     pub https: bool,
 }
 
@@ -97,7 +100,7 @@ pub async fn forward(
             .headers
             .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
     }
-    append_forwarded_for(&mut parts.headers, client.ip);
+    append_forwarded_for(&mut parts.headers, client.peer);
     parts.headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if client.https { "https" } else { "http" }),
@@ -122,7 +125,7 @@ pub async fn forward(
             pool.metrics.retry(&pool.name);
         }
         let ctx = PickContext {
-            client_ip: client.ip,
+            client_ip: client.client,
             headers: &parts.headers,
         };
         let lease = match pool.pick(&ctx, tried) {

@@ -118,6 +118,11 @@ async fn route_request(
             None,
         );
     }
+    let client_ip = snapshot.protection.client_ip(peer.ip(), req.headers());
+    if !snapshot.protection.admits(client_ip) {
+        shared.metrics.rejected("ip_denied");
+        return (error_response(StatusCode::FORBIDDEN, "access denied"), None);
+    }
     let host_str = host.unwrap_or("");
     let Some(route) = snapshot
         .routes
@@ -130,6 +135,17 @@ async fn route_request(
         );
     };
     let name = Some(route.name.clone());
+    if let Err(wait) = snapshot
+        .protection
+        .check_limits(&route.name, client_ip, req.headers())
+    {
+        shared.metrics.rejected("rate_limited");
+        let mut r = error_response(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return (r, name);
+    }
     let mut req = req.map(|b| {
         let b = b.map_err(|e| -> BoxError { Box::new(e) });
         if limit > 0 && declared.is_none() {
@@ -148,7 +164,8 @@ async fn route_request(
     let resp = match &route.action {
         Action::Pool(pool) => {
             let client = ClientSide {
-                ip: peer.ip(),
+                peer: peer.ip(),
+                client: client_ip,
                 https: listener.tls.is_some(),
             };
             forward(pool, req, &client).await

@@ -14,6 +14,7 @@ use crate::error::EdgeError;
 use crate::framing::GuardLimits;
 use crate::metrics::EdgeMetrics;
 use crate::pool::Pool;
+use crate::protect::Protection;
 use crate::route::Route;
 
 /// One listener's settings; the accept loop reads them per connection, so a reload can
@@ -33,6 +34,7 @@ pub struct Snapshot {
     pub pools: BTreeMap<String, Arc<Pool>>,
     pub listeners: Vec<Arc<ListenerRuntime>>,
     pub max_body_bytes: u64,
+    pub protection: Protection,
 }
 
 impl Snapshot {
@@ -127,11 +129,19 @@ impl Snapshot {
                 return Err(bad(format!("route name {:?} appears twice", r.name)));
             }
         }
+        let route_names: Vec<&str> = routes.iter().map(|r| &*r.name).collect();
+        let protection = Protection::build(
+            &cfg.clients,
+            &cfg.rate_limits,
+            &route_names,
+            previous.map(|p| &p.protection),
+        )?;
         Ok(Self {
             routes,
             pools,
             listeners,
             max_body_bytes: l.max_body_bytes,
+            protection,
         })
     }
 }
