@@ -34,6 +34,8 @@ pub struct Config {
     pub secret: Option<String>,
     /// Seconds in-flight requests get to finish on shutdown (`BASALT_SHUTDOWN_GRACE`). Default 10.
     pub shutdown_grace: u64,
+    /// The edge (`[edge]`: listeners, routes, pools, limits; see docs/edge.md). When set, `serve` answers on the edge's listeners instead of `http`, and `basalt proxy` runs it alone. Default none.
+    pub edge: Option<basalt_edge::EdgeConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -48,6 +50,7 @@ impl std::fmt::Debug for Config {
             .field("db_writer_queue", &self.db_writer_queue)
             .field("db_sync_full", &self.db_sync_full)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("edge", &self.edge.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +70,7 @@ impl Default for Config {
             log: "info".into(),
             secret: None,
             shutdown_grace: 10,
+            edge: None,
         }
     }
 }

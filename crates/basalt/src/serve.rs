@@ -40,7 +40,7 @@ fn signing_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
     Ok(secret.into_bytes())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -59,7 +59,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
     let keys = basalt_auth::TokenKeys::new(signing_secret(&cfg)?);
     let hash_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -75,6 +75,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(cfg.request_timeout),
     };
     let app = basalt_api::router(state, &api);
+    if let Some(edge_cfg) = cfg.edge.clone() {
+        return serve_behind_edge(&cfg, edge_cfg, file, app, store).await;
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.http)
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
@@ -93,6 +96,42 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Ok(res) => res.context("server task")?.context("server")?,
         Err(_) => tracing::warn!("in-flight requests did not finish in time"),
     }
+    store.close().await;
+    tracing::info!("database closed; bye");
+    Ok(())
+}
+
+/// `serve` with an `[edge]` section: the edge owns the listeners and hands requests routed
+/// with `api = true` to the API router in-process (no socket between them).
+async fn serve_behind_edge(
+    cfg: &Config,
+    edge_cfg: basalt_edge::EdgeConfig,
+    file: Option<std::path::PathBuf>,
+    app: axum::Router,
+    store: Store,
+) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api: basalt_edge::ApiService = tower::util::BoxCloneSyncService::new(ServiceExt::<
+        axum::http::Request<basalt_edge::Body>,
+    >::map_response(
+        app,
+        |r: axum::response::Response| {
+            r.map(|b| {
+                b.map_err(|e| -> basalt_edge::BoxError { Box::new(e) })
+                    .boxed_unsync()
+            })
+        },
+    ));
+    let source = file.map(crate::proxy::reload_source);
+    let edge = basalt_edge::Edge::start(edge_cfg, Some(api), source)
+        .await
+        .context("starting the edge")?;
+    for a in edge.local_addrs() {
+        tracing::info!(address = %a, dir = %cfg.dir.display(), "basalt serving behind the edge");
+    }
+    crate::proxy::run_until_shutdown(&edge).await;
+    edge.shutdown(Duration::from_secs(cfg.shutdown_grace)).await;
     store.close().await;
     tracing::info!("database closed; bye");
     Ok(())
