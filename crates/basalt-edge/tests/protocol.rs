@@ -235,3 +235,56 @@ async fn https_redirect_and_redirect_routes() {
     .await;
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
 }
+
+/// A raw upstream streaming `count` server-sent events, one every `every`.
+async fn sse_upstream(count: usize, every: Duration) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for i in 0..count {
+                    let event = format!("data: {i}\n\n");
+                    let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+                    if s.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(every).await;
+                }
+                let _ = s.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_event_stream_outlives_the_idle_timeout() {
+    let up = sse_upstream(12, Duration::from_millis(100)).await;
+    // Idle and header timeouts far shorter than the stream: they must not cut it.
+    let (_edge, addr) = edge(&format!(
+        "{}\n[edge.limits]\nidle_timeout_ms = 250\nheader_timeout_ms = 250\n",
+        pool_config(&[(up, 1)], "")
+    ))
+    .await;
+    let mut resp = client()
+        .get(format!("http://{addr}/events"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    while let Some(chunk) = resp.chunk().await.expect("chunk") {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events = text.matches("data: ").count();
+    assert_eq!(events, 12, "{text}");
+}
