@@ -27,6 +27,8 @@ pub async fn start(edge: Edge, listen: &str) -> Result<SocketAddr, EdgeError> {
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 continue;
             };
             let Some(inner) = weak.upgrade() else {

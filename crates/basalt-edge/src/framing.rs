@@ -360,8 +360,16 @@ fn check_head(head: &[u8], max_headers: usize) -> Result<State, (StatusCode, &'s
     {
         return Err((BAD, "obsolete line folding in the request head"));
     }
-    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut req = httparse::Request::new(&mut storage);
+    // On the stack for the usual limits: no allocation per request head.
+    let mut stack = [httparse::EMPTY_HEADER; 128];
+    let mut heap;
+    let storage: &mut [httparse::Header<'_>] = if max_headers <= stack.len() {
+        &mut stack[..max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; max_headers];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(storage);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err((BAD, "incomplete request head")),
