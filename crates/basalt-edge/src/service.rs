@@ -49,7 +49,16 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let https = listener.tls.is_some();
+    // The framing guard stops checking after an HTTP/1 upgrade request, so unless the
+    // protocol really switches the connection must end with this response.
+    let unchecked_after = req.version() <= http::Version::HTTP_11
+        && method == http::Method::GET
+        && req.headers().contains_key(header::UPGRADE);
     let (mut resp, route) = route_request(shared.clone(), listener.clone(), peer, req).await;
+    if unchecked_after && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(hsts) = &listener.hsts {
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());

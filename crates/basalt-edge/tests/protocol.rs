@@ -286,3 +286,24 @@ async fn an_event_stream_outlives_the_idle_timeout() {
     let events = text.matches("data: ").count();
     assert_eq!(events, 12, "{text}");
 }
+
+#[tokio::test]
+async fn a_refused_upgrade_closes_so_nothing_unchecked_follows() {
+    // Regression: the guard stops scanning after an upgrade request; a non-101 answer from
+    // any action must close the connection, or a smuggled request would be parsed unchecked.
+    let a = upstream("a").await;
+    let cfg = format!(
+        "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[[edge.routes]]\npath_prefix = \"/r\"\nredirect = {{ to = \"https://x.test\" }}\n[[edge.routes]]\npool = \"p\"\n[edge.pools.p]\ntargets = [{{ address = \"{}\" }}]\n",
+        a.addr
+    );
+    let (_edge, addr) = edge(&cfg).await;
+    for path in ["/r", "/plain"] {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nPOST /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nZ"
+        );
+        let reply = raw(addr, req.as_bytes()).await;
+        assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{path}: {reply}");
+        assert!(!reply.contains("/smuggled"), "{path}: {reply}");
+    }
+    assert_eq!(a.hits(), 1, "only the upgrade request reached the upstream");
+}
