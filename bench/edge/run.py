@@ -95,14 +95,15 @@ def wrk(port, conns, duration):
 NOTES = """## Reading it
 
 The goal (req/s >= nginx and p99 <= nginx on every row) is not met yet. A `perf record`
-of the edge under `wrk -c64` shows about 58 % of its samples in the kernel, the largest
-single items being scheduler switches and wake-ups (`finish_task_switch`,
-`_raw_spin_unlock_irqrestore`): requests hop between tokio worker threads (the accepted
-connection's task, and hyper-util's pooled upstream connection task), while each nginx
-worker serves its connections and their upstream connections on one thread. malloc/free
-is about 5 %, the framing guard's head check under 1 %. The next step is a
-thread-per-core edge: one current-thread runtime and one SO_REUSEPORT socket per core,
-with upstream connections owned by the core that uses them. The machine was shared
+of the edge under `wrk -c64` shows about 58 % of its samples in the kernel (TCP, and
+scheduler switches and wake-ups: `finish_task_switch`, `_raw_spin_unlock_irqrestore`),
+30 % in Basalt's code and its crates, 10 % in libc (malloc/free about 5 %); the framing
+guard's head check is under 1 %. One tokio worker instead of two gave the same figure
+(14.1k vs 12.9k req/s), so thread hopping inside the runtime is not the whole story. Next
+steps to measure: a thread-per-core edge (a current-thread runtime and an SO_REUSEPORT
+socket per core, upstream connections owned by the core that uses them), fewer boxed
+bodies per request, and upstream connections driven in the request's task.
+The machine was shared
 (load average above 10 on 2 CPUs), so absolute figures are noisy; the ratios of the
 alternating rounds are what to compare.
 """
