@@ -48,6 +48,8 @@ pub struct Config {
     /// Auth requests per identity (email, username, OTP id) per minute; 0 disables
     /// (`BASALT_AUTH_RATE_PER_IDENTITY`). Default 20.
     pub auth_rate_per_identity: u32,
+    /// The edge (`[edge]`: listeners, routes, pools, limits; see docs/edge.md). When set, `serve` answers on the edge's listeners instead of `http`, and `basalt proxy` runs it alone. Default none.
+    pub edge: Option<basalt_edge::EdgeConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -66,6 +68,7 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("auth_rate_per_ip", &self.auth_rate_per_ip)
             .field("auth_rate_per_identity", &self.auth_rate_per_identity)
+            .field("edge", &self.edge.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +92,7 @@ impl Default for Config {
             trusted_proxies: vec![],
             auth_rate_per_ip: 60,
             auth_rate_per_identity: 20,
+            edge: None,
         }
     }
 }

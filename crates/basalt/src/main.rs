@@ -2,6 +2,7 @@
 //! place that reads the environment and picks concrete implementations.
 
 mod config;
+mod proxy;
 mod serve;
 mod superuser;
 
@@ -37,6 +38,13 @@ enum Command {
         #[arg(long)]
         json_logs: bool,
     },
+    /// Runs the edge alone (reverse proxy, load balancer, TLS front; no database) from the
+    /// `[edge]` section of `--config`. SIGHUP reloads the file.
+    Proxy {
+        /// Log as JSON lines.
+        #[arg(long)]
+        json_logs: bool,
+    },
     /// Manages superusers.
     Superuser {
         #[command(subcommand)]
@@ -57,7 +65,8 @@ fn main() -> anyhow::Result<()> {
     }
     if let Command::Serve {
         json_logs: true, ..
-    } = &cli.command
+    }
+    | Command::Proxy { json_logs: true } = &cli.command
     {
         cfg.json_logs = true;
     }
@@ -68,7 +77,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve { .. } => serve::run(cfg).await,
+            Command::Serve { .. } => serve::run(cfg, cli.config).await,
+            Command::Proxy { .. } => proxy::run(cfg, cli.config).await,
             Command::Superuser { action } => superuser::run(&cfg, action).await,
             Command::Migrate => {
                 let store = serve::open_store(&cfg).await?;

@@ -56,7 +56,7 @@ fn auth_limits(cfg: &Config) -> anyhow::Result<basalt_api::AuthLimits> {
     }))
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -75,7 +75,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
     let previous = cfg
         .previous_secrets
@@ -118,6 +118,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .run(basalt_api::realtime_renderer(state.clone())),
     );
     let app = basalt_api::router(state, &api);
+    if let Some(edge_cfg) = cfg.edge.clone() {
+        let res = serve_behind_edge(&cfg, edge_cfg, file, app, &realtime).await;
+        fanout.abort();
+        store.close().await;
+        tracing::info!("database closed; bye");
+        return res;
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.http)
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
@@ -156,5 +163,52 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     fanout.abort();
     store.close().await;
     tracing::info!("database closed; bye");
+    Ok(())
+}
+
+/// `serve` with an `[edge]` section: the edge owns the listeners and hands requests routed
+/// with `api = true` to the API router in-process (no socket between them).
+async fn serve_behind_edge(
+    cfg: &Config,
+    edge_cfg: basalt_edge::EdgeConfig,
+    file: Option<std::path::PathBuf>,
+    app: axum::Router,
+    realtime: &basalt_realtime::Hub,
+) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    // The edge hands over the connection's peer; the API reads it as axum's ConnectInfo
+    // (the auth rate limits key on the client address behind trusted proxies).
+    let app = ServiceExt::<axum::http::Request<basalt_edge::Body>>::map_request(
+        app,
+        |mut r: axum::http::Request<basalt_edge::Body>| {
+            if let Some(peer) = r.extensions().get::<std::net::SocketAddr>().copied() {
+                r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            }
+            r
+        },
+    );
+    let api: basalt_edge::ApiService = tower::util::BoxCloneSyncService::new(ServiceExt::<
+        axum::http::Request<basalt_edge::Body>,
+    >::map_response(
+        app,
+        |r: axum::response::Response| {
+            r.map(|b| {
+                b.map_err(|e| -> basalt_edge::BoxError { Box::new(e) })
+                    .boxed_unsync()
+            })
+        },
+    ));
+    let source = file.map(crate::proxy::reload_source);
+    let edge = basalt_edge::Edge::start(edge_cfg, Some(api), source)
+        .await
+        .context("starting the edge")?;
+    for a in edge.local_addrs() {
+        tracing::info!(address = %a, dir = %cfg.dir.display(), "basalt serving behind the edge");
+    }
+    crate::proxy::run_until_shutdown(&edge).await;
+    // Open realtime streams end first, so they do not hold the edge's drain up.
+    realtime.shutdown();
+    edge.shutdown(Duration::from_secs(cfg.shutdown_grace)).await;
     Ok(())
 }

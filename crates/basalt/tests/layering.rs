@@ -42,6 +42,19 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &["basalt-schema", "basalt-store", "basalt-api", "basalt-auth"],
     ),
     ("basalt-api", &["rusqlite"]),
+    // The edge runs alone (`basalt proxy`, no database): it never knows the store, the
+    // schema or the API's routes; the API reaches it as an opaque tower service.
+    (
+        "basalt-edge",
+        &[
+            "basalt-store",
+            "basalt-api",
+            "basalt-schema",
+            "basalt-auth",
+            "rusqlite",
+            "axum",
+        ],
+    ),
     (
         "basalt-net",
         &[

@@ -1,0 +1,249 @@
+//! Basalt's edge: a reverse proxy, load balancer and TLS front that runs alone
+//! (`basalt proxy`) or in front of the API inside `basalt serve`.
+//!
+//! It owns listeners (HTTP/1.1, HTTP/2, TLS with SNI, PROXY protocol), request-framing
+//! checks, routing to upstream pools / the in-process API / static files / redirects,
+//! load balancing, health checks, retries, the runtime snapshot and its atomic reload, and
+//! its own metrics. It must never know the store, the schema or the API's routes: the API
+//! arrives as an opaque tower service.
+
+pub mod admin;
+pub mod body;
+pub mod config;
+mod error;
+mod framing;
+mod listener;
+pub mod metrics;
+mod pool;
+mod protect;
+mod proxy;
+mod proxy_protocol;
+mod route;
+mod service;
+mod snapshot;
+mod static_files;
+mod tls;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::server::graceful::GracefulShutdown;
+
+pub use body::{Body, BoxError};
+pub use config::EdgeConfig;
+pub use error::EdgeError;
+pub use metrics::EdgeMetrics;
+use snapshot::Snapshot;
+
+/// The Basalt API as the edge sees it: any service from requests to responses.
+pub type ApiService =
+    tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+
+/// Re-reads the configuration for a reload (the binary decides where it comes from).
+pub type ConfigSource = Arc<dyn Fn() -> Result<EdgeConfig, EdgeError> + Send + Sync>;
+
+/// What every connection shares: the current snapshot, the API and the metrics.
+pub(crate) struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    api: Option<ApiService>,
+    metrics: Arc<EdgeMetrics>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    /// Running listeners by their configured `listen` string.
+    listeners: Mutex<HashMap<String, listener::Running>>,
+    source: Option<ConfigSource>,
+    graceful: Mutex<Option<GracefulShutdown>>,
+    reloading: tokio::sync::Mutex<()>,
+    admin: Mutex<Option<SocketAddr>>,
+}
+
+/// A running edge. Cheap to clone.
+#[derive(Clone)]
+pub struct Edge {
+    inner: Arc<Inner>,
+}
+
+impl Edge {
+    /// Validates `cfg`, binds its listeners (and the admin listener) and starts serving.
+    pub async fn start(
+        cfg: EdgeConfig,
+        api: Option<ApiService>,
+        source: Option<ConfigSource>,
+    ) -> Result<Edge, EdgeError> {
+        let metrics = Arc::new(EdgeMetrics::new());
+        let snapshot = Snapshot::build(&cfg, api.is_some(), None, &metrics)?;
+        let edge = Edge {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared {
+                    snapshot: ArcSwap::from_pointee(snapshot),
+                    api,
+                    metrics,
+                }),
+                listeners: Mutex::new(HashMap::new()),
+                source,
+                graceful: Mutex::new(Some(GracefulShutdown::new())),
+                reloading: tokio::sync::Mutex::new(()),
+                admin: Mutex::new(None),
+            }),
+        };
+        let snap = edge.inner.shared.snapshot.load_full();
+        edge.sync_listeners(&snap)?;
+        edge.start_health_checks(&snap);
+        if let Some(a) = &cfg.admin {
+            let addr = admin::start(edge.clone(), &a.listen).await?;
+            *edge.lock_admin() = Some(addr);
+        }
+        Ok(edge)
+    }
+
+    fn lock_admin(&self) -> std::sync::MutexGuard<'_, Option<SocketAddr>> {
+        self.inner.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_listeners(&self) -> std::sync::MutexGuard<'_, HashMap<String, listener::Running>> {
+        self.inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Re-reads the configuration from the source and applies it.
+    pub async fn reload(&self) -> Result<(), EdgeError> {
+        let Some(source) = &self.inner.source else {
+            return Err(EdgeError::Config(
+                "this edge has no configuration file to reload".into(),
+            ));
+        };
+        let cfg = source()?;
+        self.apply(cfg).await
+    }
+
+    /// Validates `cfg` and swaps it in; on any error the running configuration stays.
+    /// Listeners whose address is unchanged keep their socket and connections; in-flight
+    /// requests and upgraded streams finish on the snapshot they started with.
+    pub async fn apply(&self, cfg: EdgeConfig) -> Result<(), EdgeError> {
+        let _one_at_a_time = self.inner.reloading.lock().await;
+        let shared = &self.inner.shared;
+        let old = shared.snapshot.load_full();
+        let next = Arc::new(Snapshot::build(
+            &cfg,
+            shared.api.is_some(),
+            Some(&old),
+            &shared.metrics,
+        )?);
+        self.sync_listeners(&next)?;
+        shared.snapshot.store(next.clone());
+        self.start_health_checks(&next);
+        tracing::info!(
+            routes = next.routes.len(),
+            pools = next.pools.len(),
+            listeners = next.listeners.len(),
+            "edge configuration applied"
+        );
+        Ok(())
+    }
+
+    /// Binds new listeners first (so a bind failure leaves everything as it was), then
+    /// updates kept ones and stops removed ones.
+    fn sync_listeners(&self, snap: &Snapshot) -> Result<(), EdgeError> {
+        let mut running = self.lock_listeners();
+        let mut fresh = Vec::new();
+        for rt in &snap.listeners {
+            if running.contains_key(&rt.listen) {
+                continue;
+            }
+            let l = listener::bind(rt).map_err(|source| EdgeError::Bind {
+                address: rt.listen.clone(),
+                source,
+            })?;
+            fresh.push((rt.clone(), l));
+        }
+        for rt in &snap.listeners {
+            if let Some(r) = running.get(&rt.listen) {
+                r.runtime.store(rt.clone());
+            }
+        }
+        let keep: std::collections::HashSet<&str> =
+            snap.listeners.iter().map(|l| l.listen.as_str()).collect();
+        running.retain(|k, r| {
+            let kept = keep.contains(k.as_str());
+            if !kept {
+                r.stop();
+            }
+            kept
+        });
+        for (rt, l) in fresh {
+            let inner = Arc::downgrade(&self.inner);
+            let watcher = move || match inner.upgrade() {
+                Some(i) => match &*i.graceful.lock().unwrap_or_else(|p| p.into_inner()) {
+                    Some(g) => g.watcher(),
+                    None => GracefulShutdown::new().watcher(),
+                },
+                None => GracefulShutdown::new().watcher(),
+            };
+            let r = listener::start(l, rt.clone(), self.inner.shared.clone(), watcher).map_err(
+                |source| EdgeError::Bind {
+                    address: rt.listen.clone(),
+                    source,
+                },
+            )?;
+            tracing::info!(address = %r.local, tls = rt.tls.is_some(), "edge listening");
+            running.insert(rt.listen.clone(), r);
+        }
+        Ok(())
+    }
+
+    fn start_health_checks(&self, snap: &Snapshot) {
+        for pool in snap.pools.values() {
+            for t in &pool.targets {
+                self.inner
+                    .shared
+                    .metrics
+                    .set_health(&pool.name, &t.address, t.is_healthy());
+            }
+            pool::health::spawn(pool);
+        }
+    }
+
+    /// Bound addresses of the listeners, in configuration order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        let snap = self.inner.shared.snapshot.load();
+        let running = self.lock_listeners();
+        snap.listeners
+            .iter()
+            .filter_map(|l| running.get(&l.listen).map(|r| r.local))
+            .collect()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        *self.lock_admin()
+    }
+
+    pub fn metrics(&self) -> Arc<EdgeMetrics> {
+        self.inner.shared.metrics.clone()
+    }
+
+    /// Stops accepting, asks open connections to finish and waits up to `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        for r in self.lock_listeners().values() {
+            r.stop();
+        }
+        let graceful = self
+            .inner
+            .graceful
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(g) = graceful
+            && tokio::time::timeout(grace, g.shutdown()).await.is_err()
+        {
+            tracing::warn!("edge connections did not finish in time");
+        }
+    }
+}

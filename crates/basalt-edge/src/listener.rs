@@ -1,0 +1,190 @@
+//! Accepting connections: PROXY protocol, TLS (ALPN h2 / http/1.1), the framing guard for
+//! HTTP/1, and hyper-util's auto builder (HTTP/1.1, HTTP/2, h2c with prior knowledge).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::Shared;
+use crate::framing::{ConnState, GuardedIo};
+use crate::snapshot::ListenerRuntime;
+
+/// A bound listener; its settings are swapped on reload, the socket is kept.
+pub struct Running {
+    pub local: SocketAddr,
+    pub runtime: Arc<ArcSwap<ListenerRuntime>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+pub fn bind(rt: &Arc<ListenerRuntime>) -> std::io::Result<TcpListener> {
+    let socket = match rt.address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(rt.address)?;
+    socket.listen(4096)
+}
+
+pub fn start(
+    listener: TcpListener,
+    rt: Arc<ListenerRuntime>,
+    shared: Arc<Shared>,
+    watcher: impl Fn() -> Watcher + Send + Sync + 'static,
+) -> std::io::Result<Running> {
+    let local = listener.local_addr()?;
+    let runtime = Arc::new(ArcSwap::new(rt));
+    let (stop, mut stopped) = watch::channel(false);
+    let settings = runtime.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        // The framing guard owns head timeouts; hyper's would also cut upgraded streams.
+        .header_read_timeout(None)
+        .max_buf_size(1 << 20);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+    let builder = Arc::new(builder);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stopped.changed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let rt = settings.load_full();
+            let shared = shared.clone();
+            let builder = builder.clone();
+            let watcher = watcher();
+            tokio::spawn(async move {
+                connection(stream, peer, rt, shared, builder, watcher).await;
+            });
+        }
+    });
+    Ok(Running {
+        local,
+        runtime,
+        stop,
+    })
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    rt: Arc<ListenerRuntime>,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+) {
+    let _ = stream.set_nodelay(true);
+    if rt.proxy_protocol {
+        match tokio::time::timeout(
+            rt.limits.header_timeout,
+            crate::proxy_protocol::read_header(&mut stream),
+        )
+        .await
+        {
+            Ok(Ok(Some(real))) => peer = real,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, %peer, "proxy protocol header refused");
+                shared.metrics.rejected("proxy_protocol");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+    match &rt.tls {
+        Some(acceptor) => {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(rt.limits.header_timeout, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            if h2 {
+                serve(tls, peer, rt, shared, builder, watcher, ConnState::new()).await;
+            } else {
+                guarded(tls, peer, rt, shared, builder, watcher).await;
+            }
+        }
+        None => guarded(stream, peer, rt, shared, builder, watcher).await,
+    }
+}
+
+async fn guarded<I>(
+    io: I,
+    peer: SocketAddr,
+    rt: Arc<ListenerRuntime>,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = ConnState::new();
+    let metrics = shared.metrics.clone();
+    let io = GuardedIo::new(
+        io,
+        conn.clone(),
+        rt.limits,
+        Arc::new(move |reason| metrics.rejected(reason)),
+    );
+    serve(io, peer, rt, shared, builder, watcher, conn).await;
+}
+
+async fn serve<I>(
+    io: I,
+    peer: SocketAddr,
+    rt: Arc<ListenerRuntime>,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    conn: Arc<ConnState>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| -> crate::service::HandleFuture {
+        // Boxed as a `dyn Future + Send`: rustc cannot prove the unboxed future Send for
+        // every lifetime hyper asks about (the boxed error types inside the API service).
+        Box::pin(crate::service::handle(
+            shared.clone(),
+            conn.clone(),
+            rt.clone(),
+            peer,
+            req,
+        ))
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}

@@ -1,0 +1,193 @@
+//! The edge's Prometheus series: requests and latency per route, requests, latency, health,
+//! retries and ejections per upstream target, rate-limited and rejected requests.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct EdgeMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    upstream_requests: IntCounterVec,
+    upstream_latency: HistogramVec,
+    target_healthy: IntGaugeVec,
+    retries: IntCounterVec,
+    ejections: IntCounterVec,
+    rejected: IntCounterVec,
+}
+
+impl Default for EdgeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Names and label sets are constants, so construction cannot fail.
+fn fixed<T>(r: prometheus::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("invalid metric definition: {e}"),
+    }
+}
+
+impl EdgeMetrics {
+    pub fn new() -> Self {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            fixed(IntCounterVec::new(Opts::new(name, help), labels))
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            fixed(HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                labels,
+            ))
+        };
+        let m = Self {
+            requests: counter(
+                "requests_total",
+                "Requests by route and status",
+                &["route", "status"],
+            ),
+            latency: histogram(
+                "request_duration_seconds",
+                "Time to response headers by route",
+                &["route"],
+            ),
+            upstream_requests: counter(
+                "upstream_requests_total",
+                "Upstream attempts by pool, target and status (0 when no response)",
+                &["pool", "target", "status"],
+            ),
+            upstream_latency: histogram(
+                "upstream_duration_seconds",
+                "Upstream time to response headers by pool and target",
+                &["pool", "target"],
+            ),
+            target_healthy: fixed(IntGaugeVec::new(
+                Opts::new("target_healthy", "1 when active health checks pass"),
+                &["pool", "target"],
+            )),
+            retries: counter(
+                "retries_total",
+                "Retried upstream attempts by pool",
+                &["pool"],
+            ),
+            ejections: counter(
+                "ejections_total",
+                "Passive ejections by pool and target",
+                &["pool", "target"],
+            ),
+            rejected: counter(
+                "rejected_total",
+                "Requests refused before routing, by reason",
+                &["reason"],
+            ),
+            registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
+        };
+        for c in [
+            Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.latency.clone()),
+            Box::new(m.upstream_requests.clone()),
+            Box::new(m.upstream_latency.clone()),
+            Box::new(m.target_healthy.clone()),
+            Box::new(m.retries.clone()),
+            Box::new(m.ejections.clone()),
+            Box::new(m.rejected.clone()),
+        ] {
+            let _ = m.registry.register(c);
+        }
+        m
+    }
+
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, status_label(status)])
+            .inc();
+        self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
+    pub fn upstream(&self, pool: &str, target: &str, status: u16, seconds: f64) {
+        self.upstream_requests
+            .with_label_values(&[pool, target, status_label(status)])
+            .inc();
+        self.upstream_latency
+            .with_label_values(&[pool, target])
+            .observe(seconds);
+    }
+
+    pub fn set_health(&self, pool: &str, target: &str, healthy: bool) {
+        self.target_healthy
+            .with_label_values(&[pool, target])
+            .set(i64::from(healthy));
+    }
+
+    pub fn retry(&self, pool: &str) {
+        self.retries.with_label_values(&[pool]).inc();
+    }
+
+    pub fn ejections(&self, pool: &str, target: &str) {
+        self.ejections.with_label_values(&[pool, target]).inc();
+    }
+
+    /// `reason`: `framing`, `rate_limited`, `ip_denied`, `too_large`, `timeout`.
+    pub fn rejected(&self, reason: &str) {
+        self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Static labels for common statuses, so counting a request does not format a number.
+fn status_label(status: u16) -> &'static str {
+    const LABELS: [&str; 600] = {
+        let mut l = [""; 600];
+        l[0] = "0";
+        l[101] = "101";
+        l[200] = "200";
+        l[201] = "201";
+        l[204] = "204";
+        l[206] = "206";
+        l[301] = "301";
+        l[302] = "302";
+        l[304] = "304";
+        l[307] = "307";
+        l[308] = "308";
+        l[400] = "400";
+        l[401] = "401";
+        l[403] = "403";
+        l[404] = "404";
+        l[405] = "405";
+        l[413] = "413";
+        l[416] = "416";
+        l[429] = "429";
+        l[431] = "431";
+        l[500] = "500";
+        l[502] = "502";
+        l[503] = "503";
+        l[504] = "504";
+        l
+    };
+    match LABELS.get(usize::from(status)) {
+        Some(s) if !s.is_empty() => s,
+        _ => match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+    }
+}

@@ -1,0 +1,325 @@
+//! Forwarding to an upstream pool: hop-by-hop headers removed, `X-Forwarded-*` set, a
+//! target picked per attempt, timeouts, retries of idempotent bodiless requests within the
+//! pool's retry budget, and protocol upgrades (WebSocket) tunnelled after a 101.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body as _, Frame};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+use crate::body::{Body, BoxError, error_response};
+use crate::pool::{Lease, PickContext, PickError, Pool};
+
+/// What the proxy knows about the client side of a request.
+pub struct ClientSide {
+    /// The connection's peer: the hop appended to `X-Forwarded-For`.
+    pub peer: IpAddr,
+    /// The client behind trusted proxies: what consistent hashing by client IP uses.
+    pub client: IpAddr,
+    pub https: bool,
+}
+
+/// Headers that belong to one connection and never cross the proxy (RFC 9110 7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
+    }
+    if !keep_upgrade {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.method() == Method::GET && req.headers().contains_key(header::UPGRADE)
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Forwards `req` (path already rewritten) to `pool`.
+pub async fn forward(
+    pool: &Arc<Pool>,
+    mut req: Request<Body>,
+    client: &ClientSide,
+) -> Response<Body> {
+    let upgrade = is_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut parts.headers, false);
+    if let Some(u) = upgrade_value.filter(|_| upgrade) {
+        parts.headers.insert(header::UPGRADE, u);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if let Some(h) = &host {
+        parts.headers.insert(header::HOST, h.clone());
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
+    }
+    append_forwarded_for(&mut parts.headers, client.peer);
+    parts.headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if client.https { "https" } else { "http" }),
+    );
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    // Retrying is safe only when nothing of the request can have been consumed.
+    let retriable = idempotent(&parts.method) && body.is_end_stream() && !upgrade;
+    let attempts = if retriable { 1 + pool.retries } else { 1 };
+    pool.deposit_retry_budget();
+    let mut body = Some(body);
+    let mut tried: Option<usize> = None;
+    let mut last_error = (StatusCode::BAD_GATEWAY, "upstream unavailable");
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            if !pool.withdraw_retry() {
+                break;
+            }
+            pool.metrics.retry(&pool.name);
+        }
+        let ctx = PickContext {
+            client_ip: client.client,
+            headers: &parts.headers,
+        };
+        let lease = match pool.pick(&ctx, tried) {
+            Ok(l) => l,
+            Err(PickError::AllFull) => {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "every upstream target is at its request limit",
+                );
+            }
+            Err(PickError::NoneAvailable) if attempt == 0 => {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no healthy upstream target",
+                );
+            }
+            Err(PickError::NoneAvailable) => break,
+        };
+        tried = Some(lease.index);
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(lease.target.authority.clone())
+            .path_and_query(path_and_query.clone())
+            .build();
+        let Ok(uri) = uri else {
+            return error_response(StatusCode::BAD_REQUEST, "invalid request target");
+        };
+        let mut up = Request::new(match body.take() {
+            Some(b) => b,
+            None => crate::body::empty(),
+        });
+        *up.method_mut() = parts.method.clone();
+        *up.uri_mut() = uri;
+        *up.version_mut() = Version::HTTP_11;
+        // The last attempt takes the headers; earlier ones need a copy for the next.
+        *up.headers_mut() = if attempt + 1 == attempts {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
+        let started = Instant::now();
+        let result = tokio::time::timeout(pool.read_timeout, pool.client.request(up)).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(Ok(resp)) => {
+                let status = resp.status();
+                let failed = matches!(status.as_u16(), 502..=504);
+                pool.observe(&lease, elapsed, !failed);
+                pool.metrics.upstream(
+                    &pool.name,
+                    &lease.target.address,
+                    status.as_u16(),
+                    elapsed.as_secs_f64(),
+                );
+                return finish(resp, lease, client_upgrade);
+            }
+            Ok(Err(e)) => {
+                pool.observe(&lease, elapsed, false);
+                pool.metrics
+                    .upstream(&pool.name, &lease.target.address, 0, elapsed.as_secs_f64());
+                tracing::warn!(pool = %pool.name, target = %lease.target.address, error = %e, "upstream request failed");
+                last_error = (StatusCode::BAD_GATEWAY, "upstream request failed");
+            }
+            Err(_) => {
+                pool.observe(&lease, elapsed, false);
+                pool.metrics
+                    .upstream(&pool.name, &lease.target.address, 0, elapsed.as_secs_f64());
+                tracing::warn!(pool = %pool.name, target = %lease.target.address, "upstream timed out");
+                last_error = (StatusCode::GATEWAY_TIMEOUT, "upstream timed out");
+            }
+        }
+    }
+    error_response(last_error.0, last_error.1)
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let value = match headers
+        .get(HeaderName::from_static("x-forwarded-for"))
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+}
+
+/// Turns the upstream response into the client's: hop-by-hop headers out, the target's
+/// lease held until the body ends, and a tunnel for a 101.
+fn finish(
+    mut resp: Response<hyper::body::Incoming>,
+    lease: Lease,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<Body> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let upgrade_header = resp.headers().get(header::UPGRADE).cloned();
+            strip_hop_by_hop(resp.headers_mut(), true);
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(u) = upgrade_header {
+                resp.headers_mut().insert(header::UPGRADE, u);
+            }
+            tokio::spawn(async move {
+                // The lease lives as long as the tunnel, so the stream counts as load.
+                let _lease = lease;
+                let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade)
+                else {
+                    return;
+                };
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+            return resp.map(|_| crate::body::empty());
+        }
+        return error_response(StatusCode::BAD_GATEWAY, "unexpected protocol switch");
+    }
+    let refused_upgrade = client_upgrade.is_some();
+    strip_hop_by_hop(resp.headers_mut(), false);
+    if refused_upgrade {
+        // The framing guard let bytes after an upgrade request through unchecked; closing
+        // makes sure they are never read as another request.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp.map(|b| {
+        Held {
+            inner: b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+            _guard: lease,
+        }
+        .boxed_unsync()
+    })
+}
+
+/// A body that keeps something alive (a lease, an in-flight mark) until it is done.
+pub struct Held<G> {
+    pub inner: Body,
+    pub _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Held<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, "10.0.0.1".parse().expect("ip"));
+        append_forwarded_for(&mut h, "::ffff:10.0.0.2".parse().expect("ip"));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2");
+    }
+}

@@ -1,0 +1,279 @@
+//! One request through the edge: refusals owed by the framing guard, HTTPS redirect, body
+//! limit, route match, the route's action, HSTS, the access log and metrics.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tower::Service;
+
+use crate::body::{Body, BoxError, error_response, redirect};
+use crate::framing::ConnState;
+use crate::proxy::{ClientSide, Held, forward};
+use crate::route::Action;
+use crate::snapshot::ListenerRuntime;
+use crate::{ApiService, Shared};
+
+pub type HandleFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// Decrements the connection's in-flight count when the response is done.
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    listener: Arc<ListenerRuntime>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if let Some((status, message)) = conn.next_request() {
+        let mut r = error_response(status, message);
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(r);
+    }
+    conn.in_flight.fetch_add(1, Ordering::AcqRel);
+    let in_flight = InFlight(conn);
+    let started = Instant::now();
+    let method = req.method().clone();
+    let https = listener.tls.is_some();
+    // The framing guard stops checking after an HTTP/1 upgrade request, so unless the
+    // protocol really switches the connection must end with this response.
+    let unchecked_after = req.version() <= http::Version::HTTP_11
+        && method == http::Method::GET
+        && req.headers().contains_key(header::UPGRADE);
+    let (mut resp, route) = route_request(shared.clone(), listener.clone(), peer, req).await;
+    if unchecked_after && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(hsts) = &listener.hsts {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    let status = resp.status().as_u16();
+    let route_name = route.as_deref().unwrap_or("-");
+    shared
+        .metrics
+        .request(route_name, status, started.elapsed().as_secs_f64());
+    tracing::info!(
+        target: "basalt_edge::access",
+        client = %peer.ip(),
+        method = %method,
+        status,
+        route = route_name,
+        https,
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    Ok(resp.map(|inner| {
+        Held {
+            inner,
+            _guard: in_flight,
+        }
+        .boxed_unsync()
+    }))
+}
+
+async fn route_request(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerRuntime>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> (Response<Body>, Option<Arc<str>>) {
+    let host = request_host(&req);
+    if let Some(port) = listener.redirect_https_port {
+        let Some(host) = host else {
+            return (
+                error_response(StatusCode::BAD_REQUEST, "missing Host header"),
+                None,
+            );
+        };
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let location = if port == 443 {
+            format!("https://{host}{pq}")
+        } else {
+            format!("https://{host}:{port}{pq}")
+        };
+        return (redirect(StatusCode::PERMANENT_REDIRECT, &location), None);
+    }
+    let snapshot = shared.snapshot.load_full();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = snapshot.max_body_bytes;
+    if limit > 0 && declared.is_some_and(|n| n > limit) {
+        shared.metrics.rejected("too_large");
+        return (
+            error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            None,
+        );
+    }
+    let client_ip = snapshot.protection.client_ip(peer.ip(), req.headers());
+    if !snapshot.protection.admits(client_ip) {
+        shared.metrics.rejected("ip_denied");
+        return (error_response(StatusCode::FORBIDDEN, "access denied"), None);
+    }
+    let host_str = host.unwrap_or("");
+    let Some(route) = snapshot
+        .routes
+        .iter()
+        .find(|r| r.matches(host_str, req.method(), req.uri().path(), req.headers()))
+    else {
+        return (
+            error_response(StatusCode::NOT_FOUND, "no route for this request"),
+            None,
+        );
+    };
+    let name = Some(route.name.clone());
+    if let Err(wait) = snapshot
+        .protection
+        .check_limits(&route.name, client_ip, req.headers())
+    {
+        shared.metrics.rejected("rate_limited");
+        let mut r = error_response(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return (r, name);
+    }
+    let mut req = req.map(|b| {
+        let b = b.map_err(|e| -> BoxError { Box::new(e) });
+        if limit > 0 && declared.is_none() {
+            // Chunked bodies are cut off at the limit too.
+            http_body_util::Limited::new(b, limit as usize).boxed_unsync()
+        } else {
+            b.boxed_unsync()
+        }
+    });
+    if route.strip_prefix
+        && let Some(prefix) = &route.prefix
+        && let Some(uri) = strip_prefix(req.uri(), prefix)
+    {
+        *req.uri_mut() = uri;
+    }
+    let resp = match &route.action {
+        Action::Pool(pool) => {
+            let client = ClientSide {
+                peer: peer.ip(),
+                client: client_ip,
+                https: listener.tls.is_some(),
+            };
+            forward(pool, req, &client).await
+        }
+        Action::Api => match &shared.api {
+            Some(api) => call_api(api.clone(), req, peer).await,
+            None => error_response(StatusCode::NOT_FOUND, "no route for this request"),
+        },
+        Action::Static(dir) => {
+            let (parts, _) = req.into_parts();
+            dir.serve(&parts.method, parts.uri.path(), &parts.headers)
+                .await
+        }
+        Action::Redirect {
+            to,
+            status,
+            keep_path,
+        } => {
+            let location = if *keep_path {
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                format!("{to}{pq}")
+            } else {
+                to.clone()
+            };
+            redirect(*status, &location)
+        }
+    };
+    (resp, name)
+}
+
+async fn call_api(mut api: ApiService, mut req: Request<Body>, peer: SocketAddr) -> Response<Body> {
+    // The API reads the peer from the extensions when it needs it.
+    req.extensions_mut().insert(peer);
+    // `poll_ready` then `call` rather than `oneshot`: the boxed future `call` returns is
+    // Send for every lifetime, which hyper's connection future needs.
+    if let Err(e) = std::future::poll_fn(|cx| api.poll_ready(cx)).await {
+        match e {}
+    }
+    match api.call(req).await {
+        Ok(r) => r,
+        Err(e) => match e {},
+    }
+}
+
+/// The host a request is for: the URI authority (HTTP/2) or the Host header, without port.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    let host = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or(raw)
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+fn strip_prefix(uri: &Uri, prefix: &str) -> Option<Uri> {
+    let pq = uri.path_and_query()?.as_str();
+    let rest = pq.strip_prefix(prefix)?;
+    let rest = if rest.is_empty() || rest.starts_with('?') {
+        format!("/{rest}")
+    } else {
+        rest.to_string()
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = rest.parse().ok();
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_prefixes() {
+        let r = Request::builder()
+            .uri("/x")
+            .header("host", "Example.com:8080")
+            .body(())
+            .expect("req");
+        assert_eq!(
+            request_host(&r),
+            Some("Example.com:8080").map(|_| "Example.com")
+        );
+        let r6 = Request::builder()
+            .uri("/x")
+            .header("host", "[::1]:8080")
+            .body(())
+            .expect("req");
+        assert_eq!(request_host(&r6), Some("[::1]"));
+        let u: Uri = "/app/x?y=1".parse().expect("uri");
+        assert_eq!(strip_prefix(&u, "/app").expect("s").to_string(), "/x?y=1");
+        let u: Uri = "/app?y=1".parse().expect("uri");
+        assert_eq!(strip_prefix(&u, "/app").expect("s").to_string(), "/?y=1");
+    }
+}

@@ -1,0 +1,94 @@
+//! TLS termination: certificates loaded from PEM files and chosen by SNI, ALPN offering
+//! HTTP/2 and HTTP/1.1, rustls with the ring provider.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::CertificateConfig;
+use crate::error::EdgeError;
+
+#[derive(Debug)]
+struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.example.com` stored under `.example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name() else {
+            return self.default.clone();
+        };
+        let name = name.to_ascii_lowercase();
+        if let Some(k) = self.exact.get(&name) {
+            return Some(k.clone());
+        }
+        if let Some(dot) = name.find('.')
+            && let Some(k) = self.wildcard.get(&name[dot..])
+        {
+            return Some(k.clone());
+        }
+        self.default.clone()
+    }
+}
+
+/// Builds the server config for one listener's certificates.
+pub fn server_config(certs: &[CertificateConfig]) -> Result<Arc<ServerConfig>, EdgeError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut resolver = SniResolver {
+        exact: HashMap::new(),
+        wildcard: HashMap::new(),
+        default: None,
+    };
+    for c in certs {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert)
+            .map_err(|e| EdgeError::Tls(format!("{}: {e}", c.cert.display())))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| EdgeError::Tls(format!("{}: {e}", c.cert.display())))?;
+        if chain.is_empty() {
+            return Err(EdgeError::Tls(format!(
+                "{}: no certificate in the file",
+                c.cert.display()
+            )));
+        }
+        let key = PrivateKeyDer::from_pem_file(&c.key)
+            .map_err(|e| EdgeError::Tls(format!("{}: {e}", c.key.display())))?;
+        let signing = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| EdgeError::Tls(format!("{}: {e}", c.key.display())))?;
+        let certified = Arc::new(CertifiedKey::new(chain, signing));
+        certified
+            .keys_match()
+            .map_err(|e| EdgeError::Tls(format!("{}: {e}", c.cert.display())))?;
+        if c.server_names.is_empty() {
+            resolver.default = Some(certified.clone());
+        }
+        for name in &c.server_names {
+            let name = name.to_ascii_lowercase();
+            if name == "*" {
+                resolver.default = Some(certified.clone());
+            } else if let Some(suffix) = name.strip_prefix('*') {
+                resolver
+                    .wildcard
+                    .insert(suffix.to_string(), certified.clone());
+            } else {
+                resolver.exact.insert(name, certified.clone());
+            }
+        }
+    }
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| EdgeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
