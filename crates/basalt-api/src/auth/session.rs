@@ -1,4 +1,5 @@
-//! Sessions: `auth-refresh` (a new token for a refreshable one), `impersonate`
+//! Sessions: `auth-refresh` (a new token for a refreshable one, the same one back
+//! otherwise), `impersonate`
 //! (superusers mint a non-refreshable token of a chosen lifetime for any record: the API
 //! key of a server-to-server integration) and `auth-methods`.
 
@@ -37,14 +38,6 @@ pub(crate) async fn auth_refresh(
             "The request requires valid auth record of this collection.",
         ));
     }
-    // The extractor verified the token; its claims say whether it may be renewed.
-    let refreshable =
-        basalt_auth::decode_unverified(bearer(&headers)).is_ok_and(|cl| cl.refreshable);
-    if !refreshable {
-        return Err(ApiError::forbidden(
-            "The current auth token is not refreshable.",
-        ));
-    }
     let id = info
         .record
         .get("id")
@@ -53,6 +46,16 @@ pub(crate) async fn auth_refresh(
     let record = load_record(&state, &c, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    // The extractor verified the token; its claims say whether it may be renewed. A
+    // non-refreshable one (impersonation) comes back unchanged, as PocketBase does, so
+    // its lifetime never grows.
+    let current = bearer(&headers);
+    let refreshable = basalt_auth::decode_unverified(current).is_ok_and(|cl| cl.refreshable);
+    if !refreshable {
+        let Json(mut body) = auth_response(&state, &c, &record, false, 0)?;
+        body["token"] = Value::String(current.to_string());
+        return Ok(Json(body));
+    }
     auth_response(&state, &c, &record, true, duration(&c, TokenKind::Auth))
 }
 
