@@ -361,7 +361,7 @@ async fn otp_codes_are_single_use_and_burn_after_five_wrong_tries() {
         json!({"email": "dee@example.com"}),
     )
     .await;
-    assert_eq!(st, 400, "OTP is off by default");
+    assert_eq!(st, 403, "OTP is off by default (as PocketBase answers)");
     enable(
         &s,
         &su,

@@ -87,7 +87,7 @@ pub(crate) async fn purge_expired(
 }
 
 fn not_enabled() -> ApiError {
-    ApiError::bad_request("The collection is not configured to allow OTP authentication.")
+    ApiError::forbidden("The collection is not configured to allow OTP authentication.")
 }
 
 pub(crate) async fn request_otp(

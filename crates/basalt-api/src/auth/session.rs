@@ -65,16 +65,28 @@ pub(crate) async fn impersonate(
     auth: Auth,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    auth.require_superuser()?;
+    if auth.0.is_none() {
+        return Err(ApiError::unauthorized());
+    }
+    if !auth.is_superuser() {
+        return Err(ApiError::forbidden(
+            "The authorized record is not allowed to perform this action.",
+        ));
+    }
     let c = auth_collection(&state, &name)?;
     let secs = match body.get("duration") {
         None | Some(Value::Null) => 0,
         Some(v) => v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
-            super::validation(
+            ApiError::validation(
                 "An error occurred while validating the submitted data.",
-                "duration",
-                "validation_min_greater_equal_than_required",
-                "Must be no less than 0.",
+                &basalt_schema::ValidationErrors::single(
+                    "duration",
+                    basalt_schema::FieldError::new(
+                        "validation_min_greater_equal_than_required",
+                        "Must be no less than 0.",
+                    )
+                    .with_params(json!({"threshold": 0})),
+                ),
             )
         })?,
     };
