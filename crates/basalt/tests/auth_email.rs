@@ -588,3 +588,44 @@ async fn a_sign_in_from_a_new_origin_mails_an_alert() {
         "superuser + two of fay's: {origins}"
     );
 }
+
+#[tokio::test]
+async fn templates_are_customisable_per_collection() {
+    let Setup { s, sink, su } = setup().await;
+    let id = user(&s, &su, "gil@example.com").await;
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/users/records/{id}"),
+            Some(&su),
+            Some(json!({"name": "Gil <b>"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    enable(&s, &su, json!({"resetPasswordTemplate": {
+        "subject": "{APP_NAME} reset for {RECORD:name}",
+        "body": "<p>Dear {RECORD:name} ({RECORD:email}), go to {APP_URL}/reset?t={TOKEN} {RECORD:tokenKey}</p>"
+    }}))
+    .await;
+    let (st, _) = post(
+        &s,
+        "/api/collections/users/request-password-reset",
+        None,
+        json!({"email": "gil@example.com"}),
+    )
+    .await;
+    assert_eq!(st, 204);
+    let mail = &sink.wait_for(1).await[0];
+    assert_eq!(mail["subject"], "Acme reset for Gil <b>");
+    let html = mail["html"].as_str().unwrap_or_default();
+    assert!(
+        html.starts_with(
+            "<p>Dear Gil &lt;b&gt; (gil@example.com), go to https://app.example.test/reset?t=ey"
+        ),
+        "{html}"
+    );
+    assert!(
+        html.ends_with(" </p>"),
+        "the tokenKey is never rendered: {html}"
+    );
+}
