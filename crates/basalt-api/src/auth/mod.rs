@@ -231,8 +231,18 @@ fn owner(c: &Collection, record: &Record) -> Auth {
     }))
 }
 
-/// `{token, record}` with a fresh auth token of `duration` seconds.
+/// `{token, record}` with a fresh, refreshable auth token of the collection's duration:
+/// a plain session (flows that need the auth rule, MFA and alerts use [`finish_auth`]).
 pub(crate) fn auth_response(
+    state: &ApiState,
+    c: &Collection,
+    record: &Record,
+) -> ApiResult<Json<Value>> {
+    session_response(state, c, record, true, duration(c, TokenKind::Auth))
+}
+
+/// `{token, record}` with a fresh auth token of `duration` seconds.
+pub(crate) fn session_response(
     state: &ApiState,
     c: &Collection,
     record: &Record,
@@ -285,5 +295,5 @@ pub(crate) async fn finish_auth(
         return Ok((StatusCode::UNAUTHORIZED, Json(json!({"mfaId": challenge}))).into_response());
     }
     alerts::remember(state, c, &record, origin);
-    Ok(auth_response(state, c, &record, true, duration(c, TokenKind::Auth))?.into_response())
+    Ok(auth_response(state, c, &record)?.into_response())
 }

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use basalt_auth::TokenKind;
 use serde_json::{Value, json};
 
-use super::{auth_collection, auth_response, duration, load_record, options};
+use super::{auth_collection, auth_response, duration, load_record, options, session_response};
 use crate::ApiState;
 use crate::body::Body;
 use crate::error::{ApiError, ApiResult};
@@ -52,11 +52,11 @@ pub(crate) async fn auth_refresh(
     let current = bearer(&headers);
     let refreshable = basalt_auth::decode_unverified(current).is_ok_and(|cl| cl.refreshable);
     if !refreshable {
-        let Json(mut body) = auth_response(&state, &c, &record, false, 0)?;
+        let Json(mut body) = session_response(&state, &c, &record, false, 0)?;
         body["token"] = Value::String(current.to_string());
         return Ok(Json(body));
     }
-    auth_response(&state, &c, &record, true, duration(&c, TokenKind::Auth))
+    auth_response(&state, &c, &record)
 }
 
 pub(crate) async fn impersonate(
@@ -98,7 +98,7 @@ pub(crate) async fn impersonate(
     let record = load_record(&state, &c, &id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    auth_response(&state, &c, &record, false, secs)
+    session_response(&state, &c, &record, false, secs)
 }
 
 pub(crate) async fn auth_methods(
