@@ -545,3 +545,51 @@ async fn only_managers_skip_the_old_password_and_set_verified() {
     );
     let _ = s.token("users", "ann@example.com", "Boss-set-456").await;
 }
+
+#[tokio::test]
+async fn only_managers_change_an_email_directly() {
+    let (s, su, ann) = known_keys().await;
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/users/records/{ann}"),
+            Some(&su),
+            Some(json!({"verified": true})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let token = s.token("users", "ann@example.com", PASSWORD).await;
+    let path = format!("/api/collections/users/records/{ann}");
+    let (st, body) = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&token),
+            Some(json!({"email": "elsewhere@example.com"})),
+        )
+        .await;
+    assert_eq!(
+        st, 400,
+        "a verified owner cannot move to an unproven address: {body}"
+    );
+    assert_eq!(body["data"]["email"]["code"], "validation_values_mismatch");
+    let (st, body) = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&token),
+            Some(json!({"email": "ann@example.com", "name": "Ann"})),
+        )
+        .await;
+    assert_eq!(st, 200, "sending the same address back is fine: {body}");
+    let (st, body) = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&su),
+            Some(json!({"email": "ann2@example.com"})),
+        )
+        .await;
+    assert_eq!(st, 200, "superusers may: {body}");
+    assert_eq!(body["email"], "ann2@example.com");
+}
