@@ -593,3 +593,103 @@ async fn only_managers_change_an_email_directly() {
     assert_eq!(st, 200, "superusers may: {body}");
     assert_eq!(body["email"], "ann2@example.com");
 }
+
+/// Every auth option of PocketBase's users document, with our own values.
+fn pocketbase_style_options() -> Value {
+    let template = |s: &str| json!({"subject": format!("{s} {{APP_NAME}}"), "body": format!("<p>{s} {{TOKEN}}</p>")});
+    json!({
+        "authRule": "verified = true",
+        "manageRule": "@request.auth.email = 'boss@example.com'",
+        "authAlert": {"enabled": false, "emailTemplate": template("alert")},
+        "passwordAuth": {"enabled": true, "identityFields": ["email"]},
+        "mfa": {"enabled": true, "duration": 900, "rule": "verified = true"},
+        "otp": {"enabled": true, "duration": 300, "length": 6, "emailTemplate": template("otp")},
+        "authToken": {"duration": 1000},
+        "passwordResetToken": {"duration": 1001},
+        "emailChangeToken": {"duration": 1002},
+        "verificationToken": {"duration": 1003},
+        "fileToken": {"duration": 1004},
+        "verificationTemplate": template("verify"),
+        "resetPasswordTemplate": template("reset"),
+        "confirmEmailChangeTemplate": template("change")
+    })
+}
+
+#[tokio::test]
+async fn an_imported_pocketbase_auth_collection_round_trips_without_secrets() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let mut doc = json!({"name": "members", "type": "auth", "fields": [], "listRule": null});
+    let options = pocketbase_style_options();
+    for (k, v) in options.as_object().expect("object") {
+        doc[k] = v.clone();
+    }
+    // A PocketBase export may carry token secrets: they are kept, never shown.
+    doc["authToken"]["secret"] = json!("imported-secret-imported-secret-imported");
+    let (st, body) = s
+        .call(
+            "PUT",
+            "/api/collections/import",
+            Some(&su),
+            Some(json!({"collections": [doc]})),
+        )
+        .await;
+    assert_eq!(st, 204, "{body}");
+    let (st, shown) = s
+        .call("GET", "/api/collections/members", Some(&su), None)
+        .await;
+    assert_eq!(st, 200);
+    for (k, v) in options.as_object().expect("object") {
+        assert_eq!(&shown[k], v, "{k} round-trips");
+    }
+    assert!(!shown.to_string().contains("imported-secret"), "{shown}");
+    // Sending the shown document back keeps the stored secrets (tokens stay valid).
+    let (st, _) = s
+        .call("POST", "/api/collections/members/records", Some(&su),
+            Some(json!({"email": "m@example.com", "password": PASSWORD, "passwordConfirm": PASSWORD, "verified": true})))
+        .await;
+    assert_eq!(st, 200);
+    let (st, member) = s
+        .call(
+            "GET",
+            "/api/collections/members/records?filter=email='m@example.com'",
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let member_id = member["items"][0]["id"].as_str().expect("id").to_string();
+    let (st, imp) = s
+        .call(
+            "POST",
+            &format!("/api/collections/members/impersonate/{member_id}"),
+            Some(&su),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, 200, "{imp}");
+    let token = imp["token"].as_str().expect("token").to_string();
+    let probe = "/api/collections/members/auth-refresh";
+    assert_eq!(
+        s.call("POST", probe, Some(&token), Some(json!({}))).await.0,
+        200
+    );
+    let (st, body) = s
+        .call(
+            "PUT",
+            "/api/collections/import",
+            Some(&su),
+            Some(json!({"collections": [shown]})),
+        )
+        .await;
+    assert_eq!(st, 204, "{body}");
+    let (_, again) = s
+        .call("GET", "/api/collections/members", Some(&su), None)
+        .await;
+    assert_eq!(again["otp"], options["otp"]);
+    assert_eq!(
+        s.call("POST", probe, Some(&token), Some(json!({}))).await.0,
+        200,
+        "the secret survived the round trip"
+    );
+}
