@@ -98,6 +98,8 @@ test("authWithPassword, authRefresh and listAuthMethods", async () => {
   assert.ok(refreshed.token);
   assert.notEqual(first, "");
   assert.equal((await rejects(s.client().collection("users").authWithPassword("ann@example.com", "wrong-pass-1"))).status, 400);
+  const fileToken = await pb.files.getToken();
+  assert.equal(JSON.parse(Buffer.from(fileToken.split(".")[1], "base64url")).type, "file");
   const methods = await s.client().collection("users").listAuthMethods();
   assert.deepEqual(methods.password, { enabled: true, identityFields: ["email"] });
   assert.equal(methods.otp.enabled, false);

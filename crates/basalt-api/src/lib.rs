@@ -145,6 +145,7 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
             "/api/collections/{collection}/auth-with-otp",
             post(auth::auth_with_otp),
         )
+        .route("/api/files/token", post(auth::file_token))
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))
         .fallback(middleware::not_found)

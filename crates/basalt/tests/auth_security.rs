@@ -693,3 +693,21 @@ async fn an_imported_pocketbase_auth_collection_round_trips_without_secrets() {
         "the secret survived the round trip"
     );
 }
+
+#[tokio::test]
+async fn file_tokens_are_for_files_only() {
+    let (s, _su, _ann) = known_keys().await;
+    let (st, _) = s.call("POST", "/api/files/token", None, None).await;
+    assert_eq!(st, 401);
+    let session = s.token("users", "ann@example.com", PASSWORD).await;
+    let (st, body) = s
+        .call("POST", "/api/files/token", Some(&session), None)
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let token = body["token"].as_str().expect("token").to_string();
+    let claims = basalt_auth::decode_unverified(&token).expect("claims");
+    assert_eq!(claims.token_type, "file");
+    let ttl = claims.exp - chrono::Utc::now().timestamp();
+    assert!((170..=180).contains(&ttl), "fileToken.duration: {ttl}");
+    assert_eq!(refresh(&s, &token).await, 401, "a file token is no session");
+}

@@ -38,7 +38,7 @@ pub(crate) use email_flows::{
 pub use limits::{AuthLimits, AuthLimitsConfig};
 pub(crate) use otp::{auth_with_otp, request_otp};
 pub(crate) use password_login::auth_with_password;
-pub(crate) use session::{auth_methods, auth_refresh, impersonate};
+pub(crate) use session::{auth_methods, auth_refresh, file_token, impersonate};
 
 pub(crate) fn auth_collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collection>> {
     let c = collection(state, name)?;

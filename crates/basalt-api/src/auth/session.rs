@@ -1,7 +1,8 @@
 //! Sessions: `auth-refresh` (a new token for a refreshable one, the same one back
 //! otherwise), `impersonate`
 //! (superusers mint a non-refreshable token of a chosen lifetime for any record: the API
-//! key of a server-to-server integration) and `auth-methods`.
+//! key of a server-to-server integration), `auth-methods` and `/api/files/token` (a
+//! short-lived token of the `file` kind for protected files).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,7 +10,9 @@ use axum::http::HeaderMap;
 use basalt_auth::TokenKind;
 use serde_json::{Value, json};
 
-use super::{auth_collection, auth_response, duration, load_record, options, session_response};
+use super::{
+    auth_collection, auth_response, duration, load_record, options, session_response, sign,
+};
 use crate::ApiState;
 use crate::body::Body;
 use crate::error::{ApiError, ApiResult};
@@ -119,4 +122,28 @@ pub(crate) async fn auth_methods(
         "usernamePassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "username"),
         "emailPassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "email"),
     })))
+}
+
+/// `POST /api/files/token`: a file token of the signed-in record, living the
+/// collection's `fileToken.duration`.
+pub(crate) async fn file_token(
+    State(state): State<ApiState>,
+    auth: Auth,
+) -> ApiResult<Json<Value>> {
+    let Some(info) = auth.0 else {
+        return Err(ApiError::unauthorized());
+    };
+    let c = auth_collection(&state, &info.collection_id)?;
+    let id = info
+        .record
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let record = load_record(&state, &c, id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    let claims =
+        basalt_auth::TokenClaims::new(TokenKind::File, id, &c.id, duration(&c, TokenKind::File));
+    let token = sign(&state, &c, &record, &claims, TokenKind::File)?;
+    Ok(Json(json!({ "token": token })))
 }
