@@ -294,6 +294,6 @@ pub(crate) async fn finish_auth(
     if let Some(challenge) = mfa::gate(state, c, &record, method, mfa_id).await? {
         return Ok((StatusCode::UNAUTHORIZED, Json(json!({"mfaId": challenge}))).into_response());
     }
-    alerts::remember(state, c, &record, origin);
+    alerts::remember(state, c, &record, origin).await;
     Ok(auth_response(state, c, &record)?.into_response())
 }
