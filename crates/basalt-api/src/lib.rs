@@ -160,6 +160,7 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
             "/api/collections/{collection}/auth-with-oauth2",
             post(oauth2::auth_with_oauth2),
         )
+        .route("/api/files/token", post(auth::file_token))
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))
         .route(

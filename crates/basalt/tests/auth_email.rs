@@ -361,7 +361,7 @@ async fn otp_codes_are_single_use_and_burn_after_five_wrong_tries() {
         json!({"email": "dee@example.com"}),
     )
     .await;
-    assert_eq!(st, 400, "OTP is off by default");
+    assert_eq!(st, 403, "OTP is off by default (as PocketBase answers)");
     enable(
         &s,
         &su,
@@ -392,6 +392,11 @@ async fn otp_codes_are_single_use_and_burn_after_five_wrong_tries() {
     assert_eq!(
         body["record"]["verified"], true,
         "the code proved the address"
+    );
+    assert_eq!(
+        login(&s, "dee@example.com", PASSWORD).await.0,
+        400,
+        "the password set before the address was proved no longer works (pre-registration takeover)"
     );
     assert_eq!(
         auth_otp(&s, &otp_id, &code).await.0,
@@ -431,7 +436,17 @@ async fn otp_codes_are_single_use_and_burn_after_five_wrong_tries() {
 #[tokio::test]
 async fn mfa_requires_a_second_different_method() {
     let Setup { s, sink, su } = setup().await;
-    user(&s, &su, "eve@example.com").await;
+    let eve = user(&s, &su, "eve@example.com").await;
+    // Verified already, so the OTP factor leaves her password alone.
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/users/records/{eve}"),
+            Some(&su),
+            Some(json!({"verified": true})),
+        )
+        .await;
+    assert_eq!(st, 200);
     enable(
         &s,
         &su,
@@ -479,7 +494,7 @@ async fn mfa_requires_a_second_different_method() {
     )
     .await;
     let (st, body) = login(&s, "eve@example.com", PASSWORD).await;
-    assert_eq!(st, 200, "eve was verified by the OTP: {body}");
+    assert_eq!(st, 200, "eve is verified, outside the rule: {body}");
 }
 
 #[tokio::test]
@@ -571,5 +586,46 @@ async fn a_sign_in_from_a_new_origin_mails_an_alert() {
     assert_eq!(
         origins["totalItems"], 3,
         "superuser + two of fay's: {origins}"
+    );
+}
+
+#[tokio::test]
+async fn templates_are_customisable_per_collection() {
+    let Setup { s, sink, su } = setup().await;
+    let id = user(&s, &su, "gil@example.com").await;
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/users/records/{id}"),
+            Some(&su),
+            Some(json!({"name": "Gil <b>"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    enable(&s, &su, json!({"resetPasswordTemplate": {
+        "subject": "{APP_NAME} reset for {RECORD:name}",
+        "body": "<p>Dear {RECORD:name} ({RECORD:email}), go to {APP_URL}/reset?t={TOKEN} {RECORD:tokenKey}</p>"
+    }}))
+    .await;
+    let (st, _) = post(
+        &s,
+        "/api/collections/users/request-password-reset",
+        None,
+        json!({"email": "gil@example.com"}),
+    )
+    .await;
+    assert_eq!(st, 204);
+    let mail = &sink.wait_for(1).await[0];
+    assert_eq!(mail["subject"], "Acme reset for Gil <b>");
+    let html = mail["html"].as_str().unwrap_or_default();
+    assert!(
+        html.starts_with(
+            "<p>Dear Gil &lt;b&gt; (gil@example.com), go to https://app.example.test/reset?t=ey"
+        ),
+        "{html}"
+    );
+    assert!(
+        html.ends_with(" </p>"),
+        "the tokenKey is never rendered: {html}"
     );
 }

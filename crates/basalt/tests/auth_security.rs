@@ -327,10 +327,19 @@ async fn impersonation_is_for_superusers_and_not_refreshable() {
         )
         .await;
     assert_eq!(st, 200, "the impersonation token acts as the user");
+    let (st, again) = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-refresh",
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, 200, "{again}");
     assert_eq!(
-        refresh(&s, &token).await,
-        403,
-        "impersonation tokens cannot be refreshed"
+        again["token"],
+        token.as_str(),
+        "a refresh never extends an impersonation token"
     );
 }
 
@@ -535,4 +544,170 @@ async fn only_managers_skip_the_old_password_and_set_verified() {
         "the new password ended ann's sessions"
     );
     let _ = s.token("users", "ann@example.com", "Boss-set-456").await;
+}
+
+#[tokio::test]
+async fn only_managers_change_an_email_directly() {
+    let (s, su, ann) = known_keys().await;
+    let (st, _) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/users/records/{ann}"),
+            Some(&su),
+            Some(json!({"verified": true})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let token = s.token("users", "ann@example.com", PASSWORD).await;
+    let path = format!("/api/collections/users/records/{ann}");
+    let (st, body) = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&token),
+            Some(json!({"email": "elsewhere@example.com"})),
+        )
+        .await;
+    assert_eq!(
+        st, 400,
+        "a verified owner cannot move to an unproven address: {body}"
+    );
+    assert_eq!(body["data"]["email"]["code"], "validation_values_mismatch");
+    let (st, body) = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&token),
+            Some(json!({"email": "ann@example.com", "name": "Ann"})),
+        )
+        .await;
+    assert_eq!(st, 200, "sending the same address back is fine: {body}");
+    let (st, body) = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&su),
+            Some(json!({"email": "ann2@example.com"})),
+        )
+        .await;
+    assert_eq!(st, 200, "superusers may: {body}");
+    assert_eq!(body["email"], "ann2@example.com");
+}
+
+/// Every auth option of PocketBase's users document, with our own values.
+fn pocketbase_style_options() -> Value {
+    let template = |s: &str| json!({"subject": format!("{s} {{APP_NAME}}"), "body": format!("<p>{s} {{TOKEN}}</p>")});
+    json!({
+        "authRule": "verified = true",
+        "manageRule": "@request.auth.email = 'boss@example.com'",
+        "authAlert": {"enabled": false, "emailTemplate": template("alert")},
+        "passwordAuth": {"enabled": true, "identityFields": ["email"]},
+        "mfa": {"enabled": true, "duration": 900, "rule": "verified = true"},
+        "otp": {"enabled": true, "duration": 300, "length": 6, "emailTemplate": template("otp")},
+        "authToken": {"duration": 1000},
+        "passwordResetToken": {"duration": 1001},
+        "emailChangeToken": {"duration": 1002},
+        "verificationToken": {"duration": 1003},
+        "fileToken": {"duration": 1004},
+        "verificationTemplate": template("verify"),
+        "resetPasswordTemplate": template("reset"),
+        "confirmEmailChangeTemplate": template("change")
+    })
+}
+
+#[tokio::test]
+async fn an_imported_pocketbase_auth_collection_round_trips_without_secrets() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let mut doc = json!({"name": "members", "type": "auth", "fields": [], "listRule": null});
+    let options = pocketbase_style_options();
+    for (k, v) in options.as_object().expect("object") {
+        doc[k] = v.clone();
+    }
+    // A PocketBase export may carry token secrets: they are kept, never shown.
+    doc["authToken"]["secret"] = json!("imported-secret-imported-secret-imported");
+    let (st, body) = s
+        .call(
+            "PUT",
+            "/api/collections/import",
+            Some(&su),
+            Some(json!({"collections": [doc]})),
+        )
+        .await;
+    assert_eq!(st, 204, "{body}");
+    let (st, shown) = s
+        .call("GET", "/api/collections/members", Some(&su), None)
+        .await;
+    assert_eq!(st, 200);
+    for (k, v) in options.as_object().expect("object") {
+        assert_eq!(&shown[k], v, "{k} round-trips");
+    }
+    assert!(!shown.to_string().contains("imported-secret"), "{shown}");
+    // Sending the shown document back keeps the stored secrets (tokens stay valid).
+    let (st, _) = s
+        .call("POST", "/api/collections/members/records", Some(&su),
+            Some(json!({"email": "m@example.com", "password": PASSWORD, "passwordConfirm": PASSWORD, "verified": true})))
+        .await;
+    assert_eq!(st, 200);
+    let (st, member) = s
+        .call(
+            "GET",
+            "/api/collections/members/records?filter=email='m@example.com'",
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let member_id = member["items"][0]["id"].as_str().expect("id").to_string();
+    let (st, imp) = s
+        .call(
+            "POST",
+            &format!("/api/collections/members/impersonate/{member_id}"),
+            Some(&su),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, 200, "{imp}");
+    let token = imp["token"].as_str().expect("token").to_string();
+    let probe = "/api/collections/members/auth-refresh";
+    assert_eq!(
+        s.call("POST", probe, Some(&token), Some(json!({}))).await.0,
+        200
+    );
+    let (st, body) = s
+        .call(
+            "PUT",
+            "/api/collections/import",
+            Some(&su),
+            Some(json!({"collections": [shown]})),
+        )
+        .await;
+    assert_eq!(st, 204, "{body}");
+    let (_, again) = s
+        .call("GET", "/api/collections/members", Some(&su), None)
+        .await;
+    assert_eq!(again["otp"], options["otp"]);
+    assert_eq!(
+        s.call("POST", probe, Some(&token), Some(json!({}))).await.0,
+        200,
+        "the secret survived the round trip"
+    );
+}
+
+#[tokio::test]
+async fn file_tokens_are_for_files_only() {
+    let (s, _su, _ann) = known_keys().await;
+    let (st, _) = s.call("POST", "/api/files/token", None, None).await;
+    assert_eq!(st, 401);
+    let session = s.token("users", "ann@example.com", PASSWORD).await;
+    let (st, body) = s
+        .call("POST", "/api/files/token", Some(&session), None)
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let token = body["token"].as_str().expect("token").to_string();
+    let claims = basalt_auth::decode_unverified(&token).expect("claims");
+    assert_eq!(claims.token_type, "file");
+    let ttl = claims.exp - chrono::Utc::now().timestamp();
+    assert!((170..=180).contains(&ttl), "fileToken.duration: {ttl}");
+    assert_eq!(refresh(&s, &token).await, 401, "a file token is no session");
 }

@@ -51,9 +51,10 @@ async fn by_email(state: &ApiState, c: &Arc<Collection>, email: &str) -> ApiResu
         .map_err(|e| ApiError::from_store(e, INVALID_DATA))
 }
 
-fn invalid_token(message: &str) -> ApiError {
+/// Every bad token answers alike (as PocketBase does), whatever was wrong with it.
+fn invalid_token(_flow_message: &str) -> ApiError {
     validation(
-        message,
+        INVALID_DATA,
         "token",
         "validation_invalid_token",
         "Invalid or expired token.",
@@ -252,7 +253,7 @@ pub(crate) async fn request_email_change(
         return Err(validation(
             INVALID_DATA,
             "newEmail",
-            "validation_record_email_invalid",
+            "validation_invalid_new_email",
             "Invalid new email address.",
         ));
     }

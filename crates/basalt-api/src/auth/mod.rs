@@ -40,7 +40,7 @@ pub(crate) use limits::ClientIp;
 pub use limits::{AuthLimits, AuthLimitsConfig};
 pub(crate) use otp::{auth_with_otp, request_otp};
 pub(crate) use password_login::auth_with_password;
-pub(crate) use session::{auth_methods, auth_refresh, impersonate};
+pub(crate) use session::{auth_methods, auth_refresh, file_token, impersonate};
 
 pub(crate) fn auth_collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collection>> {
     let c = collection(state, name)?;
@@ -233,8 +233,18 @@ fn owner(c: &Collection, record: &Record) -> Auth {
     }))
 }
 
-/// `{token, record}` with a fresh auth token of `duration` seconds.
+/// `{token, record}` with a fresh, refreshable auth token of the collection's duration:
+/// a plain session (flows that need the auth rule, MFA and alerts use [`finish_auth`]).
 pub(crate) fn auth_response(
+    state: &ApiState,
+    c: &Collection,
+    record: &Record,
+) -> ApiResult<Json<Value>> {
+    session_response(state, c, record, true, duration(c, TokenKind::Auth))
+}
+
+/// `{token, record}` with a fresh auth token of `duration` seconds.
+pub(crate) fn session_response(
     state: &ApiState,
     c: &Collection,
     record: &Record,
@@ -299,8 +309,8 @@ pub(crate) async fn finish_auth_with(
     if let Some(challenge) = mfa::gate(state, c, &record, method, mfa_id).await? {
         return Ok((StatusCode::UNAUTHORIZED, Json(json!({"mfaId": challenge}))).into_response());
     }
-    alerts::remember(state, c, &record, origin);
-    let Json(mut out) = auth_response(state, c, &record, true, duration(c, TokenKind::Auth))?;
+    alerts::remember(state, c, &record, origin).await;
+    let Json(mut out) = auth_response(state, c, &record)?;
     if let (Some(meta), Value::Object(m)) = (meta, &mut out) {
         m.insert("meta".into(), meta);
     }

@@ -87,7 +87,7 @@ pub(crate) async fn purge_expired(
 }
 
 fn not_enabled() -> ApiError {
-    ApiError::bad_request("The collection is not configured to allow OTP authentication.")
+    ApiError::forbidden("The collection is not configured to allow OTP authentication.")
 }
 
 pub(crate) async fn request_otp(
@@ -218,8 +218,21 @@ pub(crate) async fn auth_with_otp(
         && !sent_to.is_empty()
         && sent_to.eq_ignore_ascii_case(text(&record, "email"))
     {
-        // The code reached the record's address: that proves it.
-        let input = Map::from_iter([("verified".to_string(), Value::Bool(true))]);
+        // The code reached the record's address: that proves it. Whoever set the password
+        // of an unverified record may not own the address (an account pre-registered with
+        // someone else's email), so that password stops working, as in PocketBase.
+        let random = state
+            .passwords
+            .hash(basalt_schema::id::random_id(40))
+            .await?;
+        let input = Map::from_iter([
+            ("verified".to_string(), Value::Bool(true)),
+            ("password".to_string(), Value::String(random)),
+            (
+                "tokenKey".to_string(),
+                Value::String(basalt_schema::id::random_id(50)),
+            ),
+        ]);
         record = system_update(
             &state,
             &c,

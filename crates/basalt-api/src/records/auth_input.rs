@@ -29,13 +29,12 @@ fn fail(target: Target<'_>, key: &str, e: FieldError) -> ApiError {
     ApiError::validation(message, &ValidationErrors::single(key, e))
 }
 
-async fn old_password_matches(
+async fn stored_record(
     state: &ApiState,
     c: &Arc<Collection>,
     id: &str,
-    old: &str,
-) -> ApiResult<bool> {
-    let stored = state
+) -> ApiResult<basalt_store::Record> {
+    state
         .store
         .get_record(
             c,
@@ -45,7 +44,16 @@ async fn old_password_matches(
         )
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to update record."))?
-        .ok_or_else(ApiError::not_found)?;
+        .ok_or_else(ApiError::not_found)
+}
+
+async fn old_password_matches(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    id: &str,
+    old: &str,
+) -> ApiResult<bool> {
+    let stored = stored_record(state, c, id).await?;
     let hash = stored
         .get("password")
         .and_then(Value::as_str)
@@ -105,6 +113,26 @@ pub(crate) async fn prepare_auth_input(
     }
     if !manager {
         body.remove("verified");
+    }
+    if let (Target::Update(id), false, Some(new_email)) = (target, manager, body.get("email")) {
+        // Only managers change an address directly; everyone else proves the new one
+        // through request-email-change (else a verified account could move to an
+        // unverified address and stay verified).
+        let stored = stored_record(state, c, id).await?;
+        if new_email.as_str() != stored.get("email").and_then(Value::as_str) {
+            let owner = auth.0.as_ref().is_some_and(|a| {
+                a.collection_id == c.id && a.record.get("id").and_then(Value::as_str) == Some(id)
+            });
+            // Others learn nothing about a record they may not manage.
+            if !owner {
+                return Err(ApiError::not_found());
+            }
+            return Err(fail(
+                target,
+                "email",
+                FieldError::new("validation_values_mismatch", "Values don't match."),
+            ));
+        }
     }
     let (Some(field), Some(pw)) = (c.field("password"), body.get("password")) else {
         return Ok(());
