@@ -5,7 +5,11 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac, createPublicKey } from "node:crypto";
 import { OAuth2Server } from "oauth2-mock-server";
+import { EventSource } from "eventsource";
 import { startServer, rejects, client, target } from "./helpers.mjs";
+
+// Node has no EventSource; the SDK's all-in-one flow listens on realtime.
+globalThis.EventSource ??= EventSource;
 
 const CLIENT_ID = "basalt-client";
 const APP_REDIRECT = "http://127.0.0.1:5555/docs";
@@ -286,4 +290,66 @@ test("OAuth2 is refused when the collection does not enable it", { skip: target 
   const m = await client(s.url).collection("members").listAuthMethods();
   assert.equal(m.oauth2.enabled, false);
   assert.deepEqual(m.oauth2.providers, []);
+});
+
+test("authWithOAuth2 (all-in-one): the redirect reaches the SDK over realtime", async () => {
+  identity = person("hana-sub", "hana@example.com");
+  const pb = client(s.url);
+  let page;
+  const auth = await pb.collection("users").authWithOAuth2({
+    provider: "oidc",
+    createData: { emailVisibility: true },
+    // A browser would open the URL; here the provider approves at once and its redirect
+    // to /api/oauth2-redirect is followed.
+    urlCallback: async (url) => {
+      assert.ok(url.includes(encodeURIComponent(`${s.url}/api/oauth2-redirect`)));
+      const res = await fetch(url);
+      page = { status: res.status, text: await res.text() };
+    },
+  });
+  assert.equal(page.status, 200);
+  assert.match(page.text, /Auth completed/);
+  assert.equal(auth.meta.isNew, true);
+  assert.equal(auth.record.email, "hana@example.com");
+  assert.ok(pb.authStore.isValid);
+  pb.realtime.unsubscribe();
+});
+
+test("the redirect forwards only to the realtime client named by state, once", async () => {
+  const pb = client(s.url);
+  const got = [];
+  await pb.realtime.subscribe("@oauth2", (e) => got.push(e));
+  const id = pb.realtime.clientId;
+  assert.ok(id);
+  try {
+    // A state naming nobody (or nothing) is an error page, and nobody hears of it.
+    for (const q of ["?code=c1&state=not-a-client", "?code=c1", ""]) {
+      const res = await fetch(`${s.url}/api/oauth2-redirect${q}`);
+      assert.match(await res.text(), /Failed to authenticate/, q);
+    }
+    const ok = await fetch(`${s.url}/api/oauth2-redirect?code=c2&state=${encodeURIComponent(id)}`);
+    assert.match(await ok.text(), /Auth completed/);
+    // A replay finds the subscription gone.
+    const replay = await fetch(`${s.url}/api/oauth2-redirect?code=c3&state=${encodeURIComponent(id)}`);
+    assert.match(await replay.text(), /Failed to authenticate/);
+    const deadline = Date.now() + 5000;
+    while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(got, [{ state: id, code: "c2" }]);
+    // The provider's POST form (Apple's response_mode=form_post) is accepted too. The
+    // server dropped the used subscription: the SDK subscribes afresh, as for a new login.
+    await pb.realtime.unsubscribe("@oauth2");
+    await pb.realtime.subscribe("@oauth2", (e) => got.push(e));
+    const post = await fetch(`${s.url}/api/oauth2-redirect`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ state: pb.realtime.clientId, code: "c4", user: JSON.stringify({ name: { firstName: "A", lastName: "B" } }) }),
+    });
+    assert.match(await post.text(), /Auth completed/);
+    const until = Date.now() + 5000;
+    while (got.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(got[1], { state: pb.realtime.clientId, code: "c4" });
+  } finally {
+    pb.realtime.unsubscribe();
+  }
 });

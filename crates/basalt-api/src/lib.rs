@@ -121,6 +121,10 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
             "/api/collections/{collection}/auth-with-oauth2",
             post(oauth2::auth_with_oauth2),
         )
+        .route(
+            "/api/oauth2-redirect",
+            get(oauth2::redirect_get).post(oauth2::redirect_post),
+        )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))
         .route(
