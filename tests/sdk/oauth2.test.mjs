@@ -17,6 +17,9 @@ const APP_REDIRECT = "http://127.0.0.1:5555/docs";
 let s;
 let oidc;
 let issuer;
+// A second provider signing with ES256 (the first signs with RS256).
+let oidcEs;
+let esIssuer;
 // Who the provider says signs in, and how to tamper with what it returns.
 let identity;
 let tamperIdToken = null; // (token) => void, on the id_token's header/payload before signing
@@ -40,23 +43,30 @@ const visit = (url, init = {}) => fetch(url, { redirect: "manual", ...init });
 
 const b64url = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
 
-before(async () => {
-  oidc = new OAuth2Server();
-  await oidc.issuer.keys.generate("RS256");
-  await oidc.start(0, "127.0.0.1");
-  issuer = oidc.issuer.url;
-  oidc.service.on("beforeTokenSigning", (token) => {
+async function startProvider(alg) {
+  const server = new OAuth2Server();
+  await server.issuer.keys.generate(alg);
+  await server.start(0, "127.0.0.1");
+  server.service.on("beforeTokenSigning", (token) => {
     // The access token carries a scope; the id_token does not.
     if ("scope" in token.payload) return;
     Object.assign(token.payload, identity);
     if (tamperIdToken) tamperIdToken(token);
   });
-  oidc.service.on("beforeUserinfo", (res) => {
+  server.service.on("beforeUserinfo", (res) => {
     res.body = { ...identity };
   });
-  oidc.service.on("beforeResponse", (res) => {
+  server.service.on("beforeResponse", (res) => {
     if (replaceIdToken && res.body.id_token) res.body.id_token = replaceIdToken(res.body.id_token);
   });
+  return server;
+}
+
+before(async () => {
+  oidc = await startProvider("RS256");
+  issuer = oidc.issuer.url;
+  oidcEs = await startProvider("ES256");
+  esIssuer = oidcEs.issuer.url;
   s = await startServer();
   await s.pb.collections.update("users", {
     oauth2: {
@@ -83,6 +93,15 @@ before(async () => {
           tokenURL: `${issuer}/token`,
           extra: { jwksURL: `${issuer}/jwks`, issuers: [issuer], redirectURLs: [APP_REDIRECT] },
         },
+        // ES256 id_tokens, JWKS from discovery, identity from the id_token.
+        {
+          name: "oidc3",
+          clientId: CLIENT_ID,
+          clientSecret: "secret",
+          authURL: `${esIssuer}/authorize`,
+          tokenURL: `${esIssuer}/token`,
+          extra: { issuers: [esIssuer] },
+        },
       ],
     },
   });
@@ -91,6 +110,7 @@ before(async () => {
 after(async () => {
   if (s) await s.stop();
   if (oidc) await oidc.stop();
+  if (oidcEs) await oidcEs.stop();
 });
 
 /// Follows the provider's authorization URL (it approves at once) and returns the code
@@ -157,8 +177,11 @@ test("the manual code flow creates a verified user, then signs the same user in"
   // Identity from the id_token alone (oidc2) links a second provider to the same account.
   const viaToken = await signIn(person("alice-sub", "alice@example.com"), { provider: "oidc2" });
   assert.equal(viaToken.auth.record.id, auth.record.id);
+  // And an ES256-signing provider.
+  const viaEs = await signIn(person("alice-es-sub", "alice@example.com"), { provider: "oidc3" });
+  assert.equal(viaEs.auth.record.id, auth.record.id);
   const links = await pb.collection("users").listExternalAuths(auth.record.id);
-  assert.deepEqual(links.map((l) => l.provider).sort(), ["oidc", "oidc2"]);
+  assert.deepEqual(links.map((l) => l.provider).sort(), ["oidc", "oidc2", "oidc3"]);
 });
 
 test("pre-account takeover, password first: the squatter's password and sessions stop working", async () => {
@@ -213,7 +236,7 @@ async function refusedIdToken(label, tamper, replace) {
   replaceIdToken = replace;
   const before = await userCount();
   try {
-    for (const provider of ["oidc", "oidc2"]) {
+    for (const provider of ["oidc", "oidc2", "oidc3"]) {
       const e = await rejects(signIn(person(`forged-${label}`, `forged-${label}@example.com`), { provider }));
       assert.equal(e.status, 400, `${label} via ${provider}`);
     }
