@@ -137,6 +137,7 @@ pub(crate) async fn verify(
     let claims = decode::<Map<String, Value>>(token, &key, &v)
         .map_err(|e| invalid(format!("{e}")))?
         .claims;
+    check_iat_and_azp(&claims, &p.client_id, chrono::Utc::now().timestamp())?;
     if p.preset == Preset::Microsoft && issuers.is_empty() {
         let tid = claims.get("tid").and_then(Value::as_str).unwrap_or("");
         let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
@@ -150,4 +151,99 @@ pub(crate) async fn verify(
         return Err(invalid("nonce mismatch"));
     }
     Ok(claims)
+}
+
+/// `iat` must not lie in the future, and a token for several audiences must name us as
+/// its authorized party (OpenID Connect Core 3.1.3.7).
+fn check_iat_and_azp(
+    claims: &Map<String, Value>,
+    client_id: &str,
+    now: i64,
+) -> Result<(), OAuth2Error> {
+    if let Some(iat) = claims.get("iat").and_then(Value::as_i64)
+        && iat > now + LEEWAY_SECS as i64
+    {
+        return Err(invalid("issued in the future"));
+    }
+    let several = claims
+        .get("aud")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.len() > 1);
+    if several && claims.get("azp").and_then(Value::as_str) != Some(client_id) {
+        return Err(invalid(
+            "several audiences and we are not the authorized party",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn future_iat_and_foreign_azp_are_refused() {
+        let now = 1_000_000;
+        assert!(check_iat_and_azp(&claims(json!({"iat": now, "aud": "me"})), "me", now).is_ok());
+        assert!(
+            check_iat_and_azp(&claims(json!({"iat": now + 3600, "aud": "me"})), "me", now).is_err()
+        );
+        assert!(check_iat_and_azp(&claims(json!({"aud": ["me", "other"]})), "me", now).is_err());
+        assert!(
+            check_iat_and_azp(
+                &claims(json!({"aud": ["me", "other"], "azp": "other"})),
+                "me",
+                now
+            )
+            .is_err()
+        );
+        assert!(
+            check_iat_and_azp(
+                &claims(json!({"aud": ["me", "other"], "azp": "me"})),
+                "me",
+                now
+            )
+            .is_ok()
+        );
+    }
+
+    fn set(keys: Value) -> JwkSet {
+        serde_json::from_value(json!({"keys": keys})).unwrap()
+    }
+
+    const RSA: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+    const EC_X: &str = "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4";
+    const EC_Y: &str = "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM";
+
+    #[test]
+    fn keys_are_picked_by_kid_and_by_type() {
+        let s = set(json!([
+            {"kty": "RSA", "kid": "r1", "n": RSA, "e": "AQAB", "alg": "RS256", "use": "sig"},
+            {"kty": "EC", "kid": "e1", "crv": "P-256", "x": EC_X, "y": EC_Y},
+            {"kty": "oct", "kid": "h1", "k": "c2VjcmV0"}
+        ]));
+        assert!(pick_key(&s, Algorithm::RS256, Some("r1")).is_ok());
+        assert!(pick_key(&s, Algorithm::ES256, Some("e1")).is_ok());
+        // A kid of another key type never serves: no RSA key as an EC key and so on.
+        assert!(pick_key(&s, Algorithm::ES256, Some("r1")).is_err());
+        assert!(pick_key(&s, Algorithm::RS256, Some("e1")).is_err());
+        assert!(pick_key(&s, Algorithm::RS256, Some("h1")).is_err());
+        assert!(pick_key(&s, Algorithm::RS256, Some("unknown")).is_err());
+        // Without a kid, exactly one fitting key is needed.
+        assert!(pick_key(&s, Algorithm::RS256, None).is_ok());
+        let two = set(json!([
+            {"kty": "RSA", "kid": "a", "n": RSA, "e": "AQAB"},
+            {"kty": "RSA", "kid": "b", "n": RSA, "e": "AQAB"}
+        ]));
+        assert!(pick_key(&two, Algorithm::RS256, None).is_err());
+        // A key that declares another algorithm is not used for this one.
+        let pinned =
+            set(json!([{"kty": "RSA", "kid": "p", "n": RSA, "e": "AQAB", "alg": "RS512"}]));
+        assert!(pick_key(&pinned, Algorithm::RS256, Some("p")).is_err());
+    }
 }
