@@ -394,3 +394,13 @@ test("the redirect forwards only to the realtime client named by state, once", a
     pb.realtime.unsubscribe();
   }
 });
+
+test("a provider that rotates in a new signing key keeps working (cached JWKS refreshed)", async () => {
+  await signIn(person("ivan-sub", "ivan@example.com"), { provider: "oidc2" });
+  // The provider now signs with its keys in turn, one of them unknown to the cached JWKS.
+  await oidc.issuer.keys.generate("RS256");
+  for (let i = 0; i < 3; i++) {
+    const { auth } = await signIn(person("ivan-sub", "ivan@example.com"), { provider: "oidc2" });
+    assert.equal(auth.record.email, "ivan@example.com");
+  }
+});

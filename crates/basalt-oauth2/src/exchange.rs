@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::cache::DocCache;
 use crate::id_token;
 use crate::pkce::{check_verifier, nonce_for};
 use crate::redirect::check_redirect_url;
@@ -29,6 +30,7 @@ pub struct ProviderClient {
     /// Apple sends the user's name only once, to the redirect, never to the exchange:
     /// kept here briefly, keyed by the authorization code.
     apple_names: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    docs: Arc<DocCache>,
 }
 
 impl ProviderClient {
@@ -43,6 +45,7 @@ impl ProviderClient {
         Ok(Self {
             http,
             apple_names: Arc::default(),
+            docs: Arc::default(),
         })
     }
 
@@ -179,7 +182,8 @@ impl ProviderClient {
         verifier: &str,
         redirect_url: &str,
     ) -> Result<AuthUser, OAuth2Error> {
-        let mut user = exchange_code(&self.http, p, code, verifier, redirect_url).await?;
+        let mut user =
+            exchange_code(&self.http, &self.docs, p, code, verifier, redirect_url).await?;
         if p.preset == Preset::Apple
             && user.name.is_empty()
             && let Some(name) = self.take_apple_name(code)
@@ -191,8 +195,9 @@ impl ProviderClient {
 }
 
 /// See [`ProviderClient::exchange_code`].
-pub async fn exchange_code(
+async fn exchange_code(
     http: &reqwest::Client,
+    docs: &DocCache,
     p: &Provider,
     code: &str,
     verifier: &str,
@@ -212,7 +217,7 @@ pub async fn exchange_code(
         None
     } else {
         let nonce = (p.pkce && p.uses_id_token()).then(|| nonce_for(verifier));
-        Some(id_token::verify(http, p, &token.id_token, nonce.as_deref()).await?)
+        Some(id_token::verify(http, docs, p, &token.id_token, nonce.as_deref()).await?)
     };
     let user_info = |url: String| {
         let access = token.access_token.clone();

@@ -7,7 +7,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 
-use crate::exchange::get_json;
+use crate::cache::DocCache;
 use crate::{OAuth2Error, Preset, Provider};
 
 /// Clock skew tolerated on `exp`/`nbf`.
@@ -19,7 +19,11 @@ fn invalid(why: impl Into<String>) -> OAuth2Error {
 
 /// Where the signing keys are and which issuers are accepted, discovering what the
 /// configuration leaves out from `{issuer}/.well-known/openid-configuration`.
-async fn trust(http: &reqwest::Client, p: &Provider) -> Result<(String, Vec<String>), OAuth2Error> {
+async fn trust(
+    http: &reqwest::Client,
+    docs: &DocCache,
+    p: &Provider,
+) -> Result<(String, Vec<String>), OAuth2Error> {
     let microsoft = p.preset == Preset::Microsoft;
     if !p.jwks_url.is_empty() && (!p.issuers.is_empty() || microsoft) {
         return Ok((p.jwks_url.clone(), p.issuers.clone()));
@@ -32,13 +36,14 @@ async fn trust(http: &reqwest::Client, p: &Provider) -> Result<(String, Vec<Stri
             u.origin().ascii_serialization()
         }
     };
-    let doc = get_json(
-        http,
-        &format!("{base}/.well-known/openid-configuration"),
-        None,
-    )
-    .await
-    .map_err(|e| invalid(format!("discovery failed: {e}")))?;
+    let doc = docs
+        .get(
+            http,
+            &format!("{base}/.well-known/openid-configuration"),
+            false,
+        )
+        .await
+        .map_err(|e| invalid(format!("discovery failed: {e}")))?;
     let issuer = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
     // OpenID Connect Discovery 4.3: the document must name the issuer it was fetched for.
     if issuer.trim_end_matches('/') != base {
@@ -104,6 +109,7 @@ fn pick_key<'a>(
 /// for, checked when given.
 pub(crate) async fn verify(
     http: &reqwest::Client,
+    docs: &DocCache,
     p: &Provider,
     token: &str,
     nonce: Option<&str>,
@@ -115,13 +121,22 @@ pub(crate) async fn verify(
             header.alg
         )));
     }
-    let (jwks_url, issuers) = trust(http, p).await?;
-    let set: JwkSet = serde_json::from_value(
-        get_json(http, &jwks_url, None)
-            .await
-            .map_err(|e| invalid(format!("jwks fetch failed: {e}")))?,
-    )
-    .map_err(|e| invalid(format!("malformed jwks: {e}")))?;
+    let (jwks_url, issuers) = trust(http, docs, p).await?;
+    let jwks = |fresh: bool| {
+        let url = jwks_url.clone();
+        async move {
+            let v = docs
+                .get(http, &url, fresh)
+                .await
+                .map_err(|e| invalid(format!("jwks fetch failed: {e}")))?;
+            serde_json::from_value::<JwkSet>(v).map_err(|e| invalid(format!("malformed jwks: {e}")))
+        }
+    };
+    let mut set = jwks(false).await?;
+    if pick_key(&set, header.alg, header.kid.as_deref()).is_err() {
+        // The provider may have rotated its keys since the JWKS was cached.
+        set = jwks(true).await?;
+    }
     let jwk = pick_key(&set, header.alg, header.kid.as_deref())?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("unusable key: {e}")))?;
     let mut v = Validation::new(header.alg);
