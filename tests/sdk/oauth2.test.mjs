@@ -404,3 +404,17 @@ test("a provider that rotates in a new signing key keeps working (cached JWKS re
     assert.equal(auth.record.email, "ivan@example.com");
   }
 });
+
+test("a link left by a deleted account makes way for the account that now owns the address", async () => {
+  const first = await signIn(person("jack-sub", "jack@example.com"));
+  await s.pb.collection("users").delete(first.auth.record.id);
+  const owner = await s.pb.collection("users").create({ email: "jack@example.com", password: "Jack-pass-123", passwordConfirm: "Jack-pass-123", verified: true });
+  const again = await signIn(person("jack-sub", "jack@example.com"));
+  assert.equal(again.auth.record.id, owner.id);
+  assert.equal(again.auth.meta.isNew, false);
+  await s.pb.collection("users").delete(owner.id);
+  const fresh = await signIn(person("jack-sub", "jack@example.com"));
+  assert.equal(fresh.auth.meta.isNew, true);
+  const links = await s.pb.collection("_externalAuths").getFullList({ filter: `providerId = "jack-sub"` });
+  assert.deepEqual(links.map((l) => l.recordRef), [fresh.auth.record.id]);
+});
