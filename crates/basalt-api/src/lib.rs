@@ -161,6 +161,10 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
             post(oauth2::auth_with_oauth2),
         )
         .route("/api/files/token", post(auth::file_token))
+        .route(
+            "/api/oauth2-redirect",
+            get(oauth2::redirect_get).post(oauth2::redirect_post),
+        )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))
         .route(

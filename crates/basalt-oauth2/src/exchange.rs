@@ -3,10 +3,13 @@
 //! followed (a token endpoint that redirects is misconfigured, and following could hand
 //! the code to another host).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::cache::DocCache;
 use crate::id_token;
 use crate::pkce::{check_verifier, nonce_for};
 use crate::redirect::check_redirect_url;
@@ -15,10 +18,19 @@ use crate::{AuthUser, OAuth2Error, Preset, Provider, apple, map_user};
 /// Largest provider response read (token, user info, discovery, JWKS).
 const MAX_BODY: usize = 1 << 20;
 
+/// How long Apple's forwarded user name waits for its code exchange.
+const APPLE_NAME_TTL: Duration = Duration::from_secs(60);
+/// Bound on remembered names, so redirects cannot grow memory without limit.
+const APPLE_NAMES_MAX: usize = 10_000;
+
 /// The client for provider calls.
 #[derive(Debug, Clone)]
 pub struct ProviderClient {
     http: reqwest::Client,
+    /// Apple sends the user's name only once, to the redirect, never to the exchange:
+    /// kept here briefly, keyed by the authorization code.
+    apple_names: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    docs: Arc<DocCache>,
 }
 
 impl ProviderClient {
@@ -30,7 +42,42 @@ impl ProviderClient {
             .user_agent(concat!("basalt/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| OAuth2Error::Misconfigured(format!("http client: {e}")))?;
-        Ok(Self { http })
+        Ok(Self {
+            http,
+            apple_names: Arc::default(),
+            docs: Arc::default(),
+        })
+    }
+
+    /// Remembers the name Apple posted with `code` (its `user` JSON) for the exchange.
+    pub fn remember_apple_name(&self, code: &str, user_json: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(user_json) else {
+            return;
+        };
+        let part = |k: &str| v["name"][k].as_str().unwrap_or("").to_string();
+        let name: String = format!("{} {}", part("firstName"), part("lastName"))
+            .trim()
+            .chars()
+            .take(150)
+            .collect();
+        if name.is_empty() || code.is_empty() || code.len() > 1000 {
+            return;
+        }
+        let Ok(mut names) = self.apple_names.lock() else {
+            return;
+        };
+        names.retain(|_, (_, at)| at.elapsed() < APPLE_NAME_TTL);
+        if names.len() < APPLE_NAMES_MAX {
+            names.insert(code.to_string(), (name, Instant::now()));
+        }
+    }
+
+    fn take_apple_name(&self, code: &str) -> Option<String> {
+        let mut names = self.apple_names.lock().ok()?;
+        names
+            .remove(code)
+            .filter(|(_, at)| at.elapsed() < APPLE_NAME_TTL)
+            .map(|(n, _)| n)
     }
 }
 
@@ -135,13 +182,22 @@ impl ProviderClient {
         verifier: &str,
         redirect_url: &str,
     ) -> Result<AuthUser, OAuth2Error> {
-        exchange_code(&self.http, p, code, verifier, redirect_url).await
+        let mut user =
+            exchange_code(&self.http, &self.docs, p, code, verifier, redirect_url).await?;
+        if p.preset == Preset::Apple
+            && user.name.is_empty()
+            && let Some(name) = self.take_apple_name(code)
+        {
+            user.name = name;
+        }
+        Ok(user)
     }
 }
 
 /// See [`ProviderClient::exchange_code`].
-pub async fn exchange_code(
+async fn exchange_code(
     http: &reqwest::Client,
+    docs: &DocCache,
     p: &Provider,
     code: &str,
     verifier: &str,
@@ -161,7 +217,7 @@ pub async fn exchange_code(
         None
     } else {
         let nonce = (p.pkce && p.uses_id_token()).then(|| nonce_for(verifier));
-        Some(id_token::verify(http, p, &token.id_token, nonce.as_deref()).await?)
+        Some(id_token::verify(http, docs, p, &token.id_token, nonce.as_deref()).await?)
     };
     let user_info = |url: String| {
         let access = token.access_token.clone();
@@ -218,4 +274,30 @@ pub async fn exchange_code(
         user.expiry = at.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string();
     }
     Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apple_names_are_kept_once_per_code_and_bounded() {
+        let c = ProviderClient::new(Duration::from_secs(1)).unwrap();
+        c.remember_apple_name(
+            "code1",
+            r#"{"name":{"firstName":"Jane","lastName":"Appleseed"}}"#,
+        );
+        c.remember_apple_name("code2", "not json");
+        c.remember_apple_name("code3", r#"{"name":{"firstName":"","lastName":""}}"#);
+        assert_eq!(
+            c.take_apple_name("code1").as_deref(),
+            Some("Jane Appleseed")
+        );
+        assert_eq!(c.take_apple_name("code1"), None, "single use");
+        assert_eq!(c.take_apple_name("code2"), None);
+        assert_eq!(c.take_apple_name("code3"), None);
+        let long = format!(r#"{{"name":{{"firstName":"{}"}}}}"#, "x".repeat(500));
+        c.remember_apple_name("code4", &long);
+        assert_eq!(c.take_apple_name("code4").map(|n| n.len()), Some(150));
+    }
 }

@@ -9,6 +9,7 @@
 //! collection's provider configuration and gets a verified external identity back.
 
 mod apple;
+mod cache;
 mod exchange;
 mod id_token;
 mod pkce;
@@ -18,7 +19,7 @@ mod user;
 
 use basalt_schema::collection_oauth2::OAuth2Provider;
 
-pub use exchange::{ProviderClient, exchange_code};
+pub use exchange::ProviderClient;
 pub use pkce::{AuthorizationRequest, authorization_request, nonce_for};
 pub use presets::{Preset, Provider};
 pub use redirect::check_redirect_url;

@@ -18,7 +18,8 @@ pub enum Preset {
 }
 
 /// A provider ready to use: the preset merged with the collection's configuration.
-#[derive(Debug, Clone)]
+/// Its `Debug` leaves out the secrets.
+#[derive(Clone)]
 pub struct Provider {
     pub name: String,
     pub preset: Preset,
@@ -142,6 +143,17 @@ fn or(configured: &str, preset: &str) -> String {
     }
 }
 
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("preset", &self.preset)
+            .field("client_id", &self.client_id)
+            .field("token_url", &self.token_url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Provider {
     pub(crate) fn resolve(cfg: &OAuth2Provider) -> Result<Provider, OAuth2Error> {
         let d =
@@ -250,5 +262,7 @@ mod tests {
         assert_eq!(p.scopes, ["openid", "email", "profile"]);
         assert_eq!(p.issuers, ["http://127.0.0.1:1"]);
         assert_eq!(p.display_name, "OIDC");
+        let shown = format!("{p:?}");
+        assert!(shown.contains("oidc2") && !shown.contains("sec"), "{shown}");
     }
 }

@@ -274,3 +274,35 @@ async fn external_auths_is_a_system_collection_with_owner_only_rules() {
     assert_eq!(s.call("DELETE", &one, Some(&b), None).await.0, 404);
     assert_eq!(s.call("DELETE", &one, Some(&a), None).await.0, 204);
 }
+
+#[tokio::test]
+async fn oauth2_redirect_without_a_listening_client_is_an_error_page() {
+    let s = TestServer::start(BIN).await;
+    for q in [
+        "",
+        "?code=c",
+        "?state=nobody&code=c",
+        "?state=nobody&error=access_denied",
+    ] {
+        let res = s
+            .http
+            .get(s.url(&format!("/api/oauth2-redirect{q}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{q}");
+        let text = res.text().await.unwrap_or_default();
+        assert!(text.contains("Failed to authenticate"), "{q}: {text}");
+    }
+    let res = s
+        .http
+        .post(s.url("/api/oauth2-redirect"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("state=%ZZ&code=\u{0}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let text = res.text().await.unwrap_or_default();
+    assert!(text.contains("Failed to authenticate"), "{text}");
+}

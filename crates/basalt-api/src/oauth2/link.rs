@@ -152,6 +152,14 @@ pub(super) async fn sign_in(
     let mut ops = Vec::new();
     let mut update = Map::new();
     let mut relink = link.as_ref().is_none_or(|l| s(l, "recordRef") != id);
+    if let Some(l) = link.as_ref().filter(|l| s(l, "recordRef") != id) {
+        // The link names a deleted record: it makes way for the new one.
+        ops.push(WriteOp::Delete {
+            collection: ea.clone(),
+            id: s(l, "id").to_string(),
+            access: Access::Unrestricted,
+        });
+    }
     if !verified {
         if signed_in_id != Some(id.as_str()) {
             // Whoever registered this address never proved it: their password and

@@ -3,6 +3,9 @@
 //! linking in `link`).
 
 mod link;
+mod redirect;
+
+pub(crate) use redirect::{redirect_get, redirect_post};
 
 use std::collections::HashMap;
 use std::sync::Arc;
