@@ -16,6 +16,10 @@ use crate::sql::SqlFragment;
 /// Bounded so that ever-changing parameters (`@now`) cannot grow it without limit.
 const MAX_ENTRIES: usize = 256;
 
+/// Longer keys (huge filters) are counted every time rather than kept: with
+/// `MAX_ENTRIES`, a connection's cache stays under 1 MiB of keys.
+const MAX_KEY_BYTES: usize = 4096;
+
 #[derive(Default)]
 pub(crate) struct CountCache {
     data_version: Option<i64>,
@@ -51,6 +55,9 @@ impl CountCache {
             })
             .map_err(err)?
             .max(0) as u64;
+        if key.len() > MAX_KEY_BYTES {
+            return Ok(n);
+        }
         if self.entries.len() >= MAX_ENTRIES {
             self.entries.clear();
         }
@@ -94,6 +101,19 @@ mod tests {
             .execute("DELETE FROM t WHERE n < 3", [])
             .expect("delete");
         assert_eq!(count_of(&reader, &mut cache, 1), 2);
+    }
+
+    #[test]
+    fn huge_filters_are_counted_but_not_kept() {
+        let conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2);")
+            .expect("seed");
+        let mut cache = CountCache::default();
+        let mut f = SqlFragment::new("SELECT COUNT(*) FROM t WHERE n > ?");
+        f.params.push(SqlValue::Text("x".repeat(MAX_KEY_BYTES)));
+        // Text compares greater than any integer in SQLite: nothing matches.
+        assert_eq!(cache.count(&conn, &f).expect("count"), 0);
+        assert!(cache.entries.is_empty());
     }
 
     #[test]

@@ -74,8 +74,12 @@ fn open_conn(
     } else {
         "NORMAL"
     };
+    // Readers get a 16 MB page cache each; the writer touches a few pages per write (the
+    // B-tree paths it changes), so 4 MB: a bulk import through it otherwise left 16 MB of
+    // its pages resident for good (measured: idle RSS 34.8 MB after the bench's seeding).
+    let cache_kib = if read_only { 16000 } else { 4000 };
     conn.execute_batch(&format!(
-        "PRAGMA busy_timeout = 10000; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
+        "PRAGMA busy_timeout = 10000; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{cache_kib};"
     ))
     .map_err(sqlite_err)?;
     if !read_only {
