@@ -2,6 +2,7 @@
 //! place that reads the environment and picks concrete implementations.
 
 mod config;
+mod http;
 mod serve;
 mod superuser;
 
