@@ -44,6 +44,13 @@ def rss_kb(pid, field):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process: comparable even on a busy shared machine."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -78,6 +85,23 @@ def start(kind, basalt_bin):
     return proc, url, port, d
 
 
+def server_fanout(url):
+    """Basalt's own commit-to-stream histogram: (p50, p99) upper bucket bounds in ms."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("basalt_realtime_fanout_latency_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0
+    def q(p):
+        for le, count in buckets:
+            if total and count >= p * total:
+                return le * 1000
+        return float("nan")
+    return q(0.5), q(0.99)
+
+
 def one_run(kind, basalt_bin, client_bin, args):
     proc, url, port, d = start(kind, basalt_bin)
     try:
@@ -87,14 +111,20 @@ def one_run(kind, basalt_bin, client_bin, args):
             "name": "bench", "type": "base", "listRule": "", "viewRule": "", "createRule": "",
             "fields": [{"name": "n", "type": "number"}]}, token)
         idle_rss = rss_kb(proc.pid, "VmRSS")
+        cpu_before = cpu_seconds(proc.pid)
         out = subprocess.run(
             [client_bin, f"127.0.0.1:{port}", token, "bench", str(args.clients), str(args.writes), str(args.gap_ms)],
             capture_output=True, text=True, timeout=600, preexec_fn=raise_nofile)
         result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["server_cpu_s"] = round(cpu_seconds(proc.pid) - cpu_before, 2)
         result["rss_connected_mb"] = round(rss_kb(proc.pid, "VmRSS") / 1024, 1)
         result["rss_peak_mb"] = round(rss_kb(proc.pid, "VmHWM") / 1024, 1)
         result["rss_idle_mb"] = round(idle_rss / 1024, 1)
         result["server"] = kind
+        if kind == "basalt":
+            p50, p99 = server_fanout(url)
+            result["server_commit_to_stream_p50_le_ms"] = p50
+            result["server_commit_to_stream_p99_le_ms"] = p99
         sys.stderr.write(out.stderr)
         return result
     finally:
@@ -137,7 +167,7 @@ def main():
         vals = [r[key] for r in runs if r["server"] == kind]
         return statistics.median(vals)
 
-    keys = ["connected", "delivered", "p50_ms", "p90_ms", "p99_ms", "max_ms", "write_p50_ms",
+    keys = ["connected", "delivered", "p50_ms", "p90_ms", "p99_ms", "max_ms", "write_p50_ms", "server_cpu_s",
             "rss_idle_mb", "rss_connected_mb", "rss_peak_mb"]
     lines = [
         "# Realtime fan-out: Basalt vs PocketBase",
