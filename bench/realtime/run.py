@@ -156,6 +156,7 @@ def main():
     client_bin = os.path.join(bench_target, "release", "realtime-loadclient")
     pb_version = subprocess.run(["pocketbase", "--version"], capture_output=True, text=True).stdout.strip()
 
+    load_before = os.getloadavg()[0]
     runs = []
     for r in range(args.rounds):
         for kind in ("basalt", "pocketbase"):
@@ -173,7 +174,8 @@ def main():
         "# Realtime fan-out: Basalt vs PocketBase",
         "",
         f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs shared with other work, loopback only. {pb_version}.",
+        f"{os.cpu_count()} CPUs shared with other work (load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after), loopback only. {pb_version}.",
         "",
         "Command (from the repository root, after `cargo build --release`):",
         "",
@@ -185,7 +187,11 @@ def main():
         f"created one at a time, {args.gap_ms} ms apart, each fanning out to every subscriber. Latency is",
         "from sending the write request to the event arriving at a subscriber (so it includes the",
         "write's own commit); percentiles over every (subscriber, record) pair. Rounds alternate",
-        "(Basalt, PocketBase, Basalt, ...); the table shows medians over rounds.",
+        "(Basalt, PocketBase, Basalt, ...); the table shows medians over rounds. `server_cpu_s` is",
+        "the server's user+system CPU time over the whole run (connect, subscribe, fan-out): on a",
+        "machine busy with other work, wall-clock latency mostly measures the CPU share each",
+        "server got, CPU time what it needed. `server_commit_to_stream_*` (Basalt only) is its own",
+        "histogram from commit to the event written to the stream (bucket upper bounds).",
         "",
         "| metric | Basalt | PocketBase | PocketBase / Basalt |",
         "|---|---:|---:|---:|",
