@@ -108,7 +108,7 @@ def one_run(kind, basalt_bin, client_bin, args):
         token = call(url + "/api/collections/_superusers/auth-with-password", "POST",
                      {"identity": EMAIL, "password": PASSWORD})["token"]
         call(url + "/api/collections", "POST", {
-            "name": "bench", "type": "base", "listRule": "", "viewRule": "", "createRule": "",
+            "name": "bench", "type": "base", "listRule": args.rule, "viewRule": args.rule, "createRule": "",
             "fields": [{"name": "n", "type": "number"}]}, token)
         idle_rss = rss_kb(proc.pid, "VmRSS")
         cpu_before = cpu_seconds(proc.pid)
@@ -142,7 +142,10 @@ def main():
     ap.add_argument("--writes", type=int, default=30)
     ap.add_argument("--gap-ms", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rule", action="append", dest="rules",
+                    help="list/view rule of the collection; repeat for several scenarios (default: open)")
     args = ap.parse_args()
+    args.rules = args.rules or [""]
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     basalt_bin = os.environ.get("BASALT_BIN") or os.path.join(target, "release", "basalt")
     if not os.path.exists(basalt_bin):
@@ -157,19 +160,21 @@ def main():
     pb_version = subprocess.run(["pocketbase", "--version"], capture_output=True, text=True).stdout.strip()
 
     load_before = os.getloadavg()[0]
-    runs = []
-    for r in range(args.rounds):
-        for kind in ("basalt", "pocketbase"):
-            res = one_run(kind, basalt_bin, client_bin, args)
-            print(json.dumps(res), flush=True)
-            runs.append(res)
-
-    def med(kind, key):
-        vals = [r[key] for r in runs if r["server"] == kind]
-        return statistics.median(vals)
+    scenarios = []
+    for rule in args.rules:
+        args.rule = rule
+        runs = []
+        for r in range(args.rounds):
+            for kind in ("basalt", "pocketbase"):
+                res = one_run(kind, basalt_bin, client_bin, args)
+                res["rule"] = rule
+                print(json.dumps(res), flush=True)
+                runs.append(res)
+        scenarios.append((rule, runs))
 
     keys = ["connected", "delivered", "p50_ms", "p90_ms", "p99_ms", "max_ms", "write_p50_ms", "server_cpu_s",
             "rss_idle_mb", "rss_connected_mb", "rss_peak_mb"]
+    rule_flags = "".join(f" --rule '{r}'" for r in args.rules)
     lines = [
         "# Realtime fan-out: Basalt vs PocketBase",
         "",
@@ -180,27 +185,34 @@ def main():
         "Command (from the repository root, after `cargo build --release`):",
         "",
         "```sh",
-        f"python3 bench/realtime/run.py --clients {args.clients} --writes {args.writes} --gap-ms {args.gap_ms} --rounds {args.rounds}",
+        f"python3 bench/realtime/run.py --clients {args.clients} --writes {args.writes} --gap-ms {args.gap_ms} --rounds {args.rounds}{rule_flags}",
         "```",
         "",
-        f"{args.clients} SSE subscribers to `bench/*` (open list rule) on one node; {args.writes} records",
+        f"{args.clients} anonymous SSE subscribers to `bench/*` on one node; {args.writes} records",
         f"created one at a time, {args.gap_ms} ms apart, each fanning out to every subscriber. Latency is",
         "from sending the write request to the event arriving at a subscriber (so it includes the",
         "write's own commit); percentiles over every (subscriber, record) pair. Rounds alternate",
-        "(Basalt, PocketBase, Basalt, ...); the table shows medians over rounds. `server_cpu_s` is",
+        "(Basalt, PocketBase, Basalt, ...); the tables show medians over rounds. `server_cpu_s` is",
         "the server's user+system CPU time over the whole run (connect, subscribe, fan-out): on a",
         "machine busy with other work, wall-clock latency mostly measures the CPU share each",
         "server got, CPU time what it needed. `server_commit_to_stream_*` (Basalt only) is its own",
         "histogram from commit to the event written to the stream (bucket upper bounds).",
         "",
-        "| metric | Basalt | PocketBase | PocketBase / Basalt |",
-        "|---|---:|---:|---:|",
     ]
-    for k in keys:
-        b, p = med("basalt", k), med("pocketbase", k)
-        ratio = f"{p / b:.1f}x" if b else "-"
-        lines.append(f"| {k} | {b} | {p} | {ratio} |")
-    lines += ["", "Every run:", "", "```"] + [json.dumps(r) for r in runs] + ["```", ""]
+    for rule, runs in scenarios:
+        def med(kind, key):
+            return statistics.median([r[key] for r in runs if r["server"] == kind])
+        lines += [
+            f"## List rule {json.dumps(rule)}" + (" (open: no rule check)" if rule == "" else ""),
+            "",
+            "| metric | Basalt | PocketBase | PocketBase / Basalt |",
+            "|---|---:|---:|---:|",
+        ]
+        for k in keys:
+            b, p = med("basalt", k), med("pocketbase", k)
+            ratio = f"{p / b:.1f}x" if b else "-"
+            lines.append(f"| {k} | {round(b, 2):g} | {round(p, 2):g} | {ratio} |")
+        lines += ["", "Every run:", "", "```"] + [json.dumps(r) for r in runs] + ["```", ""]
     with open(os.path.join(ROOT, "bench", "REALTIME.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
