@@ -1,5 +1,6 @@
 //! The HTTP/1.1 accept loop: each connection served by hyper's HTTP/1 server (with
-//! upgrades, for WebSockets), TCP_NODELAY for realtime streams, and a graceful shutdown
+//! upgrades, for WebSockets), TCP_NODELAY for realtime streams, a bound on blocked writes
+//! (`stall`), and a graceful shutdown
 //! that stops accepting and waits for open connections to finish.
 //!
 //! Why not `axum::serve`: its protocol-sniffing connection (HTTP/1 or cleartext HTTP/2)
@@ -14,6 +15,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::stall::StallGuard;
 
 /// Serves `app` on `listener` until `stop` resolves, then waits for open connections.
 pub async fn serve(
@@ -45,7 +48,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(StallGuard::new(stream)), service)
             .with_upgrades();
         let mut stopping = stopping_rx.clone();
         let done = done_rx.clone();

@@ -4,6 +4,7 @@
 mod config;
 mod http;
 mod serve;
+mod stall;
 mod superuser;
 
 use std::path::PathBuf;
