@@ -44,6 +44,13 @@ def rss_kb(pid, field):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process: comparable even on a busy shared machine."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -78,23 +85,46 @@ def start(kind, basalt_bin):
     return proc, url, port, d
 
 
+def server_fanout(url):
+    """Basalt's own commit-to-stream histogram: (p50, p99) upper bucket bounds in ms."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("basalt_realtime_fanout_latency_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0
+    def q(p):
+        for le, count in buckets:
+            if total and count >= p * total:
+                return le * 1000
+        return float("nan")
+    return q(0.5), q(0.99)
+
+
 def one_run(kind, basalt_bin, client_bin, args):
     proc, url, port, d = start(kind, basalt_bin)
     try:
         token = call(url + "/api/collections/_superusers/auth-with-password", "POST",
                      {"identity": EMAIL, "password": PASSWORD})["token"]
         call(url + "/api/collections", "POST", {
-            "name": "bench", "type": "base", "listRule": "", "viewRule": "", "createRule": "",
+            "name": "bench", "type": "base", "listRule": args.rule, "viewRule": args.rule, "createRule": "",
             "fields": [{"name": "n", "type": "number"}]}, token)
         idle_rss = rss_kb(proc.pid, "VmRSS")
+        cpu_before = cpu_seconds(proc.pid)
         out = subprocess.run(
             [client_bin, f"127.0.0.1:{port}", token, "bench", str(args.clients), str(args.writes), str(args.gap_ms)],
             capture_output=True, text=True, timeout=600, preexec_fn=raise_nofile)
         result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["server_cpu_s"] = round(cpu_seconds(proc.pid) - cpu_before, 2)
         result["rss_connected_mb"] = round(rss_kb(proc.pid, "VmRSS") / 1024, 1)
         result["rss_peak_mb"] = round(rss_kb(proc.pid, "VmHWM") / 1024, 1)
         result["rss_idle_mb"] = round(idle_rss / 1024, 1)
         result["server"] = kind
+        if kind == "basalt":
+            p50, p99 = server_fanout(url)
+            result["server_commit_to_stream_p50_le_ms"] = p50
+            result["server_commit_to_stream_p99_le_ms"] = p99
         sys.stderr.write(out.stderr)
         return result
     finally:
@@ -112,7 +142,10 @@ def main():
     ap.add_argument("--writes", type=int, default=30)
     ap.add_argument("--gap-ms", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rule", action="append", dest="rules",
+                    help="list/view rule of the collection; repeat for several scenarios (default: open)")
     args = ap.parse_args()
+    args.rules = args.rules or [""]
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     basalt_bin = os.environ.get("BASALT_BIN") or os.path.join(target, "release", "basalt")
     if not os.path.exists(basalt_bin):
@@ -126,45 +159,60 @@ def main():
     client_bin = os.path.join(bench_target, "release", "realtime-loadclient")
     pb_version = subprocess.run(["pocketbase", "--version"], capture_output=True, text=True).stdout.strip()
 
-    runs = []
-    for r in range(args.rounds):
-        for kind in ("basalt", "pocketbase"):
-            res = one_run(kind, basalt_bin, client_bin, args)
-            print(json.dumps(res), flush=True)
-            runs.append(res)
+    load_before = os.getloadavg()[0]
+    scenarios = []
+    for rule in args.rules:
+        args.rule = rule
+        runs = []
+        for r in range(args.rounds):
+            for kind in ("basalt", "pocketbase"):
+                res = one_run(kind, basalt_bin, client_bin, args)
+                res["rule"] = rule
+                print(json.dumps(res), flush=True)
+                runs.append(res)
+        scenarios.append((rule, runs))
 
-    def med(kind, key):
-        vals = [r[key] for r in runs if r["server"] == kind]
-        return statistics.median(vals)
-
-    keys = ["connected", "delivered", "p50_ms", "p90_ms", "p99_ms", "max_ms", "write_p50_ms",
+    keys = ["connected", "delivered", "p50_ms", "p90_ms", "p99_ms", "max_ms", "write_p50_ms", "server_cpu_s",
             "rss_idle_mb", "rss_connected_mb", "rss_peak_mb"]
+    rule_flags = "".join(f" --rule '{r}'" for r in args.rules)
     lines = [
         "# Realtime fan-out: Basalt vs PocketBase",
         "",
         f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs shared with other work, loopback only. {pb_version}.",
+        f"{os.cpu_count()} CPUs shared with other work (load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after), loopback only. {pb_version}.",
         "",
         "Command (from the repository root, after `cargo build --release`):",
         "",
         "```sh",
-        f"python3 bench/realtime/run.py --clients {args.clients} --writes {args.writes} --gap-ms {args.gap_ms} --rounds {args.rounds}",
+        f"python3 bench/realtime/run.py --clients {args.clients} --writes {args.writes} --gap-ms {args.gap_ms} --rounds {args.rounds}{rule_flags}",
         "```",
         "",
-        f"{args.clients} SSE subscribers to `bench/*` (open list rule) on one node; {args.writes} records",
+        f"{args.clients} anonymous SSE subscribers to `bench/*` on one node; {args.writes} records",
         f"created one at a time, {args.gap_ms} ms apart, each fanning out to every subscriber. Latency is",
         "from sending the write request to the event arriving at a subscriber (so it includes the",
         "write's own commit); percentiles over every (subscriber, record) pair. Rounds alternate",
-        "(Basalt, PocketBase, Basalt, ...); the table shows medians over rounds.",
+        "(Basalt, PocketBase, Basalt, ...); the tables show medians over rounds. `server_cpu_s` is",
+        "the server's user+system CPU time over the whole run (connect, subscribe, fan-out): on a",
+        "machine busy with other work, wall-clock latency mostly measures the CPU share each",
+        "server got, CPU time what it needed. `server_commit_to_stream_*` (Basalt only) is its own",
+        "histogram from commit to the event written to the stream (bucket upper bounds).",
         "",
-        "| metric | Basalt | PocketBase | PocketBase / Basalt |",
-        "|---|---:|---:|---:|",
     ]
-    for k in keys:
-        b, p = med("basalt", k), med("pocketbase", k)
-        ratio = f"{p / b:.1f}x" if b else "-"
-        lines.append(f"| {k} | {b} | {p} | {ratio} |")
-    lines += ["", "Every run:", "", "```"] + [json.dumps(r) for r in runs] + ["```", ""]
+    for rule, runs in scenarios:
+        def med(kind, key):
+            return statistics.median([r[key] for r in runs if r["server"] == kind])
+        lines += [
+            f"## List rule {json.dumps(rule)}" + (" (open: no rule check)" if rule == "" else ""),
+            "",
+            "| metric | Basalt | PocketBase | PocketBase / Basalt |",
+            "|---|---:|---:|---:|",
+        ]
+        for k in keys:
+            b, p = med("basalt", k), med("pocketbase", k)
+            ratio = f"{p / b:.1f}x" if b else "-"
+            lines.append(f"| {k} | {round(b, 2):g} | {round(p, 2):g} | {ratio} |")
+        lines += ["", "Every run:", "", "```"] + [json.dumps(r) for r in runs] + ["```", ""]
     with open(os.path.join(ROOT, "bench", "REALTIME.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))

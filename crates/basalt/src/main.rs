@@ -2,8 +2,10 @@
 //! place that reads the environment and picks concrete implementations.
 
 mod config;
+mod http;
 mod proxy;
 mod serve;
+mod stall;
 mod superuser;
 
 use std::path::PathBuf;

@@ -129,35 +129,17 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
     tracing::info!(address = %listener.local_addr()?, dir = %cfg.dir.display(), "basalt serving");
-    // Responses go out as soon as they are written: no Nagle wait behind a delayed ACK
-    // on keep-alive connections.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        // Handlers see the peer address (the client, unless it is a trusted proxy). The
-        // make-service shares the finished router with each connection; serving the
-        // `Router` itself rebuilds its route table per connection (~50 KB each), which
-        // dominated the memory of 10k idle realtime connections.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = rx.await;
-        })
-        .await
-    });
+    let server = tokio::spawn(crate::http::serve(listener, app, async {
+        let _ = rx.await;
+    }));
     shutdown_signal().await;
     // Open realtime streams end with a final event, so graceful shutdown is not held up
     // by connections that never finish on their own.
     realtime.shutdown();
     let _ = tx.send(());
     match tokio::time::timeout(Duration::from_secs(cfg.shutdown_grace), server).await {
-        Ok(res) => res.context("server task")?.context("server")?,
+        Ok(res) => res.context("server task")?,
         Err(_) => tracing::warn!("in-flight requests did not finish in time"),
     }
     fanout.abort();

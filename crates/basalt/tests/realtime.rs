@@ -275,13 +275,16 @@ async fn websocket_protocol() {
     ws.close(None).await.expect("close");
 }
 
-/// Reads a chunked response from a raw socket until its last chunk or EOF (bounded).
-async fn read_to_end(sock: &mut tokio::net::TcpStream, limit: Duration) -> String {
+/// Reads a chunked response from a raw socket until its last chunk or EOF (bounded);
+/// returns the text and whether the server closed the connection.
+async fn read_to_end(sock: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
     let deadline = tokio::time::Instant::now() + limit;
+    let mut eof = false;
     while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
         if n == 0 {
+            eof = true;
             break;
         }
         out.extend_from_slice(&buf[..n]);
@@ -289,7 +292,76 @@ async fn read_to_end(sock: &mut tokio::net::TcpStream, limit: Duration) -> Strin
             break;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    (String::from_utf8_lossy(&out).into_owned(), eof)
+}
+
+/// Opens a raw SSE connection that the test then stops reading; returns it and its id.
+async fn raw_subscriber(s: &TestServer) -> (tokio::net::TcpStream, String) {
+    let addr = s.url("").replace("http://", "");
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.expect("tcp");
+    sock.write_all(
+        format!("GET /api/realtime HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut head = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, sock.read(&mut head))
+        .await
+        .expect("in time")
+        .expect("read");
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    let id = head
+        .split("\"clientId\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("client id")
+        .to_string();
+    assert_eq!(subscribe(s, &id, None, &["notes/*"]).await, 204);
+    (sock, id)
+}
+
+/// Sends large events (12 per batch) until a slow consumer was disconnected; returns how
+/// many were sent. `fast`, when given, must receive every one of them.
+async fn flood_until_disconnect(s: &TestServer, su: &str, mut fast: Option<&mut Sse>) -> usize {
+    let (st, _) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(su),
+            Some(json!({"batch": {"enabled": true, "maxRequests": 12}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let blob = "x".repeat(64 * 1024);
+    let mut sent = 0;
+    for _ in 0..200 {
+        let reqs: Vec<Value> = (0..12)
+            .map(|i| {
+                json!({"method": "POST", "url": "/api/collections/notes/records",
+                "body": {"title": format!("t{i}"), "blob": blob}})
+            })
+            .collect();
+        let (st, out) = s
+            .call(
+                "POST",
+                "/api/batch",
+                Some(su),
+                Some(json!({"requests": reqs})),
+            )
+            .await;
+        assert_eq!(st, 200, "{out}");
+        sent += 12;
+        if let Some(f) = fast.as_deref_mut() {
+            for _ in 0..12 {
+                assert!(f.next().await.is_some(), "the fast client got every event");
+            }
+        }
+        if metric(s, "basalt_realtime_slow_consumer_disconnects_total").await >= 1.0 {
+            break;
+        }
+    }
+    sent
 }
 
 async fn metric(s: &TestServer, name: &str) -> f64 {
@@ -316,70 +388,10 @@ async fn a_slow_consumer_is_disconnected_and_others_keep_receiving() {
     notes(&s, &su).await;
     let (mut fast, fast_id) = Sse::open(&s).await;
     assert_eq!(subscribe(&s, &fast_id, None, &["notes/*"]).await, 204);
-
-    // The slow client: a raw socket that stops reading after PB_CONNECT.
-    let addr = s.url("").replace("http://", "");
-    let mut slow = tokio::net::TcpStream::connect(&addr).await.expect("tcp");
-    slow.write_all(
-        format!("GET /api/realtime HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .expect("request");
-    let mut head = vec![0u8; 4096];
-    let n = tokio::time::timeout(WAIT, slow.read(&mut head))
-        .await
-        .expect("in time")
-        .expect("read");
-    let head = String::from_utf8_lossy(&head[..n]).into_owned();
-    let slow_id = head
-        .split("\"clientId\":\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("client id")
-        .to_string();
-    assert_eq!(subscribe(&s, &slow_id, None, &["notes/*"]).await, 204);
-
-    // Large events fill the socket buffers, then the slow client's queue (256).
-    let blob = "x".repeat(64 * 1024);
-    let (st, _) = s
-        .call(
-            "PATCH",
-            "/api/settings",
-            Some(&su),
-            Some(json!({"batch": {"enabled": true, "maxRequests": 12}})),
-        )
-        .await;
-    assert_eq!(st, 200);
-    let mut sent = 0;
-    for _ in 0..200 {
-        let reqs: Vec<Value> = (0..12)
-            .map(|i| {
-                json!({"method": "POST", "url": "/api/collections/notes/records",
-                "body": {"title": format!("t{i}"), "blob": blob}})
-            })
-            .collect();
-        let (st, out) = s
-            .call(
-                "POST",
-                "/api/batch",
-                Some(&su),
-                Some(json!({"requests": reqs})),
-            )
-            .await;
-        assert_eq!(st, 200, "{out}");
-        sent += 12;
-        // The fast client keeps up.
-        for _ in 0..12 {
-            assert!(
-                fast.next().await.is_some(),
-                "the fast client got every event"
-            );
-        }
-        if metric(&s, "basalt_realtime_slow_consumer_disconnects_total").await >= 1.0 {
-            break;
-        }
-    }
+    // The slow client: a raw socket that stops reading after PB_CONNECT. Large events fill
+    // the socket buffers, then its queue (256).
+    let (mut slow, _) = raw_subscriber(&s).await;
+    let sent = flood_until_disconnect(&s, &su, Some(&mut fast)).await;
     assert!(
         metric(&s, "basalt_realtime_slow_consumer_disconnects_total").await >= 1.0,
         "the slow client was disconnected after {sent} events"
@@ -392,17 +404,36 @@ async fn a_slow_consumer_is_disconnected_and_others_keep_receiving() {
         .await
             >= 1.0
     );
-    // Reading now, it gets what was buffered, then the reason, then the end of the stream.
-    let rest = read_to_end(&mut slow, Duration::from_secs(20)).await;
+    // Reading now, it gets what was buffered, then the reason and the end of the response;
+    // had its writes been blocked for the stall limit already, the server closed it instead.
+    let (rest, eof) = read_to_end(&mut slow, Duration::from_secs(30)).await;
+    let with_reason = rest.contains("event:PB_DISCONNECT\ndata:{\"reason\":\"slow consumer")
+        && rest.ends_with("\r\n0\r\n\r\n");
     assert!(
-        rest.contains("event:PB_DISCONNECT\ndata:{\"reason\":\"slow consumer"),
-        "the stream ends with the reason"
+        with_reason || eof,
+        "the stream ended with the reason or was closed"
     );
-    assert!(rest.ends_with("\r\n0\r\n\r\n"), "and the response ends");
     // The fast client still receives.
     create(&s, json!({"title": "after"})).await;
     let (_, _, data) = fast.next().await.expect("event after the disconnect");
     assert!(data.contains("\"title\":\"after\""));
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_cut_off() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    let (mut slow, _) = raw_subscriber(&s).await;
+    flood_until_disconnect(&s, &su, None).await;
+    // Its writes stay blocked past the stall limit (10 s): the server drops the connection.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (rest, eof) = read_to_end(&mut slow, Duration::from_secs(30)).await;
+    assert!(eof, "the server closed the connection");
+    assert!(
+        !rest.ends_with("\r\n0\r\n\r\n"),
+        "the response did not complete"
+    );
 }
 
 #[tokio::test]
