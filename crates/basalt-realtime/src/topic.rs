@@ -50,6 +50,10 @@ impl Subscription {
                 "longer than {MAX_TOPIC_LEN} characters"
             )));
         }
+        // Events are named by the topic: a line break would forge fields in an SSE stream.
+        if raw.chars().any(char::is_control) {
+            return Err(RealtimeError::InvalidTopic("control characters".into()));
+        }
         let (path, query_string) = match raw_trimmed.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (raw_trimmed, None),
@@ -187,7 +191,15 @@ mod tests {
 
     #[test]
     fn malformed_topics_are_refused() {
-        for bad in ["", "  ", "/*", "posts/", "a/b/c"] {
+        for bad in [
+            "",
+            "  ",
+            "/*",
+            "posts/",
+            "a/b/c",
+            "posts/*\nevent:x",
+            "posts/*?options=\r",
+        ] {
             assert!(Subscription::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Subscription::parse(&"x".repeat(MAX_TOPIC_LEN + 1)).is_err());
