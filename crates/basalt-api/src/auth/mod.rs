@@ -166,16 +166,7 @@ pub(crate) async fn load_record(
     c: &Arc<Collection>,
     id: &str,
 ) -> ApiResult<Option<Record>> {
-    state
-        .store
-        .get_record(
-            c,
-            id,
-            Access::Unrestricted,
-            Arc::new(RequestInfo::default()),
-        )
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))
+    crate::records::load_unrestricted(state, c, id, "Failed to authenticate.").await
 }
 
 /// Writes `input` to a record as the system (rules do not apply).

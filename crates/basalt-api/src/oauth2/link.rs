@@ -66,16 +66,7 @@ async fn record_by_id(
     c: &Arc<Collection>,
     id: &str,
 ) -> ApiResult<Option<Record>> {
-    state
-        .store
-        .get_record(
-            c,
-            id,
-            Access::Unrestricted,
-            Arc::new(RequestInfo::default()),
-        )
-        .await
-        .map_err(store_err)
+    crate::records::load_unrestricted(state, c, id, FAILED).await
 }
 
 async fn random_password_hash(state: &ApiState) -> ApiResult<String> {

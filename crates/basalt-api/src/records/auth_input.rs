@@ -34,16 +34,8 @@ async fn stored_record(
     c: &Arc<Collection>,
     id: &str,
 ) -> ApiResult<basalt_store::Record> {
-    state
-        .store
-        .get_record(
-            c,
-            id,
-            Access::Unrestricted,
-            Arc::new(RequestInfo::default()),
-        )
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?
+    super::load_unrestricted(state, c, id, "Failed to update record.")
+        .await?
         .ok_or_else(ApiError::not_found)
 }
 

@@ -40,6 +40,26 @@ pub(crate) fn collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collecti
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Missing collection context."))
 }
 
+/// A record by id whatever the rules say, for the server's own checks (token owners, old
+/// passwords, linked accounts); `message` names the failed action in a store error.
+pub(crate) async fn load_unrestricted(
+    state: &ApiState,
+    c: &Arc<Collection>,
+    id: &str,
+    message: &str,
+) -> ApiResult<Option<basalt_store::Record>> {
+    state
+        .store
+        .get_record(
+            c,
+            id,
+            Access::Unrestricted,
+            Arc::new(RequestInfo::default()),
+        )
+        .await
+        .map_err(|e| ApiError::from_store(e, message))
+}
+
 /// The access for a rule: `None` when only superusers may act.
 pub(crate) fn access_for(slot: &RuleSlot, auth: &Auth) -> Option<Access> {
     if auth.is_superuser() {
