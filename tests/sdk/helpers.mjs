@@ -41,7 +41,11 @@ export async function startServer(kind = target) {
   const args = ["serve", "--http", `127.0.0.1:${port}`, "--dir", dir];
   // PocketBase would write JS migrations into the working directory and replay them later.
   if (kind === "pocketbase") args.push("--automigrate=false", "--migrationsDir", join(dir, "migrations"));
-  const child = spawn(bin, args, { stdio: "ignore", cwd: dir });
+  // Every suite signs in from 127.0.0.1 far more often than Basalt's default auth limit
+  // (60 per address per minute) allows; the limits themselves are tested in
+  // crates/basalt/tests/auth_security.rs. Raised, not disabled, so the limiter still runs.
+  const env = { ...process.env, BASALT_AUTH_RATE_PER_IP: "100000", BASALT_AUTH_RATE_PER_IDENTITY: "100000" };
+  const child = spawn(bin, args, { stdio: "ignore", cwd: dir, env });
   const deadline = Date.now() + 20000;
   for (;;) {
     try {

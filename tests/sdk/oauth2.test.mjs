@@ -418,3 +418,22 @@ test("a link left by a deleted account makes way for the account that now owns t
   const links = await s.pb.collection("_externalAuths").getFullList({ filter: `providerId = "jack-sub"` });
   assert.deepEqual(links.map((l) => l.recordRef), [fresh.auth.record.id]);
 });
+
+test("MFA: an OAuth2 sign-in is a first factor; a password with the mfaId completes it", async () => {
+  const password = "Mfa-pass-12345";
+  const user = await s.pb.collection("users").create({ email: "mfa-oauth@example.com", password, passwordConfirm: password, verified: true });
+  await s.pb.collections.update("users", { mfa: { enabled: true, duration: 600, rule: "" } });
+  try {
+    const challenge = await rejects(signIn(person("mfa-oauth-sub", "mfa-oauth@example.com")));
+    assert.equal(challenge.status, 401);
+    const mfaId = challenge.response.mfaId;
+    assert.ok(mfaId, "the first factor answers with an mfaId");
+    // The same method again does not complete it; a different one does.
+    const pb = client(s.url);
+    const done = await pb.collection("users").authWithPassword("mfa-oauth@example.com", password, { mfaId });
+    assert.equal(done.record.id, user.id);
+    assert.ok(pb.authStore.isValid);
+  } finally {
+    await s.pb.collections.update("users", { mfa: { enabled: false, duration: 600, rule: "" } });
+  }
+});
