@@ -13,7 +13,7 @@ use basalt_store::Record;
 use serde_json::{Map, Value};
 
 use super::limits::ClientIp;
-use super::outbox::{mail_settings, send};
+use super::outbox::{MailSettings, mail_settings, send};
 use super::{
     auth_collection, duration, options, required, sign, system_update, text, token_record,
     validation, verify,
@@ -82,17 +82,29 @@ async fn consume(
     Ok((record, claims))
 }
 
-fn mail_token(
+/// Mails a `kind` token of `record` with the collection's template for that kind: to the
+/// new address for an email change, to the record's own otherwise (sent in the background).
+fn send_token(
     state: &ApiState,
     c: &Collection,
+    settings: &MailSettings,
     record: &Record,
     kind: TokenKind,
     new_email: Option<&str>,
-) -> ApiResult<String> {
+) -> ApiResult<()> {
     let mut claims = TokenClaims::new(kind, text(record, "id"), &c.id, duration(c, kind));
     claims.email = Some(text(record, "email").to_string());
     claims.new_email = new_email.map(str::to_string);
-    sign(state, c, record, &claims, kind)
+    let token = sign(state, c, record, &claims, kind)?;
+    let opts = options(c);
+    let template = match kind {
+        TokenKind::PasswordReset => &opts.reset_password_template,
+        TokenKind::EmailChange => &opts.confirm_email_change_template,
+        _ => &opts.verification_template,
+    };
+    let to = new_email.unwrap_or_else(|| text(record, "email"));
+    send(settings, template, to, record, &[("TOKEN", &token)]);
+    Ok(())
 }
 
 pub(crate) async fn request_verification(
@@ -112,15 +124,7 @@ pub(crate) async fn request_verification(
     if let Some(r) = by_email(&state, &c, email).await?
         && !r.get("verified").and_then(Value::as_bool).unwrap_or(false)
     {
-        let token = mail_token(&state, &c, &r, TokenKind::Verification, None)?;
-        let template = options(&c).verification_template;
-        send(
-            &settings,
-            &template,
-            text(&r, "email"),
-            &r,
-            &[("TOKEN", &token)],
-        );
+        send_token(&state, &c, &settings, &r, TokenKind::Verification, None)?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -166,15 +170,7 @@ pub(crate) async fn request_password_reset(
         .await?;
     let settings = mail_settings(&state).await?;
     if let Some(r) = by_email(&state, &c, email).await? {
-        let token = mail_token(&state, &c, &r, TokenKind::PasswordReset, None)?;
-        let template = options(&c).reset_password_template;
-        send(
-            &settings,
-            &template,
-            text(&r, "email"),
-            &r,
-            &[("TOKEN", &token)],
-        );
+        send_token(&state, &c, &settings, &r, TokenKind::PasswordReset, None)?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -258,15 +254,14 @@ pub(crate) async fn request_email_change(
         ));
     }
     let settings = mail_settings(&state).await?;
-    let token = mail_token(&state, &c, &record, TokenKind::EmailChange, Some(new_email))?;
-    let template = options(&c).confirm_email_change_template;
-    send(
+    send_token(
+        &state,
+        &c,
         &settings,
-        &template,
-        new_email,
         &record,
-        &[("TOKEN", &token)],
-    );
+        TokenKind::EmailChange,
+        Some(new_email),
+    )?;
     Ok(StatusCode::NO_CONTENT)
 }
 
