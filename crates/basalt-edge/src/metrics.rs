@@ -15,6 +15,8 @@ pub struct EdgeMetrics {
     retries: IntCounterVec,
     ejections: IntCounterVec,
     rejected: IntCounterVec,
+    /// The HTTP cache's series (registered on the same registry).
+    pub(crate) cache: crate::cache::CacheMetrics,
 }
 
 impl Default for EdgeMetrics {
@@ -87,7 +89,9 @@ impl EdgeMetrics {
                 &["reason"],
             ),
             registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
+            cache: crate::cache::CacheMetrics::new(),
         };
+        m.cache.register(&m.registry);
         for c in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.latency.clone()),
