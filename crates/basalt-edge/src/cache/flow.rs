@@ -280,7 +280,7 @@ async fn revalidate(
     revalidation: request::Parts,
 ) -> (Revalidated, Outcome, bool) {
     parts.method = Method::GET;
-    parts.headers = revalidation.headers;
+    let client_headers = std::mem::replace(&mut parts.headers, revalidation.headers);
     let resp = forward(pool, Request::from_parts(parts, empty()), client).await;
     let now = SystemTime::now();
     if resp.status().is_server_error() {
@@ -291,7 +291,8 @@ async fn revalidate(
         }
         return (Revalidated::Response(resp), Outcome::Miss, false);
     }
-    let lookup = policy_request(url, &HeaderMap::new());
+    let vary = vary_names(&entry.headers()).unwrap_or_default();
+    let lookup = policy_request(url, &kept_headers(&vary, &client_headers));
     let (rparts, body) = resp.into_parts();
     match entry.meta.policy.after_response(&lookup, &rparts, now) {
         AfterResponse::NotModified(policy, merged) => {
@@ -314,7 +315,7 @@ async fn revalidate(
             zone.metrics.cache.revalidation(&zone.name, "modified");
             let resp = Response::from_parts(rparts, body);
             let (resp, stored) =
-                store(zone, &policy_request(url, &HeaderMap::new()), url, resp).await;
+                store(zone, &policy_request(url, &client_headers), url, resp).await;
             (Revalidated::Response(resp), Outcome::Miss, stored)
         }
     }
@@ -407,12 +408,7 @@ async fn store(
     let body = buf.freeze();
     // Only the headers the response varies on (and Host) are kept from the request: enough
     // to match later requests, without storing anyone's credentials.
-    let mut kept = HeaderMap::new();
-    for n in vary.iter().chain(std::iter::once(&header::HOST)) {
-        for v in lookup.headers.get_all(n) {
-            kept.append(n.clone(), v.clone());
-        }
-    }
+    let kept = kept_headers(&vary, &lookup.headers);
     let stored_policy =
         CachePolicy::new_options(&policy_request(url, &kept), &rparts, now, options());
     let ttl = stored_policy.time_to_live(now);
@@ -430,6 +426,17 @@ async fn store(
     };
     zone.put_arc(Arc::new(entry), vary).await;
     (Response::from_parts(rparts, full(body)), true)
+}
+
+/// The request headers a policy keeps: those the response varies on, and Host.
+fn kept_headers(vary: &[header::HeaderName], headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for n in vary.iter().chain(std::iter::once(&header::HOST)) {
+        for v in headers.get_all(n) {
+            kept.append(n.clone(), v.clone());
+        }
+    }
+    kept
 }
 
 /// Whether the client's validators match the entry (then it gets a 304).
