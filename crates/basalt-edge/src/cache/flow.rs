@@ -92,6 +92,11 @@ fn policy_request(url: &str, headers: &HeaderMap) -> request::Parts {
     parts.method = Method::GET;
     parts.uri = url.parse().unwrap_or_default();
     parts.headers = headers.clone();
+    // The URL already holds the host (without port) the entry is keyed by; the policy's
+    // Host comparison uses the same, so listeners on other ports share entries.
+    if let Some(h) = parts.uri.host().and_then(|h| HeaderValue::from_str(h).ok()) {
+        parts.headers.insert(header::HOST, h);
+    }
     parts
 }
 
