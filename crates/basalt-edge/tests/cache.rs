@@ -61,7 +61,7 @@ async fn an_expired_entry_is_revalidated_with_its_etag() {
             "body-{version}",
         ),
     );
-    let (_edge, base) = cached_edge(&o).await;
+    let (edge, base) = cached_edge(&o).await;
     let c = client();
     assert_eq!(get(&c, &format!("{base}/r"), &[]).await.x_cache, "MISS");
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -87,6 +87,10 @@ async fn an_expired_entry_is_revalidated_with_its_etag() {
     let g = get(&c, &format!("{base}/r"), &[("if-none-match", "\"v1\"")]).await;
     assert_eq!((g.status, g.x_cache.as_str()), (304, "HIT"));
     assert_eq!(o.hits("/r"), 2);
+    let series = "basalt_edge_cache_revalidations_total{outcome=\"not_modified\",zone=\"z\"}";
+    assert_eq!(metric(&edge, series).await, 1.0);
+    let series = "basalt_edge_cache_requests_total{result=\"revalidated\",zone=\"z\"}";
+    assert_eq!(metric(&edge, series).await, 1.0);
 }
 
 #[tokio::test]
@@ -193,7 +197,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
         ),
     );
     o.state.delay_ms.store(0, Ordering::SeqCst);
-    let (_edge, base) = cached_edge(&o).await;
+    let (edge, base) = cached_edge(&o).await;
     let c = client();
     let url = format!("{base}/s");
     assert_eq!(&get(&c, &url, &[]).await.body[..], b"v0");
@@ -215,6 +219,8 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     assert_eq!(o.hits("/s"), 2, "one background revalidation");
     let g = get(&c, &url, &[]).await;
     assert_eq!((g.x_cache.as_str(), &g.body[..]), ("HIT", &b"v1"[..]));
+    let series = "basalt_edge_cache_requests_total{result=\"stale\",zone=\"z\"}";
+    assert_eq!(metric(&edge, series).await, 10.0);
 }
 
 #[tokio::test]
@@ -225,7 +231,7 @@ async fn stale_if_error_serves_the_stored_response_when_the_origin_fails() {
         script(&[("cache-control", "max-age=1, stale-if-error=60")], "kept"),
     );
     o.set("/plain", script(&[("cache-control", "max-age=1")], "gone"));
-    let (_edge, base) = cached_edge(&o).await;
+    let (edge, base) = cached_edge(&o).await;
     let c = client();
     get(&c, &format!("{base}/e"), &[]).await;
     get(&c, &format!("{base}/plain"), &[]).await;
@@ -236,6 +242,8 @@ async fn stale_if_error_serves_the_stored_response_when_the_origin_fails() {
     assert_eq!(&g.body[..], b"kept");
     // Without stale-if-error the failure reaches the client.
     assert_eq!(get(&c, &format!("{base}/plain"), &[]).await.status, 503);
+    let series = "basalt_edge_cache_revalidations_total{outcome=\"error\",zone=\"z\"}";
+    assert_eq!(metric(&edge, series).await, 2.0);
 }
 
 #[tokio::test]
@@ -348,6 +356,38 @@ async fn bodies_over_max_object_stream_through_uncached() {
         assert_eq!(g.x_cache, "MISS");
     }
     assert_eq!(o.hits("/big"), 2);
+}
+
+#[tokio::test]
+async fn a_large_streamed_body_is_passed_on_before_the_origin_finishes() {
+    let o = origin().await;
+    let (_edge, addr) = edge(&config(o.addr, "max_object = \"64KB\"", CACHED)).await;
+    let c = client();
+    for _ in 0..2 {
+        let mut r = c
+            .get(format!("http://{addr}/stream"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.headers()["x-cache"], "MISS");
+        // The origin holds its second half back until the client saw the first: an edge
+        // buffering the whole body would never get here.
+        let mut got = 0;
+        while got < 100_000 {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+                .await
+                .expect("first half arrives while the origin waits")
+                .expect("chunk")
+                .expect("not the end");
+            got += chunk.len();
+        }
+        o.state.stream_gate.notify_one();
+        while let Some(chunk) = r.chunk().await.expect("chunk") {
+            got += chunk.len();
+        }
+        assert_eq!(got, 200_000);
+    }
+    assert_eq!(o.hits("/stream"), 2);
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use basalt_edge::{Edge, EdgeConfig};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -49,6 +50,8 @@ pub struct State {
     /// Non-zero: every answer has this status (and an empty body).
     pub fail_status: AtomicU64,
     pub seen_if_none_match: Mutex<Vec<String>>,
+    /// `/stream` sends 100 KB, waits for this, then sends 100 KB more (no Content-Length).
+    pub stream_gate: tokio::sync::Notify,
 }
 
 pub struct Origin {
@@ -98,7 +101,43 @@ pub async fn origin() -> Origin {
     Origin { addr, state }
 }
 
+type OriginBody = BoxBody<Bytes, std::convert::Infallible>;
+
 async fn answer(
+    st: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<OriginBody>, hyper::http::Error> {
+    if req.uri().path() == "/stream" {
+        st.total.fetch_add(1, Ordering::SeqCst);
+        *st.hits
+            .lock()
+            .expect("lock")
+            .entry("/stream".into())
+            .or_default() += 1;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let gate = st.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Bytes::from(vec![b'a'; 100_000])).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), gate.stream_gate.notified()).await;
+            let _ = tx.send(Bytes::from(vec![b'b'; 100_000])).await;
+        });
+        let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| {
+                (
+                    Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)),
+                    rx,
+                )
+            })
+        });
+        return Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(StreamBody::new(frames).boxed());
+    }
+    answer_scripted(st, req).await.map(|r| r.map(|b| b.boxed()))
+}
+
+async fn answer_scripted(
     st: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
