@@ -192,3 +192,31 @@ async fn a_cached_identity_body_is_compressed_per_client() {
     assert_eq!((g.x_cache.as_str(), g.body.len()), ("HIT", t.len()));
     assert_eq!(o.hits("/c"), 1);
 }
+
+#[tokio::test]
+async fn api_responses_are_compressed_too() {
+    let api = tower::util::BoxCloneSyncService::new(tower::service_fn(
+        |_req: http::Request<basalt_edge::Body>| async {
+            let mut r = http::Response::new(basalt_edge::body::full(text()));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Ok::<_, std::convert::Infallible>(r)
+        },
+    ));
+    let toml = "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[[edge.routes]]\napi = true\ncompress = { encodings = [\"gzip\"] }\n";
+    let cfg = basalt_edge::EdgeConfig::from_toml(toml).expect("config");
+    let edge = basalt_edge::Edge::start(cfg, Some(api), None)
+        .await
+        .expect("edge");
+    let addr = edge.local_addrs()[0];
+    let g = get(
+        &client(),
+        &format!("http://{addr}/api/x"),
+        &[("accept-encoding", "br, gzip;q=0.5")],
+    )
+    .await;
+    assert_eq!(header(&g, "content-encoding"), "gzip");
+    assert_eq!(decode("gzip", &g.body), text().as_bytes());
+}
