@@ -286,6 +286,8 @@ async fn revalidate(
 ) -> (Revalidated, Outcome, bool) {
     parts.method = Method::GET;
     let client_headers = std::mem::replace(&mut parts.headers, revalidation.headers);
+    let mut plain = clone_parts(&parts);
+    plain.headers = client_headers.clone();
     let resp = forward(pool, Request::from_parts(parts, empty()), client).await;
     let now = SystemTime::now();
     if resp.status().is_server_error() {
@@ -315,6 +317,13 @@ async fn revalidate(
             let fresh = Arc::new(fresh);
             zone.put_arc(fresh.clone(), vary).await;
             (Revalidated::Entry(fresh), Outcome::Revalidated, true)
+        }
+        AfterResponse::Modified(..) if rparts.status == StatusCode::NOT_MODIFIED => {
+            // A 304 that matches nothing stored (another validator): the client asked for
+            // no condition, so fetch the full response instead of passing the 304 on.
+            zone.metrics.cache.revalidation(&zone.name, "modified");
+            let (resp, stored) = fetch(zone, pool, &plain, client, url).await;
+            (Revalidated::Response(resp), Outcome::Miss, stored)
         }
         AfterResponse::Modified(..) => {
             zone.metrics.cache.revalidation(&zone.name, "modified");
