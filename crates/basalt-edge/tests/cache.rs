@@ -46,6 +46,12 @@ async fn a_fresh_response_is_served_from_the_cache() {
         assert!(g.headers.contains_key("age"));
     }
     assert_eq!(o.hits("/a"), 1);
+    // HEAD is answered from the stored GET.
+    let r = c.head(format!("{base}/a")).send().await.expect("head");
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    assert_eq!(r.headers()["content-length"], "5");
+    assert!(r.bytes().await.expect("body").is_empty());
+    assert_eq!(o.hits("/a"), 1);
     // A different query string is a different URL.
     get(&c, &format!("{base}/a?x=1"), &[]).await;
     assert_eq!(o.hits("/a"), 2);
@@ -410,7 +416,10 @@ async fn invalid_cache_settings_are_rejected_and_the_old_ones_keep_serving() {
         assert!(err.contains("invalid edge configuration"), "{err}");
     }
     assert!(basalt_edge::EdgeConfig::from_toml(&config(o.addr, "bogus = 1", CACHED)).is_err());
-    // The running zone kept its entry.
+    // The running zone kept its entry, and so does a valid reload leaving the zone as it was.
+    assert_eq!(get(&c, &format!("{base}/k"), &[]).await.x_cache, "HIT");
+    let same = basalt_edge::EdgeConfig::from_toml(&config(o.addr, "", CACHED)).expect("toml");
+    edge.apply(same).await.expect("valid reload");
     assert_eq!(get(&c, &format!("{base}/k"), &[]).await.x_cache, "HIT");
     assert_eq!(o.hits("/k"), 1);
 }

@@ -134,3 +134,31 @@ async fn the_disk_tier_is_bounded_and_survives_a_restart() {
         "MISS"
     );
 }
+
+#[tokio::test]
+async fn leftovers_and_broken_files_are_cleared_at_start() {
+    let o = origin().await;
+    o.set("/x", script(&[("cache-control", "max-age=600")], "x"));
+    let dir = tempfile::tempdir().expect("tmp");
+    // What a crash mid-write leaves, and a file that is not a cache entry at all.
+    std::fs::write(dir.path().join(".tmp-0123456789abcdef"), b"half").expect("write");
+    std::fs::write(dir.path().join("00ff.entry"), b"\x00\x00\x00\x05{bad").expect("write");
+    let zone = format!("disk_path = \"{}\"", dir.path().display());
+    let (_edge, addr) = edge(&config(o.addr, &zone, CACHED)).await;
+    assert_eq!(bytes_on_disk(dir.path()).1, 0);
+    let c = client();
+    assert_eq!(
+        get(&c, &format!("http://{addr}/x"), &[]).await.x_cache,
+        "MISS"
+    );
+    assert_eq!(
+        get(&c, &format!("http://{addr}/x"), &[]).await.x_cache,
+        "HIT"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1);
+    assert!(names[0].ends_with(".entry") && !names[0].starts_with(".tmp"));
+}
