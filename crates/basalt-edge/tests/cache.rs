@@ -210,7 +210,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     o.state.version.store(1, Ordering::SeqCst);
     // The refresh is slow, so every request below finds the entry stale.
-    o.state.delay_ms.store(300, Ordering::SeqCst);
+    o.state.delay_ms.store(1000, Ordering::SeqCst);
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let (c, url) = (c.clone(), url.clone());
@@ -221,12 +221,23 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
         assert_eq!((g.x_cache.as_str(), &g.body[..]), ("STALE", &b"v0"[..]));
     }
     eventually(|| o.hits("/s") == 2).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Until the refresh lands the entry is served stale; then it is fresh with the new body.
+    let mut stale_after = 0;
+    for _ in 0..50 {
+        let g = get(&c, &url, &[]).await;
+        if g.x_cache == "HIT" {
+            assert_eq!(&g.body[..], b"v1");
+            break;
+        }
+        assert_eq!((g.x_cache.as_str(), &g.body[..]), ("STALE", &b"v0"[..]));
+        stale_after += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(o.hits("/s"), 2, "one background revalidation");
-    let g = get(&c, &url, &[]).await;
-    assert_eq!((g.x_cache.as_str(), &g.body[..]), ("HIT", &b"v1"[..]));
     let series = "basalt_edge_cache_requests_total{result=\"stale\",zone=\"z\"}";
-    assert_eq!(metric(&edge, series).await, 10.0);
+    assert_eq!(metric(&edge, series).await, 10.0 + f64::from(stale_after));
+    let series = "basalt_edge_cache_requests_total{result=\"hit\",zone=\"z\"}";
+    assert_eq!(metric(&edge, series).await, 1.0);
 }
 
 #[tokio::test]
