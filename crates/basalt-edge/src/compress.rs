@@ -1,6 +1,6 @@
 //! Response compression (gzip, brotli, zstd) negotiated by `Accept-Encoding` (q-values,
 //! `identity`, `*`), streamed over the body. Skipped for HEAD, 1xx/204/206/304, ranges,
-//! `Cache-Control: no-transform`, bodies already encoded, types not listed and bodies
+//! `Cache-Control: no-transform`, bodies already encoded, event streams, types not listed and bodies
 //! declared smaller than `min_size`. A compressed response loses its `Content-Length`, gets
 //! a weak `ETag` (the bytes differ from the identity ones) and `Vary: Accept-Encoding`.
 //!
@@ -205,6 +205,11 @@ impl Compression {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
+        // An encoder holds output back until it has enough input, which would stall event
+        // streams; they are never compressed, even under a `text/` prefix.
+        if ct == "text/event-stream" {
+            return false;
+        }
         self.types.iter().any(|t| {
             if t.ends_with('/') {
                 ct.starts_with(t.as_str())

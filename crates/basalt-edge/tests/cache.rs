@@ -347,6 +347,11 @@ async fn purge_by_url_and_by_tag() {
     assert_eq!((s, v["purged"].as_u64()), (200, Some(1)));
     assert_eq!(get(&c, &format!("{base}/p1"), &[]).await.x_cache, "MISS");
     assert_eq!(get(&c, &format!("{base}/p2"), &[]).await.x_cache, "HIT");
+    // A URL with a port (and any case of scheme and host), given as `key`, finds it too.
+    get(&c, &format!("{base}/p1"), &[]).await;
+    let (s, v) = purge(r#"{"key": "HTTP://127.0.0.1:1/p1"}"#).await;
+    assert_eq!((s, v["purged"].as_u64()), (200, Some(1)));
+    assert_eq!(get(&c, &format!("{base}/p1"), &[]).await.x_cache, "MISS");
     let (s, v) = purge(r#"{"tag": "shared", "zone": "z"}"#).await;
     assert_eq!((s, v["purged"].as_u64()), (200, Some(2)));
     assert_eq!(get(&c, &format!("{base}/p1"), &[]).await.x_cache, "MISS");
@@ -357,7 +362,7 @@ async fn purge_by_url_and_by_tag() {
     assert_eq!(v["status"], 400);
     assert_eq!(purge("not json").await.0, 400);
     assert_eq!(purge(r#"{"tag": "t", "zone": "nope"}"#).await.0, 404);
-    assert_eq!(o.hits("/p1"), 3);
+    assert_eq!(o.hits("/p1"), 4);
 }
 
 #[tokio::test]

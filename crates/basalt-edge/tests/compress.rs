@@ -135,11 +135,15 @@ async fn responses_that_must_stay_as_they_are() {
         ),
     );
     o.set("/image", script(&[("content-type", "image/png")], &t));
+    o.set(
+        "/events",
+        script(&[("content-type", "text/event-stream")], &t),
+    );
     o.set("/range", script(&[("content-type", "text/plain")], &t));
     let (_edge, base) = compressing_edge(&o, "compress = {}").await;
     let c = client();
     let ae = [("accept-encoding", "gzip, br, zstd")];
-    for path in ["/small", "/notransform", "/image"] {
+    for path in ["/small", "/notransform", "/image", "/events"] {
         let g = get(&c, &format!("{base}{path}"), &ae).await;
         assert_eq!(header(&g, "content-encoding"), "", "{path}");
     }

@@ -44,7 +44,17 @@ pub async fn purge_request(edge: &Edge, req: Request<Incoming>) -> Response<Body
             );
         }
     };
-    let url = purge.url.or(purge.key);
+    // Entries are keyed by host without port; a URL given with one still finds them.
+    let url = purge
+        .url
+        .or(purge.key)
+        .map(|u| match u.parse::<http::Uri>() {
+            Ok(uri) => match (uri.scheme_str(), uri.host()) {
+                (Some(scheme), Some(host)) => super::request_url(scheme == "https", host, &uri),
+                _ => u,
+            },
+            Err(_) => u,
+        });
     if url.is_some() == purge.tag.is_some() {
         return error_response(
             StatusCode::BAD_REQUEST,
