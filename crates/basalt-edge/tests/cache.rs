@@ -248,10 +248,21 @@ async fn stale_if_error_serves_the_stored_response_when_the_origin_fails() {
         script(&[("cache-control", "max-age=1, stale-if-error=60")], "kept"),
     );
     o.set("/plain", script(&[("cache-control", "max-age=1")], "gone"));
+    o.set(
+        "/strict",
+        script(
+            &[(
+                "cache-control",
+                "max-age=1, stale-if-error=60, must-revalidate",
+            )],
+            "strict",
+        ),
+    );
     let (edge, base) = cached_edge(&o).await;
     let c = client();
     get(&c, &format!("{base}/e"), &[]).await;
     get(&c, &format!("{base}/plain"), &[]).await;
+    get(&c, &format!("{base}/strict"), &[]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     o.state.fail_status.store(503, Ordering::SeqCst);
     let g = get(&c, &format!("{base}/e"), &[]).await;
@@ -259,8 +270,10 @@ async fn stale_if_error_serves_the_stored_response_when_the_origin_fails() {
     assert_eq!(&g.body[..], b"kept");
     // Without stale-if-error the failure reaches the client.
     assert_eq!(get(&c, &format!("{base}/plain"), &[]).await.status, 503);
+    // must-revalidate wins over stale-if-error.
+    assert_eq!(get(&c, &format!("{base}/strict"), &[]).await.status, 503);
     let series = "basalt_edge_cache_revalidations_total{outcome=\"error\",zone=\"z\"}";
-    assert_eq!(metric(&edge, series).await, 2.0);
+    assert_eq!(metric(&edge, series).await, 3.0);
 }
 
 #[tokio::test]

@@ -113,6 +113,20 @@ fn directive(headers: &HeaderMap, name: &str) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// `must-revalidate` / `proxy-revalidate`: a stale entry is never served without a
+/// successful revalidation (RFC 9111 5.2.2.2), whatever `stale-*` says.
+fn must_revalidate(stored: &HeaderMap) -> bool {
+    stored
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            let d = d.trim();
+            d.eq_ignore_ascii_case("must-revalidate") || d.eq_ignore_ascii_case("proxy-revalidate")
+        })
+}
+
 /// Whether the client asked not to be given anything stale.
 fn client_wants_fresh(headers: &HeaderMap) -> bool {
     headers
@@ -208,7 +222,7 @@ async fn stale(
     let now = SystemTime::now();
     let staleness = entry.staleness(now);
     let stored_headers = entry.headers();
-    let may_serve_stale = !client_wants_fresh(&parts.headers);
+    let may_serve_stale = !client_wants_fresh(&parts.headers) && !must_revalidate(&stored_headers);
     if may_serve_stale
         && directive(&stored_headers, "stale-while-revalidate").is_some_and(|w| staleness <= w)
     {
@@ -292,7 +306,8 @@ async fn revalidate(
     let now = SystemTime::now();
     if resp.status().is_server_error() {
         zone.metrics.cache.revalidation(&zone.name, "error");
-        let window = directive(&entry.headers(), "stale-if-error");
+        let stored = entry.headers();
+        let window = directive(&stored, "stale-if-error").filter(|_| !must_revalidate(&stored));
         if window.is_some_and(|w| entry.staleness(now) <= w) {
             return (Revalidated::Entry(entry), Outcome::Stale, false);
         }
