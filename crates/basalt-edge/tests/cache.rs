@@ -52,6 +52,11 @@ async fn a_fresh_response_is_served_from_the_cache() {
     assert_eq!(r.headers()["content-length"], "5");
     assert!(r.bytes().await.expect("body").is_empty());
     assert_eq!(o.hits("/a"), 1);
+    // only-if-cached: a stored fresh response, or a 504 without asking the origin.
+    let oic = [("cache-control", "only-if-cached")];
+    assert_eq!(get(&c, &format!("{base}/a"), &oic).await.x_cache, "HIT");
+    assert_eq!(get(&c, &format!("{base}/never"), &oic).await.status, 504);
+    assert_eq!(o.hits("/never"), 0);
     // A different query string is a different URL.
     get(&c, &format!("{base}/a?x=1"), &[]).await;
     assert_eq!(o.hits("/a"), 2);

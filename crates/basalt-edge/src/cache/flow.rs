@@ -127,6 +127,15 @@ fn must_revalidate(stored: &HeaderMap) -> bool {
         })
 }
 
+fn only_if_cached(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("only-if-cached"))
+}
+
 /// Whether the client asked not to be given anything stale.
 fn client_wants_fresh(headers: &HeaderMap) -> bool {
     headers
@@ -168,12 +177,14 @@ pub async fn serve(
     let (parts, _) = req.into_parts();
     let lookup = policy_request(&url, &parts.headers);
     let key = zone.lookup_key(&url, &parts.headers);
+    let cached_only = only_if_cached(&parts.headers);
     if let Some(entry) = zone.get(&key).await {
         let now = SystemTime::now();
         match entry.meta.policy.before_request(&lookup, now) {
             BeforeRequest::Fresh(_) => {
                 return mark(zone, respond(&entry, &parts, now), Outcome::Hit, false);
             }
+            BeforeRequest::Stale { .. } if cached_only => {}
             BeforeRequest::Stale {
                 request,
                 matches: true,
@@ -182,6 +193,11 @@ pub async fn serve(
             }
             BeforeRequest::Stale { matches: false, .. } => {}
         }
+    }
+    if cached_only {
+        // RFC 9111 5.2.1.7: nothing usable is stored, and the client forbade going upstream.
+        let resp = error_response(StatusCode::GATEWAY_TIMEOUT, "not in the cache");
+        return mark(zone, resp, Outcome::Miss, false);
     }
     if method == Method::HEAD {
         let resp = forward(pool, Request::from_parts(parts, empty()), client).await;
