@@ -3,87 +3,30 @@
 //! revalidation with conditional requests (a 304 refreshes the stored headers),
 //! stale-if-error, and misses behind the cache lock, stored when the policy allows.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, request};
-use http_body::Frame;
 use http_body_util::BodyExt;
 use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
 
+use super::directives::{
+    client_wants_fresh, directive, must_revalidate, not_modified, only_if_cached,
+};
 use super::lock::Turn;
+use super::respond::{Outcome, Prefixed, mark, respond};
 use super::{CacheZone, Entry, EntryMeta, millis, variant_key, vary_names};
-use crate::body::{Body, BoxError, empty, error_response, full};
+use crate::body::{Body, empty, error_response, full};
 use crate::pool::Pool;
 use crate::proxy::{ClientSide, forward};
-
-/// What the cache did with a request, sent as `X-Cache` and in `Cache-Status` (RFC 9211).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    Hit,
-    Miss,
-    Stale,
-    Revalidated,
-    Bypass,
-}
-
-impl Outcome {
-    fn label(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Miss => "miss",
-            Outcome::Stale => "stale",
-            Outcome::Revalidated => "revalidated",
-            Outcome::Bypass => "bypass",
-        }
-    }
-
-    fn cache_status(self, stored: bool) -> &'static str {
-        match (self, stored) {
-            (Outcome::Hit, _) => "basalt; hit",
-            (Outcome::Stale, _) => "basalt; hit; detail=stale",
-            (Outcome::Revalidated, _) => "basalt; fwd=stale; fwd-status=304",
-            (Outcome::Miss, true) => "basalt; fwd=uri-miss; stored",
-            (Outcome::Miss, false) => "basalt; fwd=uri-miss",
-            (Outcome::Bypass, _) => "basalt; fwd=bypass",
-        }
-    }
-}
 
 fn options() -> CacheOptions {
     CacheOptions {
         shared: true,
         ..CacheOptions::default()
     }
-}
-
-fn mark(
-    zone: &CacheZone,
-    mut resp: Response<Body>,
-    outcome: Outcome,
-    stored: bool,
-) -> Response<Body> {
-    zone.metrics.cache.lookup(&zone.name, outcome.label());
-    let h = resp.headers_mut();
-    h.insert(
-        header::HeaderName::from_static("x-cache"),
-        HeaderValue::from_static(match outcome {
-            Outcome::Hit => "HIT",
-            Outcome::Miss => "MISS",
-            Outcome::Stale => "STALE",
-            Outcome::Revalidated => "REVALIDATED",
-            Outcome::Bypass => "BYPASS",
-        }),
-    );
-    h.insert(
-        header::HeaderName::from_static("cache-status"),
-        HeaderValue::from_static(outcome.cache_status(stored)),
-    );
-    resp
 }
 
 /// The request as the policy sees it: GET (HEAD is answered from GET entries) on the URL.
@@ -98,58 +41,6 @@ fn policy_request(url: &str, headers: &HeaderMap) -> request::Parts {
         parts.headers.insert(header::HOST, h);
     }
     parts
-}
-
-/// A cache directive's seconds (`stale-while-revalidate=30`) in a `Cache-Control` value.
-fn directive(headers: &HeaderMap, name: &str) -> Option<Duration> {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|d| d.trim().split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.trim().trim_matches('"').parse().ok())
-        .map(Duration::from_secs)
-}
-
-/// `must-revalidate` / `proxy-revalidate`: a stale entry is never served without a
-/// successful revalidation (RFC 9111 5.2.2.2), whatever `stale-*` says.
-fn must_revalidate(stored: &HeaderMap) -> bool {
-    stored
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| {
-            let d = d.trim();
-            d.eq_ignore_ascii_case("must-revalidate") || d.eq_ignore_ascii_case("proxy-revalidate")
-        })
-}
-
-fn only_if_cached(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| d.trim().eq_ignore_ascii_case("only-if-cached"))
-}
-
-/// Whether the client asked not to be given anything stale.
-fn client_wants_fresh(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| {
-            let d = d.trim().to_ascii_lowercase();
-            d == "no-cache" || d == "max-age=0" || d == "must-revalidate"
-        })
-        || headers
-            .get(header::PRAGMA)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
 }
 
 pub async fn serve(
@@ -482,102 +373,4 @@ fn kept_headers(vary: &[header::HeaderName], headers: &HeaderMap) -> HeaderMap {
         }
     }
     kept
-}
-
-/// Whether the client's validators match the entry (then it gets a 304).
-fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
-    if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
-        return inm.trim() == "*" || inm.split(',').any(|t| bare(t) == bare(etag));
-    }
-    let since = req
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    let modified = stored
-        .get(header::LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    matches!((since, modified), (Some(s), Some(m)) if m <= s)
-}
-
-/// The client's response from an entry: stored headers, a current `Age`, the body unless
-/// HEAD, or a 304 when the client's validators match.
-fn respond(entry: &Entry, req: &request::Parts, now: SystemTime) -> Response<Body> {
-    let mut headers = entry.headers();
-    let age = entry.meta.policy.age(now).as_secs();
-    headers.insert(header::AGE, HeaderValue::from(age));
-    let status = StatusCode::from_u16(entry.meta.status).unwrap_or(StatusCode::OK);
-    if status == StatusCode::OK && not_modified(&req.headers, &headers) {
-        headers.remove(header::CONTENT_LENGTH);
-        let mut r = Response::new(empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        *r.headers_mut() = headers;
-        return r;
-    }
-    let body = if req.method == Method::HEAD {
-        empty()
-    } else {
-        full(entry.body.clone())
-    };
-    let mut r = Response::new(body);
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
-    r
-}
-
-/// A body that yields bytes already read, then the rest of the stream.
-struct Prefixed {
-    prefix: Option<Bytes>,
-    rest: Body,
-}
-
-impl http_body::Body for Prefixed {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(p) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(p))));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.is_end_stream()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn validators_and_directives() {
-        let mut stored = HeaderMap::new();
-        stored.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
-        stored.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("max-age=1, stale-while-revalidate=30"),
-        );
-        let mut req = HeaderMap::new();
-        req.insert(header::IF_NONE_MATCH, HeaderValue::from_static("W/\"v1\""));
-        assert!(not_modified(&req, &stored));
-        req.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"v2\""));
-        assert!(!not_modified(&req, &stored));
-        assert_eq!(
-            directive(&stored, "stale-while-revalidate"),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(directive(&stored, "stale-if-error"), None);
-        let mut c = HeaderMap::new();
-        c.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        assert!(client_wants_fresh(&c));
-    }
 }
