@@ -14,7 +14,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,9 @@ pub struct ConnState {
     served: AtomicU64,
     /// Requests whose response has not finished; the idle timer waits for zero.
     pub in_flight: AtomicU32,
+    /// The connection speaks HTTP/2 (ALPN or prior knowledge): the guard passes its bytes
+    /// unchecked, so `h2_timeouts` owns its header and idle timeouts.
+    pub http2: AtomicBool,
 }
 
 impl ConnState {
@@ -54,6 +57,11 @@ impl ConnState {
             .unwrap_or(StatusCode::BAD_REQUEST);
         let message = *self.bad_message.lock().unwrap_or_else(|p| p.into_inner());
         Some((status, message))
+    }
+
+    /// Requests the service has started on this connection so far.
+    pub fn requests_started(&self) -> u64 {
+        self.served.load(Ordering::Acquire)
     }
 }
 
@@ -250,6 +258,7 @@ impl<T> GuardedIo<T> {
                     if self.heads == 0 && self.line.len() >= H2_PREFACE.len() {
                         if self.line.starts_with(H2_PREFACE) {
                             self.out.append(&mut self.line);
+                            self.conn.http2.store(true, Ordering::Release);
                             self.state = State::Passthrough;
                             continue;
                         }

@@ -14,6 +14,7 @@ mod compress;
 pub mod config;
 mod error;
 mod framing;
+mod h2_timeouts;
 mod listener;
 pub mod metrics;
 mod pool;

@@ -131,7 +131,9 @@ async fn connection(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             if h2 {
-                serve(tls, peer, rt, shared, builder, watcher, ConnState::new()).await;
+                let conn = ConnState::new();
+                conn.http2.store(true, std::sync::atomic::Ordering::Release);
+                serve(tls, peer, rt, shared, builder, watcher, conn).await;
             } else {
                 guarded(tls, peer, rt, shared, builder, watcher).await;
             }
@@ -172,6 +174,8 @@ async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = rt.limits;
+    let timeouts = conn.clone();
     let svc = service_fn(move |req| -> crate::service::HandleFuture {
         // Boxed as a `dyn Future + Send`: rustc cannot prove the unboxed future Send for
         // every lifetime hyper asks about (the boxed error types inside the API service).
@@ -184,7 +188,15 @@ async fn serve<I>(
         ))
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    tokio::select! {
+        ended = watcher.watch(connection) => {
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        }
+        _ = crate::h2_timeouts::expired(&timeouts, limits) => {
+            // Nothing is in flight: dropping the connection cuts no response.
+            tracing::debug!(%peer, "http/2 connection closed after its header or idle timeout");
+        }
     }
 }

@@ -182,6 +182,11 @@ pub async fn forward(
                 );
                 return finish(resp, lease, client_upgrade);
             }
+            Ok(Err(e)) if body_over_limit(&e) => {
+                // The client's fault, not the target's: no failure is recorded against it.
+                pool.metrics.rejected("too_large");
+                return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            }
             Ok(Err(e)) => {
                 pool.observe(&lease, elapsed, false);
                 pool.metrics
@@ -199,6 +204,19 @@ pub async fn forward(
         }
     }
     error_response(last_error.0, last_error.1)
+}
+
+/// The request body was cut off at the route's body limit (a body without a declared
+/// length, checked as it streams): the upstream request failed because of it.
+fn body_over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
