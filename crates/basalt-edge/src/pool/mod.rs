@@ -1,7 +1,6 @@
 //! Upstream pools: targets with their live state (in-flight requests, health, passive
 //! ejection, latency), the balancing algorithms, the retry budget and the pooled client.
 
-pub mod h1_client;
 pub mod health;
 pub mod ring;
 
@@ -94,8 +93,6 @@ pub struct Pool {
     pub targets: Vec<Arc<Target>>,
     balancer: Balancer,
     pub client: Client<HttpConnector, Body>,
-    /// The HTTP/1.1 client used instead of `client` unless the pool speaks h2c.
-    pub h1: Option<Arc<h1_client::H1Client>>,
     pub read_timeout: Duration,
     pub retries: u32,
     budget: RetryBudget,
@@ -207,12 +204,6 @@ impl Pool {
             targets,
             balancer,
             client: builder.build(connector),
-            h1: (cfg.protocol != UpstreamProtocol::H2c).then(|| {
-                h1_client::H1Client::new(
-                    Duration::from_millis(cfg.connect_timeout_ms),
-                    Duration::from_millis(cfg.idle_timeout_ms),
-                )
-            }),
             read_timeout: Duration::from_millis(cfg.read_timeout_ms),
             retries: cfg.retries,
             budget: RetryBudget::new(cfg.retry_budget_percent),
