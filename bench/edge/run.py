@@ -94,18 +94,32 @@ def wrk(port, conns, duration):
 
 NOTES = """## Reading it
 
-The goal (req/s >= nginx and p99 <= nginx on every row) is not met yet. A `perf record`
-of the edge under `wrk -c64` shows about 58 % of its samples in the kernel (TCP, and
-scheduler switches and wake-ups: `finish_task_switch`, `_raw_spin_unlock_irqrestore`),
-30 % in Basalt's code and its crates, 10 % in libc (malloc/free about 5 %); the framing
-guard's head check is under 1 %. One tokio worker instead of two gave the same figure
-(14.1k vs 12.9k req/s), so thread hopping inside the runtime is not the whole story. Next
-steps to measure: a thread-per-core edge (a current-thread runtime and an SO_REUSEPORT
-socket per core, upstream connections owned by the core that uses them), fewer boxed
-bodies per request, and upstream connections driven in the request's task.
-The machine was shared
-(load average above 10 on 2 CPUs), so absolute figures are noisy; the ratios of the
-alternating rounds are what to compare.
+The goal (req/s >= nginx and p99 <= nginx on every row) is not met. What was measured
+(2026-11-24, 2 CPUs shared with four other engineers' builds, load average 5-9):
+
+- **System calls are not the gap.** `python3 bench/edge/syscalls.py` (strace -c -f over one
+  bounded wrk -c64 run, release build) counts per proxied request: Basalt 2.00 recvfrom +
+  2.00 writev + 0.05 epoll_wait + 0.03 futex = 4.1; nginx 2.01 recvfrom + 2.00 writev +
+  1.00 getsockopt + 0.07 epoll_wait = 5.1. One read and one write per side per request for both: hyper already
+  coalesces head and body into one writev, and epoll/futex calls are rare under load.
+- **CPU per request is.** `perf stat -e task-clock` attached to `basalt proxy` during
+  wrk -c64 -d5s: about 35 us of CPU per request (0.5-0.66 context switches per request);
+  nginx serves twice the req/s on the same two cores. No hardware counters are available
+  in this container, so instruction counts could not be taken.
+- **Tried and reverted: an own HTTP/1.1 upstream client** (hyper's low-level client
+  connections in a per-target idle list, no per-request spawn as hyper-util's pooled client
+  makes). Fewer context switches per request (0.45-0.52 vs 0.49-0.66) but more CPU per
+  request (37.8-40.2 us vs 35.3-35.8 us) and no req/s gain in alternating runs
+  (`--baseline`), so it was not kept; its behaviour tests stay (tests/upstream_connections.rs).
+- The earlier `perf record` (58 % kernel incl. scheduler switches, 30 % Basalt and its
+  crates, malloc about 5 %, framing guard under 1 %) and one tokio worker giving the same
+  figure point at per-request work spread over hyper's server and client state machines,
+  not at one hot function. Next to measure, each in alternating runs with
+  `--baseline`: a thread-per-core edge (current-thread runtime + SO_REUSEPORT listener per
+  core with per-core upstream connections), then fewer boxed bodies and futures per request.
+
+The machine was shared, so absolute figures are noisy; the ratios of the alternating
+rounds are what to compare.
 """
 
 
@@ -113,6 +127,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--baseline", help="another basalt binary to run in the same alternation "
+                    "(e.g. a build of the previous commit), reported as basalt-base")
     args = ap.parse_args()
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     basalt = os.path.join(target, "release", "basalt")
@@ -150,10 +166,21 @@ targets = [{{ address = "127.0.0.1:{up}" }}]
         edge = subprocess.Popen([basalt, "proxy", "--config", edge_toml],
                                 env={**os.environ, "BASALT_LOG": "warn"}, stderr=subprocess.DEVNULL)
         procs.append(edge)
-        for p in (up, ng, ba):
+        base_port = None
+        if args.baseline:
+            base_port = free_port()
+            base_toml = os.path.join(work, "edge-base.toml")
+            with open(edge_toml) as src, open(base_toml, "w") as dst:
+                dst.write(src.read().replace(f"127.0.0.1:{ba}", f"127.0.0.1:{base_port}"))
+            base = subprocess.Popen([args.baseline, "proxy", "--config", base_toml],
+                                    env={**os.environ, "BASALT_LOG": "warn"}, stderr=subprocess.DEVNULL)
+            procs.append(base)
+        for p in (up, ng, ba) + ((base_port,) if base_port else ()):
             wait_http(p)
         servers = [("basalt", ba, lambda: [edge.pid]),
                    ("nginx", ng, lambda: [nginx_proxy.pid] + children(nginx_proxy.pid))]
+        if base_port:
+            servers.append(("basalt-base", base_port, lambda: [base.pid]))
         results = {}
         peak = {name: 0 for name, _, _ in servers}
         for conns in (64, 256):
@@ -188,6 +215,9 @@ targets = [{{ address = "127.0.0.1:{up}" }}]
             b = statistics.median(r[0] for r in results[("basalt", conns)])
             n = statistics.median(r[0] for r in results[("nginx", conns)])
             lines.append(f"| {conns} | ratio basalt/nginx | {b / n:.2f} | | | | |")
+            if base_port:
+                a = statistics.median(r[0] for r in results[("basalt-base", conns)])
+                lines.append(f"| {conns} | ratio basalt-base/nginx | {a / n:.2f} | | | | |")
         lines += ["", NOTES]
         out = os.path.join(ROOT, "bench", "EDGE.md")
         with open(out, "w") as f:
