@@ -144,7 +144,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rule", action="append", dest="rules",
                     help="list/view rule of the collection; repeat for several scenarios (default: open)")
+    ap.add_argument("--servers", default="basalt,pocketbase",
+                    help="comma-separated servers to run (default both); REALTIME.md is only written for both")
     args = ap.parse_args()
+    servers = [s for s in args.servers.split(",") if s]
     args.rules = args.rules or [""]
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     basalt_bin = os.environ.get("BASALT_BIN") or os.path.join(target, "release", "basalt")
@@ -165,13 +168,15 @@ def main():
         args.rule = rule
         runs = []
         for r in range(args.rounds):
-            for kind in ("basalt", "pocketbase"):
+            for kind in servers:
                 res = one_run(kind, basalt_bin, client_bin, args)
                 res["rule"] = rule
                 print(json.dumps(res), flush=True)
                 runs.append(res)
         scenarios.append((rule, runs))
 
+    if set(servers) != {"basalt", "pocketbase"}:
+        return
     keys = ["connected", "delivered", "p50_ms", "p90_ms", "p99_ms", "max_ms", "write_p50_ms", "server_cpu_s",
             "rss_idle_mb", "rss_connected_mb", "rss_peak_mb"]
     rule_flags = "".join(f" --rule '{r}'" for r in args.rules)
