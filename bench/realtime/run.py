@@ -63,14 +63,17 @@ def start(kind, basalt_bin):
         subprocess.run([basalt_bin, "superuser", "upsert", EMAIL, PASSWORD, "--dir", d], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         cmd = [basalt_bin, "serve", "--http", f"127.0.0.1:{port}", "--dir", d]
-        env = dict(os.environ, BASALT_LOG="warn")
+        # BENCH_BASALT_LOG=basalt_realtime=debug shows each fan-out's timing in BENCH_SERVER_LOG.
+        env = dict(os.environ, BASALT_LOG=os.environ.get("BENCH_BASALT_LOG", "warn"))
     else:
         subprocess.run(["pocketbase", "superuser", "upsert", EMAIL, PASSWORD, "--dir", d], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         cmd = ["pocketbase", "serve", "--http", f"127.0.0.1:{port}", "--dir", d,
                "--automigrate=false", "--migrationsDir", os.path.join(d, "m")]
         env = dict(os.environ)
-    proc = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    log = os.environ.get("BENCH_SERVER_LOG")
+    err = open(log, "a") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=err,
                             preexec_fn=raise_nofile)
     url = f"http://127.0.0.1:{port}"
     for _ in range(400):
