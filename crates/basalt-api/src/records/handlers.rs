@@ -373,13 +373,18 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (c, access) = writable(&state, &name, &auth, Action::Delete)?;
-    let req = Arc::new(build(
-        &auth,
-        "DELETE",
-        &query_map(&params),
-        &headers,
-        Map::new(),
-    ));
+    // Only a rule reads `@request.*`: an open delete skips copying the query and headers.
+    let req = if matches!(access, Access::Rule(_)) {
+        Arc::new(build(
+            &auth,
+            "DELETE",
+            &query_map(&params),
+            &headers,
+            Map::new(),
+        ))
+    } else {
+        Arc::new(RequestInfo::default())
+    };
     state
         .store
         .write(
