@@ -274,6 +274,7 @@ def main():
     ap.add_argument("--no-limit", action="store_true", help="skip the bare hyper server")
     ap.add_argument("--basalt", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "basalt"))
     a = ap.parse_args()
+    load_start = os.getloadavg()  # the machine is shared: the table says how busy it was
     conn_list = [int(c) for c in a.connections.split(",")]
     chosen = [w for w in workloads({}, {}) if a.only in w[0]]
     delete_runs = a.rounds * len(conn_list) if any(w[0] == "delete" for w in chosen) else 0
@@ -333,6 +334,8 @@ def main():
         f"- Machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM",
         f"- Command: `{command}` (duration {a.duration}s per run, {a.rounds} rounds, {a.posts} posts, {a.deletes} deletes per delete run, rate = deletions / time taken, capped at {a.delete_cap}s)",
+        "- Load average (1/5/15 min) at the start: {:.2f} / {:.2f} / {:.2f}; at the end: {:.2f} / {:.2f} / {:.2f}".format(
+            *load_start, *os.getloadavg()),
         f"- Load generator: wrk, 2 threads, loopback; servers and wrk share the machine. Median of {a.rounds} alternating rounds (A B A B).",
         f"- PocketBase: {subprocess.run(['pocketbase', '--version'], capture_output=True, text=True).stdout.strip()}",
         "- Goal per row (issue 5): Basalt req/s >= 3x PocketBase's and a lower p99 (auth-with-password excepted).",
