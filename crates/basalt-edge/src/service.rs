@@ -94,6 +94,13 @@ async fn route_request(
     req: Request<Incoming>,
 ) -> (Response<Body>, Option<Arc<str>>) {
     let host = request_host(&req);
+    // ACME HTTP-01 answers come before the redirect: the CA validates over plain HTTP.
+    let current = shared.snapshot.load_full();
+    if listener.tls.is_none()
+        && let Some(r) = crate::acme::answer_http01(&current.acme, &req).await
+    {
+        return (r, Some("acme-challenge".into()));
+    }
     if let Some(port) = listener.redirect_https_port {
         let Some(host) = host else {
             return (

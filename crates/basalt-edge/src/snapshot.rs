@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerRuntime>>,
     pub max_body_bytes: u64,
     pub protection: Protection,
+    /// ACME issuers of the TLS listeners; kept across reloads while their section is unchanged.
+    pub acme: Vec<Arc<crate::acme::AcmeIssuer>>,
 }
 
 impl Snapshot {
@@ -66,6 +68,7 @@ impl Snapshot {
             return Err(bad("at least one [[edge.listeners]] is needed".into()));
         }
         let mut listeners = Vec::new();
+        let mut acme: Vec<Arc<crate::acme::AcmeIssuer>> = Vec::new();
         for lc in &cfg.listeners {
             let address: SocketAddr = lc.listen.parse().map_err(|_| {
                 bad(format!(
@@ -79,10 +82,25 @@ impl Snapshot {
             {
                 return Err(bad(format!("listener {:?} appears twice", lc.listen)));
             }
-            let tls = if lc.tls.is_empty() {
+            let issuer = match &lc.acme {
+                Some(ac) => {
+                    let mut known = acme.clone();
+                    known.extend(previous.iter().flat_map(|p| p.acme.iter().cloned()));
+                    let i = crate::acme::AcmeIssuer::build(&lc.listen, ac, &known, metrics)?;
+                    if !acme.iter().any(|k| Arc::ptr_eq(k, &i)) {
+                        acme.push(i.clone());
+                    }
+                    Some(i)
+                }
+                None => None,
+            };
+            let tls = if lc.tls.is_empty() && issuer.is_none() {
                 None
             } else {
-                Some(TlsAcceptor::from(crate::tls::server_config(&lc.tls)?))
+                Some(TlsAcceptor::from(crate::tls::server_config_with_acme(
+                    &lc.tls,
+                    issuer.as_deref(),
+                )?))
             };
             if tls.is_some() && lc.redirect_https_port.is_some() {
                 return Err(bad(format!(
@@ -142,6 +160,7 @@ impl Snapshot {
             listeners,
             max_body_bytes: l.max_body_bytes,
             protection,
+            acme,
         })
     }
 }

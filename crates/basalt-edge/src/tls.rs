@@ -10,6 +10,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::acme::{AcmeIssuer, CertSlot};
 use crate::config::CertificateConfig;
 use crate::error::EdgeError;
 
@@ -19,14 +20,24 @@ struct SniResolver {
     /// `*.example.com` stored under `.example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
+    /// ACME certificates by exact name, swapped in place on renewal.
+    acme: HashMap<String, CertSlot>,
+    /// Served to clients without SNI when no file certificate is the default.
+    acme_default: Option<CertSlot>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let Some(name) = hello.server_name() else {
-            return self.default.clone();
+            return self
+                .default
+                .clone()
+                .or_else(|| self.acme_default.as_ref().and_then(|s| s.load_full()));
         };
         let name = name.to_ascii_lowercase();
+        if let Some(k) = self.acme.get(&name).and_then(|s| s.load_full()) {
+            return Some(k);
+        }
         if let Some(k) = self.exact.get(&name) {
             return Some(k.clone());
         }
@@ -35,18 +46,30 @@ impl ResolvesServerCert for SniResolver {
         {
             return Some(k.clone());
         }
-        self.default.clone()
+        self.default
+            .clone()
+            .or_else(|| self.acme_default.as_ref().and_then(|s| s.load_full()))
     }
 }
 
-/// Builds the server config for one listener's certificates.
-pub fn server_config(certs: &[CertificateConfig]) -> Result<Arc<ServerConfig>, EdgeError> {
+/// Builds the server config for one listener's file certificates and its ACME issuer's.
+pub fn server_config_with_acme(
+    certs: &[CertificateConfig],
+    acme: Option<&AcmeIssuer>,
+) -> Result<Arc<ServerConfig>, EdgeError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut resolver = SniResolver {
         exact: HashMap::new(),
         wildcard: HashMap::new(),
         default: None,
+        acme: HashMap::new(),
+        acme_default: acme.map(|i| i.slot.clone()),
     };
+    if let Some(i) = acme {
+        for name in i.domains() {
+            resolver.acme.insert(name.clone(), i.slot.clone());
+        }
+    }
     for c in certs {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert)
             .map_err(|e| EdgeError::Tls(format!("{}: {e}", c.cert.display())))?
