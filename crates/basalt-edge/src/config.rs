@@ -90,6 +90,10 @@ pub struct ListenerConfig {
     /// Certificates issued and renewed over ACME (RFC 8555); TLS is on when this is set.
     #[serde(default)]
     pub acme: Option<AcmeConfig>,
+    /// Also serve HTTP/3 over QUIC on the same UDP port, advertised with `Alt-Svc` (TLS
+    /// listeners with an explicit port; needs a build with the cargo feature `http3`).
+    #[serde(default)]
+    pub http3: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

@@ -13,6 +13,9 @@ pub mod body;
 pub mod config;
 mod error;
 mod framing;
+#[cfg(feature = "http3")]
+#[path = "h3.rs"]
+mod http3;
 mod listener;
 pub mod metrics;
 mod pool;

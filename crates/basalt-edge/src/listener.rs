@@ -50,6 +50,10 @@ pub fn start(
     let local = listener.local_addr()?;
     let runtime = Arc::new(ArcSwap::new(rt));
     let (stop, mut stopped) = watch::channel(false);
+    #[cfg(feature = "http3")]
+    if runtime.load().http3 {
+        crate::http3::start(local, runtime.clone(), shared.clone(), stop.subscribe())?;
+    }
     let settings = runtime.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

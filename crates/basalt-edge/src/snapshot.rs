@@ -27,6 +27,11 @@ pub struct ListenerRuntime {
     pub hsts: Option<HeaderValue>,
     pub proxy_protocol: bool,
     pub limits: GuardLimits,
+    /// Serve HTTP/3 beside this TLS listener, and the `Alt-Svc` value advertising it.
+    // Read only by the `http3` feature's listener; without it validation refuses `true`.
+    #[cfg_attr(not(feature = "http3"), allow(dead_code))]
+    pub http3: bool,
+    pub alt_svc: Option<HeaderValue>,
 }
 
 pub struct Snapshot {
@@ -114,6 +119,22 @@ impl Snapshot {
                     lc.listen
                 )));
             }
+            if lc.http3 && (tls.is_none() || address.port() == 0) {
+                return Err(bad(format!(
+                    "listener {:?}: http3 needs tls and an explicit port",
+                    lc.listen
+                )));
+            }
+            if lc.http3 && !cfg!(feature = "http3") {
+                return Err(bad(format!(
+                    "listener {:?}: http3 needs a build with the cargo feature http3",
+                    lc.listen
+                )));
+            }
+            let alt_svc = lc.http3.then(|| {
+                HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", address.port()))
+                    .unwrap_or(HeaderValue::from_static("clear"))
+            });
             let hsts = lc
                 .hsts_max_age
                 .and_then(|s| HeaderValue::from_str(&format!("max-age={s}")).ok());
@@ -125,6 +146,8 @@ impl Snapshot {
                 hsts,
                 proxy_protocol: lc.proxy_protocol,
                 limits,
+                http3: lc.http3,
+                alt_svc,
             }));
         }
         let mut pools = BTreeMap::new();
