@@ -112,7 +112,8 @@ pub struct AcmeConfig {
     /// Renew when less than this is left (`30d`, `12h`, `90s`). Default `30d`.
     #[serde(default = "default_renew_before")]
     pub renew_before: String,
-    /// `http-01`, answered on this edge's plain-HTTP listeners. Default `http-01`.
+    /// `http-01`, answered on this edge's plain-HTTP listeners, or `tls-alpn-01`, answered on
+    /// this TLS listener (RFC 8737). Default `http-01`.
     #[serde(default)]
     pub challenge: AcmeChallenge,
     /// PEM root trusted for the directory's HTTPS (a test CA such as Pebble); the system's
@@ -130,6 +131,8 @@ pub enum AcmeChallenge {
     #[default]
     #[serde(rename = "http-01")]
     Http01,
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
 }
 
 fn default_renew_before() -> String {

@@ -133,6 +133,10 @@ async fn connection(
             else {
                 return;
             };
+            // A TLS-ALPN-01 validation is the handshake alone (RFC 8737 section 3).
+            if tls.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+                return;
+            }
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             if h2 {
                 serve(tls, peer, rt, shared, builder, watcher, ConnState::new()).await;

@@ -10,7 +10,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::acme::{AcmeIssuer, CertSlot};
+use crate::acme::{ACME_TLS_ALPN, AcmeIssuer, AlpnCerts, CertSlot};
+use crate::config::AcmeChallenge;
 use crate::config::CertificateConfig;
 use crate::error::EdgeError;
 
@@ -24,6 +25,8 @@ struct SniResolver {
     acme: HashMap<String, CertSlot>,
     /// Served to clients without SNI when no file certificate is the default.
     acme_default: Option<CertSlot>,
+    /// TLS-ALPN-01 validation certificates, served only to `acme-tls/1` handshakes.
+    acme_alpn: Option<AlpnCerts>,
 }
 
 impl ResolvesServerCert for SniResolver {
@@ -35,6 +38,17 @@ impl ResolvesServerCert for SniResolver {
                 .or_else(|| self.acme_default.as_ref().and_then(|s| s.load_full()));
         };
         let name = name.to_ascii_lowercase();
+        if let Some(alpn) = &self.acme_alpn
+            && hello
+                .alpn()
+                .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+        {
+            return alpn
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&name)
+                .cloned();
+        }
         if let Some(k) = self.acme.get(&name).and_then(|s| s.load_full()) {
             return Some(k);
         }
@@ -64,7 +78,11 @@ pub fn server_config_with_acme(
         default: None,
         acme: HashMap::new(),
         acme_default: acme.map(|i| i.slot.clone()),
+        acme_alpn: acme
+            .filter(|i| i.settings.challenge == AcmeChallenge::TlsAlpn01)
+            .map(|i| i.alpn_certs.clone()),
     };
+    let offers_acme_alpn = resolver.acme_alpn.is_some();
     if let Some(i) = acme {
         for name in i.domains() {
             resolver.acme.insert(name.clone(), i.slot.clone());
@@ -113,5 +131,8 @@ pub fn server_config_with_acme(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if offers_acme_alpn {
+        cfg.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(Arc::new(cfg))
 }

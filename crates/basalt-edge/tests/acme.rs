@@ -433,6 +433,55 @@ store = "{store}"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_over_tls_alpn01_on_the_tls_listener_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on Pebble's HTTP port: only the TLS listener can prove the names.
+    let (http_port, tls_port) = (free_port(), free_port());
+    let Some(pebble) = Pebble::start(dir.path(), http_port, tls_port, false).await else {
+        return;
+    };
+    let toml = format!(
+        r#"[edge]
+[[edge.listeners]]
+listen = "127.0.0.1:{tls_port}"
+[edge.listeners.acme]
+directory = "{dir}"
+domains = ["{NAME}"]
+store = "{store}"
+ca_root = "{root}"
+challenge = "tls-alpn-01"
+poll_interval = "1s"
+[[edge.routes]]
+redirect = {{ to = "https://example.com/", status = 302 }}
+"#,
+        dir = pebble.directory,
+        store = dir.path().join("store").display(),
+        root = pebble.https_root.display(),
+    );
+    let edge = Edge::start(EdgeConfig::from_toml(&toml).unwrap(), None, None)
+        .await
+        .unwrap();
+    let root = pebble.issuing_root().await;
+    let addr = edge.local_addrs()[0];
+    wait_served(addr, &root, None).await;
+    let tls = connect(addr, NAME, std::slice::from_ref(&root))
+        .await
+        .unwrap();
+    let r = http_get(tls, "/", NAME).await;
+    assert!(r.is_empty(), "a redirect has no body");
+    let m = edge.metrics().render();
+    assert_eq!(
+        metric(
+            &m,
+            &format!("basalt_edge_acme_issuance_total{{name=\"{NAME}\",result=\"success\"}}")
+        ),
+        1.0,
+        "{m}"
+    );
+    edge.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_edges_sharing_a_store_place_one_order_and_both_serve_it() {
     let dir = tempfile::tempdir().unwrap();
     let (http_port, tls_port) = (free_port(), free_port());

@@ -35,6 +35,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// The certificate the SNI resolver serves for an issuer's names; swapped on renewal.
 pub type CertSlot = Arc<ArcSwapOption<CertifiedKey>>;
+/// TLS-ALPN-01 validation certificates by DNS name (RFC 8737).
+pub type AlpnCerts = Arc<Mutex<HashMap<String, Arc<CertifiedKey>>>>;
+/// The ALPN protocol of TLS-ALPN-01 handshakes; such a connection ends after the handshake.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// What is known about the certificate being served.
 struct Served {
@@ -51,6 +55,9 @@ pub struct AcmeIssuer {
     served: Mutex<Option<Served>>,
     /// HTTP-01 token -> key authorization, while an order is open.
     challenges: Mutex<HashMap<String, String>>,
+    /// TLS-ALPN-01 validation certificates by DNS name, while an order is open; shared
+    /// with the listener's SNI resolver.
+    pub alpn_certs: AlpnCerts,
     started: AtomicBool,
     owner: String,
     metrics: Arc<EdgeMetrics>,
@@ -82,6 +89,7 @@ impl AcmeIssuer {
             slot: Arc::new(ArcSwapOption::empty()),
             served: Mutex::new(None),
             challenges: Mutex::new(HashMap::new()),
+            alpn_certs: Arc::new(Mutex::new(HashMap::new())),
             started: AtomicBool::new(false),
             owner: format!("{:016x}-{}", rand::random::<u64>(), std::process::id()),
             metrics: metrics.clone(),
@@ -119,6 +127,36 @@ impl AcmeIssuer {
                 tracing::warn!(error = %e, "acme challenge not shared through the store");
             }
         }
+    }
+
+    fn lock_alpn(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CertifiedKey>>> {
+        self.alpn_certs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves a TLS-ALPN-01 validation certificate for `name`: self-signed, for that name
+    /// only, with the critical acmeIdentifier extension holding SHA-256 of the key
+    /// authorization (RFC 8737 section 3).
+    fn put_alpn_challenge(&self, name: &str, digest: &[u8]) -> Result<(), String> {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()])
+            .map_err(|e| format!("validation certificate: {e}"))?;
+        params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+        let key = rcgen::KeyPair::generate().map_err(|e| format!("validation key: {e}"))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| format!("validation certificate: {e}"))?;
+        let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let signing = rustls::crypto::ring::default_provider()
+            .key_provider
+            .load_private_key(der)
+            .map_err(|e| format!("validation key: {e}"))?;
+        let certified = CertifiedKey::new(vec![cert.der().clone()], signing);
+        self.lock_alpn()
+            .insert(name.to_string(), Arc::new(certified));
+        Ok(())
+    }
+
+    fn remove_alpn_challenge(&self, name: &str) {
+        self.lock_alpn().remove(name);
     }
 
     fn remove_challenge(&self, token: &str) {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AcmeIssuer;
 use super::store;
+use crate::config::AcmeChallenge;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -98,7 +99,7 @@ pub async fn issue(issuer: &AcmeIssuer) -> Result<Issued, OrderError> {
         },
         None => new_account(issuer).await?.new_order(&new_order).await?,
     };
-    let mut answers = ChallengeAnswers(issuer, Vec::new());
+    let mut answers = ChallengeAnswers(issuer, Vec::new(), Vec::new());
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz?;
@@ -109,13 +110,28 @@ pub async fn issue(issuer: &AcmeIssuer) -> Result<Issued, OrderError> {
                 return Err(OrderError::Refused(format!("authorization is {other:?}")));
             }
         }
-        let mut challenge = authz
-            .challenge(ChallengeType::Http01)
-            .ok_or_else(|| OrderError::Refused("the CA offers no http-01 challenge".into()))?;
-        let token = challenge.token.clone();
-        issuer.put_challenge(&token, challenge.key_authorization().as_str());
-        answers.1.push(token);
-        challenge.set_ready().await?;
+        match s.challenge {
+            AcmeChallenge::Http01 => {
+                let mut challenge = authz.challenge(ChallengeType::Http01).ok_or_else(|| {
+                    OrderError::Refused("the CA offers no http-01 challenge".into())
+                })?;
+                let token = challenge.token.clone();
+                issuer.put_challenge(&token, challenge.key_authorization().as_str());
+                answers.1.push(token);
+                challenge.set_ready().await?;
+            }
+            AcmeChallenge::TlsAlpn01 => {
+                let mut challenge = authz.challenge(ChallengeType::TlsAlpn01).ok_or_else(|| {
+                    OrderError::Refused("the CA offers no tls-alpn-01 challenge".into())
+                })?;
+                let name = challenge.identifier().to_string();
+                issuer
+                    .put_alpn_challenge(&name, challenge.key_authorization().digest().as_ref())
+                    .map_err(OrderError::Refused)?;
+                answers.2.push(name);
+                challenge.set_ready().await?;
+            }
+        }
     }
     let patience = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
@@ -131,13 +147,17 @@ pub async fn issue(issuer: &AcmeIssuer) -> Result<Issued, OrderError> {
     Ok(Issued { chain_pem, key_pem })
 }
 
-/// Withdraws the challenge answers when the order is over, whatever its outcome.
-struct ChallengeAnswers<'a>(&'a AcmeIssuer, Vec<String>);
+/// Withdraws the challenge answers (HTTP-01 tokens, TLS-ALPN-01 names) when the order is
+/// over, whatever its outcome.
+struct ChallengeAnswers<'a>(&'a AcmeIssuer, Vec<String>, Vec<String>);
 
 impl Drop for ChallengeAnswers<'_> {
     fn drop(&mut self) {
         for t in &self.1 {
             self.0.remove_challenge(t);
+        }
+        for n in &self.2 {
+            self.0.remove_alpn_challenge(n);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, DnsName};
 
-use crate::config::AcmeConfig;
+use crate::config::{AcmeChallenge, AcmeConfig};
 use crate::error::EdgeError;
 
 #[derive(Debug)]
@@ -20,6 +20,7 @@ pub struct AcmeSettings {
     pub renew_before: Duration,
     pub poll_interval: Duration,
     pub ca_root: Option<PathBuf>,
+    pub challenge: AcmeChallenge,
 }
 
 impl AcmeSettings {
@@ -88,6 +89,7 @@ impl AcmeSettings {
             renew_before,
             poll_interval,
             ca_root: c.ca_root.clone(),
+            challenge: c.challenge,
         })
     }
 
