@@ -100,6 +100,8 @@ async fn connection(
         .map_err(|_| "quic handshake timed out")??;
     let peer = conn.remote_address();
     let mut h3 = h3::server::builder()
+        // The same head limit as HTTP/1 and HTTP/2 on this listener.
+        .max_field_section_size(rt.limits.max_header_bytes as u64)
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))
         .await?;
     while let Some(resolver) = h3.accept().await? {

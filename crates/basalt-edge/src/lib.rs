@@ -256,6 +256,9 @@ impl Edge {
         for r in self.lock_listeners().values() {
             r.stop();
         }
+        for issuer in &self.inner.shared.snapshot.load().acme {
+            issuer.stop();
+        }
         let graceful = self
             .inner
             .graceful

@@ -59,6 +59,8 @@ pub struct AcmeIssuer {
     /// with the listener's SNI resolver.
     pub alpn_certs: AlpnCerts,
     started: AtomicBool,
+    /// Set when the edge shuts down: the renewal task ends before its next round.
+    stopped: AtomicBool,
     owner: String,
     metrics: Arc<EdgeMetrics>,
 }
@@ -91,11 +93,16 @@ impl AcmeIssuer {
             challenges: Mutex::new(HashMap::new()),
             alpn_certs: Arc::new(Mutex::new(HashMap::new())),
             started: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             owner: format!("{:016x}-{}", rand::random::<u64>(), std::process::id()),
             metrics: metrics.clone(),
         };
         issuer.load_from_store();
         Ok(Arc::new(issuer))
+    }
+
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
     }
 
     pub fn domains(&self) -> &[String] {
@@ -351,6 +358,9 @@ pub fn spawn(issuer: &Arc<AcmeIssuer>) {
             let Some(issuer) = weak.upgrade() else {
                 return;
             };
+            if issuer.stopped.load(Ordering::Acquire) {
+                return;
+            }
             let wait = issuer.round(&mut failures).await;
             drop(issuer);
             tokio::time::sleep(wait).await;
