@@ -10,6 +10,8 @@
 mod acme;
 pub mod admin;
 pub mod body;
+mod cache;
+mod compress;
 pub mod config;
 mod error;
 mod framing;

@@ -18,6 +18,8 @@ pub struct EdgeMetrics {
     acme_expiry: IntGaugeVec,
     acme_issuance: IntCounterVec,
     acme_orders: IntCounterVec,
+    /// The HTTP cache's series (registered on the same registry).
+    pub(crate) cache: crate::cache::CacheMetrics,
 }
 
 impl Default for EdgeMetrics {
@@ -107,7 +109,9 @@ impl EdgeMetrics {
                 &["name"],
             ),
             registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
+            cache: crate::cache::CacheMetrics::new(),
         };
+        m.cache.register(&m.registry);
         for c in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.latency.clone()),
