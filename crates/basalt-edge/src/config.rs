@@ -92,6 +92,59 @@ pub struct ListenerConfig {
     /// Expect a PROXY protocol v1 or v2 header on every accepted connection.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Certificates issued and renewed over ACME (RFC 8555); TLS is on when this is set.
+    #[serde(default)]
+    pub acme: Option<AcmeConfig>,
+    /// Also serve HTTP/3 over QUIC on the same UDP port, advertised with `Alt-Svc` (TLS
+    /// listeners with an explicit port; needs a build with the cargo feature `http3`).
+    #[serde(default)]
+    pub http3: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// ACME directory URL (https), e.g. `https://acme-v02.api.letsencrypt.org/directory`.
+    pub directory: String,
+    /// Account contacts, e.g. `mailto:ops@example.com`.
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// DNS names the certificate covers; the first names its files in the store.
+    pub domains: Vec<String>,
+    /// Directory for the account key, certificates, keys and leases; several nodes may share
+    /// it, and then only the lease holder talks to the CA.
+    pub store: PathBuf,
+    /// Renew when less than this is left (`30d`, `12h`, `90s`). Default `30d`.
+    #[serde(default = "default_renew_before")]
+    pub renew_before: String,
+    /// `http-01`, answered on this edge's plain-HTTP listeners, or `tls-alpn-01`, answered on
+    /// this TLS listener (RFC 8737). Default `http-01`.
+    #[serde(default)]
+    pub challenge: AcmeChallenge,
+    /// PEM root trusted for the directory's HTTPS (a test CA such as Pebble); the system's
+    /// roots when unset.
+    #[serde(default)]
+    pub ca_root: Option<PathBuf>,
+    /// How often expiry is checked and the store re-read for a certificate another node
+    /// issued. Default `60s`.
+    #[serde(default = "default_acme_poll")]
+    pub poll_interval: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+fn default_renew_before() -> String {
+    "30d".into()
+}
+fn default_acme_poll() -> String {
+    "60s".into()
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -7,6 +7,7 @@
 //! its own metrics. It must never know the store, the schema or the API's routes: the API
 //! arrives as an opaque tower service.
 
+mod acme;
 pub mod admin;
 pub mod body;
 mod cache;
@@ -14,6 +15,9 @@ mod compress;
 pub mod config;
 mod error;
 mod framing;
+#[cfg(feature = "http3")]
+#[path = "h3.rs"]
+mod http3;
 mod listener;
 pub mod metrics;
 mod pool;
@@ -97,6 +101,7 @@ impl Edge {
         let snap = edge.inner.shared.snapshot.load_full();
         edge.sync_listeners(&snap)?;
         edge.start_health_checks(&snap);
+        edge.start_acme(&snap);
         if let Some(a) = &cfg.admin {
             let addr = admin::start(edge.clone(), &a.listen).await?;
             *edge.lock_admin() = Some(addr);
@@ -142,6 +147,7 @@ impl Edge {
         self.sync_listeners(&next)?;
         shared.snapshot.store(next.clone());
         self.start_health_checks(&next);
+        self.start_acme(&next);
         tracing::info!(
             routes = next.routes.len(),
             pools = next.pools.len(),
@@ -213,6 +219,22 @@ impl Edge {
         }
     }
 
+    /// Starts the renewal task of each new ACME issuer (kept issuers already run one).
+    fn start_acme(&self, snap: &Snapshot) {
+        for issuer in &snap.acme {
+            acme::spawn(issuer);
+        }
+    }
+
+    /// Serial numbers (hex) of the ACME certificates being served, by first domain.
+    pub fn acme_serials(&self) -> Vec<(String, Option<String>)> {
+        let snap = self.inner.shared.snapshot.load();
+        snap.acme
+            .iter()
+            .map(|i| (i.domains()[0].clone(), i.serving_serial()))
+            .collect()
+    }
+
     /// Bound addresses of the listeners, in configuration order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         let snap = self.inner.shared.snapshot.load();
@@ -235,6 +257,9 @@ impl Edge {
     pub async fn shutdown(&self, grace: Duration) {
         for r in self.lock_listeners().values() {
             r.stop();
+        }
+        for issuer in &self.inner.shared.snapshot.load().acme {
+            issuer.stop();
         }
         let graceful = self
             .inner
