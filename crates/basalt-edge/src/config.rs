@@ -24,6 +24,8 @@ pub struct EdgeConfig {
     pub clients: ClientsConfig,
     /// Rate limits, each checked on the routes it names (`[[edge.rate_limits]]`).
     pub rate_limits: Vec<RateLimitConfig>,
+    /// L4 TCP/UDP listeners forwarding to a pool (`[[edge.streams]]`).
+    pub streams: Vec<crate::l4::StreamConfig>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -12,6 +12,7 @@ pub mod body;
 pub mod config;
 mod error;
 mod framing;
+pub mod l4;
 mod listener;
 pub mod metrics;
 mod pool;
@@ -61,6 +62,8 @@ struct Inner {
     graceful: Mutex<Option<GracefulShutdown>>,
     reloading: tokio::sync::Mutex<()>,
     admin: Mutex<Option<SocketAddr>>,
+    /// Running L4 stream listeners.
+    streams: l4::Streams,
 }
 
 /// A running edge. Cheap to clone.
@@ -90,10 +93,13 @@ impl Edge {
                 graceful: Mutex::new(Some(GracefulShutdown::new())),
                 reloading: tokio::sync::Mutex::new(()),
                 admin: Mutex::new(None),
+                streams: l4::Streams::default(),
             }),
         };
         let snap = edge.inner.shared.snapshot.load_full();
+        let streams = edge.inner.streams.prepare(&snap.streams)?;
         edge.sync_listeners(&snap)?;
+        streams.commit();
         edge.start_health_checks(&snap);
         if let Some(a) = &cfg.admin {
             let addr = admin::start(edge.clone(), &a.listen).await?;
@@ -137,7 +143,9 @@ impl Edge {
             Some(&old),
             &shared.metrics,
         )?);
+        let streams = self.inner.streams.prepare(&next.streams)?;
         self.sync_listeners(&next)?;
+        streams.commit();
         shared.snapshot.store(next.clone());
         self.start_health_checks(&next);
         tracing::info!(
@@ -221,6 +229,11 @@ impl Edge {
             .collect()
     }
 
+    /// Bound address of the stream configured with this protocol and `listen` string.
+    pub fn stream_addr(&self, protocol: l4::StreamProtocol, listen: &str) -> Option<SocketAddr> {
+        self.inner.streams.local_addr(protocol, listen)
+    }
+
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         *self.lock_admin()
     }
@@ -231,6 +244,7 @@ impl Edge {
 
     /// Stops accepting, asks open connections to finish and waits up to `grace`.
     pub async fn shutdown(&self, grace: Duration) {
+        self.inner.streams.stop_all();
         for r in self.lock_listeners().values() {
             r.stop();
         }

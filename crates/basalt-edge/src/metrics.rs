@@ -15,6 +15,8 @@ pub struct EdgeMetrics {
     retries: IntCounterVec,
     ejections: IntCounterVec,
     rejected: IntCounterVec,
+    /// The L4 streams' series (`[[edge.streams]]`).
+    pub streams: crate::l4::StreamMetrics,
 }
 
 impl Default for EdgeMetrics {
@@ -87,6 +89,7 @@ impl EdgeMetrics {
                 &["reason"],
             ),
             registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
+            streams: crate::l4::StreamMetrics::new(),
         };
         for c in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -100,6 +103,7 @@ impl EdgeMetrics {
         ] {
             let _ = m.registry.register(c);
         }
+        m.streams.register(&m.registry);
         m
     }
 

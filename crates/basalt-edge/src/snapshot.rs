@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerRuntime>>,
     pub max_body_bytes: u64,
     pub protection: Protection,
+    /// L4 stream listeners (`[[edge.streams]]`).
+    pub streams: Vec<Arc<crate::l4::StreamRuntime>>,
 }
 
 impl Snapshot {
@@ -62,8 +64,10 @@ impl Snapshot {
             idle_timeout: Duration::from_millis(l.idle_timeout_ms),
             body_timeout: Duration::from_millis(l.body_timeout_ms),
         };
-        if cfg.listeners.is_empty() {
-            return Err(bad("at least one [[edge.listeners]] is needed".into()));
+        if cfg.listeners.is_empty() && cfg.streams.is_empty() {
+            return Err(bad(
+                "at least one [[edge.listeners]] or [[edge.streams]] is needed".into(),
+            ));
         }
         let mut listeners = Vec::new();
         for lc in &cfg.listeners {
@@ -136,7 +140,10 @@ impl Snapshot {
             &route_names,
             previous.map(|p| &p.protection),
         )?;
+        let streams =
+            crate::l4::StreamRuntime::build_all(&cfg.streams, |n| pools.get(n).cloned(), metrics)?;
         Ok(Self {
+            streams,
             routes,
             pools,
             listeners,

@@ -94,6 +94,8 @@ pub struct Pool {
     balancer: Balancer,
     pub client: Client<HttpConnector, Body>,
     pub read_timeout: Duration,
+    /// How long establishing a connection may take (the L4 streams connect themselves).
+    pub connect_timeout: Duration,
     pub retries: u32,
     budget: RetryBudget,
     max_per_target: u32,
@@ -205,6 +207,7 @@ impl Pool {
             balancer,
             client: builder.build(connector),
             read_timeout: Duration::from_millis(cfg.read_timeout_ms),
+            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             retries: cfg.retries,
             budget: RetryBudget::new(cfg.retry_budget_percent),
             max_per_target: cfg.max_requests_per_target,
