@@ -210,6 +210,9 @@ pub struct PoolConfig {
     /// Passive ejection after consecutive failures.
     #[serde(default)]
     pub passive: Option<PassiveConfig>,
+    /// How `dns` / `srv` targets are resolved (`[edge.pools.NAME.dns]`).
+    #[serde(default)]
+    pub dns: Option<crate::discovery::DnsConfig>,
 }
 
 fn default_connect_ms() -> u64 {
@@ -249,8 +252,16 @@ pub enum UpstreamProtocol {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    /// `host:port` of the upstream.
+    /// `host:port` of the upstream (or give `dns` or `srv` instead).
+    #[serde(default)]
     pub address: String,
+    /// `name:port`: every A/AAAA address of `name`, re-resolved on the records' TTL.
+    #[serde(default)]
+    pub dns: Option<String>,
+    /// `_service._proto.name`: the SRV records' targets and ports (lowest priority group,
+    /// weights from the records), re-resolved on the TTL.
+    #[serde(default)]
+    pub srv: Option<String>,
     /// Relative share of requests. Default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod discovery;
 mod error;
 mod framing;
 pub mod l4;
@@ -209,13 +210,14 @@ impl Edge {
 
     fn start_health_checks(&self, snap: &Snapshot) {
         for pool in snap.pools.values() {
-            for t in &pool.targets {
+            for t in &pool.targets() {
                 self.inner
                     .shared
                     .metrics
                     .set_health(&pool.name, &t.address, t.is_healthy());
             }
             pool::health::spawn(pool);
+            discovery::spawn(pool);
         }
     }
 

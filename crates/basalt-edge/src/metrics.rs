@@ -17,6 +17,8 @@ pub struct EdgeMetrics {
     rejected: IntCounterVec,
     /// The L4 streams' series (`[[edge.streams]]`).
     pub streams: crate::l4::StreamMetrics,
+    /// DNS discovery of pool targets.
+    pub discovery: crate::discovery::DiscoveryMetrics,
 }
 
 impl Default for EdgeMetrics {
@@ -90,6 +92,7 @@ impl EdgeMetrics {
             ),
             registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
             streams: crate::l4::StreamMetrics::new(),
+            discovery: crate::discovery::DiscoveryMetrics::new(),
         };
         for c in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -104,6 +107,7 @@ impl EdgeMetrics {
             let _ = m.registry.register(c);
         }
         m.streams.register(&m.registry);
+        m.discovery.register(&m.registry);
         m
     }
 
