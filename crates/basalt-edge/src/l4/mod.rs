@@ -89,6 +89,12 @@ impl StreamRuntime {
             bad("listen is not an address like 127.0.0.1:7000 or [::1]:7000".into())
         })?;
         let pool = pool(&sc.pool).ok_or_else(|| bad(format!("unknown pool {:?}", sc.pool)))?;
+        if pool.hashes_http() {
+            return Err(bad(format!(
+                "pool {:?} hashes a header or cookie; streams can only hash the client ip",
+                sc.pool
+            )));
+        }
         if sc.protocol == StreamProtocol::Udp && (sc.proxy_protocol || sc.send_proxy_protocol) {
             return Err(bad("the PROXY protocol options are for tcp streams".into()));
         }
@@ -277,5 +283,75 @@ fn bind(rt: &StreamRuntime) -> std::io::Result<Bound> {
             std.set_nonblocking(true)?;
             Ok(Bound::Udp(tokio::net::UdpSocket::from_std(std)?))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EdgeConfig;
+
+    fn build(toml: &str) -> Result<Vec<Arc<StreamRuntime>>, EdgeError> {
+        let cfg = EdgeConfig::from_toml(toml)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        let _guard = rt.enter();
+        let metrics = Arc::new(EdgeMetrics::new());
+        let pools: HashMap<String, Arc<Pool>> = cfg
+            .pools
+            .iter()
+            .map(|(n, p)| Ok((n.clone(), Arc::new(Pool::build(n, p, metrics.clone())?))))
+            .collect::<Result<_, EdgeError>>()?;
+        StreamRuntime::build_all(&cfg.streams, |n| pools.get(n).cloned(), &metrics)
+    }
+
+    const POOL: &str = "[edge.pools.p]\ntargets = [{ address = \"127.0.0.1:9\" }]\n";
+
+    #[test]
+    fn invalid_streams_are_refused_with_a_reason() {
+        let cases = [
+            ("listen = \"nowhere\"\npool = \"p\"", "not an address"),
+            ("listen = \"127.0.0.1:1\"\npool = \"q\"", "unknown pool"),
+            (
+                "listen = \"127.0.0.1:1\"\npool = \"p\"\nprotocol = \"udp\"\nproxy_protocol = true",
+                "for tcp streams",
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\npool = \"p\"\ndeny = [\"10.0.0.0/99\"]",
+                "deny",
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\npool = \"p\"\nidle_timeout_ms = 0",
+                "idle_timeout_ms",
+            ),
+        ];
+        for (stream, why) in cases {
+            let err = build(&format!("[edge]\n[[edge.streams]]\n{stream}\n{POOL}"))
+                .err()
+                .unwrap_or_else(|| panic!("{stream:?} accepted"));
+            assert!(err.to_string().contains(why), "{stream:?}: {err}");
+        }
+        let twice = "[[edge.streams]]\nlisten = \"127.0.0.1:1\"\npool = \"p\"\n";
+        let err = build(&format!("[edge]\n{twice}{twice}{POOL}")).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("twice")));
+        let hashed = format!(
+            "[edge]\n[[edge.streams]]\nlisten = \"127.0.0.1:1\"\npool = \"p\"\n{POOL}algorithm = \"consistent_hash\"\nhash_key = \"header:x-user\"\n"
+        );
+        assert!(build(&hashed).is_err_and(|e| e.to_string().contains("client ip")));
+    }
+
+    #[test]
+    fn allow_and_deny_apply_to_the_client_address() {
+        let rt = build(&format!(
+            "[edge]\n[[edge.streams]]\nlisten = \"127.0.0.1:1\"\npool = \"p\"\nallow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\ndeny = [\"10.1.0.0/16\"]\n{POOL}"
+        ))
+        .expect("valid");
+        let admits = |ip: &str| rt[0].admits(ip.parse().expect("ip"));
+        assert!(admits("10.2.3.4"));
+        assert!(admits("::ffff:10.2.3.4"), "IPv4-mapped IPv6 is normalised");
+        assert!(admits("2001:db8::1"));
+        assert!(!admits("10.1.2.3"));
+        assert!(!admits("192.0.2.1"));
     }
 }

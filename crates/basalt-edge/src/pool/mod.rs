@@ -272,6 +272,11 @@ impl Pool {
         }
     }
 
+    /// Whether consistent hashing reads a header or cookie (which L4 streams do not have).
+    pub fn hashes_http(&self) -> bool {
+        matches!(self.hash_key, Some(HashKey::Header(_) | HashKey::Cookie(_)))
+    }
+
     /// The targets right now.
     pub fn targets(&self) -> Vec<Arc<Target>> {
         self.set.load().targets.clone()
