@@ -40,13 +40,35 @@ fn dnsmasq_binary() -> PathBuf {
     panic!("dnsmasq not found: install Debian's dnsmasq-base (.ci/run does)");
 }
 
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.local_addr().expect("addr").port()
+/// A port free for both UDP and TCP (dnsmasq binds both).
+fn free_dns_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Dnsmasq {
+    /// Starts on a fresh free port, trying another if a racing process took the first.
+    async fn start_anywhere(args: &[String]) -> Dnsmasq {
+        for _ in 0..5 {
+            if let Some(d) = Dnsmasq::try_start(free_dns_port(), args).await {
+                return d;
+            }
+        }
+        panic!("dnsmasq did not start");
+    }
+
     async fn start(port: u16, args: &[String]) -> Dnsmasq {
+        Dnsmasq::try_start(port, args)
+            .await
+            .expect("dnsmasq listening")
+    }
+
+    async fn try_start(port: u16, args: &[String]) -> Option<Dnsmasq> {
         let user = String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
             .expect("utf8");
         let child = Command::new(dnsmasq_binary())
@@ -67,16 +89,21 @@ impl Dnsmasq {
             .stderr(Stdio::null())
             .spawn()
             .expect("dnsmasq starts");
-        let d = Dnsmasq { child, port };
-        // dnsmasq also listens on TCP: ready once that accepts.
-        assert!(
-            eventually(async || tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let mut d = Dnsmasq { child, port };
+        // dnsmasq also listens on TCP: ready once that accepts (bounded: 10 s).
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
-                .is_ok())
-            .await,
-            "dnsmasq is listening"
-        );
-        d
+                .is_ok()
+            {
+                return Some(d);
+            }
+            if d.child.try_wait().ok().flatten().is_some() {
+                return None; // exited: the port was taken
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// Re-reads the hosts files (`--addn-hosts`).
@@ -114,8 +141,7 @@ async fn targets_follow_the_a_records_and_a_failed_resolution_keeps_the_last_goo
     let dir = tempfile::tempdir().expect("dir");
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 svc.test\n").expect("hosts");
-    let dns_port = free_udp_port();
-    let dns = Dnsmasq::start(dns_port, &[format!("--addn-hosts={}", hosts.display())]).await;
+    let dns = Dnsmasq::start_anywhere(&[format!("--addn-hosts={}", hosts.display())]).await;
     let config = stream_over_dns(&format!("{{ dns = \"svc.test:{port}\" }}"), dns.port);
     let edge = start(&config).await;
     let addr = tcp_addr(&edge, "127.0.0.1:0");
@@ -183,12 +209,9 @@ async fn srv_records_give_ports_weights_and_priorities() {
         }
         args
     };
-    let dns_port = free_udp_port();
-    let dns = Dnsmasq::start(
-        dns_port,
-        &srv(&[(a.addr, 0, 3), (b.addr, 0, 1), (backup.addr, 1, 1)]),
-    )
-    .await;
+    let dns =
+        Dnsmasq::start_anywhere(&srv(&[(a.addr, 0, 3), (b.addr, 0, 1), (backup.addr, 1, 1)])).await;
+    let dns_port = dns.port;
     let edge = start(&stream_over_dns("{ srv = \"_echo._tcp.test\" }", dns_port)).await;
     let addr = tcp_addr(&edge, "127.0.0.1:0");
     let count = || metric(&edge, "dns_pool_targets", &[("pool", "p")]);
