@@ -1,5 +1,6 @@
 //! The admin listener (loopback by default): `POST /reload` applies the configuration file
-//! again, `GET /metrics` renders the edge's Prometheus series, `GET /health` answers 200.
+//! again, `GET /metrics` renders the edge's Prometheus series, `GET /health` answers 200,
+//! `POST /cache/purge` removes cached entries by URL or tag.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -64,6 +65,7 @@ async fn handle(edge: Edge, req: Request<Incoming>) -> Result<Response<Body>, In
             );
             r
         }
+        (&Method::POST, "/cache/purge") => crate::cache::purge_request(&edge, req).await,
         (&Method::GET, "/health") => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
         _ => error_response(StatusCode::NOT_FOUND, "not found"),
     })

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use crate::cache::{CacheZoneConfig, RouteCacheConfig};
+pub use crate::compress::CompressConfig;
+
 /// The whole `[edge]` section.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +29,8 @@ pub struct EdgeConfig {
     pub rate_limits: Vec<RateLimitConfig>,
     /// L4 TCP/UDP listeners forwarding to a pool (`[[edge.streams]]`).
     pub streams: Vec<crate::l4::StreamConfig>,
+    /// HTTP cache zones that routes store upstream responses in (`[[edge.cache_zones]]`).
+    pub cache_zones: Vec<CacheZoneConfig>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -139,6 +144,12 @@ pub struct RouteConfig {
     /// Remove the matched `path_prefix` before forwarding or serving files.
     #[serde(default)]
     pub strip_prefix: bool,
+    /// Cache upstream responses of this (pool) route in a zone: `cache = { zone = "main" }`.
+    #[serde(default)]
+    pub cache: Option<RouteCacheConfig>,
+    /// Compress responses negotiated by `Accept-Encoding`: `compress = { min_size = 1024 }`.
+    #[serde(default)]
+    pub compress: Option<CompressConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

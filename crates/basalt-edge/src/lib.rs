@@ -9,6 +9,8 @@
 
 pub mod admin;
 pub mod body;
+mod cache;
+mod compress;
 pub mod config;
 pub mod discovery;
 mod error;

@@ -19,6 +19,8 @@ pub struct EdgeMetrics {
     pub streams: crate::l4::StreamMetrics,
     /// DNS discovery of pool targets.
     pub discovery: crate::discovery::DiscoveryMetrics,
+    /// The HTTP cache's series (registered on the same registry).
+    pub(crate) cache: crate::cache::CacheMetrics,
 }
 
 impl Default for EdgeMetrics {
@@ -93,7 +95,9 @@ impl EdgeMetrics {
             registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
             streams: crate::l4::StreamMetrics::new(),
             discovery: crate::discovery::DiscoveryMetrics::new(),
+            cache: crate::cache::CacheMetrics::new(),
         };
+        m.cache.register(&m.registry);
         for c in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.latency.clone()),

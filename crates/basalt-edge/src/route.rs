@@ -37,6 +37,10 @@ pub struct Route {
     headers: Vec<(HeaderName, HeaderValue)>,
     pub strip_prefix: bool,
     pub action: Action,
+    /// The cache zone this route stores upstream responses in (set by the snapshot).
+    pub cache: Option<Arc<crate::cache::CacheZone>>,
+    /// Response compression for this route (set by the snapshot).
+    pub compress: Option<Arc<crate::compress::Compression>>,
 }
 
 impl Route {
@@ -137,6 +141,8 @@ impl Route {
             headers,
             strip_prefix: cfg.strip_prefix,
             action,
+            cache: None,
+            compress: None,
         })
     }
 

@@ -155,6 +155,12 @@ async fn route_request(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         return (r, name);
     }
+    let cache_url = route
+        .cache
+        .as_ref()
+        .map(|_| crate::cache::request_url(listener.tls.is_some(), host_str, req.uri()));
+    let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+    let request_method = req.method().clone();
     let mut req = req.map(|b| {
         let b = b.map_err(|e| -> BoxError { Box::new(e) });
         if limit > 0 && declared.is_none() {
@@ -177,7 +183,10 @@ async fn route_request(
                 client: client_ip,
                 https: listener.tls.is_some(),
             };
-            forward(pool, req, &client).await
+            match (&route.cache, cache_url) {
+                (Some(zone), Some(url)) => crate::cache::serve(zone, pool, req, &client, url).await,
+                _ => forward(pool, req, &client).await,
+            }
         }
         Action::Api => match &shared.api {
             Some(api) => call_api(api.clone(), req, peer).await,
@@ -205,6 +214,10 @@ async fn route_request(
             };
             redirect(*status, &location)
         }
+    };
+    let resp = match &route.compress {
+        Some(c) => c.apply(accept_encoding.as_ref(), &request_method, resp),
+        None => resp,
     };
     (resp, name)
 }

@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub protection: Protection,
     /// L4 stream listeners (`[[edge.streams]]`).
     pub streams: Vec<Arc<crate::l4::StreamRuntime>>,
+    /// Cache zones by name; a reload keeps a zone (and what it holds) whose settings are unchanged.
+    pub cache_zones: BTreeMap<String, Arc<crate::cache::CacheZone>>,
 }
 
 impl Snapshot {
@@ -121,12 +123,18 @@ impl Snapshot {
             }
             pools.insert(name.clone(), Arc::new(pool));
         }
-        let routes = cfg
+        let cache_zones =
+            crate::cache::build_zones(&cfg.cache_zones, previous.map(|p| &p.cache_zones), metrics)?;
+        let mut routes = cfg
             .routes
             .iter()
             .enumerate()
             .map(|(i, rc)| Route::compile(i, rc, |n| pools.get(n).cloned(), api_available))
             .collect::<Result<Vec<_>, _>>()?;
+        for (route, rc) in routes.iter_mut().zip(&cfg.routes) {
+            crate::cache::attach(route, rc, &cache_zones)?;
+            route.compress = crate::compress::Compression::build(&route.name, rc)?;
+        }
         let mut names = std::collections::HashSet::new();
         for r in &routes {
             if !names.insert(&*r.name) {
@@ -149,6 +157,7 @@ impl Snapshot {
             listeners,
             max_body_bytes: l.max_body_bytes,
             protection,
+            cache_zones,
         })
     }
 }
