@@ -27,6 +27,8 @@ pub struct EdgeConfig {
     pub clients: ClientsConfig,
     /// Rate limits, each checked on the routes it names (`[[edge.rate_limits]]`).
     pub rate_limits: Vec<RateLimitConfig>,
+    /// L4 TCP/UDP listeners forwarding to a pool (`[[edge.streams]]`).
+    pub streams: Vec<crate::l4::StreamConfig>,
     /// HTTP cache zones that routes store upstream responses in (`[[edge.cache_zones]]`).
     pub cache_zones: Vec<CacheZoneConfig>,
 }
@@ -272,6 +274,9 @@ pub struct PoolConfig {
     /// Passive ejection after consecutive failures.
     #[serde(default)]
     pub passive: Option<PassiveConfig>,
+    /// How `dns` / `srv` targets are resolved (`[edge.pools.NAME.dns]`).
+    #[serde(default)]
+    pub dns: Option<crate::discovery::DnsConfig>,
 }
 
 fn default_connect_ms() -> u64 {
@@ -311,8 +316,16 @@ pub enum UpstreamProtocol {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    /// `host:port` of the upstream.
+    /// `host:port` of the upstream (or give `dns` or `srv` instead).
+    #[serde(default)]
     pub address: String,
+    /// `name:port`: every A/AAAA address of `name`, re-resolved on the records' TTL.
+    #[serde(default)]
+    pub dns: Option<String>,
+    /// `_service._proto.name`: the SRV records' targets and ports (lowest priority group,
+    /// weights from the records), re-resolved on the TTL.
+    #[serde(default)]
+    pub srv: Option<String>,
     /// Relative share of requests. Default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,

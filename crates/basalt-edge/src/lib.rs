@@ -13,11 +13,13 @@ pub mod body;
 mod cache;
 mod compress;
 pub mod config;
+pub mod discovery;
 mod error;
 mod framing;
 #[cfg(feature = "http3")]
 #[path = "h3.rs"]
 mod http3;
+pub mod l4;
 mod listener;
 pub mod metrics;
 mod pool;
@@ -67,6 +69,8 @@ struct Inner {
     graceful: Mutex<Option<GracefulShutdown>>,
     reloading: tokio::sync::Mutex<()>,
     admin: Mutex<Option<SocketAddr>>,
+    /// Running L4 stream listeners.
+    streams: l4::Streams,
 }
 
 /// A running edge. Cheap to clone.
@@ -96,10 +100,13 @@ impl Edge {
                 graceful: Mutex::new(Some(GracefulShutdown::new())),
                 reloading: tokio::sync::Mutex::new(()),
                 admin: Mutex::new(None),
+                streams: l4::Streams::default(),
             }),
         };
         let snap = edge.inner.shared.snapshot.load_full();
+        let streams = edge.inner.streams.prepare(&snap.streams)?;
         edge.sync_listeners(&snap)?;
+        streams.commit();
         edge.start_health_checks(&snap);
         edge.start_acme(&snap);
         if let Some(a) = &cfg.admin {
@@ -144,7 +151,9 @@ impl Edge {
             Some(&old),
             &shared.metrics,
         )?);
+        let streams = self.inner.streams.prepare(&next.streams)?;
         self.sync_listeners(&next)?;
+        streams.commit();
         shared.snapshot.store(next.clone());
         self.start_health_checks(&next);
         self.start_acme(&next);
@@ -209,13 +218,14 @@ impl Edge {
 
     fn start_health_checks(&self, snap: &Snapshot) {
         for pool in snap.pools.values() {
-            for t in &pool.targets {
+            for t in &pool.targets() {
                 self.inner
                     .shared
                     .metrics
                     .set_health(&pool.name, &t.address, t.is_healthy());
             }
             pool::health::spawn(pool);
+            discovery::spawn(pool);
         }
     }
 
@@ -245,6 +255,11 @@ impl Edge {
             .collect()
     }
 
+    /// Bound address of the stream configured with this protocol and `listen` string.
+    pub fn stream_addr(&self, protocol: l4::StreamProtocol, listen: &str) -> Option<SocketAddr> {
+        self.inner.streams.local_addr(protocol, listen)
+    }
+
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         *self.lock_admin()
     }
@@ -255,6 +270,7 @@ impl Edge {
 
     /// Stops accepting, asks open connections to finish and waits up to `grace`.
     pub async fn shutdown(&self, grace: Duration) {
+        self.inner.streams.stop_all();
         for r in self.lock_listeners().values() {
             r.stop();
         }

@@ -18,6 +18,10 @@ pub struct EdgeMetrics {
     acme_expiry: IntGaugeVec,
     acme_issuance: IntCounterVec,
     acme_orders: IntCounterVec,
+    /// The L4 streams' series (`[[edge.streams]]`).
+    pub streams: crate::l4::StreamMetrics,
+    /// DNS discovery of pool targets.
+    pub discovery: crate::discovery::DiscoveryMetrics,
     /// The HTTP cache's series (registered on the same registry).
     pub(crate) cache: crate::cache::CacheMetrics,
 }
@@ -109,6 +113,8 @@ impl EdgeMetrics {
                 &["name"],
             ),
             registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
+            streams: crate::l4::StreamMetrics::new(),
+            discovery: crate::discovery::DiscoveryMetrics::new(),
             cache: crate::cache::CacheMetrics::new(),
         };
         m.cache.register(&m.registry);
@@ -127,6 +133,8 @@ impl EdgeMetrics {
         ] {
             let _ = m.registry.register(c);
         }
+        m.streams.register(&m.registry);
+        m.discovery.register(&m.registry);
         m
     }
 

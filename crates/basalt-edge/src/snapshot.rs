@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub protection: Protection,
     /// ACME issuers of the TLS listeners; kept across reloads while their section is unchanged.
     pub acme: Vec<Arc<crate::acme::AcmeIssuer>>,
+    /// L4 stream listeners (`[[edge.streams]]`).
+    pub streams: Vec<Arc<crate::l4::StreamRuntime>>,
     /// Cache zones by name; a reload keeps a zone (and what it holds) whose settings are unchanged.
     pub cache_zones: BTreeMap<String, Arc<crate::cache::CacheZone>>,
 }
@@ -71,8 +73,10 @@ impl Snapshot {
             idle_timeout: Duration::from_millis(l.idle_timeout_ms),
             body_timeout: Duration::from_millis(l.body_timeout_ms),
         };
-        if cfg.listeners.is_empty() {
-            return Err(bad("at least one [[edge.listeners]] is needed".into()));
+        if cfg.listeners.is_empty() && cfg.streams.is_empty() {
+            return Err(bad(
+                "at least one [[edge.listeners]] or [[edge.streams]] is needed".into(),
+            ));
         }
         let mut listeners = Vec::new();
         let mut acme: Vec<Arc<crate::acme::AcmeIssuer>> = Vec::new();
@@ -185,7 +189,10 @@ impl Snapshot {
             &route_names,
             previous.map(|p| &p.protection),
         )?;
+        let streams =
+            crate::l4::StreamRuntime::build_all(&cfg.streams, |n| pools.get(n).cloned(), metrics)?;
         Ok(Self {
+            streams,
             routes,
             pools,
             listeners,
