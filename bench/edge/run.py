@@ -220,6 +220,11 @@ targets = [{{ address = "127.0.0.1:{up}" }}]
                 lines.append(f"| {conns} | ratio basalt-base/nginx | {a / n:.2f} | | | | |")
         lines += ["", NOTES]
         out = os.path.join(ROOT, "bench", "EDGE.md")
+        # Keep the table bench/edge/matrix.py writes between its markers.
+        old = open(out).read() if os.path.exists(out) else ""
+        begin, end = "<!-- matrix:begin -->", "<!-- matrix:end -->"
+        if begin in old and end in old:
+            lines += ["", old[old.index(begin):old.index(end) + len(end)]]
         with open(out, "w") as f:
             f.write("\n".join(lines) + "\n")
         print("\n".join(lines))

@@ -7,8 +7,10 @@ mod auth;
 mod batch;
 mod body;
 mod collections;
+mod cors;
 mod doc_filter;
 mod error;
+mod json;
 mod middleware;
 mod oauth2;
 mod password;
@@ -35,7 +37,9 @@ pub use realtime::renderer as realtime_renderer;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
-    pub keys: TokenKeys,
+    /// Shared: the state is cloned several times per request (axum hands each extractor
+    /// its own), and the keys are the one part that would otherwise allocate.
+    pub keys: Arc<TokenKeys>,
     pub metrics: Arc<Metrics>,
     /// Where password hashes are computed (bounded, off the async runtime).
     pub passwords: PasswordPool,

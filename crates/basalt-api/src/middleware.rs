@@ -76,10 +76,24 @@ impl SequentialRequestId {
 impl MakeRequestId for SequentialRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n:08x}", self.prefix))
+        HeaderValue::from_maybe_shared(axum::body::Bytes::from(request_id_bytes(&self.prefix, n)))
             .ok()
             .map(RequestId::new)
     }
+}
+
+/// `<prefix>-<n as at least 8 hex digits>`, written without the formatting machinery (it
+/// runs for every request).
+fn request_id_bytes(prefix: &str, n: u64) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (16 - n.leading_zeros() as usize / 4).max(8);
+    let mut out = Vec::with_capacity(prefix.len() + 1 + digits);
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(b'-');
+    for i in (0..digits).rev() {
+        out.push(HEX[((n >> (i * 4)) & 0xf) as usize]);
+    }
+    out
 }
 
 /// Logs each request with its id, route, status and latency, and counts it.
@@ -92,7 +106,7 @@ async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) 
     let secs = start.elapsed().as_secs_f64();
     let status = res.status();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    metrics.observe_request(method.as_str(), route, status.as_str(), secs);
+    metrics.observe_request(method.as_str(), route, status.as_u16(), secs);
     tracing::info!(
         request_id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
         method = %method,
@@ -182,7 +196,10 @@ pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Rou
             SequentialRequestId::new(),
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(cors(config))
+        .layer(crate::cors::ApiCorsLayer::new(
+            cors(config),
+            config.cors_origins.iter().any(|o| o == "*"),
+        ))
         .map_response(shape_errors)
         .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
@@ -192,4 +209,20 @@ pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Rou
         ))
         .service(routed);
     Router::new().fallback_service(stack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id_bytes;
+
+    #[test]
+    fn request_ids_are_the_prefix_and_the_counter_in_hex_padded_to_eight_digits() {
+        for n in [0u64, 1, 0xabc, 0xffff_ffff, 0x1_0000_0000, u64::MAX] {
+            assert_eq!(
+                request_id_bytes("p", n),
+                format!("p-{n:08x}").into_bytes(),
+                "{n}"
+            );
+        }
+    }
 }

@@ -27,6 +27,8 @@ pub struct EdgeConfig {
     pub clients: ClientsConfig,
     /// Rate limits, each checked on the routes it names (`[[edge.rate_limits]]`).
     pub rate_limits: Vec<RateLimitConfig>,
+    /// L4 TCP/UDP listeners forwarding to a pool (`[[edge.streams]]`).
+    pub streams: Vec<crate::l4::StreamConfig>,
     /// HTTP cache zones that routes store upstream responses in (`[[edge.cache_zones]]`).
     pub cache_zones: Vec<CacheZoneConfig>,
 }
@@ -92,6 +94,59 @@ pub struct ListenerConfig {
     /// Expect a PROXY protocol v1 or v2 header on every accepted connection.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Certificates issued and renewed over ACME (RFC 8555); TLS is on when this is set.
+    #[serde(default)]
+    pub acme: Option<AcmeConfig>,
+    /// Also serve HTTP/3 over QUIC on the same UDP port, advertised with `Alt-Svc` (TLS
+    /// listeners with an explicit port; needs a build with the cargo feature `http3`).
+    #[serde(default)]
+    pub http3: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// ACME directory URL (https), e.g. `https://acme-v02.api.letsencrypt.org/directory`.
+    pub directory: String,
+    /// Account contacts, e.g. `mailto:ops@example.com`.
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// DNS names the certificate covers; the first names its files in the store.
+    pub domains: Vec<String>,
+    /// Directory for the account key, certificates, keys and leases; several nodes may share
+    /// it, and then only the lease holder talks to the CA.
+    pub store: PathBuf,
+    /// Renew when less than this is left (`30d`, `12h`, `90s`). Default `30d`.
+    #[serde(default = "default_renew_before")]
+    pub renew_before: String,
+    /// `http-01`, answered on this edge's plain-HTTP listeners, or `tls-alpn-01`, answered on
+    /// this TLS listener (RFC 8737). Default `http-01`.
+    #[serde(default)]
+    pub challenge: AcmeChallenge,
+    /// PEM root trusted for the directory's HTTPS (a test CA such as Pebble); the system's
+    /// roots when unset.
+    #[serde(default)]
+    pub ca_root: Option<PathBuf>,
+    /// How often expiry is checked and the store re-read for a certificate another node
+    /// issued. Default `60s`.
+    #[serde(default = "default_acme_poll")]
+    pub poll_interval: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+fn default_renew_before() -> String {
+    "30d".into()
+}
+fn default_acme_poll() -> String {
+    "60s".into()
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -219,6 +274,9 @@ pub struct PoolConfig {
     /// Passive ejection after consecutive failures.
     #[serde(default)]
     pub passive: Option<PassiveConfig>,
+    /// How `dns` / `srv` targets are resolved (`[edge.pools.NAME.dns]`).
+    #[serde(default)]
+    pub dns: Option<crate::discovery::DnsConfig>,
 }
 
 fn default_connect_ms() -> u64 {
@@ -258,8 +316,16 @@ pub enum UpstreamProtocol {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    /// `host:port` of the upstream.
+    /// `host:port` of the upstream (or give `dns` or `srv` instead).
+    #[serde(default)]
     pub address: String,
+    /// `name:port`: every A/AAAA address of `name`, re-resolved on the records' TTL.
+    #[serde(default)]
+    pub dns: Option<String>,
+    /// `_service._proto.name`: the SRV records' targets and ports (lowest priority group,
+    /// weights from the records), re-resolved on the TTL.
+    #[serde(default)]
+    pub srv: Option<String>,
     /// Relative share of requests. Default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,

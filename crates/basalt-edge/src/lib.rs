@@ -7,14 +7,20 @@
 //! its own metrics. It must never know the store, the schema or the API's routes: the API
 //! arrives as an opaque tower service.
 
+mod acme;
 pub mod admin;
 pub mod body;
 mod cache;
 mod compress;
 pub mod config;
+pub mod discovery;
 mod error;
 mod framing;
 mod h2_timeouts;
+#[cfg(feature = "http3")]
+#[path = "h3.rs"]
+mod http3;
+pub mod l4;
 mod listener;
 pub mod metrics;
 mod pool;
@@ -64,6 +70,8 @@ struct Inner {
     graceful: Mutex<Option<GracefulShutdown>>,
     reloading: tokio::sync::Mutex<()>,
     admin: Mutex<Option<SocketAddr>>,
+    /// Running L4 stream listeners.
+    streams: l4::Streams,
 }
 
 /// A running edge. Cheap to clone.
@@ -93,11 +101,15 @@ impl Edge {
                 graceful: Mutex::new(Some(GracefulShutdown::new())),
                 reloading: tokio::sync::Mutex::new(()),
                 admin: Mutex::new(None),
+                streams: l4::Streams::default(),
             }),
         };
         let snap = edge.inner.shared.snapshot.load_full();
+        let streams = edge.inner.streams.prepare(&snap.streams)?;
         edge.sync_listeners(&snap)?;
+        streams.commit();
         edge.start_health_checks(&snap);
+        edge.start_acme(&snap);
         if let Some(a) = &cfg.admin {
             let addr = admin::start(edge.clone(), &a.listen).await?;
             *edge.lock_admin() = Some(addr);
@@ -140,9 +152,12 @@ impl Edge {
             Some(&old),
             &shared.metrics,
         )?);
+        let streams = self.inner.streams.prepare(&next.streams)?;
         self.sync_listeners(&next)?;
+        streams.commit();
         shared.snapshot.store(next.clone());
         self.start_health_checks(&next);
+        self.start_acme(&next);
         tracing::info!(
             routes = next.routes.len(),
             pools = next.pools.len(),
@@ -204,14 +219,31 @@ impl Edge {
 
     fn start_health_checks(&self, snap: &Snapshot) {
         for pool in snap.pools.values() {
-            for t in &pool.targets {
+            for t in &pool.targets() {
                 self.inner
                     .shared
                     .metrics
                     .set_health(&pool.name, &t.address, t.is_healthy());
             }
             pool::health::spawn(pool);
+            discovery::spawn(pool);
         }
+    }
+
+    /// Starts the renewal task of each new ACME issuer (kept issuers already run one).
+    fn start_acme(&self, snap: &Snapshot) {
+        for issuer in &snap.acme {
+            acme::spawn(issuer);
+        }
+    }
+
+    /// Serial numbers (hex) of the ACME certificates being served, by first domain.
+    pub fn acme_serials(&self) -> Vec<(String, Option<String>)> {
+        let snap = self.inner.shared.snapshot.load();
+        snap.acme
+            .iter()
+            .map(|i| (i.domains()[0].clone(), i.serving_serial()))
+            .collect()
     }
 
     /// Bound addresses of the listeners, in configuration order.
@@ -224,6 +256,11 @@ impl Edge {
             .collect()
     }
 
+    /// Bound address of the stream configured with this protocol and `listen` string.
+    pub fn stream_addr(&self, protocol: l4::StreamProtocol, listen: &str) -> Option<SocketAddr> {
+        self.inner.streams.local_addr(protocol, listen)
+    }
+
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         *self.lock_admin()
     }
@@ -234,8 +271,12 @@ impl Edge {
 
     /// Stops accepting, asks open connections to finish and waits up to `grace`.
     pub async fn shutdown(&self, grace: Duration) {
+        self.inner.streams.stop_all();
         for r in self.lock_listeners().values() {
             r.stop();
+        }
+        for issuer in &self.inner.shared.snapshot.load().acme {
+            issuer.stop();
         }
         let graceful = self
             .inner

@@ -50,6 +50,10 @@ pub fn start(
     let local = listener.local_addr()?;
     let runtime = Arc::new(ArcSwap::new(rt));
     let (stop, mut stopped) = watch::channel(false);
+    #[cfg(feature = "http3")]
+    if runtime.load().http3 {
+        crate::http3::start(local, runtime.clone(), shared.clone(), stop.subscribe())?;
+    }
     let settings = runtime.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -129,6 +133,10 @@ async fn connection(
             else {
                 return;
             };
+            // A TLS-ALPN-01 validation is the handshake alone (RFC 8737 section 3).
+            if tls.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+                return;
+            }
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             if h2 {
                 let conn = ConnState::new();

@@ -15,6 +15,13 @@ pub struct EdgeMetrics {
     retries: IntCounterVec,
     ejections: IntCounterVec,
     rejected: IntCounterVec,
+    acme_expiry: IntGaugeVec,
+    acme_issuance: IntCounterVec,
+    acme_orders: IntCounterVec,
+    /// The L4 streams' series (`[[edge.streams]]`).
+    pub streams: crate::l4::StreamMetrics,
+    /// DNS discovery of pool targets.
+    pub discovery: crate::discovery::DiscoveryMetrics,
     /// The HTTP cache's series (registered on the same registry).
     pub(crate) cache: crate::cache::CacheMetrics,
 }
@@ -88,7 +95,26 @@ impl EdgeMetrics {
                 "Requests refused before routing, by reason",
                 &["reason"],
             ),
+            acme_expiry: fixed(IntGaugeVec::new(
+                Opts::new(
+                    "acme_certificate_expiry_timestamp_seconds",
+                    "notAfter of the ACME certificate served for a name, seconds since the epoch",
+                ),
+                &["name"],
+            )),
+            acme_issuance: counter(
+                "acme_issuance_total",
+                "ACME issuances and renewals by certificate and result (success, failure)",
+                &["name", "result"],
+            ),
+            acme_orders: counter(
+                "acme_orders_total",
+                "ACME orders this node placed at the CA, by certificate",
+                &["name"],
+            ),
             registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
+            streams: crate::l4::StreamMetrics::new(),
+            discovery: crate::discovery::DiscoveryMetrics::new(),
             cache: crate::cache::CacheMetrics::new(),
         };
         m.cache.register(&m.registry);
@@ -101,9 +127,14 @@ impl EdgeMetrics {
             Box::new(m.retries.clone()),
             Box::new(m.ejections.clone()),
             Box::new(m.rejected.clone()),
+            Box::new(m.acme_expiry.clone()),
+            Box::new(m.acme_issuance.clone()),
+            Box::new(m.acme_orders.clone()),
         ] {
             let _ = m.registry.register(c);
         }
+        m.streams.register(&m.registry);
+        m.discovery.register(&m.registry);
         m
     }
 
@@ -140,6 +171,21 @@ impl EdgeMetrics {
     /// `reason`: `framing`, `rate_limited`, `ip_denied`, `too_large`, `timeout`.
     pub fn rejected(&self, reason: &str) {
         self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// `name`: a DNS name the certificate covers; `not_after` in seconds since the epoch.
+    pub fn acme_expiry(&self, name: &str, not_after: i64) {
+        self.acme_expiry.with_label_values(&[name]).set(not_after);
+    }
+
+    /// `name`: the certificate's first domain.
+    pub fn acme_issued(&self, name: &str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.acme_issuance.with_label_values(&[name, result]).inc();
+    }
+
+    pub fn acme_order(&self, name: &str) {
+        self.acme_orders.with_label_values(&[name]).inc();
     }
 
     pub fn render(&self) -> String {

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tower::Service;
 
 use crate::body::{Body, BoxError, error_response, redirect};
@@ -31,13 +30,17 @@ impl Drop for InFlight {
     }
 }
 
-pub async fn handle(
+pub async fn handle<B>(
     shared: Arc<Shared>,
     conn: Arc<ConnState>,
     listener: Arc<ListenerRuntime>,
     peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+    req: Request<B>,
+) -> Result<Response<Body>, Infallible>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     if let Some((status, message)) = conn.next_request() {
         let mut r = error_response(status, message);
         r.headers_mut()
@@ -63,6 +66,9 @@ pub async fn handle(
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
+    if let Some(alt_svc) = &listener.alt_svc {
+        resp.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
+    }
     let status = resp.status().as_u16();
     let route_name = route.as_deref().unwrap_or("-");
     shared
@@ -87,13 +93,24 @@ pub async fn handle(
     }))
 }
 
-async fn route_request(
+async fn route_request<B>(
     shared: Arc<Shared>,
     listener: Arc<ListenerRuntime>,
     peer: SocketAddr,
-    req: Request<Incoming>,
-) -> (Response<Body>, Option<Arc<str>>) {
+    req: Request<B>,
+) -> (Response<Body>, Option<Arc<str>>)
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let host = request_host(&req);
+    // ACME HTTP-01 answers come before the redirect: the CA validates over plain HTTP.
+    let current = shared.snapshot.load_full();
+    if listener.tls.is_none()
+        && let Some(r) = crate::acme::answer_http01(&current.acme, &req).await
+    {
+        return (r, Some("acme-challenge".into()));
+    }
     if let Some(port) = listener.redirect_https_port {
         let Some(host) = host else {
             return (
@@ -162,7 +179,7 @@ async fn route_request(
     let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
     let request_method = req.method().clone();
     let mut req = req.map(|b| {
-        let b = b.map_err(|e| -> BoxError { Box::new(e) });
+        let b = b.map_err(|e| -> BoxError { e.into() });
         if limit > 0 && declared.is_none() {
             // Chunked bodies are cut off at the limit too.
             http_body_util::Limited::new(b, limit as usize).boxed_unsync()

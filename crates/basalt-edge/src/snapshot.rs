@@ -27,6 +27,11 @@ pub struct ListenerRuntime {
     pub hsts: Option<HeaderValue>,
     pub proxy_protocol: bool,
     pub limits: GuardLimits,
+    /// Serve HTTP/3 beside this TLS listener, and the `Alt-Svc` value advertising it.
+    // Read only by the `http3` feature's listener; without it validation refuses `true`.
+    #[cfg_attr(not(feature = "http3"), allow(dead_code))]
+    pub http3: bool,
+    pub alt_svc: Option<HeaderValue>,
 }
 
 pub struct Snapshot {
@@ -35,6 +40,10 @@ pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerRuntime>>,
     pub max_body_bytes: u64,
     pub protection: Protection,
+    /// ACME issuers of the TLS listeners; kept across reloads while their section is unchanged.
+    pub acme: Vec<Arc<crate::acme::AcmeIssuer>>,
+    /// L4 stream listeners (`[[edge.streams]]`).
+    pub streams: Vec<Arc<crate::l4::StreamRuntime>>,
     /// Cache zones by name; a reload keeps a zone (and what it holds) whose settings are unchanged.
     pub cache_zones: BTreeMap<String, Arc<crate::cache::CacheZone>>,
 }
@@ -64,10 +73,13 @@ impl Snapshot {
             idle_timeout: Duration::from_millis(l.idle_timeout_ms),
             body_timeout: Duration::from_millis(l.body_timeout_ms),
         };
-        if cfg.listeners.is_empty() {
-            return Err(bad("at least one [[edge.listeners]] is needed".into()));
+        if cfg.listeners.is_empty() && cfg.streams.is_empty() {
+            return Err(bad(
+                "at least one [[edge.listeners]] or [[edge.streams]] is needed".into(),
+            ));
         }
         let mut listeners = Vec::new();
+        let mut acme: Vec<Arc<crate::acme::AcmeIssuer>> = Vec::new();
         for lc in &cfg.listeners {
             let address: SocketAddr = lc.listen.parse().map_err(|_| {
                 bad(format!(
@@ -81,10 +93,25 @@ impl Snapshot {
             {
                 return Err(bad(format!("listener {:?} appears twice", lc.listen)));
             }
-            let tls = if lc.tls.is_empty() {
+            let issuer = match &lc.acme {
+                Some(ac) => {
+                    let mut known = acme.clone();
+                    known.extend(previous.iter().flat_map(|p| p.acme.iter().cloned()));
+                    let i = crate::acme::AcmeIssuer::build(&lc.listen, ac, &known, metrics)?;
+                    if !acme.iter().any(|k| Arc::ptr_eq(k, &i)) {
+                        acme.push(i.clone());
+                    }
+                    Some(i)
+                }
+                None => None,
+            };
+            let tls = if lc.tls.is_empty() && issuer.is_none() {
                 None
             } else {
-                Some(TlsAcceptor::from(crate::tls::server_config(&lc.tls)?))
+                Some(TlsAcceptor::from(crate::tls::server_config_with_acme(
+                    &lc.tls,
+                    issuer.as_deref(),
+                )?))
             };
             if tls.is_some() && lc.redirect_https_port.is_some() {
                 return Err(bad(format!(
@@ -98,6 +125,22 @@ impl Snapshot {
                     lc.listen
                 )));
             }
+            if lc.http3 && (tls.is_none() || address.port() == 0) {
+                return Err(bad(format!(
+                    "listener {:?}: http3 needs tls and an explicit port",
+                    lc.listen
+                )));
+            }
+            if lc.http3 && !cfg!(feature = "http3") {
+                return Err(bad(format!(
+                    "listener {:?}: http3 needs a build with the cargo feature http3",
+                    lc.listen
+                )));
+            }
+            let alt_svc = lc.http3.then(|| {
+                HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", address.port()))
+                    .unwrap_or(HeaderValue::from_static("clear"))
+            });
             let hsts = lc
                 .hsts_max_age
                 .and_then(|s| HeaderValue::from_str(&format!("max-age={s}")).ok());
@@ -109,6 +152,8 @@ impl Snapshot {
                 hsts,
                 proxy_protocol: lc.proxy_protocol,
                 limits,
+                http3: lc.http3,
+                alt_svc,
             }));
         }
         let mut pools = BTreeMap::new();
@@ -144,12 +189,16 @@ impl Snapshot {
             &route_names,
             previous.map(|p| &p.protection),
         )?;
+        let streams =
+            crate::l4::StreamRuntime::build_all(&cfg.streams, |n| pools.get(n).cloned(), metrics)?;
         Ok(Self {
+            streams,
             routes,
             pools,
             listeners,
             max_body_bytes: l.max_body_bytes,
             protection,
+            acme,
             cache_zones,
         })
     }

@@ -99,6 +99,7 @@ impl Hub {
     }
 
     pub(crate) async fn fan_out(&self, event: &ChangeEvent, renderer: &dyn RecordRenderer) {
+        let started = std::time::Instant::now();
         let c = &event.collection;
         if c.is_auth() {
             self.follow_auth_record(event);
@@ -237,5 +238,11 @@ impl Hub {
                 self.offer(client, delivery.clone());
             }
         }
+        // Where a fan-out's time goes, for `BASALT_LOG=basalt_realtime=debug`.
+        tracing::debug!(
+            commit_to_start_us = started.duration_since(event.committed_at).as_micros() as u64,
+            queued_us = started.elapsed().as_micros() as u64,
+            "fan-out queued"
+        );
     }
 }

@@ -16,6 +16,18 @@ pub(crate) fn column_positions(
     collection: &Collection,
     stmt: &rusqlite::Statement<'_>,
 ) -> Vec<Option<usize>> {
+    // Tables are created and migrated in field order, so the columns usually are the fields
+    // one for one: checked in a single pass, instead of a by-name search per field (each a
+    // scan of every column name).
+    let names = stmt.column_names();
+    if names.len() == collection.fields.len()
+        && names
+            .iter()
+            .zip(&collection.fields)
+            .all(|(n, f)| n.eq_ignore_ascii_case(&f.name))
+    {
+        return (0..names.len()).map(Some).collect();
+    }
     collection
         .fields
         .iter()

@@ -265,31 +265,26 @@ fn update(
 
 /// Deletes a record and handles what points at it: cascade deletes, id removal from
 /// optional relations, and a refusal when a required relation would be left empty.
+/// Returns whether the record was there; when it was not, nothing changed.
 pub(crate) fn delete_cascading(
     conn: &Connection,
     schema: &Schema,
     c: &Collection,
     id: &str,
-) -> Result<(), StoreError> {
-    // Subscribers are told what was deleted, so the row is read before it goes.
-    let before = load(
-        conn,
-        schema,
-        c,
-        id,
-        &Access::Unrestricted,
-        &RequestInfo::default(),
-    )?;
-    // The row goes first, so a cycle of cascading relations finds it gone and stops; a
-    // refusal below rolls the whole job back anyway.
-    let deleted = conn
-        .prepare_cached(&format!("DELETE FROM {} WHERE id = ?", q(&c.name)))
-        .and_then(|mut s| s.execute([id]))
-        .map_err(err)?;
+) -> Result<bool, StoreError> {
+    // Subscribers are told what was deleted: the statement itself returns the row as it
+    // was, so a delete is one statement, not a read and a write. The row goes first, so a
+    // cycle of cascading relations finds it gone and stops; a refusal below rolls the
+    // whole job back anyway.
+    let f = SqlFragment {
+        sql: format!("DELETE FROM {} WHERE id = ? RETURNING *", q(&c.name)),
+        params: vec![SqlValue::Text(id.to_string())],
+    };
+    let Some(before) = query_records(conn, c, &f)?.pop() else {
+        return Ok(false);
+    };
     log_change(conn, c, id, "delete", None)?;
-    if let (Some(before), true) = (before, deleted > 0) {
-        record_change(schema, c, ChangeAction::Delete, &before);
-    }
+    record_change(schema, c, ChangeAction::Delete, &before);
     for other in schema.collections().iter().filter(|o| !o.is_view()) {
         for f in other
             .fields
@@ -349,7 +344,7 @@ pub(crate) fn delete_cascading(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn exists(conn: &Connection, c: &Collection, id: &str) -> Result<bool, StoreError> {
@@ -417,8 +412,15 @@ fn run_op(
         } => {
             let c = current(schema, collection)?;
             read_only(&c)?;
-            load(conn, schema, &c, id, access, req)?.ok_or(StoreError::NotFound)?;
-            delete_cascading(conn, schema, &c, id).map(|()| None)
+            // A rule is checked on the row before it goes (no row, or a rule that does
+            // not hold, is a 404 either way); without one the delete itself finds the row.
+            if !rule_holds(conn, schema, &c, id, access, req)? {
+                return Err(StoreError::NotFound);
+            }
+            if !delete_cascading(conn, schema, &c, id)? {
+                return Err(StoreError::NotFound);
+            }
+            Ok(None)
         }
     }
 }

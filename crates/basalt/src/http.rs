@@ -2,6 +2,8 @@
 //! upgrades, for WebSockets), TCP_NODELAY for realtime streams, a bound on blocked writes
 //! (`stall`), and a graceful shutdown
 //! that stops accepting and waits for open connections to finish.
+//! Realtime SSE streams (`GET /api/realtime`) are recognised first and served by
+//! `sse_direct`, outside hyper.
 //!
 //! Why not `axum::serve`: its protocol-sniffing connection (HTTP/1 or cleartext HTTP/2)
 //! costs about 8 KB more per connection, which is most of the difference between 10k idle
@@ -47,17 +49,25 @@ pub async fn serve(
         };
         // Realtime events are small writes that must leave at once.
         let _ = stream.set_nodelay(true);
-        // Handlers read the peer as axum's ConnectInfo: the client address behind trusted
-        // proxies keys the auth rate limits.
-        let service = TowerToHyperService::new(
-            axum::Extension(axum::extract::ConnectInfo(peer)).layer(app.clone()),
-        );
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(StallGuard::new(stream)), service)
-            .with_upgrades();
+        let app = app.clone();
         let mut stopping = stopping_rx.clone();
         let done = done_rx.clone();
         tokio::spawn(async move {
+            // Realtime SSE streams skip hyper and its per-connection buffers; the stream
+            // ends on its own at shutdown (the hub sends PB_DISCONNECT first).
+            if let Some(req) = crate::sse_direct::sniff(&stream, peer).await {
+                crate::sse_direct::serve(stream, req, app).await;
+                drop(done);
+                return;
+            }
+            // Handlers read the peer as axum's ConnectInfo: the client address behind
+            // trusted proxies keys the auth rate limits.
+            let service = TowerToHyperService::new(
+                axum::Extension(axum::extract::ConnectInfo(peer)).layer(app),
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(StallGuard::new(stream)), service)
+                .with_upgrades();
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,

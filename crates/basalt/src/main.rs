@@ -5,6 +5,7 @@ mod config;
 mod http;
 mod proxy;
 mod serve;
+mod sse_direct;
 mod stall;
 mod superuser;
 

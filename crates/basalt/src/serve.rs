@@ -92,7 +92,7 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     );
     let state = ApiState {
         store: store.clone(),
-        keys,
+        keys: Arc::new(keys),
         metrics,
         passwords: basalt_api::PasswordPool::new(hash_threads),
         oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,

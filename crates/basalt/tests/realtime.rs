@@ -419,6 +419,80 @@ async fn a_slow_consumer_is_disconnected_and_others_keep_receiving() {
     assert!(data.contains("\"title\":\"after\""));
 }
 
+/// Polls the connected-SSE-clients gauge until it equals `want` (bounded).
+async fn wait_sse_clients(s: &TestServer, want: f64) -> f64 {
+    let mut now = -1.0;
+    for _ in 0..100 {
+        now = metric(s, "basalt_realtime_clients{transport=\"sse\"}").await;
+        if now == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    now
+}
+
+#[tokio::test]
+async fn sse_streams_bypass_hyper_and_a_closed_peer_leaves_the_hub() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    let addr = s.url("").replace("http://", "");
+    // A complete head in one segment takes the direct path: head and PB_CONNECT arrive
+    // together, chunked, and the connection is not offered for reuse.
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.expect("tcp");
+    sock.write_all(
+        format!("GET /api/realtime HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://app.test\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut head = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, sock.read(&mut head))
+        .await
+        .expect("in time")
+        .expect("read");
+    let head = String::from_utf8_lossy(&head[..n]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    for h in [
+        "content-type: text/event-stream",
+        "transfer-encoding: chunked",
+        "connection: close",
+        "access-control-allow-origin: *",
+        "event:pb_connect",
+    ] {
+        assert!(head.contains(h), "{h} missing in {head}");
+    }
+    assert_eq!(wait_sse_clients(&s, 1.0).await, 1.0);
+    // The peer going away unregisters its client without any event being sent.
+    drop(sock);
+    assert_eq!(wait_sse_clients(&s, 0.0).await, 0.0);
+
+    // A head split over two segments is hyper's, and still a working stream.
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.expect("tcp");
+    sock.write_all(b"GET /api/realtime HTTP/1.1\r\nHo")
+        .await
+        .expect("first part");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sock.write_all(format!("st: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("second part");
+    let mut got = String::new();
+    let mut buf = vec![0u8; 4096];
+    while !got.contains("PB_CONNECT") {
+        let n = tokio::time::timeout(WAIT, sock.read(&mut buf))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert!(n > 0, "closed early: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(!got.to_lowercase().contains("connection: close"), "{got}");
+    assert_eq!(wait_sse_clients(&s, 1.0).await, 1.0);
+    drop(sock);
+    assert_eq!(wait_sse_clients(&s, 0.0).await, 0.0);
+}
+
 #[tokio::test]
 async fn a_peer_that_stops_reading_is_cut_off() {
     let s = TestServer::start(BIN).await;

@@ -47,8 +47,19 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<
     }
 }
 
+/// Where `needle` first occurs: a scan for its first byte, then one comparison per
+/// candidate (a `windows()` comparison per position cost the client a tenth of its CPU).
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, _) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(p) = hay.get(from..)?.iter().position(|&b| b == first) {
+        let at = from + p;
+        if hay[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 fn request(method: &str, addr: &str, path: &str, token: &str, body: &str) -> Vec<u8> {
@@ -69,8 +80,9 @@ async fn subscriber(
     arrivals: mpsc::UnboundedSender<Vec<(usize, Instant)>>,
 ) {
     let mut seen = Vec::with_capacity(writes);
+    let mut socket = None;
     let result: std::io::Result<()> = async {
-        let mut s = TcpStream::connect(&addr).await?;
+        let s = socket.insert(TcpStream::connect(&addr).await?);
         s.write_all(
             format!("GET /api/realtime HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
                 .as_bytes(),
@@ -119,6 +131,12 @@ async fn subscriber(
         eprintln!("subscriber: {e}");
     }
     let _ = arrivals.send(seen);
+    // The connection stays open until the process exits: closing 10k sockets while the
+    // last event is still being delivered to the others would slow that delivery down
+    // (it did: the last write's tail was 2-4x the others', for both servers).
+    if socket.is_some() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -225,6 +243,7 @@ async fn main() {
 
     // 4. Collect arrivals (bounded wait) and report.
     let mut lat = Vec::with_capacity(clients * writes);
+    let mut per_write: Vec<Vec<f64>> = vec![Vec::new(); writes];
     let mut reporting = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while reporting < subscribed {
@@ -234,12 +253,27 @@ async fn main() {
                 reporting += 1;
                 for (n, at) in seen {
                     if let Some(t0) = sent_at.get(n) {
-                        lat.push(at.saturating_duration_since(*t0).as_secs_f64() * 1000.0);
+                        let ms = at.saturating_duration_since(*t0).as_secs_f64() * 1000.0;
+                        lat.push(ms);
+                        per_write[n].push(ms);
                     }
                 }
             }
             _ => break,
         }
+    }
+    // Per write, on stderr: whether the tail is a few slow fan-outs or every fan-out's end.
+    for (n, l) in per_write.iter_mut().enumerate() {
+        l.sort_by(|a, b| a.total_cmp(b));
+        eprintln!(
+            "write {n}: delivered {} first {:.1} p50 {:.1} p99 {:.1} last {:.1} ms (write rtt {:.1} ms)",
+            l.len(),
+            l.first().copied().unwrap_or(f64::NAN),
+            percentile(l, 0.50),
+            percentile(l, 0.99),
+            l.last().copied().unwrap_or(f64::NAN),
+            write_rtt.get(n).copied().unwrap_or(f64::NAN),
+        );
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     write_rtt.sort_by(|a, b| a.total_cmp(b));

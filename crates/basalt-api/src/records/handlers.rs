@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use basalt_schema::filter::{parse_expand, parse_fields, parse_sort, parse_with_params};
@@ -17,10 +16,11 @@ use serde_json::{Map, Value, json};
 use super::auth_input::{Target, prepare_auth_input};
 use super::expand::expand_records;
 use super::fields::project;
-use super::shape::{into_public_record, public_record};
+use super::shape::{PublicRecord, into_public_record, public_record};
 use crate::ApiState;
 use crate::body::Body;
 use crate::error::{ApiError, ApiResult};
+use crate::json::JsonBody;
 use crate::request_info::{Auth, build};
 
 pub(crate) type Params = Query<HashMap<String, String>>;
@@ -156,7 +156,7 @@ pub(crate) async fn list(
     auth: Auth,
     Query(params): Params,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBody<Value>> {
     let c = collection(&state, &name)?;
     let access =
         access_for(&rule(&state, &c, Action::List), &auth).ok_or_else(ApiError::superusers_only)?;
@@ -222,18 +222,20 @@ pub(crate) async fn list(
         Some(t) => (t as i64, t.div_ceil(per_page) as i64),
         None => (-1, -1),
     };
-    Ok(Json(
+    Ok(JsonBody(
         json!({"page": page, "perPage": per_page, "totalItems": total_items, "totalPages": total_pages, "items": items}),
     ))
 }
 
+/// Takes the request itself last (not a `HeaderMap`, which axum would copy): only a rule
+/// reads the headers.
 pub(crate) async fn view(
     State(state): State<ApiState>,
     Path((name, id)): Path<(String, String)>,
     auth: Auth,
     Query(params): Params,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+    request: Request,
+) -> ApiResult<Response> {
     let c = collection(&state, &name)?;
     let access =
         access_for(&rule(&state, &c, Action::View), &auth).ok_or_else(ApiError::superusers_only)?;
@@ -244,7 +246,7 @@ pub(crate) async fn view(
             &auth,
             "GET",
             &query_map(&params),
-            &headers,
+            request.headers(),
             Map::new(),
         ))
     } else {
@@ -256,8 +258,13 @@ pub(crate) async fn view(
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to view record."))?
         .ok_or_else(ApiError::not_found)?;
+    let plain = |p: &str| params.get(p).is_none_or(|v| v.trim().is_empty());
+    if plain("expand") && plain("fields") {
+        // The common answer: the shaped record written straight out.
+        return Ok(JsonBody(PublicRecord::new(&c, &record, &auth)).into_response());
+    }
     let mut out = render(&state, &c, vec![record], &auth, &params, &req).await?;
-    Ok(Json(out.pop().unwrap_or(Value::Null)))
+    Ok(JsonBody(out.pop().unwrap_or(Value::Null)).into_response())
 }
 
 /// The collection a write targets, refusing views and checking the action's rule.
@@ -285,7 +292,7 @@ async fn write_one(
     params: &HashMap<String, String>,
     req: Arc<RequestInfo>,
     message: &str,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBody<Value>> {
     let mut out = state
         .store
         .write(vec![op], req.clone())
@@ -293,7 +300,7 @@ async fn write_one(
         .map_err(|e| ApiError::from_store(e, message))?;
     let record = out.pop().flatten().ok_or_else(ApiError::internal)?;
     let mut rendered = render(state, c, vec![record], auth, params, &req).await?;
-    Ok(Json(rendered.pop().unwrap_or(Value::Null)))
+    Ok(JsonBody(rendered.pop().unwrap_or(Value::Null)))
 }
 
 pub(crate) async fn create(
@@ -303,7 +310,7 @@ pub(crate) async fn create(
     Query(params): Params,
     headers: HeaderMap,
     Body(mut body): Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBody<Value>> {
     let (c, access) = writable(&state, &name, &auth, Action::Create)?;
     let req = Arc::new(build(
         &auth,
@@ -337,7 +344,7 @@ pub(crate) async fn update(
     Query(params): Params,
     headers: HeaderMap,
     Body(mut body): Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBody<Value>> {
     let (c, access) = writable(&state, &name, &auth, Action::Update)?;
     let req = Arc::new(build(
         &auth,
@@ -373,13 +380,18 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (c, access) = writable(&state, &name, &auth, Action::Delete)?;
-    let req = Arc::new(build(
-        &auth,
-        "DELETE",
-        &query_map(&params),
-        &headers,
-        Map::new(),
-    ));
+    // Only a rule reads `@request.*`: an open delete skips copying the query and headers.
+    let req = if matches!(access, Access::Rule(_)) {
+        Arc::new(build(
+            &auth,
+            "DELETE",
+            &query_map(&params),
+            &headers,
+            Map::new(),
+        ))
+    } else {
+        Arc::new(RequestInfo::default())
+    };
     state
         .store
         .write(

@@ -2,6 +2,7 @@
 //! status, or a TCP connect) and flips it after `rise` successes or `fall` failures. The
 //! task holds only a weak reference, so it ends when a reload drops the pool.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -16,9 +17,10 @@ pub fn spawn(pool: &Arc<Pool>) {
         return;
     };
     let weak: Weak<Pool> = Arc::downgrade(pool);
-    let n = pool.targets.len();
     tokio::spawn(async move {
-        let mut streaks = vec![0i64; n]; // > 0: consecutive successes, < 0: failures
+        // By target address, as DNS discovery may change the set between ticks.
+        // > 0: consecutive successes, < 0: failures.
+        let mut streaks: HashMap<String, i64> = HashMap::new();
         let mut interval = tokio::time::interval(Duration::from_millis(cfg.interval_ms));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -26,7 +28,9 @@ pub fn spawn(pool: &Arc<Pool>) {
             let Some(pool) = weak.upgrade() else {
                 return;
             };
-            let targets = pool.targets.clone();
+            let targets = pool.targets();
+            let n = targets.len();
+            streaks.retain(|a, _| targets.iter().any(|t| &t.address == a));
             let mut set = tokio::task::JoinSet::new();
             for (i, t) in targets.iter().enumerate() {
                 let (t, cfg) = (t.clone(), cfg.clone());
@@ -44,17 +48,18 @@ pub fn spawn(pool: &Arc<Pool>) {
             };
             for (i, ok) in results.into_iter().enumerate() {
                 let t = &targets[i];
-                streaks[i] = match (ok, streaks[i]) {
+                let streak = streaks.entry(t.address.clone()).or_insert(0);
+                *streak = match (ok, *streak) {
                     (true, s) if s > 0 => s + 1,
                     (true, _) => 1,
                     (false, s) if s < 0 => s - 1,
                     (false, _) => -1,
                 };
                 let was = t.is_healthy();
-                if !was && streaks[i] >= i64::from(cfg.rise) {
+                if !was && *streak >= i64::from(cfg.rise) {
                     t.set_healthy(true);
                     tracing::info!(pool = %pool.name, target = %t.address, "target healthy");
-                } else if was && -streaks[i] >= i64::from(cfg.fall) {
+                } else if was && -*streak >= i64::from(cfg.fall) {
                     t.set_healthy(false);
                     tracing::warn!(pool = %pool.name, target = %t.address, "target unhealthy");
                 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -45,9 +46,51 @@ impl Target {
     pub(crate) fn set_healthy(&self, up: bool) {
         self.healthy.store(up, Ordering::Relaxed);
     }
+
+    /// A fresh target (healthy, nothing in flight); the error says what is wrong.
+    pub fn new(address: &str, weight: u32) -> Result<Target, String> {
+        let authority: http::uri::Authority = address
+            .parse()
+            .map_err(|_| format!("target {address:?} is not host:port"))?;
+        if authority.port_u16().is_none() {
+            return Err(format!("target {address:?} needs a port"));
+        }
+        if weight == 0 || weight > 1000 {
+            return Err(format!("target {address:?}: weight must be 1..=1000"));
+        }
+        Ok(Target {
+            address: address.to_string(),
+            authority,
+            weight,
+            in_flight: AtomicU32::new(0),
+            healthy: AtomicBool::new(true),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            ewma_ns: AtomicU64::new(0f64.to_bits()),
+            ewma_stamp_ns: AtomicU64::new(0),
+        })
+    }
+}
+
+/// The balancer state for a target list (round-robin weights, the hash ring).
+fn balancer_for(
+    algorithm: AlgorithmConfig,
+    hash_key: Option<&HashKey>,
+    targets: &[Arc<Target>],
+) -> Balancer {
+    match (algorithm, hash_key) {
+        (AlgorithmConfig::LeastConnections, _) => Balancer::LeastConnections,
+        (AlgorithmConfig::PeakEwma, _) => Balancer::PeakEwma,
+        (AlgorithmConfig::ConsistentHash, Some(key)) => Balancer::ConsistentHash(
+            Ring::new(targets.iter().map(|t| (t.address.as_str(), t.weight))),
+            key.clone(),
+        ),
+        _ => Balancer::RoundRobin(Mutex::new(vec![0; targets.len()])),
+    }
 }
 
 /// How a consistent-hash pool derives its key.
+#[derive(Clone)]
 enum HashKey {
     ClientIp,
     Header(http::HeaderName),
@@ -88,12 +131,25 @@ impl Drop for Lease {
     }
 }
 
-pub struct Pool {
-    pub name: String,
+/// The targets a pool balances over right now, with the balancer's state for them.
+pub struct TargetSet {
     pub targets: Vec<Arc<Target>>,
     balancer: Balancer,
+}
+
+pub struct Pool {
+    pub name: String,
+    /// Swapped whole when DNS discovery finds a different set; a `Lease` keeps its target
+    /// alive either way, so in-flight requests are not disturbed.
+    set: ArcSwap<TargetSet>,
+    algorithm: AlgorithmConfig,
+    hash_key: Option<HashKey>,
+    /// Targets given by DNS names (`dns = ...` / `srv = ...`), re-resolved by `discovery`.
+    pub discovery: Option<Arc<crate::discovery::Discovery>>,
     pub client: Client<HttpConnector, Body>,
     pub read_timeout: Duration,
+    /// How long establishing a connection may take (the L4 streams connect themselves).
+    pub connect_timeout: Duration,
     pub retries: u32,
     budget: RetryBudget,
     max_per_target: u32,
@@ -114,56 +170,33 @@ impl Pool {
             return Err(bad("needs at least one target".into()));
         }
         let mut targets = Vec::with_capacity(cfg.targets.len());
+        let mut sources = Vec::new();
         for t in &cfg.targets {
-            let authority: http::uri::Authority = t
-                .address
-                .parse()
-                .map_err(|_| bad(format!("target {:?} is not host:port", t.address)))?;
-            if authority.port_u16().is_none() {
-                return Err(bad(format!("target {:?} needs a port", t.address)));
+            match crate::discovery::Source::from_config(t).map_err(&bad)? {
+                Some(source) => sources.push(source),
+                None => targets.push(Arc::new(Target::new(&t.address, t.weight).map_err(&bad)?)),
             }
-            if t.weight == 0 || t.weight > 1000 {
+        }
+        let hash_key = match cfg.hash_key.as_deref() {
+            _ if cfg.algorithm != AlgorithmConfig::ConsistentHash => None,
+            None | Some("client_ip") => Some(HashKey::ClientIp),
+            Some(k) if k.starts_with("header:") => Some(HashKey::Header(
+                http::HeaderName::from_bytes(&k.as_bytes()["header:".len()..])
+                    .map_err(|_| bad(format!("hash_key {k:?}: bad header name")))?,
+            )),
+            Some(k) if k.starts_with("cookie:") && k.len() > "cookie:".len() => {
+                Some(HashKey::Cookie(k["cookie:".len()..].to_string()))
+            }
+            Some(k) => {
                 return Err(bad(format!(
-                    "target {:?}: weight must be 1..=1000",
-                    t.address
+                    "hash_key {k:?}: use client_ip, header:NAME or cookie:NAME"
                 )));
             }
-            targets.push(Arc::new(Target {
-                address: t.address.clone(),
-                authority,
-                weight: t.weight,
-                in_flight: AtomicU32::new(0),
-                healthy: AtomicBool::new(true),
-                consecutive_failures: AtomicU32::new(0),
-                ejected_until_ms: AtomicU64::new(0),
-                ewma_ns: AtomicU64::new(0f64.to_bits()),
-                ewma_stamp_ns: AtomicU64::new(0),
-            }));
-        }
-        let balancer = match cfg.algorithm {
-            AlgorithmConfig::RoundRobin => Balancer::RoundRobin(Mutex::new(vec![0; targets.len()])),
-            AlgorithmConfig::LeastConnections => Balancer::LeastConnections,
-            AlgorithmConfig::PeakEwma => Balancer::PeakEwma,
-            AlgorithmConfig::ConsistentHash => {
-                let key = match cfg.hash_key.as_deref() {
-                    None | Some("client_ip") => HashKey::ClientIp,
-                    Some(k) if k.starts_with("header:") => HashKey::Header(
-                        http::HeaderName::from_bytes(&k.as_bytes()["header:".len()..])
-                            .map_err(|_| bad(format!("hash_key {k:?}: bad header name")))?,
-                    ),
-                    Some(k) if k.starts_with("cookie:") && k.len() > "cookie:".len() => {
-                        HashKey::Cookie(k["cookie:".len()..].to_string())
-                    }
-                    Some(k) => {
-                        return Err(bad(format!(
-                            "hash_key {k:?}: use client_ip, header:NAME or cookie:NAME"
-                        )));
-                    }
-                };
-                let ring = Ring::new(targets.iter().map(|t| (t.address.as_str(), t.weight)));
-                Balancer::ConsistentHash(ring, key)
-            }
         };
+        let discovery =
+            crate::discovery::Discovery::build(sources, targets.clone(), cfg.dns.as_ref())
+                .map_err(&bad)?
+                .map(Arc::new);
         if cfg.hash_key.is_some() && cfg.algorithm != AlgorithmConfig::ConsistentHash {
             return Err(bad(
                 "hash_key only applies to algorithm = \"consistent_hash\"".into(),
@@ -199,12 +232,16 @@ impl Pool {
         if cfg.protocol == UpstreamProtocol::H2c {
             builder.http2_only(true);
         }
+        let balancer = balancer_for(cfg.algorithm, hash_key.as_ref(), &targets);
         Ok(Self {
             name: name.to_string(),
-            targets,
-            balancer,
+            set: ArcSwap::from_pointee(TargetSet { targets, balancer }),
+            algorithm: cfg.algorithm,
+            hash_key,
+            discovery,
             client: builder.build(connector),
             read_timeout: Duration::from_millis(cfg.read_timeout_ms),
+            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             retries: cfg.retries,
             budget: RetryBudget::new(cfg.retry_budget_percent),
             max_per_target: cfg.max_requests_per_target,
@@ -217,12 +254,78 @@ impl Pool {
 
     /// Carries health verdicts over from the pool this one replaces, so a reload does not
     /// send traffic to a target that is known to be down.
+    /// A pool with DNS targets also starts from the old pool's resolved set when its
+    /// sources are unchanged, so a reload does not empty it until the next resolution.
     pub fn inherit_health(&self, old: &Pool) {
-        for t in &self.targets {
-            if let Some(o) = old.targets.iter().find(|o| o.address == t.address) {
+        if let (Some(new), Some(prev)) = (&self.discovery, &old.discovery)
+            && new.same_sources(prev)
+        {
+            new.inherit(prev);
+            self.replace_targets(new.current_targets());
+        }
+        let targets = self.targets();
+        let old_targets = old.targets();
+        for t in &targets {
+            if let Some(o) = old_targets.iter().find(|o| o.address == t.address) {
                 t.set_healthy(o.is_healthy());
             }
         }
+    }
+
+    /// Whether consistent hashing reads a header or cookie (which L4 streams do not have).
+    pub fn hashes_http(&self) -> bool {
+        matches!(self.hash_key, Some(HashKey::Header(_) | HashKey::Cookie(_)))
+    }
+
+    /// The targets right now.
+    pub fn targets(&self) -> Vec<Arc<Target>> {
+        self.set.load().targets.clone()
+    }
+
+    /// Swaps in a new target set. Targets whose address stays keep their state (health,
+    /// ejection, in-flight count, latency); `wanted` is `(address, weight)`.
+    pub fn replace_targets(&self, wanted: Vec<(String, u32)>) {
+        let current = self.set.load_full();
+        let mut targets = Vec::with_capacity(wanted.len());
+        for (address, weight) in wanted {
+            if targets.iter().any(|t: &Arc<Target>| t.address == address) {
+                continue;
+            }
+            match current
+                .targets
+                .iter()
+                .find(|t| t.address == address && t.weight == weight)
+            {
+                Some(t) => targets.push(t.clone()),
+                None => match Target::new(&address, weight) {
+                    Ok(t) => {
+                        // A target seen before with another weight keeps its health verdict.
+                        if let Some(old) = current.targets.iter().find(|t| t.address == address) {
+                            t.set_healthy(old.is_healthy());
+                        }
+                        targets.push(Arc::new(t));
+                    }
+                    Err(e) => {
+                        tracing::warn!(pool = %self.name, error = %e, "discovered target skipped")
+                    }
+                },
+            }
+        }
+        let same = targets.len() == current.targets.len()
+            && targets
+                .iter()
+                .zip(&current.targets)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if same {
+            return;
+        }
+        for t in &targets {
+            self.metrics
+                .set_health(&self.name, &t.address, t.is_healthy());
+        }
+        tracing::info!(pool = %self.name, targets = ?targets.iter().map(|t| &t.address).collect::<Vec<_>>(), "pool targets changed");
+        let balancer = balancer_for(self.algorithm, self.hash_key.as_ref(), &targets);
+        self.set.store(Arc::new(TargetSet { targets, balancer }));
     }
 
     fn now_ms(&self) -> u64 {
@@ -239,10 +342,12 @@ impl Pool {
 
     /// Picks a target and claims a slot on it. `exclude` is a target already tried.
     pub fn pick(&self, ctx: &PickContext<'_>, exclude: Option<usize>) -> Result<Lease, PickError> {
+        let set = self.set.load();
+        let set = &**set;
         let now = self.now_ms();
         let mut any_available = false;
         let usable = |i: usize, any: &mut bool| {
-            let t = &self.targets[i];
+            let t = &set.targets[i];
             if Some(i) == exclude || !self.available(t, now) {
                 return false;
             }
@@ -251,16 +356,16 @@ impl Pool {
         };
         // A claim can lose a race against another request for the last slot; try again.
         for _ in 0..4 {
-            let choice = match &self.balancer {
+            let choice = match &set.balancer {
                 Balancer::RoundRobin(current) => {
                     let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
                     let mut total = 0i64;
                     let mut best: Option<usize> = None;
-                    for i in 0..self.targets.len() {
+                    for i in 0..set.targets.len() {
                         if !usable(i, &mut any_available) {
                             continue;
                         }
-                        let w = i64::from(self.targets[i].weight);
+                        let w = i64::from(set.targets[i].weight);
                         current[i] += w;
                         total += w;
                         if best.is_none_or(|b| current[i] > current[b]) {
@@ -274,13 +379,13 @@ impl Pool {
                 }
                 Balancer::LeastConnections => {
                     let mut best: Option<(usize, u64)> = None;
-                    let start = rand::random_range(0..self.targets.len());
-                    for k in 0..self.targets.len() {
-                        let i = (start + k) % self.targets.len();
+                    let start = rand::random_range(0..set.targets.len());
+                    for k in 0..set.targets.len() {
+                        let i = (start + k) % set.targets.len();
                         if !usable(i, &mut any_available) {
                             continue;
                         }
-                        let t = &self.targets[i];
+                        let t = &set.targets[i];
                         // Compare in_flight/weight without division.
                         let score = u64::from(t.in_flight()) * 1000 / u64::from(t.weight);
                         if best.is_none_or(|(_, s)| score < s) {
@@ -293,7 +398,7 @@ impl Pool {
                     // Two distinct usable targets, uniformly, by reservoir sampling.
                     let mut candidates = [usize::MAX; 2];
                     let mut found = 0usize;
-                    for i in 0..self.targets.len() {
+                    for i in 0..set.targets.len() {
                         if !usable(i, &mut any_available) {
                             continue;
                         }
@@ -312,7 +417,8 @@ impl Pool {
                         1 => Some(candidates[0]),
                         _ => {
                             let (a, b) = (candidates[0], candidates[1]);
-                            if self.ewma_cost(a) <= self.ewma_cost(b) {
+                            if Self::ewma_cost(&set.targets[a]) <= Self::ewma_cost(&set.targets[b])
+                            {
                                 Some(a)
                             } else {
                                 Some(b)
@@ -332,7 +438,7 @@ impl Pool {
                     PickError::NoneAvailable
                 });
             };
-            let t = &self.targets[i];
+            let t = &set.targets[i];
             let claimed = t.in_flight.fetch_add(1, Ordering::AcqRel);
             if self.max_per_target == 0 || claimed < self.max_per_target {
                 return Ok(Lease {
@@ -377,8 +483,7 @@ impl Pool {
     }
 
     /// Peak EWMA cost: decayed latency times the load the request would join.
-    fn ewma_cost(&self, i: usize) -> f64 {
-        let t = &self.targets[i];
+    fn ewma_cost(t: &Target) -> f64 {
         let ewma = f64::from_bits(t.ewma_ns.load(Ordering::Relaxed));
         // A target never measured costs like a fast one, so new targets get tried.
         let base = if ewma == 0.0 { 1_000_000.0 } else { ewma };
@@ -389,7 +494,7 @@ impl Pool {
     /// failure for passive ejection.
     pub fn observe(&self, lease: &Lease, latency: Duration, ok: bool) {
         let t = &lease.target;
-        if matches!(self.balancer, Balancer::PeakEwma) && ok {
+        if self.algorithm == AlgorithmConfig::PeakEwma && ok {
             const TAU_NS: f64 = 10e9;
             let now = self.epoch.elapsed().as_nanos() as u64;
             let prev_stamp = t.ewma_stamp_ns.swap(now, Ordering::Relaxed);
@@ -476,6 +581,8 @@ mod tests {
                 .map(|(i, w)| TargetConfig {
                     address: format!("127.0.0.1:{}", 10_000 + i),
                     weight: *w,
+                    dns: None,
+                    srv: None,
                 })
                 .collect(),
             algorithm,
@@ -488,6 +595,7 @@ mod tests {
             retry_budget_percent: 20,
             max_requests_per_target: cap,
             health: None,
+            dns: None,
             passive: Some(crate::config::PassiveConfig {
                 failures: 2,
                 cooldown_ms: 60_000,
@@ -566,10 +674,12 @@ mod tests {
     #[test]
     fn consistent_hash_is_sticky_per_key() {
         let mut p = pool(AlgorithmConfig::ConsistentHash, &[1, 1, 1], 0);
-        p.balancer = Balancer::ConsistentHash(
-            Ring::new(p.targets.iter().map(|t| (t.address.as_str(), t.weight))),
-            HashKey::Header(http::HeaderName::from_static("x-user")),
-        );
+        p.hash_key = Some(HashKey::Header(http::HeaderName::from_static("x-user")));
+        let targets = p.targets();
+        p.set = ArcSwap::from_pointee(TargetSet {
+            balancer: balancer_for(p.algorithm, p.hash_key.as_ref(), &targets),
+            targets,
+        });
         let mut seen = std::collections::HashSet::new();
         for user in 0..50 {
             let mut h = http::HeaderMap::new();
@@ -581,6 +691,36 @@ mod tests {
             seen.insert(first);
         }
         assert_eq!(seen.len(), 3, "keys spread over every target");
+    }
+
+    #[test]
+    fn a_new_target_set_keeps_the_state_of_targets_that_remain() {
+        let p = pool(AlgorithmConfig::RoundRobin, &[1, 1], 0);
+        let h = http::HeaderMap::new();
+        let before = p.targets();
+        before[1].set_healthy(false);
+        let held = p.pick(&ctx(&h), Some(1)).expect("target 0");
+        p.replace_targets(vec![
+            (before[1].address.clone(), 1),
+            ("127.0.0.1:10009".into(), 1),
+        ]);
+        let after = p.targets();
+        assert!(
+            Arc::ptr_eq(&after[0], &before[1]),
+            "same target, same state"
+        );
+        assert!(!after[0].is_healthy());
+        assert_eq!(after[1].address, "127.0.0.1:10009");
+        for _ in 0..5 {
+            assert_eq!(
+                p.pick(&ctx(&h), None).expect("pick").target.address,
+                after[1].address
+            );
+        }
+        // The request on the removed target finishes normally.
+        assert_eq!(held.target.in_flight(), 1);
+        drop(held);
+        assert_eq!(before[0].in_flight(), 0);
     }
 
     #[test]
