@@ -32,6 +32,7 @@ pub use auth::{AuthLimits, AuthLimitsConfig};
 pub use error::ApiError;
 pub use password::PasswordPool;
 pub use realtime::renderer as realtime_renderer;
+pub use realtime::{DirectSocket, StreamSocket};
 
 /// Everything a handler may use.
 #[derive(Clone)]

@@ -72,7 +72,15 @@ pub(crate) struct ClientState {
     pub subscriptions: HashMap<Arc<str>, Arc<Subscription>>,
 }
 
-#[derive(Debug)]
+/// A transport that can take a delivery straight from the fan-out, without waking its
+/// task: one non-blocking write instead of a queue hop and a task switch per subscriber.
+pub trait DirectSink: Send + Sync + 'static {
+    /// Sends `d` now when nothing queued for this client is still waiting to go out (so
+    /// order is kept) and the transport can take it without blocking; false when it must
+    /// go through the queue instead (the transport then counts it as queued, in order).
+    fn try_deliver(&self, d: &Delivery) -> bool;
+}
+
 pub(crate) struct Client {
     pub id: Arc<str>,
     pub transport: Transport,
@@ -81,6 +89,17 @@ pub(crate) struct Client {
     /// Why the client is being disconnected, once it is; then `closing` is notified.
     reason: Mutex<Option<String>>,
     closing: Notify,
+    /// Set by transports that write from the fan-out directly; cleared when they end.
+    direct: Mutex<Option<Arc<dyn DirectSink>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -92,6 +111,7 @@ impl Client {
             queue,
             reason: Mutex::new(None),
             closing: Notify::new(),
+            direct: Mutex::new(None),
         }
     }
 
@@ -111,6 +131,17 @@ impl Client {
         drop(r);
         self.closing.notify_one();
         true
+    }
+
+    pub fn direct(&self) -> Option<Arc<dyn DirectSink>> {
+        self.direct
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_direct(&self, sink: Option<Arc<dyn DirectSink>>) {
+        *self.direct.lock().unwrap_or_else(|p| p.into_inner()) = sink;
     }
 
     pub fn disconnect_reason(&self) -> Option<String> {
@@ -151,6 +182,11 @@ impl ClientHandle {
         }
     }
 
+    /// Lets the fan-out hand deliveries to `sink` itself while the client's queue is empty.
+    pub fn attach_direct(&self, sink: Arc<dyn DirectSink>) {
+        self.client.set_direct(Some(sink));
+    }
+
     /// Records that a message reached the transport (for the fan-out latency metric).
     pub fn delivered(&self, d: &Delivery) {
         self.hub.observe_delivered(d);
@@ -159,6 +195,8 @@ impl ClientHandle {
 
 impl Drop for ClientHandle {
     fn drop(&mut self) {
+        // The sink holds the transport's socket: let it close with the stream.
+        self.client.set_direct(None);
         self.hub.unregister(&self.client);
     }
 }

@@ -248,6 +248,12 @@ impl Hub {
     /// Queues without waiting; a full queue disconnects the client (it is too slow) so the
     /// fan-out never blocks on it.
     pub(crate) fn offer(&self, client: &Client, delivery: Arc<Delivery>) -> bool {
+        if let Some(sink) = client.direct()
+            && sink.try_deliver(&delivery)
+        {
+            self.observe_delivered(&delivery);
+            return true;
+        }
         match client.queue.try_send(delivery) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {

@@ -5,7 +5,8 @@
 //!
 //! It must never know HTTP, SSE or WebSocket framing, or how a token is verified: the API
 //! layer turns requests into [`Identity`] values and drains each client's queue onto its
-//! own transport; it renders records through the [`RecordRenderer`] it hands in.
+//! own transport; it renders records through the [`RecordRenderer`] it hands in. A
+//! transport may also attach a [`DirectSink`] that the fan-out writes through itself.
 
 mod client;
 mod error;
@@ -13,7 +14,7 @@ mod fanout;
 mod hub;
 mod topic;
 
-pub use client::{ClientHandle, Delivery, Identity, Transport};
+pub use client::{ClientHandle, Delivery, DirectSink, Identity, Transport};
 pub use error::RealtimeError;
 pub use fanout::RecordRenderer;
 pub use hub::{Hub, HubConfig};

@@ -7,23 +7,32 @@
 //! A stream needs neither: it never reads another request, and each event is one write.
 //! Anything that is not a plain, complete, body-less `GET /api/realtime` head in the first
 //! segment goes to hyper untouched (nothing is consumed before the decision).
+//!
+//! The socket is shared ([`SocketSink`]): the SSE handler writes PB_CONNECT, keep-alives
+//! and queued events to it, and the realtime fan-out writes each event to it directly
+//! when nothing is waiting before it (one `writev`, no task wake-up per subscriber).
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
 use axum::Router;
 use axum::body::Body;
+use basalt_api::StreamSocket;
 use bytes::Bytes;
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use http::{HeaderName, HeaderValue, Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tower::ServiceExt;
 
-use crate::stall::StallGuard;
+use crate::stall::WRITE_STALL_LIMIT;
 
 /// Longest request head looked at; longer ones (huge cookies) go to hyper.
 const MAX_HEAD: usize = 4096;
@@ -88,22 +97,37 @@ fn parse_head(bytes: &[u8], peer: SocketAddr) -> Option<StreamRequest> {
 }
 
 /// Serves one realtime stream on `stream` and closes the connection when it ends.
-pub async fn serve(stream: TcpStream, req: StreamRequest, app: Router) {
-    let mut io = StallGuard::new(stream);
+pub async fn serve(mut stream: TcpStream, req: StreamRequest, app: Router) {
     // Consume the head that was only peeked at; it is already in the socket buffer.
     let mut head = vec![0u8; req.head_len];
-    if io.read_exact(&mut head).await.is_err() {
+    if stream.read_exact(&mut head).await.is_err() {
         return;
     }
     drop(head);
-    let Ok(response) = app.oneshot(req.request).await;
-    if let Err(e) = write_response(&mut io, response).await {
+    let socket = Arc::new(SocketSink::new(stream));
+    let mut request = req.request;
+    // The SSE handler writes to the socket itself (and lets the fan-out do so).
+    request
+        .extensions_mut()
+        .insert(basalt_api::DirectSocket(socket.clone()));
+    let Ok(response) = app.oneshot(request).await;
+    if let Err(e) = write_response(&socket, response).await {
         tracing::debug!(error = %e, "realtime stream ended with an error");
     }
-    let _ = io.shutdown().await;
+    // The socket closes when the last reference goes: the client's handle (dropped with
+    // the body above) no longer lends it to the fan-out.
 }
 
-async fn write_response(io: &mut StallGuard, response: Response<Body>) -> std::io::Result<()> {
+/// Writes bytes already framed (the head, chunks made here, the last chunk) in order.
+async fn write_all(socket: &SocketSink, bytes: &[u8]) -> std::io::Result<()> {
+    {
+        let mut st = socket.lock();
+        socket.write_locked(&mut st, &[bytes])?;
+    }
+    socket.flush_out().await
+}
+
+async fn write_response(socket: &SocketSink, response: Response<Body>) -> std::io::Result<()> {
     let (parts, mut body) = response.into_parts();
     let exact = body.size_hint().exact();
     let mut head = Vec::with_capacity(256);
@@ -143,17 +167,20 @@ async fn write_response(io: &mut StallGuard, response: Response<Body>) -> std::i
             .map_err(std::io::Error::other)?
             .to_bytes();
         head.extend_from_slice(&bytes);
-        io.write_all(&head).await?;
-        return io.flush().await;
+        return write_all(socket, &head).await;
     }
     head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-    // The head leaves with the events already waiting (PB_CONNECT): one write, as the
-    // first read of a client sees its id.
-    if push_ready(&mut head, &mut body)? {
-        return io.write_all(&head).await;
-    }
-    io.write_all(&head).await?;
+    // The head waits for the events already there (PB_CONNECT) and leaves with them in
+    // one write, so the first read of a client sees its id. It is held in the socket's
+    // pending bytes: the SSE handler writes PB_CONNECT itself, after it.
+    socket.lock().pending.extend_from_slice(&head);
     drop(head);
+    let mut first = Vec::new();
+    let ended = push_ready(&mut first, &mut body)?;
+    write_all(socket, &first).await?;
+    if ended {
+        return Ok(());
+    }
     let mut peer_input = [0u8; 64];
     loop {
         // The body first, then the peer: polled by hand rather than with `select!` on
@@ -163,19 +190,19 @@ async fn write_response(io: &mut StallGuard, response: Response<Body>) -> std::i
             if let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(cx) {
                 return Poll::Ready(Next::Frame(frame));
             }
-            io.get_ref().poll_read_ready(cx).map(Next::PeerReadable)
+            socket.sock.poll_read_ready(cx).map(Next::PeerReadable)
         })
         .await;
         match next {
             Next::Frame(frame) => {
                 let Some(first) = frame_data(frame)? else {
-                    return io.write_all(b"0\r\n\r\n").await;
+                    return write_all(socket, b"0\r\n\r\n").await;
                 };
                 // Everything else already waiting goes out in the same write.
                 let mut out = Vec::with_capacity(first.len() + 16);
                 push_chunk(&mut out, &first);
                 let ended = push_ready(&mut out, &mut body)?;
-                io.write_all(&out).await?;
+                write_all(socket, &out).await?;
                 if ended {
                     return Ok(());
                 }
@@ -184,7 +211,7 @@ async fn write_response(io: &mut StallGuard, response: Response<Body>) -> std::i
             // client); anything it sends is ignored, it never gets an answer.
             Next::PeerReadable(ready) => {
                 ready?;
-                match io.get_ref().try_read(&mut peer_input) {
+                match socket.sock.try_read(&mut peer_input) {
                     Ok(0) => return Ok(()),
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -192,6 +219,191 @@ async fn write_response(io: &mut StallGuard, response: Response<Body>) -> std::i
                 }
             }
         }
+    }
+}
+
+/// The stream's socket, shared by its task and the fan-out. Every write happens under
+/// `state`'s lock and never blocks; bytes the socket does not take wait in `pending` and
+/// go first. Deliveries the fan-out had to queue are counted, and the fan-out writes
+/// directly only when none is outstanding: so events leave in the order they were offered.
+pub struct SocketSink {
+    sock: TcpStream,
+    state: Mutex<SinkState>,
+    flush_wanted: Notify,
+}
+
+#[derive(Default)]
+struct SinkState {
+    /// Deliveries the fan-out queued that the stream's task has not written yet.
+    queued: usize,
+    pending: Vec<u8>,
+}
+
+/// Most parts one write takes without copying (an SSE event is 7, plus the chunk framing).
+const MAX_PARTS: usize = 14;
+
+impl SocketSink {
+    fn new(sock: TcpStream) -> Self {
+        Self {
+            sock,
+            state: Mutex::new(SinkState::default()),
+            flush_wanted: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SinkState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `parts` after whatever is pending, keeping what the socket does not take.
+    fn write_locked(&self, st: &mut SinkState, parts: &[&[u8]]) -> std::io::Result<()> {
+        if !st.pending.is_empty() || parts.len() > MAX_PARTS {
+            for p in parts {
+                st.pending.extend_from_slice(p);
+            }
+            return self.drain(st);
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_PARTS];
+        for (slice, p) in slices.iter_mut().zip(parts) {
+            *slice = IoSlice::new(p);
+        }
+        let mut written = match self.sock.try_write_vectored(&slices[..parts.len()]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        for p in parts {
+            if written >= p.len() {
+                written -= p.len();
+            } else {
+                st.pending.extend_from_slice(&p[written..]);
+                written = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends as much of `pending` as the socket takes now.
+    fn drain(&self, st: &mut SinkState) -> std::io::Result<()> {
+        while !st.pending.is_empty() {
+            match self.sock.try_write(&st.pending) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    st.pending.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if st.pending.is_empty() && st.pending.capacity() > 0 {
+            // Idle subscribers are many: none keeps a buffer it no longer needs.
+            st.pending = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Waits until every pending byte is out; a peer that leaves the socket unwritable
+    /// for [`WRITE_STALL_LIMIT`] is cut off. Progress, however slow, restarts the bound.
+    async fn flush_out(&self) -> std::io::Result<()> {
+        loop {
+            {
+                let mut st = self.lock();
+                self.drain(&mut st)?;
+                if st.pending.is_empty() {
+                    return Ok(());
+                }
+            }
+            match tokio::time::timeout(WRITE_STALL_LIMIT, self.sock.writable()).await {
+                Ok(ready) => ready?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the peer stopped reading",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Writes one body chunk made of `parts`.
+    fn write_chunk(&self, st: &mut SinkState, parts: &[&[u8]]) -> std::io::Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len == 0 {
+            // An empty chunk would end the body.
+            return Ok(());
+        }
+        let mut size = [0u8; 18];
+        let size = chunk_size(len, &mut size);
+        let mut all: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+        if parts.len() + 2 > MAX_PARTS {
+            let mut joined = Vec::with_capacity(len);
+            for p in parts {
+                joined.extend_from_slice(p);
+            }
+            return self.write_locked(st, &[size, &joined, b"\r\n"]);
+        }
+        all[0] = size;
+        all[1..=parts.len()].copy_from_slice(parts);
+        all[parts.len() + 1] = b"\r\n";
+        self.write_locked(st, &all[..parts.len() + 2])
+    }
+}
+
+/// `len` in hex followed by CRLF, the head of one chunk.
+fn chunk_size(len: usize, buf: &mut [u8; 18]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut i = 16;
+    let mut n = len;
+    loop {
+        i -= 1;
+        buf[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[16] = b'\r';
+    buf[17] = b'\n';
+    &buf[i..]
+}
+
+impl StreamSocket for SocketSink {
+    fn try_send(&self, parts: &[&[u8]]) -> bool {
+        let mut st = self.lock();
+        if st.queued > 0 || !st.pending.is_empty() {
+            st.queued += 1;
+            return false;
+        }
+        match self.write_chunk(&mut st, parts) {
+            Ok(()) => {
+                if !st.pending.is_empty() {
+                    // The rest of this event goes out from the stream's task.
+                    self.flush_wanted.notify_one();
+                }
+                true
+            }
+            Err(_) => {
+                // The stream's task meets the same error and ends the stream.
+                st.queued += 1;
+                false
+            }
+        }
+    }
+
+    fn send(&self, parts: &[&[u8]], dequeued: bool) -> std::io::Result<()> {
+        let mut st = self.lock();
+        if dequeued {
+            st.queued = st.queued.saturating_sub(1);
+        }
+        self.write_chunk(&mut st, parts)
+    }
+
+    fn flush(&self) -> BoxFuture<'_, std::io::Result<()>> {
+        Box::pin(self.flush_out())
+    }
+
+    fn flush_wanted(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.flush_wanted.notified())
     }
 }
 
@@ -272,6 +484,46 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_fan_out_writes_directly_only_when_nothing_queued_waits_before_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let sink = SocketSink::new(server);
+        assert!(
+            sink.try_send(&[b"a", b"1"]),
+            "nothing waits: written at once"
+        );
+        // A delivery is queued (as when the socket was full): later ones queue behind it
+        // until the stream's task has written it.
+        sink.lock().queued = 1;
+        assert!(!sink.try_send(&[b"c"]));
+        sink.send(&[b"b"], true).unwrap();
+        assert!(!sink.try_send(&[b"d"]), "c is still queued");
+        sink.send(&[b"c"], true).unwrap();
+        sink.send(&[b"d"], true).unwrap();
+        assert!(sink.try_send(&[b"e"]), "the queue is drained");
+        sink.flush_out().await.unwrap();
+        let want = b"2\r\na1\r\n1\r\nb\r\n1\r\nc\r\n1\r\nd\r\n1\r\ne\r\n";
+        let mut got = vec![0u8; want.len()];
+        tokio::time::timeout(std::time::Duration::from_secs(5), peer.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_with_crlf() {
+        let mut buf = [0u8; 18];
+        assert_eq!(chunk_size(0, &mut buf), b"0\r\n");
+        assert_eq!(chunk_size(21, &mut buf), b"15\r\n");
+        assert_eq!(chunk_size(0xabc1, &mut buf), b"abc1\r\n");
+        assert_eq!(chunk_size(usize::MAX, &mut buf), b"ffffffffffffffff\r\n");
     }
 
     #[test]

@@ -27,11 +27,6 @@ impl StallGuard {
         Self { io, stalled: None }
     }
 
-    /// The socket itself, for readiness checks that bypass the write bound.
-    pub fn get_ref(&self) -> &TcpStream {
-        &self.io
-    }
-
     /// Called when a write is blocked: errors once it has been blocked too long.
     fn blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let timer = self

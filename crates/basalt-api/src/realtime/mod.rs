@@ -2,6 +2,7 @@
 //! `POST /api/realtime` sets subscriptions), our WebSocket extension
 //! (`/api/realtime/ws`), and how records are shaped for each subscriber.
 
+mod direct;
 mod render;
 mod sse;
 mod subscribe;
@@ -13,6 +14,7 @@ use basalt_realtime::Identity;
 use crate::ApiState;
 use crate::request_info::resolve_token;
 
+pub use direct::{DirectSocket, StreamSocket};
 pub use render::renderer;
 pub(crate) use sse::connect;
 pub(crate) use subscribe::set_subscriptions;
