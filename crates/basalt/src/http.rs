@@ -55,7 +55,16 @@ pub async fn serve(
         tokio::spawn(async move {
             // Realtime SSE streams skip hyper and its per-connection buffers; the stream
             // ends on its own at shutdown (the hub sends PB_DISCONNECT first).
-            if let Some(req) = crate::sse_direct::sniff(&stream, peer).await {
+            // A client that connects and stays silent must not hold shutdown up: before
+            // its first byte the connection is dropped as soon as the server stops.
+            let sniffed = tokio::select! {
+                sniffed = crate::sse_direct::sniff(&stream, peer) => sniffed,
+                _ = stopping.changed() => {
+                    drop(done);
+                    return;
+                }
+            };
+            if let Some(req) = sniffed {
                 crate::sse_direct::serve(stream, req, app).await;
                 drop(done);
                 return;

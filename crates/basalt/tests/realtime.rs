@@ -646,3 +646,27 @@ async fn a_rule_that_errors_for_one_subscriber_skips_only_that_subscriber() {
     let (_, name, _) = broken.next().await.expect("the record topic is served");
     assert_eq!(name, topic);
 }
+
+#[tokio::test]
+async fn shutdown_is_not_held_by_a_connection_that_never_sent_a_byte() {
+    // The accept loop looks at a connection's first bytes (for direct SSE streams) before
+    // hyper sees it; a client that connects and stays silent must not hold shutdown for
+    // the whole grace period (set beyond terminate's own bound here).
+    let mut s = TestServer::start_with_env(BIN, &[("BASALT_SHUTDOWN_GRACE", "60")]).await;
+    let addr = s
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let silent = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    // The server has accepted it once an ordinary request on another connection is served.
+    let res = reqwest::get(s.url("/api/health")).await.expect("health");
+    assert_eq!(res.status(), 200);
+    assert!(
+        s.terminate(),
+        "the server exited cleanly within terminate's bound"
+    );
+    drop(silent);
+}
