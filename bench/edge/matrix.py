@@ -15,7 +15,7 @@ Needs: a release build (cargo build --release --bin basalt), nginx, haproxy, wrk
 import argparse, datetime, os, re, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ROOT, free_port, wait_http, nginx_conf, rss_kb, children  # noqa: E402
+from run import ROOT, free_port, wait_http, nginx_conf, rss_kb, children, stop  # noqa: E402
 
 BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
 MODES = {
@@ -249,14 +249,7 @@ targets = [{{ address = "127.0.0.1:{up}" }}]
             f.write(text)
         print(block)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(procs, work)
 
 
 if __name__ == "__main__":

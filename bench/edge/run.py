@@ -123,6 +123,51 @@ rounds are what to compare.
 """
 
 
+def start_proxies(work, basalt, procs):
+    """Starts an nginx upstream answering a 13-byte body, an nginx proxy and `basalt proxy`
+    in front of it (each appended to `procs`, so `stop` ends them). Returns the upstream,
+    nginx and basalt ports, the nginx proxy and basalt processes, and basalt's config."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    up, ng, ba = free_port(), free_port(), free_port()
+    up_conf = nginx_conf(work, "upstream", f"""
+  server {{ listen 127.0.0.1:{up}; location / {{ return 200 "hello, world\\n"; }} }}""")
+    procs.append(subprocess.Popen([nginx, "-c", up_conf, "-p", work], stderr=subprocess.DEVNULL))
+    ng_conf = nginx_conf(work, "proxy", f"""
+  upstream app {{ server 127.0.0.1:{up}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{ng};
+    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}""")
+    nginx_proxy = subprocess.Popen([nginx, "-c", ng_conf, "-p", work], stderr=subprocess.DEVNULL)
+    procs.append(nginx_proxy)
+    edge_toml = os.path.join(work, "edge.toml")
+    with open(edge_toml, "w") as f:
+        f.write(f"""[edge]
+[[edge.listeners]]
+listen = "127.0.0.1:{ba}"
+[[edge.routes]]
+pool = "app"
+[edge.pools.app]
+targets = [{{ address = "127.0.0.1:{up}" }}]
+""")
+    edge = subprocess.Popen([basalt, "proxy", "--config", edge_toml],
+                            env={**os.environ, "BASALT_LOG": "warn"}, stderr=subprocess.DEVNULL)
+    procs.append(edge)
+    return up, ng, ba, nginx_proxy, edge, edge_toml
+
+
+def stop(procs, work):
+    """Ends the processes (politely first) and removes the work directory."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
@@ -137,35 +182,10 @@ def main():
             raise SystemExit(f"{tool} is needed")
     if not os.path.exists(basalt):
         raise SystemExit("build first: cargo build --release --bin basalt")
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     work = tempfile.mkdtemp()
-    up, ng, ba = free_port(), free_port(), free_port()
     procs = []
     try:
-        up_conf = nginx_conf(work, "upstream", f"""
-  server {{ listen 127.0.0.1:{up}; location / {{ return 200 "hello, world\\n"; }} }}""")
-        procs.append(subprocess.Popen([nginx, "-c", up_conf, "-p", work], stderr=subprocess.DEVNULL))
-        ng_conf = nginx_conf(work, "proxy", f"""
-  upstream app {{ server 127.0.0.1:{up}; keepalive 256; }}
-  server {{
-    listen 127.0.0.1:{ng};
-    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}""")
-        nginx_proxy = subprocess.Popen([nginx, "-c", ng_conf, "-p", work], stderr=subprocess.DEVNULL)
-        procs.append(nginx_proxy)
-        edge_toml = os.path.join(work, "edge.toml")
-        with open(edge_toml, "w") as f:
-            f.write(f"""[edge]
-[[edge.listeners]]
-listen = "127.0.0.1:{ba}"
-[[edge.routes]]
-pool = "app"
-[edge.pools.app]
-targets = [{{ address = "127.0.0.1:{up}" }}]
-""")
-        edge = subprocess.Popen([basalt, "proxy", "--config", edge_toml],
-                                env={**os.environ, "BASALT_LOG": "warn"}, stderr=subprocess.DEVNULL)
-        procs.append(edge)
+        up, ng, ba, nginx_proxy, edge, edge_toml = start_proxies(work, basalt, procs)
         base_port = None
         if args.baseline:
             base_port = free_port()
@@ -229,14 +249,7 @@ targets = [{{ address = "127.0.0.1:{up}" }}]
             f.write("\n".join(lines) + "\n")
         print("\n".join(lines))
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(procs, work)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ process a lot, so req/s here mean nothing; counts per request are what to compar
 Usage: python3 bench/edge/syscalls.py [--duration 5] [--connections 64] [--binary PATH]
 Needs: nginx, wrk, strace, and a basalt binary (release by default).
 """
-import argparse, os, re, subprocess, sys, tempfile, time, shutil
+import argparse, os, re, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402  (same directory: the shared setup helpers)
@@ -48,35 +48,10 @@ def main():
     args = ap.parse_args()
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(run.ROOT, "target"))
     basalt = args.binary or os.path.join(target, "release", "basalt")
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     work = tempfile.mkdtemp()
-    up, ng, ba = run.free_port(), run.free_port(), run.free_port()
     procs = []
     try:
-        up_conf = run.nginx_conf(work, "upstream", f"""
-  server {{ listen 127.0.0.1:{up}; location / {{ return 200 "hello, world\\n"; }} }}""")
-        procs.append(subprocess.Popen([nginx, "-c", up_conf, "-p", work], stderr=subprocess.DEVNULL))
-        ng_conf = run.nginx_conf(work, "proxy", f"""
-  upstream app {{ server 127.0.0.1:{up}; keepalive 256; }}
-  server {{
-    listen 127.0.0.1:{ng};
-    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}""")
-        nginx_proxy = subprocess.Popen([nginx, "-c", ng_conf, "-p", work], stderr=subprocess.DEVNULL)
-        procs.append(nginx_proxy)
-        edge_toml = os.path.join(work, "edge.toml")
-        with open(edge_toml, "w") as f:
-            f.write(f"""[edge]
-[[edge.listeners]]
-listen = "127.0.0.1:{ba}"
-[[edge.routes]]
-pool = "app"
-[edge.pools.app]
-targets = [{{ address = "127.0.0.1:{up}" }}]
-""")
-        edge = subprocess.Popen([basalt, "proxy", "--config", edge_toml],
-                                env={**os.environ, "BASALT_LOG": "warn"}, stderr=subprocess.DEVNULL)
-        procs.append(edge)
+        up, ng, ba, nginx_proxy, edge, _ = run.start_proxies(work, basalt, procs)
         for p in (up, ng, ba):
             run.wait_http(p)
         rows = {}
@@ -99,14 +74,7 @@ targets = [{{ address = "127.0.0.1:{up}" }}]
         tg = sum(rows["nginx"][1].values()) / max(rows["nginx"][0], 1)
         print(f"{'total':16} {tb:11.2f} {tg:10.2f}")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        run.stop(procs, work)
 
 
 if __name__ == "__main__":
