@@ -71,18 +71,8 @@ pub fn start(
     let builder = Arc::new(builder);
     tokio::spawn(async move {
         loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = stopped.changed() => return,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
+            let Some((stream, peer)) = next_connection(&listener, &mut stopped).await else {
+                return;
             };
             let rt = settings.load_full();
             let shared = shared.clone();
@@ -98,6 +88,27 @@ pub fn start(
         runtime,
         stop,
     })
+}
+
+/// The next accepted connection, or `None` once `stopped` changes. A failed accept (out of
+/// file descriptors and similar) is logged and retried after a pause instead of spinning.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped.changed() => return None,
+        };
+        match accepted {
+            Ok(a) => return Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
 
 async fn connection(

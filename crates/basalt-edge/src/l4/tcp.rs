@@ -25,18 +25,9 @@ pub async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and similar: back off instead of spinning.
-                tracing::warn!(error = %e, "stream accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
+        let Some((stream, peer)) = crate::listener::next_connection(&listener, &mut stopped).await
+        else {
+            return;
         };
         let rt = runtime.load_full();
         tokio::spawn(connection(stream, peer, rt));
