@@ -133,11 +133,23 @@ impl Client {
         true
     }
 
-    pub fn direct(&self) -> Option<Arc<dyn DirectSink>> {
+    /// Hands `d` to the attached direct sink, if any; true when it went out that way.
+    /// The sink is used under the lock rather than cloned out: no reference count
+    /// traffic per subscriber.
+    pub fn try_direct(&self, d: &Delivery) -> bool {
         self.direct
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .is_some_and(|sink| sink.try_deliver(d))
+    }
+
+    #[cfg(test)]
+    pub fn direct_attached(&self) -> bool {
+        self.direct
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     fn set_direct(&self, sink: Option<Arc<dyn DirectSink>>) {

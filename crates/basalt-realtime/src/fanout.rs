@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::client::{Client, Delivery, Identity};
+use crate::hub::DeliveredTally;
 use crate::{Hub, Subscription, Target};
 
 /// Shapes a record the way the record API would answer this subscriber (hidden fields,
@@ -253,24 +254,113 @@ impl Hub {
     /// has it, so the next event starts after this one (order per client holds).
     async fn offer_all(&self, mut clients: Vec<Arc<Client>>, delivery: Arc<Delivery>) {
         if clients.len() < PARALLEL_FROM {
+            let mut tally = DeliveredTally::default();
             for client in &clients {
-                self.offer(client, delivery.clone());
+                self.offer(client, &delivery, &mut tally);
             }
+            self.record_delivered(&tally);
             return;
         }
         let second = clients.split_off(clients.len() / 2);
         let hub = self.clone();
         let other_delivery = delivery.clone();
+        // Each half tallies on its own: nothing shared is written per subscriber.
         let other = tokio::task::spawn_blocking(move || {
+            let mut tally = DeliveredTally::default();
             for client in &second {
-                hub.offer(client, other_delivery.clone());
+                hub.offer(client, &other_delivery, &mut tally);
             }
+            hub.record_delivered(&tally);
         });
+        let mut tally = DeliveredTally::default();
         for client in &clients {
-            self.offer(client, delivery.clone());
+            self.offer(client, &delivery, &mut tally);
         }
+        self.record_delivered(&tally);
         if let Err(e) = other.await {
             tracing::error!(error = %e, "realtime fan-out half failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use basalt_store::{Store, StoreConfig};
+    use basalt_telemetry::Metrics;
+
+    use super::*;
+    use crate::{HubConfig, Transport};
+
+    /// Takes every delivery, counting them.
+    struct CountingSink(Arc<AtomicUsize>);
+
+    impl crate::DirectSink for CountingSink {
+        fn try_deliver(&self, _: &Delivery) -> bool {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+    }
+
+    fn metric(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_split_fan_out_counts_each_delivery_once_in_the_metrics() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            readers: 1,
+            writer_queue: 8,
+            synchronous_full: false,
+        })
+        .await
+        .expect("store");
+        let metrics = Arc::new(Metrics::new());
+        let hub = Hub::new(store, metrics.clone(), HubConfig::default());
+        let written = Arc::new(AtomicUsize::new(0));
+        // Large enough for the two-thread split, plus one client without a direct sink
+        // whose delivery is queued (and counted by its transport, not here).
+        let n = PARALLEL_FROM + 5;
+        let mut handles = Vec::new();
+        for _ in 0..n {
+            let h = hub.connect(Transport::Sse);
+            h.attach_direct(Arc::new(CountingSink(written.clone())));
+            handles.push(h);
+        }
+        let mut queued = hub.connect(Transport::Sse);
+        let mut clients = hub.clients();
+        assert_eq!(clients.len(), n + 1);
+        clients.sort_by_key(|c| c.direct_attached());
+        let delivery = Arc::new(Delivery {
+            topic: Arc::from("c/*"),
+            data: Arc::from("{}"),
+            committed_at: Some(std::time::Instant::now()),
+        });
+        for _ in 0..2 {
+            hub.offer_all(clients.clone(), delivery.clone()).await;
+        }
+        assert_eq!(written.load(Ordering::Relaxed), 2 * n);
+        let text = metrics.render();
+        let direct = (2 * n) as f64;
+        assert_eq!(
+            metric(&text, "basalt_realtime_events_delivered_total"),
+            direct
+        );
+        assert_eq!(
+            metric(&text, "basalt_realtime_fanout_latency_seconds_count"),
+            direct
+        );
+        for _ in 0..2 {
+            let d = queued.next().await.expect("queued delivery");
+            assert_eq!(&*d.topic, "c/*");
+        }
+        drop(handles);
     }
 }

@@ -242,19 +242,27 @@ impl Hub {
             data: Arc::from(data.to_string()),
             committed_at: None,
         });
-        self.offer(&client, delivery)
+        let mut tally = DeliveredTally::default();
+        let offered = self.offer(&client, &delivery, &mut tally);
+        self.record_delivered(&tally);
+        offered
     }
 
-    /// Queues without waiting; a full queue disconnects the client (it is too slow) so the
-    /// fan-out never blocks on it.
-    pub(crate) fn offer(&self, client: &Client, delivery: Arc<Delivery>) -> bool {
-        if let Some(sink) = client.direct()
-            && sink.try_deliver(&delivery)
-        {
-            self.observe_delivered(&delivery);
+    /// Hands the delivery to the client's direct sink, or queues it without waiting; a
+    /// full queue disconnects the client (it is too slow) so the fan-out never blocks on
+    /// it. Direct deliveries are counted in `tally` (recorded once per batch); queued
+    /// ones are counted by their transport when it writes them.
+    pub(crate) fn offer(
+        &self,
+        client: &Client,
+        delivery: &Arc<Delivery>,
+        tally: &mut DeliveredTally,
+    ) -> bool {
+        if client.try_direct(delivery) {
+            tally.add(delivery);
             return true;
         }
-        match client.queue.try_send(delivery) {
+        match client.queue.try_send(delivery.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if client.disconnect("slow consumer: the outgoing queue is full") {
@@ -268,6 +276,17 @@ impl Hub {
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub(crate) fn record_delivered(&self, tally: &DeliveredTally) {
+        if tally.count > 0 {
+            self.inner.metrics.realtime_delivered(tally.count);
+        }
+        if !tally.latencies.is_empty() {
+            self.inner
+                .metrics
+                .observe_realtime_fanout_many(&tally.latencies);
         }
     }
 
@@ -296,6 +315,23 @@ impl Hub {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .len()
+    }
+}
+
+/// Deliveries one fan-out pass made, recorded in the metrics once at its end.
+#[derive(Default)]
+pub(crate) struct DeliveredTally {
+    count: u64,
+    /// Seconds from commit to the write, one per delivery of a committed change.
+    latencies: Vec<f64>,
+}
+
+impl DeliveredTally {
+    fn add(&mut self, d: &Delivery) {
+        self.count += 1;
+        if let Some(at) = d.committed_at {
+            self.latencies.push(at.elapsed().as_secs_f64());
+        }
     }
 }
 
