@@ -66,8 +66,14 @@ pub struct Delivery {
     pub committed_at: Option<Instant>,
 }
 
-#[derive(Debug, Default)]
+/// `repr(C)` with the direct sink first: it sits next to the mutex's lock word, on the
+/// cache line the fan-out already loaded while grouping, so handing each subscriber its
+/// event touches one line fewer (10k subscribers' state does not stay in cache).
+#[derive(Default)]
+#[repr(C)]
 pub(crate) struct ClientState {
+    /// Set by transports that write from the fan-out directly; cleared when they end.
+    pub direct: Option<Arc<dyn DirectSink>>,
     pub identity: Option<Identity>,
     pub subscriptions: HashMap<Arc<str>, Arc<Subscription>>,
 }
@@ -89,8 +95,6 @@ pub(crate) struct Client {
     /// Why the client is being disconnected, once it is; then `closing` is notified.
     reason: Mutex<Option<String>>,
     closing: Notify,
-    /// Set by transports that write from the fan-out directly; cleared when they end.
-    direct: Mutex<Option<Arc<dyn DirectSink>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -111,7 +115,6 @@ impl Client {
             queue,
             reason: Mutex::new(None),
             closing: Notify::new(),
-            direct: Mutex::new(None),
         }
     }
 
@@ -137,23 +140,19 @@ impl Client {
     /// The sink is used under the lock rather than cloned out: no reference count
     /// traffic per subscriber.
     pub fn try_direct(&self, d: &Delivery) -> bool {
-        self.direct
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.state()
+            .direct
             .as_ref()
             .is_some_and(|sink| sink.try_deliver(d))
     }
 
     #[cfg(test)]
     pub fn direct_attached(&self) -> bool {
-        self.direct
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.state().direct.is_some()
     }
 
     fn set_direct(&self, sink: Option<Arc<dyn DirectSink>>) {
-        *self.direct.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+        self.state().direct = sink;
     }
 
     pub fn disconnect_reason(&self) -> Option<String> {

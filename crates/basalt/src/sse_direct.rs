@@ -306,9 +306,11 @@ impl SocketSink {
             for p in parts {
                 buf.extend_from_slice(p);
             }
-            let sent = self.sock.try_io(tokio::io::Interest::WRITABLE, || {
-                socket2::SockRef::from(&self.sock).send(buf)
-            });
+            // Straight to the (non-blocking) socket, not through tokio's readiness
+            // check: that is one more cache line per subscriber, and it only matters to
+            // a writer about to wait. The one that waits (`flush_out`) writes through
+            // tokio first, so a full socket is seen there before it waits.
+            let sent = socket2::SockRef::from(&self.sock).send(buf);
             let written = match sent {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
