@@ -4,7 +4,6 @@
 //! included) form a group checked and rendered once; each check runs against the change's
 //! own record snapshot on the reader pool.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use basalt_store::{ChangeAction, ChangeEvent, Record, SnapshotCheck};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::client::{Client, Delivery, Identity};
+use crate::client::{Client, Delivery};
 use crate::hub::DeliveredTally;
 use crate::{Hub, Subscription, Target};
 
@@ -34,13 +33,6 @@ pub trait RecordRenderer: Send + Sync + 'static {
 
 /// Groups at least this large are offered on two threads at once.
 const PARALLEL_FROM: usize = 2048;
-
-/// Subscribers that see one event the same way.
-struct Group {
-    subscription: Arc<Subscription>,
-    identity: Option<Identity>,
-    clients: Vec<Arc<Client>>,
-}
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -77,6 +69,7 @@ impl Hub {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let token_key = event.record.get("tokenKey").and_then(Value::as_str);
+        let mut changed = false;
         for client in self.clients() {
             let mut state = client.state();
             let Some(identity) = &mut state.identity else {
@@ -85,6 +78,7 @@ impl Hub {
             if identity.auth.collection_id != c.id || identity.record_id() != id {
                 continue;
             }
+            changed = true;
             match event.action {
                 ChangeAction::Delete => {
                     state.identity = None;
@@ -100,6 +94,9 @@ impl Hub {
                 }
             }
         }
+        if changed {
+            self.groups_changed();
+        }
     }
 
     pub(crate) async fn fan_out(&self, event: &ChangeEvent, renderer: &dyn RecordRenderer) {
@@ -114,34 +111,7 @@ impl Hub {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let now = unix_now();
-        let mut groups: HashMap<(String, Arc<str>), Group> = HashMap::new();
-        for client in self.clients() {
-            let state = client.state();
-            if state.subscriptions.is_empty() {
-                continue;
-            }
-            // An expired token no longer counts: the client is anonymous until it sends a
-            // fresh one.
-            let identity = state.identity.as_ref().filter(|i| i.expires_at > now);
-            for sub in state.subscriptions.values() {
-                if !sub.matches(&c.name, &c.id, record_id) {
-                    continue;
-                }
-                let key = (
-                    identity.map(Identity::key).unwrap_or_default(),
-                    sub.topic.clone(),
-                );
-                groups
-                    .entry(key)
-                    .or_insert_with(|| Group {
-                        subscription: sub.clone(),
-                        identity: identity.cloned(),
-                        clients: Vec::new(),
-                    })
-                    .clients
-                    .push(client.clone());
-            }
-        }
+        let groups = self.groups_for(c, record_id, now);
         if groups.is_empty() {
             return;
         }
@@ -152,7 +122,7 @@ impl Hub {
         let mut allowed = Vec::new();
         let mut checked = Vec::new();
         let mut checks = Vec::new();
-        for g in groups.into_values() {
+        for g in groups {
             let slot = match g.subscription.target {
                 Target::Record(..) => &rules.view,
                 _ => &rules.list,
@@ -252,28 +222,29 @@ impl Hub {
     /// halves offered at once on two threads: most of the cost is the socket writes the
     /// transports do per client, and both cores can do them. Returns once every client
     /// has it, so the next event starts after this one (order per client holds).
-    async fn offer_all(&self, mut clients: Vec<Arc<Client>>, delivery: Arc<Delivery>) {
+    async fn offer_all(&self, clients: Arc<Vec<Arc<Client>>>, delivery: Arc<Delivery>) {
         if clients.len() < PARALLEL_FROM {
             let mut tally = DeliveredTally::default();
-            for client in &clients {
+            for client in clients.iter() {
                 self.offer(client, &delivery, &mut tally);
             }
             self.record_delivered(&tally);
             return;
         }
-        let second = clients.split_off(clients.len() / 2);
+        let half = clients.len() / 2;
         let hub = self.clone();
         let other_delivery = delivery.clone();
+        let other_clients = clients.clone();
         // Each half tallies on its own: nothing shared is written per subscriber.
         let other = tokio::task::spawn_blocking(move || {
             let mut tally = DeliveredTally::default();
-            for client in &second {
+            for client in &other_clients[half..] {
                 hub.offer(client, &other_delivery, &mut tally);
             }
             hub.record_delivered(&tally);
         });
         let mut tally = DeliveredTally::default();
-        for client in &clients {
+        for client in &clients[..half] {
             self.offer(client, &delivery, &mut tally);
         }
         self.record_delivered(&tally);
@@ -344,7 +315,8 @@ mod tests {
             committed_at: Some(std::time::Instant::now()),
         });
         for _ in 0..2 {
-            hub.offer_all(clients.clone(), delivery.clone()).await;
+            hub.offer_all(Arc::new(clients.clone()), delivery.clone())
+                .await;
         }
         assert_eq!(written.load(Ordering::Relaxed), 2 * n);
         let text = metrics.render();

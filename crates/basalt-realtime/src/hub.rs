@@ -2,8 +2,8 @@
 //! bind an identity, set or change subscriptions, send to one client, shut down.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use basalt_schema::id::random_id;
 use basalt_store::Store;
@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::client::{Client, ClientHandle, Delivery, Identity, Transport};
+use crate::groups::CachedGroups;
 use crate::{MAX_SUBSCRIPTIONS, RealtimeError, Subscription};
 
 /// Tuning of the hub; the binary picks the values.
@@ -42,6 +43,10 @@ pub(crate) struct HubInner {
     pub clients: RwLock<HashMap<Arc<str>, Arc<Client>>>,
     subscriptions: AtomicI64,
     shutting_down: AtomicBool,
+    /// Bumped by every change the fan-out's grouping depends on (see `groups`).
+    pub generation: AtomicU64,
+    /// Groupings per collection id, valid under `generation`.
+    pub group_cache: Mutex<HashMap<String, CachedGroups>>,
 }
 
 impl Hub {
@@ -54,6 +59,8 @@ impl Hub {
                 clients: RwLock::new(HashMap::new()),
                 subscriptions: AtomicI64::new(0),
                 shutting_down: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+                group_cache: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -119,6 +126,7 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&client.id);
         if removed.is_some() {
+            self.groups_changed();
             let n = client.state().subscriptions.len() as i64;
             self.adjust_subscriptions(-n);
             self.inner
@@ -151,6 +159,8 @@ impl Hub {
             return Err(RealtimeError::IdentityMismatch);
         }
         state.identity = identity;
+        drop(state);
+        self.groups_changed();
         Ok(())
     }
 
@@ -162,6 +172,7 @@ impl Hub {
     ) -> Result<(), RealtimeError> {
         let client = self.client(client_id)?;
         client.state().identity = identity;
+        self.groups_changed();
         Ok(())
     }
 
@@ -182,6 +193,7 @@ impl Hub {
         state.subscriptions = parsed.into_iter().map(|s| (s.topic.clone(), s)).collect();
         let after = state.subscriptions.len() as i64;
         drop(state);
+        self.groups_changed();
         self.adjust_subscriptions(after - before);
         Ok(())
     }
@@ -204,6 +216,7 @@ impl Hub {
         }
         let after = state.subscriptions.len() as i64;
         drop(state);
+        self.groups_changed();
         self.adjust_subscriptions(after - before);
         Ok(())
     }
@@ -218,6 +231,7 @@ impl Hub {
         }
         let after = state.subscriptions.len() as i64;
         drop(state);
+        self.groups_changed();
         self.adjust_subscriptions(after - before);
         Ok(())
     }

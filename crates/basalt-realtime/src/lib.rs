@@ -11,6 +11,7 @@
 mod client;
 mod error;
 mod fanout;
+mod groups;
 mod hub;
 mod topic;
 

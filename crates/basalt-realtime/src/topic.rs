@@ -118,6 +118,12 @@ impl Subscription {
         }
     }
 
+    /// True for a single-record subscription in this collection, whatever the record.
+    pub(crate) fn targets_a_record_of(&self, collection_name: &str, collection_id: &str) -> bool {
+        matches!(&self.target, Target::Record(c, _)
+            if c.eq_ignore_ascii_case(collection_name) || c == collection_id)
+    }
+
     /// The topic without its options: what `send_to_client` callers name.
     pub fn base(&self) -> &str {
         self.topic.split('?').next().unwrap_or(&self.topic)
