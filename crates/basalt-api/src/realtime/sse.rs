@@ -111,10 +111,7 @@ async fn serve_direct(mut h: ClientHandle, socket: Arc<dyn StreamSocket>) -> std
     let id: Arc<str> = Arc::from(h.id());
     let data = json!({"clientId": &*id}).to_string();
     write(&*socket, &frame_parts(&id, "PB_CONNECT", &data), false).await?;
-    h.attach_direct(Arc::new(SseSink {
-        client_id: id.clone(),
-        socket: socket.clone(),
-    }));
+    h.attach_direct(Arc::new(SseSink::new(&id, socket.clone())));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     loop {
         let written = tokio::select! {
