@@ -10,6 +10,7 @@ mod collections;
 mod cors;
 mod doc_filter;
 mod error;
+mod hot_get;
 mod json;
 mod middleware;
 mod oauth2;

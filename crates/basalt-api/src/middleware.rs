@@ -23,7 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::error::ApiError;
 use crate::{ApiConfig, ApiState};
 
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub(crate) async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({"message": "API is healthy.", "code": 200, "data": {}}))
@@ -103,19 +103,31 @@ async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) 
     let route = req.extensions().get::<MatchedPath>().cloned();
     let id = req.headers().get(&REQUEST_ID).cloned();
     let res = next.run(req).await;
-    let secs = start.elapsed().as_secs_f64();
-    let status = res.status();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    record_request(&metrics, &method, route, id.as_ref(), res.status(), start);
+    res
+}
+
+/// The request's log line and metrics: `observe`'s, and the hot path's (which bypasses
+/// the router and with it `observe`).
+pub(crate) fn record_request(
+    metrics: &Metrics,
+    method: &Method,
+    route: &str,
+    id: Option<&HeaderValue>,
+    status: StatusCode,
+    start: Instant,
+) {
+    let secs = start.elapsed().as_secs_f64();
     metrics.observe_request(method.as_str(), route, status.as_u16(), secs);
     tracing::info!(
-        request_id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        request_id = id.and_then(|v| v.to_str().ok()).unwrap_or_default(),
         method = %method,
         route,
         status = status.as_u16(),
         latency_ms = secs * 1000.0,
         "request"
     );
-    res
 }
 
 /// Bodies that axum's own rejections produce (plain text) become PocketBase-shaped errors.
@@ -207,6 +219,7 @@ pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Rou
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
+        .layer(crate::hot_get::HotGetLayer::new(state))
         .service(routed);
     Router::new().fallback_service(stack)
 }
