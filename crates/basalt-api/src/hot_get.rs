@@ -5,7 +5,8 @@
 //! store; through the router it pays for the route match, the url-params and matched-path
 //! extensions, a boxed route clone, the `observe` middleware's boxed `Next` and the
 //! handler's extractors, together more than the read itself. Here the path is split by
-//! hand and the answer built exactly as `records::view` builds it for this case. Anything
+//! hand, and the answer `records::view` gives in this case is written straight from the
+//! stored row (`AnonymousRow`: no decoded record map in between). Anything
 //! else — a query string, an `Authorization` header, a percent-escape, a rule, an unknown
 //! collection — goes through the router unchanged, so the fast path never has to agree
 //! with the router on a case it does not handle.
@@ -18,16 +19,14 @@ use std::time::Instant;
 
 use axum::http::{Method, Request, header};
 use axum::response::{IntoResponse, Response};
-use basalt_schema::{RequestInfo, RuleSlot};
-use basalt_store::Access;
+use basalt_schema::RuleSlot;
 use futures_util::future::Either;
 use tower::{Layer, Service};
 
 use crate::ApiState;
 use crate::error::ApiError;
-use crate::json::JsonBody;
-use crate::records::shape::PublicRecord;
-use crate::request_info::Auth;
+use crate::json::{json_response, to_json};
+use crate::records::shape::AnonymousRow;
 
 /// The router's own pattern of this route: metrics and logs label the request with it.
 pub(crate) const ROUTE: &str = "/api/collections/{collection}/records/{id}";
@@ -49,17 +48,12 @@ pub(crate) struct HotGetLayer {
 
 struct Shared {
     state: ApiState,
-    /// What an anonymous request with an open rule reads: nothing of `@request.*`.
-    anonymous: Arc<RequestInfo>,
 }
 
 impl HotGetLayer {
     pub(crate) fn new(state: ApiState) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                state,
-                anonymous: Arc::new(RequestInfo::default()),
-            }),
+            shared: Arc::new(Shared { state }),
         }
     }
 }
@@ -125,13 +119,18 @@ impl<S> HotGet<S> {
         let shared = self.shared.clone();
         Some(Box::pin(async move {
             let state = &shared.state;
-            let found = state
+            let written = state
                 .store
-                .get_record(&c, &id, Access::Unrestricted, shared.anonymous.clone())
+                .view_row(&c, &id, {
+                    let c = c.clone();
+                    move |row| to_json(&AnonymousRow::new(&c, row))
+                })
                 .await;
-            let res = match found {
-                Ok(Some(record)) => {
-                    JsonBody(PublicRecord::new(&c, &record, &Auth(None))).into_response()
+            let res = match written {
+                Ok(Some(Ok(json))) => json_response(json),
+                Ok(Some(Err(e))) => {
+                    tracing::error!(error = %e, "serialising a response");
+                    ApiError::internal().into_response()
                 }
                 Ok(None) => ApiError::not_found().into_response(),
                 Err(e) => ApiError::from_store(e, "Failed to view record.").into_response(),

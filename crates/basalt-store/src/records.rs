@@ -18,7 +18,7 @@ use crate::{Access, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, W
 
 const D: Dialect = Dialect::Sqlite;
 
-fn err(e: rusqlite::Error) -> StoreError {
+pub(crate) fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
@@ -42,7 +42,7 @@ fn query_records(
 }
 
 /// `SELECT * FROM <c> "__root" WHERE id = ? [AND rule]`.
-fn select_by_id(
+pub(crate) fn select_by_id(
     schema: &Schema,
     c: &Collection,
     id: &str,
