@@ -12,20 +12,16 @@
 //! with the router on a case it does not handle.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::http::{Method, Request, header};
+use axum::http::{HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use basalt_schema::RuleSlot;
-use futures_util::future::Either;
-use tower::{Layer, Service};
 
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::json::{json_response, to_json};
+use crate::middleware::{REQUEST_ID, SequentialRequestId};
 use crate::records::shape::AnonymousRow;
 
 /// The router's own pattern of this route: metrics and logs label the request with it.
@@ -41,65 +37,23 @@ fn record_path(path: &str) -> Option<(&str, &str)> {
     (plain && !path.contains('%')).then_some((collection, id))
 }
 
-#[derive(Clone)]
-pub(crate) struct HotGetLayer {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
+/// Answers the hot case; built once, shared by every request.
+pub(crate) struct HotGet {
     state: ApiState,
 }
 
-impl HotGetLayer {
+impl HotGet {
     pub(crate) fn new(state: ApiState) -> Self {
-        Self {
-            shared: Arc::new(Shared { state }),
-        }
-    }
-}
-
-impl<S> Layer<S> for HotGetLayer {
-    type Service = HotGet<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        HotGet {
-            shared: self.shared.clone(),
-            inner,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct HotGet<S> {
-    shared: Arc<Shared>,
-    inner: S,
-}
-
-type Answer = Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
-
-impl<S, B> Service<Request<B>> for HotGet<S>
-where
-    S: Service<Request<B>, Response = Response, Error = std::convert::Infallible>,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = Either<Answer, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        Self { state }
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        match self.hot(&req) {
-            Some(answer) => Either::Left(answer),
-            None => Either::Right(self.inner.call(req)),
-        }
-    }
-}
-
-impl<S> HotGet<S> {
-    /// The answer when `req` is the hot case, `None` for the router.
-    fn hot<B>(&self, req: &Request<B>) -> Option<Answer> {
+    /// The answer when `req` is the hot case, `None` for the router, with the id the
+    /// request goes by: its own `x-request-id`, or the next of `ids`.
+    pub(crate) fn answer<B>(
+        &self,
+        req: &Request<B>,
+        ids: &SequentialRequestId,
+    ) -> Option<(impl Future<Output = Response> + Send + 'static, HeaderValue)> {
         if req.method() != Method::GET
             || req.uri().query().is_some()
             || req.headers().contains_key(header::AUTHORIZATION)
@@ -107,20 +61,23 @@ impl<S> HotGet<S> {
             return None;
         }
         let (name, id) = record_path(req.uri().path())?;
-        let state = &self.shared.state;
+        let state = &self.state;
         let schema = state.store.schema();
         let c = schema.find(name)?.clone();
         if !matches!(schema.rules(&c.id)?.view, RuleSlot::Open) {
             return None;
         }
         let start = Instant::now();
-        let request_id = req.headers().get(&crate::middleware::REQUEST_ID).cloned();
+        let request_id = match req.headers().get(&REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => ids.next_value()?,
+        };
+        let answer_id = request_id.clone();
         let id = id.to_owned();
-        let shared = self.shared.clone();
-        Some(Box::pin(async move {
-            let state = &shared.state;
-            let written = state
-                .store
+        let (store, metrics) = (state.store.clone(), state.metrics.clone());
+        // Logged and counted once ready.
+        let answer = async move {
+            let written = store
                 .view_row(&c, &id, {
                     let c = c.clone();
                     move |row| to_json(&AnonymousRow::new(&c, row))
@@ -136,15 +93,16 @@ impl<S> HotGet<S> {
                 Err(e) => ApiError::from_store(e, "Failed to view record.").into_response(),
             };
             crate::middleware::record_request(
-                &state.metrics,
+                &metrics,
                 &Method::GET,
                 ROUTE,
-                request_id.as_ref(),
+                Some(&request_id),
                 res.status(),
                 start,
             );
-            Ok(res)
-        }))
+            res
+        };
+        Some((answer, answer_id))
     }
 }
 

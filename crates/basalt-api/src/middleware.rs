@@ -1,6 +1,7 @@
 //! Cross-cutting HTTP concerns: request ids, structured request logs and metrics, CORS,
 //! body limits, timeouts, panic recovery, and the 404/405 fallbacks in PocketBase's shape.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -12,6 +13,7 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use basalt_telemetry::Metrics;
 use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -59,26 +61,30 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 /// Request ids: a per-process random prefix and a counter. Unique per process run without
 /// a random-number syscall per request (what a UUID v4 costs).
 #[derive(Clone)]
-struct SequentialRequestId {
+pub(crate) struct SequentialRequestId {
     prefix: Arc<str>,
     next: Arc<AtomicU64>,
 }
 
 impl SequentialRequestId {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             prefix: basalt_schema::id::random_id(12).into(),
             next: Arc::new(AtomicU64::new(1)),
         }
     }
+
+    /// The next id, as a header value.
+    pub(crate) fn next_value(&self) -> Option<HeaderValue> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_maybe_shared(axum::body::Bytes::from(request_id_bytes(&self.prefix, n)))
+            .ok()
+    }
 }
 
 impl MakeRequestId for SequentialRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_maybe_shared(axum::body::Bytes::from(request_id_bytes(&self.prefix, n)))
-            .ok()
-            .map(RequestId::new)
+        self.next_value().map(RequestId::new)
     }
 }
 
@@ -169,6 +175,13 @@ where
     res
 }
 
+/// What the stack answers when a layer gives up with a bare `status` (a panic, a timeout).
+pub(crate) fn bare_status(status: StatusCode) -> Response {
+    let mut res = Response::new(axum::body::Body::empty());
+    *res.status_mut() = status;
+    shape_errors(res)
+}
+
 fn cors(config: &ApiConfig) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([
@@ -194,19 +207,24 @@ fn cors(config: &ApiConfig) -> CorsLayer {
     }
 }
 
+/// The API behind its middleware, as one boxed service (built once).
+pub(crate) type Stack = BoxCloneSyncService<Request, Response, Infallible>;
+
 /// Layers, innermost first: metrics/logs see every routed request (inside the router,
 /// where the matched route is known); limits, timeouts and the panic catcher produce bare
 /// statuses that `shape_errors` turns into PocketBase's body; CORS and request ids wrap
 /// everything, errors included. Only `observe` is a router layer: axum clones a router
 /// layer's whole boxed stack for every request, while the stack around the router is one
-/// plain struct cloned once per request.
-pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Router {
+/// plain struct cloned once per request. `ids` is shared with the hot path (one sequence).
+pub(crate) fn layers(
+    router: Router,
+    state: &ApiState,
+    config: &ApiConfig,
+    ids: SequentialRequestId,
+) -> Stack {
     let routed = router.layer(from_fn_with_state(state.metrics.clone(), observe));
     let stack = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(
-            REQUEST_ID.clone(),
-            SequentialRequestId::new(),
-        ))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), ids))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(crate::cors::ApiCorsLayer::new(
             cors(config),
@@ -219,9 +237,8 @@ pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Rou
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
-        .layer(crate::hot_get::HotGetLayer::new(state))
         .service(routed);
-    Router::new().fallback_service(stack)
+    BoxCloneSyncService::new(stack)
 }
 
 #[cfg(test)]

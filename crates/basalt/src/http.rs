@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use axum::Router;
+use basalt_api::ApiService;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -24,7 +24,7 @@ use crate::stall::StallGuard;
 /// Serves `app` on `listener` until `stop` resolves, then waits for open connections.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: ApiService,
     stop: impl std::future::Future<Output = ()>,
 ) {
     // `stopping` tells connections to finish; every connection task holds a `done`
