@@ -42,6 +42,14 @@ fn query_records(
 }
 
 /// `SELECT * FROM <c> "__root" WHERE id = ? [AND rule]`.
+/// The rule-less by-id `SELECT` of `c`'s table, its one parameter the id.
+pub(crate) fn by_id_sql(c: &Collection) -> String {
+    format!(
+        "SELECT \"__root\".* FROM {} \"__root\" WHERE \"__root\".\"id\" = ?",
+        q(&c.name)
+    )
+}
+
 pub(crate) fn select_by_id(
     schema: &Schema,
     c: &Collection,
@@ -49,10 +57,7 @@ pub(crate) fn select_by_id(
     access: &Access,
     req: &RequestInfo,
 ) -> Result<SqlFragment, StoreError> {
-    let mut f = SqlFragment::new(format!(
-        "SELECT \"__root\".* FROM {} \"__root\" WHERE \"__root\".\"id\" = ?",
-        q(&c.name)
-    ));
+    let mut f = SqlFragment::new(by_id_sql(c));
     f.params.push(SqlValue::Text(id.to_string()));
     if let Access::Rule(rule) = access {
         f.push_str(" AND ");

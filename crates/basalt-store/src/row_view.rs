@@ -16,8 +16,8 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::codec::{column_positions, decode_value};
-use crate::records::{err, select_by_id};
-use crate::{Access, Store, StoreError};
+use crate::records::{by_id_sql, err};
+use crate::{Store, StoreError};
 
 /// One row of a collection's table, as a `SELECT *` returned it.
 pub struct RowView<'a> {
@@ -81,6 +81,52 @@ impl Serialize for FieldJson<'_> {
     }
 }
 
+/// Point reads a reader made lately, newest last: each collection's by-id `SELECT` and
+/// where its fields are among that statement's columns. Building the SQL and matching the
+/// column names cost about as much as the primary-key lookup itself.
+///
+/// Keyed by the collection snapshot itself (held, so its address is never reused): a
+/// schema change publishes new snapshots, which miss and build afresh. The column count is
+/// checked on every use, for a table changed under a snapshot not yet replaced.
+#[derive(Default)]
+pub(crate) struct PointReads {
+    entries: Vec<PointRead>,
+}
+
+struct PointRead {
+    collection: Arc<Collection>,
+    sql: String,
+    columns: usize,
+    positions: Vec<Option<usize>>,
+}
+
+/// Collections remembered per reader; past it the oldest is forgotten.
+const MAX_POINT_READS: usize = 32;
+
+impl PointReads {
+    /// The entry of `c`, made (with its statement's columns unknown) when missing.
+    fn entry(&mut self, c: &Arc<Collection>) -> &mut PointRead {
+        if let Some(i) = self
+            .entries
+            .iter()
+            .position(|e| Arc::ptr_eq(&e.collection, c))
+        {
+            return &mut self.entries[i];
+        }
+        if self.entries.len() >= MAX_POINT_READS {
+            self.entries.remove(0);
+        }
+        self.entries.push(PointRead {
+            collection: c.clone(),
+            sql: by_id_sql(c),
+            columns: usize::MAX,
+            positions: Vec::new(),
+        });
+        let last = self.entries.len() - 1;
+        &mut self.entries[last]
+    }
+}
+
 impl Store {
     /// The record with `id`, whatever the rules say, handed to `write` as the stored row
     /// (`None`: no such record). A primary-key read: on the calling thread when a reader is
@@ -96,19 +142,20 @@ impl Store {
         F: FnOnce(&RowView<'_>) -> T + Send + 'static,
     {
         let (c, id) = (collection.clone(), id.to_string());
-        self.read_point(move |conn, schema| {
-            let f = select_by_id(schema, &c, &id, &Access::Unrestricted, &Default::default())?;
-            let mut stmt = conn.prepare_cached(&f.sql).map_err(err)?;
-            let positions = column_positions(&c, &stmt);
-            let mut rows = stmt
-                .query(rusqlite::params_from_iter(f.params.iter()))
-                .map_err(err)?;
+        self.read_point_cached(move |conn, points| {
+            let entry = points.entry(&c);
+            let mut stmt = conn.prepare_cached(&entry.sql).map_err(err)?;
+            if stmt.column_count() != entry.columns {
+                entry.positions = column_positions(&c, &stmt);
+                entry.columns = stmt.column_count();
+            }
+            let mut rows = stmt.query([id.as_str()]).map_err(err)?;
             let Some(row) = rows.next().map_err(err)? else {
                 return Ok(None);
             };
             let view = RowView {
                 collection: &c,
-                positions: &positions,
+                positions: &entry.positions,
                 row,
             };
             Ok(Some(write(&view)))

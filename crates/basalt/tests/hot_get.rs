@@ -181,6 +181,28 @@ async fn request_ids_rules_writes_and_metrics_stay_as_they_were() {
         let (st, v) = s.call("GET", &path, None, None).await;
         assert_eq!((st, v["views"].as_i64()), (200, Some(n)));
     }
+    // A new field shows at once (the reader's remembered statement is the old table's).
+    let (st, c) = s
+        .call("GET", "/api/collections/notes", Some(&su), None)
+        .await;
+    assert_eq!(st, 200);
+    let mut fields = c["fields"].as_array().expect("fields").clone();
+    fields.push(json!({"name": "extra", "type": "text"}));
+    let (st, c) = s
+        .call(
+            "PATCH",
+            "/api/collections/notes",
+            Some(&su),
+            Some(json!({"fields": fields})),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    let (_, body) = both(&s, &path, &[]).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["extra"],
+        "",
+        "{body}"
+    );
     // A rule now guards the collection: the anonymous read goes through the rule (404).
     let (st, _) = s
         .call(
@@ -206,6 +228,19 @@ async fn request_ids_rules_writes_and_metrics_stay_as_they_were() {
     // The superuser's token skips the hot path and still reads the record.
     let (st, v) = s.call("GET", &path, Some(&su), None).await;
     assert_eq!((st, v["id"].as_str()), (200, Some(id.as_str())));
+    // A deleted record is gone from the hot path at once.
+    let (st, _) = s.call("DELETE", &path, Some(&su), None).await;
+    assert_eq!(st, 204);
+    let (st, _) = s
+        .call(
+            "PATCH",
+            "/api/collections/notes",
+            Some(&su),
+            Some(json!({"viewRule": ""})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(both(&s, &path, &[]).await.0, 404);
     // Hot reads are counted under the route's pattern.
     let text = s
         .http
