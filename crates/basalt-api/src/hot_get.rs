@@ -20,7 +20,7 @@ use basalt_schema::RuleSlot;
 
 use crate::ApiState;
 use crate::error::ApiError;
-use crate::json::{json_response, to_json};
+use crate::json::{JSON_CAPACITY, json_response};
 use crate::middleware::{REQUEST_ID, SequentialRequestId};
 use crate::records::shape::AnonymousRow;
 
@@ -80,7 +80,12 @@ impl HotGet {
             let written = store
                 .view_row(&c, &id, {
                     let c = c.clone();
-                    move |row| to_json(&AnonymousRow::new(&c, row))
+                    move |row| {
+                        let mut out = Vec::with_capacity(JSON_CAPACITY);
+                        AnonymousRow::new(&c, row)
+                            .write_json(&mut out)
+                            .map(|()| out)
+                    }
                 })
                 .await;
             let res = match written {

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 
 /// Most single records serialise to well under this: one allocation, no regrowth (axum's
 /// `Json` starts at 128 bytes and reallocates as it grows).
-const INITIAL_CAPACITY: usize = 1024;
+pub(crate) const JSON_CAPACITY: usize = 1024;
 
 /// A JSON answer, like `axum::Json` but with a pre-sized buffer and a static content type.
 pub(crate) struct JsonBody<T>(pub T);
@@ -29,7 +29,7 @@ impl<T: Serialize> IntoResponse for JsonBody<T> {
 
 /// `value` serialised into one buffer sized for a typical record.
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut buf = Vec::with_capacity(INITIAL_CAPACITY);
+    let mut buf = Vec::with_capacity(JSON_CAPACITY);
     serde_json::to_writer(&mut buf, value)?;
     Ok(buf)
 }

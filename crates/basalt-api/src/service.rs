@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::response::Response;
 use futures_util::FutureExt;
@@ -31,6 +33,9 @@ use crate::middleware::{REQUEST_ID, SequentialRequestId, Stack};
 #[derive(Clone)]
 pub struct ApiService {
     shared: Arc<Shared>,
+    /// The connection's peer, handed to handlers as axum's `ConnectInfo` (the auth rate
+    /// limits key on the client address); the hot path does not need it.
+    peer: Option<SocketAddr>,
 }
 
 struct Shared {
@@ -55,6 +60,15 @@ impl ApiService {
                 request_timeout,
                 stack,
             }),
+            peer: None,
+        }
+    }
+
+    /// This service for the requests of one connection from `peer`.
+    pub fn with_peer(&self, peer: SocketAddr) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            peer: Some(peer),
         }
     }
 }
@@ -78,11 +92,14 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if let Some(hot) = &self.shared.hot
             && let Some((answer, id)) = hot.answer(&req, &self.shared.ids)
         {
             return Either::Left(Box::pin(finish(answer, id, self.shared.request_timeout)));
+        }
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(ConnectInfo(peer));
         }
         Either::Right(self.shared.stack.clone().oneshot(req.map(Body::new)))
     }

@@ -17,7 +17,6 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::Layer;
 
 use crate::stall::StallGuard;
 
@@ -71,9 +70,7 @@ pub async fn serve(
             }
             // Handlers read the peer as axum's ConnectInfo: the client address behind
             // trusted proxies keys the auth rate limits.
-            let service = TowerToHyperService::new(
-                axum::Extension(axum::extract::ConnectInfo(peer)).layer(app),
-            );
+            let service = TowerToHyperService::new(app.with_peer(peer));
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(StallGuard::new(stream)), service)
                 .with_upgrades();

@@ -104,20 +104,39 @@ impl<'a> AnonymousRow<'a> {
     }
 }
 
-impl serde::Serialize for AnonymousRow<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
+impl AnonymousRow<'_> {
+    /// Appends the record as a JSON object to `out`: what serialising [`PublicRecord`]
+    /// writes, with the keys (field names, which need no escaping as a rule) copied
+    /// instead of run through the serialiser's escaping.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         let c = self.collection;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("collectionId", &c.id)?;
-        map.serialize_entry("collectionName", &c.name)?;
+        write_key(out, b'{', "collectionId")?;
+        serde_json::to_writer(&mut *out, &c.id)?;
+        write_key(out, b',', "collectionName")?;
+        serde_json::to_writer(&mut *out, &c.name)?;
         for (i, f) in c.fields.iter().enumerate() {
             if let Some(v) = self.row.json(i).filter(|_| wanted(c, f, &self.visible)) {
-                map.serialize_entry(&f.name, &v)?;
+                write_key(out, b',', &f.name)?;
+                serde_json::to_writer(&mut *out, &v)?;
             }
         }
-        map.end()
+        out.push(b'}');
+        Ok(())
     }
+}
+
+/// `<sep>"key":`, escaping the key only when it has a character JSON escapes.
+fn write_key(out: &mut Vec<u8>, sep: u8, key: &str) -> Result<(), serde_json::Error> {
+    out.push(sep);
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+    } else {
+        serde_json::to_writer(&mut *out, key)?;
+        out.push(b':');
+    }
+    Ok(())
 }
 
 /// Whether this requester sees field `f` of a record of `c`.
@@ -204,6 +223,28 @@ mod tests {
     }
 
     /// Moving the values out (in field order or not) shapes exactly as copying them does.
+    #[test]
+    fn keys_are_written_as_the_serialiser_writes_them() {
+        for key in [
+            "title",
+            "a b",
+            "q\"uote",
+            "back\\slash",
+            "tab\t",
+            "\u{1}",
+            "héllo",
+            "\u{7f}",
+        ] {
+            let mut out = Vec::new();
+            write_key(&mut out, b',', key).unwrap();
+            assert_eq!(
+                out,
+                format!(",{}:", serde_json::to_string(key).unwrap()).into_bytes(),
+                "{key:?}"
+            );
+        }
+    }
+
     #[test]
     fn moving_and_copying_shape_alike() {
         let c = users();
