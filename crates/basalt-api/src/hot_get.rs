@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::time::Instant;
 
+use axum::body::HttpBody;
 use axum::http::{HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use basalt_schema::RuleSlot;
@@ -49,14 +50,17 @@ impl HotGet {
 
     /// The answer when `req` is the hot case, `None` for the router, with the id the
     /// request goes by: its own `x-request-id`, or the next of `ids`.
-    pub(crate) fn answer<B>(
+    pub(crate) fn answer<B: HttpBody>(
         &self,
         req: &Request<B>,
         ids: &SequentialRequestId,
     ) -> Option<(impl Future<Output = Response> + Send + 'static, HeaderValue)> {
+        // A request with a body goes to the router: its body limit answers an oversized
+        // one with 413 whatever the route.
         if req.method() != Method::GET
             || req.uri().query().is_some()
             || req.headers().contains_key(header::AUTHORIZATION)
+            || req.body().size_hint().exact() != Some(0)
         {
             return None;
         }

@@ -96,6 +96,19 @@ async fn hot_reads_answer_exactly_as_the_router_does() {
         serde_json::from_str::<Value>(&missing).expect("json")["status"],
         404
     );
+    // A GET with a body too large for the limit is refused as before (the router's 413),
+    // on a connection of its own (the promised body never comes).
+    let once = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let res = once
+        .get(s.url(&path))
+        .header("content-length", "999999999999")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 413);
     // Unknown collections and escaped paths answer as before.
     assert_eq!(
         both(&s, "/api/collections/nothere/records/x", &[]).await.0,
