@@ -78,7 +78,7 @@ def main():
         run.shutil.rmtree(s.dir, ignore_errors=True)
     dumps = [f for f in glob.glob(f"{out}/cg.*") if re.search(r"\.\d+$", f) is None or True]
     dump = max((f for f in dumps if not f.endswith(f".{proc.pid}")), key=os.path.getmtime, default=None) or dumps[0]
-    ann = subprocess.run(["callgrind_annotate", "--inclusive=no", dump], capture_output=True, text=True).stdout
+    ann = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", dump], capture_output=True, text=True).stdout
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", ann).group(1).replace(",", ""))
     print(f"{a.workload}: {total / a.requests:,.0f} instructions per request ({a.requests} requests, dump {dump})")
     # The hottest functions by their own instructions. callgrind_annotate also lists the

@@ -272,6 +272,8 @@ def main():
     ap.add_argument("--delete-cap", type=int, default=15, help="seconds a delete run may take at most")
     ap.add_argument("--only", default="", help="run only workloads whose name contains this")
     ap.add_argument("--no-limit", action="store_true", help="skip the bare hyper server")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"),
+                    help="where the table goes (a partial --only run need not replace the full one)")
     ap.add_argument("--basalt", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "basalt"))
     a = ap.parse_args()
     load_start = os.getloadavg()  # the machine is shared: the table says how busy it was
@@ -363,9 +365,9 @@ def main():
               f"| RSS idle, 2 s after its own seeding (MB) | {idle['basalt'] / 1024:.1f} | {idle['pocketbase'] / 1024:.1f} |",
               f"| peak RSS under load (MB) | {peak['basalt'] / 1024:.1f} | {peak['pocketbase'] / 1024:.1f} |",
               f"| RSS 5 s after the last run (MB) | {after['basalt'] / 1024:.1f} | {after['pocketbase'] / 1024:.1f} |", ""]
-    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
+    with open(a.out, "w") as f:
         f.write("\n".join(lines))
-    print("wrote bench/RESULTS.md")
+    print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":

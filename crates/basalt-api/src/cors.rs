@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue, VARY,
 };
-use axum::http::{Method, Request, Response};
+use axum::http::{HeaderMap, Method, Request, Response};
 use futures_util::future::{Either, FutureExt, Map};
 use tower::{Layer, Service};
 use tower_http::cors::{Cors, CorsLayer};
@@ -59,13 +59,17 @@ type AddHeaders<B, E> = fn(Answer<B, E>) -> Answer<B, E>;
 
 fn with_any_origin_headers<B, E>(res: Answer<B, E>) -> Answer<B, E> {
     res.map(|mut res| {
-        let h = res.headers_mut();
-        // `Vary` may already list what the handler varies on: added to, never replaced.
-        h.append(VARY, VARY_VALUE.clone());
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN.clone());
-        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED.clone());
+        add_any_origin_headers(res.headers_mut());
         res
     })
+}
+
+/// The headers `Cors` allowing any origin puts on an actual request's answer.
+pub(crate) fn add_any_origin_headers(h: &mut HeaderMap) {
+    // `Vary` may already list what the handler varies on: added to, never replaced.
+    h.append(VARY, VARY_VALUE.clone());
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN.clone());
+    h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED.clone());
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ApiCors<S>

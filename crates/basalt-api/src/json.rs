@@ -10,23 +10,36 @@ use crate::error::ApiError;
 
 /// Most single records serialise to well under this: one allocation, no regrowth (axum's
 /// `Json` starts at 128 bytes and reallocates as it grows).
-const INITIAL_CAPACITY: usize = 1024;
+pub(crate) const JSON_CAPACITY: usize = 1024;
 
 /// A JSON answer, like `axum::Json` but with a pre-sized buffer and a static content type.
 pub(crate) struct JsonBody<T>(pub T);
 
 impl<T: Serialize> IntoResponse for JsonBody<T> {
     fn into_response(self) -> Response {
-        let mut buf = Vec::with_capacity(INITIAL_CAPACITY);
-        if let Err(e) = serde_json::to_writer(&mut buf, &self.0) {
-            tracing::error!(error = %e, "serialising a response");
-            return ApiError::internal().into_response();
+        match to_json(&self.0) {
+            Ok(buf) => json_response(buf),
+            Err(e) => {
+                tracing::error!(error = %e, "serialising a response");
+                ApiError::internal().into_response()
+            }
         }
-        let mut res = Response::new(Body::from(buf));
-        res.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        res
     }
+}
+
+/// `value` serialised into one buffer sized for a typical record.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut buf = Vec::with_capacity(JSON_CAPACITY);
+    serde_json::to_writer(&mut buf, value)?;
+    Ok(buf)
+}
+
+/// An answer with JSON serialised already.
+pub(crate) fn json_response(buf: Vec<u8>) -> Response {
+    let mut res = Response::new(Body::from(buf));
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod collections;
 mod cors;
 mod doc_filter;
 mod error;
+mod hot_get;
 mod json;
 mod middleware;
 mod oauth2;
@@ -17,6 +18,7 @@ mod password;
 mod realtime;
 mod records;
 mod request_info;
+mod service;
 mod settings;
 
 use std::sync::Arc;
@@ -33,6 +35,7 @@ pub use error::ApiError;
 pub use password::PasswordPool;
 pub use realtime::renderer as realtime_renderer;
 pub use realtime::{DirectSocket, StreamSocket};
+pub use service::{ApiFuture, ApiService};
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -77,8 +80,8 @@ impl Default for ApiConfig {
     }
 }
 
-/// The whole API as one router.
-pub fn router(state: ApiState, config: &ApiConfig) -> Router {
+/// The whole API as one service.
+pub fn router(state: ApiState, config: &ApiConfig) -> ApiService {
     let api = Router::new()
         .route(
             "/api/health",
@@ -187,5 +190,9 @@ pub fn router(state: ApiState, config: &ApiConfig) -> Router {
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state.clone());
-    middleware::layers(api, state, config)
+    let ids = middleware::SequentialRequestId::new();
+    let stack = middleware::layers(api, &state, config, ids.clone());
+    let any_origin = config.cors_origins.iter().any(|o| o == "*");
+    let hot = any_origin.then(|| hot_get::HotGet::new(state));
+    ApiService::new(hot, ids, config.request_timeout, stack)
 }

@@ -1,6 +1,7 @@
 //! Cross-cutting HTTP concerns: request ids, structured request logs and metrics, CORS,
 //! body limits, timeouts, panic recovery, and the 404/405 fallbacks in PocketBase's shape.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -12,6 +13,7 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use basalt_telemetry::Metrics;
 use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -23,7 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::error::ApiError;
 use crate::{ApiConfig, ApiState};
 
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub(crate) async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({"message": "API is healthy.", "code": 200, "data": {}}))
@@ -59,26 +61,30 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 /// Request ids: a per-process random prefix and a counter. Unique per process run without
 /// a random-number syscall per request (what a UUID v4 costs).
 #[derive(Clone)]
-struct SequentialRequestId {
+pub(crate) struct SequentialRequestId {
     prefix: Arc<str>,
     next: Arc<AtomicU64>,
 }
 
 impl SequentialRequestId {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             prefix: basalt_schema::id::random_id(12).into(),
             next: Arc::new(AtomicU64::new(1)),
         }
     }
+
+    /// The next id, as a header value.
+    pub(crate) fn next_value(&self) -> Option<HeaderValue> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_maybe_shared(axum::body::Bytes::from(request_id_bytes(&self.prefix, n)))
+            .ok()
+    }
 }
 
 impl MakeRequestId for SequentialRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_maybe_shared(axum::body::Bytes::from(request_id_bytes(&self.prefix, n)))
-            .ok()
-            .map(RequestId::new)
+        self.next_value().map(RequestId::new)
     }
 }
 
@@ -103,19 +109,31 @@ async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) 
     let route = req.extensions().get::<MatchedPath>().cloned();
     let id = req.headers().get(&REQUEST_ID).cloned();
     let res = next.run(req).await;
-    let secs = start.elapsed().as_secs_f64();
-    let status = res.status();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    record_request(&metrics, &method, route, id.as_ref(), res.status(), start);
+    res
+}
+
+/// The request's log line and metrics: `observe`'s, and the hot path's (which bypasses
+/// the router and with it `observe`).
+pub(crate) fn record_request(
+    metrics: &Metrics,
+    method: &Method,
+    route: &str,
+    id: Option<&HeaderValue>,
+    status: StatusCode,
+    start: Instant,
+) {
+    let secs = start.elapsed().as_secs_f64();
     metrics.observe_request(method.as_str(), route, status.as_u16(), secs);
     tracing::info!(
-        request_id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        request_id = id.and_then(|v| v.to_str().ok()).unwrap_or_default(),
         method = %method,
         route,
         status = status.as_u16(),
         latency_ms = secs * 1000.0,
         "request"
     );
-    res
 }
 
 /// Bodies that axum's own rejections produce (plain text) become PocketBase-shaped errors.
@@ -157,6 +175,13 @@ where
     res
 }
 
+/// What the stack answers when a layer gives up with a bare `status` (a panic, a timeout).
+pub(crate) fn bare_status(status: StatusCode) -> Response {
+    let mut res = Response::new(axum::body::Body::empty());
+    *res.status_mut() = status;
+    shape_errors(res)
+}
+
 fn cors(config: &ApiConfig) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([
@@ -182,19 +207,24 @@ fn cors(config: &ApiConfig) -> CorsLayer {
     }
 }
 
+/// The API behind its middleware, as one boxed service (built once).
+pub(crate) type Stack = BoxCloneSyncService<Request, Response, Infallible>;
+
 /// Layers, innermost first: metrics/logs see every routed request (inside the router,
 /// where the matched route is known); limits, timeouts and the panic catcher produce bare
 /// statuses that `shape_errors` turns into PocketBase's body; CORS and request ids wrap
 /// everything, errors included. Only `observe` is a router layer: axum clones a router
 /// layer's whole boxed stack for every request, while the stack around the router is one
-/// plain struct cloned once per request.
-pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Router {
+/// plain struct cloned once per request. `ids` is shared with the hot path (one sequence).
+pub(crate) fn layers(
+    router: Router,
+    state: &ApiState,
+    config: &ApiConfig,
+    ids: SequentialRequestId,
+) -> Stack {
     let routed = router.layer(from_fn_with_state(state.metrics.clone(), observe));
     let stack = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(
-            REQUEST_ID.clone(),
-            SequentialRequestId::new(),
-        ))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), ids))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(crate::cors::ApiCorsLayer::new(
             cors(config),
@@ -208,7 +238,7 @@ pub(crate) fn layers(router: Router, state: ApiState, config: &ApiConfig) -> Rou
             config.request_timeout,
         ))
         .service(routed);
-    Router::new().fallback_service(stack)
+    BoxCloneSyncService::new(stack)
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ fn text_of(v: ValueRef<'_>) -> Option<String> {
     }
 }
 
-fn decode_value(field: &Field, v: ValueRef<'_>) -> Value {
+pub(crate) fn decode_value(field: &Field, v: ValueRef<'_>) -> Value {
     match &field.kind {
         FieldKind::Number(_) => match v {
             ValueRef::Integer(i) => canonical_number(i as f64),

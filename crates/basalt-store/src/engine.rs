@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::counts::CountCache;
 use crate::events::{self, ChangeBus};
+use crate::row_view::PointReads;
 use crate::writer::{self, Finish, Job};
 use crate::{StoreConfig, StoreError};
 
@@ -50,6 +51,7 @@ pub(crate) struct Inner {
 pub(crate) struct Reader {
     conn: Connection,
     counts: CountCache,
+    points: PointReads,
 }
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
@@ -110,6 +112,24 @@ impl Inner {
         }
         out
     }
+
+    /// [`Inner::with_reader`] with the reader's point-read statements instead of counts.
+    fn with_point_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection, &mut PointReads) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut reader = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        let out = f(&reader.conn, &mut reader.points);
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(reader);
+        }
+        out
+    }
 }
 
 impl Store {
@@ -140,6 +160,7 @@ impl Store {
                 open_conn(&path, &config, true).map(|conn| Reader {
                     conn,
                     counts: CountCache::default(),
+                    points: PointReads::default(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -248,6 +269,32 @@ impl Store {
         };
         self.inner
             .with_reader(move |conn, schema, _| f(conn, schema))
+    }
+
+    /// [`Store::read_point`] with the reader's point-read statements: on the calling
+    /// thread when a reader is free, else on the blocking pool.
+    pub(crate) async fn read_point_cached<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut PointReads) -> Result<T, StoreError> + Send + 'static,
+    {
+        if let Ok(_permit) = self.inner.reader_permits.try_acquire() {
+            return self.inner.with_point_reader(f);
+        }
+        let permit = self
+            .inner
+            .reader_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            inner.with_point_reader(f)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
     /// Runs `f` in the writer's transaction and resolves after the commit. A schema that

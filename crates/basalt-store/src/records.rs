@@ -18,7 +18,7 @@ use crate::{Access, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, W
 
 const D: Dialect = Dialect::Sqlite;
 
-fn err(e: rusqlite::Error) -> StoreError {
+pub(crate) fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
@@ -42,17 +42,22 @@ fn query_records(
 }
 
 /// `SELECT * FROM <c> "__root" WHERE id = ? [AND rule]`.
-fn select_by_id(
+/// The rule-less by-id `SELECT` of `c`'s table, its one parameter the id.
+pub(crate) fn by_id_sql(c: &Collection) -> String {
+    format!(
+        "SELECT \"__root\".* FROM {} \"__root\" WHERE \"__root\".\"id\" = ?",
+        q(&c.name)
+    )
+}
+
+pub(crate) fn select_by_id(
     schema: &Schema,
     c: &Collection,
     id: &str,
     access: &Access,
     req: &RequestInfo,
 ) -> Result<SqlFragment, StoreError> {
-    let mut f = SqlFragment::new(format!(
-        "SELECT \"__root\".* FROM {} \"__root\" WHERE \"__root\".\"id\" = ?",
-        q(&c.name)
-    ));
+    let mut f = SqlFragment::new(by_id_sql(c));
     f.params.push(SqlValue::Text(id.to_string()));
     if let Access::Rule(rule) = access {
         f.push_str(" AND ");

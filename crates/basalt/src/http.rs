@@ -12,19 +12,18 @@
 
 use std::time::Duration;
 
-use axum::Router;
+use basalt_api::ApiService;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::Layer;
 
 use crate::stall::StallGuard;
 
 /// Serves `app` on `listener` until `stop` resolves, then waits for open connections.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: ApiService,
     stop: impl std::future::Future<Output = ()>,
 ) {
     // `stopping` tells connections to finish; every connection task holds a `done`
@@ -71,9 +70,7 @@ pub async fn serve(
             }
             // Handlers read the peer as axum's ConnectInfo: the client address behind
             // trusted proxies keys the auth rate limits.
-            let service = TowerToHyperService::new(
-                axum::Extension(axum::extract::ConnectInfo(peer)).layer(app),
-            );
+            let service = TowerToHyperService::new(app.with_peer(peer));
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(StallGuard::new(stream)), service)
                 .with_upgrades();

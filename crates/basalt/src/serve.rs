@@ -154,7 +154,7 @@ async fn serve_behind_edge(
     cfg: &Config,
     edge_cfg: basalt_edge::EdgeConfig,
     file: Option<std::path::PathBuf>,
-    app: axum::Router,
+    app: basalt_api::ApiService,
     realtime: &basalt_realtime::Hub,
 ) -> anyhow::Result<()> {
     use http_body_util::BodyExt;

@@ -18,8 +18,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
-use axum::Router;
 use axum::body::Body;
+use basalt_api::ApiService;
 use basalt_api::StreamSocket;
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -97,7 +97,7 @@ fn parse_head(bytes: &[u8], peer: SocketAddr) -> Option<StreamRequest> {
 }
 
 /// Serves one realtime stream on `stream` and closes the connection when it ends.
-pub async fn serve(mut stream: TcpStream, req: StreamRequest, app: Router) {
+pub async fn serve(mut stream: TcpStream, req: StreamRequest, app: ApiService) {
     // Consume the head that was only peeked at; it is already in the socket buffer.
     let mut head = vec![0u8; req.head_len];
     if stream.read_exact(&mut head).await.is_err() {
