@@ -167,7 +167,7 @@ pub async fn forward(
             parts.headers.clone()
         };
         let started = Instant::now();
-        let result = tokio::time::timeout(pool.read_timeout, pool.client.request(up)).await;
+        let result = tokio::time::timeout(pool.read_timeout, pool.client().request(up)).await;
         let elapsed = started.elapsed();
         match result {
             Ok(Ok(resp)) => {

@@ -146,7 +146,9 @@ pub struct Pool {
     hash_key: Option<HashKey>,
     /// Targets given by DNS names (`dns = ...` / `srv = ...`), re-resolved by `discovery`.
     pub discovery: Option<Arc<crate::discovery::Discovery>>,
-    pub client: Client<HttpConnector, Body>,
+    /// The pooled HTTP client: one per edge worker (index 0 for other threads), so an
+    /// upstream connection is only ever used on the thread whose runtime drives it.
+    clients: Box<[Client<HttpConnector, Body>]>,
     pub read_timeout: Duration,
     /// How long establishing a connection may take (the L4 streams connect themselves).
     pub connect_timeout: Duration,
@@ -160,10 +162,13 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// `workers`: the edge's worker threads (each gets its own idle connections); 1 when
+    /// the shared runtime serves.
     pub fn build(
         name: &str,
         cfg: &PoolConfig,
         metrics: Arc<EdgeMetrics>,
+        workers: usize,
     ) -> Result<Self, EdgeError> {
         let bad = |msg: String| EdgeError::Config(format!("pool {name}: {msg}"));
         if cfg.targets.is_empty() {
@@ -232,6 +237,10 @@ impl Pool {
         if cfg.protocol == UpstreamProtocol::H2c {
             builder.http2_only(true);
         }
+        let clients_needed = if workers > 1 { workers + 1 } else { 1 };
+        let clients = (0..clients_needed)
+            .map(|_| builder.build(connector.clone()))
+            .collect();
         let balancer = balancer_for(cfg.algorithm, hash_key.as_ref(), &targets);
         Ok(Self {
             name: name.to_string(),
@@ -239,7 +248,7 @@ impl Pool {
             algorithm: cfg.algorithm,
             hash_key,
             discovery,
-            client: builder.build(connector),
+            clients,
             read_timeout: Duration::from_millis(cfg.read_timeout_ms),
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             retries: cfg.retries,
@@ -250,6 +259,12 @@ impl Pool {
             epoch: Instant::now(),
             metrics,
         })
+    }
+
+    /// The client for this thread: its worker's own (the per-target caps and in-flight
+    /// counts stay on the shared `Target`s, so they hold across workers).
+    pub fn client(&self) -> &Client<HttpConnector, Body> {
+        &self.clients[crate::workers::current() % self.clients.len()]
     }
 
     /// Carries health verdicts over from the pool this one replaces, so a reload does not
@@ -605,7 +620,7 @@ mod tests {
             .build()
             .expect("rt");
         let _guard = rt.enter();
-        Pool::build("p", &cfg, Arc::new(EdgeMetrics::new())).expect("pool")
+        Pool::build("p", &cfg, Arc::new(EdgeMetrics::new()), 1).expect("pool")
     }
 
     fn ctx(headers: &http::HeaderMap) -> PickContext<'_> {
