@@ -214,3 +214,53 @@ async fn graceful_shutdown_drains_every_worker() {
         "no worker accepts after shutdown"
     );
 }
+
+#[tokio::test]
+async fn one_worker_serves_on_the_shared_runtime() {
+    let a = upstream("a").await;
+    let toml = pool_config(&[(a.addr, 1)], "").replacen("[edge]\n", "[edge]\nworkers = 1\n", 1);
+    let (edge, addr) = edge(&toml).await;
+    assert_eq!(edge.workers(), 1);
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    assert_eq!(request(&mut s).await, (200, "a".to_string()));
+    assert_eq!(connections_by_worker(&edge), vec![("0".to_string(), 1.0)]);
+}
+
+#[tokio::test]
+async fn a_listener_added_by_a_reload_is_served_by_the_workers() {
+    let a = upstream("a").await;
+    let one = with_workers(&pool_config(&[(a.addr, 1)], ""));
+    let (edge, first) = start(&pool_config(&[(a.addr, 1)], "")).await;
+    // IPv6 loopback when this machine has it (the sockets per worker are bound per family).
+    let other = if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        "[::1]:0"
+    } else {
+        "127.0.0.2:0"
+    };
+    let second = one.replacen(
+        "[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n",
+        &format!(
+            "[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[[edge.listeners]]\nlisten = \"{other}\"\n"
+        ),
+        1,
+    );
+    edge.apply(EdgeConfig::from_toml(&second).expect("config"))
+        .await
+        .expect("reload");
+    let addrs = edge.local_addrs();
+    assert_eq!(addrs.len(), 2);
+    assert_eq!(addrs[0], first);
+    for addr in &addrs {
+        for _ in 0..8 {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            assert_eq!(request(&mut s).await, (200, "a".to_string()));
+        }
+    }
+    let by_worker = connections_by_worker(&edge);
+    assert_eq!(
+        by_worker.iter().map(|(_, n)| n).sum::<f64>(),
+        16.0,
+        "{by_worker:?}"
+    );
+    assert!(by_worker.iter().all(|(w, _)| w != "0"), "{by_worker:?}");
+}
