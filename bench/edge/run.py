@@ -130,9 +130,12 @@ rounds and only the alternating req/s ratios are worth comparing):
   hyper-util's pooled client makes): more CPU per request on the multi-thread runtime
   (37.8-40.2 us vs 35.3-35.8 us), no req/s gain; its behaviour tests stay
   (tests/upstream_connections.rs). Not re-measured on the per-worker runtimes.
-- Next to measure: per-route and per-target metric handles looked up once per snapshot
-  (4 label look-ups per request today), one boxed body per response instead of three, and
-  the own upstream client again now that each worker has its own connections.
+- **Tried and not kept: metric handles looked up once** (per route in the snapshot, per
+  target on first use, instead of 4 label look-ups per request): 28.2-29.1 us of CPU per
+  request against 26.5-29.8 us without (bench/edge/cpu.py --baseline, 4 alternating
+  rounds, load average 4.4 -> 9.8), no difference beyond noise, so not committed.
+- Next to measure: one boxed body per response instead of three, and the own upstream
+  client again now that each worker has its own connections.
 """
 
 
