@@ -1,7 +1,8 @@
 //! Basalt's edge: a reverse proxy, load balancer and TLS front that runs alone
 //! (`basalt proxy`) or in front of the API inside `basalt serve`.
 //!
-//! It owns listeners (HTTP/1.1, HTTP/2, TLS with SNI, PROXY protocol), request-framing
+//! It owns listeners (HTTP/1.1, HTTP/2, TLS with SNI, PROXY protocol) and the worker
+//! threads that serve them (thread-per-core, SO_REUSEPORT), request-framing
 //! checks, routing to upstream pools / the in-process API / static files / redirects,
 //! load balancing, health checks, retries, the runtime snapshot and its atomic reload, and
 //! its own metrics. It must never know the store, the schema or the API's routes: the API
