@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use basalt_edge::{Edge, EdgeConfig};
+use basalt_edge::Edge;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,7 +22,7 @@ fn with_workers(toml: &str) -> String {
 }
 
 async fn start(toml: &str) -> (Edge, SocketAddr) {
-    let cfg = EdgeConfig::from_toml(&with_workers(toml)).expect("config");
+    let cfg = edge_config::parse(&with_workers(toml)).expect("config");
     let edge = Edge::start(cfg, None, None).await.expect("edge starts");
     assert_eq!(edge.workers(), 4);
     let addr = edge.local_addrs()[0];
@@ -137,7 +137,7 @@ async fn a_reload_with_workers_keeps_open_connections_and_a_websocket() {
         )
     };
     let edge = Edge::start(
-        EdgeConfig::from_toml(&routes(a.addr)).expect("config"),
+        edge_config::parse(&routes(a.addr)).expect("config"),
         None,
         None,
     )
@@ -155,7 +155,7 @@ async fn a_reload_with_workers_keeps_open_connections_and_a_websocket() {
         assert_eq!(request(&mut s).await, (200, "a".to_string()));
         kept.push(s);
     }
-    edge.apply(EdgeConfig::from_toml(&routes(b.addr)).expect("config"))
+    edge.apply(edge_config::parse(&routes(b.addr)).expect("config"))
         .await
         .expect("reload");
     assert_eq!(edge.local_addrs()[0], addr, "the sockets are kept");
@@ -226,6 +226,24 @@ async fn one_worker_serves_on_the_shared_runtime() {
     assert_eq!(connections_by_worker(&edge), vec![("0".to_string(), 1.0)]);
 }
 
+/// The suites start many edges at once: the shared helpers give each two workers (not one
+/// per core) unless the test sets `workers`, and two still serve through the worker path.
+#[tokio::test]
+async fn test_edges_get_two_workers_unless_they_choose() {
+    let a = upstream("a").await;
+    let (edge, addr) = edge(&pool_config(&[(a.addr, 1)], "")).await;
+    assert_eq!(edge.workers(), edge_config::TEST_WORKERS);
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    assert_eq!(request(&mut s).await, (200, "a".to_string()));
+    let counted = connections_by_worker(&edge);
+    assert!(
+        counted.iter().all(|(w, _)| w == "1" || w == "2"),
+        "served off the workers: {counted:?}"
+    );
+    let set = pool_config(&[(a.addr, 1)], "").replacen("[edge]\n", "[edge]\nworkers = 3\n", 1);
+    assert_eq!(edge_config::parse(&set).expect("config").workers, 3);
+}
+
 #[tokio::test]
 async fn a_listener_added_by_a_reload_is_served_by_the_workers() {
     let a = upstream("a").await;
@@ -244,7 +262,7 @@ async fn a_listener_added_by_a_reload_is_served_by_the_workers() {
         ),
         1,
     );
-    edge.apply(EdgeConfig::from_toml(&second).expect("config"))
+    edge.apply(edge_config::parse(&second).expect("config"))
         .await
         .expect("reload");
     let addrs = edge.local_addrs();
