@@ -279,9 +279,11 @@ fn finish(
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    // One box around the lease and the upstream body together: every box is an allocation
+    // per response and a virtual call per frame.
     resp.map(|b| {
         Held {
-            inner: b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+            inner: b.map_err(|e| -> BoxError { Box::new(e) }),
             _guard: lease,
         }
         .boxed_unsync()
@@ -289,12 +291,16 @@ fn finish(
 }
 
 /// A body that keeps something alive (a lease, an in-flight mark) until it is done.
-pub struct Held<G> {
-    pub inner: Body,
+pub struct Held<B, G> {
+    pub inner: B,
     pub _guard: G,
 }
 
-impl<G: Unpin> http_body::Body for Held<G> {
+impl<B, G> http_body::Body for Held<B, G>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+    G: Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
