@@ -126,16 +126,28 @@ rounds and only the alternating req/s ratios are worth comparing):
   bounded wrk -c64 run) counts per proxied request: Basalt 2.00 recvfrom + 2.00 writev +
   0.05 epoll_wait + 0.03 futex = 4.1; nginx 2.01 recvfrom + 2.00 writev + 1.00 getsockopt +
   0.07 epoll_wait = 5.1.
-- **Tried before and reverted: an own HTTP/1.1 upstream client** (no per-request spawn as
-  hyper-util's pooled client makes): more CPU per request on the multi-thread runtime
-  (37.8-40.2 us vs 35.3-35.8 us), no req/s gain; its behaviour tests stay
-  (tests/upstream_connections.rs). Not re-measured on the per-worker runtimes.
+- **An own HTTP/1.1 upstream client per worker** (hyper's low-level client connection, an
+  idle list per target, no task spawned per request as hyper-util's pooled client does; h2c
+  pools keep hyper-util's): on the multi-thread runtime it had cost more CPU per request
+  (37.8-40.2 us vs 35.3-35.8 us) and was reverted; with one per worker it costs less.
+  `bench/edge/cpu.py --baseline OLD`, 8 alternating pairs at c=64: median 25.2 us of CPU
+  per request against 25.8 us (lower in 7 of 8 pairs); 3 pairs at c=256: 29.0-30.8 us
+  against 28.3-34.9 us, 39.3-41.4k req/s against 35.4-42.5k. Small, but kept.
+- **One box fewer per response**: the lease's body wrapper holds the upstream body unboxed
+  (two boxes per proxied response instead of three): median 25.0 us against 25.8 us over 7
+  alternating pairs at c=64, lower in 5 of 7. Making the third (the in-flight mark in
+  `service`) unboxed changes hyper's service body type and trips rustc's higher-ranked
+  `Send` check on the connection future; not done.
+- **SO_REUSEPORT spreads connections evenly**: six runs of `wrk -t2 -c256 -d2s` against
+  two workers, counted with `basalt_edge_connections_total{worker}` on the admin listener,
+  gave 119-138 of the 256 connections to each worker (46-54 %). An uneven split is not
+  what makes the 256-connection rows slower; so no other accept scheme was tried.
 - **Tried and not kept: metric handles looked up once** (per route in the snapshot, per
   target on first use, instead of 4 label look-ups per request): 28.2-29.1 us of CPU per
   request against 26.5-29.8 us without (bench/edge/cpu.py --baseline, 4 alternating
   rounds, load average 4.4 -> 9.8), no difference beyond noise, so not committed.
-- Next to measure: one boxed body per response instead of three, and the own upstream
-  client again now that each worker has its own connections.
+- Next to measure: driving each upstream connection inside the request's future instead
+  of its own spawned task, and the in-flight mark's box.
 """
 
 

@@ -1,6 +1,7 @@
 //! Upstream pools: targets with their live state (in-flight requests, health, passive
 //! ejection, latency), the balancing algorithms, the retry budget and the pooled client.
 
+pub mod h1_client;
 pub mod health;
 pub mod ring;
 
@@ -149,6 +150,9 @@ pub struct Pool {
     /// The pooled HTTP client: one per edge worker (index 0 for other threads), so an
     /// upstream connection is only ever used on the thread whose runtime drives it.
     clients: Box<[Client<HttpConnector, Body>]>,
+    /// The HTTP/1.1 clients used instead of `clients` unless the pool speaks h2c, one per
+    /// worker like `clients`.
+    h1: Option<Box<[Arc<h1_client::H1Client>]>>,
     pub read_timeout: Duration,
     /// How long establishing a connection may take (the L4 streams connect themselves).
     pub connect_timeout: Duration,
@@ -249,6 +253,16 @@ impl Pool {
             hash_key,
             discovery,
             clients,
+            h1: (cfg.protocol != UpstreamProtocol::H2c).then(|| {
+                (0..clients_needed)
+                    .map(|_| {
+                        h1_client::H1Client::new(
+                            Duration::from_millis(cfg.connect_timeout_ms),
+                            Duration::from_millis(cfg.idle_timeout_ms),
+                        )
+                    })
+                    .collect()
+            }),
             read_timeout: Duration::from_millis(cfg.read_timeout_ms),
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             retries: cfg.retries,
@@ -265,6 +279,12 @@ impl Pool {
     /// counts stay on the shared `Target`s, so they hold across workers).
     pub fn client(&self) -> &Client<HttpConnector, Body> {
         &self.clients[crate::workers::current() % self.clients.len()]
+    }
+
+    /// This thread's HTTP/1.1 client, unless the pool speaks h2c.
+    pub fn h1(&self) -> Option<&Arc<h1_client::H1Client>> {
+        let h1 = self.h1.as_ref()?;
+        h1.get(crate::workers::current() % h1.len())
     }
 
     /// Carries health verdicts over from the pool this one replaces, so a reload does not
