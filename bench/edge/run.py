@@ -135,9 +135,10 @@ rounds and only the alternating req/s ratios are worth comparing):
   against 28.3-34.9 us, 39.3-41.4k req/s against 35.4-42.5k. Small, but kept.
 - **One box fewer per response**: the lease's body wrapper holds the upstream body unboxed
   (two boxes per proxied response instead of three): median 25.0 us against 25.8 us over 7
-  alternating pairs at c=64, lower in 5 of 7. Making the third (the in-flight mark in
-  `service`) unboxed changes hyper's service body type and trips rustc's higher-ranked
-  `Send` check on the connection future; not done.
+  alternating pairs at c=64, lower in 5 of 7. The third box (the in-flight mark in
+  `service`) was also removed as a try (a concrete body type hyper holds directly; the
+  generic wrapper tripped rustc's higher-ranked `Send` check): 23.9-29.3 us against
+  24.6-28.1 us over 6 alternating pairs, no gain, not kept.
 - **SO_REUSEPORT spreads connections evenly**: six runs of `wrk -t2 -c256 -d2s` against
   two workers, counted with `basalt_edge_connections_total{worker}` on the admin listener,
   gave 119-138 of the 256 connections to each worker (46-54 %). An uneven split is not
@@ -147,7 +148,7 @@ rounds and only the alternating req/s ratios are worth comparing):
   request against 26.5-29.8 us without (bench/edge/cpu.py --baseline, 4 alternating
   rounds, load average 4.4 -> 9.8), no difference beyond noise, so not committed.
 - Next to measure: driving each upstream connection inside the request's future instead
-  of its own spawned task, and the in-flight mark's box.
+  of its own spawned task.
 """
 
 
