@@ -94,32 +94,61 @@ def wrk(port, conns, duration):
 
 NOTES = """## Reading it
 
-The goal (req/s >= nginx and p99 <= nginx on every row) is not met. What was measured
-(2026-11-24, 2 CPUs shared with four other engineers' builds, load average 5-9):
+`basalt-base` above is the build before the thread-per-core edge (commit ba95bf4), run in the
+same alternation with `--baseline`. The goal (req/s >= nginx and p99 <= nginx on every row)
+is still not met on HTTP/1.1 plain; what was measured (2026-11-24, 2 CPUs shared with
+other engineers' builds and tests, load average 3-9, so p99s swing by several times between
+rounds and only the alternating req/s ratios are worth comparing):
 
+- **Thread-per-core helped most** (`[edge] workers`, default one per core: a current-thread
+  runtime, an SO_REUSEPORT socket and a pool of upstream connections per worker thread).
+  Against the previous build in alternating runs: 0.84x vs 0.66x nginx's req/s at 64
+  connections and 0.76x vs 0.47x at 256 (first run), 0.78x vs 0.55x and 0.70x vs 0.57x in
+  the table above. `python3 bench/edge/cpu.py --baseline OLD` (perf stat task-clock and
+  context-switches attached during wrk -c64): 28-30 us of CPU per request and 0.41 context
+  switches per request, against 30-31 us and 0.54-0.77 before; nginx 18-20 us and 0.37-0.52.
+  `/proc/PID/task/*/status` during wrk: almost all of the switches are involuntary for both
+  proxies (0.30-0.40 per request for Basalt, 0.32 for nginx; voluntary under 0.02): preemption
+  by wrk and the upstream on two shared cores, not the proxy waiting on itself.
+- **Then smaller request futures**: the cache, static, API and ACME actions are boxed, so a
+  proxied request's future is 3 KiB instead of 8.5 KiB (perf record showed memmove at 4.7 %
+  of the proxy's samples, mostly copying that future into hyper's boxed service future):
+  25-28 us of CPU per request against 30-32 us, 0.28-0.31 context switches per request.
+- **What is left** (perf record -g, wrk -c64, release build with line tables): 61 % of the
+  proxy's samples are in the kernel (TCP send/receive on loopback, and the wake-ups of the
+  peer processes that every write makes: `_raw_spin_unlock_irqrestore` under
+  `sock_def_readable` 10 %, `finish_task_switch` 7.5 %), 27 % in Basalt and its crates, 10 %
+  in libc (memmove 3 %, malloc/free about 4 %). The user-space share is spread over hyper's
+  server and client dispatchers, header maps, tokio's scheduler and timers; no function of
+  Basalt's own is above 1.5 %. Per request Basalt still spends about 8-10 us more CPU than
+  nginx, which is the remaining gap on HTTP/1.1 plain.
 - **System calls are not the gap.** `python3 bench/edge/syscalls.py` (strace -c -f over one
-  bounded wrk -c64 run, release build) counts per proxied request: Basalt 2.00 recvfrom +
-  2.00 writev + 0.05 epoll_wait + 0.03 futex = 4.1; nginx 2.01 recvfrom + 2.00 writev +
-  1.00 getsockopt + 0.07 epoll_wait = 5.1. One read and one write per side per request for both: hyper already
-  coalesces head and body into one writev, and epoll/futex calls are rare under load.
-- **CPU per request is.** `perf stat -e task-clock` attached to `basalt proxy` during
-  wrk -c64 -d5s: about 35 us of CPU per request (0.5-0.66 context switches per request);
-  nginx serves twice the req/s on the same two cores. No hardware counters are available
-  in this container, so instruction counts could not be taken.
-- **Tried and reverted: an own HTTP/1.1 upstream client** (hyper's low-level client
-  connections in a per-target idle list, no per-request spawn as hyper-util's pooled client
-  makes). Fewer context switches per request (0.45-0.52 vs 0.49-0.66) but more CPU per
-  request (37.8-40.2 us vs 35.3-35.8 us) and no req/s gain in alternating runs
-  (`--baseline`), so it was not kept; its behaviour tests stay (tests/upstream_connections.rs).
-- The earlier `perf record` (58 % kernel incl. scheduler switches, 30 % Basalt and its
-  crates, malloc about 5 %, framing guard under 1 %) and one tokio worker giving the same
-  figure point at per-request work spread over hyper's server and client state machines,
-  not at one hot function. Next to measure, each in alternating runs with
-  `--baseline`: a thread-per-core edge (current-thread runtime + SO_REUSEPORT listener per
-  core with per-core upstream connections), then fewer boxed bodies and futures per request.
-
-The machine was shared, so absolute figures are noisy; the ratios of the alternating
-rounds are what to compare.
+  bounded wrk -c64 run) counts per proxied request: Basalt 2.00 recvfrom + 2.00 writev +
+  0.05 epoll_wait + 0.03 futex = 4.1; nginx 2.01 recvfrom + 2.00 writev + 1.00 getsockopt +
+  0.07 epoll_wait = 5.1.
+- **An own HTTP/1.1 upstream client per worker** (hyper's low-level client connection, an
+  idle list per target, no task spawned per request as hyper-util's pooled client does; h2c
+  pools keep hyper-util's): on the multi-thread runtime it had cost more CPU per request
+  (37.8-40.2 us vs 35.3-35.8 us) and was reverted; with one per worker it costs less.
+  `bench/edge/cpu.py --baseline OLD`, 8 alternating pairs at c=64: median 25.2 us of CPU
+  per request against 25.8 us (lower in 7 of 8 pairs); 3 pairs at c=256: 29.0-30.8 us
+  against 28.3-34.9 us, 39.3-41.4k req/s against 35.4-42.5k. Small, but kept.
+- **One box fewer per response**: the lease's body wrapper holds the upstream body unboxed
+  (two boxes per proxied response instead of three): median 25.0 us against 25.8 us over 7
+  alternating pairs at c=64, lower in 5 of 7. The third box (the in-flight mark in
+  `service`) was also removed as a try (a concrete body type hyper holds directly; the
+  generic wrapper tripped rustc's higher-ranked `Send` check): 23.9-29.3 us against
+  24.6-28.1 us over 6 alternating pairs, no gain, not kept.
+- **SO_REUSEPORT spreads connections evenly**: six runs of `wrk -t2 -c256 -d2s` against
+  two workers, counted with `basalt_edge_connections_total{worker}` on the admin listener,
+  gave 119-138 of the 256 connections to each worker (46-54 %). An uneven split is not
+  what makes the 256-connection rows slower; so no other accept scheme was tried.
+- **Tried and not kept: metric handles looked up once** (per route in the snapshot, per
+  target on first use, instead of 4 label look-ups per request): 28.2-29.1 us of CPU per
+  request against 26.5-29.8 us without (bench/edge/cpu.py --baseline, 4 alternating
+  rounds, load average 4.4 -> 9.8), no difference beyond noise, so not committed.
+- Next to measure: driving each upstream connection inside the request's future instead
+  of its own spawned task.
 """
 
 

@@ -31,6 +31,11 @@ pub struct EdgeConfig {
     pub streams: Vec<crate::l4::StreamConfig>,
     /// HTTP cache zones that routes store upstream responses in (`[[edge.cache_zones]]`).
     pub cache_zones: Vec<CacheZoneConfig>,
+    /// Threads serving the HTTP listeners' connections, each with its own runtime, its own
+    /// SO_REUSEPORT socket per listener and its own idle upstream connections: 0 (default)
+    /// is one per available core, 1 serves them on the shared runtime. Read at start; a
+    /// reload keeps the running count.
+    pub workers: usize,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -1,7 +1,8 @@
 //! Basalt's edge: a reverse proxy, load balancer and TLS front that runs alone
 //! (`basalt proxy`) or in front of the API inside `basalt serve`.
 //!
-//! It owns listeners (HTTP/1.1, HTTP/2, TLS with SNI, PROXY protocol), request-framing
+//! It owns listeners (HTTP/1.1, HTTP/2, TLS with SNI, PROXY protocol) and the worker
+//! threads that serve them (thread-per-core, SO_REUSEPORT), request-framing
 //! checks, routing to upstream pools / the in-process API / static files / redirects,
 //! load balancing, health checks, retries, the runtime snapshot and its atomic reload, and
 //! its own metrics. It must never know the store, the schema or the API's routes: the API
@@ -32,6 +33,7 @@ mod service;
 mod snapshot;
 mod static_files;
 mod tls;
+mod workers;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -72,6 +74,9 @@ struct Inner {
     admin: Mutex<Option<SocketAddr>>,
     /// Running L4 stream listeners.
     streams: l4::Streams,
+    /// Threads serving the HTTP listeners' connections; `None` when the caller's runtime
+    /// serves them (`workers = 1`).
+    workers: Option<workers::Workers>,
 }
 
 /// A running edge. Cheap to clone.
@@ -89,6 +94,15 @@ impl Edge {
     ) -> Result<Edge, EdgeError> {
         let metrics = Arc::new(EdgeMetrics::new());
         let snapshot = Snapshot::build(&cfg, api.is_some(), None, &metrics)?;
+        let workers = match workers::resolve(cfg.workers) {
+            1 => None,
+            n => Some(
+                workers::Workers::start(n).map_err(|source| EdgeError::Bind {
+                    address: "edge worker threads".into(),
+                    source,
+                })?,
+            ),
+        };
         let edge = Edge {
             inner: Arc::new(Inner {
                 shared: Arc::new(Shared {
@@ -102,6 +116,7 @@ impl Edge {
                 reloading: tokio::sync::Mutex::new(()),
                 admin: Mutex::new(None),
                 streams: l4::Streams::default(),
+                workers,
             }),
         };
         let snap = edge.inner.shared.snapshot.load_full();
@@ -176,9 +191,11 @@ impl Edge {
             if running.contains_key(&rt.listen) {
                 continue;
             }
-            let l = listener::bind(rt).map_err(|source| EdgeError::Bind {
-                address: rt.listen.clone(),
-                source,
+            let l = listener::bind(rt, self.worker_handles().len().max(1)).map_err(|source| {
+                EdgeError::Bind {
+                    address: rt.listen.clone(),
+                    source,
+                }
             })?;
             fresh.push((rt.clone(), l));
         }
@@ -198,23 +215,37 @@ impl Edge {
         });
         for (rt, l) in fresh {
             let inner = Arc::downgrade(&self.inner);
-            let watcher = move || match inner.upgrade() {
+            let watcher: listener::WatcherSource = Arc::new(move || match inner.upgrade() {
                 Some(i) => match &*i.graceful.lock().unwrap_or_else(|p| p.into_inner()) {
                     Some(g) => g.watcher(),
                     None => GracefulShutdown::new().watcher(),
                 },
                 None => GracefulShutdown::new().watcher(),
-            };
-            let r = listener::start(l, rt.clone(), self.inner.shared.clone(), watcher).map_err(
-                |source| EdgeError::Bind {
-                    address: rt.listen.clone(),
-                    source,
-                },
-            )?;
+            });
+            let r = listener::start(
+                l,
+                rt.clone(),
+                self.inner.shared.clone(),
+                watcher,
+                self.worker_handles(),
+            )
+            .map_err(|source| EdgeError::Bind {
+                address: rt.listen.clone(),
+                source,
+            })?;
             tracing::info!(address = %r.local, tls = rt.tls.is_some(), "edge listening");
             running.insert(rt.listen.clone(), r);
         }
         Ok(())
+    }
+
+    fn worker_handles(&self) -> &[tokio::runtime::Handle] {
+        self.inner.workers.as_ref().map_or(&[], |w| w.handles())
+    }
+
+    /// How many threads serve the HTTP listeners' connections (1: the caller's runtime).
+    pub fn workers(&self) -> usize {
+        self.worker_handles().len().max(1)
     }
 
     fn start_health_checks(&self, snap: &Snapshot) {

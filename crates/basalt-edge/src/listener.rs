@@ -30,31 +30,37 @@ impl Running {
     }
 }
 
-pub fn bind(rt: &Arc<ListenerRuntime>) -> std::io::Result<TcpListener> {
-    let socket = match rt.address {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(rt.address)?;
-    socket.listen(4096)
+/// Binds the listener's sockets: one per worker (sharing the port through SO_REUSEPORT),
+/// or one when the shared runtime serves.
+pub fn bind(
+    rt: &Arc<ListenerRuntime>,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    crate::workers::bind(rt.address, workers)
 }
 
+/// A watcher of the edge's graceful shutdown, made per accepted connection.
+pub type WatcherSource = Arc<dyn Fn() -> Watcher + Send + Sync>;
+
+/// Starts accepting on `sockets`: one socket runs its accept loop on the current runtime;
+/// several run one accept loop each on the worker runtime of the same index.
 pub fn start(
-    listener: TcpListener,
+    sockets: Vec<std::net::TcpListener>,
     rt: Arc<ListenerRuntime>,
     shared: Arc<Shared>,
-    watcher: impl Fn() -> Watcher + Send + Sync + 'static,
+    watcher: WatcherSource,
+    workers: &[tokio::runtime::Handle],
 ) -> std::io::Result<Running> {
-    let local = listener.local_addr()?;
+    let Some(first) = sockets.first() else {
+        return Err(std::io::Error::other("a listener needs a socket"));
+    };
+    let local = first.local_addr()?;
     let runtime = Arc::new(ArcSwap::new(rt));
-    let (stop, mut stopped) = watch::channel(false);
+    let (stop, _) = watch::channel(false);
     #[cfg(feature = "http3")]
     if runtime.load().http3 {
         crate::http3::start(local, runtime.clone(), shared.clone(), stop.subscribe())?;
     }
-    let settings = runtime.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -69,25 +75,64 @@ pub fn start(
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     let builder = Arc::new(builder);
-    tokio::spawn(async move {
-        loop {
-            let Some((stream, peer)) = next_connection(&listener, &mut stopped).await else {
-                return;
-            };
-            let rt = settings.load_full();
-            let shared = shared.clone();
-            let builder = builder.clone();
-            let watcher = watcher();
-            tokio::spawn(async move {
-                connection(stream, peer, rt, shared, builder, watcher).await;
-            });
+    let on_workers = sockets.len() > 1 && sockets.len() <= workers.len();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let accept = Accept {
+            settings: runtime.clone(),
+            shared: shared.clone(),
+            builder: builder.clone(),
+            watcher: watcher.clone(),
+            stopped: stop.subscribe(),
+        };
+        if on_workers {
+            workers[i].spawn(accept.run(socket));
+        } else {
+            // Registered here, on the runtime that serves it.
+            let listener = TcpListener::from_std(socket)?;
+            tokio::spawn(accept.serve(listener));
         }
-    });
+    }
     Ok(Running {
         local,
         runtime,
         stop,
     })
+}
+
+/// One accept loop: what it needs to serve the connections it takes.
+struct Accept {
+    settings: Arc<ArcSwap<ListenerRuntime>>,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: WatcherSource,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Accept {
+    /// Registers `socket` with the runtime this runs on (a worker's), then serves it.
+    async fn run(self, socket: std::net::TcpListener) {
+        match TcpListener::from_std(socket) {
+            Ok(listener) => self.serve(listener).await,
+            Err(e) => tracing::error!(error = %e, "edge worker could not register its listener"),
+        }
+    }
+
+    async fn serve(mut self, listener: TcpListener) {
+        let accepted = self
+            .shared
+            .metrics
+            .worker_connections(crate::workers::current());
+        while let Some((stream, peer)) = next_connection(&listener, &mut self.stopped).await {
+            accepted.inc();
+            let rt = self.settings.load_full();
+            let shared = self.shared.clone();
+            let builder = self.builder.clone();
+            let watcher = (self.watcher)();
+            tokio::spawn(async move {
+                connection(stream, peer, rt, shared, builder, watcher).await;
+            });
+        }
+    }
 }
 
 /// The next accepted connection, or `None` once `stopped` changes. A failed accept (out of

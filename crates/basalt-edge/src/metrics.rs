@@ -18,6 +18,7 @@ pub struct EdgeMetrics {
     acme_expiry: IntGaugeVec,
     acme_issuance: IntCounterVec,
     acme_orders: IntCounterVec,
+    connections: IntCounterVec,
     /// The L4 streams' series (`[[edge.streams]]`).
     pub streams: crate::l4::StreamMetrics,
     /// DNS discovery of pool targets.
@@ -112,6 +113,11 @@ impl EdgeMetrics {
                 "ACME orders this node placed at the CA, by certificate",
                 &["name"],
             ),
+            connections: counter(
+                "connections_total",
+                "Accepted client connections by the worker thread serving them (0: the shared runtime)",
+                &["worker"],
+            ),
             registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
             streams: crate::l4::StreamMetrics::new(),
             discovery: crate::discovery::DiscoveryMetrics::new(),
@@ -130,6 +136,7 @@ impl EdgeMetrics {
             Box::new(m.acme_expiry.clone()),
             Box::new(m.acme_issuance.clone()),
             Box::new(m.acme_orders.clone()),
+            Box::new(m.connections.clone()),
         ] {
             let _ = m.registry.register(c);
         }
@@ -186,6 +193,12 @@ impl EdgeMetrics {
 
     pub fn acme_order(&self, name: &str) {
         self.acme_orders.with_label_values(&[name]).inc();
+    }
+
+    /// The counter of connections accepted on `worker`, taken once per accept loop.
+    pub fn worker_connections(&self, worker: usize) -> prometheus::IntCounter {
+        self.connections
+            .with_label_values(&[worker.to_string().as_str()])
     }
 
     pub fn render(&self) -> String {

@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{Body, BoxError, error_response};
+use crate::pool::h1_client::PooledBody;
 use crate::pool::{Lease, PickContext, PickError, Pool};
 
 /// What the proxy knows about the client side of a request.
@@ -167,7 +168,7 @@ pub async fn forward(
             parts.headers.clone()
         };
         let started = Instant::now();
-        let result = tokio::time::timeout(pool.read_timeout, pool.client.request(up)).await;
+        let result = tokio::time::timeout(pool.read_timeout, send(pool, up)).await;
         let elapsed = started.elapsed();
         match result {
             Ok(Ok(resp)) => {
@@ -182,7 +183,7 @@ pub async fn forward(
                 );
                 return finish(resp, lease, client_upgrade);
             }
-            Ok(Err(e)) if body_over_limit(&e) => {
+            Ok(Err(e)) if body_over_limit(e.as_ref()) => {
                 // The client's fault, not the target's: no failure is recorded against it.
                 pool.metrics.rejected("too_large");
                 return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
@@ -204,6 +205,17 @@ pub async fn forward(
         }
     }
     error_response(last_error.0, last_error.1)
+}
+
+/// One attempt on the pool's upstream client.
+async fn send(pool: &Pool, up: Request<Body>) -> Result<Response<PooledBody>, BoxError> {
+    match pool.h1() {
+        Some(h1) => h1.send(up).await,
+        None => match pool.client().request(up).await {
+            Ok(resp) => Ok(resp.map(PooledBody::unpooled)),
+            Err(e) => Err(Box::new(e)),
+        },
+    }
 }
 
 /// The request body was cut off at the route's body limit (a body without a declared
@@ -242,7 +254,7 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
 /// Turns the upstream response into the client's: hop-by-hop headers out, the target's
 /// lease held until the body ends, and a tunnel for a 101.
 fn finish(
-    mut resp: Response<hyper::body::Incoming>,
+    mut resp: Response<PooledBody>,
     lease: Lease,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<Body> {
@@ -279,9 +291,11 @@ fn finish(
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    // One box around the lease and the upstream body together: every box is an allocation
+    // per response and a virtual call per frame.
     resp.map(|b| {
         Held {
-            inner: b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+            inner: b.map_err(|e| -> BoxError { Box::new(e) }),
             _guard: lease,
         }
         .boxed_unsync()
@@ -289,12 +303,16 @@ fn finish(
 }
 
 /// A body that keeps something alive (a lease, an in-flight mark) until it is done.
-pub struct Held<G> {
-    pub inner: Body,
+pub struct Held<B, G> {
+    pub inner: B,
     pub _guard: G,
 }
 
-impl<G: Unpin> http_body::Body for Held<G> {
+impl<B, G> http_body::Body for Held<B, G>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+    G: Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 

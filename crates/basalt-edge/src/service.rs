@@ -104,10 +104,13 @@ where
     B::Error: Into<BoxError>,
 {
     let host = request_host(&req);
+    let snapshot = shared.snapshot.load_full();
     // ACME HTTP-01 answers come before the redirect: the CA validates over plain HTTP.
-    let current = shared.snapshot.load_full();
+    // The rarely taken actions below are boxed: their futures would otherwise make every
+    // request's future several kilobytes, copied whole into hyper's boxed service future.
     if listener.tls.is_none()
-        && let Some(r) = crate::acme::answer_http01(&current.acme, &req).await
+        && !snapshot.acme.is_empty()
+        && let Some(r) = Box::pin(crate::acme::answer_http01(&snapshot.acme, &req)).await
     {
         return (r, Some("acme-challenge".into()));
     }
@@ -130,7 +133,6 @@ where
         };
         return (redirect(StatusCode::PERMANENT_REDIRECT, &location), None);
     }
-    let snapshot = shared.snapshot.load_full();
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -201,18 +203,19 @@ where
                 https: listener.tls.is_some(),
             };
             match (&route.cache, cache_url) {
-                (Some(zone), Some(url)) => crate::cache::serve(zone, pool, req, &client, url).await,
+                (Some(zone), Some(url)) => {
+                    Box::pin(crate::cache::serve(zone, pool, req, &client, url)).await
+                }
                 _ => forward(pool, req, &client).await,
             }
         }
         Action::Api => match &shared.api {
-            Some(api) => call_api(api.clone(), req, peer).await,
+            Some(api) => Box::pin(call_api(api.clone(), req, peer)).await,
             None => error_response(StatusCode::NOT_FOUND, "no route for this request"),
         },
         Action::Static(dir) => {
             let (parts, _) = req.into_parts();
-            dir.serve(&parts.method, parts.uri.path(), &parts.headers)
-                .await
+            Box::pin(dir.serve(&parts.method, parts.uri.path(), &parts.headers)).await
         }
         Action::Redirect {
             to,

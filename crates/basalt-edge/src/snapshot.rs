@@ -158,7 +158,12 @@ impl Snapshot {
         }
         let mut pools = BTreeMap::new();
         for (name, pc) in &cfg.pools {
-            let pool = Pool::build(name, pc, metrics.clone())?;
+            let pool = Pool::build(
+                name,
+                pc,
+                metrics.clone(),
+                crate::workers::resolve(cfg.workers),
+            )?;
             if let Some(old) = previous.and_then(|p| p.pools.get(name)) {
                 pool.inherit_health(old);
             }

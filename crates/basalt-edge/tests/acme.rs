@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use basalt_edge::{Edge, EdgeConfig};
+use basalt_edge::Edge;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -295,7 +295,7 @@ async fn issues_over_http01_serves_by_sni_renews_on_a_running_listener_and_reloa
         &store,
         "renew_before = \"36500d\"\npoll_interval = \"1s\"",
     );
-    let edge = Edge::start(EdgeConfig::from_toml(&toml).unwrap(), None, None)
+    let edge = Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
         .await
         .unwrap();
     let tls_addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
@@ -414,7 +414,7 @@ store = "{store}"
         dead = free_port(),
         store = store.display()
     );
-    let restarted = Edge::start(EdgeConfig::from_toml(&toml).unwrap(), None, None)
+    let restarted = Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
         .await
         .unwrap();
     let addr = restarted.local_addrs()[0];
@@ -458,7 +458,7 @@ redirect = {{ to = "https://example.com/", status = 302 }}
         store = dir.path().join("store").display(),
         root = pebble.https_root.display(),
     );
-    let edge = Edge::start(EdgeConfig::from_toml(&toml).unwrap(), None, None)
+    let edge = Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
         .await
         .unwrap();
     let root = pebble.issuing_root().await;
@@ -512,7 +512,7 @@ poll_interval = "200ms"
             root = pebble.https_root.display(),
         );
         edges.push(
-            Edge::start(EdgeConfig::from_toml(&toml).unwrap(), None, None)
+            Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
                 .await
                 .unwrap(),
         );
@@ -577,7 +577,7 @@ poll_interval = "100ms"
         dead = free_port(),
         store = store.display()
     );
-    let edge = Edge::start(EdgeConfig::from_toml(&toml).unwrap(), None, None)
+    let edge = Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
         .await
         .unwrap();
     let series = format!("basalt_edge_acme_issuance_total{{name=\"{NAME}\",result=\"failure\"}}");
@@ -627,7 +627,7 @@ async fn an_invalid_acme_section_is_refused_at_load_and_on_reload() {
             "unknown variant",
         ),
     ] {
-        let e = match EdgeConfig::from_toml(&bad(extra)) {
+        let e = match common::edge_config::parse(&bad(extra)) {
             Err(e) => e.to_string(),
             Ok(cfg) => Edge::start(cfg, None, None)
                 .await
@@ -641,7 +641,7 @@ async fn an_invalid_acme_section_is_refused_at_load_and_on_reload() {
         "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[[edge.routes]]\nredirect = { to = \"https://example.com/\", status = 302 }\n",
     )
     .await;
-    let mut cfg = EdgeConfig::from_toml(&bad("domains = [\"*.example.com\"]")).unwrap();
+    let mut cfg = common::edge_config::parse(&bad("domains = [\"*.example.com\"]")).unwrap();
     cfg.listeners[0].listen = addr.to_string();
     let e = edge.apply(cfg).await.unwrap_err().to_string();
     assert!(e.contains("wildcard"), "{e}");

@@ -445,14 +445,14 @@ async fn invalid_cache_settings_are_rejected_and_the_old_ones_keep_serving() {
         ("", "compress = { level = 12 }"),
         ("", "compress = { encodings = [\"lzma\"] }"),
     ] {
-        let cfg = basalt_edge::EdgeConfig::from_toml(&config(o.addr, zone, route)).expect("toml");
+        let cfg = edge_config::parse(&config(o.addr, zone, route)).expect("toml");
         let err = edge.apply(cfg).await.expect_err(zone).to_string();
         assert!(err.contains("invalid edge configuration"), "{err}");
     }
-    assert!(basalt_edge::EdgeConfig::from_toml(&config(o.addr, "bogus = 1", CACHED)).is_err());
+    assert!(edge_config::parse(&config(o.addr, "bogus = 1", CACHED)).is_err());
     // The running zone kept its entry, and so does a valid reload leaving the zone as it was.
     assert_eq!(get(&c, &format!("{base}/k"), &[]).await.x_cache, "HIT");
-    let same = basalt_edge::EdgeConfig::from_toml(&config(o.addr, "", CACHED)).expect("toml");
+    let same = edge_config::parse(&config(o.addr, "", CACHED)).expect("toml");
     edge.apply(same).await.expect("valid reload");
     assert_eq!(get(&c, &format!("{base}/k"), &[]).await.x_cache, "HIT");
     assert_eq!(o.hits("/k"), 1);

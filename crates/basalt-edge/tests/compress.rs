@@ -210,7 +210,7 @@ async fn api_responses_are_compressed_too() {
         },
     ));
     let toml = "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[[edge.routes]]\napi = true\ncompress = { encodings = [\"gzip\"] }\n";
-    let cfg = basalt_edge::EdgeConfig::from_toml(toml).expect("config");
+    let cfg = edge_config::parse(toml).expect("config");
     let edge = basalt_edge::Edge::start(cfg, Some(api), None)
         .await
         .expect("edge");

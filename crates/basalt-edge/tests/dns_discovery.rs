@@ -153,7 +153,7 @@ async fn targets_follow_the_a_records_and_a_failed_resolution_keeps_the_last_goo
     );
     assert_eq!(names(addr, 4).await, HashMap::from([("a".to_string(), 4)]));
     // A reload starts the new pool from the resolved set instead of an empty one.
-    edge.apply(basalt_edge::EdgeConfig::from_toml(&config).expect("parses"))
+    edge.apply(edge_config::parse(&config).expect("parses"))
         .await
         .expect("reload");
     assert_eq!(names(addr, 2).await, HashMap::from([("a".to_string(), 2)]));

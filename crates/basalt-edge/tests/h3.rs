@@ -130,7 +130,7 @@ async fn http3_serves_the_same_routes_and_tcp_advertises_it() {
 #[tokio::test]
 async fn http3_without_tls_or_with_port_zero_is_refused() {
     for listen in ["127.0.0.1:0", "127.0.0.1:1"] {
-        let cfg = basalt_edge::EdgeConfig::from_toml(&format!(
+        let cfg = edge_config::parse(&format!(
             "[edge]\n[[edge.listeners]]\nlisten = \"{listen}\"\nhttp3 = true\n"
         ))
         .unwrap();

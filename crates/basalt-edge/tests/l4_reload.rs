@@ -3,7 +3,6 @@
 
 mod l4_support;
 
-use basalt_edge::EdgeConfig;
 use l4_support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -32,14 +31,14 @@ async fn streams_are_added_and_removed_and_a_live_connection_survives() {
     let bad = config(&["127.0.0.1:0", "127.0.0.2:0"], &pool)
         .replace("pool = \"p\"\n[edge.pools", "pool = \"nope\"\n[edge.pools");
     let err = edge
-        .apply(EdgeConfig::from_toml(&bad).expect("parses"))
+        .apply(edge_config::parse(&bad).expect("parses"))
         .await
         .expect_err("unknown pool rejected");
     assert!(err.to_string().contains("unknown pool"), "{err}");
     assert_eq!(connect_named(first).await.1, "a");
 
     // Replace the stream by another one.
-    edge.apply(EdgeConfig::from_toml(&config(&["127.0.0.2:0"], &pool)).expect("parses"))
+    edge.apply(edge_config::parse(&config(&["127.0.0.2:0"], &pool)).expect("parses"))
         .await
         .expect("reload");
     let second = tcp_addr(&edge, "127.0.0.2:0");

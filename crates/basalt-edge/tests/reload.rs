@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use basalt_edge::{ConfigSource, Edge, EdgeConfig, EdgeError};
+use basalt_edge::{ConfigSource, Edge, EdgeError};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -20,7 +20,7 @@ async fn edge_from_file(path: PathBuf, toml: &str) -> (Edge, std::net::SocketAdd
     let p = path.clone();
     let source: ConfigSource = Arc::new(move || {
         let text = std::fs::read_to_string(&p).map_err(|e| EdgeError::Config(e.to_string()))?;
-        EdgeConfig::from_toml(&text)
+        edge_config::parse(&text)
     });
     let edge = Edge::start(source().expect("valid"), None, Some(source))
         .await

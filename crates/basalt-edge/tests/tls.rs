@@ -163,8 +163,7 @@ async fn a_reload_swaps_certificates_on_the_same_socket() {
     let (edge, addr) = edge(&tls_config(dir.path(), up.addr, &["a.test"])).await;
     assert!(handshake(addr, "a.test", &[&a], &[]).await.is_ok());
     let a2 = write_cert(dir.path(), "a.test"); // same name, new key and certificate
-    let cfg = basalt_edge::EdgeConfig::from_toml(&tls_config(dir.path(), up.addr, &["a.test"]))
-        .expect("cfg");
+    let cfg = edge_config::parse(&tls_config(dir.path(), up.addr, &["a.test"])).expect("cfg");
     edge.apply(cfg).await.expect("reload");
     assert_eq!(edge.local_addrs()[0], addr, "the socket was kept");
     let (_, served) = handshake(addr, "a.test", &[&a2], &[])
@@ -174,7 +173,7 @@ async fn a_reload_swaps_certificates_on_the_same_socket() {
     // A missing certificate file is rejected and the running one stays.
     let broken = tls_config(dir.path(), up.addr, &["a.test"]).replace("a.test.pem", "missing.pem");
     let err = edge
-        .apply(basalt_edge::EdgeConfig::from_toml(&broken).expect("parses"))
+        .apply(edge_config::parse(&broken).expect("parses"))
         .await
         .expect_err("rejected");
     assert!(err.to_string().contains("missing.pem"), "{err}");

@@ -137,3 +137,50 @@ async fn idle_upstream_connections_are_closed_after_the_idle_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Each worker keeps its own upstream connections (a connection's task runs on the thread
+/// whose requests it serves): with requests one at a time over client connections spread
+/// across four workers, every worker that served one opened exactly one upstream connection.
+#[tokio::test]
+async fn each_worker_reuses_its_own_upstream_connection() {
+    let (up, counts) = raw_upstream(false).await;
+    let toml = pool_config(&[(up, 1)], "").replacen("[edge]\n", "[edge]\nworkers = 4\n", 1);
+    let (edge, addr) = edge(&toml).await;
+    assert_eq!(edge.workers(), 4);
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        clients.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    for round in 0..3 {
+        for (i, s) in clients.iter_mut().enumerate() {
+            s.write_all(format!("GET /r{round}-{i} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes())
+                .await
+                .expect("write");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !got.ends_with(b"ok") {
+                let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                    .await
+                    .expect("answer in time")
+                    .expect("read");
+                assert!(n > 0, "edge closed the client connection");
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(
+                got.starts_with(b"HTTP/1.1 200"),
+                "{:?}",
+                String::from_utf8_lossy(&got)
+            );
+        }
+    }
+    assert_eq!(counts.answered.load(Ordering::SeqCst), 36);
+    let serving_workers = edge
+        .metrics()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("basalt_edge_connections_total{worker=\""))
+        .filter(|l| !l.ends_with(" 0"))
+        .count();
+    assert!(serving_workers >= 1);
+    assert_eq!(counts.accepted.load(Ordering::SeqCst), serving_workers);
+}

@@ -112,7 +112,8 @@ async fn wait_for(url: &str, want: &str) -> bool {
 
 fn proxy_config(port: u16, upstream: SocketAddr) -> String {
     format!(
-        "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:{port}\"\n[[edge.routes]]\npool = \"app\"\n[edge.pools.app]\ntargets = [{{ address = \"{upstream}\" }}]\n"
+        // Two workers, not one per core: the suites start many edges at once.
+        "[edge]\nworkers = 2\n[[edge.listeners]]\nlisten = \"127.0.0.1:{port}\"\n[[edge.routes]]\npool = \"app\"\n[edge.pools.app]\ntargets = [{{ address = \"{upstream}\" }}]\n"
     )
 }
 
@@ -179,7 +180,7 @@ async fn basalt_serve_puts_the_edge_in_front_of_the_api() {
     std::fs::write(
         &cfg,
         format!(
-            "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:{port}\"\n\
+            "[edge]\nworkers = 2\n[[edge.listeners]]\nlisten = \"127.0.0.1:{port}\"\n\
              [[edge.routes]]\nname = \"api\"\npath_prefix = \"/api\"\napi = true\n\
              [[edge.routes]]\nname = \"service\"\npath_prefix = \"/svc\"\npool = \"svc\"\n\
              [[edge.routes]]\nname = \"site\"\nstatic = {{ root = \"{}\", spa = true }}\n\

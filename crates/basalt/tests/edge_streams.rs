@@ -74,7 +74,8 @@ async fn echo_through(port: u16, msg: &[u8]) -> TcpStream {
 }
 
 fn config(tcp_ports: &[u16], udp_port: u16, tcp_up: SocketAddr, udp_up: SocketAddr) -> String {
-    let mut c = String::from("[edge]\n");
+    // Two workers, not one per core: the suites start many edges at once.
+    let mut c = String::from("[edge]\nworkers = 2\n");
     for p in tcp_ports {
         c.push_str(&format!(
             "[[edge.streams]]\nlisten = \"127.0.0.1:{p}\"\npool = \"tcp\"\n"

@@ -301,7 +301,7 @@ mod tests {
         let pools: HashMap<String, Arc<Pool>> = cfg
             .pools
             .iter()
-            .map(|(n, p)| Ok((n.clone(), Arc::new(Pool::build(n, p, metrics.clone())?))))
+            .map(|(n, p)| Ok((n.clone(), Arc::new(Pool::build(n, p, metrics.clone(), 1)?))))
             .collect::<Result<_, EdgeError>>()?;
         StreamRuntime::build_all(&cfg.streams, |n| pools.get(n).cloned(), &metrics)
     }

@@ -1,6 +1,7 @@
 //! Upstream pools: targets with their live state (in-flight requests, health, passive
 //! ejection, latency), the balancing algorithms, the retry budget and the pooled client.
 
+pub mod h1_client;
 pub mod health;
 pub mod ring;
 
@@ -146,7 +147,12 @@ pub struct Pool {
     hash_key: Option<HashKey>,
     /// Targets given by DNS names (`dns = ...` / `srv = ...`), re-resolved by `discovery`.
     pub discovery: Option<Arc<crate::discovery::Discovery>>,
-    pub client: Client<HttpConnector, Body>,
+    /// The pooled HTTP client: one per edge worker (index 0 for other threads), so an
+    /// upstream connection is only ever used on the thread whose runtime drives it.
+    clients: Box<[Client<HttpConnector, Body>]>,
+    /// The HTTP/1.1 clients used instead of `clients` unless the pool speaks h2c, one per
+    /// worker like `clients`.
+    h1: Option<Box<[Arc<h1_client::H1Client>]>>,
     pub read_timeout: Duration,
     /// How long establishing a connection may take (the L4 streams connect themselves).
     pub connect_timeout: Duration,
@@ -160,10 +166,13 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// `workers`: the edge's worker threads (each gets its own idle connections); 1 when
+    /// the shared runtime serves.
     pub fn build(
         name: &str,
         cfg: &PoolConfig,
         metrics: Arc<EdgeMetrics>,
+        workers: usize,
     ) -> Result<Self, EdgeError> {
         let bad = |msg: String| EdgeError::Config(format!("pool {name}: {msg}"));
         if cfg.targets.is_empty() {
@@ -232,6 +241,10 @@ impl Pool {
         if cfg.protocol == UpstreamProtocol::H2c {
             builder.http2_only(true);
         }
+        let clients_needed = if workers > 1 { workers + 1 } else { 1 };
+        let clients = (0..clients_needed)
+            .map(|_| builder.build(connector.clone()))
+            .collect();
         let balancer = balancer_for(cfg.algorithm, hash_key.as_ref(), &targets);
         Ok(Self {
             name: name.to_string(),
@@ -239,7 +252,17 @@ impl Pool {
             algorithm: cfg.algorithm,
             hash_key,
             discovery,
-            client: builder.build(connector),
+            clients,
+            h1: (cfg.protocol != UpstreamProtocol::H2c).then(|| {
+                (0..clients_needed)
+                    .map(|_| {
+                        h1_client::H1Client::new(
+                            Duration::from_millis(cfg.connect_timeout_ms),
+                            Duration::from_millis(cfg.idle_timeout_ms),
+                        )
+                    })
+                    .collect()
+            }),
             read_timeout: Duration::from_millis(cfg.read_timeout_ms),
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             retries: cfg.retries,
@@ -250,6 +273,18 @@ impl Pool {
             epoch: Instant::now(),
             metrics,
         })
+    }
+
+    /// The client for this thread: its worker's own (the per-target caps and in-flight
+    /// counts stay on the shared `Target`s, so they hold across workers).
+    pub fn client(&self) -> &Client<HttpConnector, Body> {
+        &self.clients[crate::workers::current() % self.clients.len()]
+    }
+
+    /// This thread's HTTP/1.1 client, unless the pool speaks h2c.
+    pub fn h1(&self) -> Option<&Arc<h1_client::H1Client>> {
+        let h1 = self.h1.as_ref()?;
+        h1.get(crate::workers::current() % h1.len())
     }
 
     /// Carries health verdicts over from the pool this one replaces, so a reload does not
@@ -605,7 +640,7 @@ mod tests {
             .build()
             .expect("rt");
         let _guard = rt.enter();
-        Pool::build("p", &cfg, Arc::new(EdgeMetrics::new())).expect("pool")
+        Pool::build("p", &cfg, Arc::new(EdgeMetrics::new()), 1).expect("pool")
     }
 
     fn ctx(headers: &http::HeaderMap) -> PickContext<'_> {

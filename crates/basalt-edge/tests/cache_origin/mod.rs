@@ -5,13 +5,16 @@
 //! request's `Accept-Language`.
 #![allow(dead_code)]
 
+#[path = "../common/edge_config.rs"]
+pub mod edge_config;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use basalt_edge::{Edge, EdgeConfig};
+use basalt_edge::Edge;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -218,7 +221,7 @@ pub fn config(origin: SocketAddr, zone_extra: &str, route_extra: &str) -> String
 }
 
 pub async fn edge(toml: &str) -> (Edge, SocketAddr) {
-    let cfg = EdgeConfig::from_toml(toml).expect("config");
+    let cfg = edge_config::parse(toml).expect("config");
     let edge = Edge::start(cfg, None, None).await.expect("edge starts");
     let addr = edge.local_addrs()[0];
     (edge, addr)

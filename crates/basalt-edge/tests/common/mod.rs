@@ -2,13 +2,15 @@
 //! answer with their name, count hits, and fail, stall or go unhealthy on demand.
 #![allow(dead_code)]
 
+pub mod edge_config;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use basalt_edge::{Edge, EdgeConfig};
+use basalt_edge::Edge;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -161,7 +163,7 @@ pub async fn websocket_upstream() -> SocketAddr {
 }
 
 pub async fn edge(toml: &str) -> (Edge, SocketAddr) {
-    let cfg = EdgeConfig::from_toml(toml).expect("config");
+    let cfg = edge_config::parse(toml).expect("config");
     let edge = Edge::start(cfg, None, None).await.expect("edge starts");
     let addr = edge.local_addrs()[0];
     (edge, addr)

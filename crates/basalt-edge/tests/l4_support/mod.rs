@@ -2,11 +2,14 @@
 //! announce their name, and helpers to read the edge's stream metrics.
 #![allow(dead_code)]
 
+#[path = "../common/edge_config.rs"]
+pub mod edge_config;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use basalt_edge::Edge;
 use basalt_edge::l4::StreamProtocol;
-use basalt_edge::{Edge, EdgeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
@@ -137,7 +140,7 @@ pub async fn udp_ask(socket: &UdpSocket, to: SocketAddr, msg: &str) -> Option<St
 }
 
 pub async fn start(toml: &str) -> Edge {
-    let cfg = EdgeConfig::from_toml(toml).expect("config");
+    let cfg = edge_config::parse(toml).expect("config");
     Edge::start(cfg, None, None).await.expect("edge starts")
 }
 
