@@ -258,7 +258,6 @@ impl Hub {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use basalt_store::{Store, StoreConfig};
     use basalt_telemetry::Metrics;
 
     use super::*;
@@ -284,15 +283,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_split_fan_out_counts_each_delivery_once_in_the_metrics() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(StoreConfig {
-            data_dir: dir.path().to_path_buf(),
-            readers: 1,
-            writer_queue: 8,
-            synchronous_full: false,
-        })
-        .await
-        .expect("store");
+        let (store, _dir) = crate::test_store().await;
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::new(store, metrics.clone(), HubConfig::default());
         let written = Arc::new(AtomicUsize::new(0));

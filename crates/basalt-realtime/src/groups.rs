@@ -144,7 +144,6 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use basalt_schema::request::AuthInfo;
-    use basalt_store::{Store, StoreConfig};
     use basalt_telemetry::Metrics;
     use serde_json::json;
 
@@ -152,15 +151,7 @@ mod tests {
     use crate::{HubConfig, Transport};
 
     async fn hub() -> (Hub, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(StoreConfig {
-            data_dir: dir.path().to_path_buf(),
-            readers: 1,
-            writer_queue: 8,
-            synchronous_full: false,
-        })
-        .await
-        .expect("store");
+        let (store, dir) = crate::test_store().await;
         let hub = Hub::new(store, Arc::new(Metrics::new()), HubConfig::default());
         (hub, dir)
     }

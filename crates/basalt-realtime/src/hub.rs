@@ -360,19 +360,10 @@ fn parse_all(topics: &[String]) -> Result<Vec<Arc<Subscription>>, RealtimeError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use basalt_store::StoreConfig;
     use serde_json::json;
 
     async fn hub(queue_capacity: usize) -> (Hub, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(StoreConfig {
-            data_dir: dir.path().to_path_buf(),
-            readers: 1,
-            writer_queue: 8,
-            synchronous_full: false,
-        })
-        .await
-        .expect("store");
+        let (store, dir) = crate::test_store().await;
         let hub = Hub::new(
             store,
             Arc::new(Metrics::new()),

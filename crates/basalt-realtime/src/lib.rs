@@ -20,3 +20,19 @@ pub use error::RealtimeError;
 pub use fanout::RecordRenderer;
 pub use hub::{Hub, HubConfig};
 pub use topic::{MAX_SUBSCRIPTIONS, MAX_TOPIC_LEN, Subscription, Target};
+
+/// A store in a fresh temporary directory for the unit tests (the directory lives as long
+/// as the returned guard).
+#[cfg(test)]
+pub(crate) async fn test_store() -> (basalt_store::Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = basalt_store::Store::open(basalt_store::StoreConfig {
+        data_dir: dir.path().to_path_buf(),
+        readers: 1,
+        writer_queue: 8,
+        synchronous_full: false,
+    })
+    .await
+    .expect("store");
+    (store, dir)
+}

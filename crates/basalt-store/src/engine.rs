@@ -239,6 +239,17 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection, &Schema, &mut CountCache) -> Result<T, StoreError> + Send + 'static,
     {
+        self.on_blocking_pool(move |inner| inner.with_reader(f))
+            .await
+    }
+
+    /// Runs `g` on the blocking pool once a reader connection is free (the permit is held
+    /// until `g` returns).
+    async fn on_blocking_pool<T, G>(&self, g: G) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        G: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
         let permit = self
             .inner
             .reader_permits
@@ -249,7 +260,7 @@ impl Store {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            inner.with_reader(f)
+            g(&inner)
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?
@@ -281,20 +292,8 @@ impl Store {
         if let Ok(_permit) = self.inner.reader_permits.try_acquire() {
             return self.inner.with_point_reader(f);
         }
-        let permit = self
-            .inner
-            .reader_permits
-            .clone()
-            .acquire_owned()
+        self.on_blocking_pool(move |inner| inner.with_point_reader(f))
             .await
-            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            inner.with_point_reader(f)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
     /// Runs `f` in the writer's transaction and resolves after the commit. A schema that
