@@ -95,9 +95,9 @@ fn open_conn(
 impl Inner {
     /// Runs `f` on a reader taken from the pool (the caller holds a permit) and puts the
     /// reader back.
-    fn with_reader<T>(
+    fn with_pooled<T>(
         &self,
-        f: impl FnOnce(&Connection, &Schema, &mut CountCache) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Reader) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut reader = self
             .readers
@@ -105,30 +105,30 @@ impl Inner {
             .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?
             .pop()
             .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-        let schema = self.schema.load_full();
-        let out = f(&reader.conn, &schema, &mut reader.counts);
+        let out = f(&mut reader);
         if let Ok(mut pool) = self.readers.lock() {
             pool.push(reader);
         }
         out
     }
 
-    /// [`Inner::with_reader`] with the reader's point-read statements instead of counts.
+    /// [`Inner::with_pooled`] with the current schema and the reader's count cache.
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection, &Schema, &mut CountCache) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_pooled(|reader| {
+            let schema = self.schema.load_full();
+            f(&reader.conn, &schema, &mut reader.counts)
+        })
+    }
+
+    /// [`Inner::with_pooled`] with the reader's point-read statements.
     fn with_point_reader<T>(
         &self,
         f: impl FnOnce(&Connection, &mut PointReads) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut reader = self
-            .readers
-            .lock()
-            .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?
-            .pop()
-            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-        let out = f(&reader.conn, &mut reader.points);
-        if let Ok(mut pool) = self.readers.lock() {
-            pool.push(reader);
-        }
-        out
+        self.with_pooled(|reader| f(&reader.conn, &mut reader.points))
     }
 }
 

@@ -108,6 +108,18 @@ impl TestServer {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The Prometheus exposition at `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// `kill -9` the server.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

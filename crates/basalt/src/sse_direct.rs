@@ -526,14 +526,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_fan_out_writes_directly_only_when_nothing_queued_waits_before_it() {
+    /// A sink on the server side of a loopback connection, and the client side.
+    async fn sink_and_peer() -> (SocketSink, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let sink = SocketSink::new(server);
+        (SocketSink::new(server), peer)
+    }
+
+    #[tokio::test]
+    async fn the_fan_out_writes_directly_only_when_nothing_queued_waits_before_it() {
+        let (sink, mut peer) = sink_and_peer().await;
         assert!(
             sink.try_send(&[b"a", b"1"]),
             "nothing waits: written at once"
@@ -559,12 +564,7 @@ mod tests {
 
     #[tokio::test]
     async fn copied_sends_keep_what_a_full_socket_did_not_take_in_order() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let sink = SocketSink::new(server);
+        let (sink, mut peer) = sink_and_peer().await;
         // The peer does not read: events (each one `send`) fill the socket until one is
         // only partly taken; its rest waits and every later one queues behind it.
         let event = vec![b'x'; 1000];
@@ -606,12 +606,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_larger_than_the_copy_bound_go_out_whole() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let sink = SocketSink::new(server);
+        let (sink, mut peer) = sink_and_peer().await;
         let big = vec![b'y'; MAX_SEND_COPY + 10];
         assert!(sink.try_send(&[b"a", &big, b"z"]));
         sink.flush_out().await.unwrap();

@@ -731,15 +731,7 @@ async fn cors_metrics_and_request_ids() {
         Some("*")
     );
     assert!(res.headers().get("x-request-id").is_some());
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = s.metrics_text().await;
     assert!(text.contains("basalt_http_requests_total"), "{text}");
     assert!(text.contains("basalt_db_writer_queue_capacity"), "{text}");
     // promtool validates the exposition when it is installed (CI installs it).

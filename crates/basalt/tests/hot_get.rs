@@ -255,15 +255,7 @@ async fn request_ids_rules_writes_and_metrics_stay_as_they_were() {
     assert_eq!(st, 200);
     assert_eq!(both(&s, &path, &[]).await.0, 404);
     // Hot reads are counted under the route's pattern.
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = s.metrics_text().await;
     let line = text
         .lines()
         .find(|l| {

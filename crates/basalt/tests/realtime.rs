@@ -365,15 +365,7 @@ async fn flood_until_disconnect(s: &TestServer, su: &str, mut fast: Option<&mut 
 }
 
 async fn metric(s: &TestServer, name: &str) -> f64 {
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .unwrap_or_default();
+    let text = s.metrics_text().await;
     text.lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next())
