@@ -162,13 +162,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rule", action="append", dest="rules",
                     help="list/view rule of the collection; repeat for several scenarios (default: open)")
+    ap.add_argument("--client", choices=["epoll", "tokio"], default="epoll",
+                    help="load client: epoll (default, the cheap one) or tokio (the previous one, for cross-checks)")
+    ap.add_argument("--basalt-bin", help="the basalt binary (default: BASALT_BIN, else the release build)")
     ap.add_argument("--servers", default="basalt,pocketbase",
                     help="comma-separated servers to run (default both); REALTIME.md is only written for both")
     args = ap.parse_args()
     servers = [s for s in args.servers.split(",") if s]
     args.rules = args.rules or [""]
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    basalt_bin = os.environ.get("BASALT_BIN") or os.path.join(target, "release", "basalt")
+    basalt_bin = args.basalt_bin or os.environ.get("BASALT_BIN") or os.path.join(target, "release", "basalt")
     if not os.path.exists(basalt_bin):
         raise SystemExit(f"no release build at {basalt_bin}: cargo build --release")
     if not shutil.which("pocketbase"):
@@ -177,7 +180,8 @@ def main():
     manifest = os.path.join(ROOT, "bench", "realtime", "loadclient", "Cargo.toml")
     subprocess.run(["cargo", "build", "--release", "--manifest-path", manifest],
                    env=dict(os.environ, CARGO_TARGET_DIR=bench_target), check=True, timeout=1800)
-    client_bin = os.path.join(bench_target, "release", "realtime-loadclient")
+    client_bin = os.path.join(bench_target, "release",
+                              "realtime-loadclient" + ("-tokio" if args.client == "tokio" else ""))
     pb_version = subprocess.run(["pocketbase", "--version"], capture_output=True, text=True).stdout.strip()
 
     load_before = os.getloadavg()[0]
@@ -196,7 +200,7 @@ def main():
     if set(servers) != {"basalt", "pocketbase"}:
         return
     keys = ["connected", "delivered", "p50_ms", "p90_ms", "p99_ms", "max_ms", "write_p50_ms", "server_cpu_s",
-            "server_cpu_per_event_ms",
+            "server_cpu_per_event_ms", "client_cpu_per_event_ms",
             "rss_idle_mb", "rss_connected_mb", "rss_peak_mb"]
     rule_flags = "".join(f" --rule '{r}'" for r in args.rules)
     lines = [

@@ -1,54 +1,76 @@
 //! A cheap load client for realtime fan-out: opens N SSE connections to `/api/realtime`
 //! (PocketBase's protocol, so it drives Basalt and PocketBase alike), subscribes each to
 //! `COLLECTION/*`, then creates W records one at a time and measures, per subscriber and
-//! record, the time from sending the write to receiving its event. Plain tokio (two
-//! threads), hand-rolled HTTP/1.1, no allocation per event: the client must cost far less than the server it loads.
+//! record, the time from sending the write to receiving its event.
+//!
+//! It shares the machine's CPUs with the server it measures, so it is built to cost little:
+//! a few threads, each running its own epoll loop (mio) over its share of the sockets, one
+//! read buffer per thread instead of one per connection, one `read` per event (a short read
+//! means the socket is drained, so no second read to see `WouldBlock`), a timestamp per
+//! batch of reads instead of per read, and only the bytes that name the event and its record
+//! looked at. `realtime-loadclient-tokio` (the previous client: a tokio task and an 8 KB
+//! buffer per connection) measures the same thing and stays for cross-checks.
 //!
 //! usage: realtime-loadclient ADDR TOKEN COLLECTION CLIENTS WRITES GAP_MS
+//! environment: RT_LOADCLIENT_THREADS (epoll threads, default 1)
 
-use std::sync::Arc;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token};
+
+/// One read buffer per thread: far larger than an event, so a read that fills it is the
+/// only case that needs a second read.
+const READ_BUF: usize = 64 * 1024;
+/// Reads between two timestamps. A timestamp is taken when `epoll_wait` returns and again
+/// after every `STAMP_EVERY` reads, so an arrival is stamped no earlier than its data was
+/// ready and no later than its read; the largest gap is reported (`stamp_max_age_ms`).
+const STAMP_EVERY: u32 = 16;
 
 /// Reads one HTTP response (status, body) from a keep-alive connection.
-async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, Vec<u8>)> {
+fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<(u16, Vec<u8>)> {
     loop {
         if let Some(end) = find(buf, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let status: u16 = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let len: usize = head
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
                 })
                 .unwrap_or(0);
             while buf.len() < end + 4 + len {
-                let mut chunk = [0u8; 4096];
-                let n = s.read(&mut chunk).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                buf.extend_from_slice(&chunk[..n]);
+                read_more(s, buf)?;
             }
             let body = buf[end + 4..end + 4 + len].to_vec();
             buf.drain(..end + 4 + len);
             return Ok((status, body));
         }
-        let mut chunk = [0u8; 4096];
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(s, buf)?;
     }
 }
 
-/// Where `needle` first occurs: a scan for its first byte, then one comparison per
-/// candidate (a `windows()` comparison per position cost the client a tenth of its CPU).
+fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; 4096];
+    let n = s.read(&mut chunk)?;
+    if n == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+/// Where `needle` first occurs: a scan for its first byte, then one comparison per candidate.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, _) = needle.split_first()?;
     let mut from = 0;
@@ -70,73 +92,262 @@ fn request(method: &str, addr: &str, path: &str, token: &str, body: &str) -> Vec
     .into_bytes()
 }
 
-/// One subscriber: connects, reports its client id, then reports (record n, arrival) for
-/// every event until it has seen `writes` of them or the stream ends.
-async fn subscriber(
-    addr: String,
-    topic: String,
-    writes: usize,
-    ids: mpsc::UnboundedSender<String>,
-    arrivals: mpsc::UnboundedSender<Vec<(usize, Instant)>>,
-) {
-    let mut seen = Vec::with_capacity(writes);
-    let mut socket = None;
-    let result: std::io::Result<()> = async {
-        let s = socket.insert(TcpStream::connect(&addr).await?);
-        s.write_all(
-            format!("GET /api/realtime HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-        let mut buf = Vec::with_capacity(2048);
-        let mut chunk = vec![0u8; 8192];
-        let mut sent_id = false;
-        let event_marker = format!("event:{topic}\n").into_bytes();
-        while seen.len() < writes {
-            let n = s.read(&mut chunk).await?;
-            if n == 0 {
-                break;
+/// This process's user+system CPU seconds, all threads (`/proc/self/stat`, USER_HZ = 100).
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return f64::NAN;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Subscribers connecting at once, over all threads (the tokio client's bound).
+const CONNECTING: usize = 256;
+
+/// The subscribers one epoll thread opens and serves.
+struct Share {
+    addr: SocketAddr,
+    /// The `GET /api/realtime` request each opens its stream with.
+    get: Vec<u8>,
+    count: usize,
+    /// Most connections of this thread waiting for their PB_CONNECT at once.
+    in_flight: usize,
+}
+
+impl Share {
+    /// Starts a non-blocking connect: a handshake the server's full accept queue drops
+    /// waits a second for its retry, and a blocking connect would stall every stream.
+    fn open(&self) -> io::Result<MioStream> {
+        MioStream::connect(self.addr)
+    }
+}
+
+/// One SSE subscriber as its thread's epoll loop sees it.
+struct Subscriber {
+    stream: MioStream,
+    /// Bytes of an event split across reads (empty, and unallocated, almost always).
+    carry: Vec<u8>,
+    /// (record n, arrival) per event seen.
+    seen: Vec<(usize, Instant)>,
+    /// The connect completed and `GET /api/realtime` went out.
+    get_sent: bool,
+    sent_id: bool,
+    done: bool,
+}
+
+/// What one epoll thread hands back when its subscribers are done (or time is up).
+struct Report {
+    seen: Vec<Vec<(usize, Instant)>>,
+    stamp_max_age: Duration,
+    /// Timestamps taken, and how many of them were used for over 1 ms (preemption).
+    stamps: u64,
+    stamps_over_1ms: u64,
+}
+
+/// Consumes the complete SSE frames (ending with a blank line) at the start of `bytes` and
+/// returns how many bytes they took. Chunked-encoding lines in between are skipped because
+/// only the `event:` and `"n":` markers are looked at — the same parsing as the tokio client.
+fn scan_frames(
+    bytes: &[u8],
+    at: Instant,
+    event_marker: &[u8],
+    sub_seen: &mut Vec<(usize, Instant)>,
+    sent_id: &mut bool,
+    ids: &mpsc::Sender<String>,
+) -> usize {
+    let mut start = 0;
+    while let Some(end) = find(&bytes[start..], b"\n\n") {
+        let frame = &bytes[start..start + end];
+        if !*sent_id && find(frame, b"PB_CONNECT").is_some() {
+            let marker = b"\"clientId\":\"";
+            if let Some(p) = find(frame, marker) {
+                let rest = &frame[p + marker.len()..];
+                let len = rest.iter().position(|&c| c == b'"').unwrap_or(rest.len());
+                *sent_id = true;
+                let _ = ids.send(String::from_utf8_lossy(&rest[..len]).into_owned());
             }
-            let now = Instant::now();
-            buf.extend_from_slice(&chunk[..n]);
-            // Events end with a blank line; chunked-encoding lines in between are skipped
-            // because only the `event:` and `"n":` markers are looked at. No allocation
-            // per event: the client must stay cheaper than the servers it measures.
-            while let Some(end) = find(&buf, b"\n\n") {
-                let frame = &buf[..end];
-                if !sent_id && find(frame, b"PB_CONNECT").is_some() {
-                    let marker = b"\"clientId\":\"";
-                    if let Some(at) = find(frame, marker) {
-                        let rest = &frame[at + marker.len()..];
-                        let len = rest.iter().position(|&c| c == b'"').unwrap_or(rest.len());
-                        sent_id = true;
-                        let _ = ids.send(String::from_utf8_lossy(&rest[..len]).into_owned());
-                    }
-                } else if find(frame, &event_marker).is_some() {
-                    if let Some(at) = find(frame, b"\"n\":") {
-                        let n = frame[at + 4..]
-                            .iter()
-                            .take_while(|c| c.is_ascii_digit())
-                            .fold(0usize, |acc, c| acc * 10 + (c - b'0') as usize);
-                        seen.push((n, now));
-                    }
+        } else if find(frame, event_marker).is_some()
+            && let Some(p) = find(frame, b"\"n\":")
+        {
+            let n = frame[p + 4..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .fold(0usize, |acc, c| acc * 10 + (c - b'0') as usize);
+            sub_seen.push((n, at));
+        }
+        start += end + 2;
+    }
+    start
+}
+
+/// One thread's epoll loop over its share of the subscribers, until each has seen `writes`
+/// events (or its stream ended) or `stop` is set. The sockets stay open afterwards (kept
+/// in the returned subscribers): closing 10k sockets while the last event is still being
+/// delivered to the others slowed that delivery down, for both servers.
+fn epoll_loop(
+    share: Share,
+    event_marker: Vec<u8>,
+    writes: usize,
+    ids: mpsc::Sender<String>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<(Report, Vec<Subscriber>)> {
+    let poll = Poll::new()?;
+    let mut subs: Vec<Subscriber> = Vec::with_capacity(share.count);
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; READ_BUF];
+    let mut left = share.count;
+    let (mut attempted, mut awaiting_id) = (0usize, 0usize);
+    let mut stamp_max_age = Duration::ZERO;
+    let (mut stamps, mut stamps_over_1ms) = (0u64, 0u64);
+    let mut age = |stamp: Instant, now: Instant| {
+        let a = now - stamp;
+        stamps += 1;
+        stamps_over_1ms += u64::from(a > Duration::from_millis(1));
+        stamp_max_age = stamp_max_age.max(a);
+    };
+    let mut poll = poll;
+    while left > 0 && !stop.load(Ordering::Relaxed) {
+        // Top up the connections being opened: at most `in_flight` wait for their
+        // PB_CONNECT at a time, as with the tokio client (blasting 10k connects at once
+        // overflowed the accept queue, and the dropped handshakes took seconds to retry).
+        while attempted < share.count && awaiting_id < share.in_flight.max(1) {
+            attempted += 1;
+            match share.open() {
+                Ok(mut stream) => {
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    poll.registry()
+                        .register(&mut stream, Token(subs.len()), interest)?;
+                    subs.push(Subscriber {
+                        stream,
+                        carry: Vec::new(),
+                        seen: Vec::with_capacity(writes),
+                        get_sent: false,
+                        sent_id: false,
+                        done: false,
+                    });
+                    awaiting_id += 1;
                 }
-                buf.drain(..end + 2);
+                Err(e) => {
+                    eprintln!("subscriber: {e}");
+                    left -= 1;
+                }
             }
         }
-        Ok(())
+        match poll.poll(&mut events, Some(Duration::from_millis(100))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let mut stamp = Instant::now();
+        let mut reads = 0u32;
+        for ev in events.iter() {
+            let Some(sub) = subs.get_mut(ev.token().0) else {
+                continue;
+            };
+            let had_id = sub.sent_id;
+            if !sub.get_sent && ev.is_writable() && !sub.done {
+                // Connected (or failed): send the request once, then only reads matter.
+                let sent = match sub.stream.take_error() {
+                    Ok(None) => sub.stream.write_all(&share.get).and_then(|()| {
+                        poll.registry()
+                            .reregister(&mut sub.stream, ev.token(), Interest::READABLE)
+                    }),
+                    Ok(Some(e)) | Err(e) => Err(e),
+                };
+                match sent {
+                    Ok(()) => sub.get_sent = true,
+                    Err(e) => {
+                        eprintln!("subscriber: {e}");
+                        sub.done = true;
+                        left -= 1;
+                    }
+                }
+            }
+            while sub.get_sent && !sub.done {
+                let n = match sub.stream.read(&mut buf) {
+                    Ok(0) => {
+                        sub.done = true;
+                        left -= 1;
+                        break;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        eprintln!("subscriber: {e}");
+                        sub.done = true;
+                        left -= 1;
+                        break;
+                    }
+                };
+                reads += 1;
+                if reads.is_multiple_of(STAMP_EVERY) {
+                    let now = Instant::now();
+                    age(stamp, now);
+                    stamp = now;
+                }
+                let data = &buf[..n];
+                if sub.carry.is_empty() {
+                    let used = scan_frames(
+                        data,
+                        stamp,
+                        &event_marker,
+                        &mut sub.seen,
+                        &mut sub.sent_id,
+                        &ids,
+                    );
+                    sub.carry.extend_from_slice(&data[used..]);
+                } else {
+                    let mut carry = std::mem::take(&mut sub.carry);
+                    carry.extend_from_slice(data);
+                    let used = scan_frames(
+                        &carry,
+                        stamp,
+                        &event_marker,
+                        &mut sub.seen,
+                        &mut sub.sent_id,
+                        &ids,
+                    );
+                    carry.drain(..used);
+                    sub.carry = carry;
+                }
+                if sub.seen.len() >= writes {
+                    sub.done = true;
+                    left -= 1;
+                }
+                // Edge-triggered epoll: a short read drained the socket, and data arriving
+                // after it raises a new edge, so no second read just to see WouldBlock.
+                if n < buf.len() {
+                    break;
+                }
+            }
+            if !had_id && (sub.sent_id || sub.done) {
+                awaiting_id -= 1;
+            }
+        }
+        age(stamp, Instant::now());
     }
-    .await;
-    if let Err(e) = result {
-        eprintln!("subscriber: {e}");
-    }
-    let _ = arrivals.send(seen);
-    // The connection stays open until the process exits: closing 10k sockets while the
-    // last event is still being delivered to the others would slow that delivery down
-    // (it did: the last write's tail was 2-4x the others', for both servers).
-    if socket.is_some() {
-        std::future::pending::<()>().await;
-    }
+    let seen = subs
+        .iter_mut()
+        .map(|s| std::mem::take(&mut s.seen))
+        .collect();
+    Ok((
+        Report {
+            seen,
+            stamp_max_age,
+            stamps,
+            stamps_over_1ms,
+        },
+        subs,
+    ))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -147,83 +358,116 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 7 {
         eprintln!("usage: realtime-loadclient ADDR TOKEN COLLECTION CLIENTS WRITES GAP_MS");
         std::process::exit(2);
     }
     let addr = args[1].clone();
+    let sock_addr: SocketAddr = addr.parse().expect("ADDR is ip:port");
     let token = args[2].clone();
     let collection = args[3].clone();
     let clients: usize = args[4].parse().expect("CLIENTS");
     let writes: usize = args[5].parse().expect("WRITES");
     let gap = Duration::from_millis(args[6].parse().expect("GAP_MS"));
+    let threads: usize = std::env::var("RT_LOADCLIENT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let topic = format!("{collection}/*");
 
-    // 1. Connect every subscriber (bounded concurrency while connecting).
-    let (id_tx, mut id_rx) = mpsc::unbounded_channel();
-    let (arr_tx, mut arr_rx) = mpsc::unbounded_channel();
-    let connecting = Arc::new(Semaphore::new(256));
+    // 1. Connect every subscriber and open its stream; the epoll threads read the
+    //    PB_CONNECT events and report the client ids.
     let started = Instant::now();
-    for _ in 0..clients {
-        let permit = connecting.clone().acquire_owned().await.expect("semaphore");
-        let (addr, topic, id_tx, arr_tx) = (addr.clone(), topic.clone(), id_tx.clone(), arr_tx.clone());
-        tokio::spawn(async move {
-            let (inner_tx, mut inner_rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(subscriber(addr, topic, writes, inner_tx, arr_tx));
-            if let Some(id) = inner_rx.recv().await {
-                let _ = id_tx.send(id);
-            }
-            drop(permit);
-            let _ = task.await;
-        });
+    let get =
+        format!("GET /api/realtime HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+    let (id_tx, id_rx) = mpsc::channel();
+    let (report_tx, report_rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    for t in 0..threads {
+        let share = Share {
+            addr: sock_addr,
+            get: get.clone().into_bytes(),
+            count: clients / threads + usize::from(t < clients % threads),
+            in_flight: CONNECTING / threads,
+        };
+        let (marker, id_tx, report_tx, stop) = (
+            format!("event:{topic}\n").into_bytes(),
+            id_tx.clone(),
+            report_tx.clone(),
+            stop.clone(),
+        );
+        std::thread::spawn(
+            move || match epoll_loop(share, marker, writes, id_tx, stop) {
+                Ok((report, _open)) => {
+                    let _ = report_tx.send(report);
+                    // Keep this thread's sockets open until the process exits (see epoll_loop).
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(e) => eprintln!("epoll loop: {e}"),
+            },
+        );
     }
     drop(id_tx);
-    drop(arr_tx);
+    drop(report_tx);
     let mut client_ids = Vec::with_capacity(clients);
+    let id_deadline = Instant::now() + Duration::from_secs(60);
     while client_ids.len() < clients {
-        match tokio::time::timeout(Duration::from_secs(60), id_rx.recv()).await {
-            Ok(Some(id)) => client_ids.push(id),
-            _ => break,
+        match id_rx.recv_timeout(id_deadline.saturating_duration_since(Instant::now())) {
+            Ok(id) => client_ids.push(id),
+            Err(_) => break,
         }
     }
-    eprintln!("connected {} of {clients} in {:.1}s", client_ids.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "connected {} of {clients} in {:.1}s",
+        client_ids.len(),
+        started.elapsed().as_secs_f64()
+    );
 
     // 2. Subscribe them over a few keep-alive connections.
     let lanes = 16;
-    let ids = Arc::new(client_ids);
-    let mut lanes_done = Vec::new();
-    for lane in 0..lanes {
-        let (ids, addr, topic) = (ids.clone(), addr.clone(), topic.clone());
-        lanes_done.push(tokio::spawn(async move {
-            let mut ok = 0usize;
-            let Ok(mut s) = TcpStream::connect(&addr).await else { return 0 };
-            let mut buf = Vec::new();
-            for id in ids.iter().skip(lane).step_by(lanes) {
-                let body = format!("{{\"clientId\":\"{id}\",\"subscriptions\":[\"{topic}\"]}}");
-                if s.write_all(&request("POST", &addr, "/api/realtime", "", &body)).await.is_err() {
-                    break;
-                }
-                match read_response(&mut s, &mut buf).await {
-                    Ok((204, _)) => ok += 1,
-                    Ok((st, b)) => eprintln!("subscribe: {st} {}", String::from_utf8_lossy(&b)),
-                    Err(_) => break,
-                }
-            }
-            ok
-        }));
-    }
-    let mut subscribed = 0;
-    for l in lanes_done {
-        subscribed += l.await.unwrap_or(0);
-    }
+    let subscribed: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..lanes)
+            .map(|lane| {
+                let (ids, addr, topic) = (&client_ids, &addr, &topic);
+                scope.spawn(move || {
+                    let mut ok = 0usize;
+                    let Ok(mut s) = TcpStream::connect(addr.as_str()) else {
+                        return 0;
+                    };
+                    let mut buf = Vec::new();
+                    for id in ids.iter().skip(lane).step_by(lanes) {
+                        let body =
+                            format!("{{\"clientId\":\"{id}\",\"subscriptions\":[\"{topic}\"]}}");
+                        if s.write_all(&request("POST", addr, "/api/realtime", "", &body))
+                            .is_err()
+                        {
+                            break;
+                        }
+                        match read_response(&mut s, &mut buf) {
+                            Ok((204, _)) => ok += 1,
+                            Ok((st, b)) => {
+                                eprintln!("subscribe: {st} {}", String::from_utf8_lossy(&b))
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
     eprintln!("subscribed {subscribed}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_fanout_start = own_cpu_seconds();
+    std::thread::sleep(Duration::from_millis(500));
 
     // 3. Timed writes, one at a time with a gap, so each measures one whole fan-out.
-    let mut w = TcpStream::connect(&addr).await.expect("writer connection");
+    let mut w = TcpStream::connect(addr.as_str()).expect("writer connection");
     let mut wbuf = Vec::new();
     let mut sent_at = Vec::with_capacity(writes);
     let mut write_rtt = Vec::with_capacity(writes);
@@ -231,37 +475,51 @@ async fn main() {
     for n in 0..writes {
         let body = format!("{{\"n\":{n}}}");
         let t0 = Instant::now();
-        w.write_all(&request("POST", &addr, &path, &token, &body)).await.expect("write");
-        let (st, b) = read_response(&mut w, &mut wbuf).await.expect("write response");
+        w.write_all(&request("POST", &addr, &path, &token, &body))
+            .expect("write");
+        let (st, b) = read_response(&mut w, &mut wbuf).expect("write response");
         if st != 200 {
             eprintln!("write {n}: {st} {}", String::from_utf8_lossy(&b));
         }
         write_rtt.push(t0.elapsed().as_secs_f64() * 1000.0);
         sent_at.push(t0);
-        tokio::time::sleep(gap).await;
+        std::thread::sleep(gap);
     }
 
     // 4. Collect arrivals (bounded wait) and report.
     let mut lat = Vec::with_capacity(clients * writes);
     let mut per_write: Vec<Vec<f64>> = vec![Vec::new(); writes];
-    let mut reporting = 0;
+    let mut stamp_max_age = Duration::ZERO;
+    let (mut stamps, mut stamps_over_1ms) = (0u64, 0u64);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while reporting < subscribed {
+    for _ in 0..threads {
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, arr_rx.recv()).await {
-            Ok(Some(seen)) => {
-                reporting += 1;
-                for (n, at) in seen {
-                    if let Some(t0) = sent_at.get(n) {
-                        let ms = at.saturating_duration_since(*t0).as_secs_f64() * 1000.0;
-                        lat.push(ms);
-                        per_write[n].push(ms);
-                    }
+        let report = match report_rx.recv_timeout(left) {
+            Ok(r) => r,
+            Err(_) => {
+                // Time is up: the threads still waiting report what they have.
+                stop.store(true, Ordering::Relaxed);
+                match report_rx.recv_timeout(Duration::from_secs(5)) {
+                    Ok(r) => r,
+                    Err(_) => break,
                 }
             }
-            _ => break,
+        };
+        stamp_max_age = stamp_max_age.max(report.stamp_max_age);
+        stamps += report.stamps;
+        stamps_over_1ms += report.stamps_over_1ms;
+        for seen in report.seen {
+            for (n, at) in seen {
+                if let Some(t0) = sent_at.get(n) {
+                    let ms = at.saturating_duration_since(*t0).as_secs_f64() * 1000.0;
+                    lat.push(ms);
+                    per_write[n].push(ms);
+                }
+            }
         }
     }
+    let client_cpu_per_event_ms =
+        (own_cpu_seconds() - cpu_fanout_start) * 1000.0 / writes.max(1) as f64;
     // Per write, on stderr: whether the tail is a few slow fan-outs or every fan-out's end.
     for (n, l) in per_write.iter_mut().enumerate() {
         l.sort_by(|a, b| a.total_cmp(b));
@@ -278,8 +536,8 @@ async fn main() {
     lat.sort_by(|a, b| a.total_cmp(b));
     write_rtt.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "{{\"clients\":{clients},\"connected\":{},\"subscribed\":{subscribed},\"writes\":{writes},\"expected\":{},\"delivered\":{},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\"write_p50_ms\":{:.2}}}",
-        ids.len(),
+        "{{\"clients\":{clients},\"connected\":{},\"subscribed\":{subscribed},\"writes\":{writes},\"expected\":{},\"delivered\":{},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\"write_p50_ms\":{:.2},\"client\":\"epoll\",\"client_threads\":{threads},\"client_cpu_per_event_ms\":{:.1},\"stamp_max_age_ms\":{:.3},\"stamps\":{stamps},\"stamps_over_1ms\":{stamps_over_1ms}}}",
+        client_ids.len(),
         subscribed * writes,
         lat.len(),
         percentile(&lat, 0.50),
@@ -287,6 +545,8 @@ async fn main() {
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(f64::NAN),
         percentile(&write_rtt, 0.50),
+        client_cpu_per_event_ms,
+        stamp_max_age.as_secs_f64() * 1000.0,
     );
     std::process::exit(0);
 }
