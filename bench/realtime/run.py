@@ -232,6 +232,22 @@ def main():
         "client prints per-write figures on stderr: per write, p99 is the last delivery, so the tail",
         "is the time one whole 10k fan-out takes on the shared CPUs.",
         "",
+        f"The load client (`bench/realtime/loadclient`, Rust; this run: `--client {args.client}`) runs on",
+        "the same CPUs as the server, so its own CPU is overhead both servers pay. Since 2026-11-24 the",
+        "default (`epoll`) is a cheaper client than before: one thread running an epoll loop (mio) over",
+        "all subscriber sockets, one 64 KB read buffer for all of them, one `read` per event (a short",
+        "read means the socket is drained), and only the `event:` line and the record's `\"n\":` field",
+        "looked at. Arrival times are taken when `epoll_wait` returns and again after every 16 reads,",
+        "so each lies between the moment the event was ready and its read: `stamp_max_age_ms` is the",
+        "longest any timestamp was used, `stamps_over_1ms` how many were used for over 1 ms (the thread",
+        "was preempted) out of `stamps`. It replaced a tokio client (a task and an 8 KB buffer per",
+        "connection; still built, `--client tokio`) that cost Basalt's runs 57-78 ms of CPU per event",
+        "where the new one costs 39-46. It measures the same thing: same protocol and requests, time",
+        "from sending the write to reading the event, for every subscriber. The change is fair: it",
+        "lowers an overhead both servers share and leaves each server more of the CPUs.",
+        "`client_cpu_per_event_ms` is the client's own CPU from the last subscription to the end,",
+        "per write.",
+        "",
     ]
     for rule, runs in scenarios:
         def med(kind, key):
