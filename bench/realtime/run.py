@@ -246,7 +246,8 @@ def main():
         "from sending the write to reading the event, for every subscriber. The change is fair: it",
         "lowers an overhead both servers share and leaves each server more of the CPUs.",
         "`client_cpu_per_event_ms` is the client's own CPU from the last subscription to the end,",
-        "per write.",
+        "per write; `wakeups_per_event` how many `epoll_wait` returns per write brought a record",
+        "event (each one a sleeping client woken by the server's send, paid by both sides).",
         "",
     ]
     for rule, runs in scenarios:

@@ -151,6 +151,9 @@ struct Report {
     /// Timestamps taken, and how many of them were used for over 1 ms (preemption).
     stamps: u64,
     stamps_over_1ms: u64,
+    /// `epoll_wait` returns that brought at least one record event: how often the
+    /// servers' sends found this thread waiting and had to wake it.
+    event_batches: u64,
 }
 
 /// What the parser looks for, as SIMD searchers built once per thread (a byte-at-a-time
@@ -227,6 +230,7 @@ fn epoll_loop(
     let (mut attempted, mut awaiting_id) = (0usize, 0usize);
     let mut stamp_max_age = Duration::ZERO;
     let (mut stamps, mut stamps_over_1ms) = (0u64, 0u64);
+    let mut event_batches = 0u64;
     let mut age = |stamp: Instant, now: Instant| {
         let a = now - stamp;
         stamps += 1;
@@ -268,11 +272,13 @@ fn epoll_loop(
         }
         let mut stamp = Instant::now();
         let mut reads = 0u32;
+        let mut got_event = false;
         for ev in events.iter() {
             let Some(sub) = subs.get_mut(ev.token().0) else {
                 continue;
             };
             let had_id = sub.sent_id;
+            let seen_before = sub.seen.len();
             if !sub.get_sent && ev.is_writable() && !sub.done {
                 // Connected (or failed): send the request once, then only reads matter.
                 let sent = match sub.stream.take_error() {
@@ -343,11 +349,13 @@ fn epoll_loop(
                     break;
                 }
             }
+            got_event |= sub.seen.len() > seen_before;
             if !had_id && (sub.sent_id || sub.done) {
                 awaiting_id -= 1;
             }
         }
         age(stamp, Instant::now());
+        event_batches += u64::from(got_event);
     }
     let seen = subs
         .iter_mut()
@@ -359,6 +367,7 @@ fn epoll_loop(
             stamp_max_age,
             stamps,
             stamps_over_1ms,
+            event_batches,
         },
         subs,
     ))
@@ -504,7 +513,7 @@ fn main() {
     let mut lat = Vec::with_capacity(clients * writes);
     let mut per_write: Vec<Vec<f64>> = vec![Vec::new(); writes];
     let mut stamp_max_age = Duration::ZERO;
-    let (mut stamps, mut stamps_over_1ms) = (0u64, 0u64);
+    let (mut stamps, mut stamps_over_1ms, mut event_batches) = (0u64, 0u64, 0u64);
     let deadline = Instant::now() + Duration::from_secs(60);
     for _ in 0..threads {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -522,6 +531,7 @@ fn main() {
         stamp_max_age = stamp_max_age.max(report.stamp_max_age);
         stamps += report.stamps;
         stamps_over_1ms += report.stamps_over_1ms;
+        event_batches += report.event_batches;
         for seen in report.seen {
             for (n, at) in seen {
                 if let Some(t0) = sent_at.get(n) {
@@ -550,7 +560,7 @@ fn main() {
     lat.sort_by(|a, b| a.total_cmp(b));
     write_rtt.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "{{\"clients\":{clients},\"connected\":{},\"subscribed\":{subscribed},\"writes\":{writes},\"expected\":{},\"delivered\":{},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\"write_p50_ms\":{:.2},\"client\":\"epoll\",\"client_threads\":{threads},\"client_cpu_per_event_ms\":{:.1},\"stamp_max_age_ms\":{:.3},\"stamps\":{stamps},\"stamps_over_1ms\":{stamps_over_1ms}}}",
+        "{{\"clients\":{clients},\"connected\":{},\"subscribed\":{subscribed},\"writes\":{writes},\"expected\":{},\"delivered\":{},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\"write_p50_ms\":{:.2},\"client\":\"epoll\",\"client_threads\":{threads},\"client_cpu_per_event_ms\":{:.1},\"stamp_max_age_ms\":{:.3},\"stamps\":{stamps},\"stamps_over_1ms\":{stamps_over_1ms},\"wakeups_per_event\":{:.0}}}",
         client_ids.len(),
         subscribed * writes,
         lat.len(),
@@ -561,6 +571,7 @@ fn main() {
         percentile(&write_rtt, 0.50),
         client_cpu_per_event_ms,
         stamp_max_age.as_secs_f64() * 1000.0,
+        event_batches as f64 / writes.max(1) as f64,
     );
     std::process::exit(0);
 }
