@@ -242,7 +242,7 @@ def main():
         "longest any timestamp was used, `stamps_over_1ms` how many were used for over 1 ms (the thread",
         "was preempted) out of `stamps`. It replaced a tokio client (a task and an 8 KB buffer per",
         "connection; still built, `--client tokio`) that cost Basalt's runs 57-78 ms of CPU per event",
-        "where the new one costs 39-46. It measures the same thing: same protocol and requests, time",
+        "where the new one costs 35-50. It measures the same thing: same protocol and requests, time",
         "from sending the write to reading the event, for every subscriber. The change is fair: it",
         "lowers an overhead both servers share and leaves each server more of the CPUs.",
         "`client_cpu_per_event_ms` is the client's own CPU from the last subscription to the end,",
