@@ -11,18 +11,34 @@
 //! looked at. `realtime-loadclient-tokio` (the previous client: a tokio task and an 8 KB
 //! buffer per connection) measures the same thing and stays for cross-checks.
 //!
+//! When an event arrived is taken in one of two ways (`RT_LOADCLIENT_STAMP`):
+//! - `kernel` (default): the kernel's receive timestamp of the event's last segment
+//!   (`SO_TIMESTAMPNS`, read with `recvmsg`), i.e. when the server's bytes reached the
+//!   subscriber's socket. The client's own scheduling delay is not in it, so the client
+//!   may read in batches: after a poll that brought events it waits
+//!   `RT_LOADCLIENT_COALESCE_MS` (default 5) before polling again, so one wake-up reads
+//!   many sockets. On loopback each wake-up of the client runs inside the server's
+//!   `send()`, so thousands of them per fan-out were CPU the server paid for a receiver
+//!   that, in production, sits on another machine.
+//! - `read`: when the client read the event (the clock read per batch of reads, as above);
+//!   this includes the client's own wake-up and scheduling delay on the shared cores.
+//!
 //! usage: realtime-loadclient ADDR TOKEN COLLECTION CLIENTS WRITES GAP_MS
-//! environment: RT_LOADCLIENT_THREADS (epoll threads, default 1)
+//! environment: RT_LOADCLIENT_THREADS (epoll threads, default 1), RT_LOADCLIENT_STAMP
+//! (`kernel` or `read`), RT_LOADCLIENT_COALESCE_MS (kernel stamps only)
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSliceMut, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use memchr::memmem;
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::sys::time::TimeSpec;
 
 /// One read buffer per thread: far larger than an event, so a read that fills it is the
 /// only case that needs a second read.
@@ -113,6 +129,64 @@ fn own_cpu_seconds() -> f64 {
 /// Subscribers connecting at once, over all threads (the tokio client's bound).
 const CONNECTING: usize = 256;
 
+/// How an event's arrival is stamped (see the crate docs).
+#[derive(Clone, Copy, PartialEq)]
+enum Stamp {
+    /// The kernel's receive timestamp; reads may be batched `coalesce` apart.
+    Kernel { coalesce: Duration },
+    /// The clock when the client read the event.
+    Read,
+}
+
+impl Stamp {
+    fn from_env() -> Self {
+        let coalesce = std::env::var("RT_LOADCLIENT_COALESCE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        match std::env::var("RT_LOADCLIENT_STAMP").as_deref() {
+            Ok("read") => Stamp::Read,
+            _ => Stamp::Kernel {
+                coalesce: Duration::from_millis(coalesce),
+            },
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Stamp::Kernel { .. } => "kernel",
+            Stamp::Read => "read",
+        }
+    }
+}
+
+/// One read; with kernel stamps, through `recvmsg` with the receive timestamp of the last
+/// segment it consumed (`None` when the kernel gave none).
+fn read_stamped(
+    stream: &mut MioStream,
+    buf: &mut [u8],
+    stamp: Stamp,
+    cmsg: &mut Vec<u8>,
+) -> io::Result<(usize, Option<SystemTime>)> {
+    if stamp == Stamp::Read {
+        return stream.read(buf).map(|n| (n, None));
+    }
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty())
+        .map_err(io::Error::from)?;
+    let at = msg.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|c| match c {
+            ControlMessageOwned::ScmTimestampns(ts) => Some(wall_time(ts)),
+            _ => None,
+        })
+    });
+    Ok((msg.bytes, at))
+}
+
+fn wall_time(ts: TimeSpec) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32)
+}
+
 /// The subscribers one epoll thread opens and serves.
 struct Share {
     addr: SocketAddr,
@@ -137,7 +211,7 @@ struct Subscriber {
     /// Bytes of an event split across reads (empty, and unallocated, almost always).
     carry: Vec<u8>,
     /// (record n, arrival) per event seen.
-    seen: Vec<(usize, Instant)>,
+    seen: Vec<(usize, SystemTime)>,
     /// The connect completed and `GET /api/realtime` went out.
     get_sent: bool,
     sent_id: bool,
@@ -146,7 +220,9 @@ struct Subscriber {
 
 /// What one epoll thread hands back when its subscribers are done (or time is up).
 struct Report {
-    seen: Vec<Vec<(usize, Instant)>>,
+    seen: Vec<Vec<(usize, SystemTime)>>,
+    /// Reads that completed an event without a kernel timestamp (read time used instead).
+    kernel_stamps_missing: u64,
     stamp_max_age: Duration,
     /// Timestamps taken, and how many of them were used for over 1 ms (preemption).
     stamps: u64,
@@ -179,9 +255,9 @@ impl Markers {
 /// only the `event:` and `"n":` markers are looked at — the same parsing as the tokio client.
 fn scan_frames(
     bytes: &[u8],
-    at: Instant,
+    at: SystemTime,
     markers: &Markers,
-    sub_seen: &mut Vec<(usize, Instant)>,
+    sub_seen: &mut Vec<(usize, SystemTime)>,
     sent_id: &mut bool,
     ids: &mpsc::Sender<String>,
 ) -> usize {
@@ -220,8 +296,11 @@ fn epoll_loop(
     writes: usize,
     ids: mpsc::Sender<String>,
     stop: Arc<AtomicBool>,
+    stamp_mode: Stamp,
 ) -> io::Result<(Report, Vec<Subscriber>)> {
     let markers = Markers::new(&event_marker);
+    let mut cmsg = nix::cmsg_space!(TimeSpec);
+    let mut kernel_stamps_missing = 0u64;
     let poll = Poll::new()?;
     let mut subs: Vec<Subscriber> = Vec::with_capacity(share.count);
     let mut events = Events::with_capacity(1024);
@@ -246,6 +325,10 @@ fn epoll_loop(
             attempted += 1;
             match share.open() {
                 Ok(mut stream) => {
+                    if stamp_mode != Stamp::Read {
+                        setsockopt(&stream.as_fd(), sockopt::ReceiveTimestampns, &true)
+                            .map_err(io::Error::from)?;
+                    }
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     poll.registry()
                         .register(&mut stream, Token(subs.len()), interest)?;
@@ -271,6 +354,7 @@ fn epoll_loop(
             Err(e) => return Err(e),
         }
         let mut stamp = Instant::now();
+        let mut stamp_wall = SystemTime::now();
         let mut reads = 0u32;
         let mut got_event = false;
         for ev in events.iter() {
@@ -298,46 +382,50 @@ fn epoll_loop(
                 }
             }
             while sub.get_sent && !sub.done {
-                let n = match sub.stream.read(&mut buf) {
-                    Ok(0) => {
-                        sub.done = true;
-                        left -= 1;
-                        break;
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        eprintln!("subscriber: {e}");
-                        sub.done = true;
-                        left -= 1;
-                        break;
-                    }
-                };
+                let (n, kernel_at) =
+                    match read_stamped(&mut sub.stream, &mut buf, stamp_mode, &mut cmsg) {
+                        Ok((0, _)) => {
+                            sub.done = true;
+                            left -= 1;
+                            break;
+                        }
+                        Ok(read) => read,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            eprintln!("subscriber: {e}");
+                            sub.done = true;
+                            left -= 1;
+                            break;
+                        }
+                    };
                 reads += 1;
                 if reads.is_multiple_of(STAMP_EVERY) {
                     let now = Instant::now();
                     age(stamp, now);
                     stamp = now;
+                    stamp_wall = SystemTime::now();
                 }
+                let at = kernel_at.unwrap_or(stamp_wall);
+                let seen_before_read = sub.seen.len();
                 let data = &buf[..n];
                 if sub.carry.is_empty() {
                     let used =
-                        scan_frames(data, stamp, &markers, &mut sub.seen, &mut sub.sent_id, &ids);
+                        scan_frames(data, at, &markers, &mut sub.seen, &mut sub.sent_id, &ids);
                     sub.carry.extend_from_slice(&data[used..]);
                 } else {
                     let mut carry = std::mem::take(&mut sub.carry);
                     carry.extend_from_slice(data);
-                    let used = scan_frames(
-                        &carry,
-                        stamp,
-                        &markers,
-                        &mut sub.seen,
-                        &mut sub.sent_id,
-                        &ids,
-                    );
+                    let used =
+                        scan_frames(&carry, at, &markers, &mut sub.seen, &mut sub.sent_id, &ids);
                     carry.drain(..used);
                     sub.carry = carry;
+                }
+                if stamp_mode != Stamp::Read
+                    && kernel_at.is_none()
+                    && sub.seen.len() > seen_before_read
+                {
+                    kernel_stamps_missing += 1;
                 }
                 if sub.seen.len() >= writes {
                     sub.done = true;
@@ -356,6 +444,14 @@ fn epoll_loop(
         }
         age(stamp, Instant::now());
         event_batches += u64::from(got_event);
+        if let Stamp::Kernel { coalesce } = stamp_mode
+            && got_event
+            && !coalesce.is_zero()
+        {
+            // Arrivals are stamped by the kernel: let more sockets become ready before the
+            // next poll instead of being woken by each send.
+            std::thread::sleep(coalesce);
+        }
     }
     let seen = subs
         .iter_mut()
@@ -364,6 +460,7 @@ fn epoll_loop(
     Ok((
         Report {
             seen,
+            kernel_stamps_missing,
             stamp_max_age,
             stamps,
             stamps_over_1ms,
@@ -399,6 +496,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
         .max(1);
+    let stamp_mode = Stamp::from_env();
     let topic = format!("{collection}/*");
 
     // 1. Connect every subscriber and open its stream; the epoll threads read the
@@ -422,8 +520,8 @@ fn main() {
             report_tx.clone(),
             stop.clone(),
         );
-        std::thread::spawn(
-            move || match epoll_loop(share, marker, writes, id_tx, stop) {
+        std::thread::spawn(move || {
+            match epoll_loop(share, marker, writes, id_tx, stop, stamp_mode) {
                 Ok((report, _open)) => {
                     let _ = report_tx.send(report);
                     // Keep this thread's sockets open until the process exits (see epoll_loop).
@@ -432,8 +530,8 @@ fn main() {
                     }
                 }
                 Err(e) => eprintln!("epoll loop: {e}"),
-            },
-        );
+            }
+        });
     }
     drop(id_tx);
     drop(report_tx);
@@ -498,6 +596,7 @@ fn main() {
     for n in 0..writes {
         let body = format!("{{\"n\":{n}}}");
         let t0 = Instant::now();
+        let t0_wall = SystemTime::now();
         w.write_all(&request("POST", &addr, &path, &token, &body))
             .expect("write");
         let (st, b) = read_response(&mut w, &mut wbuf).expect("write response");
@@ -505,7 +604,7 @@ fn main() {
             eprintln!("write {n}: {st} {}", String::from_utf8_lossy(&b));
         }
         write_rtt.push(t0.elapsed().as_secs_f64() * 1000.0);
-        sent_at.push(t0);
+        sent_at.push(t0_wall);
         std::thread::sleep(gap);
     }
 
@@ -514,6 +613,7 @@ fn main() {
     let mut per_write: Vec<Vec<f64>> = vec![Vec::new(); writes];
     let mut stamp_max_age = Duration::ZERO;
     let (mut stamps, mut stamps_over_1ms, mut event_batches) = (0u64, 0u64, 0u64);
+    let mut kernel_stamps_missing = 0u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     for _ in 0..threads {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -532,10 +632,11 @@ fn main() {
         stamps += report.stamps;
         stamps_over_1ms += report.stamps_over_1ms;
         event_batches += report.event_batches;
+        kernel_stamps_missing += report.kernel_stamps_missing;
         for seen in report.seen {
             for (n, at) in seen {
                 if let Some(t0) = sent_at.get(n) {
-                    let ms = at.saturating_duration_since(*t0).as_secs_f64() * 1000.0;
+                    let ms = at.duration_since(*t0).unwrap_or_default().as_secs_f64() * 1000.0;
                     lat.push(ms);
                     per_write[n].push(ms);
                 }
@@ -560,7 +661,7 @@ fn main() {
     lat.sort_by(|a, b| a.total_cmp(b));
     write_rtt.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "{{\"clients\":{clients},\"connected\":{},\"subscribed\":{subscribed},\"writes\":{writes},\"expected\":{},\"delivered\":{},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\"write_p50_ms\":{:.2},\"client\":\"epoll\",\"client_threads\":{threads},\"client_cpu_per_event_ms\":{:.1},\"stamp_max_age_ms\":{:.3},\"stamps\":{stamps},\"stamps_over_1ms\":{stamps_over_1ms},\"wakeups_per_event\":{:.0}}}",
+        "{{\"clients\":{clients},\"connected\":{},\"subscribed\":{subscribed},\"writes\":{writes},\"expected\":{},\"delivered\":{},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\"write_p50_ms\":{:.2},\"client\":\"epoll\",\"stamp\":\"{}\",\"kernel_stamps_missing\":{kernel_stamps_missing},\"client_threads\":{threads},\"client_cpu_per_event_ms\":{:.1},\"stamp_max_age_ms\":{:.3},\"stamps\":{stamps},\"stamps_over_1ms\":{stamps_over_1ms},\"wakeups_per_event\":{:.0}}}",
         client_ids.len(),
         subscribed * writes,
         lat.len(),
@@ -569,6 +670,7 @@ fn main() {
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(f64::NAN),
         percentile(&write_rtt, 0.50),
+        stamp_mode.name(),
         client_cpu_per_event_ms,
         stamp_max_age.as_secs_f64() * 1000.0,
         event_batches as f64 / writes.max(1) as f64,
