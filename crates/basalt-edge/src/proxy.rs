@@ -158,7 +158,13 @@ pub async fn forward(
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     // Retrying is safe only when nothing of the request can have been consumed.
     let retriable = idempotent(&parts.method) && body.is_end_stream() && !upgrade;
-    let attempts = if retriable { 1 + pool.retries } else { 1 };
+    // A retry goes to another target, so a pool of one has none to make: no retry is
+    // counted or taken from the budget, and no copy of the headers kept for one.
+    let attempts = if retriable && pool.retries > 0 && pool.target_count() > 1 {
+        1 + pool.retries
+    } else {
+        1
+    };
     pool.deposit_retry_budget();
     let mut body = Some(body);
     let mut tried: Option<usize> = None;
