@@ -51,10 +51,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // `Connection`, and comparing names is cheaper than hashing ten for removals.
     let mut present = 0u16;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            present |= 1 << i;
-        } else if name == header::UPGRADE {
-            present |= 1 << HOP_BY_HOP.len();
+        if let Some(bit) = hop_by_hop_bit(name.as_str()) {
+            present |= 1 << bit;
         }
     }
     if present == 0 {
@@ -92,6 +90,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if !keep_upgrade && present & (1 << HOP_BY_HOP.len()) != 0 {
         headers.remove(header::UPGRADE);
     }
+}
+
+/// The bit of a hop-by-hop name in `strip_hop_by_hop`'s mask: its index in `HOP_BY_HOP`,
+/// or 8 for `Upgrade`. One string match instead of comparing against each of the names.
+fn hop_by_hop_bit(name: &str) -> Option<u32> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
 }
 
 /// Removes the headers a `Connection` value names (a name that is not a valid header
@@ -428,6 +443,18 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn hop_by_hop_bits_follow_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_bit(name.as_str()), Some(i as u32), "{name}");
+        }
+        assert_eq!(
+            hop_by_hop_bit(header::UPGRADE.as_str()),
+            Some(HOP_BY_HOP.len() as u32)
+        );
+        assert_eq!(hop_by_hop_bit("x-kept"), None);
     }
 
     #[test]
