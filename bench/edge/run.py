@@ -159,11 +159,13 @@ rounds and only the alternating req/s ratios are worth comparing):
   cloned every request's header map for a retry that can never happen (a retry goes to
   another target). All fixed: 50.7k -> 41.9k instructions per request (-17 %), 16.4 -> 11.4
   mallocs and 2.0 -> 1.0 reallocs per request (`perf stat` on a libc malloc probe).
-  In time: `bench/edge/cpu.py` (which now also prints the user-space share from /proc)
-  gave 8.4-9.0 us of user-space CPU per request after the first of these changes against
-  8.8-10.0 us before (4 alternating rounds, load 7), nginx 3.0-3.6 us; the kernel's share
-  (loopback TCP, wake-ups) is 15-17 us for Basalt and 14-15 us for nginx, so the total
-  moves by a few percent only and stays within the machine's noise.
+  In time: `bench/edge/cpu.py --baseline OLD --rounds 6` (which now also prints the
+  user-space share from /proc; load 2.5 -> 8.3): 7.6-8.6 us of user-space CPU per request
+  (median 8.0) against 8.3-10.0 us before (median 9.3), lower in every adjacent pair; nginx
+  3.0-3.4 us. In total 23.2-26.7 us (median 24.9) against 23.1-27.5 us (median 25.9),
+  nginx 17.3-20.8 us: the kernel's share (loopback TCP, wake-ups, 15-17 us for Basalt,
+  14-15 us for nginx) is most of the cost, so a 17 % cut in user space is about 4 % of
+  the total.
 - **Where the rest is** (callgrind, 41.9k instructions per request): most of it is hyper's
   two HTTP/1 dispatchers (server and upstream client) and what they do per request:
   parsing heads into `HeaderMap`s on both sides (about 7k) and encoding them (about 2k),
