@@ -359,27 +359,31 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
 /// Checks one complete head (ending in CRLF CRLF) and says how its body is framed.
 fn check_head(head: &[u8], max_headers: usize) -> Result<State, (StatusCode, &'static str)> {
     const BAD: StatusCode = StatusCode::BAD_REQUEST;
-    if has_bare_lf(head) {
-        return Err((BAD, "bare LF in the request head"));
+    // One pass over the line ends: a bare LF, or a line starting with whitespace that
+    // continues the previous one (obs-fold). A bare LF anywhere is the reported error.
+    let mut folded = false;
+    for (i, _) in head.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+        if i == 0 || head[i - 1] != b'\r' {
+            return Err((BAD, "bare LF in the request head"));
+        }
+        folded |= matches!(head.get(i + 1), Some(b' ' | b'\t'));
     }
-    // obs-fold: a header line starting with whitespace continues the previous one.
-    if head
-        .windows(3)
-        .any(|w| w[0] == b'\r' && w[1] == b'\n' && (w[2] == b' ' || w[2] == b'\t'))
-    {
+    if folded {
         return Err((BAD, "obsolete line folding in the request head"));
     }
-    // On the stack for the usual limits: no allocation per request head.
-    let mut stack = [httparse::EMPTY_HEADER; 128];
+    // On the stack for the usual limits, and left uninitialised for httparse to fill:
+    // no allocation and no 4 KiB of zeroing per request head.
+    let mut stack = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); 128];
     let mut heap;
-    let storage: &mut [httparse::Header<'_>] = if max_headers <= stack.len() {
+    let storage: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] = if max_headers <= stack.len()
+    {
         &mut stack[..max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; max_headers];
+        heap = vec![std::mem::MaybeUninit::uninit(); max_headers];
         &mut heap
     };
-    let mut req = httparse::Request::new(storage);
-    match req.parse(head) {
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, storage) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err((BAD, "incomplete request head")),
         Err(httparse::Error::TooManyHeaders) => {

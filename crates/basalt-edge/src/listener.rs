@@ -253,6 +253,8 @@ async fn serve<I>(
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::select! {
+        // Biased: the connection first, without drawing a random number on every wake.
+        biased;
         ended = watcher.watch(connection) => {
             if let Err(e) = ended {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");

@@ -29,7 +29,7 @@ pub struct ClientSide {
 }
 
 /// Headers that belong to one connection and never cross the proxy (RFC 9110 7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -40,24 +40,86 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+// Consts, so the names are checked once at compile time instead of on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-        .collect();
-    for n in named {
-        headers.remove(n);
+    // One pass over the names first, noting which hop-by-hop ones are present (bit i for
+    // `HOP_BY_HOP[i]`, bit 8 for `Upgrade`): most messages carry none of them but
+    // `Connection`, and comparing names is cheaper than hashing ten for removals.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(bit) = hop_by_hop_bit(name.as_str()) {
+            present |= 1 << bit;
+        }
     }
-    for n in &HOP_BY_HOP {
-        headers.remove(n);
+    if present == 0 {
+        return;
     }
-    if !keep_upgrade {
+    // Headers named in `Connection` are hop-by-hop too. The usual single `Connection`
+    // value is taken out whole and its names removed as `&str` look-ups: building a
+    // `HeaderName` for a name like `keep-alive` allocates, once per request and response.
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (None, _) => {}
+        (Some(_), None) => {
+            if let Some(value) = headers.remove(header::CONNECTION) {
+                remove_named(headers, &value, keep_upgrade);
+            }
+        }
+        _ => {
+            let all: Vec<HeaderValue> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            headers.remove(header::CONNECTION);
+            for value in &all {
+                remove_named(headers, value, keep_upgrade);
+            }
+        }
+    }
+    // `Connection` (bit 0) is gone already; a name it listed was removed above.
+    for (i, name) in HOP_BY_HOP.iter().enumerate().skip(1) {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    if !keep_upgrade && present & (1 << HOP_BY_HOP.len()) != 0 {
         headers.remove(header::UPGRADE);
+    }
+}
+
+/// The bit of a hop-by-hop name in `strip_hop_by_hop`'s mask: its index in `HOP_BY_HOP`,
+/// or 8 for `Upgrade`. One string match instead of comparing against each of the names.
+fn hop_by_hop_bit(name: &str) -> Option<u32> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
+}
+
+/// Removes the headers a `Connection` value names (a name that is not a valid header
+/// name matches nothing).
+fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade: bool) {
+    let Ok(names) = connection.to_str() else {
+        return;
+    };
+    for name in names.split(',').map(str::trim) {
+        if name.is_empty() || (keep_upgrade && name.eq_ignore_ascii_case("upgrade")) {
+            continue;
+        }
+        headers.remove(name);
     }
 }
 
@@ -97,13 +159,11 @@ pub async fn forward(
     }
     if let Some(h) = &host {
         parts.headers.insert(header::HOST, h.clone());
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-forwarded-host"), h.clone());
+        parts.headers.insert(X_FORWARDED_HOST, h.clone());
     }
     append_forwarded_for(&mut parts.headers, client.peer);
     parts.headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if client.https { "https" } else { "http" }),
     );
     let path_and_query = parts
@@ -113,7 +173,13 @@ pub async fn forward(
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     // Retrying is safe only when nothing of the request can have been consumed.
     let retriable = idempotent(&parts.method) && body.is_end_stream() && !upgrade;
-    let attempts = if retriable { 1 + pool.retries } else { 1 };
+    // A retry goes to another target, so a pool of one has none to make: no retry is
+    // counted or taken from the budget, and no copy of the headers kept for one.
+    let attempts = if retriable && pool.retries > 0 && pool.target_count() > 1 {
+        1 + pool.retries
+    } else {
+        1
+    };
     pool.deposit_retry_budget();
     let mut body = Some(body);
     let mut tried: Option<usize> = None;
@@ -239,16 +305,44 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
-    let value = match headers
-        .get(HeaderName::from_static("x-forwarded-for"))
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.to_string(),
+    let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
+        }
+        _ => Some(peer_value(ip)),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    if let Some(v) = value {
+        headers.insert(X_FORWARDED_FOR, v);
     }
+}
+
+thread_local! {
+    /// The `X-Forwarded-For` value of the last peer this thread forwarded for. A keep-alive
+    /// connection sends every request from one peer, so the value is formatted and
+    /// allocated once instead of per request; a clone of it is a reference count.
+    static LAST_PEER: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `ip` as a header value, from the thread's memo when it was the last peer.
+fn peer_value(ip: IpAddr) -> HeaderValue {
+    LAST_PEER.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((seen, value)) = &*last
+            && *seen == ip
+        {
+            return value.clone();
+        }
+        let mut text = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{ip}"));
+        let len = cursor.position() as usize;
+        // An address's text is always a valid header value; the fallback is unreachable.
+        let value = HeaderValue::from_bytes(&text[..len])
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        *last = Some((ip, value.clone()));
+        value
+    })
 }
 
 /// Turns the upstream response into the client's: hop-by-hop headers out, the target's
@@ -352,10 +446,46 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_bits_follow_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_bit(name.as_str()), Some(i as u32), "{name}");
+        }
+        assert_eq!(
+            hop_by_hop_bit(header::UPGRADE.as_str()),
+            Some(HOP_BY_HOP.len() as u32)
+        );
+        assert_eq!(hop_by_hop_bit("x-kept"), None);
+    }
+
+    #[test]
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
         append_forwarded_for(&mut h, "10.0.0.1".parse().expect("ip"));
         append_forwarded_for(&mut h, "::ffff:10.0.0.2".parse().expect("ip"));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2");
+        // The memo follows the peer: a different address is never answered from it.
+        for ip in ["10.0.0.3", "10.0.0.3", "2001:db8::1", "10.0.0.3"] {
+            let mut h = HeaderMap::new();
+            append_forwarded_for(&mut h, ip.parse().expect("ip"));
+            assert_eq!(h["x-forwarded-for"], ip);
+        }
+    }
+
+    #[test]
+    fn connection_named_headers_are_removed_without_a_header_name() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("x-a, Upgrade"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-b,,bad name"),
+        );
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("x-b", HeaderValue::from_static("1"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, true);
+        assert!(!h.contains_key("x-a") && !h.contains_key("x-b"));
+        assert!(!h.contains_key(header::CONNECTION));
+        assert!(h.contains_key(header::UPGRADE) && h.contains_key("x-kept"));
     }
 }

@@ -227,6 +227,23 @@ async fn idempotent_requests_are_retried_on_another_target() {
     );
 }
 
+/// A pool of one target has no other target to retry on: the failure is answered at once,
+/// and no retry is counted (one was counted, then abandoned, before).
+#[tokio::test]
+async fn a_single_target_pool_counts_no_retries() {
+    let dead = dead_address().await;
+    let (edge, addr) = edge(&pool_config(&[(dead, 1)], "retries = 2")).await;
+    let http = client();
+    for _ in 0..5 {
+        assert_eq!(get(&http, &format!("http://{addr}/x")).await.0, 502);
+    }
+    let metrics = edge.metrics().render();
+    assert!(
+        !metrics.contains("basalt_edge_retries_total{pool=\"p\"}"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn no_retry_after_a_body_was_sent() {
     let (a, b) = (upstream("a").await, upstream("b").await);

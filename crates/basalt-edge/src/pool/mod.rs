@@ -559,6 +559,11 @@ impl Pool {
         }
     }
 
+    /// How many targets the pool balances over right now (healthy or not).
+    pub fn target_count(&self) -> usize {
+        self.set.load().targets.len()
+    }
+
     pub fn deposit_retry_budget(&self) {
         self.budget.deposit();
     }
