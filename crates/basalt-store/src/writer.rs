@@ -5,6 +5,8 @@
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
+use crate::reader::CommitGeneration;
+
 /// What a job reports back to the writer: whether its savepoint is kept, and what to run
 /// once the enclosing transaction's fate (committed or not) is known.
 pub(crate) struct Finish {
@@ -22,8 +24,9 @@ fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Runs until every sender is dropped, then closes the connection cleanly.
-pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+/// Runs until every sender is dropped, then closes the connection cleanly. `generation`
+/// is bumped after every commit, before any of its jobs is answered.
+pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, generation: &CommitGeneration) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_MAX {
@@ -65,6 +68,7 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 false
             }
         };
+        generation.bump();
         for f in finishes {
             (f.done)(committed);
         }
