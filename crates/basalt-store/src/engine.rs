@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::counts::CountCache;
 use crate::events::{self, ChangeBus};
-use crate::reader::{self, CommitGeneration, Reader};
+use crate::reader::{self, CommitGeneration, Reader, ReaderPool};
 use crate::row_view::PointReads;
 use crate::writer::{self, Finish, Job};
 use crate::{StoreConfig, StoreError};
@@ -35,7 +35,7 @@ pub(crate) struct Inner {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     queue_capacity: usize,
-    pub(crate) readers: Mutex<Vec<Reader>>,
+    pub(crate) readers: Arc<ReaderPool>,
     /// Bumped by the writer after each commit, before the write is acknowledged: a reader's
     /// held snapshot is reused only while it is unchanged (see [`crate::reader`]).
     generation: Arc<CommitGeneration>,
@@ -110,12 +110,15 @@ impl Inner {
             .pop()
             .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
         let out = reader.prepare(generation).and_then(|()| f(&mut reader));
-        // A failed read may have left the transaction in any state; a closing store's
-        // final checkpoint must not wait for it.
-        if out.is_err() || self.is_closed() {
-            let _ = reader.end();
-        }
         if let Ok(mut pool) = self.readers.lock() {
+            // A snapshot that a commit made stale is not kept idle: it would hold that
+            // commit's checkpoint back (checked under the pool lock, which the writer's
+            // `end_all` takes after the generation changed). A failed read may have left
+            // the transaction in any state; a closing store's final checkpoint must not
+            // wait for it.
+            if out.is_err() || self.is_closed() || self.generation.current() != generation {
+                let _ = reader.end();
+            }
             pool.push(reader);
         }
         out
@@ -165,20 +168,21 @@ impl Store {
         let readers = (0..readers_total)
             .map(|_| open_conn(&path, &config, true).map(Reader::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let readers = Arc::new(Mutex::new(readers));
         let capacity = config.writer_queue.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let generation = Arc::new(CommitGeneration::default());
-        let bumps = generation.clone();
+        let (bumps, idle) = (generation.clone(), readers.clone());
         let handle = std::thread::Builder::new()
             .name("basalt-writer".into())
-            .spawn(move || writer::run(writer_conn, rx, &bumps))
+            .spawn(move || writer::run(writer_conn, rx, &bumps, &idle))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let store = Store {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(handle)),
                 queue_capacity: capacity,
-                readers: Mutex::new(readers),
+                readers,
                 generation,
                 reader_permits: Arc::new(Semaphore::new(readers_total)),
                 readers_total,
@@ -212,7 +216,7 @@ impl Store {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        reader::end_all(&self.inner);
+        reader::end_all(&self.inner.readers);
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take();
         }

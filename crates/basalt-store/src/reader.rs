@@ -8,11 +8,20 @@
 //! generation is unchanged, so a read after an acknowledged write always begins afresh and
 //! sees it. Writes by other processes (the `basalt superuser` CLI, `sqlite3`) do not bump
 //! the generation: a snapshot is reused for at most [`SNAPSHOT_MAX_AGE`], their bound of
-//! staleness. Idle readers end their snapshots on the sweeper's next pass so they never
-//! keep the WAL from being checkpointed for long.
+//! staleness.
+//!
+//! Held snapshots must not starve checkpoints: the checkpoint SQLite runs inside a commit
+//! can only copy the WAL back up to the oldest snapshot in use, and the WAL only starts
+//! over once a checkpoint went all the way. Idle readers would hold snapshots from before
+//! every commit, so the WAL would grow for as long as reads and writes go on (measured:
+//! 1 -> 67 MB in a 10 s 90/10 read/write run). So while the writer commits, the generation
+//! is odd and reads hold no snapshot (they run as plain autocommit reads); the writer ends
+//! the idle readers' snapshots once it is odd, right before COMMIT ([`end_all`]), leaving
+//! only reads in flight in the way, as without held snapshots. The sweeper ends old
+//! snapshots of readers left idle.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -28,7 +37,7 @@ pub(crate) const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(20);
 /// How often idle readers' stale snapshots are ended (they hold back WAL checkpoints).
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
-/// Commits since the store opened; bumped by the writer after each commit, before replying.
+/// Twice the commits since the store opened, plus one while the writer commits.
 #[derive(Default)]
 pub(crate) struct CommitGeneration(AtomicU64);
 
@@ -37,12 +46,24 @@ impl CommitGeneration {
         self.0.load(Ordering::SeqCst)
     }
 
-    /// Called by the writer once a COMMIT returned (or failed: a spurious bump only costs
-    /// readers a fresh snapshot).
-    pub(crate) fn bump(&self) {
+    /// Called by the writer right before COMMIT: makes the generation odd.
+    pub(crate) fn begin_commit(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Called by the writer once COMMIT returned (or failed: a spurious change only costs
+    /// readers a fresh snapshot), before any of its jobs is answered: even again.
+    pub(crate) fn end_commit(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
+
+fn committing(generation: u64) -> bool {
+    generation % 2 == 1
+}
+
+/// The idle readers; a reader is out of it while it serves a read.
+pub(crate) type ReaderPool = Mutex<Vec<Reader>>;
 
 /// A pooled read-only connection and what it caches.
 pub(crate) struct Reader {
@@ -70,7 +91,8 @@ impl Reader {
     /// Makes the connection read from a snapshot at least as new as `generation` (read by
     /// the caller before this call, and after it loaded the schema it will read with):
     /// the held one when it is still current and young, else a new transaction, which
-    /// SQLite begins at the first read that follows.
+    /// SQLite begins at the first read that follows. While the writer commits, no
+    /// snapshot is held: the read runs in autocommit mode.
     pub(crate) fn prepare(&mut self, generation: u64) -> Result<(), StoreError> {
         if let Some((tag, began)) = self.snapshot
             && tag == generation
@@ -80,6 +102,9 @@ impl Reader {
             return Ok(());
         }
         self.end()?;
+        if committing(generation) {
+            return Ok(());
+        }
         self.conn
             .prepare_cached("BEGIN")
             .and_then(|mut s| s.execute([]))
@@ -139,11 +164,12 @@ fn sweep(inner: &Arc<Inner>) -> bool {
     !inner.is_closed()
 }
 
-/// Ends every pooled reader's snapshot now (before the final checkpoint at close, which
-/// would otherwise wait for them).
-pub(crate) fn end_all(inner: &Inner) {
-    if let Ok(mut pool) = inner.readers.lock() {
-        for reader in pool.iter_mut() {
+/// Ends every idle reader's snapshot now: before each commit (they are all about to be
+/// stale, and would keep its checkpoint from finishing) and before the final checkpoint
+/// at close (which would otherwise wait for them).
+pub(crate) fn end_all(pool: &ReaderPool) {
+    if let Ok(mut pool) = pool.lock() {
+        for reader in pool.iter_mut().filter(|r| r.snapshot.is_some()) {
             if let Err(e) = reader.end() {
                 tracing::warn!(error = %e, "ending a read snapshot failed");
             }

@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
-use crate::reader::CommitGeneration;
+use crate::reader::{self, CommitGeneration, ReaderPool};
 
 /// What a job reports back to the writer: whether its savepoint is kept, and what to run
 /// once the enclosing transaction's fate (committed or not) is known.
@@ -25,8 +25,15 @@ fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Runs until every sender is dropped, then closes the connection cleanly. `generation`
-/// is bumped after every commit, before any of its jobs is answered.
-pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, generation: &CommitGeneration) {
+/// is odd from right before each COMMIT until it returned, before any of its jobs is
+/// answered; the idle `readers` end their snapshots before it (see [`crate::reader`]:
+/// they would hold its checkpoint back).
+pub(crate) fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    generation: &CommitGeneration,
+    readers: &ReaderPool,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_MAX {
@@ -60,6 +67,8 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, generation: &Co
             }
             finishes.push(f);
         }
+        generation.begin_commit();
+        reader::end_all(readers);
         let committed = match control(&conn, "COMMIT") {
             Ok(()) => true,
             Err(e) => {
@@ -68,7 +77,7 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, generation: &Co
                 false
             }
         };
-        generation.bump();
+        generation.end_commit();
         for f in finishes {
             (f.done)(committed);
         }
