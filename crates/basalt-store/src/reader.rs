@@ -62,8 +62,9 @@ fn committing(generation: u64) -> bool {
     generation % 2 == 1
 }
 
-/// The idle readers; a reader is out of it while it serves a read.
-pub(crate) type ReaderPool = Mutex<Vec<Reader>>;
+/// The idle readers; a reader is out of it while it serves a read. Boxed: each read takes
+/// one out and puts it back, and a `Reader` is a few hundred bytes to move.
+pub(crate) type ReaderPool = Mutex<Vec<Box<Reader>>>;
 
 /// A pooled read-only connection and what it caches.
 pub(crate) struct Reader {
@@ -79,13 +80,13 @@ fn err(e: rusqlite::Error) -> StoreError {
 }
 
 impl Reader {
-    pub(crate) fn new(conn: Connection) -> Reader {
-        Reader {
+    pub(crate) fn new(conn: Connection) -> Box<Reader> {
+        Box::new(Reader {
             conn,
             counts: CountCache::default(),
             points: PointReads::default(),
             snapshot: None,
-        }
+        })
     }
 
     /// Makes the connection read from a snapshot at least as new as `generation` (read by
