@@ -2,9 +2,9 @@
 //! between uses while nothing has committed, so a point read skips SQLite's begin and end
 //! of a WAL read transaction (the read-mark lock and unlock, two `fcntl` calls per read).
 //!
-//! Correctness rests on the store's commit generation: the writer bumps it after every
-//! commit and before acknowledging the write, and a reader reads it *before* its snapshot
-//! begins, so a snapshot is never older than its tag. A snapshot is reused only while the
+//! Correctness rests on the store's commit generation: the writer changes it around every
+//! commit (odd while committing, even again before acknowledging the write), and a reader
+//! reads it *before* its snapshot begins, so a snapshot is never older than its tag. A snapshot is reused only while the
 //! generation is unchanged, so a read after an acknowledged write always begins afresh and
 //! sees it. Writes by other processes (the `basalt superuser` CLI, `sqlite3`) do not bump
 //! the generation: a snapshot is reused for at most [`SNAPSHOT_MAX_AGE`], their bound of
@@ -170,7 +170,9 @@ fn sweep(inner: &Arc<Inner>) -> bool {
 /// at close (which would otherwise wait for them).
 pub(crate) fn end_all(pool: &ReaderPool) {
     if let Ok(mut pool) = pool.lock() {
-        for reader in pool.iter_mut().filter(|r| r.snapshot.is_some()) {
+        // By the connection's own state: a transaction whose COMMIT once failed is open
+        // without a tag.
+        for reader in pool.iter_mut().filter(|r| !r.conn.is_autocommit()) {
             if let Err(e) = reader.end() {
                 tracing::warn!(error = %e, "ending a read snapshot failed");
             }
