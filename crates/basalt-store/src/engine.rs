@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::counts::CountCache;
 use crate::events::{self, ChangeBus};
+use crate::reader::{self, CommitGeneration, Reader, ReaderPool};
 use crate::row_view::PointReads;
 use crate::writer::{self, Finish, Job};
 use crate::{StoreConfig, StoreError};
@@ -34,7 +35,10 @@ pub(crate) struct Inner {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     queue_capacity: usize,
-    readers: Mutex<Vec<Reader>>,
+    pub(crate) readers: Arc<ReaderPool>,
+    /// Bumped by the writer after each commit, before the write is acknowledged: a reader's
+    /// held snapshot is reused only while it is unchanged (see [`crate::reader`]).
+    generation: Arc<CommitGeneration>,
     reader_permits: Arc<Semaphore>,
     readers_total: usize,
     /// The published snapshot: what readers and request handlers see (committed state).
@@ -45,13 +49,6 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Committed record changes, published in commit order.
     pub(crate) changes: ChangeBus,
-}
-
-/// A pooled read-only connection and what it caches.
-pub(crate) struct Reader {
-    conn: Connection,
-    counts: CountCache,
-    points: PointReads,
 }
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
@@ -93,20 +90,35 @@ fn open_conn(
 }
 
 impl Inner {
-    /// Runs `f` on a reader taken from the pool (the caller holds a permit) and puts the
-    /// reader back.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` on a reader taken from the pool (the caller holds a permit), reading from
+    /// a snapshot that has every acknowledged write, and puts the reader back. Whatever
+    /// schema `f` reads with must have been loaded before this call: the snapshot is then
+    /// at least as new as the commit that published it.
     fn with_pooled<T>(
         &self,
         f: impl FnOnce(&mut Reader) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let generation = self.generation.current();
         let mut reader = self
             .readers
             .lock()
             .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?
             .pop()
             .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-        let out = f(&mut reader);
+        let out = reader.prepare(generation).and_then(|()| f(&mut reader));
         if let Ok(mut pool) = self.readers.lock() {
+            // A snapshot that a commit made stale is not kept idle: it would hold that
+            // commit's checkpoint back (checked under the pool lock, which the writer's
+            // `end_all` takes after the generation changed). A failed read may have left
+            // the transaction in any state; a closing store's final checkpoint must not
+            // wait for it.
+            if out.is_err() || self.is_closed() || self.generation.current() != generation {
+                let _ = reader.end();
+            }
             pool.push(reader);
         }
         out
@@ -117,10 +129,8 @@ impl Inner {
         &self,
         f: impl FnOnce(&Connection, &Schema, &mut CountCache) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.with_pooled(|reader| {
-            let schema = self.schema.load_full();
-            f(&reader.conn, &schema, &mut reader.counts)
-        })
+        let schema = self.schema.load_full();
+        self.with_pooled(|reader| f(&reader.conn, &schema, &mut reader.counts))
     }
 
     /// [`Inner::with_pooled`] with the reader's point-read statements.
@@ -156,26 +166,24 @@ impl Store {
             config.readers
         };
         let readers = (0..readers_total)
-            .map(|_| {
-                open_conn(&path, &config, true).map(|conn| Reader {
-                    conn,
-                    counts: CountCache::default(),
-                    points: PointReads::default(),
-                })
-            })
+            .map(|_| open_conn(&path, &config, true).map(Reader::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let readers = Arc::new(Mutex::new(readers));
         let capacity = config.writer_queue.max(1);
         let (tx, rx) = mpsc::channel(capacity);
+        let generation = Arc::new(CommitGeneration::default());
+        let (bumps, idle) = (generation.clone(), readers.clone());
         let handle = std::thread::Builder::new()
             .name("basalt-writer".into())
-            .spawn(move || writer::run(writer_conn, rx))
+            .spawn(move || writer::run(writer_conn, rx, &bumps, &idle))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(handle)),
                 queue_capacity: capacity,
-                readers: Mutex::new(readers),
+                readers,
+                generation,
                 reader_permits: Arc::new(Semaphore::new(readers_total)),
                 readers_total,
                 writer_schema: Mutex::new(Arc::new(schema.clone())),
@@ -183,7 +191,9 @@ impl Store {
                 closed: AtomicBool::new(false),
                 changes: ChangeBus::new(),
             }),
-        })
+        };
+        reader::spawn_sweeper(Arc::downgrade(&store.inner))?;
+        Ok(store)
     }
 
     /// The current immutable schema snapshot.
@@ -206,6 +216,7 @@ impl Store {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        reader::end_all(&self.inner.readers);
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take();
         }

@@ -14,6 +14,7 @@ mod collections;
 mod counts;
 mod engine;
 mod events;
+mod reader;
 mod records;
 mod row_view;
 mod sql;

@@ -5,6 +5,8 @@
 use rusqlite::Connection;
 use tokio::sync::mpsc;
 
+use crate::reader::{self, CommitGeneration, ReaderPool};
+
 /// What a job reports back to the writer: whether its savepoint is kept, and what to run
 /// once the enclosing transaction's fate (committed or not) is known.
 pub(crate) struct Finish {
@@ -22,8 +24,16 @@ fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Runs until every sender is dropped, then closes the connection cleanly.
-pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+/// Runs until every sender is dropped, then closes the connection cleanly. `generation`
+/// is odd from right before each COMMIT until it returned, before any of its jobs is
+/// answered; the idle `readers` end their snapshots before it (see [`crate::reader`]:
+/// they would hold its checkpoint back).
+pub(crate) fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    generation: &CommitGeneration,
+    readers: &ReaderPool,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_MAX {
@@ -57,6 +67,8 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             }
             finishes.push(f);
         }
+        generation.begin_commit();
+        reader::end_all(readers);
         let committed = match control(&conn, "COMMIT") {
             Ok(()) => true,
             Err(e) => {
@@ -65,6 +77,7 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 false
             }
         };
+        generation.end_commit();
         for f in finishes {
             (f.done)(committed);
         }
