@@ -2,9 +2,10 @@
 """User-space instructions per proxied request of `basalt proxy`, counted by valgrind's
 callgrind over a fixed number of HTTP/1.1 keep-alive requests (h2load --h1 -n N).
 
-Unlike wall-clock CPU time on a shared machine, the count is the same from run to run
-(within a few instructions per request), so a change of 1-2 % to the proxy's own work
-shows; it says nothing about kernel time (system calls, loopback TCP), which callgrind
+Unlike wall-clock CPU time on a shared machine, the count varies little from run to run
+(repeat runs of one binary spread by up to about 200 instructions per request, 0.5 %: run
+each binary a few times in alternation and compare medians), so a change of 1-2 % to the
+proxy's own work shows; it says nothing about kernel time (system calls, loopback TCP), which callgrind
 does not see. Each binary proxies the same nginx upstream as run.py; the counters are
 zeroed after a warm-up of 1000 requests and dumped after the N measured ones.
 

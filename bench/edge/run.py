@@ -149,7 +149,7 @@ rounds and only the alternating req/s ratios are worth comparing):
   rounds, load average 4.4 -> 9.8), no difference beyond noise, so not committed.
 - **Counting instructions instead of timing** (`python3 bench/edge/instructions.py OLD NEW`:
   valgrind's callgrind over 6000 HTTP/1.1 requests through `basalt proxy`, user space
-  only, the same count within a few instructions per request from run to run, so a 1-2 %
+  only, the same count within a few hundred instructions per request from run to run (0.5 %), so a 1-2 %
   change shows where timings on the shared machine swing by 10 %). From its profile: the
   hop-by-hop strip removed ten names by hash look-up on every request and response and
   built an allocated `HeaderName` for `keep-alive`; `X-Forwarded-For` was formatted and

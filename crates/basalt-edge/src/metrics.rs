@@ -1,11 +1,17 @@
 //! The edge's Prometheus series: requests and latency per route, requests, latency, health,
 //! retries and ejections per upstream target, rate-limited and rejected requests.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct EdgeMetrics {
+    /// Tells this instance's series apart in the per-thread handle memo.
+    id: u64,
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
@@ -56,7 +62,9 @@ impl EdgeMetrics {
                 labels,
             ))
         };
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let m = Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             requests: counter(
                 "requests_total",
                 "Requests by route and status",
@@ -146,19 +154,33 @@ impl EdgeMetrics {
     }
 
     pub fn request(&self, route: &str, status: u16, seconds: f64) {
-        self.requests
-            .with_label_values(&[route, status_label(status)])
-            .inc();
-        self.latency.with_label_values(&[route]).observe(seconds);
+        ROUTE_HANDLES.with(|memo| {
+            let mut memo = memo.borrow_mut();
+            let (count, latency) = memo.get(self.id, route, "", status, || {
+                (
+                    self.requests
+                        .with_label_values(&[route, status_label(status)]),
+                    self.latency.with_label_values(&[route]),
+                )
+            });
+            count.inc();
+            latency.observe(seconds);
+        });
     }
 
     pub fn upstream(&self, pool: &str, target: &str, status: u16, seconds: f64) {
-        self.upstream_requests
-            .with_label_values(&[pool, target, status_label(status)])
-            .inc();
-        self.upstream_latency
-            .with_label_values(&[pool, target])
-            .observe(seconds);
+        UPSTREAM_HANDLES.with(|memo| {
+            let mut memo = memo.borrow_mut();
+            let (count, latency) = memo.get(self.id, pool, target, status, || {
+                (
+                    self.upstream_requests
+                        .with_label_values(&[pool, target, status_label(status)]),
+                    self.upstream_latency.with_label_values(&[pool, target]),
+                )
+            });
+            count.inc();
+            latency.observe(seconds);
+        });
     }
 
     pub fn set_health(&self, pool: &str, target: &str, healthy: bool) {
@@ -213,6 +235,80 @@ impl EdgeMetrics {
     }
 }
 
+thread_local! {
+    /// The series handles a worker thread counted into last, per route and status.
+    static ROUTE_HANDLES: RefCell<HandleMemo> = const { RefCell::new(HandleMemo::new()) };
+    /// The same per upstream pool, target and status.
+    static UPSTREAM_HANDLES: RefCell<HandleMemo> = const { RefCell::new(HandleMemo::new()) };
+}
+
+/// Entries a thread's memo holds: more routes or targets than this in turn cost the
+/// label look-ups again, never wrong counts.
+const MEMO_ENTRIES: usize = 16;
+
+/// A few series handles remembered per thread, because `with_label_values` hashes every
+/// label with SipHash, takes the vector's lock and clones an `Arc` on each call: about
+/// a thousand instructions per proxied request for the four series it counts into.
+/// Comparing the labels of a remembered entry costs a few short string compares.
+struct HandleMemo {
+    entries: Vec<MemoEntry>,
+    /// The entry replaced next when the memo is full.
+    next: usize,
+}
+
+struct MemoEntry {
+    /// `EdgeMetrics::id` of the series' owner: tests run several edges in one process.
+    metrics: u64,
+    first: String,
+    second: String,
+    status: u16,
+    handles: (IntCounter, Histogram),
+}
+
+impl HandleMemo {
+    const fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn get(
+        &mut self,
+        metrics: u64,
+        first: &str,
+        second: &str,
+        status: u16,
+        resolve: impl FnOnce() -> (IntCounter, Histogram),
+    ) -> &(IntCounter, Histogram) {
+        let found = self.entries.iter().position(|e| {
+            e.metrics == metrics && e.status == status && e.first == first && e.second == second
+        });
+        let index = match found {
+            Some(i) => i,
+            None => {
+                let entry = MemoEntry {
+                    metrics,
+                    first: first.to_owned(),
+                    second: second.to_owned(),
+                    status,
+                    handles: resolve(),
+                };
+                if self.entries.len() < MEMO_ENTRIES {
+                    self.entries.push(entry);
+                    self.entries.len() - 1
+                } else {
+                    let i = self.next;
+                    self.next = (i + 1) % MEMO_ENTRIES;
+                    self.entries[i] = entry;
+                    i
+                }
+            }
+        };
+        &self.entries[index].handles
+    }
+}
+
 /// Static labels for common statuses, so counting a request does not format a number.
 fn status_label(status: u16) -> &'static str {
     const LABELS: [&str; 600] = {
@@ -252,5 +348,57 @@ fn status_label(status: u16) -> &'static str {
             4 => "4xx",
             _ => "5xx",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(m: &EdgeMetrics, series: &str) -> u64 {
+        let text = m.render();
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn remembered_handles_count_into_their_own_series() {
+        let a = EdgeMetrics::new();
+        let b = EdgeMetrics::new();
+        // More routes than the memo holds, in turn, so entries are replaced and looked up
+        // again; two instances with the same labels must not share a series.
+        for round in 0..3 {
+            for r in 0..(MEMO_ENTRIES + 4) {
+                let route = format!("r{r}");
+                a.request(&route, 200, 0.001);
+                a.upstream("p", &route, 502, 0.001);
+                if round == 0 {
+                    b.request(&route, 200, 0.001);
+                }
+            }
+        }
+        a.request("r0", 404, 0.001);
+        assert_eq!(
+            count(&a, r#"basalt_edge_requests_total{route="r0",status="200"}"#),
+            3
+        );
+        assert_eq!(
+            count(&a, r#"basalt_edge_requests_total{route="r0",status="404"}"#),
+            1
+        );
+        assert_eq!(
+            count(&b, r#"basalt_edge_requests_total{route="r0",status="200"}"#),
+            1
+        );
+        assert_eq!(
+            count(
+                &a,
+                r#"basalt_edge_upstream_requests_total{pool="p",status="502",target="r19"}"#
+            ),
+            3
+        );
     }
 }

@@ -181,6 +181,11 @@ where
     let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
     let request_method = req.method().clone();
     let mut req = req.map(|b| {
+        // Most requests have no body: `Empty` is zero-sized, so its box allocates nothing,
+        // where boxing the connection's empty body type is an allocation per request.
+        if b.is_end_stream() {
+            return crate::body::empty();
+        }
         let b = b.map_err(|e| -> BoxError { e.into() });
         if limit > 0 && declared.is_none() {
             // Chunked bodies are cut off at the limit too.

@@ -101,7 +101,10 @@ impl H1Client {
                 },
             }
         }
-        let mut sender = self.connect(&authority).await?;
+        // Boxed: a new connection is the rare path, and its future (connect, timeout,
+        // handshake) would otherwise enlarge every request's future, which hyper moves
+        // into its box and the proxy's futures copy as they move along.
+        let mut sender = Box::pin(self.connect(&authority)).await?;
         let resp = sender.send_request(req).await?;
         Ok(self.hold(resp, sender, authority))
     }
