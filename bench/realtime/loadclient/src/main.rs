@@ -39,6 +39,7 @@ use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use nix::sys::time::TimeSpec;
+use realtime_loadclient::{Latencies, find, own_cpu_seconds, request};
 
 /// One read buffer per thread: far larger than an event, so a read that fills it is the
 /// only case that needs a second read.
@@ -87,45 +88,6 @@ fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-/// Where `needle` first occurs: a scan for its first byte, then one comparison per candidate.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, _) = needle.split_first()?;
-    let mut from = 0;
-    while let Some(p) = hay.get(from..)?.iter().position(|&b| b == first) {
-        let at = from + p;
-        if hay[at..].starts_with(needle) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
-}
-
-fn request(method: &str, addr: &str, path: &str, token: &str, body: &str) -> Vec<u8> {
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: {token}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// This process's user+system CPU seconds, all threads (`/proc/self/stat`, USER_HZ = 100).
-fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return f64::NAN;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        f.get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Subscribers connecting at once, over all threads (the tokio client's bound).
 const CONNECTING: usize = 256;
 
@@ -166,7 +128,7 @@ fn read_stamped(
     stream: &mut MioStream,
     buf: &mut [u8],
     stamp: Stamp,
-    cmsg: &mut Vec<u8>,
+    cmsg: &mut [u8],
 ) -> io::Result<(usize, Option<SystemTime>)> {
     if stamp == Stamp::Read {
         return stream.read(buf).map(|n| (n, None));
@@ -470,14 +432,6 @@ fn epoll_loop(
     ))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 7 {
@@ -609,8 +563,7 @@ fn main() {
     }
 
     // 4. Collect arrivals (bounded wait) and report.
-    let mut lat = Vec::with_capacity(clients * writes);
-    let mut per_write: Vec<Vec<f64>> = vec![Vec::new(); writes];
+    let mut lat = Latencies::new(clients, writes);
     let mut stamp_max_age = Duration::ZERO;
     let (mut stamps, mut stamps_over_1ms, mut event_batches) = (0u64, 0u64, 0u64);
     let mut kernel_stamps_missing = 0u64;
@@ -637,39 +590,16 @@ fn main() {
             for (n, at) in seen {
                 if let Some(t0) = sent_at.get(n) {
                     let ms = at.duration_since(*t0).unwrap_or_default().as_secs_f64() * 1000.0;
-                    lat.push(ms);
-                    per_write[n].push(ms);
+                    lat.add(n, ms);
                 }
             }
         }
     }
     let client_cpu_per_event_ms =
         (own_cpu_seconds() - cpu_fanout_start) * 1000.0 / writes.max(1) as f64;
-    // Per write, on stderr: whether the tail is a few slow fan-outs or every fan-out's end.
-    for (n, l) in per_write.iter_mut().enumerate() {
-        l.sort_by(|a, b| a.total_cmp(b));
-        eprintln!(
-            "write {n}: delivered {} first {:.1} p50 {:.1} p99 {:.1} last {:.1} ms (write rtt {:.1} ms)",
-            l.len(),
-            l.first().copied().unwrap_or(f64::NAN),
-            percentile(l, 0.50),
-            percentile(l, 0.99),
-            l.last().copied().unwrap_or(f64::NAN),
-            write_rtt.get(n).copied().unwrap_or(f64::NAN),
-        );
-    }
-    lat.sort_by(|a, b| a.total_cmp(b));
-    write_rtt.sort_by(|a, b| a.total_cmp(b));
+    let head = lat.report(clients, client_ids.len(), subscribed, write_rtt);
     println!(
-        "{{\"clients\":{clients},\"connected\":{},\"subscribed\":{subscribed},\"writes\":{writes},\"expected\":{},\"delivered\":{},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\"write_p50_ms\":{:.2},\"client\":\"epoll\",\"stamp\":\"{}\",\"kernel_stamps_missing\":{kernel_stamps_missing},\"client_threads\":{threads},\"client_cpu_per_event_ms\":{:.1},\"stamp_max_age_ms\":{:.3},\"stamps\":{stamps},\"stamps_over_1ms\":{stamps_over_1ms},\"wakeups_per_event\":{:.0}}}",
-        client_ids.len(),
-        subscribed * writes,
-        lat.len(),
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.90),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or(f64::NAN),
-        percentile(&write_rtt, 0.50),
+        "{head},\"client\":\"epoll\",\"stamp\":\"{}\",\"kernel_stamps_missing\":{kernel_stamps_missing},\"client_threads\":{threads},\"client_cpu_per_event_ms\":{:.1},\"stamp_max_age_ms\":{:.3},\"stamps\":{stamps},\"stamps_over_1ms\":{stamps_over_1ms},\"wakeups_per_event\":{:.0}}}",
         stamp_mode.name(),
         client_cpu_per_event_ms,
         stamp_max_age.as_secs_f64() * 1000.0,

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use realtime_loadclient::{Latencies, find, own_cpu_seconds, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
@@ -52,29 +53,6 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-}
-
-/// Where `needle` first occurs: a scan for its first byte, then one comparison per
-/// candidate (a `windows()` comparison per position cost the client a tenth of its CPU).
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, _) = needle.split_first()?;
-    let mut from = 0;
-    while let Some(p) = hay.get(from..)?.iter().position(|&b| b == first) {
-        let at = from + p;
-        if hay[at..].starts_with(needle) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
-}
-
-fn request(method: &str, addr: &str, path: &str, token: &str, body: &str) -> Vec<u8> {
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: {token}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 /// One subscriber: connects, reports its client id, then reports (record n, arrival) for
@@ -146,31 +124,6 @@ async fn subscriber(
     if socket.is_some() {
         std::future::pending::<()>().await;
     }
-}
-
-/// This process's user+system CPU seconds, all threads (`/proc/self/stat`, USER_HZ = 100).
-fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return f64::NAN;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        f.get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -283,8 +236,7 @@ async fn main() {
     }
 
     // 4. Collect arrivals (bounded wait) and report.
-    let mut lat = Vec::with_capacity(clients * writes);
-    let mut per_write: Vec<Vec<f64>> = vec![Vec::new(); writes];
+    let mut lat = Latencies::new(clients, writes);
     let mut reporting = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while reporting < subscribed {
@@ -295,8 +247,7 @@ async fn main() {
                 for (n, at) in seen {
                     if let Some(t0) = sent_at.get(n) {
                         let ms = at.saturating_duration_since(*t0).as_secs_f64() * 1000.0;
-                        lat.push(ms);
-                        per_write[n].push(ms);
+                        lat.add(n, ms);
                     }
                 }
             }
@@ -305,32 +256,9 @@ async fn main() {
     }
     let client_cpu_per_event_ms =
         (own_cpu_seconds() - cpu_fanout_start) * 1000.0 / writes.max(1) as f64;
-    // Per write, on stderr: whether the tail is a few slow fan-outs or every fan-out's end.
-    for (n, l) in per_write.iter_mut().enumerate() {
-        l.sort_by(|a, b| a.total_cmp(b));
-        eprintln!(
-            "write {n}: delivered {} first {:.1} p50 {:.1} p99 {:.1} last {:.1} ms (write rtt {:.1} ms)",
-            l.len(),
-            l.first().copied().unwrap_or(f64::NAN),
-            percentile(l, 0.50),
-            percentile(l, 0.99),
-            l.last().copied().unwrap_or(f64::NAN),
-            write_rtt.get(n).copied().unwrap_or(f64::NAN),
-        );
-    }
-    lat.sort_by(|a, b| a.total_cmp(b));
-    write_rtt.sort_by(|a, b| a.total_cmp(b));
+    let head = lat.report(clients, ids.len(), subscribed, write_rtt);
     println!(
-        "{{\"clients\":{clients},\"connected\":{},\"subscribed\":{subscribed},\"writes\":{writes},\"expected\":{},\"delivered\":{},\"p50_ms\":{:.2},\"p90_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\"write_p50_ms\":{:.2},\"client\":\"tokio\",\"client_cpu_per_event_ms\":{:.1}}}",
-        ids.len(),
-        subscribed * writes,
-        lat.len(),
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.90),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or(f64::NAN),
-        percentile(&write_rtt, 0.50),
-        client_cpu_per_event_ms,
+        "{head},\"client\":\"tokio\",\"client_cpu_per_event_ms\":{client_cpu_per_event_ms:.1}}}"
     );
     std::process::exit(0);
 }
