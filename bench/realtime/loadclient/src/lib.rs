@@ -1,5 +1,5 @@
 //! What both realtime load clients share (the epoll one in `main.rs`, the tokio one kept for
-//! cross-checks): the HTTP request text, a byte search, the client's own CPU time, and the
+//! cross-checks): the HTTP request and response framing, a byte search, the client's own CPU time, and the
 //! latency report they print.
 
 /// Where `needle` first occurs: a scan for its first byte, then one comparison per
@@ -15,6 +15,33 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
         from = at + 1;
     }
     None
+}
+
+/// Takes one complete HTTP response (status, body) off the front of `buf`, or `None` while
+/// its head or `Content-Length` body has not fully arrived.
+pub fn take_response(buf: &mut Vec<u8>) -> Option<(u16, Vec<u8>)> {
+    let end = find(buf, b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let total = end + 4 + len;
+    if buf.len() < total {
+        return None;
+    }
+    let body = buf[end + 4..total].to_vec();
+    buf.drain(..total);
+    Some((status, body))
 }
 
 /// One HTTP/1.1 request with a JSON body.

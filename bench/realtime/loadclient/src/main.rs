@@ -39,7 +39,7 @@ use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use nix::sys::time::TimeSpec;
-use realtime_loadclient::{Latencies, find, own_cpu_seconds, request};
+use realtime_loadclient::{Latencies, find, own_cpu_seconds, request, take_response};
 
 /// One read buffer per thread: far larger than an event, so a read that fills it is the
 /// only case that needs a second read.
@@ -52,40 +52,16 @@ const STAMP_EVERY: u32 = 16;
 /// Reads one HTTP response (status, body) from a keep-alive connection.
 fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<(u16, Vec<u8>)> {
     loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let status: u16 = head
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len {
-                read_more(s, buf)?;
-            }
-            let body = buf[end + 4..end + 4 + len].to_vec();
-            buf.drain(..end + 4 + len);
-            return Ok((status, body));
+        if let Some(response) = take_response(buf) {
+            return Ok(response);
         }
-        read_more(s, buf)?;
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
-}
-
-fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut chunk = [0u8; 4096];
-    let n = s.read(&mut chunk)?;
-    if n == 0 {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(())
 }
 
 /// Subscribers connecting at once, over all threads (the tokio client's bound).
