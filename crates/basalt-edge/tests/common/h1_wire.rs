@@ -222,6 +222,20 @@ impl Wire {
         }
     }
 
+    /// Reads until `needle` has arrived `times` times in the unconsumed bytes.
+    pub async fn until_seen(&mut self, needle: &[u8], times: usize) -> Result<(), Ended> {
+        while self
+            .buf
+            .windows(needle.len())
+            .filter(|w| *w == needle)
+            .count()
+            < times
+        {
+            self.more().await?;
+        }
+        Ok(())
+    }
+
     /// Everything until the peer closes (bounded by the patience per read).
     pub async fn until_close(&mut self) -> Result<Vec<u8>, Ended> {
         loop {
