@@ -901,3 +901,163 @@ async fn the_edges_own_413_keeps_the_connection() {
     open_route_answers(&mut c, "after a 413").await;
     assert_eq!(up.requests(), 1, "{:?}", up.seen());
 }
+
+/// Requests served plainly, then a protocol switch on the same connection: the 101 and the
+/// tunnel work after them (the upgrade is the hyper path's, the requests before may not be).
+#[tokio::test]
+async fn an_upgrade_after_plain_requests_on_one_connection() {
+    let up = raw_upstream(|seen| match seen.head.target.as_str() {
+        "/switch" => vec![
+            send(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+            ),
+            Step::Echo,
+        ],
+        _ => ok("ok"),
+    })
+    .await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let mut c = Wire::connect(addr).await;
+    next_is_genuine_ok(&mut c).await;
+    next_is_genuine_ok(&mut c).await;
+    c.send(
+        b"GET /switch HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await;
+    let r = c.response("GET").await;
+    assert_eq!(r.status(), 101, "{:?}", r.head);
+    assert!(r.head.text("upgrade").eq_ignore_ascii_case("echo"));
+    c.send(b"ping one").await;
+    c.until_seen(b"ping one", 1).await.expect("echoed");
+    c.send(b", two").await;
+    c.until_seen(b"ping one, two", 1).await.expect("echoed");
+    let seen = up.seen();
+    let switch = &seen[2].head;
+    assert!(
+        switch.text("upgrade").eq_ignore_ascii_case("echo"),
+        "{switch:?}"
+    );
+    assert!(
+        switch
+            .text("connection")
+            .to_ascii_lowercase()
+            .contains("upgrade"),
+        "{switch:?}"
+    );
+}
+
+#[tokio::test]
+async fn expect_100_continue_gets_the_interim_response_then_the_body_through() {
+    let up = raw_upstream(|seen| ok(&String::from_utf8_lossy(&seen.body))).await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let mut c = Wire::connect(addr).await;
+    c.send(
+        b"POST /e HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
+    let interim = c.response("POST").await;
+    assert_eq!(interim.status(), 100, "{:?}", interim.head);
+    c.send(b"hello").await;
+    let r = c.final_response("POST").await;
+    assert_eq!((r.status(), r.body_text().as_str()), (200, "hello"));
+    next_is_genuine_ok_after(&mut c, "").await;
+}
+
+async fn next_is_genuine_ok_after(c: &mut Wire, expected: &str) {
+    let r = c.get("/again").await;
+    assert_eq!((r.status(), r.body_text().as_str()), (200, expected));
+    assert!(c.buf.is_empty(), "stray bytes {:?}", c.buf);
+}
+
+/// HTTP/1.0 with `Connection: keep-alive` and a counted upstream body stays open.
+#[tokio::test]
+async fn http10_keep_alive_with_a_counted_body_stays_open() {
+    let up = raw_upstream(echo_target).await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let mut c = Wire::connect(addr).await;
+    for path in ["/k1", "/k2"] {
+        c.send(
+            format!("GET {path} HTTP/1.0\r\nHost: edge.test\r\nConnection: keep-alive\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        let r = c.response("GET").await;
+        assert_eq!((r.status(), r.body_text().as_str()), (200, path));
+        assert_eq!(r.framing, Framing::ContentLength, "{:?}", r.head);
+    }
+}
+
+/// Large and repeated headers pass in order both ways: a 12 KB value, 60 fields, two
+/// `Set-Cookie` answers and three same-named request fields.
+#[tokio::test]
+async fn large_and_repeated_headers_pass_in_order() {
+    let big = "b".repeat(12_000);
+    let response_big = big.clone();
+    let up = raw_upstream(move |_| {
+        let mut head = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..60 {
+            head.push_str(&format!("x-h{i}: value {i}\r\n"));
+        }
+        head.push_str(&format!(
+            "x-big: {response_big}\r\nset-cookie: a=1; Path=/\r\nset-cookie: b=2; HttpOnly\r\n"
+        ));
+        head.push_str("content-length: 2\r\n\r\nok");
+        vec![send(head)]
+    })
+    .await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let mut c = Wire::connect(addr).await;
+    c.send(
+        format!(
+            "GET /big HTTP/1.1\r\nHost: edge.test\r\nX-Multi: one\r\nX-Big: {big}\r\nX-Multi: two\r\nX-Multi: three\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let r = c.final_response("GET").await;
+    assert_eq!((r.status(), r.body_text().as_str()), (200, "ok"));
+    assert_eq!(r.head.text("x-big"), big);
+    for i in 0..60 {
+        assert_eq!(r.head.text(&format!("x-h{i}")), format!("value {i}"));
+    }
+    let cookies: Vec<&[u8]> = r
+        .head
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    assert_eq!(cookies, [&b"a=1; Path=/"[..], b"b=2; HttpOnly"]);
+    let seen = up.seen();
+    let multi: Vec<&[u8]> = seen[0]
+        .head
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "x-multi")
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    assert_eq!(multi, [&b"one"[..], b"two", b"three"]);
+    assert_eq!(seen[0].head.text("x-big"), big);
+    next_is_genuine_ok_after(&mut c, "ok").await;
+}
+
+#[tokio::test]
+async fn a_mebibyte_request_body_reaches_the_upstream_byte_exact() {
+    let up = raw_upstream(|seen| ok(&seen.body.len().to_string())).await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let body = mebibyte();
+    let mut c = Wire::connect(addr).await;
+    let mut request = format!(
+        "PUT /blob HTTP/1.1\r\nHost: edge.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    c.send(&request).await;
+    let r = c.final_response("PUT").await;
+    assert_eq!((r.status(), r.body_text()), (200, body.len().to_string()));
+    assert!(
+        up.seen()[0].body == body,
+        "the upstream got a different body"
+    );
+}

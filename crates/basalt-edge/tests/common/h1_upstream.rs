@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::h1_wire::{Ended, Head, Wire, parse_request_head};
@@ -37,6 +37,8 @@ pub enum Step {
         every: Duration,
         chunk: Vec<u8>,
     },
+    /// Writes back every byte read until the peer closes (a switched protocol).
+    Echo,
 }
 
 /// Everything the upstream observed.
@@ -140,6 +142,10 @@ async fn serve(mut wire: Wire, conn: usize, log: Arc<Log>, script: Script) {
                     let _ = wire.until_close().await;
                     return;
                 }
+                Step::Echo => {
+                    echo(wire).await;
+                    return;
+                }
                 Step::Stream { every, chunk } => {
                     // Bounded: a stream nobody cuts ends the test's upstream after a while.
                     for _ in 0..400 {
@@ -152,6 +158,24 @@ async fn serve(mut wire: Wire, conn: usize, log: Arc<Log>, script: Script) {
                     return;
                 }
             }
+        }
+    }
+}
+
+async fn echo(mut wire: Wire) {
+    let pending = std::mem::take(&mut wire.buf);
+    if wire.stream.write_all(&pending).await.is_err() {
+        return;
+    }
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(wire.patience, wire.stream.read(&mut chunk)).await;
+        let n = match read {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        if wire.stream.write_all(&chunk[..n]).await.is_err() {
+            return;
         }
     }
 }
