@@ -101,33 +101,39 @@ async fn body_written_in_small_pieces_with_pauses_arrives_whole() {
 
 #[tokio::test]
 async fn head_response_with_content_length_has_no_body() {
-    let up = raw_upstream(|seen| match seen.head.method.as_str() {
-        "HEAD" => vec![send(
-            "HTTP/1.1 200 OK\r\ncontent-length: 1234\r\ncontent-type: text/plain\r\n\r\n",
-        )],
-        _ => ok("after head"),
-    })
+    let up = raw_upstream(
+        |seen| match (seen.head.method.as_str(), seen.head.target.as_str()) {
+            ("HEAD", "/chunked") => vec![send(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n",
+            )],
+            ("HEAD", _) => vec![send(
+                "HTTP/1.1 200 OK\r\ncontent-length: 1234\r\ncontent-type: text/plain\r\n\r\n",
+            )],
+            _ => ok("after head"),
+        },
+    )
     .await;
     let (_edge, addr) = edge_for(&up, "").await;
     let mut c = Wire::connect(addr).await;
-    for round in 0..2 {
-        c.send(b"HEAD /doc HTTP/1.1\r\nHost: edge.test\r\n\r\n")
+    // A HEAD answer announcing chunks carries none either, not even the last chunk.
+    for path in ["/doc", "/chunked", "/doc"] {
+        c.send(format!("HEAD {path} HTTP/1.1\r\nHost: edge.test\r\n\r\n").as_bytes())
             .await;
         let r = c.response("HEAD").await;
-        assert_eq!(r.status(), 200, "round {round}");
+        assert_eq!(r.status(), 200, "{path}");
         assert!(
             c.buf.is_empty(),
-            "body bytes after a HEAD answer: {:?}",
+            "{path}: body bytes after a HEAD answer: {:?}",
             c.buf
         );
         // The next response starts right where the HEAD answer's head ended.
         let next = c.get("/after").await;
-        assert_eq!(next.status(), 200, "round {round}");
+        assert_eq!(next.status(), 200, "{path}");
         assert_eq!(next.body_text(), "after head");
     }
-    // The upstream side was not left waiting for 1234 body bytes either: one connection
-    // served all four requests.
-    assert_eq!(up.requests(), 4);
+    // The upstream side was not left waiting for body bytes either: one connection served
+    // all six requests.
+    assert_eq!(up.requests(), 6);
     assert_eq!(up.accepted(), 1);
 }
 
