@@ -306,3 +306,92 @@ async fn length_and_chunked_from_upstream_is_a_502() {
         answers_next(&mut c, "/next", "next", path).await;
     }
 }
+
+/// Upstream heads that cannot be read one way only: folded lines, lengths that are not
+/// plain digits, a space before the colon, another protocol version, no status line.
+fn malformed(seen: &Seen) -> Vec<Step> {
+    let bytes = match seen.head.target.as_str() {
+        "/folded" => "HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\ncontent-length: 2\r\n\r\nok",
+        "/letters" => "HTTP/1.1 200 OK\r\ncontent-length: abc\r\n\r\nok",
+        "/negative" => "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\nok",
+        "/plus" => "HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok",
+        "/space-before-colon" => "HTTP/1.1 200 OK\r\nx-d : v\r\ncontent-length: 2\r\n\r\nok",
+        "/http2" => "HTTP/2.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        "/garbage" => "garbage\r\n\r\n",
+        // Readable one way only, so delivered well-formed.
+        "/bare-lf" => "HTTP/1.1 200 OK\ncontent-length: 2\nx-b: 1\n\nok",
+        "/no-space" => "HTTP/1.1 200 OK\r\nx-c:v\r\ncontent-length:2\r\n\r\nok",
+        _ => return ok("next"),
+    };
+    vec![send(bytes)]
+}
+
+#[tokio::test]
+async fn malformed_upstream_heads_are_a_502() {
+    let up = raw_upstream(malformed).await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let mut c = Wire::connect(addr).await;
+    for path in [
+        "/folded",
+        "/letters",
+        "/negative",
+        "/plus",
+        "/space-before-colon",
+        "/http2",
+        "/garbage",
+    ] {
+        let r = c.get(path).await;
+        assert_pocketbase_error(&r, 502);
+        answers_next(&mut c, "/next", "next", path).await;
+    }
+}
+
+#[tokio::test]
+async fn lenient_upstream_heads_reach_the_client_well_formed() {
+    let up = raw_upstream(malformed).await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let mut c = Wire::connect(addr).await;
+    for (path, name, value) in [("/bare-lf", "x-b", "1"), ("/no-space", "x-c", "v")] {
+        let r = c.get(path).await;
+        assert_eq!((r.status(), r.body_text().as_str()), (200, "ok"), "{path}");
+        assert_eq!(r.head.text(name), value, "{path}");
+        let bare_lf = r
+            .head
+            .raw
+            .iter()
+            .enumerate()
+            .any(|(i, b)| *b == b'\n' && (i == 0 || r.head.raw[i - 1] != b'\r'));
+        assert!(!bare_lf, "{path}: {:?}", r.head);
+        answers_next(&mut c, "/next", "next", path).await;
+    }
+}
+
+/// Bytes after a complete response (here a whole second response) answer no request: a
+/// connection that sent them is not used again, whether they came with the response or
+/// while it sat idle.
+#[tokio::test]
+async fn surplus_upstream_bytes_never_answer_the_next_request() {
+    let up = raw_upstream(|seen| match seen.head.target.as_str() {
+        "/with" => vec![send(format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok{SMUGGLED}"
+        ))],
+        "/after" => vec![
+            send("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
+            Step::Pause(Duration::from_millis(20)),
+            send(SMUGGLED),
+        ],
+        _ => ok("next"),
+    })
+    .await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let mut c = Wire::connect(addr).await;
+    for path in ["/with", "/after", "/with"] {
+        let r = c.get(path).await;
+        assert_eq!((r.status(), r.body_text().as_str()), (200, "ok"), "{path}");
+        if path == "/after" {
+            // Well past the upstream's pause: the late bytes reach the edge first.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        answers_next(&mut c, "/next", "next", path).await;
+    }
+}
