@@ -39,6 +39,8 @@ pub enum Step {
     },
     /// Writes back every byte read until the peer closes (a switched protocol).
     Echo,
+    /// Reads and drops this many bytes (a body left unread by an early answer).
+    Skip(usize),
 }
 
 /// Everything the upstream observed.
@@ -141,6 +143,11 @@ async fn serve(mut wire: Wire, conn: usize, log: Arc<Log>, script: Script) {
                 Step::Stall => {
                     let _ = wire.until_close().await;
                     return;
+                }
+                Step::Skip(n) => {
+                    if wire.take(n).await.is_err() {
+                        return;
+                    }
                 }
                 Step::Echo => {
                     echo(wire).await;

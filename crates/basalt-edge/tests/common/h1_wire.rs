@@ -154,6 +154,13 @@ impl Wire {
         self.stream.write_all(bytes).await.expect("write");
     }
 
+    /// Writes `bytes` unless the peer closed (or stopped reading for the patience): true
+    /// when all were written.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> bool {
+        let write = self.stream.write_all(bytes);
+        matches!(tokio::time::timeout(self.patience, write).await, Ok(Ok(())))
+    }
+
     /// Reads once more into the buffer: the bytes read, or why none came.
     async fn more(&mut self) -> Result<usize, Ended> {
         let mut chunk = [0u8; 16 * 1024];
