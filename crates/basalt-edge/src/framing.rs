@@ -120,6 +120,8 @@ pub struct GuardedIo<T> {
     out_pos: usize,
     scratch: Box<[u8]>,
     heads: u64,
+    /// The first head may be HTTP/2's preface (false once HTTP/1 requests were served).
+    h2_allowed: bool,
     head_started: Option<Instant>,
     waiting_since: Option<Instant>,
     timer: Pin<Box<Sleep>>,
@@ -143,11 +145,19 @@ impl<T> GuardedIo<T> {
             out_pos: 0,
             scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
             heads: 0,
+            h2_allowed: true,
             head_started: None,
             waiting_since: None,
             timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
             on_reject,
         }
+    }
+
+    /// For a connection that already served HTTP/1 requests: HTTP/2's preface is then a
+    /// bad head like any other, never a switch to HTTP/2.
+    pub fn after_http1(mut self) -> Self {
+        self.h2_allowed = false;
+        self
     }
 
     /// Records the refusal, queues the stand-in head and stops reading.
@@ -255,14 +265,15 @@ impl<T> GuardedIo<T> {
                     self.line.extend_from_slice(data);
                     data = &[];
                     // Only the first head of a connection may open HTTP/2 with prior knowledge.
-                    if self.heads == 0 && self.line.len() >= H2_PREFACE.len() {
+                    let h2_possible = self.heads == 0 && self.h2_allowed;
+                    if h2_possible && self.line.len() >= H2_PREFACE.len() {
                         if self.line.starts_with(H2_PREFACE) {
                             self.out.append(&mut self.line);
                             self.conn.http2.store(true, Ordering::Release);
                             self.state = State::Passthrough;
                             continue;
                         }
-                    } else if self.heads == 0 && H2_PREFACE.starts_with(&self.line) {
+                    } else if h2_possible && H2_PREFACE.starts_with(&self.line) {
                         continue;
                     }
                     let from = start.saturating_sub(3);

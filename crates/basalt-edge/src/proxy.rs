@@ -127,7 +127,7 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.method() == Method::GET && req.headers().contains_key(header::UPGRADE)
 }
 
-fn idempotent(m: &Method) -> bool {
+pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -305,11 +305,21 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
-    let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
+    // Every earlier hop is kept, in order, as one list (several headers are one list).
+    let mut hops = String::new();
+    for prev in headers.get_all(X_FORWARDED_FOR) {
+        let prev = prev.as_bytes().trim_ascii();
+        if let Ok(prev) = std::str::from_utf8(prev)
+            && !prev.is_empty()
+        {
+            hops.push_str(prev);
+            hops.push_str(", ");
         }
-        _ => Some(peer_value(ip)),
+    }
+    let value = if hops.is_empty() {
+        Some(peer_value(ip))
+    } else {
+        HeaderValue::from_str(&format!("{hops}{ip}")).ok()
     };
     if let Some(v) = value {
         headers.insert(X_FORWARDED_FOR, v);
@@ -463,6 +473,12 @@ mod tests {
         append_forwarded_for(&mut h, "10.0.0.1".parse().expect("ip"));
         append_forwarded_for(&mut h, "::ffff:10.0.0.2".parse().expect("ip"));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2");
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(" 10.0.0.2 "));
+        append_forwarded_for(&mut h, "10.0.0.3".parse().expect("ip"));
+        assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 10.0.0.3");
         // The memo follows the peer: a different address is never answered from it.
         for ip in ["10.0.0.3", "10.0.0.3", "2001:db8::1", "10.0.0.3"] {
             let mut h = HeaderMap::new();
