@@ -60,26 +60,34 @@ impl<'a> Tokens<'a> {
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) and `Upgrade`: they never cross the proxy.
 pub(super) fn hop_by_hop(name: &str) -> bool {
-    // The longest is `proxy-authorization` (19 bytes); compared lowercase on the stack.
-    if name.len() > 19 || name.len() < 2 {
-        return false;
+    // By first letter and length, so most names are passed over after two comparisons.
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    match (
+        name.as_bytes().first().map(u8::to_ascii_lowercase),
+        name.len(),
+    ) {
+        (Some(b't'), 2) => is("te"),
+        (Some(b't'), 7) => is("trailer"),
+        (Some(b't'), 17) => is("transfer-encoding"),
+        (Some(b'u'), 7) => is("upgrade"),
+        (Some(b'c'), 10) => is("connection"),
+        (Some(b'k'), 10) => is("keep-alive"),
+        (Some(b'p'), 16) => is("proxy-connection"),
+        (Some(b'p'), 18) => is("proxy-authenticate"),
+        (Some(b'p'), 19) => is("proxy-authorization"),
+        _ => false,
     }
-    let mut lower = [0u8; 19];
-    let lower = &mut lower[..name.len()];
-    lower.copy_from_slice(name.as_bytes());
-    lower.make_ascii_lowercase();
-    matches!(
-        &*lower,
-        b"connection"
-            | b"keep-alive"
-            | b"proxy-connection"
-            | b"proxy-authenticate"
-            | b"proxy-authorization"
-            | b"te"
-            | b"trailer"
-            | b"transfer-encoding"
-            | b"upgrade"
-    )
+}
+
+/// A `Content-Length` value: 1 to 18 decimal digits, nothing else but surrounding space.
+fn decimal(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
 }
 
 /// A bare LF or an obs-fold anywhere in the head: the framing guard must judge it.
@@ -205,18 +213,10 @@ pub(super) fn parse_request<'b>(
                 };
                 host.replace(value).is_some() || value.is_empty()
             }
-            14 if name.eq_ignore_ascii_case("content-length") => {
-                let digits = h.value.trim_ascii();
-                let n = (!digits.is_empty() && digits.len() <= 18)
-                    .then(|| std::str::from_utf8(digits).ok())
-                    .flatten()
-                    .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|d| d.parse::<u64>().ok());
-                match n {
-                    Some(n) => content_length.replace(n).is_some(),
-                    None => true,
-                }
-            }
+            14 if name.eq_ignore_ascii_case("content-length") => match decimal(h.value) {
+                Some(n) => content_length.replace(n).is_some(),
+                None => true,
+            },
             10 if name.eq_ignore_ascii_case("connection") => !connection.add(h.value),
             // A chunked body, `Expect: 100-continue` and upgrades follow hyper's rules.
             17 if name.eq_ignore_ascii_case("transfer-encoding") => true,
@@ -378,31 +378,26 @@ pub(super) fn parse_response(
     let mut has_date = false;
     for h in resp.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let digits = h.value.trim_ascii();
-            let n = std::str::from_utf8(digits)
-                .ok()
-                .filter(|d| !d.is_empty() && d.len() <= 18 && d.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|d| d.parse::<u64>().ok());
-            match (n, length) {
+        match name.len() {
+            14 if name.eq_ignore_ascii_case("content-length") => match (decimal(h.value), length) {
                 (Some(n), None) => length = Some(n),
                 _ => return Err(BadResponse::Malformed("ambiguous upstream Content-Length")),
+            },
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                if chunked || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    return Err(BadResponse::Malformed(
+                        "unsupported upstream Transfer-Encoding",
+                    ));
+                }
+                chunked = true;
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if chunked || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(BadResponse::Malformed(
-                    "unsupported upstream Transfer-Encoding",
-                ));
-            }
-            chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            if !connection.add(h.value) {
+            10 if name.eq_ignore_ascii_case("connection") && !connection.add(h.value) => {
                 return Err(BadResponse::Malformed(
                     "too many upstream Connection tokens",
                 ));
             }
-        } else if name.eq_ignore_ascii_case("date") {
-            has_date = true;
+            4 if name.eq_ignore_ascii_case("date") => has_date = true,
+            _ => {}
         }
     }
     if chunked && length.is_some() {
