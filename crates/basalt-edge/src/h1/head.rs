@@ -320,6 +320,8 @@ pub(super) struct Response {
     pub framing: Framing,
     /// The upstream connection may carry another request after this response.
     pub reusable: bool,
+    /// The head tells the client the connection closes after this response.
+    pub closes: bool,
     /// Bytes of the upstream head.
     pub len: usize,
 }
@@ -334,6 +336,7 @@ pub(super) enum BadResponse {
 }
 
 /// What the client response head gets besides the upstream's headers.
+#[derive(Clone, Copy)]
 pub(super) struct Additions<'a> {
     pub head_request: bool,
     /// The client connection closes after this response.
@@ -369,6 +372,7 @@ pub(super) fn parse_response(
             status,
             framing: Framing::None,
             reusable: true,
+            closes: false,
             len,
         }));
     }
@@ -472,6 +476,7 @@ pub(super) fn parse_response(
         status,
         framing,
         reusable,
+        closes: close,
         len,
     }))
 }

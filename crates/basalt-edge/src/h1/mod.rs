@@ -253,7 +253,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             let deadline = attempt_started + pool.read_timeout;
             let add = Additions {
                 head_request: plan.method == Method::HEAD,
-                close: plan.close || self.drain.fired(),
+                close: plan.close,
                 hsts: rt.hsts.as_ref().map(HeaderValue::as_bytes),
                 alt_svc: rt.alt_svc.as_ref().map(HeaderValue::as_bytes),
             };
@@ -270,7 +270,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                         .upstream(&pool.name, address, resp.status, elapsed.as_secs_f64());
                     self.record(shared, &plan, resp.status, started, rt);
                     let reused = self.relay(up, &resp, h1, &lease).await;
-                    return reused && !add.close && resp.framing != Framing::UntilClose;
+                    return reused && !resp.closes;
                 }
                 Err(Failure::ClientGone(why)) => {
                     if why == Ended::TimedOut {
@@ -381,7 +381,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     ) -> Result<head::Response, Failure> {
         loop {
             if !up.buf.is_empty() {
-                match head::parse_response(&up.buf, add, &mut self.out) {
+                // A shutdown that began while the upstream worked closes after this response.
+                let add = Additions {
+                    close: add.close || self.drain.fired(),
+                    ..*add
+                };
+                match head::parse_response(&up.buf, &add, &mut self.out) {
                     Ok(Some(r)) if r.status < 200 => {
                         up.buf.advance(r.len);
                         continue;
