@@ -412,6 +412,7 @@ fn check_head(head: &[u8], max_headers: usize) -> Result<State, (StatusCode, &'s
     let mut lengths = 0;
     let mut transfer_encoding: Option<&[u8]> = None;
     let mut upgrade = false;
+    let mut hosts = 0;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             lengths += 1;
@@ -427,7 +428,17 @@ fn check_head(head: &[u8], max_headers: usize) -> Result<State, (StatusCode, &'s
             transfer_encoding = Some(h.value);
         } else if h.name.eq_ignore_ascii_case("upgrade") {
             upgrade = true;
+        } else if h.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
         }
+    }
+    // RFC 9112 3.2: exactly one Host on HTTP/1.1, at most one on HTTP/1.0. Two could route
+    // one way here and another way upstream.
+    if hosts > 1 {
+        return Err((BAD, "more than one Host header"));
+    }
+    if hosts == 0 && req.version == Some(1) {
+        return Err((BAD, "missing Host header"));
     }
     if lengths > 1 {
         return Err((BAD, "more than one Content-Length header"));
@@ -587,6 +598,7 @@ mod tests {
     async fn framing_cases() {
         let ok: &[&[u8]] = &[
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
         ];
@@ -605,6 +617,8 @@ mod tests {
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", 400),
             (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nX: y\r\n\r\n", 400),
         ];
         for (case, status) in bad {
             let (out, refused, state) = run(case);
