@@ -71,6 +71,7 @@ pub(crate) async fn serve<I>(
         drain: Drain::new(shared.draining.subscribe()),
         peer,
         peer_text: forwarded_text(peer.ip()),
+        body_timeout: rt.limits.body_timeout,
         served: 0,
     };
     if conn.run(&rt, &shared).await {
@@ -99,6 +100,8 @@ struct Conn<I> {
     drain: Drain,
     peer: SocketAddr,
     peer_text: String,
+    /// How long a request body may stall.
+    body_timeout: std::time::Duration,
     /// Requests served on the fast path so far.
     served: u64,
 }
@@ -213,7 +216,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             client_ip: plan.client_ip,
             headers: plan.headers.as_ref().unwrap_or(&empty),
         };
-        let retriable = crate::proxy::idempotent(&plan.method) && plan.body == 0;
+        let idempotent = crate::proxy::idempotent(&plan.method);
+        let retriable = idempotent && plan.body == 0;
         let attempts = if retriable && pool.retries > 0 && pool.target_count() > 1 {
             1 + pool.retries
         } else {
@@ -258,7 +262,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 alt_svc: rt.alt_svc.as_ref().map(HeaderValue::as_bytes),
             };
             let result = self
-                .attempt(h1, &lease, deadline, &mut body_left, &add, rt)
+                .attempt(h1, &lease, deadline, &mut body_left, &add, idempotent)
                 .await;
             let elapsed = attempt_started.elapsed();
             let address = &lease.target.address;
@@ -303,8 +307,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     }
 
     /// One attempt on `lease`'s target: sends the request and reads the response head
-    /// (rewritten into `out`). A reused connection the upstream closed under a bodiless
-    /// request is replaced, as hyper's client does when nothing was sent.
+    /// (rewritten into `out`). A reused connection found closed under a bodiless request
+    /// is replaced: when writing to it failed (nothing was taken), and, for an idempotent
+    /// method only, when it closed with no byte of a response (the upstream may have
+    /// acted on the request, as in the keep-alive race every proxy faces).
     async fn attempt(
         &mut self,
         h1: &H1Client,
@@ -312,7 +318,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         deadline: Instant,
         body_left: &mut u64,
         add: &Additions<'_>,
-        rt: &ListenerRuntime,
+        idempotent: bool,
     ) -> Result<(Upstream, head::Response), Failure> {
         let authority = lease.target.authority.as_str();
         let bodiless = *body_left == 0;
@@ -327,14 +333,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 ),
             };
             let stale_ok = reused && bodiless && tries < STALE_TRIES;
-            match self.send(&mut up, body_left, deadline, rt).await {
+            match self.send(&mut up, body_left, deadline).await {
                 Ok(()) => {}
                 Err(Failure::Broken(_)) if stale_ok => continue,
                 Err(e) => return Err(e),
             }
             match self.read_head(&mut up, deadline, add).await {
                 Ok(resp) => return Ok((up, resp)),
-                Err(Failure::Broken(_)) if stale_ok && up.buf.is_empty() => continue,
+                Err(Failure::Broken(_)) if stale_ok && idempotent && up.buf.is_empty() => {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -346,7 +354,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         up: &mut Upstream,
         body_left: &mut u64,
         deadline: Instant,
-        rt: &ListenerRuntime,
     ) -> Result<(), Failure> {
         if *body_left == 0 {
             return write_upstream(up, &self.up_head, &mut self.timer, deadline).await;
@@ -359,7 +366,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         *body_left -= n as u64;
         write_upstream(up, &self.up_head, &mut self.timer, deadline).await?;
         while *body_left > 0 {
-            let stall = Instant::now() + rt.limits.body_timeout;
+            let stall = Instant::now() + self.body_timeout;
             io::read_client(&mut self.io, &mut self.buf, &mut self.timer, stall, None)
                 .await
                 .map_err(Failure::ClientGone)?;
