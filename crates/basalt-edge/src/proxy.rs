@@ -275,13 +275,26 @@ pub async fn forward(
 
 /// One attempt on the pool's upstream client.
 async fn send(pool: &Pool, up: Request<Body>) -> Result<Response<PooledBody>, BoxError> {
-    match pool.h1() {
-        Some(h1) => h1.send(up).await,
+    let resp = match pool.h1() {
+        Some(h1) => h1.send(up).await?,
         None => match pool.client().request(up).await {
-            Ok(resp) => Ok(resp.map(PooledBody::unpooled)),
-            Err(e) => Err(Box::new(e)),
+            Ok(resp) => resp.map(PooledBody::unpooled),
+            Err(e) => return Err(Box::new(e)),
         },
+    };
+    if ambiguous_length(resp.headers()) {
+        // Dropped unread, so its connection is closed rather than reused.
+        return Err("upstream response with ambiguous framing".into());
     }
+    Ok(resp)
+}
+
+/// An upstream response whose body length two parties could read differently: more than
+/// one `Content-Length`, or one with `Transfer-Encoding`. It is refused (502), as the
+/// HTTP/1.1 fast path refuses it, never relayed with either reading.
+fn ambiguous_length(headers: &HeaderMap) -> bool {
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    lengths > 1 || (lengths == 1 && headers.contains_key(header::TRANSFER_ENCODING))
 }
 
 /// The request body was cut off at the route's body limit (a body without a declared
@@ -465,6 +478,18 @@ mod tests {
             Some(HOP_BY_HOP.len() as u32)
         );
         assert_eq!(hop_by_hop_bit("x-kept"), None);
+    }
+
+    #[test]
+    fn ambiguous_response_lengths_are_told_apart() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        assert!(!ambiguous_length(&h));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(ambiguous_length(&h));
+        h.remove(header::TRANSFER_ENCODING);
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        assert!(ambiguous_length(&h));
     }
 
     #[test]
