@@ -20,10 +20,15 @@ pub fn empty() -> Body {
     Empty::new().map_err(|e| match e {}).boxed_unsync()
 }
 
-/// An error answered by the edge itself, in PocketBase's `{"status","message","data"}` shape.
+/// The body of an error the edge answers itself, in PocketBase's
+/// `{"status","message","data"}` shape.
+pub fn error_json(status: StatusCode, message: &str) -> String {
+    serde_json::json!({"status": status.as_u16(), "message": message, "data": {}}).to_string()
+}
+
+/// An error answered by the edge itself, in PocketBase's shape.
 pub fn error_response(status: StatusCode, message: &str) -> Response<Body> {
-    let body = serde_json::json!({"status": status.as_u16(), "message": message, "data": {}});
-    let mut resp = Response::new(full(body.to_string()));
+    let mut resp = Response::new(full(error_json(status, message)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -34,8 +39,7 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<Body> {
 
 /// The same error as raw HTTP/1.1 bytes, for connections rejected before hyper sees them.
 pub fn raw_error(status: StatusCode, message: &str) -> Vec<u8> {
-    let body =
-        serde_json::json!({"status": status.as_u16(), "message": message, "data": {}}).to_string();
+    let body = error_json(status, message);
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
         status.as_u16(),

@@ -120,6 +120,8 @@ pub struct GuardedIo<T> {
     out_pos: usize,
     scratch: Box<[u8]>,
     heads: u64,
+    /// The first head may be HTTP/2's preface (false once HTTP/1 requests were served).
+    h2_allowed: bool,
     head_started: Option<Instant>,
     waiting_since: Option<Instant>,
     timer: Pin<Box<Sleep>>,
@@ -143,11 +145,19 @@ impl<T> GuardedIo<T> {
             out_pos: 0,
             scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
             heads: 0,
+            h2_allowed: true,
             head_started: None,
             waiting_since: None,
             timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
             on_reject,
         }
+    }
+
+    /// For a connection that already served HTTP/1 requests: HTTP/2's preface is then a
+    /// bad head like any other, never a switch to HTTP/2.
+    pub fn after_http1(mut self) -> Self {
+        self.h2_allowed = false;
+        self
     }
 
     /// Records the refusal, queues the stand-in head and stops reading.
@@ -255,14 +265,15 @@ impl<T> GuardedIo<T> {
                     self.line.extend_from_slice(data);
                     data = &[];
                     // Only the first head of a connection may open HTTP/2 with prior knowledge.
-                    if self.heads == 0 && self.line.len() >= H2_PREFACE.len() {
+                    let h2_possible = self.heads == 0 && self.h2_allowed;
+                    if h2_possible && self.line.len() >= H2_PREFACE.len() {
                         if self.line.starts_with(H2_PREFACE) {
                             self.out.append(&mut self.line);
                             self.conn.http2.store(true, Ordering::Release);
                             self.state = State::Passthrough;
                             continue;
                         }
-                    } else if self.heads == 0 && H2_PREFACE.starts_with(&self.line) {
+                    } else if h2_possible && H2_PREFACE.starts_with(&self.line) {
                         continue;
                     }
                     let from = start.saturating_sub(3);
@@ -401,6 +412,7 @@ fn check_head(head: &[u8], max_headers: usize) -> Result<State, (StatusCode, &'s
     let mut lengths = 0;
     let mut transfer_encoding: Option<&[u8]> = None;
     let mut upgrade = false;
+    let mut hosts = 0;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             lengths += 1;
@@ -416,7 +428,17 @@ fn check_head(head: &[u8], max_headers: usize) -> Result<State, (StatusCode, &'s
             transfer_encoding = Some(h.value);
         } else if h.name.eq_ignore_ascii_case("upgrade") {
             upgrade = true;
+        } else if h.name.eq_ignore_ascii_case("host") {
+            hosts += 1;
         }
+    }
+    // RFC 9112 3.2: exactly one Host on HTTP/1.1, at most one on HTTP/1.0. Two could route
+    // one way here and another way upstream.
+    if hosts > 1 {
+        return Err((BAD, "more than one Host header"));
+    }
+    if hosts == 0 && req.version == Some(1) {
+        return Err((BAD, "missing Host header"));
     }
     if lengths > 1 {
         return Err((BAD, "more than one Content-Length header"));
@@ -576,6 +598,7 @@ mod tests {
     async fn framing_cases() {
         let ok: &[&[u8]] = &[
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
         ];
@@ -594,6 +617,8 @@ mod tests {
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", 400),
             (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nX: y\r\n\r\n", 400),
         ];
         for (case, status) in bad {
             let (out, refused, state) = run(case);

@@ -17,6 +17,7 @@ pub mod config;
 pub mod discovery;
 mod error;
 mod framing;
+mod h1;
 mod h2_timeouts;
 #[cfg(feature = "http3")]
 #[path = "h3.rs"]
@@ -62,6 +63,9 @@ pub(crate) struct Shared {
     snapshot: ArcSwap<Snapshot>,
     api: Option<ApiService>,
     metrics: Arc<EdgeMetrics>,
+    /// Set when the edge starts shutting down: connections the HTTP/1.1 fast path serves
+    /// close once nothing is in flight (hyper's are told through the graceful watcher).
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 struct Inner {
@@ -109,6 +113,7 @@ impl Edge {
                     snapshot: ArcSwap::from_pointee(snapshot),
                     api,
                     metrics,
+                    draining: tokio::sync::watch::Sender::new(false),
                 }),
                 listeners: Mutex::new(HashMap::new()),
                 source,
@@ -309,6 +314,7 @@ impl Edge {
         for issuer in &self.inner.shared.snapshot.load().acme {
             issuer.stop();
         }
+        self.inner.shared.draining.send_replace(true);
         let graceful = self
             .inner
             .graceful

@@ -199,15 +199,18 @@ async fn connection(
                 conn.http2.store(true, std::sync::atomic::Ordering::Release);
                 serve(tls, peer, rt, shared, builder, watcher, conn).await;
             } else {
-                guarded(tls, peer, rt, shared, builder, watcher).await;
+                crate::h1::serve(tls, peer, rt, shared, builder, watcher).await;
             }
         }
-        None => guarded(stream, peer, rt, shared, builder, watcher).await,
+        None => crate::h1::serve(stream, peer, rt, shared, builder, watcher).await,
     }
 }
 
-async fn guarded<I>(
+/// Serves the rest of an HTTP/1 connection the fast path handed over (`after_http1`: it
+/// served requests already) through the framing guard and hyper.
+pub(crate) async fn hand_off<I>(
     io: I,
+    after_http1: bool,
     peer: SocketAddr,
     rt: Arc<ListenerRuntime>,
     shared: Arc<Shared>,
@@ -218,12 +221,15 @@ async fn guarded<I>(
 {
     let conn = ConnState::new();
     let metrics = shared.metrics.clone();
-    let io = GuardedIo::new(
+    let mut io = GuardedIo::new(
         io,
         conn.clone(),
         rt.limits,
         Arc::new(move |reason| metrics.rejected(reason)),
     );
+    if after_http1 {
+        io = io.after_http1();
+    }
     serve(io, peer, rt, shared, builder, watcher, conn).await;
 }
 

@@ -119,6 +119,15 @@ impl Protection {
         self.trusted.client_ip(peer, headers)
     }
 
+    /// Whether the client address or a rate limit key can depend on request headers.
+    pub fn reads_headers(&self) -> bool {
+        !self.trusted.is_empty()
+            || self
+                .limits
+                .iter()
+                .any(|l| matches!(l.kind, KeyKind::Header(_) | KeyKind::User))
+    }
+
     pub fn admits(&self, client: IpAddr) -> bool {
         !self.deny.contains(client) && self.allow.as_ref().is_none_or(|a| a.contains(client))
     }

@@ -127,7 +127,7 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.method() == Method::GET && req.headers().contains_key(header::UPGRADE)
 }
 
-fn idempotent(m: &Method) -> bool {
+pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -275,13 +275,26 @@ pub async fn forward(
 
 /// One attempt on the pool's upstream client.
 async fn send(pool: &Pool, up: Request<Body>) -> Result<Response<PooledBody>, BoxError> {
-    match pool.h1() {
-        Some(h1) => h1.send(up).await,
+    let resp = match pool.h1() {
+        Some(h1) => h1.send(up).await?,
         None => match pool.client().request(up).await {
-            Ok(resp) => Ok(resp.map(PooledBody::unpooled)),
-            Err(e) => Err(Box::new(e)),
+            Ok(resp) => resp.map(PooledBody::unpooled),
+            Err(e) => return Err(Box::new(e)),
         },
+    };
+    if ambiguous_length(resp.headers()) {
+        // Dropped unread, so its connection is closed rather than reused.
+        return Err("upstream response with ambiguous framing".into());
     }
+    Ok(resp)
+}
+
+/// An upstream response whose body length two parties could read differently: more than
+/// one `Content-Length`, or one with `Transfer-Encoding`. It is refused (502), as the
+/// HTTP/1.1 fast path refuses it, never relayed with either reading.
+fn ambiguous_length(headers: &HeaderMap) -> bool {
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    lengths > 1 || (lengths == 1 && headers.contains_key(header::TRANSFER_ENCODING))
 }
 
 /// The request body was cut off at the route's body limit (a body without a declared
@@ -305,11 +318,21 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
-    let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
+    // Every earlier hop is kept, in order, as one list (several headers are one list).
+    let mut hops = String::new();
+    for prev in headers.get_all(X_FORWARDED_FOR) {
+        let prev = prev.as_bytes().trim_ascii();
+        if let Ok(prev) = std::str::from_utf8(prev)
+            && !prev.is_empty()
+        {
+            hops.push_str(prev);
+            hops.push_str(", ");
         }
-        _ => Some(peer_value(ip)),
+    }
+    let value = if hops.is_empty() {
+        Some(peer_value(ip))
+    } else {
+        HeaderValue::from_str(&format!("{hops}{ip}")).ok()
     };
     if let Some(v) = value {
         headers.insert(X_FORWARDED_FOR, v);
@@ -458,11 +481,29 @@ mod tests {
     }
 
     #[test]
+    fn ambiguous_response_lengths_are_told_apart() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        assert!(!ambiguous_length(&h));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(ambiguous_length(&h));
+        h.remove(header::TRANSFER_ENCODING);
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        assert!(ambiguous_length(&h));
+    }
+
+    #[test]
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
         append_forwarded_for(&mut h, "10.0.0.1".parse().expect("ip"));
         append_forwarded_for(&mut h, "::ffff:10.0.0.2".parse().expect("ip"));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2");
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(" 10.0.0.2 "));
+        append_forwarded_for(&mut h, "10.0.0.3".parse().expect("ip"));
+        assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 10.0.0.3");
         // The memo follows the peer: a different address is never answered from it.
         for ip in ["10.0.0.3", "10.0.0.3", "2001:db8::1", "10.0.0.3"] {
             let mut h = HeaderMap::new();

@@ -146,6 +146,11 @@ impl Route {
         })
     }
 
+    /// The route matches on request headers.
+    pub fn reads_headers(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
     /// `host` is lowercase without a port.
     pub fn matches(
         &self,

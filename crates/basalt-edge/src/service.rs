@@ -69,20 +69,14 @@ where
     if let Some(alt_svc) = &listener.alt_svc {
         resp.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
     }
-    let status = resp.status().as_u16();
-    let route_name = route.as_deref().unwrap_or("-");
-    shared
-        .metrics
-        .request(route_name, status, started.elapsed().as_secs_f64());
-    tracing::info!(
-        target: "basalt_edge::access",
-        client = %peer.ip(),
-        method = %method,
-        status,
-        route = route_name,
+    record(
+        &shared,
+        route.as_deref().unwrap_or("-"),
+        resp.status().as_u16(),
+        started,
+        peer,
+        method.as_str(),
         https,
-        micros = started.elapsed().as_micros() as u64,
-        "request"
     );
     Ok(resp.map(|inner| {
         Held {
@@ -91,6 +85,32 @@ where
         }
         .boxed_unsync()
     }))
+}
+
+/// Counts a request in the route's metrics and writes its access log line; both paths
+/// (hyper's and the HTTP/1.1 fast path) call it when the response head is ready.
+pub(crate) fn record(
+    shared: &Shared,
+    route: &str,
+    status: u16,
+    started: Instant,
+    peer: SocketAddr,
+    method: &str,
+    https: bool,
+) {
+    shared
+        .metrics
+        .request(route, status, started.elapsed().as_secs_f64());
+    tracing::info!(
+        target: "basalt_edge::access",
+        client = %peer.ip(),
+        method,
+        status,
+        route,
+        https,
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
 }
 
 async fn route_request<B>(
@@ -267,6 +287,11 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
         Some(a) => a.as_str(),
         None => req.headers().get(header::HOST)?.to_str().ok()?,
     };
+    host_without_port(raw)
+}
+
+/// A `Host` value or authority without its port (`[::1]:8080` gives `[::1]`).
+pub(crate) fn host_without_port(raw: &str) -> Option<&str> {
     let host = if raw.starts_with('[') {
         raw.split_inclusive(']').next().unwrap_or(raw)
     } else {
@@ -275,14 +300,20 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
-fn strip_prefix(uri: &Uri, prefix: &str) -> Option<Uri> {
-    let pq = uri.path_and_query()?.as_str();
-    let rest = pq.strip_prefix(prefix)?;
-    let rest = if rest.is_empty() || rest.starts_with('?') {
-        format!("/{rest}")
+/// A request target with a route's prefix taken off, as the two parts to send one after
+/// the other: `/` is put back in front when nothing or only a query is left.
+pub(crate) fn stripped<'a>(target: &'a str, prefix: &str) -> Option<(&'static str, &'a str)> {
+    let rest = target.strip_prefix(prefix)?;
+    Some(if rest.is_empty() || rest.starts_with('?') {
+        ("/", rest)
     } else {
-        rest.to_string()
-    };
+        ("", rest)
+    })
+}
+
+fn strip_prefix(uri: &Uri, prefix: &str) -> Option<Uri> {
+    let (lead, rest) = stripped(uri.path_and_query()?.as_str(), prefix)?;
+    let rest = format!("{lead}{rest}");
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = rest.parse().ok();
     Uri::from_parts(parts).ok()

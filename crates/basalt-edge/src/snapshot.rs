@@ -40,6 +40,9 @@ pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerRuntime>>,
     pub max_body_bytes: u64,
     pub protection: Protection,
+    /// Routing, the client address, a rate limit or a pool's hashing reads request
+    /// headers: the HTTP/1.1 fast path then builds a header map for them.
+    pub reads_headers: bool,
     /// ACME issuers of the TLS listeners; kept across reloads while their section is unchanged.
     pub acme: Vec<Arc<crate::acme::AcmeIssuer>>,
     /// L4 stream listeners (`[[edge.streams]]`).
@@ -196,7 +199,11 @@ impl Snapshot {
         )?;
         let streams =
             crate::l4::StreamRuntime::build_all(&cfg.streams, |n| pools.get(n).cloned(), metrics)?;
+        let reads_headers = protection.reads_headers()
+            || routes.iter().any(Route::reads_headers)
+            || pools.values().any(|p| p.hashes_http());
         Ok(Self {
+            reads_headers,
             streams,
             routes,
             pools,

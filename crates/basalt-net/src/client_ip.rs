@@ -67,6 +67,11 @@ impl TrustedProxies {
         Self::default()
     }
 
+    /// No proxy is trusted: the client is always the peer, and no header is read.
+    pub fn is_empty(&self) -> bool {
+        self.proxies.is_empty()
+    }
+
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.proxies.contains(ip)
     }

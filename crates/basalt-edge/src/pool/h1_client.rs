@@ -10,7 +10,7 @@
 //! A pool holds one per edge worker: a connection's task is spawned on, and its idle list
 //! used from, the worker thread whose requests it serves.
 
-use std::collections::HashMap;
+use fnv::FnvHashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::{Body, BoxError};
+use crate::h1::Upstream;
 
 /// More idle connections than this per target are closed instead of kept.
 const MAX_IDLE_PER_TARGET: usize = 1024;
@@ -37,19 +38,30 @@ struct IdleConnection {
     since: Instant,
 }
 
+/// An idle connection of the HTTP/1.1 fast path (`crate::h1`), which drives its own.
+struct IdleUpstream {
+    conn: Upstream,
+    since: Instant,
+}
+
 pub struct H1Client {
     /// Idle connections per target, oldest first; the newest is reused first. Keyed by
     /// the authority's text: `Authority` hashes and compares byte by byte ignoring case,
-    /// which cost more than the rest of a checkout and checkin together.
-    idle: Mutex<HashMap<Box<str>, Vec<IdleConnection>>>,
-    connect_timeout: Duration,
+    /// which cost more than the rest of a checkout and checkin together. Hashed with FNV:
+    /// the keys are configured target addresses, short and never chosen by a client, so
+    /// SipHash's resistance to chosen keys buys nothing for its extra cost.
+    idle: Mutex<FnvHashMap<Box<str>, Vec<IdleConnection>>>,
+    /// The fast path's idle connections, kept apart: they are plain sockets, not hyper's.
+    fast_idle: Mutex<FnvHashMap<Box<str>, Vec<IdleUpstream>>>,
+    pub(crate) connect_timeout: Duration,
     idle_timeout: Duration,
 }
 
 impl H1Client {
     pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
         let client = Arc::new(Self {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(FnvHashMap::default()),
+            fast_idle: Mutex::new(FnvHashMap::default()),
             connect_timeout,
             idle_timeout,
         });
@@ -145,6 +157,50 @@ impl H1Client {
             list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < self.idle_timeout);
         }
         idle.retain(|_, list| !list.is_empty());
+        drop(idle);
+        let mut fast = self
+            .fast_idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for list in fast.values_mut() {
+            list.retain(|c| c.since.elapsed() < self.idle_timeout && c.conn.still_open());
+        }
+        fast.retain(|_, list| !list.is_empty());
+    }
+
+    /// An idle fast-path connection to `authority` (the newest), if one is still open.
+    pub(crate) fn take_idle(&self, authority: &str) -> Option<Upstream> {
+        let mut idle = self
+            .fast_idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(authority)?;
+        while let Some(c) = list.pop() {
+            if c.since.elapsed() < self.idle_timeout && c.conn.still_open() {
+                return Some(c.conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a fast-path connection whose last response was read whole for the next
+    /// request to `authority`.
+    pub(crate) fn keep_idle(&self, authority: &str, conn: Upstream) {
+        let mut idle = self
+            .fast_idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = IdleUpstream {
+            conn,
+            since: Instant::now(),
+        };
+        match idle.get_mut(authority) {
+            Some(list) if list.len() >= MAX_IDLE_PER_TARGET => {}
+            Some(list) => list.push(entry),
+            None => {
+                idle.insert(authority.into(), vec![entry]);
+            }
+        }
     }
 
     async fn connect(&self, authority: &Authority) -> Result<SendRequest<Body>, BoxError> {

@@ -1,0 +1,252 @@
+//! The fast path's connections and waits: an upstream connection (its socket and read
+//! buffer), reads from the client bounded by a deadline or a drain signal, reads from the
+//! upstream that notice a client hanging up, and the bytes hyper gets back on a hand-off.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::io::poll_read_buf;
+
+/// Bytes read ahead from a socket at most before they are consumed: a head or body chunk
+/// fits many times over, and a client pipelining more waits.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// Room made in a buffer before each read.
+const READ_CHUNK: usize = 8 * 1024;
+
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+/// An HTTP/1.1 connection to an upstream target and the bytes read from it not yet used.
+pub(crate) struct Upstream {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+}
+
+impl Upstream {
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        }
+    }
+
+    /// An idle connection is still usable: the upstream has neither closed it nor sent
+    /// anything unasked. A socket that turned readable while idle is read once to tell.
+    pub fn still_open(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+/// Why a read ended without data.
+#[derive(Debug, PartialEq)]
+pub(super) enum Ended {
+    Eof,
+    TimedOut,
+    /// The edge is shutting down and the client had nothing in flight.
+    Draining,
+    Failed,
+    /// The client hung up while the upstream was being read.
+    ClientGone,
+}
+
+/// A timer kept per connection and armed lazily: a wait re-arms it only when its deadline
+/// is earlier than the one already set, and a wake-up before the deadline re-arms it then.
+/// Most waits end with data before any deadline, so most requests touch no timer.
+pub(super) struct Timer {
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl Timer {
+    pub fn new() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            armed: None,
+        }
+    }
+
+    /// Ready once `deadline` has passed.
+    pub fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        loop {
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            if self.armed.is_none_or(|a| a > deadline) {
+                self.sleep.as_mut().reset(deadline);
+                self.armed = Some(deadline);
+            }
+            match self.sleep.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => self.armed = None,
+            }
+        }
+    }
+}
+
+/// The edge's shutdown signal as a connection sees it: read between requests, and
+/// waited on (a future made once per connection) only while the connection is idle.
+pub(super) struct Drain {
+    rx: tokio::sync::watch::Receiver<bool>,
+    signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Drain {
+    pub fn new(rx: tokio::sync::watch::Receiver<bool>) -> Self {
+        let mut waiting = rx.clone();
+        Self {
+            rx,
+            signal: Box::pin(async move {
+                let _ = waiting.wait_for(|draining| *draining).await;
+            }),
+        }
+    }
+
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        // The flag never goes back, and the future is ready only once it is set: a
+        // finished future is never polled again.
+        self.fired() || self.signal.as_mut().poll(cx).is_ready()
+    }
+
+    /// Whether shutting down has begun, without waiting.
+    pub fn fired(&self) -> bool {
+        *self.rx.borrow()
+    }
+}
+
+/// Reads more of the client's bytes into `buf`, giving up at `deadline`, or when `drain`
+/// fires (only passed while no request is in flight).
+pub(super) async fn read_client<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    timer: &mut Timer,
+    deadline: Instant,
+    mut drain: Option<&mut Drain>,
+) -> Result<(), Ended> {
+    make_room(buf);
+    std::future::poll_fn(|cx| {
+        match poll_read_buf(Pin::new(&mut *io), cx, buf) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(Ended::Eof)),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Failed)),
+            Poll::Pending => {}
+        }
+        if let Some(d) = drain.as_deref_mut()
+            && d.poll_fired(cx)
+        {
+            return Poll::Ready(Err(Ended::Draining));
+        }
+        timer
+            .poll_until(cx, deadline)
+            .map(|()| Err(Ended::TimedOut))
+    })
+    .await
+}
+
+/// Reads more of the upstream's bytes into `up.buf`, giving up at `deadline` if one is
+/// given. Meanwhile the client is read too (up to a bound), so a client that hangs up
+/// during a long response is noticed; what it sends is kept for its next request.
+pub(super) async fn read_upstream<I: AsyncRead + Unpin>(
+    up: &mut Upstream,
+    client: &mut I,
+    client_buf: &mut BytesMut,
+    timer: &mut Timer,
+    deadline: Option<Instant>,
+) -> Result<(), Ended> {
+    make_room(&mut up.buf);
+    std::future::poll_fn(|cx| {
+        match poll_read_buf(Pin::new(&mut up.stream), cx, &mut up.buf) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(Ended::Eof)),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Failed)),
+            Poll::Pending => {}
+        }
+        while client_buf.len() < READ_AHEAD {
+            make_room(client_buf);
+            match poll_read_buf(Pin::new(&mut *client), cx, client_buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    return Poll::Ready(Err(Ended::ClientGone));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => break,
+            }
+        }
+        match deadline {
+            Some(d) => timer.poll_until(cx, d).map(|()| Err(Ended::TimedOut)),
+            None => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// A client connection handed to hyper: the bytes the fast path read but did not use
+/// come first, then the socket.
+pub(crate) struct Rewind<I> {
+    prefix: Bytes,
+    inner: I,
+}
+
+impl<I> Rewind<I> {
+    pub fn new(prefix: Bytes, inner: I) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
