@@ -119,7 +119,8 @@ async fn connection_close_from_the_client_closes_after_the_response() {
     let up = raw_upstream(echo_target).await;
     let (_edge, addr) = edge_for(&up, "").await;
     let mut c = Wire::connect(addr).await;
-    c.send(b"GET /bye HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n")
+    // A request pipelined after the closing one is never served.
+    c.send(b"GET /bye HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\nGET /after-close HTTP/1.1\r\nHost: edge.test\r\n\r\n")
         .await;
     let r = c.response("GET").await;
     assert_eq!((r.status(), r.body_text().as_str()), (200, "/bye"));
@@ -130,6 +131,26 @@ async fn connection_close_from_the_client_closes_after_the_response() {
     );
     assert!(c.closes_within(Duration::from_secs(5)).await);
     assert!(c.buf.is_empty());
+    let targets: Vec<String> = up.seen().iter().map(|s| s.head.target.clone()).collect();
+    assert_eq!(targets, ["/bye"]);
+}
+
+/// A request head arriving three bytes at a time, split inside every line end and the
+/// blank line, is read whole.
+#[tokio::test]
+async fn a_request_head_in_small_pieces_is_read_whole() {
+    let up = raw_upstream(echo_target).await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let mut c = Wire::connect(addr).await;
+    let request = b"GET /pieces?x=1 HTTP/1.1\r\nHost: edge.test\r\nX-Long-Header: abcdefghij\r\nContent-Length: 4\r\n\r\nbody";
+    for piece in request.chunks(3) {
+        c.send(piece).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let r = c.final_response("GET").await;
+    assert_eq!((r.status(), r.body_text().as_str()), (200, "/pieces?x=1"));
+    assert_eq!(up.seen()[0].body, b"body");
+    answers_next(&mut c, "/next", "/next", "after a trickled head").await;
 }
 
 /// An HTTP/1.0 client without keep-alive gets its response unchunked (it could not read

@@ -26,6 +26,16 @@ fn framings(seen: &Seen) -> Vec<Step> {
             bytes.extend_from_slice(&body);
             vec![Step::Send(bytes)]
         }
+        "/bytewise" => {
+            // Every byte of the response in its own write.
+            let bytes = b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 9\r\n\r\nbytewise!";
+            let mut steps = Vec::new();
+            for b in bytes {
+                steps.push(Step::Send(vec![*b]));
+                steps.push(Step::Pause(Duration::from_millis(1)));
+            }
+            steps
+        }
         "/trickle" => {
             // The head split mid-line and the body in 25 pieces of 4 bytes, with pauses.
             let mut steps = vec![
@@ -100,6 +110,11 @@ async fn body_written_in_small_pieces_with_pauses_arrives_whole() {
 }
 
 #[tokio::test]
+async fn response_written_byte_by_byte_arrives_whole() {
+    framing_case("/bytewise", b"bytewise!").await;
+}
+
+#[tokio::test]
 async fn head_response_with_content_length_has_no_body() {
     let up = raw_upstream(
         |seen| match (seen.head.method.as_str(), seen.head.target.as_str()) {
@@ -170,6 +185,11 @@ async fn early_hints_then_the_final_response() {
             Step::Pause(Duration::from_millis(20)),
             send("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal"),
         ],
+        // An unsolicited 100 and two interim answers in one write before a 204.
+        "/continue" => vec![send(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.js>\r\n\r\n\
+             HTTP/1.1 204 No Content\r\n\r\n",
+        )],
         _ => ok("next"),
     })
     .await;
@@ -177,8 +197,10 @@ async fn early_hints_then_the_final_response() {
     let mut c = Wire::connect(addr).await;
     let r = c.get("/hints").await;
     assert_eq!((r.status(), r.body_text().as_str()), (200, "final"));
-    let next = c.get("/next").await;
-    assert_eq!((next.status(), next.body_text().as_str()), (200, "next"));
+    answers_next(&mut c, "/next", "next", "after 103").await;
+    let r = c.get("/continue").await;
+    assert_eq!(r.status(), 204);
+    answers_next(&mut c, "/next", "next", "after 100, 103, 204").await;
 }
 
 #[tokio::test]
