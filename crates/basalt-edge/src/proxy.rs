@@ -485,7 +485,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
         assert!(!ambiguous_length(&h));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         assert!(ambiguous_length(&h));
         h.remove(header::TRANSFER_ENCODING);
         h.append(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
