@@ -65,6 +65,8 @@ pub(super) enum Ended {
     Failed,
     /// The client hung up while the upstream was being read.
     ClientGone,
+    /// The upstream spoke (or closed) while the request body was still coming.
+    Answered,
 }
 
 /// A timer kept per connection and armed lazily: a wait re-arms it only when its deadline
@@ -156,6 +158,38 @@ pub(super) async fn read_client<I: AsyncRead + Unpin>(
         timer
             .poll_until(cx, deadline)
             .map(|()| Err(Ended::TimedOut))
+    })
+    .await
+}
+
+/// Reads what the upstream sent into `up.buf`: ready once it sent something, closed, or
+/// failed (the response read that follows tells which).
+pub(super) fn poll_upstream(up: &mut Upstream, cx: &mut Context<'_>) -> Poll<()> {
+    make_room(&mut up.buf);
+    poll_read_buf(Pin::new(&mut up.stream), cx, &mut up.buf).map(|_| ())
+}
+
+/// Reads more of a request body from the client (a stall past `stall` ends it), unless
+/// the upstream answers first.
+pub(super) async fn read_body<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    up: &mut Upstream,
+    timer: &mut Timer,
+    stall: Instant,
+) -> Result<(), Ended> {
+    make_room(buf);
+    std::future::poll_fn(|cx| {
+        match poll_read_buf(Pin::new(&mut *io), cx, buf) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(Ended::Eof)),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Failed)),
+            Poll::Pending => {}
+        }
+        if poll_upstream(up, cx).is_ready() {
+            return Poll::Ready(Err(Ended::Answered));
+        }
+        timer.poll_until(cx, stall).map(|()| Err(Ended::TimedOut))
     })
     .await
 }

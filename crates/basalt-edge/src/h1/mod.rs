@@ -290,11 +290,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     last_error = (StatusCode::GATEWAY_TIMEOUT, "upstream timed out");
                 }
                 Err(Failure::Broken(error)) => {
+                    last_error = (StatusCode::BAD_GATEWAY, "upstream request failed");
                     pool.observe(&lease, elapsed, false);
                     pool.metrics
                         .upstream(&pool.name, address, 0, elapsed.as_secs_f64());
                     tracing::warn!(pool = %pool.name, target = %address, error, "upstream request failed");
-                    last_error = (StatusCode::BAD_GATEWAY, "upstream request failed");
                 }
             }
         }
@@ -338,8 +338,19 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 Err(Failure::Broken(_)) if stale_ok => continue,
                 Err(e) => return Err(e),
             }
-            match self.read_head(&mut up, deadline, add).await {
-                Ok(resp) => return Ok((up, resp)),
+            // An upstream that answered before taking the whole body closes the client
+            // connection after its answer (the rest of the body is never read as a request),
+            // and its own connection is not reused.
+            let whole = *body_left == 0;
+            let add = Additions {
+                close: add.close || !whole,
+                ..*add
+            };
+            match self.read_head(&mut up, deadline, &add).await {
+                Ok(mut resp) => {
+                    resp.reusable &= whole;
+                    return Ok((up, resp));
+                }
                 Err(Failure::Broken(_)) if stale_ok && idempotent && up.buf.is_empty() => {
                     continue;
                 }
@@ -356,7 +367,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         deadline: Instant,
     ) -> Result<(), Failure> {
         if *body_left == 0 {
-            return write_upstream(up, &self.up_head, &mut self.timer, deadline).await;
+            return write_upstream(up, &self.up_head, &mut self.timer, deadline, false)
+                .await
+                .map(drop);
         }
         // The head and what of the body has arrived go out together; a body is never
         // resent, so the head can carry it.
@@ -364,14 +377,27 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         self.up_head.extend_from_slice(&self.buf[..n]);
         self.buf.advance(n);
         *body_left -= n as u64;
-        write_upstream(up, &self.up_head, &mut self.timer, deadline).await?;
+        // From here on the upstream may answer before taking the whole body (a 413, say):
+        // sending stops and the answer is read. A failed write may be such an upstream
+        // closing, so its answer is looked for too (none is a 502 all the same).
+        match write_upstream(up, &self.up_head, &mut self.timer, deadline, true).await {
+            Ok(true) => {}
+            Ok(false) | Err(Failure::Broken(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        }
         while *body_left > 0 {
             let stall = Instant::now() + self.body_timeout;
-            io::read_client(&mut self.io, &mut self.buf, &mut self.timer, stall, None)
-                .await
-                .map_err(Failure::ClientGone)?;
+            match io::read_body(&mut self.io, &mut self.buf, up, &mut self.timer, stall).await {
+                Ok(()) => {}
+                Err(Ended::Answered) => return Ok(()),
+                Err(why) => return Err(Failure::ClientGone(why)),
+            }
             let n = (self.buf.len() as u64).min(*body_left) as usize;
-            write_upstream(up, &self.buf[..n], &mut self.timer, deadline).await?;
+            match write_upstream(up, &self.buf[..n], &mut self.timer, deadline, true).await {
+                Ok(true) => {}
+                Ok(false) | Err(Failure::Broken(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            }
             self.buf.advance(n);
             *body_left -= n as u64;
         }
@@ -674,31 +700,39 @@ async fn connect(
     }
 }
 
-/// Writes `bytes` to the upstream, giving up at `deadline`.
+/// Writes `bytes` to the upstream, giving up at `deadline`: `Ok(true)` once all are
+/// written. With `answer`, an upstream that speaks (or closes) while the write waits ends
+/// it early, `Ok(false)`, what it sent kept in `up.buf`.
 async fn write_upstream(
     up: &mut Upstream,
     mut bytes: &[u8],
     timer: &mut Timer,
     deadline: Instant,
-) -> Result<(), Failure> {
+    answer: bool,
+) -> Result<bool, Failure> {
     use std::task::Poll;
     use tokio::io::AsyncWrite as _;
+    const FAILED: Failure = Failure::Broken("upstream write failed");
     while !bytes.is_empty() {
-        let n = std::future::poll_fn(|cx| {
+        // `None`: the upstream spoke first.
+        let written = std::future::poll_fn(|cx| {
             match std::pin::Pin::new(&mut up.stream).poll_write(cx, bytes) {
-                Poll::Ready(r) => {
-                    Poll::Ready(r.map_err(|_| Failure::Broken("upstream write failed")))
-                }
-                Poll::Pending => timer
-                    .poll_until(cx, deadline)
-                    .map(|()| Err(Failure::TimedOut)),
+                Poll::Ready(r) => return Poll::Ready(r.map(Some).map_err(|_| FAILED)),
+                Poll::Pending => {}
             }
+            if answer && io::poll_upstream(up, cx).is_ready() {
+                return Poll::Ready(Ok(None));
+            }
+            timer
+                .poll_until(cx, deadline)
+                .map(|()| Err(Failure::TimedOut))
         })
         .await?;
-        if n == 0 {
-            return Err(Failure::Broken("upstream write failed"));
+        match written {
+            None => return Ok(false),
+            Some(0) => return Err(FAILED),
+            Some(n) => bytes = &bytes[n..],
         }
-        bytes = &bytes[n..];
     }
-    Ok(())
+    Ok(true)
 }

@@ -229,10 +229,6 @@ fn declared_length(seen: &Seen) -> usize {
 /// the body is in, the next request on it is served; never a 502, a hang, or body bytes
 /// read as a request.
 #[tokio::test]
-#[ignore = "bug (fast path, h1/mod.rs `send`): the whole request body is forwarded before \
-            the upstream's response head is read, so a client that waits for the early 413 \
-            after sending part of its body gets nothing until the body timeout (the hyper \
-            path relayed it at once)"]
 async fn an_upstream_answering_before_the_body_is_read() {
     let up = raw_upstream(|seen| {
         let refusal = "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n";
@@ -291,9 +287,6 @@ async fn an_upstream_answering_before_the_body_is_read() {
 /// An upstream that answers an upload early and closes: a client sending its whole body
 /// still gets that answer (or its connection closed), not a 502 for the write that failed.
 #[tokio::test]
-#[ignore = "bug (fast path, h1/mod.rs `send`): with a 3 MB body the write to the upstream \
-            that already answered 413 and closed fails before the response head is read, \
-            and the client gets a 502 instead of the upstream's 413"]
 async fn an_early_answer_from_a_closing_upstream_is_relayed_not_a_502() {
     let up = raw_upstream(|_| {
         vec![
