@@ -103,11 +103,14 @@ impl Timer {
     }
 }
 
-/// The edge's shutdown signal as a connection sees it: read between requests, and
-/// waited on (a future made once per connection) only while the connection is idle.
+/// The edge's shutdown signal as a connection sees it: a flag read between requests, and
+/// a future (made once per connection) that wakes the connection's task when it is set.
 pub(super) struct Drain {
     rx: tokio::sync::watch::Receiver<bool>,
     signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The future was polled once: it holds the task's waker from then on (a task's
+    /// waker does not change), so later waits read the flag instead of polling it again.
+    registered: bool,
 }
 
 impl Drain {
@@ -118,13 +121,21 @@ impl Drain {
             signal: Box::pin(async move {
                 let _ = waiting.wait_for(|draining| *draining).await;
             }),
+            registered: false,
         }
     }
 
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        // The flag never goes back, and the future is ready only once it is set: a
+        if self.fired() {
+            return true;
+        }
+        // The flag never goes back and the future is ready only once it is set, so a
         // finished future is never polled again.
-        self.fired() || self.signal.as_mut().poll(cx).is_ready()
+        if !self.registered {
+            self.registered = true;
+            return self.signal.as_mut().poll(cx).is_ready();
+        }
+        false
     }
 
     /// Whether shutting down has begun, without waiting.
