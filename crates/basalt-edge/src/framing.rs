@@ -153,6 +153,13 @@ impl<T> GuardedIo<T> {
         }
     }
 
+    /// Bytes read from the client before the guard took the connection over (what the
+    /// HTTP/1.1 fast path read and did not use): checked as if the guard had read them.
+    pub fn with_read(mut self, bytes: &[u8]) -> Self {
+        self.process(bytes);
+        self
+    }
+
     /// For a connection that already served HTTP/1 requests: HTTP/2's preface is then a
     /// bad head like any other, never a switch to HTTP/2.
     pub fn after_http1(mut self) -> Self {

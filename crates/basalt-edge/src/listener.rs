@@ -206,11 +206,11 @@ async fn connection(
     }
 }
 
-/// Serves the rest of an HTTP/1 connection the fast path handed over (`after_http1`: it
-/// served requests already) through the framing guard and hyper.
+/// Serves the rest of an HTTP/1 connection the fast path handed over through the framing
+/// guard and hyper, starting with the bytes it left.
 pub(crate) async fn hand_off<I>(
     io: I,
-    after_http1: bool,
+    left: crate::h1::Leftover,
     peer: SocketAddr,
     rt: Arc<ListenerRuntime>,
     shared: Arc<Shared>,
@@ -227,9 +227,10 @@ pub(crate) async fn hand_off<I>(
         rt.limits,
         Arc::new(move |reason| metrics.rejected(reason)),
     );
-    if after_http1 {
+    if left.after_requests {
         io = io.after_http1();
     }
+    let io = io.with_read(&left.bytes);
     serve(io, peer, rt, shared, builder, watcher, conn).await;
 }
 

@@ -173,23 +173,13 @@ pub async fn forward(
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     // Retrying is safe only when nothing of the request can have been consumed.
     let retriable = idempotent(&parts.method) && body.is_end_stream() && !upgrade;
-    // A retry goes to another target, so a pool of one has none to make: no retry is
-    // counted or taken from the budget, and no copy of the headers kept for one.
-    let attempts = if retriable && pool.retries > 0 && pool.target_count() > 1 {
-        1 + pool.retries
-    } else {
-        1
-    };
-    pool.deposit_retry_budget();
+    let attempts = pool.attempts(retriable);
     let mut body = Some(body);
     let mut tried: Option<usize> = None;
     let mut last_error = (StatusCode::BAD_GATEWAY, "upstream unavailable");
     for attempt in 0..attempts {
-        if attempt > 0 {
-            if !pool.withdraw_retry() {
-                break;
-            }
-            pool.metrics.retry(&pool.name);
+        if attempt > 0 && !pool.take_retry() {
+            break;
         }
         let ctx = PickContext {
             client_ip: client.client,

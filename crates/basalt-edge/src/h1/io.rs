@@ -1,14 +1,14 @@
 //! The fast path's connections and waits: an upstream connection (its socket and read
-//! buffer), reads from the client bounded by a deadline or a drain signal, reads from the
-//! upstream that notice a client hanging up, and the bytes hyper gets back on a hand-off.
+//! buffer), reads from the client bounded by a deadline or a drain signal, and reads from
+//! the upstream that notice a client hanging up or answering early.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::BytesMut;
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
@@ -155,11 +155,8 @@ pub(super) async fn read_client<I: AsyncRead + Unpin>(
 ) -> Result<(), Ended> {
     make_room(buf);
     std::future::poll_fn(|cx| {
-        match poll_read_buf(Pin::new(&mut *io), cx, buf) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Err(Ended::Eof)),
-            Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
-            Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Failed)),
-            Poll::Pending => {}
+        if let Poll::Ready(read) = poll_more(io, cx, buf) {
+            return Poll::Ready(read);
         }
         if let Some(d) = drain.as_deref_mut()
             && d.poll_fired(cx)
@@ -171,6 +168,19 @@ pub(super) async fn read_client<I: AsyncRead + Unpin>(
             .map(|()| Err(Ended::TimedOut))
     })
     .await
+}
+
+/// One read from `io` appended to `buf`: `Ok` with data, `Eof` or `Failed`.
+fn poll_more<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<Result<(), Ended>> {
+    poll_read_buf(Pin::new(io), cx, buf).map(|read| match read {
+        Ok(0) => Err(Ended::Eof),
+        Ok(_) => Ok(()),
+        Err(_) => Err(Ended::Failed),
+    })
 }
 
 /// Reads what the upstream sent into `up.buf`: ready once it sent something, closed, or
@@ -191,11 +201,8 @@ pub(super) async fn read_body<I: AsyncRead + Unpin>(
 ) -> Result<(), Ended> {
     make_room(buf);
     std::future::poll_fn(|cx| {
-        match poll_read_buf(Pin::new(&mut *io), cx, buf) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Err(Ended::Eof)),
-            Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
-            Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Failed)),
-            Poll::Pending => {}
+        if let Poll::Ready(read) = poll_more(io, cx, buf) {
+            return Poll::Ready(read);
         }
         if poll_upstream(up, cx).is_ready() {
             return Poll::Ready(Err(Ended::Answered));
@@ -217,11 +224,8 @@ pub(super) async fn read_upstream<I: AsyncRead + Unpin>(
 ) -> Result<(), Ended> {
     make_room(&mut up.buf);
     std::future::poll_fn(|cx| {
-        match poll_read_buf(Pin::new(&mut up.stream), cx, &mut up.buf) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Err(Ended::Eof)),
-            Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
-            Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Failed)),
-            Poll::Pending => {}
+        if let Poll::Ready(read) = poll_more(&mut up.stream, cx, &mut up.buf) {
+            return Poll::Ready(read);
         }
         while client_buf.len() < READ_AHEAD {
             make_room(client_buf);
@@ -239,59 +243,4 @@ pub(super) async fn read_upstream<I: AsyncRead + Unpin>(
         }
     })
     .await
-}
-
-/// A client connection handed to hyper: the bytes the fast path read but did not use
-/// come first, then the socket.
-pub(crate) struct Rewind<I> {
-    prefix: Bytes,
-    inner: I,
-}
-
-impl<I> Rewind<I> {
-    pub fn new(prefix: Bytes, inner: I) -> Self {
-        Self { prefix, inner }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

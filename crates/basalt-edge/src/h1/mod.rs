@@ -38,8 +38,8 @@ use crate::pool::{Lease, PickContext, PickError, Pool};
 use crate::route::Action;
 use crate::snapshot::ListenerRuntime;
 use head::{Additions, Framing, Parsed};
+pub(crate) use io::Upstream;
 use io::{Drain, Ended, Timer};
-pub(crate) use io::{Rewind, Upstream};
 
 /// An upstream response head larger than this is refused (nginx's default is 4-8 KiB).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -78,9 +78,20 @@ pub(crate) async fn serve<I>(
         let Conn {
             io, buf, served, ..
         } = conn;
-        let rewind = Rewind::new(buf.freeze(), io);
-        crate::listener::hand_off(rewind, served > 0, peer, rt, shared, builder, watcher).await;
+        let left = Leftover {
+            bytes: buf,
+            after_requests: served > 0,
+        };
+        crate::listener::hand_off(io, left, peer, rt, shared, builder, watcher).await;
     }
+}
+
+/// What the fast path leaves for hyper when it hands a connection over.
+pub(crate) struct Leftover {
+    /// Bytes read from the client and not used: the head of the request handed over.
+    pub bytes: BytesMut,
+    /// Requests were served before (HTTP/2's preface can then no longer start HTTP/2).
+    pub after_requests: bool,
 }
 
 /// The peer as `X-Forwarded-For` names it (an IPv4-mapped address as IPv4).
@@ -218,21 +229,13 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         };
         let idempotent = crate::proxy::idempotent(&plan.method);
         let retriable = idempotent && plan.body == 0;
-        let attempts = if retriable && pool.retries > 0 && pool.target_count() > 1 {
-            1 + pool.retries
-        } else {
-            1
-        };
-        pool.deposit_retry_budget();
+        let attempts = pool.attempts(retriable);
         let mut body_left = plan.body;
         let mut tried: Option<usize> = None;
         let mut last_error = (StatusCode::BAD_GATEWAY, "upstream unavailable");
         for attempt in 0..attempts {
-            if attempt > 0 {
-                if !pool.withdraw_retry() {
-                    break;
-                }
-                pool.metrics.retry(&pool.name);
+            if attempt > 0 && !pool.take_retry() {
+                break;
             }
             let lease = match pool.pick(&ctx, tried) {
                 Ok(l) => l,

@@ -94,10 +94,10 @@ async fn connect(rt: &StreamRuntime, client_ip: IpAddr) -> Option<(TcpStream, Le
         client_ip,
         headers: &headers,
     };
-    pool.deposit_retry_budget();
     let mut tried = None;
-    for attempt in 0..=pool.retries {
-        if attempt > 0 && !pool.withdraw_retry() {
+    // Nothing is sent before a connect succeeds: every stream may be retried.
+    for attempt in 0..pool.attempts(true) {
+        if attempt > 0 && !pool.take_retry() {
             return None;
         }
         let lease = pool.pick(&ctx, tried).ok()?;

@@ -564,12 +564,24 @@ impl Pool {
         self.set.load().targets.len()
     }
 
-    pub fn deposit_retry_budget(&self) {
+    /// How many attempts a request gets (a retry always goes to another target, so a pool
+    /// of one makes none), after depositing the request's share of the retry budget.
+    pub fn attempts(&self, retriable: bool) -> u32 {
         self.budget.deposit();
+        if retriable && self.retries > 0 && self.target_count() > 1 {
+            1 + self.retries
+        } else {
+            1
+        }
     }
 
-    pub fn withdraw_retry(&self) -> bool {
-        self.budget.withdraw()
+    /// Takes one retry from the budget and counts it; false when the budget is spent.
+    pub fn take_retry(&self) -> bool {
+        if !self.budget.withdraw() {
+            return false;
+        }
+        self.metrics.retry(&self.name);
+        true
     }
 }
 
