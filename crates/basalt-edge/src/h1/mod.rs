@@ -269,7 +269,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 .await;
             let elapsed = attempt_started.elapsed();
             let address = &lease.target.address;
-            match result {
+            let (error, answer) = match result {
                 Ok((up, resp)) => {
                     let failed = matches!(resp.status, 502..=504);
                     pool.observe(&lease, elapsed, !failed);
@@ -286,20 +286,18 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     return false;
                 }
                 Err(Failure::TimedOut) => {
-                    pool.observe(&lease, elapsed, false);
-                    pool.metrics
-                        .upstream(&pool.name, address, 0, elapsed.as_secs_f64());
-                    tracing::warn!(pool = %pool.name, target = %address, "upstream timed out");
-                    last_error = (StatusCode::GATEWAY_TIMEOUT, "upstream timed out");
+                    let answer = (StatusCode::GATEWAY_TIMEOUT, "upstream timed out");
+                    ("upstream timed out", answer)
                 }
                 Err(Failure::Broken(error)) => {
-                    last_error = (StatusCode::BAD_GATEWAY, "upstream request failed");
-                    pool.observe(&lease, elapsed, false);
-                    pool.metrics
-                        .upstream(&pool.name, address, 0, elapsed.as_secs_f64());
-                    tracing::warn!(pool = %pool.name, target = %address, error, "upstream request failed");
+                    (error, (StatusCode::BAD_GATEWAY, "upstream request failed"))
                 }
-            }
+            };
+            pool.observe(&lease, elapsed, false);
+            pool.metrics
+                .upstream(&pool.name, address, 0, elapsed.as_secs_f64());
+            tracing::warn!(pool = %pool.name, target = %address, error, "upstream request failed");
+            last_error = answer;
         }
         // A body not forwarded whole leaves the client's next request unfindable.
         let close = plan.close || body_left > 0 || self.drain.fired();
