@@ -56,12 +56,12 @@ pub(crate) async fn serve<I>(
     rt: Arc<ListenerRuntime>,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    // Held while the fast path serves (the edge's graceful shutdown waits for it), then
+    // handed to hyper with the connection.
     watcher: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Held while the fast path serves: the edge's graceful shutdown waits for it.
-    let watcher = watcher;
     let mut conn = Conn {
         io,
         buf: BytesMut::with_capacity(8 * 1024),
@@ -72,7 +72,7 @@ pub(crate) async fn serve<I>(
         peer,
         peer_text: forwarded_text(peer.ip()),
         body_timeout: rt.limits.body_timeout,
-        served: 0,
+        served: false,
     };
     if conn.run(&rt, &shared).await {
         let Conn {
@@ -80,7 +80,7 @@ pub(crate) async fn serve<I>(
         } = conn;
         let left = Leftover {
             bytes: buf,
-            after_requests: served > 0,
+            after_requests: served,
         };
         crate::listener::hand_off(io, left, peer, rt, shared, builder, watcher).await;
     }
@@ -113,8 +113,8 @@ struct Conn<I> {
     peer_text: String,
     /// How long a request body may stall.
     body_timeout: std::time::Duration,
-    /// Requests served on the fast path so far.
-    served: u64,
+    /// A request was served on the fast path.
+    served: bool,
 }
 
 /// A request the fast path will proxy, decided before any of it was consumed.
@@ -202,7 +202,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     Err(_) => return false,
                 }
             };
-            self.served += 1;
+            self.served = true;
             let keep_alive = self.proxy(plan, rt, shared).await;
             if !keep_alive {
                 let _ = self.io.shutdown().await;
