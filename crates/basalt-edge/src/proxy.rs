@@ -402,7 +402,7 @@ fn finish(
     // per response and a virtual call per frame.
     resp.map(|b| {
         Held {
-            inner: b.map_err(|e| -> BoxError { Box::new(e) }),
+            inner: b,
             _guard: lease,
         }
         .boxed_unsync()

@@ -7,6 +7,7 @@
 
 use std::mem::MaybeUninit;
 
+use bytes::{Buf, BytesMut};
 use httparse::{Header, Status};
 
 /// Header slots for a client head; a head with more is left to hyper and the framing
@@ -345,37 +346,23 @@ pub(super) struct Additions<'a> {
     pub alt_svc: Option<&'a [u8]>,
 }
 
-/// Parses the upstream response head at the front of `buf`: `Ok(None)` until it is whole,
-/// and for an informational (1xx) head, which is skipped (`Some` with status < 200 and
-/// nothing written). A final head is rewritten into `out` for the client.
-pub(super) fn parse_response(
-    buf: &[u8],
-    add: &Additions<'_>,
-    out: &mut Vec<u8>,
-) -> Result<Option<Response>, BadResponse> {
-    let mut slots = [MaybeUninit::<Header<'_>>::uninit(); RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
-    let config = httparse::ParserConfig::default();
-    let len = match config.parse_response_with_uninit_headers(&mut resp, buf, &mut slots) {
-        Ok(Status::Complete(len)) => len,
-        Ok(Status::Partial) => return Ok(None),
-        Err(_) => return Err(BadResponse::Malformed("malformed upstream response head")),
-    };
-    let (Some(version), Some(status)) = (resp.version, resp.code) else {
-        return Err(BadResponse::Malformed("malformed upstream response head"));
-    };
-    if status == 101 {
-        return Err(BadResponse::UnexpectedSwitch);
-    }
-    if status < 200 {
-        return Ok(Some(Response {
-            status,
-            framing: Framing::None,
-            reusable: true,
-            closes: false,
-            len,
-        }));
-    }
+/// What an upstream response head says about its message, judged once for either path.
+struct Judged<'b> {
+    framing: Framing,
+    reusable: bool,
+    connection: Tokens<'b>,
+    has_date: bool,
+}
+
+/// Judges a parsed final (>= 200) upstream response head: its framing (ambiguous or
+/// unsupported framing refused), whether its connection may be reused, the names its
+/// `Connection` header makes hop-by-hop.
+fn judge<'b>(
+    resp: &httparse::Response<'_, 'b>,
+    version: u8,
+    status: u16,
+    head_request: bool,
+) -> Result<Judged<'b>, BadResponse> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut connection = Tokens::default();
@@ -409,7 +396,7 @@ pub(super) fn parse_response(
             "upstream sent both Content-Length and Transfer-Encoding",
         ));
     }
-    let framing = if add.head_request || status == 204 || status == 304 {
+    let framing = if head_request || status == 204 || status == 304 {
         Framing::None
     } else if chunked {
         Framing::Chunked
@@ -421,6 +408,65 @@ pub(super) fn parse_response(
     let reusable = framing != Framing::UntilClose
         && !connection.close
         && (version == 1 || connection.keep_alive);
+    Ok(Judged {
+        framing,
+        reusable,
+        connection,
+        has_date,
+    })
+}
+
+/// Parses a response head at the front of `buf` with httparse: `Ok(None)` until it is
+/// whole; the head's length, version and status otherwise. A 101 is refused (no request
+/// of these paths asks for an upgrade).
+fn parse_head<'b, 'h>(
+    buf: &'b [u8],
+    resp: &mut httparse::Response<'h, 'b>,
+    slots: &'h mut [MaybeUninit<Header<'b>>],
+) -> Result<Option<(usize, u8, u16)>, BadResponse> {
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(resp, buf, slots) {
+        Ok(Status::Complete(len)) => len,
+        Ok(Status::Partial) => return Ok(None),
+        Err(_) => return Err(BadResponse::Malformed("malformed upstream response head")),
+    };
+    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+        return Err(BadResponse::Malformed("malformed upstream response head"));
+    };
+    if status == 101 {
+        return Err(BadResponse::UnexpectedSwitch);
+    }
+    Ok(Some((len, version, status)))
+}
+
+/// Parses the upstream response head at the front of `buf`: `Ok(None)` until it is whole,
+/// and for an informational (1xx) head, which is skipped (`Some` with status < 200 and
+/// nothing written). A final head is rewritten into `out` for the client.
+pub(super) fn parse_response(
+    buf: &[u8],
+    add: &Additions<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Option<Response>, BadResponse> {
+    let mut slots = [MaybeUninit::<Header<'_>>::uninit(); RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let Some((len, version, status)) = parse_head(buf, &mut resp, &mut slots)? else {
+        return Ok(None);
+    };
+    if status < 200 {
+        return Ok(Some(Response {
+            status,
+            framing: Framing::None,
+            reusable: true,
+            closes: false,
+            len,
+        }));
+    }
+    let Judged {
+        framing,
+        reusable,
+        connection,
+        has_date,
+    } = judge(&resp, version, status, add.head_request)?;
     let close = add.close || framing == Framing::UntilClose;
 
     out.clear();
@@ -479,6 +525,96 @@ pub(super) fn parse_response(
         closes: close,
         len,
     }))
+}
+
+/// An upstream response head for the hyper side (`super::client`): its status and
+/// headers, hop-by-hop ones and those named in `Connection` dropped, the values sharing
+/// the head's bytes.
+pub(super) struct Parts {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub framing: Framing,
+    pub reusable: bool,
+}
+
+/// Takes the final upstream response head off the front of `buf` (informational heads
+/// before it are consumed and skipped): `Ok(None)` until it is whole.
+pub(super) fn take_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<Parts>, BadResponse> {
+    const INVALID: BadResponse = BadResponse::Malformed("invalid upstream response header");
+    loop {
+        // Where each kept header's name and value lie in the head: the head is frozen
+        // once parsed, and the values become slices of it.
+        let mut spans = [((0usize, 0usize), (0usize, 0usize)); RESPONSE_HEADERS];
+        let mut kept = 0;
+        let (len, status, judged) = {
+            let mut slots = [MaybeUninit::<Header<'_>>::uninit(); RESPONSE_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let Some((len, version, status)) = parse_head(buf, &mut resp, &mut slots)? else {
+                return Ok(None);
+            };
+            if status < 200 {
+                (len, status, None)
+            } else {
+                let j = judge(&resp, version, status, head_request)?;
+                let base = buf.as_ptr() as usize;
+                let at = |part: &[u8]| {
+                    let start = part.as_ptr() as usize - base;
+                    (start, start + part.len())
+                };
+                for h in resp.headers.iter() {
+                    if !hop_by_hop(h.name) && !j.connection.names(h.name) {
+                        spans[kept] = (at(h.name.as_bytes()), at(h.value));
+                        kept += 1;
+                    }
+                }
+                (len, status, Some((j.framing, j.reusable)))
+            }
+        };
+        let Some((framing, reusable)) = judged else {
+            buf.advance(len);
+            continue;
+        };
+        let head = buf.split_to(len).freeze();
+        let mut headers = http::HeaderMap::with_capacity(kept);
+        for (name, value) in spans.into_iter().take(kept) {
+            let name = http::HeaderName::from_bytes(&head[name.0..name.1]).map_err(|_| INVALID)?;
+            let value = http::HeaderValue::from_maybe_shared(head.slice(value.0..value.1))
+                .map_err(|_| INVALID)?;
+            headers.append(name, value);
+        }
+        let status = http::StatusCode::from_u16(status).map_err(|_| INVALID)?;
+        return Ok(Some(Parts {
+            status,
+            headers,
+            framing,
+            reusable,
+        }));
+    }
+}
+
+/// The fields of a chunked body's trailer section (its lines and the empty line ending
+/// it, as [`Chunks`] checked them), hop-by-hop and framing fields left out; `None` when
+/// none is left.
+pub(super) fn trailer_fields(section: &[u8]) -> Result<Option<http::HeaderMap>, BadResponse> {
+    const INVALID: BadResponse = BadResponse::Malformed("invalid upstream trailer field");
+    let mut slots = [httparse::EMPTY_HEADER; 32];
+    let fields = match httparse::parse_headers(section, &mut slots) {
+        Ok(Status::Complete((_, fields))) => fields,
+        _ => return Err(INVALID),
+    };
+    let mut map = http::HeaderMap::new();
+    for f in fields {
+        if hop_by_hop(f.name) || f.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let name = http::HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| INVALID)?;
+        let value = http::HeaderValue::from_bytes(f.value).map_err(|_| INVALID)?;
+        map.append(name, value);
+    }
+    Ok((!map.is_empty()).then_some(map))
 }
 
 /// A status code (100..=999, as httparse guarantees) as three ASCII digits.
@@ -596,6 +732,30 @@ impl Chunks {
 
     pub fn done(&self) -> bool {
         *self == Chunks::Done
+    }
+
+    /// Decodes from the front of `data`: the framing bytes before the next chunk data, and
+    /// how many data bytes follow them (0 when `data` ends first, or at the trailer
+    /// section, which [`Chunks::feed`] then follows to the body's end).
+    pub fn next_data(&mut self, data: &[u8]) -> Result<(usize, usize), ()> {
+        let mut i = 0;
+        while i < data.len() && !self.in_trailers() {
+            if let Chunks::Data(n) = *self {
+                let take = (n as usize).min(data.len() - i);
+                self.feed(&data[i..i + take])?;
+                return Ok((i, take));
+            }
+            i += self.feed(&data[i..=i])?;
+        }
+        Ok((i, 0))
+    }
+
+    /// Past the last chunk: in the trailer section, or at the body's end.
+    pub fn in_trailers(&self) -> bool {
+        matches!(
+            self,
+            Chunks::TrailerStart | Chunks::Trailer { .. } | Chunks::EndLf | Chunks::Done
+        )
     }
 }
 
@@ -775,5 +935,67 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn chunks_decode_data_apart_from_framing_and_stop_at_the_trailers() {
+        let body = b"3;x=1\r\nabc\r\n2\r\nde\r\n0\r\nx-t: 1\r\n\r\nNEXT";
+        let mut c = Chunks::new();
+        let mut at = 0;
+        let mut data = Vec::new();
+        loop {
+            let (framing, n) = c.next_data(&body[at..]).expect("valid");
+            at += framing;
+            data.extend_from_slice(&body[at..at + n]);
+            at += n;
+            if n == 0 {
+                break;
+            }
+        }
+        assert_eq!(data, b"abcde");
+        assert!(c.in_trailers() && !c.done());
+        let n = c.feed(&body[at..]).expect("valid trailers");
+        assert!(c.done());
+        assert_eq!(&body[at..at + n], b"x-t: 1\r\n\r\n");
+        let fields = trailer_fields(&body[at..at + n])
+            .expect("fields")
+            .expect("some");
+        assert_eq!(fields["x-t"], "1");
+        assert!(trailer_fields(b"\r\n").expect("none").is_none());
+        assert!(
+            trailer_fields(b"connection: x\r\n\r\n")
+                .expect("none")
+                .is_none()
+        );
+        let mut c = Chunks::new();
+        assert!(c.next_data(b"zz\r\n").is_err());
+    }
+
+    #[test]
+    fn response_parts_keep_end_to_end_headers_as_slices_of_the_head() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\nX-A: 2\r\nContent-Length: 4\r\n\r\nbody"[..],
+        );
+        let parts = take_response(&mut buf, false)
+            .expect("valid")
+            .expect("whole");
+        assert_eq!(parts.status, 200);
+        assert_eq!(parts.framing, Framing::Length(4));
+        assert!(parts.reusable);
+        let a: Vec<_> = parts.headers.get_all("x-a").iter().collect();
+        assert_eq!(a, ["1", "2"]);
+        assert!(!parts.headers.contains_key("x-hop") && !parts.headers.contains_key("keep-alive"));
+        assert_eq!(parts.headers["content-length"], "4");
+        assert_eq!(&buf[..], b"body");
+        let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-A"[..]);
+        assert!(
+            take_response(&mut partial, false)
+                .expect("valid so far")
+                .is_none()
+        );
+        let mut bad = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
+        );
+        assert!(take_response(&mut bad, false).is_err());
     }
 }

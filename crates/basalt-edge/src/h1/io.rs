@@ -186,8 +186,13 @@ fn poll_more<R: AsyncRead + Unpin>(
 /// Reads what the upstream sent into `up.buf`: ready once it sent something, closed, or
 /// failed (the response read that follows tells which).
 pub(super) fn poll_upstream(up: &mut Upstream, cx: &mut Context<'_>) -> Poll<()> {
+    poll_read(up, cx).map(|_| ())
+}
+
+/// One read from the upstream appended to `up.buf`: how many bytes (0 at its end).
+pub(super) fn poll_read(up: &mut Upstream, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     make_room(&mut up.buf);
-    poll_read_buf(Pin::new(&mut up.stream), cx, &mut up.buf).map(|_| ())
+    poll_read_buf(Pin::new(&mut up.stream), cx, &mut up.buf)
 }
 
 /// Reads more of a request body from the client (a stall past `stall` ends it), unless

@@ -16,6 +16,7 @@
 //! yet used go first, and hyper serves the connection from then on, exactly as before.
 //! A request is judged before anything of it is consumed, so either path sees it whole.
 
+pub(crate) mod client;
 mod date;
 mod head;
 mod io;

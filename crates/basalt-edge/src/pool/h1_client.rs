@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::body::{Body, BoxError};
 use crate::h1::Upstream;
+use crate::h1::client::RawBody;
 
 /// More idle connections than this per target are closed instead of kept.
 const MAX_IDLE_PER_TARGET: usize = 1024;
@@ -99,6 +100,12 @@ impl H1Client {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(origin_form);
+        if crate::h1::client::takes(&req) {
+            let resp = crate::h1::client::send(self, authority, req).await?;
+            return Ok(resp.map(|raw| PooledBody {
+                inner: Inner::Raw(raw),
+            }));
+        }
         if !req.headers().contains_key(header::HOST) {
             req.headers_mut()
                 .insert(header::HOST, HeaderValue::from_str(authority.as_str())?);
@@ -239,7 +246,9 @@ impl H1Client {
         {
             c.give_back();
         }
-        resp.map(|inner| PooledBody { inner, checkin })
+        resp.map(|body| PooledBody {
+            inner: Inner::Hyper { body, checkin },
+        })
     }
 }
 
@@ -260,45 +269,67 @@ impl Checkin {
 /// An upstream response body; a connection read to the end of it is reused, one
 /// abandoned earlier is dropped (closed) with it.
 pub struct PooledBody {
-    inner: Incoming,
-    checkin: Option<Checkin>,
+    inner: Inner,
+}
+
+enum Inner {
+    /// From hyper's client connection.
+    Hyper {
+        body: Incoming,
+        checkin: Option<Checkin>,
+    },
+    /// From a raw connection (`crate::h1::client`), which gives itself back.
+    Raw(RawBody),
 }
 
 impl PooledBody {
     /// A body from a client that pools on its own (hyper-util's, for h2c upstreams).
-    pub fn unpooled(inner: Incoming) -> Self {
+    pub fn unpooled(body: Incoming) -> Self {
         Self {
-            inner,
-            checkin: None,
+            inner: Inner::Hyper {
+                body,
+                checkin: None,
+            },
         }
     }
 }
 
 impl http_body::Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        let ended = match &polled {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
-            _ => false,
-        };
-        if ended && let Some(c) = self.checkin.take() {
-            c.give_back();
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.inner {
+            Inner::Raw(raw) => Pin::new(raw).poll_frame(cx),
+            Inner::Hyper { body, checkin } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                let ended = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    _ => false,
+                };
+                if ended && let Some(c) = checkin.take() {
+                    c.give_back();
+                }
+                polled.map_err(BoxError::from)
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Raw(raw) => raw.is_end_stream(),
+            Inner::Hyper { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Raw(raw) => raw.size_hint(),
+            Inner::Hyper { body, .. } => body.size_hint(),
+        }
     }
 }
