@@ -1,6 +1,8 @@
-//! The HTTP/1.1 upstream client: keep-alive connections per target authority, driven by
-//! hyper's low-level client connection, each returned to its target's idle list when the
-//! response body has been read to its end.
+//! The HTTP/1.1 upstream client: keep-alive connections per target authority, each
+//! returned to its target's idle list when the response body has been read to its end.
+//! Two kinds are kept apart: plain sockets, driven by the fast path (`crate::h1`) and by
+//! `crate::h1::client` for every bodiless request hyper serves, and hyper's low-level
+//! client connections for requests with a body or an upgrade.
 //!
 //! It replaces hyper-util's pooled client on the hot path, which spawns a task per
 //! request to wait for the connection to become idle again and keys its pool through a
