@@ -365,6 +365,12 @@ def main():
               f"| RSS idle, 2 s after its own seeding (MB) | {idle['basalt'] / 1024:.1f} | {idle['pocketbase'] / 1024:.1f} |",
               f"| peak RSS under load (MB) | {peak['basalt'] / 1024:.1f} | {peak['pocketbase'] / 1024:.1f} |",
               f"| RSS 5 s after the last run (MB) | {after['basalt'] / 1024:.1f} | {after['pocketbase'] / 1024:.1f} |", ""]
+    # The edge's summary (written by bench/edge/matrix.py between its markers) stays.
+    if os.path.exists(a.out):
+        old = open(a.out).read()
+        begin, end = "<!-- edge:begin -->", "<!-- edge:end -->"
+        if begin in old and end in old:
+            lines += [old[old.index(begin):old.index(end) + len(end)], ""]
     with open(a.out, "w") as f:
         f.write("\n".join(lines))
     print(f"wrote {a.out}")

@@ -6,7 +6,8 @@ All three proxy the same upstream (an nginx answering a fixed 13-byte body over 
 keep-alive) and are driven by the same load generator per protocol (wrk for HTTP/1.1,
 h2load for HTTP/2), in alternating order (A B C, C B A, ...). Reports medians of req/s,
 p50/p99 latency, CPU (cores busy: utime+stime of the proxy's processes over the run) and
-peak RSS, and writes the table into bench/EDGE.md between the matrix markers.
+peak RSS, and writes the tables into bench/EDGE.md between the matrix markers and a summary
+against the goal into bench/RESULTS.md between the edge markers.
 
 Usage: python3 bench/edge/matrix.py [--duration 8] [--rounds 2] [--modes h1,h1tls,h2,h2tls]
 Needs: a release build (cargo build --release --bin basalt), nginx, haproxy, wrk, h2load
@@ -18,6 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import ROOT, free_port, wait_http, nginx_conf, rss_kb, children, stop  # noqa: E402
 
 BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
+# bench/run.py keeps this block of bench/RESULTS.md when it rewrites the file.
+SUMMARY_BEGIN, SUMMARY_END = "<!-- edge:begin -->", "<!-- edge:end -->"
 MODES = {
     "h1": "HTTP/1.1 keep-alive, plain (wrk -t2)",
     "h1tls": "HTTP/1.1 keep-alive, TLS (wrk -t2)",
@@ -80,6 +83,50 @@ def h2load(url, conns, duration, work):
     times.sort()
     q = lambda p: times[min(len(times) - 1, int(len(times) * p))]
     return float(m.group(1)), q(0.50), q(0.99), failed
+
+
+def command():
+    """This run's command line, as typed from the repository's root."""
+    return " ".join(["python3 bench/edge/matrix.py"] + sys.argv[1:])
+
+
+def write_block(path, begin, end, block):
+    """Puts `block` (which starts with `begin` and ends with `end`) in place of the file's
+    block between those markers, or at its end."""
+    text = open(path).read() if os.path.exists(path) else ""
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def summary(modes, conn_list, results, peak, load_avg):
+    """The matrix as one table against the goal, for bench/RESULTS.md (bench/run.py keeps
+    this block when it rewrites the rest of that file)."""
+    med = lambda mode, conns, name, i: statistics.median(r[i] for r in results[(mode, conns, name)])
+    lines = [SUMMARY_BEGIN, "## Edge: Basalt's reverse proxy vs nginx and HAProxy", "",
+             f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; load average "
+             f"{load_avg[0]:.1f} at the end; {os.cpu_count()} CPUs shared by the proxies, their upstream and "
+             "the load generator.",
+             f"- Command: `{command()}` "
+             "(medians of alternating rounds; setup, full tables and how to read them in bench/EDGE.md).",
+             "- Goal per row (issue 6): Basalt req/s >= nginx's and p99 <= nginx's.", "",
+             "| protocol | conns | req/s Basalt / nginx / HAProxy | Basalt/nginx | p99 ms Basalt / nginx / HAProxy "
+             "| CPU cores Basalt / nginx | peak RSS MiB Basalt / nginx | goal |",
+             "|---|---|---|---|---|---|---|---|"]
+    for mode in modes:
+        for conns in conn_list:
+            b, n, h = (med(mode, conns, s, 0) for s in ("basalt", "nginx", "haproxy"))
+            bp, np_, hp = (med(mode, conns, s, 2) for s in ("basalt", "nginx", "haproxy"))
+            bc, nc = (med(mode, conns, s, 4) for s in ("basalt", "nginx"))
+            br, nr = (peak[(mode, conns, s)] / 1024 for s in ("basalt", "nginx"))
+            goal = "met" if n > 0 and b >= n and bp <= np_ else "missed"
+            lines.append(f"| {MODES[mode]} | {conns} | {b:.0f} / {n:.0f} / {h:.0f} | {b / max(n, 1):.2f}x | "
+                         f"{bp:.2f} / {np_:.2f} / {hp:.2f} | {bc:.2f} / {nc:.2f} | {br:.1f} / {nr:.1f} | {goal} |")
+    lines.append(SUMMARY_END)
+    return "\n".join(lines)
 
 
 def main():
@@ -210,7 +257,7 @@ targets = [{{ address = "127.0.0.1:{up}" }}]
                               f"p99 {res[2]:.2f} ms  failed {res[3]}  cpu {cores:.2f}", flush=True)
         load_avg = os.getloadavg()
         lines = [BEGIN, "## Basalt vs nginx vs HAProxy: HTTP/1.1 and HTTP/2, plain and TLS", "",
-                 f"Command: `python3 bench/edge/matrix.py --duration {args.duration} --rounds {args.rounds}` "
+                 f"Command: `{command()}` "
                  f"({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs "
                  f"shared with other work, load average {load_avg[0]:.1f} at the end; the load generator runs on "
                  "the same machine). One nginx upstream answering a 13-byte body over HTTP/1.1 keep-alive; "
@@ -238,15 +285,10 @@ targets = [{{ address = "127.0.0.1:{up}" }}]
                         lines.append(f"| {conns} | ratio basalt/{other} | {b / o:.2f} | | | | | |")
             lines.append("")
         lines.append(END)
-        out = os.path.join(ROOT, "bench", "EDGE.md")
-        text = open(out).read() if os.path.exists(out) else ""
         block = "\n".join(lines)
-        if BEGIN in text and END in text:
-            text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-        with open(out, "w") as f:
-            f.write(text)
+        write_block(os.path.join(ROOT, "bench", "EDGE.md"), BEGIN, END, block)
+        write_block(os.path.join(ROOT, "bench", "RESULTS.md"), SUMMARY_BEGIN, SUMMARY_END,
+                    summary(modes, conn_list, results, peak, load_avg))
         print(block)
     finally:
         stop(procs, work)
