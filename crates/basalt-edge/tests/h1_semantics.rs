@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{edge, pool_config};
-use h1_upstream::{RawUpstream, Seen, Step, ok, raw_upstream, slamming_upstream};
+use h1_upstream::{RawUpstream, Seen, Step, mebibyte, ok, raw_upstream, slamming_upstream};
 use h1_wire::{Framing, Response, Wire};
 
 /// An edge with one route to `up` and the given extra pool settings.
@@ -37,13 +37,6 @@ async fn edge_for(up: &RawUpstream, pool_extra: &str) -> (basalt_edge::Edge, Soc
 
 fn send(bytes: impl Into<Vec<u8>>) -> Step {
     Step::Send(bytes.into())
-}
-
-/// 1 MiB that is not periodic over short spans, so a dropped or repeated piece shows.
-fn mebibyte() -> Vec<u8> {
-    (0..1usize << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
 }
 
 fn assert_pocketbase_error(r: &Response, status: u16) {

@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use common::{edge, pool_config};
-use h1_upstream::{RawUpstream, Seen, Step, ok, raw_upstream};
+use h1_upstream::{RawUpstream, Seen, Step, mebibyte, ok, raw_upstream};
 
 /// Every wait in these tests ends by itself.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -78,6 +78,12 @@ async fn get(s: &mut SendRequest<Empty<Bytes>>, path: &str) -> Answer {
     request(s, Method::GET, path).await
 }
 
+/// The body of `GET path`, which must end cleanly.
+async fn text(s: &mut SendRequest<Empty<Bytes>>, path: &str) -> String {
+    let a = get(s, path).await;
+    String::from_utf8(a.body.expect("a whole body")).expect("text")
+}
+
 /// `GET path` does not end cleanly: the stream is reset before or after its head.
 async fn breaks(s: &mut SendRequest<Empty<Bytes>>, path: &str) -> bool {
     let req = Request::builder()
@@ -95,19 +101,14 @@ async fn breaks(s: &mut SendRequest<Empty<Bytes>>, path: &str) -> bool {
         .expect("ended in time")
 }
 
-async fn edge_for(up: &RawUpstream) -> (basalt_edge::Edge, SocketAddr) {
-    edge(&pool_config(&[(up.addr, 1)], "")).await
+/// An edge with one route to `up`, and an h2c connection to it.
+async fn edge_and_client(up: &RawUpstream) -> (basalt_edge::Edge, SendRequest<Empty<Bytes>>) {
+    let (edge, addr) = edge(&pool_config(&[(up.addr, 1)], "")).await;
+    (edge, h2(addr).await)
 }
 
 fn send(bytes: impl Into<Vec<u8>>) -> Step {
     Step::Send(bytes.into())
-}
-
-/// 1 MiB that is not periodic over short spans, so a dropped or repeated piece shows.
-fn mebibyte() -> Vec<u8> {
-    (0..1usize << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
 }
 
 /// `body` as chunks of varying sizes, with a chunk extension and a trailer field.
@@ -154,8 +155,7 @@ async fn every_framing_arrives_whole_and_exact_ends_reuse_the_connection() {
         }
     })
     .await;
-    let (_edge, addr) = edge_for(&up).await;
-    let mut s = h2(addr).await;
+    let (_edge, mut s) = edge_and_client(&up).await;
     for path in ["/length", "/chunked", "/small", "/empty", "/length"] {
         let a = get(&mut s, path).await;
         assert_eq!(a.status, 200 + 4 * u16::from(path == "/empty"), "{path}");
@@ -181,10 +181,7 @@ async fn every_framing_arrives_whole_and_exact_ends_reuse_the_connection() {
     // A body delimited by the close arrives whole, and its connection is not reused.
     let a = get(&mut s, "/close").await;
     assert_eq!(a.body.as_deref().map(<[u8]>::len), Ok(5000));
-    assert_eq!(
-        get(&mut s, "/small").await.body.as_deref(),
-        Ok(&b"small"[..])
-    );
+    assert_eq!(text(&mut s, "/small").await, "small");
     assert_eq!(up.accepted(), 2);
 }
 
@@ -197,8 +194,7 @@ async fn interim_heads_are_skipped_and_head_requests_get_no_body() {
         )],
     })
     .await;
-    let (_edge, addr) = edge_for(&up).await;
-    let mut s = h2(addr).await;
+    let (_edge, mut s) = edge_and_client(&up).await;
     let a = get(&mut s, "/hints").await;
     assert_eq!(
         (a.status, a.body.as_deref()),
@@ -209,10 +205,7 @@ async fn interim_heads_are_skipped_and_head_requests_get_no_body() {
     assert_eq!(a.status, 200);
     assert_eq!(a.headers["content-length"], "1234");
     assert_eq!(a.body.as_deref(), Ok(&b""[..]));
-    assert_eq!(
-        get(&mut s, "/again").await.body.as_deref(),
-        Ok(&b"final"[..])
-    );
+    assert_eq!(text(&mut s, "/again").await, "final");
     assert_eq!(up.accepted(), 1);
 }
 
@@ -235,8 +228,7 @@ async fn bad_upstream_framing_is_a_502_and_its_connection_is_dropped() {
         _ => ok("fine"),
     })
     .await;
-    let (_edge, addr) = edge_for(&up).await;
-    let mut s = h2(addr).await;
+    let (_edge, mut s) = edge_and_client(&up).await;
     for path in ["/both", "/two-lengths", "/garbage", "/switch"] {
         let a = get(&mut s, path).await;
         assert_eq!(a.status, 502, "{path}");
@@ -249,7 +241,7 @@ async fn bad_upstream_framing_is_a_502_and_its_connection_is_dropped() {
         breaks(&mut s, "/bad-chunk").await,
         "a broken body must not look complete"
     );
-    assert_eq!(get(&mut s, "/ok").await.body.as_deref(), Ok(&b"fine"[..]));
+    assert_eq!(text(&mut s, "/ok").await, "fine");
     assert_eq!(
         up.accepted(),
         6,
@@ -270,23 +262,21 @@ async fn an_upstream_closing_mid_body_or_sending_extra_bytes() {
         _ => ok("fine"),
     })
     .await;
-    let (_edge, addr) = edge_for(&up).await;
-    let mut s = h2(addr).await;
+    let (_edge, mut s) = edge_and_client(&up).await;
     assert!(
         breaks(&mut s, "/short").await,
         "a cut body must not look complete"
     );
     // Bytes nobody asked for after a body: the answer stands, the connection is not reused.
-    assert_eq!(get(&mut s, "/extra").await.body.as_deref(), Ok(&b"ok"[..]));
-    assert_eq!(get(&mut s, "/next").await.body.as_deref(), Ok(&b"fine"[..]));
+    assert_eq!(text(&mut s, "/extra").await, "ok");
+    assert_eq!(text(&mut s, "/next").await, "fine");
     assert_eq!(up.accepted(), 3);
 }
 
 #[tokio::test]
 async fn the_upstream_sees_an_http11_head_with_forwarding_headers() {
     let up = raw_upstream(|_: &Seen| ok("ok")).await;
-    let (_edge, addr) = edge_for(&up).await;
-    let mut s = h2(addr).await;
+    let (_edge, mut s) = edge_and_client(&up).await;
     let req = Request::builder()
         .method(Method::POST)
         .uri("http://app.test/p?q=1")
@@ -337,8 +327,7 @@ async fn a_stream_abandoned_mid_body_closes_its_upstream_connection() {
         _ => ok("fine"),
     })
     .await;
-    let (_edge, addr) = edge_for(&up).await;
-    let mut s = h2(addr).await;
+    let (_edge, mut s) = edge_and_client(&up).await;
     let req = Request::builder()
         .uri("http://app.test/endless")
         .body(Empty::new())
@@ -362,28 +351,25 @@ async fn a_stream_abandoned_mid_body_closes_its_upstream_connection() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The next request gets a fresh connection and a clean answer.
-    assert_eq!(get(&mut s, "/ok").await.body.as_deref(), Ok(&b"fine"[..]));
+    assert_eq!(text(&mut s, "/ok").await, "fine");
     assert_eq!(up.accepted(), 2);
+}
+
+/// The first connection answers `/first`, then closes under whatever comes next without
+/// a byte of an answer: the keep-alive race every proxy meets, made certain.
+fn closes_after_first(seen: &Seen) -> Vec<Step> {
+    if seen.conn == 0 && seen.head.target != "/first" {
+        vec![Step::Close]
+    } else {
+        ok("fresh")
+    }
 }
 
 #[tokio::test]
 async fn a_reused_connection_closed_under_a_request_is_replaced_only_for_idempotent_methods() {
-    // The first connection answers `/first`, then closes under whatever comes next without
-    // a byte of an answer: the keep-alive race every proxy meets, made certain.
-    let up = raw_upstream(|seen: &Seen| {
-        if seen.conn == 0 && seen.head.target != "/first" {
-            vec![Step::Close]
-        } else {
-            ok("fresh")
-        }
-    })
-    .await;
-    let (_edge, addr) = edge_for(&up).await;
-    let mut s = h2(addr).await;
-    assert_eq!(
-        get(&mut s, "/first").await.body.as_deref(),
-        Ok(&b"fresh"[..])
-    );
+    let up = raw_upstream(closes_after_first).await;
+    let (_edge, mut s) = edge_and_client(&up).await;
+    assert_eq!(text(&mut s, "/first").await, "fresh");
     let a = get(&mut s, "/again").await;
     assert_eq!(
         (a.status, a.body.as_deref()),
@@ -404,16 +390,8 @@ async fn a_reused_connection_closed_under_a_request_is_replaced_only_for_idempot
     );
 
     // A POST may have been acted on: it is not sent again.
-    let up = raw_upstream(|seen: &Seen| {
-        if seen.conn == 0 && seen.head.target != "/first" {
-            vec![Step::Close]
-        } else {
-            ok("fresh")
-        }
-    })
-    .await;
-    let (_edge, addr) = edge_for(&up).await;
-    let mut s = h2(addr).await;
+    let up = raw_upstream(closes_after_first).await;
+    let (_edge, mut s) = edge_and_client(&up).await;
     assert_eq!(get(&mut s, "/first").await.status, 200);
     assert_eq!(request(&mut s, Method::POST, "/post").await.status, 502);
     assert_eq!(up.requests(), 2, "the POST was not sent twice");

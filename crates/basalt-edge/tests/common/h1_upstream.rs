@@ -225,3 +225,10 @@ pub fn ok(body: &str) -> Vec<Step> {
         .into_bytes(),
     )]
 }
+
+/// 1 MiB that is not periodic over short spans, so a dropped or repeated piece shows.
+pub fn mebibyte() -> Vec<u8> {
+    (0..1usize << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
