@@ -1,9 +1,12 @@
 //! HTTP/1.1 heads on the fast path: a client request head parsed in place and judged
 //! (plain enough to proxy here, or left to hyper), the upstream request head written from
-//! its bytes, and an upstream response head parsed and rewritten for the client.
+//! its bytes, and an upstream response head parsed and rewritten for the client — or, for
+//! `super::client`, parsed into the status and `HeaderMap` hyper's side needs, with chunked
+//! bodies decoded and their trailer fields read.
 //!
-//! Nothing here allocates per request: heads are parsed into headers on the stack and
-//! written into buffers the connection keeps.
+//! Nothing the fast path calls here allocates per request: heads are parsed into headers on
+//! the stack and written into buffers the connection keeps. `take_response` and
+//! `trailer_fields` build header maps, the one allocation hyper's side cannot do without.
 
 use std::mem::MaybeUninit;
 
@@ -597,7 +600,7 @@ pub(super) fn take_response(
 
 /// The fields of a chunked body's trailer section (its lines and the empty line ending
 /// it, as [`Chunks`] checked them), hop-by-hop and framing fields left out; `None` when
-/// none is left.
+/// none is left. More than 32 fields is refused as a bad upstream.
 pub(super) fn trailer_fields(section: &[u8]) -> Result<Option<http::HeaderMap>, BadResponse> {
     const INVALID: BadResponse = BadResponse::Malformed("invalid upstream trailer field");
     let mut slots = [httparse::EMPTY_HEADER; 32];

@@ -88,7 +88,8 @@ impl H1Client {
 
     /// Sends `req` (absolute URI naming the target) on an idle connection to its target, or
     /// on a new one when none is idle or an idle one turned out closed before the request
-    /// was written.
+    /// was written. A bodiless request without an upgrade goes on a plain socket
+    /// (`crate::h1::client`), any other on hyper's client connection.
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<Body>,
