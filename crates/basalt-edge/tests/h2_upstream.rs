@@ -78,6 +78,17 @@ async fn get(s: &mut SendRequest<Empty<Bytes>>, path: &str) -> Answer {
     request(s, Method::GET, path).await
 }
 
+/// The response head to `req`, within `PATIENCE`.
+async fn response(
+    s: &mut SendRequest<Empty<Bytes>>,
+    req: Request<Empty<Bytes>>,
+) -> http::Response<hyper::body::Incoming> {
+    tokio::time::timeout(PATIENCE, s.send_request(req))
+        .await
+        .expect("in time")
+        .expect("response")
+}
+
 /// The body of `GET path`, which must end cleanly.
 async fn text(s: &mut SendRequest<Empty<Bytes>>, path: &str) -> String {
     let a = get(s, path).await;
@@ -285,10 +296,7 @@ async fn the_upstream_sees_an_http11_head_with_forwarding_headers() {
         .header("te", "trailers")
         .body(Empty::new())
         .expect("request");
-    let resp = tokio::time::timeout(PATIENCE, s.send_request(req))
-        .await
-        .expect("in time")
-        .expect("response");
+    let resp = response(&mut s, req).await;
     assert_eq!(resp.status(), 200);
     let seen = up.seen();
     let head = &seen[0].head;
@@ -332,10 +340,7 @@ async fn a_stream_abandoned_mid_body_closes_its_upstream_connection() {
         .uri("http://app.test/endless")
         .body(Empty::new())
         .expect("request");
-    let resp = tokio::time::timeout(PATIENCE, s.send_request(req))
-        .await
-        .expect("in time")
-        .expect("response");
+    let resp = response(&mut s, req).await;
     let mut body = resp.into_body();
     let first = tokio::time::timeout(PATIENCE, body.frame())
         .await

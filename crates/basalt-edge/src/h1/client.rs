@@ -16,11 +16,10 @@ use http::uri::Authority;
 use http::{Method, Request, Response};
 use http_body::{Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::head::{self, Chunks, Framing};
 use super::io;
-use super::{STALE_TRIES, Upstream};
+use super::{Failure, STALE_TRIES, Upstream};
 use crate::body::{Body, BoxError};
 use crate::pool::h1_client::H1Client;
 
@@ -50,8 +49,12 @@ pub(crate) async fn send(
         tries += 1;
         let (mut up, reused) = match client.take_idle(authority.as_str()) {
             Some(up) => (up, true),
-            // Boxed: the rare path, kept out of every request's future.
-            None => (Box::pin(connect(client, &authority)).await?, false),
+            // Bounded by the pool's connect timeout; the caller bounds the rest.
+            None => match super::connect(authority.as_str(), client.connect_timeout, None).await {
+                Ok(up) => (up, false),
+                Err(Failure::Broken(why)) => return Err(why.into()),
+                Err(_) => return Err("upstream connect timed out".into()),
+            },
         };
         // The caller bounds the whole exchange with the pool's read timeout.
         let stale_ok = reused && tries < STALE_TRIES;
@@ -67,15 +70,6 @@ pub(crate) async fn send(
             Err(ReadError::Failed(why)) => return Err(why.into()),
         }
     }
-}
-
-async fn connect(client: &H1Client, authority: &Authority) -> Result<Upstream, BoxError> {
-    let connecting = TcpStream::connect(authority.as_str());
-    let stream = tokio::time::timeout(client.connect_timeout, connecting)
-        .await
-        .map_err(|_| "upstream connect timed out")??;
-    stream.set_nodelay(true)?;
-    Ok(Upstream::new(stream))
 }
 
 /// The upstream request head: origin-form target, `Host` from the target when the

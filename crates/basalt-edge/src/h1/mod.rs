@@ -330,7 +330,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             let (mut up, reused) = match h1.take_idle(authority) {
                 Some(up) => (up, true),
                 None => (
-                    connect(authority, h1.connect_timeout, deadline).await?,
+                    connect(authority, h1.connect_timeout, Some(deadline)).await?,
                     false,
                 ),
             };
@@ -680,13 +680,14 @@ fn header_map(req: &head::Request<'_>) -> Option<HeaderMap> {
 }
 
 /// A new connection to `authority`, within the pool's connect timeout and the attempt's
-/// deadline. Boxed: the rare path, kept out of every request's future.
+/// deadline if there is one. Boxed: the rare path, kept out of every request's future.
 async fn connect(
     authority: &str,
     connect_timeout: std::time::Duration,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<Upstream, Failure> {
-    let limit = deadline.min(Instant::now() + connect_timeout);
+    let limit = Instant::now() + connect_timeout;
+    let limit = deadline.map_or(limit, |d| d.min(limit));
     let connecting = Box::pin(tokio::time::timeout_at(
         limit,
         tokio::net::TcpStream::connect(authority),
@@ -697,7 +698,7 @@ async fn connect(
             Ok(Upstream::new(stream))
         }
         Ok(Err(_)) => Err(Failure::Broken("upstream connect failed")),
-        Err(_) if limit == deadline => Err(Failure::TimedOut),
+        Err(_) if Some(limit) == deadline => Err(Failure::TimedOut),
         Err(_) => Err(Failure::Broken("upstream connect timed out")),
     }
 }
