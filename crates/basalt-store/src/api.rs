@@ -71,12 +71,29 @@ pub enum Access {
     Rule(Arc<Expr>),
 }
 
+/// Who wrote a filter or sort, which decides what it may read beyond the rows it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Author {
+    /// A client (a list's `filter` and `sort`, a realtime subscription's filter). Unless
+    /// the client is a superuser, it reads another collection (relation, back-relation,
+    /// `@collection`) only through that collection's list rule, never a hidden field,
+    /// an auth record's `email` only where it is visible to the client, and of
+    /// `@request.auth` only the caller's own visible fields: what it can learn through a
+    /// filter is what it could list.
+    Client,
+    /// The server: a collection's access rule (written by a superuser) or a query built
+    /// by the server itself. It reads everything.
+    Server,
+}
+
 #[derive(Debug, Clone)]
 pub struct ListQuery {
     pub collection: Arc<Collection>,
     pub filter: Option<Expr>,
     pub access: Access,
     pub sort: Vec<SortKey>,
+    /// Who wrote `filter` and `sort` (`access` is always the server's).
+    pub author: Author,
     /// 1-based.
     pub page: u64,
     pub per_page: u64,

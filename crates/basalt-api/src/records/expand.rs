@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use basalt_schema::filter::{CompareOp, Expr, Literal, Operand, Path, PathRoot};
 use basalt_schema::{Collection, RequestInfo};
-use basalt_store::{ListQuery, Record};
+use basalt_store::{Author, ListQuery, Record};
 use serde_json::{Map, Value};
 
 use super::handlers::{Action, access_for, rule};
@@ -94,6 +94,7 @@ pub(crate) fn expand_records<'a>(
                             filter: Some(filter),
                             access: access.clone(),
                             sort: vec![],
+                            author: Author::Server,
                             page: 1,
                             per_page: MAX_BACK_RELATIONS,
                             skip_total: true,

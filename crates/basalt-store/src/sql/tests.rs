@@ -11,7 +11,7 @@ use rusqlite::{Connection, params_from_iter};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::{Access, ListQuery, SortKey};
+use crate::{Access, Author, ListQuery, SortKey};
 
 fn coll(v: Value, schema: &Schema) -> Collection {
     let c: Collection = serde_json::from_value(v).expect("doc");
@@ -22,28 +22,47 @@ fn setup() -> (Connection, Schema) {
     let conn = Connection::open_in_memory().expect("db");
     let mut cols = vec![];
     let users = coll(
-        json!({"id": "users0000000001", "name": "users", "type": "auth", "fields": [{"name": "name", "type": "text"}]}),
+        json!({"id": "users0000000001", "name": "users", "type": "auth", "listRule": "", "fields": [
+            {"name": "name", "type": "text"}, {"name": "ssn", "type": "text", "hidden": true}
+        ]}),
         &Schema::default(),
     );
     cols.push(users);
     let tags = coll(
-        json!({"id": "tags00000000001", "name": "tags", "fields": [{"name": "label", "type": "text"}]}),
+        json!({"id": "tags00000000001", "name": "tags", "listRule": "", "fields": [{"name": "label", "type": "text"}]}),
         &Schema::new(cols.clone()),
     );
     cols.push(tags);
+    // Two collections a client may not list whole: `vault` not at all (rule null), `notes`
+    // only the caller's own.
+    let vault = coll(
+        json!({"id": "vault0000000001", "name": "vault", "fields": [{"name": "secret", "type": "text"}]}),
+        &Schema::new(cols.clone()),
+    );
+    cols.push(vault);
+    let notes = coll(
+        json!({"id": "notes0000000001", "name": "notes", "listRule": "owner = @request.auth.id", "fields": [
+            {"name": "body", "type": "text"},
+            {"name": "owner", "type": "relation", "collectionId": "users0000000001", "maxSelect": 1}
+        ]}),
+        &Schema::new(cols.clone()),
+    );
+    cols.push(notes);
     let posts = coll(
         json!({"id": "posts0000000001", "name": "posts", "fields": [
             {"name": "title", "type": "text"}, {"name": "views", "type": "number"}, {"name": "done", "type": "bool"},
             {"name": "author", "type": "relation", "collectionId": "users0000000001", "maxSelect": 1},
             {"name": "tags", "type": "relation", "collectionId": "tags00000000001", "maxSelect": 5},
             {"name": "cats", "type": "select", "values": ["a", "b", "c"], "maxSelect": 3},
-            {"name": "meta", "type": "json"}, {"name": "when", "type": "date"}
+            {"name": "meta", "type": "json"}, {"name": "when", "type": "date"},
+            {"name": "vault", "type": "relation", "collectionId": "vault0000000001", "maxSelect": 1},
+            {"name": "notes", "type": "relation", "collectionId": "notes0000000001", "maxSelect": 5}
         ]}),
         &Schema::new(cols.clone()),
     );
     cols.push(posts);
     let comments = coll(
-        json!({"id": "comments0000001", "name": "comments", "fields": [
+        json!({"id": "comments0000001", "name": "comments", "listRule": "", "fields": [
             {"name": "text", "type": "text"},
             {"name": "post", "type": "relation", "collectionId": "posts0000000001", "maxSelect": 1}
         ]}),
@@ -55,13 +74,16 @@ fn setup() -> (Connection, Schema) {
         crate::collections::create_table(&conn, c).expect("table");
     }
     conn.execute_batch(r#"
-        INSERT INTO users (id, email, name, password, tokenKey) VALUES ('u1', 'ann@x.io', 'Ann', 'h', 'k1'), ('u2', 'bob@x.io', 'Bob', 'h', 'k2');
+        INSERT INTO users (id, email, emailVisibility, name, ssn, password, tokenKey) VALUES
+          ('u1', 'ann@x.io', 0, 'Ann', '111', 'h', 'k1'), ('u2', 'bob@x.io', 1, 'Bob', '222', 'h', 'k2');
+        INSERT INTO vault (id, secret) VALUES ('v1', 'alpha'), ('v2', 'beta');
+        INSERT INTO notes (id, body, owner) VALUES ('n1', 'ann note', 'u1'), ('n2', 'bob note', 'u2');
         INSERT INTO tags (id, label) VALUES ('t1', 'red'), ('t2', 'blue'), ('t3', 'green_ish');
-        INSERT INTO posts (id, title, views, done, author, tags, cats, meta, "when") VALUES
-          ('p1', 'Hello World', 10, 1, 'u1', '["t1","t2"]', '["a","b"]', '{"a":1,"b":{"c":"x"}}', '2020-01-01 00:00:00.000Z'),
-          ('p2', 'second post', 5, 0, 'u2', '["t2"]', '["b"]', '{"a":2}', '2030-01-01 00:00:00.000Z'),
-          ('p3', '100% sure', 0, 0, '', '[]', '[]', NULL, ''),
-          ('p4', 'under_score', 7, 1, 'u1', '["t3"]', '["c"]', '[1,2]', '');
+        INSERT INTO posts (id, title, views, done, author, tags, cats, meta, "when", vault, notes) VALUES
+          ('p1', 'Hello World', 10, 1, 'u1', '["t1","t2"]', '["a","b"]', '{"a":1,"b":{"c":"x"}}', '2020-01-01 00:00:00.000Z', 'v1', '["n1","n2"]'),
+          ('p2', 'second post', 5, 0, 'u2', '["t2"]', '["b"]', '{"a":2}', '2030-01-01 00:00:00.000Z', 'v2', '["n2"]'),
+          ('p3', '100% sure', 0, 0, '', '[]', '[]', NULL, '', '', '[]'),
+          ('p4', 'under_score', 7, 1, 'u1', '["t3"]', '["c"]', '[1,2]', '', '', '[]');
         INSERT INTO comments (id, text, post) VALUES ('c1', 'nice', 'p1'), ('c2', 'meh', 'p1'), ('c3', 'nice too', 'p2');
     "#).expect("seed");
     (conn, schema)
@@ -83,6 +105,7 @@ fn ids(
             path: "id".into(),
             descending: false,
         }],
+        author: Author::Client,
         page: 1,
         per_page: 100,
         skip_total: false,
@@ -248,6 +271,209 @@ fn unknown_and_hidden_fields_are_invalid_queries() {
     }
 }
 
+fn su_req() -> RequestInfo {
+    RequestInfo {
+        auth: Some(AuthInfo {
+            collection_id: "pbc_3142635823".into(),
+            collection_name: "_superusers".into(),
+            record: obj(json!({"id": "s1", "email": "root@x.io"})),
+            is_superuser: true,
+        }),
+        ..RequestInfo::default()
+    }
+}
+
+/// Who runs a case of [`READER_CASES`].
+#[derive(Debug, Clone, Copy)]
+enum As {
+    Anonymous,
+    Ann,
+    Superuser,
+}
+
+/// What a client's filter reads of other collections: each case as the superuser (who
+/// reads everything, so the query is known to be well-formed), as Ann (user u1) and as an
+/// anonymous client. `None` is an invalid query (a 400 at the API).
+#[allow(clippy::type_complexity)]
+const READER_CASES: &[(&str, As, Option<&[&str]>)] = &[
+    // `vault` has a null list rule: a client reads none of its rows.
+    ("vault.secret = 'alpha'", As::Superuser, Some(&["p1"])),
+    ("vault.secret = 'alpha'", As::Ann, Some(&[])),
+    ("vault.secret = 'alpha'", As::Anonymous, Some(&[])),
+    ("vault.secret ~ 'al%'", As::Ann, Some(&[])),
+    ("vault.secret:lower = 'alpha'", As::Ann, Some(&[])),
+    ("vault.secret:length = 5", As::Ann, Some(&[])),
+    (
+        "vault.secret != 'alpha'",
+        As::Ann,
+        Some(&["p1", "p2", "p3", "p4"]),
+    ),
+    (
+        "vault.secret != 'gamma'",
+        As::Ann,
+        Some(&["p1", "p2", "p3", "p4"]),
+    ),
+    (
+        "@collection.vault.secret ?= 'alpha'",
+        As::Superuser,
+        Some(&["p1", "p2", "p3", "p4"]),
+    ),
+    ("@collection.vault.secret ?= 'alpha'", As::Ann, Some(&[])),
+    ("@collection.vault.secret ?~ 'a%'", As::Anonymous, Some(&[])),
+    (
+        "@collection.vault:v.id = vault && @collection.vault:v.secret = 'beta'",
+        As::Ann,
+        Some(&[]),
+    ),
+    // `notes` shows each user only their own: Bob's note is invisible to Ann.
+    ("notes.body ?~ 'bob'", As::Superuser, Some(&["p1", "p2"])),
+    ("notes.body ?~ 'bob'", As::Ann, Some(&[])),
+    ("notes.body ?~ 'ann'", As::Ann, Some(&["p1"])),
+    ("notes.body ?~ 'ann'", As::Anonymous, Some(&[])),
+    ("notes:length = 2", As::Ann, Some(&["p1"])),
+    ("notes.body:each ?~ 'bob'", As::Ann, Some(&[])),
+    (
+        "author.notes_via_owner.body ?~ 'bob'",
+        As::Superuser,
+        Some(&["p2"]),
+    ),
+    ("author.notes_via_owner.body ?~ 'bob'", As::Ann, Some(&[])),
+    (
+        "author.notes_via_owner.body ?~ 'ann'",
+        As::Ann,
+        Some(&["p1", "p4"]),
+    ),
+    (
+        "author.notes_via_owner:length > 0",
+        As::Ann,
+        Some(&["p1", "p4"]),
+    ),
+    ("@collection.notes.body ?~ 'bob'", As::Ann, Some(&[])),
+    (
+        "@request.auth.notes_via_owner.body ?~ 'ann'",
+        As::Ann,
+        Some(&["p1", "p2", "p3", "p4"]),
+    ),
+    (
+        "@request.auth.notes_via_owner.body ?~ 'bob'",
+        As::Ann,
+        Some(&[]),
+    ),
+    // Hidden fields: refused to clients wherever they are, read by superusers.
+    ("author.ssn = '111'", As::Superuser, Some(&["p1", "p4"])),
+    ("author.ssn = '111'", As::Ann, None),
+    ("author.ssn = '111'", As::Anonymous, None),
+    ("@collection.users.ssn ?= '222'", As::Ann, None),
+    ("@request.auth.ssn = '111'", As::Ann, None),
+    ("@request.auth.password != ''", As::Ann, None),
+    ("@request.auth.tokenKey != ''", As::Ann, None),
+    // Emails: Ann hides hers, Bob shows his. A client reads hidden ones as NULL, but its
+    // own.
+    ("author.email ~ 'ann'", As::Superuser, Some(&["p1", "p4"])),
+    ("author.email ~ 'ann'", As::Ann, Some(&["p1", "p4"])),
+    ("author.email ~ 'ann'", As::Anonymous, Some(&[])),
+    ("author.email ~ 'bob'", As::Anonymous, Some(&["p2"])),
+    ("@collection.users.email ?~ 'ann'", As::Anonymous, Some(&[])),
+    (
+        "@request.auth.email = 'ann@x.io'",
+        As::Ann,
+        Some(&["p1", "p2", "p3", "p4"]),
+    ),
+];
+
+#[test]
+fn client_filters_read_other_collections_only_as_their_rules_allow() {
+    let (conn, schema) = setup();
+    let mut failures = vec![];
+    for (filter, who, want) in READER_CASES {
+        let req = match who {
+            As::Anonymous => RequestInfo::default(),
+            As::Ann => auth_req(),
+            As::Superuser => su_req(),
+        };
+        let got = ids(&conn, &schema, filter, &req);
+        let ok = match (want, &got) {
+            (Some(w), Ok(g)) => g == w,
+            (None, Err(e)) => e.contains("invalid query"),
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!("{filter} as {who:?}: want {want:?}, got {got:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// A rule, written by a superuser, reads everything a client's filter may not.
+#[test]
+fn rules_read_hidden_fields_and_locked_collections() {
+    let (conn, schema) = setup();
+    let c = schema.by_name("posts").expect("posts").clone();
+    let rule =
+        parse("author.ssn = '111' && vault.secret = 'alpha' && @request.auth.tokenKey != ''")
+            .expect("parse");
+    let mut req = auth_req();
+    req.auth
+        .as_mut()
+        .map(|a| a.record.insert("tokenKey".into(), json!("k1")));
+    let f = compile_condition(Dialect::Sqlite, &schema, &c, &rule, &req, Author::Server)
+        .expect("a rule compiles");
+    let sql = format!("SELECT id FROM posts \"__root\" WHERE {}", f.sql);
+    let got: Vec<String> = conn
+        .prepare(&sql)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(f.params.iter()), |r| r.get(0))?
+                .collect()
+        })
+        .expect("runs");
+    assert_eq!(got, ["p1"]);
+}
+
+/// Sorting by what a client may not read sorts as if it were NULL: the order gives
+/// nothing away.
+#[test]
+fn sorting_by_unreadable_values_discloses_no_order() {
+    let (conn, schema) = setup();
+    let order = |path: &str, descending: bool, req: &RequestInfo| {
+        let c = schema.by_name("posts").expect("posts").clone();
+        let sort = [SortKey {
+            path: path.into(),
+            descending,
+        }];
+        let o = compile_order(Dialect::Sqlite, &schema, &c, &sort, req, Author::Client)
+            .map_err(|e| e.to_string())?;
+        let sql = format!("SELECT id FROM posts \"__root\" ORDER BY {}, rowid", o.sql);
+        conn.prepare(&sql)
+            .and_then(|mut s| {
+                s.query_map(params_from_iter(o.params.iter()), |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| e.to_string())
+    };
+    let su = su_req();
+    assert_eq!(
+        order("vault.secret", true, &su),
+        Ok(vec!["p2".into(), "p1".into(), "p3".into(), "p4".into()])
+    );
+    let natural: Vec<String> = ["p1", "p2", "p3", "p4"].map(String::from).to_vec();
+    for req in [RequestInfo::default(), auth_req()] {
+        for descending in [false, true] {
+            assert_eq!(order("vault.secret", descending, &req), Ok(natural.clone()));
+        }
+    }
+    // Ann's own email is hers to sort by; hidden from anonymous clients.
+    assert_eq!(
+        order("author.email", true, &RequestInfo::default()),
+        Ok(vec!["p2".into(), "p1".into(), "p3".into(), "p4".into()])
+    );
+    assert!(order("author.ssn", false, &auth_req()).is_err());
+}
+
 #[test]
 fn user_values_never_reach_the_sql_text() {
     let (_, schema) = setup();
@@ -262,7 +488,8 @@ fn user_values_never_reach_the_sql_text() {
         payload.replace('\'', "\\'")
     ))
     .expect("parse");
-    let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req).expect("compile");
+    let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req, Author::Client)
+        .expect("compile");
     assert!(!f.sql.contains("DROP"), "{}", f.sql);
     assert!(!f.sql.contains("1=1"), "{}", f.sql);
     assert!(f.params.contains(&SqlValue::Text(payload.into())));
@@ -288,7 +515,7 @@ fn sorting_by_fields_relations_and_specials() {
             })
             .collect();
         assert_eq!(
-            compile_order(Dialect::Sqlite, &schema, &c, &sort, &req).is_ok(),
+            compile_order(Dialect::Sqlite, &schema, &c, &sort, &req, Author::Client).is_ok(),
             ok,
             "{keys:?}"
         );
@@ -307,8 +534,8 @@ proptest::proptest! {
         let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
         let filter = format!("title = \"{escaped}\" || title ~ \"{escaped}\" || title = @request.body.title");
         if let Ok(expr) = parse(&filter) {
-            let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req).expect("compiles");
-            let baseline = compile_condition(Dialect::Sqlite, &schema, &c, &parse("title = \"x\" || title ~ \"x\" || title = @request.body.title").expect("parse"), &req).expect("compiles");
+            let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req, Author::Client).expect("compiles");
+            let baseline = compile_condition(Dialect::Sqlite, &schema, &c, &parse("title = \"x\" || title ~ \"x\" || title = @request.body.title").expect("parse"), &req, Author::Client).expect("compiles");
             proptest::prop_assert_eq!(f.sql, baseline.sql);
         }
     }
