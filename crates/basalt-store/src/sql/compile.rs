@@ -31,19 +31,14 @@ pub(super) fn condition(ctx: &Ctx, expr: &Expr) -> Result<SqlFragment, StoreErro
         return Ok(body);
     }
     // `@collection.x` references share one LEFT JOIN per alias, so several comparisons
-    // on the same alias must hold for the same joined row. The join takes only the rows
-    // the expression's author may read: others read as NULL, like no row at all.
+    // on the same alias must hold for the same joined row.
     let mut f = SqlFragment::new("EXISTS (SELECT 1 FROM (SELECT 1) __one");
     for j in joins.iter() {
         f.push_str(&format!(
-            " LEFT JOIN {} {} ON ",
+            " LEFT JOIN {} {} ON 1=1",
             ctx.d.quote(&j.table),
             j.alias
         ));
-        match &j.on {
-            Some(on) => f.push(on.clone()),
-            None => f.push_str("1=1"),
-        }
     }
     f.push_str(" WHERE ");
     f.push(body);

@@ -1,9 +1,9 @@
 //! Resolves identifiers (`author.name`, `tags:each`, `comments_via_post.title`, `data.a.b`,
 //! `@request.auth.*`, `@collection.x.y`, ...) into SQL: a single value or a set of values.
 //!
-//! It also decides what a client-written expression may read (`Ctx::readable_rows`,
-//! `Ctx::readable_field`, `Ctx::field_value`): every path that crosses into another
-//! collection or names a field goes through them.
+//! It also decides what a client-written expression may read (`Ctx::readable_root`,
+//! `readable_rows`, `readable_field`, `field_value`): every path, every join into another
+//! collection and every field named goes through them.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -23,13 +23,11 @@ pub(crate) enum Side {
     Set(SqlFragment),
 }
 
-/// One `@collection.NAME[:alias]` reference: joined once per alias key, on the rows the
-/// expression's author may read (`on`).
+/// One `@collection.NAME[:alias]` reference, joined once per alias key.
 pub(crate) struct CollectionJoin {
     key: String,
     pub alias: String,
     pub table: String,
-    pub on: Option<SqlFragment>,
 }
 
 /// Compilation state of one expression.
@@ -100,10 +98,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// The one place that decides which rows of `coll` (aliased `alias`) an expression
-    /// may read when it reaches them through a relation, a back-relation or
-    /// `@collection`: all of them for a server-written expression or a superuser; for a
-    /// client, those `coll`'s list rule shows it (none when the rule is `null`), as if
-    /// the client had listed `coll` itself. `None` means every row.
+    /// may read when it reaches them through a relation or a back-relation: all of them
+    /// for a server-written expression or a superuser; for a client, those `coll`'s list
+    /// rule shows it, as if the client had listed `coll` itself (a `null` rule refuses the
+    /// query, as PocketBase does). `None` means every row.
     fn readable_rows(
         &self,
         coll: &'a Collection,
@@ -118,7 +116,10 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| invalid(format!("unknown collection {:?}", coll.name)))?;
         match &rules.list {
             RuleSlot::Open => Ok(None),
-            RuleSlot::Locked => Ok(Some(SqlFragment::new("0"))),
+            RuleSlot::Locked => Err(invalid(format!(
+                "the collection {:?} can only be read by superusers",
+                coll.name
+            ))),
             RuleSlot::Expr(rule) => {
                 let mut f = SqlFragment::new("(");
                 f.push(super::compile::condition(
@@ -169,7 +170,25 @@ impl<'a> Ctx<'a> {
         f
     }
 
+    /// A client that is not a superuser may not name `@collection` or `@request` at all,
+    /// as in PocketBase: they reach beyond the rows it lists.
+    fn readable_root(&self, root: &PathRoot) -> Result<(), StoreError> {
+        if !self.restricted() {
+            return Ok(());
+        }
+        match root {
+            PathRoot::Record => Ok(()),
+            PathRoot::Collection { .. } => Err(StoreError::SuperusersOnly(
+                "Only superusers can filter by @collection.".into(),
+            )),
+            _ => Err(StoreError::SuperusersOnly(
+                "Only superusers can filter by @request.".into(),
+            )),
+        }
+    }
+
     pub fn resolve(&self, path: &Path) -> Result<Side, StoreError> {
+        self.readable_root(&path.root)?;
         match &path.root {
             PathRoot::Record => self.record_path(
                 self.root,
@@ -194,12 +213,10 @@ impl<'a> Ctx<'a> {
                     Some(a) => a,
                     None => {
                         let a = self.alias("c");
-                        let on = self.readable_rows(target, &a)?;
                         self.collection_joins.borrow_mut().push(CollectionJoin {
                             key,
                             alias: a.clone(),
                             table: target.name.clone(),
-                            on,
                         });
                         a
                     }
@@ -234,14 +251,6 @@ impl<'a> Ctx<'a> {
             .first()
             .map(String::as_str)
             .unwrap_or_default();
-        let coll = self
-            .schema
-            .by_id(&auth.collection_id)
-            .ok_or_else(|| invalid("unknown auth collection"))?;
-        // The caller's own record, read as the caller may read it: never a hidden field.
-        if let Some(field) = coll.field(first) {
-            self.readable_field(field)?;
-        }
         if path.segments.len() == 1 {
             let v = match first {
                 "collectionId" => Some(Value::String(auth.collection_id.clone())),
@@ -253,6 +262,10 @@ impl<'a> Ctx<'a> {
                 path.modifier,
             ));
         }
+        let coll = self
+            .schema
+            .by_id(&auth.collection_id)
+            .ok_or_else(|| invalid("unknown auth collection"))?;
         let alias = self.alias("a");
         let id = auth
             .record

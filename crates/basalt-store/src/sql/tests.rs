@@ -56,7 +56,8 @@ fn setup() -> (Connection, Schema) {
             {"name": "cats", "type": "select", "values": ["a", "b", "c"], "maxSelect": 3},
             {"name": "meta", "type": "json"}, {"name": "when", "type": "date"},
             {"name": "vault", "type": "relation", "collectionId": "vault0000000001", "maxSelect": 1},
-            {"name": "notes", "type": "relation", "collectionId": "notes0000000001", "maxSelect": 5}
+            {"name": "notes", "type": "relation", "collectionId": "notes0000000001", "maxSelect": 5},
+            {"name": "pin", "type": "relation", "collectionId": "notes0000000001", "maxSelect": 1}
         ]}),
         &Schema::new(cols.clone()),
     );
@@ -79,11 +80,11 @@ fn setup() -> (Connection, Schema) {
         INSERT INTO vault (id, secret) VALUES ('v1', 'alpha'), ('v2', 'beta');
         INSERT INTO notes (id, body, owner) VALUES ('n1', 'ann note', 'u1'), ('n2', 'bob note', 'u2');
         INSERT INTO tags (id, label) VALUES ('t1', 'red'), ('t2', 'blue'), ('t3', 'green_ish');
-        INSERT INTO posts (id, title, views, done, author, tags, cats, meta, "when", vault, notes) VALUES
-          ('p1', 'Hello World', 10, 1, 'u1', '["t1","t2"]', '["a","b"]', '{"a":1,"b":{"c":"x"}}', '2020-01-01 00:00:00.000Z', 'v1', '["n1","n2"]'),
-          ('p2', 'second post', 5, 0, 'u2', '["t2"]', '["b"]', '{"a":2}', '2030-01-01 00:00:00.000Z', 'v2', '["n2"]'),
-          ('p3', '100% sure', 0, 0, '', '[]', '[]', NULL, '', '', '[]'),
-          ('p4', 'under_score', 7, 1, 'u1', '["t3"]', '["c"]', '[1,2]', '', '', '[]');
+        INSERT INTO posts (id, title, views, done, author, tags, cats, meta, "when", vault, notes, pin) VALUES
+          ('p1', 'Hello World', 10, 1, 'u1', '["t1","t2"]', '["a","b"]', '{"a":1,"b":{"c":"x"}}', '2020-01-01 00:00:00.000Z', 'v1', '["n1","n2"]', 'n2'),
+          ('p2', 'second post', 5, 0, 'u2', '["t2"]', '["b"]', '{"a":2}', '2030-01-01 00:00:00.000Z', 'v2', '["n2"]', 'n1'),
+          ('p3', '100% sure', 0, 0, '', '[]', '[]', NULL, '', '', '[]', ''),
+          ('p4', 'under_score', 7, 1, 'u1', '["t3"]', '["c"]', '[1,2]', '', '', '[]', '');
         INSERT INTO comments (id, text, post) VALUES ('c1', 'nice', 'p1'), ('c2', 'meh', 'p1'), ('c3', 'nice too', 'p2');
     "#).expect("seed");
     (conn, schema)
@@ -94,6 +95,7 @@ fn ids(
     schema: &Schema,
     filter: &str,
     req: &RequestInfo,
+    author: Author,
 ) -> Result<Vec<String>, String> {
     let c = schema.by_name("posts").expect("posts").clone();
     let expr = parse(filter).map_err(|e| e.to_string())?;
@@ -105,7 +107,7 @@ fn ids(
             path: "id".into(),
             descending: false,
         }],
-        author: Author::Client,
+        author,
         page: 1,
         per_page: 100,
         skip_total: false,
@@ -144,6 +146,8 @@ fn auth_req() -> RequestInfo {
     }
 }
 
+/// The language's meaning, compiled as a rule (a server-written expression reads
+/// everything; what a client's filter may read is [`READER_CASES`]).
 const CASES: &[(&str, &[&str])] = &[
     ("views > 5", &["p1", "p4"]),
     ("views >= 5", &["p1", "p2", "p4"]),
@@ -238,7 +242,7 @@ fn filters_match_exactly_the_expected_records() {
     let req = auth_req();
     let mut failures = vec![];
     for (filter, want) in CASES {
-        match ids(&conn, &schema, filter, &req) {
+        match ids(&conn, &schema, filter, &req, Author::Server) {
             Ok(got) if got == *want => {}
             other => failures.push(format!("{filter}: want {want:?}, got {other:?}")),
         }
@@ -267,7 +271,10 @@ fn unknown_and_hidden_fields_are_invalid_queries() {
         "author.password = 'h'",
         "author.tokenKey = 'k1'",
     ] {
-        assert!(ids(&conn, &schema, f, &anon).is_err(), "{f}");
+        assert!(
+            ids(&conn, &schema, f, &anon, Author::Client).is_err(),
+            "{f}"
+        );
     }
 }
 
@@ -291,93 +298,139 @@ enum As {
     Superuser,
 }
 
+/// What a [`READER_CASES`] case must answer.
+#[derive(Debug)]
+enum Want {
+    Rows(&'static [&'static str]),
+    /// An invalid query: a 400 at the API.
+    Invalid,
+    /// Superusers only: PocketBase's 403.
+    Forbidden,
+}
+
 /// What a client's filter reads of other collections: each case as the superuser (who
 /// reads everything, so the query is known to be well-formed), as Ann (user u1) and as an
-/// anonymous client. `None` is an invalid query (a 400 at the API).
-#[allow(clippy::type_complexity)]
-const READER_CASES: &[(&str, As, Option<&[&str]>)] = &[
-    // `vault` has a null list rule: a client reads none of its rows.
-    ("vault.secret = 'alpha'", As::Superuser, Some(&["p1"])),
-    ("vault.secret = 'alpha'", As::Ann, Some(&[])),
-    ("vault.secret = 'alpha'", As::Anonymous, Some(&[])),
-    ("vault.secret ~ 'al%'", As::Ann, Some(&[])),
-    ("vault.secret:lower = 'alpha'", As::Ann, Some(&[])),
-    ("vault.secret:length = 5", As::Ann, Some(&[])),
-    (
-        "vault.secret != 'alpha'",
-        As::Ann,
-        Some(&["p1", "p2", "p3", "p4"]),
-    ),
-    (
-        "vault.secret != 'gamma'",
-        As::Ann,
-        Some(&["p1", "p2", "p3", "p4"]),
-    ),
+/// anonymous client.
+const READER_CASES: &[(&str, As, Want)] = &[
+    // `vault` has a null list rule: a client may not filter by it at all (as PocketBase).
+    ("vault.secret = 'alpha'", As::Superuser, Want::Rows(&["p1"])),
+    ("vault.secret = 'alpha'", As::Ann, Want::Invalid),
+    ("vault.secret = 'alpha'", As::Anonymous, Want::Invalid),
+    ("vault.secret ~ 'al%'", As::Ann, Want::Invalid),
+    ("vault.secret:lower = 'alpha'", As::Ann, Want::Invalid),
+    ("vault.secret:length = 5", As::Ann, Want::Invalid),
+    ("vault.secret != 'alpha'", As::Ann, Want::Invalid),
+    // The relation's own value is the post's: it is read without a join.
+    ("vault = 'v1'", As::Anonymous, Want::Rows(&["p1"])),
+    // `@collection` and `@request` are the superusers' (PocketBase's 403).
     (
         "@collection.vault.secret ?= 'alpha'",
         As::Superuser,
-        Some(&["p1", "p2", "p3", "p4"]),
+        Want::Rows(&["p1", "p2", "p3", "p4"]),
     ),
-    ("@collection.vault.secret ?= 'alpha'", As::Ann, Some(&[])),
-    ("@collection.vault.secret ?~ 'a%'", As::Anonymous, Some(&[])),
     (
-        "@collection.vault:v.id = vault && @collection.vault:v.secret = 'beta'",
+        "@collection.vault.secret ?= 'alpha'",
         As::Ann,
-        Some(&[]),
+        Want::Forbidden,
+    ),
+    (
+        "@collection.tags.label ?= 'red'",
+        As::Anonymous,
+        Want::Forbidden,
+    ),
+    ("@collection.users.ssn ?= '222'", As::Ann, Want::Forbidden),
+    ("@request.auth.id = author", As::Ann, Want::Forbidden),
+    ("@request.auth.password != ''", As::Ann, Want::Forbidden),
+    ("@request.auth.tokenKey != ''", As::Ann, Want::Forbidden),
+    ("@request.method = 'GET'", As::Anonymous, Want::Forbidden),
+    (
+        "@request.auth.tokenKey != ''",
+        As::Superuser,
+        Want::Rows(&[]),
     ),
     // `notes` shows each user only their own: Bob's note is invisible to Ann.
-    ("notes.body ?~ 'bob'", As::Superuser, Some(&["p1", "p2"])),
-    ("notes.body ?~ 'bob'", As::Ann, Some(&[])),
-    ("notes.body ?~ 'ann'", As::Ann, Some(&["p1"])),
-    ("notes.body ?~ 'ann'", As::Anonymous, Some(&[])),
-    ("notes:length = 2", As::Ann, Some(&["p1"])),
-    ("notes.body:each ?~ 'bob'", As::Ann, Some(&[])),
+    (
+        "notes.body ?~ 'bob'",
+        As::Superuser,
+        Want::Rows(&["p1", "p2"]),
+    ),
+    ("notes.body ?~ 'bob'", As::Ann, Want::Rows(&[])),
+    ("notes.body ?~ 'ann'", As::Ann, Want::Rows(&["p1"])),
+    ("notes.body ?~ 'ann'", As::Anonymous, Want::Rows(&[])),
+    (
+        "notes.body ?!= 'zzz'",
+        As::Ann,
+        Want::Rows(&["p1", "p2", "p3", "p4"]),
+    ),
+    (
+        "notes.body = 'bob note'",
+        As::Superuser,
+        Want::Rows(&["p2"]),
+    ),
+    ("notes.body = 'bob note'", As::Ann, Want::Rows(&[])),
+    ("notes:length = 2", As::Ann, Want::Rows(&["p1"])),
+    ("notes.id:length = 2", As::Superuser, Want::Rows(&["p1"])),
+    ("notes.id:length = 2", As::Ann, Want::Rows(&[])),
+    ("notes.body:lower ?~ 'BOB'", As::Ann, Want::Rows(&[])),
+    ("pin.body = 'bob note'", As::Superuser, Want::Rows(&["p1"])),
+    ("pin.body = 'bob note'", As::Ann, Want::Rows(&[])),
+    ("pin.body ~ 'bob%'", As::Ann, Want::Rows(&[])),
+    ("pin.body:length = 8", As::Ann, Want::Rows(&["p2"])),
+    ("pin.owner.name = 'Bob'", As::Ann, Want::Rows(&[])),
     (
         "author.notes_via_owner.body ?~ 'bob'",
         As::Superuser,
-        Some(&["p2"]),
+        Want::Rows(&["p2"]),
     ),
-    ("author.notes_via_owner.body ?~ 'bob'", As::Ann, Some(&[])),
+    (
+        "author.notes_via_owner.body ?~ 'bob'",
+        As::Ann,
+        Want::Rows(&[]),
+    ),
     (
         "author.notes_via_owner.body ?~ 'ann'",
         As::Ann,
-        Some(&["p1", "p4"]),
+        Want::Rows(&["p1", "p4"]),
     ),
     (
         "author.notes_via_owner:length > 0",
         As::Ann,
-        Some(&["p1", "p4"]),
-    ),
-    ("@collection.notes.body ?~ 'bob'", As::Ann, Some(&[])),
-    (
-        "@request.auth.notes_via_owner.body ?~ 'ann'",
-        As::Ann,
-        Some(&["p1", "p2", "p3", "p4"]),
+        Want::Rows(&["p1", "p4"]),
     ),
     (
-        "@request.auth.notes_via_owner.body ?~ 'bob'",
-        As::Ann,
-        Some(&[]),
+        "author.notes_via_owner:length > 0",
+        As::Superuser,
+        Want::Rows(&["p1", "p2", "p4"]),
     ),
     // Hidden fields: refused to clients wherever they are, read by superusers.
-    ("author.ssn = '111'", As::Superuser, Some(&["p1", "p4"])),
-    ("author.ssn = '111'", As::Ann, None),
-    ("author.ssn = '111'", As::Anonymous, None),
-    ("@collection.users.ssn ?= '222'", As::Ann, None),
-    ("@request.auth.ssn = '111'", As::Ann, None),
-    ("@request.auth.password != ''", As::Ann, None),
-    ("@request.auth.tokenKey != ''", As::Ann, None),
+    (
+        "author.ssn = '111'",
+        As::Superuser,
+        Want::Rows(&["p1", "p4"]),
+    ),
+    ("author.ssn = '111'", As::Ann, Want::Invalid),
+    ("author.ssn = '111'", As::Anonymous, Want::Invalid),
+    ("author.password != ''", As::Ann, Want::Invalid),
+    ("pin.owner.tokenKey != ''", As::Ann, Want::Invalid),
     // Emails: Ann hides hers, Bob shows his. A client reads hidden ones as NULL, but its
     // own.
-    ("author.email ~ 'ann'", As::Superuser, Some(&["p1", "p4"])),
-    ("author.email ~ 'ann'", As::Ann, Some(&["p1", "p4"])),
-    ("author.email ~ 'ann'", As::Anonymous, Some(&[])),
-    ("author.email ~ 'bob'", As::Anonymous, Some(&["p2"])),
-    ("@collection.users.email ?~ 'ann'", As::Anonymous, Some(&[])),
     (
-        "@request.auth.email = 'ann@x.io'",
-        As::Ann,
-        Some(&["p1", "p2", "p3", "p4"]),
+        "author.email ~ 'ann'",
+        As::Superuser,
+        Want::Rows(&["p1", "p4"]),
+    ),
+    ("author.email ~ 'ann'", As::Ann, Want::Rows(&["p1", "p4"])),
+    ("author.email ~ 'ann'", As::Anonymous, Want::Rows(&[])),
+    (
+        "author.email !~ 'ann'",
+        As::Anonymous,
+        Want::Rows(&["p1", "p2", "p3", "p4"]),
+    ),
+    ("author.email ~ 'bob'", As::Anonymous, Want::Rows(&["p2"])),
+    (
+        "author.email:lower = 'ann@x.io'",
+        As::Anonymous,
+        Want::Rows(&[]),
     ),
 ];
 
@@ -391,10 +444,11 @@ fn client_filters_read_other_collections_only_as_their_rules_allow() {
             As::Ann => auth_req(),
             As::Superuser => su_req(),
         };
-        let got = ids(&conn, &schema, filter, &req);
+        let got = ids(&conn, &schema, filter, &req, Author::Client);
         let ok = match (want, &got) {
-            (Some(w), Ok(g)) => g == w,
-            (None, Err(e)) => e.contains("invalid query"),
+            (Want::Rows(w), Ok(g)) => g == w,
+            (Want::Invalid, Err(e)) => e.starts_with("invalid query"),
+            (Want::Forbidden, Err(e)) => e.starts_with("Only superusers can filter by @"),
             _ => false,
         };
         if !ok {
@@ -456,21 +510,37 @@ fn sorting_by_unreadable_values_discloses_no_order() {
             .map_err(|e| e.to_string())
     };
     let su = su_req();
+    let ids = |v: &[&str]| Ok(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(order("pin.body", true, &su), ids(&["p1", "p2", "p3", "p4"]));
     assert_eq!(
-        order("vault.secret", true, &su),
-        Ok(vec!["p2".into(), "p1".into(), "p3".into(), "p4".into()])
+        order("pin.body", false, &su),
+        ids(&["p3", "p4", "p2", "p1"])
     );
-    let natural: Vec<String> = ["p1", "p2", "p3", "p4"].map(String::from).to_vec();
-    for req in [RequestInfo::default(), auth_req()] {
-        for descending in [false, true] {
-            assert_eq!(order("vault.secret", descending, &req), Ok(natural.clone()));
-        }
+    // Ann reads her own note only: Bob's sorts as NULL, with the posts that have none.
+    assert_eq!(
+        order("pin.body", true, &auth_req()),
+        ids(&["p2", "p1", "p3", "p4"])
+    );
+    assert_eq!(
+        order("pin.body", false, &auth_req()),
+        ids(&["p1", "p3", "p4", "p2"])
+    );
+    for descending in [false, true] {
+        assert_eq!(
+            order("pin.body", descending, &RequestInfo::default()),
+            ids(&["p1", "p2", "p3", "p4"])
+        );
     }
     // Ann's own email is hers to sort by; hidden from anonymous clients.
     assert_eq!(
         order("author.email", true, &RequestInfo::default()),
-        Ok(vec!["p2".into(), "p1".into(), "p3".into(), "p4".into()])
+        ids(&["p2", "p1", "p3", "p4"])
     );
+    assert_eq!(
+        order("author.email", false, &auth_req()),
+        ids(&["p3", "p1", "p4", "p2"])
+    );
+    assert!(order("vault.secret", false, &auth_req()).is_err());
     assert!(order("author.ssn", false, &auth_req()).is_err());
 }
 
@@ -488,7 +558,7 @@ fn user_values_never_reach_the_sql_text() {
         payload.replace('\'', "\\'")
     ))
     .expect("parse");
-    let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req, Author::Client)
+    let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req, Author::Server)
         .expect("compile");
     assert!(!f.sql.contains("DROP"), "{}", f.sql);
     assert!(!f.sql.contains("1=1"), "{}", f.sql);
@@ -534,8 +604,8 @@ proptest::proptest! {
         let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
         let filter = format!("title = \"{escaped}\" || title ~ \"{escaped}\" || title = @request.body.title");
         if let Ok(expr) = parse(&filter) {
-            let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req, Author::Client).expect("compiles");
-            let baseline = compile_condition(Dialect::Sqlite, &schema, &c, &parse("title = \"x\" || title ~ \"x\" || title = @request.body.title").expect("parse"), &req, Author::Client).expect("compiles");
+            let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req, Author::Server).expect("compiles");
+            let baseline = compile_condition(Dialect::Sqlite, &schema, &c, &parse("title = \"x\" || title ~ \"x\" || title = @request.body.title").expect("parse"), &req, Author::Server).expect("compiles");
             proptest::prop_assert_eq!(f.sql, baseline.sql);
         }
     }
@@ -546,5 +616,8 @@ fn the_largest_accepted_filter_still_runs() {
     let (conn, schema) = setup();
     let f = vec!["tags.label ?= 'x' || cats:each ?= 'y' || comments_via_post.text ?~ 'z'"; 66]
         .join(" || ");
-    assert_eq!(ids(&conn, &schema, &f, &auth_req()), Ok(vec![]));
+    assert_eq!(
+        ids(&conn, &schema, &f, &auth_req(), Author::Client),
+        Ok(vec![])
+    );
 }
