@@ -190,9 +190,10 @@ pub fn validate(
     errs.into_result().map(|()| new)
 }
 
-/// Token durations and OTP lengths in range; each token secret kept from the stored
-/// document when the submitted one omits it (clients never see secrets, so an update
-/// that sends the document back must not rotate them), generated when there is none.
+/// Token durations and OTP lengths in range; each token secret (and each OAuth2
+/// provider's secrets) kept from the stored document when the submitted one omits it
+/// (clients never see secrets, so an update that sends the document back must not rotate
+/// or erase them), token secrets generated when there are none.
 fn check_auth_options(a: &mut AuthOptions, old: Option<&AuthOptions>, errs: &mut ValidationErrors) {
     let mut old_secrets: Vec<Option<String>> = match old.cloned() {
         Some(mut o) => o.tokens_mut().iter().map(|t| t.secret.clone()).collect(),
@@ -234,6 +235,9 @@ fn check_auth_options(a: &mut AuthOptions, old: Option<&AuthOptions>, errs: &mut
                     .or_else(|| Some(crate::id::random_id(50)));
             }
         }
+    }
+    if let Some(o) = old {
+        a.oauth2.keep_secrets(&o.oauth2);
     }
     if !(4..=32).contains(&a.otp.length) {
         errs.add(

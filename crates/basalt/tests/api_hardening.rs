@@ -5,10 +5,157 @@
 //! token keys forever. Results are checked on the real binary, the database read with
 //! rusqlite where the API cannot tell.
 
+use std::path::Path;
+
 use basalt_testkit::TestServer;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
+const CLIENT_SECRET: &str = "github-client-secret-do-not-show";
+const PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----apple-key-do-not-show";
+
+fn db(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("data.db")).expect("open data.db")
+}
+
+/// The stored document of collection `name`, secrets included.
+fn stored_doc(dir: &Path, name: &str) -> Value {
+    let doc: String = db(dir)
+        .query_row("SELECT doc FROM _collections WHERE name = ?", [name], |r| {
+            r.get(0)
+        })
+        .expect("collection row");
+    serde_json::from_str(&doc).expect("document")
+}
+
+#[tokio::test]
+async fn oauth2_client_secrets_were_shown_by_the_collections_api() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let providers = json!({"enabled": true, "providers": [
+        {"name": "github", "clientId": "gh-id", "clientSecret": CLIENT_SECRET},
+        {"name": "apple", "clientId": "com.example",
+         "extra": {"teamId": "TEAM", "keyId": "KEY", "privateKey": PRIVATE_KEY}}
+    ]});
+    let leaks = |v: &Value| {
+        let t = v.to_string();
+        t.contains(CLIENT_SECRET) || t.contains(PRIVATE_KEY) || t.contains("clientSecret")
+    };
+    let (st, body) = s
+        .call(
+            "PATCH",
+            "/api/collections/users",
+            Some(&su),
+            Some(json!({"oauth2": providers})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(!leaks(&body), "update answer: {body}");
+    assert_eq!(body["oauth2"]["providers"][0]["clientId"], "gh-id");
+    assert_eq!(body["oauth2"]["providers"][1]["extra"]["teamId"], "TEAM");
+    let (st, created) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "members", "type": "auth", "oauth2": providers})),
+        )
+        .await;
+    assert_eq!(st, 200, "{created}");
+    assert!(!leaks(&created), "create answer: {created}");
+    for path in [
+        "/api/collections/users",
+        "/api/collections/members",
+        "/api/collections",
+        "/api/collections?filter=name%3D%22users%22",
+    ] {
+        let (st, body) = s.call("GET", path, Some(&su), None).await;
+        assert_eq!(st, 200, "{path}: {body}");
+        assert!(!leaks(&body), "{path}: {body}");
+    }
+    let kept = |s: &TestServer| {
+        let doc = stored_doc(s.data_dir(), "users");
+        let p = &doc["oauth2"]["providers"];
+        p[0]["clientSecret"] == CLIENT_SECRET && p[1]["extra"]["privateKey"] == PRIVATE_KEY
+    };
+    assert!(kept(&s), "stored: {}", stored_doc(s.data_dir(), "users"));
+
+    // Updates that send the document back as read (without secrets) keep them.
+    let (_, read) = s
+        .call("GET", "/api/collections/users", Some(&su), None)
+        .await;
+    for patch in [
+        json!({"listRule": "id = @request.auth.id"}),
+        json!({"oauth2": read["oauth2"].clone()}),
+        json!({"oauth2": {"enabled": false}}),
+        json!({"oauth2": {"enabled": true}}),
+    ] {
+        let (st, body) = s
+            .call(
+                "PATCH",
+                "/api/collections/users",
+                Some(&su),
+                Some(patch.clone()),
+            )
+            .await;
+        assert_eq!(st, 200, "{patch}: {body}");
+        assert_eq!(
+            body["oauth2"]["providers"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert!(kept(&s), "{patch} lost a secret");
+    }
+    let (st, _) = s
+        .call(
+            "PUT",
+            "/api/collections/import",
+            Some(&su),
+            Some(json!({"collections": [read]})),
+        )
+        .await;
+    assert_eq!(st, 204);
+    assert!(kept(&s), "an import of the document as read lost a secret");
+
+    // An explicitly empty secret is refused (PocketBase: validation_required), unchanged.
+    let (st, body) = s
+        .call(
+            "PATCH",
+            "/api/collections/users",
+            Some(&su),
+            Some(json!({"oauth2": {"providers": [
+                {"name": "github", "clientId": "gh-id", "clientSecret": ""}]}})),
+        )
+        .await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(
+        body["data"]["oauth2"]["providers"]["0"]["clientSecret"]["code"],
+        "validation_required"
+    );
+    assert!(kept(&s));
+    // A removed provider takes its secret with it.
+    let (st, body) = s
+        .call(
+            "PATCH",
+            "/api/collections/users",
+            Some(&su),
+            Some(json!({"oauth2": {"providers": []}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = s
+        .call(
+            "PATCH",
+            "/api/collections/users",
+            Some(&su),
+            Some(json!({"oauth2": {"providers": [{"name": "github", "clientId": "gh-id"}]}})),
+        )
+        .await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(
+        body["data"]["oauth2"]["providers"]["0"]["clientSecret"]["code"],
+        "validation_required"
+    );
+}
 
 #[tokio::test]
 async fn api_responses_lacked_x_content_type_options_nosniff() {
