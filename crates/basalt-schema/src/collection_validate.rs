@@ -68,6 +68,21 @@ pub fn system_fields(kind: CollectionType) -> Vec<Field> {
     }
 }
 
+/// SQLite reserves every object name starting with `sqlite_` (any case) for itself:
+/// `CREATE TABLE sqlite_stat1` fails, and a table by such a name would shadow its own.
+pub fn is_reserved_name(name: &str) -> bool {
+    name.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("sqlite_"))
+}
+
+/// PocketBase's answer to a collection name that an internal table has or would have.
+pub fn reserved_name() -> FieldError {
+    FieldError::new(
+        "validation_collection_name_invalid",
+        "The name shouldn't match with an existing internal table.",
+    )
+}
+
 /// Validates `new` (a create when `old` is `None`) against the current schema and returns
 /// the normalised collection to store.
 pub fn validate(
@@ -92,6 +107,8 @@ pub fn validate(
             "name",
             FieldError::new("validation_match_invalid", "Must be in a valid format."),
         );
+    } else if is_reserved_name(&new.name) {
+        errs.add("name", reserved_name());
     } else if schema
         .by_name(&new.name)
         .is_some_and(|c| old.is_none_or(|o| o.id != c.id))
@@ -479,6 +496,9 @@ mod tests {
             json!({"name": "x", "fields": [{"name": "r", "type": "relation", "collectionId": "nope"}]}),
             json!({"name": "x", "listRule": "a ="}),
             json!({"name": "x", "type": "view"}),
+            json!({"name": "sqlite_master"}),
+            json!({"name": "sqlite_stat1"}),
+            json!({"name": "SQLite_anything"}),
         ] {
             let c: Collection = serde_json::from_value(doc.clone()).expect("doc");
             assert!(

@@ -158,6 +158,91 @@ async fn oauth2_client_secrets_were_shown_by_the_collections_api() {
 }
 
 #[tokio::test]
+async fn sqlite_reserved_collection_names_answered_500() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (_, before) = s.call("GET", "/api/collections", Some(&su), None).await;
+    let invalid_name = |body: &Value| {
+        body["data"]["name"]["code"] == "validation_collection_name_invalid"
+            && body["status"] == 400
+    };
+    // `idx_email__pb_users_auth_` is an index of `users`: SQLite shares the namespace.
+    for name in [
+        "sqlite_master",
+        "sqlite_stat1",
+        "sqlite_sequence",
+        "SQLITE_anything",
+        "idx_email__pb_users_auth_",
+    ] {
+        for kind in ["base", "auth", "view"] {
+            let (st, body) = s
+                .call(
+                    "POST",
+                    "/api/collections",
+                    Some(&su),
+                    Some(json!({"name": name, "type": kind, "viewQuery": "SELECT id FROM users"})),
+                )
+                .await;
+            assert_eq!(st, 400, "{name} ({kind}): {body}");
+            assert!(invalid_name(&body), "{name} ({kind}): {body}");
+        }
+    }
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "notes"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    for name in [
+        "sqlite_stat1",
+        "Sqlite_notes",
+        "idx_tokenKey__pb_users_auth_",
+    ] {
+        let (st, body) = s
+            .call(
+                "PATCH",
+                "/api/collections/notes",
+                Some(&su),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(st, 400, "rename to {name}: {body}");
+        assert!(invalid_name(&body), "rename to {name}: {body}");
+    }
+    let (st, body) = s
+        .call(
+            "PUT",
+            "/api/collections/import",
+            Some(&su),
+            Some(json!({"collections": [{"name": "sqlite_stat1"}]})),
+        )
+        .await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(
+        body["data"]["collections"]["0"]["name"]["code"], "validation_collection_name_invalid",
+        "{body}"
+    );
+    // Nothing changed but `notes`; a case-only rename of it still works.
+    let (_, after) = s.call("GET", "/api/collections", Some(&su), None).await;
+    assert_eq!(
+        after["totalItems"],
+        before["totalItems"].as_u64().unwrap() + 1
+    );
+    let (st, body) = s
+        .call(
+            "PATCH",
+            "/api/collections/notes",
+            Some(&su),
+            Some(json!({"name": "Notes"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+}
+
+#[tokio::test]
 async fn api_responses_lacked_x_content_type_options_nosniff() {
     let s = TestServer::start(BIN).await;
     let su = s.superuser_token().await;
