@@ -86,7 +86,8 @@ pub(crate) fn create_table(conn: &Connection, c: &Collection) -> Result<(), Stor
         cols.join(", ")
     ))
     .map_err(err)?;
-    create_indexes(conn, c)
+    create_indexes(conn, c)?;
+    crate::auth_identity::ensure_email_index(conn, c)
 }
 
 fn create_indexes(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
@@ -210,7 +211,8 @@ fn migrate_table(conn: &Connection, old: &Collection, new: &Collection) -> Resul
             }
         }
     }
-    create_indexes(conn, new)
+    create_indexes(conn, new)?;
+    crate::auth_identity::ensure_email_index(conn, new)
 }
 
 fn with_collection(schema: &Schema, c: Collection) -> Schema {

@@ -9,6 +9,7 @@
 //! SQLite-specific leaks out of this crate's public API.
 
 mod api;
+mod auth_identity;
 mod codec;
 mod collections;
 mod counts;

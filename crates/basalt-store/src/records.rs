@@ -15,6 +15,7 @@ use crate::codec::{column_positions, decode_row, encode_value};
 use crate::events::{ChangeAction, record_change};
 use crate::sql::{Dialect, SqlFragment, SqlValue, compile_condition, compile_list};
 use crate::{Access, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, WriteResult};
+use crate::auth_identity;
 
 const D: Dialect = Dialect::Sqlite;
 
@@ -129,6 +130,11 @@ fn check_relations(
     errs.into_result().map_err(StoreError::Validation)
 }
 
+/// A text value of a record ("" when absent or not text).
+fn text<'a>(r: &'a Record, key: &str) -> &'a str {
+    r.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
 /// Maps a UNIQUE violation to `validation_not_unique` on the columns it names.
 fn map_write_err(c: &Collection, e: rusqlite::Error) -> StoreError {
     let msg = e.to_string();
@@ -232,12 +238,16 @@ fn create(
 ) -> Result<Record, StoreError> {
     let r = prepare_create(c, input, &now_string()).map_err(StoreError::Validation)?;
     check_relations(conn, schema, c, &r)?;
-    insert(conn, c, &r)?;
     let id = r
         .get("id")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    if c.is_auth() {
+        auth_identity::check_auth_id_free(conn, schema, c, &id)?;
+        auth_identity::check_email_free(conn, c, text(&r, "email"), &id)?;
+    }
+    insert(conn, c, &r)?;
     if !rule_holds(conn, schema, c, &id, access, req)? {
         return Err(StoreError::RuleFailed);
     }
@@ -260,6 +270,9 @@ fn update(
     let existing = load(conn, schema, c, id, access, req)?.ok_or(StoreError::NotFound)?;
     let r = prepare_update(c, &existing, input, &now_string()).map_err(StoreError::Validation)?;
     check_relations(conn, schema, c, &r)?;
+    if c.is_auth() && text(&r, "email") != text(&existing, "email") {
+        auth_identity::check_email_free(conn, c, text(&r, "email"), id)?;
+    }
     update_row(conn, c, id, &r)?;
     let stored =
         load(conn, schema, c, id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
@@ -538,10 +551,13 @@ impl Store {
             let f = c.field(&field).ok_or_else(|| {
                 StoreError::InvalidQuery(format!("unknown identity field {field:?}"))
             })?;
+            let col = q(&f.name);
+            // Emails match without case (through the collection's NOCASE index); where
+            // older data holds several spellings, the exact one wins.
             let cond = if matches!(f.kind, FieldKind::Email(_)) {
-                format!("LOWER({}) = LOWER(?)", q(&f.name))
+                format!("{col} = ?1 COLLATE NOCASE AND {col} != '' ORDER BY {col} = ?1 DESC")
             } else {
-                format!("{} = ?", q(&f.name))
+                format!("{col} = ?1")
             };
             let sql = SqlFragment {
                 sql: format!("SELECT * FROM {} WHERE {cond} LIMIT 1", q(&c.name)),

@@ -95,7 +95,11 @@ pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
             }
         }
     }
-    load_schema(conn)
+    let schema = load_schema(conn)?;
+    // Not a numbered migration: it is retried at each start until old case-duplicates of
+    // an email are resolved (see `auth_identity`).
+    crate::auth_identity::ensure_email_indexes(conn, &schema)?;
+    Ok(schema)
 }
 
 /// Creates the default collections (inside a migration's transaction).

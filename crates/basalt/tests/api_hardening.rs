@@ -6,13 +6,15 @@
 //! rusqlite where the API cannot tell.
 
 use std::path::Path;
+use std::process::Command;
 
-use basalt_testkit::TestServer;
+use basalt_testkit::{SUPERUSER_EMAIL, TestServer};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
 const CLIENT_SECRET: &str = "github-client-secret-do-not-show";
 const PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----apple-key-do-not-show";
+const PASSWORD: &str = "User-pass-123";
 
 fn db(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join("data.db")).expect("open data.db")
@@ -26,6 +28,19 @@ fn stored_doc(dir: &Path, name: &str) -> Value {
         })
         .expect("collection row");
     serde_json::from_str(&doc).expect("document")
+}
+
+async fn create_user(s: &TestServer, su: &str, body: Value) -> (u16, Value) {
+    let mut body = body;
+    body["password"] = json!(PASSWORD);
+    body["passwordConfirm"] = json!(PASSWORD);
+    s.call(
+        "POST",
+        "/api/collections/users/records",
+        Some(su),
+        Some(body),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -332,4 +347,303 @@ async fn api_responses_lacked_x_content_type_options_nosniff() {
         .expect("realtime");
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn auth_records_could_take_the_id_of_another_auth_collections_record() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (_, me) = s
+        .call(
+            "GET",
+            "/api/collections/_superusers/records",
+            Some(&su),
+            None,
+        )
+        .await;
+    let su_id = me["items"][0]["id"]
+        .as_str()
+        .expect("superuser id")
+        .to_string();
+    let refused = |st: u16, body: &Value| {
+        st == 400
+            && body["data"]["id"]["code"] == "validation_invalid_auth_id"
+            && body["data"]["id"]["message"] == "Invalid or duplicated auth record id."
+            && body["message"] == "Failed to create record."
+    };
+    // A user (anonymous sign-up or created by a superuser) with a superuser's id.
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections/users/records",
+            None,
+            Some(json!({"id": su_id, "email": "a@example.com",
+                "password": PASSWORD, "passwordConfirm": PASSWORD})),
+        )
+        .await;
+    assert!(refused(st, &body), "{st} {body}");
+    let (st, body) = create_user(&s, &su, json!({"id": su_id, "email": "a@example.com"})).await;
+    assert!(refused(st, &body), "{st} {body}");
+    // The reverse: a superuser with a user's id; and a third auth collection.
+    let (st, user) = create_user(
+        &s,
+        &su,
+        json!({"id": "useridaaaaaaaa1", "email": "u@example.com"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{user}");
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections/_superusers/records",
+            Some(&su),
+            Some(json!({"id": "useridaaaaaaaa1", "email": "su2@example.com",
+                "password": PASSWORD, "passwordConfirm": PASSWORD})),
+        )
+        .await;
+    assert!(refused(st, &body), "{st} {body}");
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "members", "type": "auth", "createRule": ""})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections/members/records",
+            None,
+            Some(json!({"id": "useridaaaaaaaa1", "email": "m@example.com",
+                "password": PASSWORD, "passwordConfirm": PASSWORD})),
+        )
+        .await;
+    assert!(refused(st, &body), "{st} {body}");
+    // A batch with the colliding create changes nothing.
+    let (st, body) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"batch": {"enabled": true, "maxRequests": 10}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/batch",
+            Some(&su),
+            Some(json!({"requests": [
+                {"method": "POST", "url": "/api/collections/members/records",
+                 "body": {"email": "ok@example.com", "password": PASSWORD, "passwordConfirm": PASSWORD}},
+                {"method": "POST", "url": "/api/collections/members/records",
+                 "body": {"id": su_id, "email": "m2@example.com", "password": PASSWORD, "passwordConfirm": PASSWORD}}
+            ]})),
+        )
+        .await;
+    assert_eq!(st, 400, "{body}");
+    let (_, list) = s
+        .call("GET", "/api/collections/members/records", Some(&su), None)
+        .await;
+    assert_eq!(list["totalItems"], 0, "{list}");
+    // Ids of other (non-auth) collections stay free to share.
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "notes", "createRule": ""})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections/notes/records",
+            None,
+            Some(json!({"id": su_id})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+}
+
+#[tokio::test]
+async fn emails_differing_only_in_case_registered_as_two_accounts() {
+    let mut s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (st, alice) = create_user(&s, &su, json!({"email": "Alice@Example.com"})).await;
+    assert_eq!(st, 200, "{alice}");
+    assert_eq!(
+        alice["email"], "Alice@Example.com",
+        "the stored spelling is kept"
+    );
+    let not_unique = |st: u16, body: &Value| {
+        st == 400 && body["data"]["email"]["code"] == "validation_not_unique"
+    };
+    for email in [
+        "alice@example.com",
+        "ALICE@EXAMPLE.COM",
+        "Alice@Example.com",
+    ] {
+        let (st, body) = create_user(&s, &su, json!({"email": email})).await;
+        assert!(not_unique(st, &body), "{email}: {st} {body}");
+        let (st, body) = s
+            .call(
+                "POST",
+                "/api/collections/users/records",
+                None,
+                Some(json!({"email": email, "password": PASSWORD, "passwordConfirm": PASSWORD})),
+            )
+            .await;
+        assert!(not_unique(st, &body), "anonymous {email}: {st} {body}");
+    }
+    let (st, bob) = create_user(&s, &su, json!({"email": "bob@example.com"})).await;
+    assert_eq!(st, 200, "{bob}");
+    let bob_path = format!(
+        "/api/collections/users/records/{}",
+        bob["id"].as_str().unwrap()
+    );
+    let (st, body) = s
+        .call(
+            "PATCH",
+            &bob_path,
+            Some(&su),
+            Some(json!({"email": "aLiCe@example.COM"})),
+        )
+        .await;
+    assert!(not_unique(st, &body), "{st} {body}");
+    // A record may respell its own address.
+    let (st, body) = s
+        .call(
+            "PATCH",
+            &bob_path,
+            Some(&su),
+            Some(json!({"email": "Bob@Example.com"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["email"], "Bob@Example.com");
+    // Sign-in matches without case and answers with the stored spelling.
+    let token = s.token("users", "alice@EXAMPLE.com", PASSWORD).await;
+    assert!(!token.is_empty());
+    let (_, res) = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-with-password",
+            None,
+            Some(json!({"identity": "ALICE@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(res["record"]["email"], "Alice@Example.com", "{res}");
+    // Each auth collection is its own namespace: the same address may sign up elsewhere.
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections/_superusers/records",
+            Some(&su),
+            Some(json!({"email": "ALICE@example.com", "password": PASSWORD, "passwordConfirm": PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+
+    // The superuser CLI finds an existing superuser whatever the case, keeping its spelling.
+    assert!(s.terminate(), "clean stop");
+    let status = Command::new(BIN)
+        .args([
+            "superuser",
+            "upsert",
+            &SUPERUSER_EMAIL.to_uppercase(),
+            "New-pass-1234",
+            "--dir",
+        ])
+        .arg(s.data_dir())
+        .status()
+        .expect("superuser upsert");
+    assert!(status.success());
+    s.restart().await;
+    let (_, sus) = s
+        .call(
+            "GET",
+            "/api/collections/_superusers/records?perPage=100",
+            Some(
+                &s.token("_superusers", SUPERUSER_EMAIL, "New-pass-1234")
+                    .await,
+            ),
+            None,
+        )
+        .await;
+    let emails: Vec<&str> = sus["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["email"].as_str())
+        .collect();
+    assert_eq!(
+        emails
+            .iter()
+            .filter(|e| e.eq_ignore_ascii_case(SUPERUSER_EMAIL))
+            .count(),
+        1,
+        "{emails:?}"
+    );
+    assert!(emails.contains(&SUPERUSER_EMAIL), "{emails:?}");
+}
+
+#[tokio::test]
+async fn existing_case_duplicate_emails_do_not_stop_start_up() {
+    let mut s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (st, body) = create_user(&s, &su, json!({"email": "carol@example.com"})).await;
+    assert_eq!(st, 200, "{body}");
+    s.terminate();
+    {
+        // As a database from before case-insensitive emails: the index absent and a
+        // second spelling stored.
+        let conn = db(s.data_dir());
+        conn.execute_batch("DROP INDEX \"_email_nocase__pb_users_auth_\"")
+            .expect("the index exists");
+        conn.execute(
+            "INSERT INTO users (id, email, password, tokenKey, created, updated) \
+             SELECT 'carolduplicate1', 'Carol@Example.com', password, 'other-token-key-other-token-key-xx', created, updated FROM users WHERE email = 'carol@example.com'",
+            [],
+        )
+        .expect("duplicate");
+    }
+    s.restart().await;
+    let su = s.superuser_token().await;
+    // Both sign in by their exact spelling; new duplicates are still refused.
+    let (_, res) = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-with-password",
+            None,
+            Some(json!({"identity": "Carol@Example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(res["record"]["id"], "carolduplicate1", "{res}");
+    let (st, body) = create_user(&s, &su, json!({"email": "CAROL@example.com"})).await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(body["data"]["email"]["code"], "validation_not_unique");
+    // Once resolved, the next start creates the index.
+    let (st, _) = s
+        .call(
+            "DELETE",
+            "/api/collections/users/records/carolduplicate1",
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    s.restart().await;
+    let n: i64 = db(s.data_dir())
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = '_email_nocase__pb_users_auth_'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(n, 1);
 }
