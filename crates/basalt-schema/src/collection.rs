@@ -369,6 +369,14 @@ impl Collection {
             .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
+    /// Whether field `f` holds a secret that must never leave the record's own table (no
+    /// answer, no change log): password hashes (auth passwords, OTP codes) and an auth
+    /// record's `tokenKey`.
+    pub fn holds_secret(&self, f: &Field) -> bool {
+        matches!(f.kind, crate::field::FieldKind::Password(_))
+            || (self.is_auth() && f.name == "tokenKey")
+    }
+
     /// The superusers collection bypasses every rule.
     pub fn is_superusers(&self) -> bool {
         self.name == "_superusers"

@@ -10,6 +10,7 @@
 
 mod api;
 mod auth_identity;
+mod change_log;
 mod codec;
 mod collections;
 mod counts;

@@ -15,7 +15,7 @@ use crate::codec::{column_positions, decode_row, encode_value};
 use crate::events::{ChangeAction, record_change};
 use crate::sql::{Dialect, SqlFragment, SqlValue, compile_condition, compile_list};
 use crate::{Access, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, WriteResult};
-use crate::auth_identity;
+use crate::{auth_identity, change_log};
 
 const D: Dialect = Dialect::Sqlite;
 
@@ -156,20 +156,6 @@ fn map_write_err(c: &Collection, e: rusqlite::Error) -> StoreError {
     err(e)
 }
 
-fn log_change(
-    conn: &Connection,
-    c: &Collection,
-    id: &str,
-    action: &str,
-    r: Option<&Record>,
-) -> Result<(), StoreError> {
-    let doc = r.map(|r| serde_json::to_string(r).unwrap_or_default());
-    conn.prepare_cached("INSERT INTO _changes (collection_id, record_id, action, record, created) VALUES (?, ?, ?, ?, ?)")
-        .and_then(|mut s| s.execute(rusqlite::params![c.id, id, action, doc, now_string()]))
-        .map_err(err)?;
-    Ok(())
-}
-
 fn rule_holds(
     conn: &Connection,
     schema: &Schema,
@@ -253,7 +239,7 @@ fn create(
     }
     let stored =
         load(conn, schema, c, &id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
-    log_change(conn, c, &id, "create", Some(&stored))?;
+    change_log::append(conn, c, &id, "create", Some(&stored))?;
     record_change(schema, c, ChangeAction::Create, &stored);
     Ok(stored)
 }
@@ -276,7 +262,7 @@ fn update(
     update_row(conn, c, id, &r)?;
     let stored =
         load(conn, schema, c, id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
-    log_change(conn, c, id, "update", Some(&stored))?;
+    change_log::append(conn, c, id, "update", Some(&stored))?;
     record_change(schema, c, ChangeAction::Update, &stored);
     Ok(stored)
 }
@@ -301,7 +287,7 @@ pub(crate) fn delete_cascading(
     let Some(before) = query_records(conn, c, &f)?.pop() else {
         return Ok(false);
     };
-    log_change(conn, c, id, "delete", None)?;
+    change_log::append(conn, c, id, "delete", None)?;
     record_change(schema, c, ChangeAction::Delete, &before);
     for other in schema.collections().iter().filter(|o| !o.is_view()) {
         for f in other

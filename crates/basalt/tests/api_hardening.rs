@@ -647,3 +647,145 @@ async fn existing_case_duplicate_emails_do_not_stop_start_up() {
         .expect("count");
     assert_eq!(n, 1);
 }
+
+/// Every `record` of `_changes`, as stored.
+fn change_log(dir: &Path) -> Vec<String> {
+    let conn = db(dir);
+    let mut stmt = conn
+        .prepare("SELECT COALESCE(record, '') FROM _changes ORDER BY seq")
+        .expect("prepare");
+    stmt.query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[tokio::test]
+async fn the_change_log_kept_password_hashes_and_token_keys() {
+    let mut s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (st, user) = create_user(&s, &su, json!({"email": "dan@example.com", "name": "Dan"})).await;
+    assert_eq!(st, 200, "{user}");
+    let id = user["id"].as_str().unwrap().to_string();
+    let (st, body) = s
+        .call(
+            "PATCH",
+            &format!("/api/collections/users/records/{id}"),
+            Some(&su),
+            Some(json!({"password": "Other-pass-456", "passwordConfirm": "Other-pass-456"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let secrets = |dir: &Path| -> Vec<String> {
+        let conn = db(dir);
+        let mut stmt = conn
+            .prepare("SELECT password, tokenKey FROM users UNION ALL SELECT password, tokenKey FROM _superusers")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok([r.get::<_, String>(0)?, r.get::<_, String>(1)?]))
+            .expect("query")
+            .flat_map(|r| r.expect("row"))
+            .collect()
+    };
+    let log = change_log(s.data_dir());
+    assert!(log.len() >= 2, "{log:?}");
+    let entry: Value = serde_json::from_str(log.last().unwrap()).expect("json entry");
+    assert_eq!(entry["id"], id.as_str());
+    assert_eq!(entry["name"], "Dan", "what sinks need stays");
+    for secret in secrets(s.data_dir()) {
+        assert!(
+            log.iter().all(|e| !e.contains(&secret)),
+            "a secret is in the change log"
+        );
+    }
+    assert!(
+        log.iter()
+            .all(|e| !e.contains("tokenKey") && !e.contains("\"password\""))
+    );
+
+    // A database written before: the migration scrubs what it holds.
+    s.terminate();
+    {
+        let conn = db(s.data_dir());
+        conn.execute(
+            "UPDATE _changes SET record = json_set(record, '$.password', (SELECT password FROM users), '$.tokenKey', (SELECT tokenKey FROM users)) WHERE record IS NOT NULL",
+            [],
+        )
+        .expect("put secrets back");
+        conn.execute("DELETE FROM _migrations WHERE version >= 4", [])
+            .expect("unapply");
+    }
+    assert!(
+        change_log(s.data_dir())
+            .iter()
+            .any(|e| e.contains("tokenKey"))
+    );
+    s.restart().await;
+    let log = change_log(s.data_dir());
+    for secret in secrets(s.data_dir()) {
+        assert!(log.iter().all(|e| !e.contains(&secret)), "not scrubbed");
+    }
+    let entry: Value = serde_json::from_str(log.last().unwrap()).expect("json entry");
+    assert_eq!(entry["name"], "Dan");
+}
+
+#[tokio::test]
+async fn the_change_log_grew_forever() {
+    let mut s = TestServer::start_with_env(BIN, &[("BASALT_CHANGE_LOG_MAX_ROWS", "5")]).await;
+    let su = s.superuser_token().await;
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "notes", "fields": [{"name": "n", "type": "number"}]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    for n in 0..12 {
+        let (st, body) = s
+            .call(
+                "POST",
+                "/api/collections/notes/records",
+                Some(&su),
+                Some(json!({"n": n})),
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+    }
+    let count = |dir: &Path| -> i64 {
+        db(dir)
+            .query_row("SELECT COUNT(*) FROM _changes", [], |r| r.get(0))
+            .expect("count")
+    };
+    // The pruner runs at start, then every minute: a restart prunes now.
+    s.restart().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count(s.data_dir()) > 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(s.data_dir()), 5);
+    let newest: i64 = db(s.data_dir())
+        .query_row(
+            "SELECT json_extract(record, '$.n') FROM _changes ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("newest");
+    assert_eq!(newest, 11, "the newest entries stay");
+
+    // By age: entries dated a year back go, today's stay.
+    s.terminate();
+    db(s.data_dir())
+        .execute(
+            "UPDATE _changes SET created = '2000-01-01 00:00:00.000Z' WHERE seq IN (SELECT seq FROM _changes ORDER BY seq LIMIT 3)",
+            [],
+        )
+        .expect("age entries");
+    s.set_env("BASALT_CHANGE_LOG_MAX_ROWS", "0");
+    s.restart().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count(s.data_dir()) > 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(s.data_dir()), 2);
+}
