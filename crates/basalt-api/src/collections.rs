@@ -106,13 +106,10 @@ pub(crate) async fn update(
     auth.require_superuser()?;
     let schema = state.store.schema();
     let old = schema.find(&name).ok_or_else(ApiError::not_found)?;
-    // A PATCH carries only what changes: merge it over the current document.
+    // A PATCH carries only what changes: merge it over the current document (secrets
+    // left out of both are kept from the stored one by validation).
     let mut doc = to_json(old);
-    if let (Value::Object(base), Value::Object(patch)) = (&mut doc, body) {
-        for (k, v) in patch {
-            base.insert(k, v);
-        }
-    }
+    merge(&mut doc, body);
     let c = parse_collection(doc)?;
     let c = state
         .store
@@ -120,6 +117,25 @@ pub(crate) async fn update(
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to update collection."))?;
     Ok(Json(to_json(&c)))
+}
+
+/// Merges `patch` into `base` as PocketBase decodes a PATCH over the stored collection:
+/// objects key by key, recursively (`{"oauth2": {"enabled": false}}` keeps the
+/// providers); anything else, arrays included, replaces what was there.
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (k, v) in patch {
+                match base.get_mut(&k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, patch) => *base = patch,
+    }
 }
 
 pub(crate) async fn delete(
@@ -180,4 +196,27 @@ pub(crate) async fn import(
         .await
         .map_err(|e| ApiError::from_store(e, "Failed to import collections."))?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::merge;
+
+    #[test]
+    fn a_patch_merges_objects_and_replaces_arrays_and_scalars() {
+        let mut doc = json!({"name": "users", "listRule": "x", "fields": [1, 2],
+            "oauth2": {"enabled": true, "providers": [{"name": "github"}], "mappedFields": {"name": "n"}}});
+        merge(
+            &mut doc,
+            json!({"listRule": null, "fields": [3], "oauth2": {"enabled": false, "mappedFields": {"avatarURL": "a"}}}),
+        );
+        assert_eq!(
+            doc,
+            json!({"name": "users", "listRule": null, "fields": [3],
+                "oauth2": {"enabled": false, "providers": [{"name": "github"}],
+                    "mappedFields": {"name": "n", "avatarURL": "a"}}})
+        );
+    }
 }

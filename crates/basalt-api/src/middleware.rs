@@ -27,6 +27,16 @@ use crate::{ApiConfig, ApiState};
 
 pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Headers every API response carries, whichever path answered it (the stack, the hot
+/// path, errors, realtime streams). `nosniff` stops a browser from running a JSON body
+/// or an uploaded file as HTML or script, as PocketBase's responses do.
+pub(crate) fn add_security_headers(headers: &mut axum::http::HeaderMap) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
+
 pub(crate) async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({"message": "API is healthy.", "code": 200, "data": {}}))
 }
@@ -212,10 +222,10 @@ pub(crate) type Stack = BoxCloneSyncService<Request, Response, Infallible>;
 
 /// Layers, innermost first: metrics/logs see every routed request (inside the router,
 /// where the matched route is known); limits, timeouts and the panic catcher produce bare
-/// statuses that `shape_errors` turns into PocketBase's body; CORS and request ids wrap
-/// everything, errors included. Only `observe` is a router layer: axum clones a router
-/// layer's whole boxed stack for every request, while the stack around the router is one
-/// plain struct cloned once per request. `ids` is shared with the hot path (one sequence).
+/// statuses that `shape_errors` turns into PocketBase's body; CORS, request ids and the
+/// security headers wrap everything, errors and preflights included. Only `observe` is a
+/// router layer: axum clones a router layer's whole boxed stack for every request, while
+/// the stack around the router is one plain struct cloned once per request. `ids` is shared with the hot path (one sequence).
 pub(crate) fn layers(
     router: Router,
     state: &ApiState,
@@ -224,6 +234,10 @@ pub(crate) fn layers(
 ) -> Stack {
     let routed = router.layer(from_fn_with_state(state.metrics.clone(), observe));
     let stack = ServiceBuilder::new()
+        .map_response(|mut res: Response| {
+            add_security_headers(res.headers_mut());
+            res
+        })
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), ids))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(crate::cors::ApiCorsLayer::new(

@@ -121,6 +121,7 @@ async fn finish(
         Err(_) => crate::middleware::bare_status(StatusCode::REQUEST_TIMEOUT),
     };
     crate::cors::add_any_origin_headers(res.headers_mut());
+    crate::middleware::add_security_headers(res.headers_mut());
     if !res.headers().contains_key(&REQUEST_ID) {
         res.headers_mut().insert(REQUEST_ID.clone(), id);
     }
@@ -153,6 +154,7 @@ mod tests {
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(res.headers()[&REQUEST_ID], "req-1");
         assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
         let v = json_of(res).await;
         assert_eq!(v["status"], 500);
         assert_eq!(

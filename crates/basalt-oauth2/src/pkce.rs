@@ -112,7 +112,7 @@ mod tests {
         let p = Provider::resolve(&OAuth2Provider {
             name: "oidc".into(),
             client_id: "my client".into(),
-            client_secret: "s".into(),
+            client_secret: Some("s".into()),
             auth_url: "http://127.0.0.1:9/authorize".into(),
             token_url: "http://127.0.0.1:9/token".into(),
             ..Default::default()

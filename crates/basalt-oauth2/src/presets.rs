@@ -188,7 +188,7 @@ impl Provider {
             preset: d.preset,
             display_name: or(&cfg.display_name, d.display),
             client_id: cfg.client_id.clone(),
-            client_secret: cfg.client_secret.clone(),
+            client_secret: cfg.secret().to_string(),
             auth_url,
             token_url,
             user_info_url: or(&cfg.user_info_url, d.user_info),
@@ -217,7 +217,7 @@ mod tests {
         OAuth2Provider {
             name: name.into(),
             client_id: "cid".into(),
-            client_secret: "sec".into(),
+            client_secret: Some("sec".into()),
             ..Default::default()
         }
     }

@@ -37,7 +37,7 @@ mod tests {
         let mut cfg = OAuth2Provider {
             name: "github".into(),
             client_id: "c".into(),
-            client_secret: "s".into(),
+            client_secret: Some("s".into()),
             ..Default::default()
         };
         if !allowed.is_empty() {

@@ -159,7 +159,7 @@ mod tests {
         let mut cfg = OAuth2Provider {
             name: name.into(),
             client_id: "c".into(),
-            client_secret: "s".into(),
+            client_secret: Some("s".into()),
             auth_url: "https://idp.example/a".into(),
             token_url: "https://idp.example/t".into(),
             ..Default::default()

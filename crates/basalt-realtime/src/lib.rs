@@ -31,6 +31,7 @@ pub(crate) async fn test_store() -> (basalt_store::Store, tempfile::TempDir) {
         readers: 1,
         writer_queue: 8,
         synchronous_full: false,
+        change_log: Default::default(),
     })
     .await
     .expect("store");

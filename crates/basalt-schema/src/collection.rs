@@ -369,12 +369,21 @@ impl Collection {
             .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
+    /// Whether field `f` holds a secret that must never leave the record's own table (no
+    /// answer, no change log): password hashes (auth passwords, OTP codes) and an auth
+    /// record's `tokenKey`.
+    pub fn holds_secret(&self, f: &Field) -> bool {
+        matches!(f.kind, crate::field::FieldKind::Password(_))
+            || (self.is_auth() && f.name == "tokenKey")
+    }
+
     /// The superusers collection bypasses every rule.
     pub fn is_superusers(&self) -> bool {
         self.name == "_superusers"
     }
 
-    /// The document as clients see it: token secrets removed.
+    /// The document as clients see it: token secrets and OAuth2 provider secrets
+    /// (`clientSecret`, as PocketBase leaves it out, and `extra.privateKey`) removed.
     pub fn redacted_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let Some(obj) = v.as_object_mut() {
@@ -387,6 +396,19 @@ impl Collection {
             ] {
                 if let Some(t) = obj.get_mut(key).and_then(|t| t.as_object_mut()) {
                     t.remove("secret");
+                }
+            }
+            let providers = obj
+                .get_mut("oauth2")
+                .and_then(|o| o.get_mut("providers"))
+                .and_then(|p| p.as_array_mut());
+            for p in providers.into_iter().flatten() {
+                let Some(p) = p.as_object_mut() else { continue };
+                p.remove("clientSecret");
+                if let Some(extra) = p.get_mut("extra").and_then(|e| e.as_object_mut()) {
+                    for key in crate::collection_oauth2::SECRET_EXTRA_KEYS {
+                        extra.remove(*key);
+                    }
                 }
             }
         }

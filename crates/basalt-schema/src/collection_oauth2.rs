@@ -60,8 +60,14 @@ pub struct OAuth2Provider {
     pub name: String,
     #[serde(default, rename = "clientId")]
     pub client_id: String,
-    #[serde(default, rename = "clientSecret")]
-    pub client_secret: String,
+    /// Never shown (see [`crate::Collection::redacted_json`]); `None` when a submitted
+    /// document leaves it out, which keeps the stored provider's secret on update.
+    #[serde(
+        default,
+        rename = "clientSecret",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_secret: Option<String>,
     /// Overrides (or, for the generic slots, defines) the preset's endpoints.
     #[serde(default, rename = "authURL")]
     pub auth_url: String,
@@ -75,7 +81,8 @@ pub struct OAuth2Provider {
     #[serde(default)]
     pub pkce: Option<bool>,
     /// Provider-specific settings: `jwksURL`, `issuers`, `redirectURLs` (exact allow-list),
-    /// Apple's `teamId`/`keyId`/`privateKey`, Microsoft's `idTokenEmailClaim`.
+    /// Apple's `teamId`/`keyId`/`privateKey` (the key is a secret: never shown, kept on
+    /// update when left out), Microsoft's `idTokenEmailClaim`.
     #[serde(default)]
     pub extra: Map<String, Value>,
 }
@@ -86,7 +93,39 @@ impl OAuth2Options {
     }
 }
 
+/// The provider settings that are secrets: removed from every answer, and kept from the
+/// stored provider of the same name when an update leaves them out.
+pub const SECRET_EXTRA_KEYS: &[&str] = &["privateKey"];
+
+impl OAuth2Options {
+    /// Fills in the secrets an update left out (clients never see them, so a document sent
+    /// back as read must not erase them) from `old`'s provider of the same name. An
+    /// explicit empty `clientSecret` stays empty and fails validation, as in PocketBase.
+    pub fn keep_secrets(&mut self, old: &OAuth2Options) {
+        for p in &mut self.providers {
+            let Some(o) = old.provider(&p.name) else {
+                continue;
+            };
+            if p.client_secret.is_none() {
+                p.client_secret.clone_from(&o.client_secret);
+            }
+            for key in SECRET_EXTRA_KEYS {
+                if !p.extra.contains_key(*key)
+                    && let Some(v) = o.extra.get(*key)
+                {
+                    p.extra.insert((*key).to_string(), v.clone());
+                }
+            }
+        }
+    }
+}
+
 impl OAuth2Provider {
+    /// The client secret; empty when none is set.
+    pub fn secret(&self) -> &str {
+        self.client_secret.as_deref().unwrap_or("")
+    }
+
     /// A string setting from `extra` (empty when absent or not a string).
     pub fn extra_str(&self, key: &str) -> &str {
         self.extra.get(key).and_then(Value::as_str).unwrap_or("")
@@ -157,7 +196,7 @@ pub fn validate(c: &Collection, opts: &OAuth2Options, errs: &mut ValidationError
         if p.client_id.trim().is_empty() {
             pe.add("clientId", FieldError::required());
         }
-        if p.client_secret.trim().is_empty() && !p.has_apple_signing_key() {
+        if p.secret().trim().is_empty() && !p.has_apple_signing_key() {
             pe.add("clientSecret", FieldError::required());
         }
         let generic = is_generic_oidc(&p.name);

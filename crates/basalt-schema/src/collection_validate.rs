@@ -68,6 +68,21 @@ pub fn system_fields(kind: CollectionType) -> Vec<Field> {
     }
 }
 
+/// SQLite reserves every object name starting with `sqlite_` (any case) for itself:
+/// `CREATE TABLE sqlite_stat1` fails, and a table by such a name would shadow its own.
+pub fn is_reserved_name(name: &str) -> bool {
+    name.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("sqlite_"))
+}
+
+/// PocketBase's answer to a collection name that an internal table has or would have.
+pub fn reserved_name() -> FieldError {
+    FieldError::new(
+        "validation_collection_name_invalid",
+        "The name shouldn't match with an existing internal table.",
+    )
+}
+
 /// Validates `new` (a create when `old` is `None`) against the current schema and returns
 /// the normalised collection to store.
 pub fn validate(
@@ -92,6 +107,8 @@ pub fn validate(
             "name",
             FieldError::new("validation_match_invalid", "Must be in a valid format."),
         );
+    } else if is_reserved_name(&new.name) {
+        errs.add("name", reserved_name());
     } else if schema
         .by_name(&new.name)
         .is_some_and(|c| old.is_none_or(|o| o.id != c.id))
@@ -190,9 +207,10 @@ pub fn validate(
     errs.into_result().map(|()| new)
 }
 
-/// Token durations and OTP lengths in range; each token secret kept from the stored
-/// document when the submitted one omits it (clients never see secrets, so an update
-/// that sends the document back must not rotate them), generated when there is none.
+/// Token durations and OTP lengths in range; each token secret (and each OAuth2
+/// provider's secrets) kept from the stored document when the submitted one omits it
+/// (clients never see secrets, so an update that sends the document back must not rotate
+/// or erase them), token secrets generated when there are none.
 fn check_auth_options(a: &mut AuthOptions, old: Option<&AuthOptions>, errs: &mut ValidationErrors) {
     let mut old_secrets: Vec<Option<String>> = match old.cloned() {
         Some(mut o) => o.tokens_mut().iter().map(|t| t.secret.clone()).collect(),
@@ -234,6 +252,9 @@ fn check_auth_options(a: &mut AuthOptions, old: Option<&AuthOptions>, errs: &mut
                     .or_else(|| Some(crate::id::random_id(50)));
             }
         }
+    }
+    if let Some(o) = old {
+        a.oauth2.keep_secrets(&o.oauth2);
     }
     if !(4..=32).contains(&a.otp.length) {
         errs.add(
@@ -475,6 +496,9 @@ mod tests {
             json!({"name": "x", "fields": [{"name": "r", "type": "relation", "collectionId": "nope"}]}),
             json!({"name": "x", "listRule": "a ="}),
             json!({"name": "x", "type": "view"}),
+            json!({"name": "sqlite_master"}),
+            json!({"name": "sqlite_stat1"}),
+            json!({"name": "SQLite_anything"}),
         ] {
             let c: Collection = serde_json::from_value(doc.clone()).expect("doc");
             assert!(

@@ -22,6 +22,31 @@ pub struct StoreConfig {
     pub writer_queue: usize,
     /// `PRAGMA synchronous=FULL` instead of `NORMAL`.
     pub synchronous_full: bool,
+    /// How long the change log keeps its entries.
+    pub change_log: ChangeLogRetention,
+}
+
+/// Bounds of the change log (`_changes`), enforced by a pruner running at start and then
+/// every `interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeLogRetention {
+    /// Entries older than this go; `None`: no age bound.
+    pub max_age: Option<std::time::Duration>,
+    /// Only this many newest entries stay; `None`: no count bound.
+    pub max_rows: Option<u64>,
+    /// Time between pruning runs.
+    pub interval: std::time::Duration,
+}
+
+impl Default for ChangeLogRetention {
+    /// A week and 100,000 entries, checked every minute.
+    fn default() -> Self {
+        Self {
+            max_age: Some(std::time::Duration::from_secs(7 * 86_400)),
+            max_rows: Some(100_000),
+            interval: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

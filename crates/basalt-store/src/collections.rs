@@ -86,7 +86,8 @@ pub(crate) fn create_table(conn: &Connection, c: &Collection) -> Result<(), Stor
         cols.join(", ")
     ))
     .map_err(err)?;
-    create_indexes(conn, c)
+    create_indexes(conn, c)?;
+    crate::auth_identity::ensure_email_index(conn, c)
 }
 
 fn create_indexes(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
@@ -146,9 +147,23 @@ fn migrate_table(conn: &Connection, old: &Collection, new: &Collection) -> Resul
         return create_table(conn, new);
     }
     if old.name != new.name {
+        // SQLite refuses a rename to its own name in another case: go through a
+        // temporary name then.
+        let from = if old.name.eq_ignore_ascii_case(&new.name) {
+            let tmp = format!("_basalt_rename_{}", new.id);
+            conn.execute_batch(&format!(
+                "ALTER TABLE {} RENAME TO {}",
+                q(&old.name),
+                q(&tmp)
+            ))
+            .map_err(err)?;
+            tmp
+        } else {
+            old.name.clone()
+        };
         conn.execute_batch(&format!(
             "ALTER TABLE {} RENAME TO {}",
-            q(&old.name),
+            q(&from),
             q(&new.name)
         ))
         .map_err(err)?;
@@ -196,7 +211,8 @@ fn migrate_table(conn: &Connection, old: &Collection, new: &Collection) -> Resul
             }
         }
     }
-    create_indexes(conn, new)
+    create_indexes(conn, new)?;
+    crate::auth_identity::ensure_email_index(conn, new)
 }
 
 fn with_collection(schema: &Schema, c: Collection) -> Schema {
@@ -231,12 +247,30 @@ fn referrers<'a>(schema: &'a Schema, id: &str) -> Vec<(&'a Arc<Collection>, &'a 
         .collect()
 }
 
+/// Refuses a table name that another database object (an index, a trigger, a table or
+/// view that is no collection's) already has: SQLite shares one namespace among them,
+/// case-insensitively. `own` is the collection's current table, which a rename may keep.
+fn check_name_free(conn: &Connection, name: &str, own: Option<&str>) -> Result<(), StoreError> {
+    let taken: Vec<String> = conn
+        .prepare_cached("SELECT name FROM sqlite_master WHERE name = ?1 COLLATE NOCASE")
+        .and_then(|mut s| s.query_map([name], |r| r.get(0))?.collect())
+        .map_err(err)?;
+    if taken.iter().any(|t| own.is_none_or(|o| o != t)) {
+        return Err(StoreError::Validation(ValidationErrors::single(
+            "name",
+            basalt_schema::collection_validate::reserved_name(),
+        )));
+    }
+    Ok(())
+}
+
 fn apply_create(
     conn: &Connection,
     schema: &Schema,
     c: Collection,
 ) -> Result<(Collection, Schema), StoreError> {
     let c = validate(c, None, schema, &now_string()).map_err(StoreError::Validation)?;
+    check_name_free(conn, &c.name, None)?;
     let c = if c.kind == CollectionType::View {
         infer_view_fields(conn, c)?
     } else {
@@ -255,6 +289,9 @@ fn apply_update(
     c: Collection,
 ) -> Result<(Collection, Schema), StoreError> {
     let c = validate(c, Some(old), schema, &now_string()).map_err(StoreError::Validation)?;
+    if c.name != old.name {
+        check_name_free(conn, &c.name, Some(&old.name))?;
+    }
     let c = if c.kind == CollectionType::View {
         infer_view_fields(conn, c)?
     } else {

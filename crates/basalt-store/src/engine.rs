@@ -146,9 +146,12 @@ impl Store {
     /// Opens (creating when missing) `<data_dir>/data.db`, migrates the system tables and
     /// bootstraps the default collections.
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        tokio::task::spawn_blocking(move || Self::open_blocking(config))
+        let retention = config.change_log;
+        let store = tokio::task::spawn_blocking(move || Self::open_blocking(config))
             .await
-            .map_err(|e| StoreError::Internal(e.to_string()))?
+            .map_err(|e| StoreError::Internal(e.to_string()))??;
+        crate::change_log::spawn_pruner(Arc::downgrade(&store.inner), retention);
+        Ok(store)
     }
 
     fn open_blocking(config: StoreConfig) -> Result<Store, StoreError> {

@@ -9,6 +9,8 @@
 //! SQLite-specific leaks out of this crate's public API.
 
 mod api;
+mod auth_identity;
+mod change_log;
 mod codec;
 mod collections;
 mod counts;

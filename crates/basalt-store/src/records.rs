@@ -17,6 +17,7 @@ use crate::sql::{Dialect, SqlFragment, SqlValue, compile_condition, compile_list
 use crate::{
     Access, Author, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, WriteResult,
 };
+use crate::{auth_identity, change_log};
 
 const D: Dialect = Dialect::Sqlite;
 
@@ -131,6 +132,11 @@ fn check_relations(
     errs.into_result().map_err(StoreError::Validation)
 }
 
+/// A text value of a record ("" when absent or not text).
+fn text<'a>(r: &'a Record, key: &str) -> &'a str {
+    r.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
 /// Maps a UNIQUE violation to `validation_not_unique` on the columns it names.
 fn map_write_err(c: &Collection, e: rusqlite::Error) -> StoreError {
     let msg = e.to_string();
@@ -150,20 +156,6 @@ fn map_write_err(c: &Collection, e: rusqlite::Error) -> StoreError {
         }
     }
     err(e)
-}
-
-fn log_change(
-    conn: &Connection,
-    c: &Collection,
-    id: &str,
-    action: &str,
-    r: Option<&Record>,
-) -> Result<(), StoreError> {
-    let doc = r.map(|r| serde_json::to_string(r).unwrap_or_default());
-    conn.prepare_cached("INSERT INTO _changes (collection_id, record_id, action, record, created) VALUES (?, ?, ?, ?, ?)")
-        .and_then(|mut s| s.execute(rusqlite::params![c.id, id, action, doc, now_string()]))
-        .map_err(err)?;
-    Ok(())
 }
 
 fn rule_holds(
@@ -234,18 +226,22 @@ fn create(
 ) -> Result<Record, StoreError> {
     let r = prepare_create(c, input, &now_string()).map_err(StoreError::Validation)?;
     check_relations(conn, schema, c, &r)?;
-    insert(conn, c, &r)?;
     let id = r
         .get("id")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    if c.is_auth() {
+        auth_identity::check_auth_id_free(conn, schema, c, &id)?;
+        auth_identity::check_email_free(conn, c, text(&r, "email"), &id)?;
+    }
+    insert(conn, c, &r)?;
     if !rule_holds(conn, schema, c, &id, access, req)? {
         return Err(StoreError::RuleFailed);
     }
     let stored =
         load(conn, schema, c, &id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
-    log_change(conn, c, &id, "create", Some(&stored))?;
+    change_log::append(conn, c, &id, "create", Some(&stored))?;
     record_change(schema, c, ChangeAction::Create, &stored);
     Ok(stored)
 }
@@ -262,10 +258,13 @@ fn update(
     let existing = load(conn, schema, c, id, access, req)?.ok_or(StoreError::NotFound)?;
     let r = prepare_update(c, &existing, input, &now_string()).map_err(StoreError::Validation)?;
     check_relations(conn, schema, c, &r)?;
+    if c.is_auth() && text(&r, "email") != text(&existing, "email") {
+        auth_identity::check_email_free(conn, c, text(&r, "email"), id)?;
+    }
     update_row(conn, c, id, &r)?;
     let stored =
         load(conn, schema, c, id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
-    log_change(conn, c, id, "update", Some(&stored))?;
+    change_log::append(conn, c, id, "update", Some(&stored))?;
     record_change(schema, c, ChangeAction::Update, &stored);
     Ok(stored)
 }
@@ -290,7 +289,7 @@ pub(crate) fn delete_cascading(
     let Some(before) = query_records(conn, c, &f)?.pop() else {
         return Ok(false);
     };
-    log_change(conn, c, id, "delete", None)?;
+    change_log::append(conn, c, id, "delete", None)?;
     record_change(schema, c, ChangeAction::Delete, &before);
     for other in schema.collections().iter().filter(|o| !o.is_view()) {
         for f in other
@@ -547,10 +546,13 @@ impl Store {
             let f = c.field(&field).ok_or_else(|| {
                 StoreError::InvalidQuery(format!("unknown identity field {field:?}"))
             })?;
+            let col = q(&f.name);
+            // Emails match without case (through the collection's NOCASE index); where
+            // older data holds several spellings, the exact one wins.
             let cond = if matches!(f.kind, FieldKind::Email(_)) {
-                format!("LOWER({}) = LOWER(?)", q(&f.name))
+                format!("{col} = ?1 COLLATE NOCASE AND {col} != '' ORDER BY {col} = ?1 DESC")
             } else {
-                format!("{} = ?", q(&f.name))
+                format!("{col} = ?1")
             };
             let sql = SqlFragment {
                 sql: format!("SELECT * FROM {} WHERE {cond} LIMIT 1", q(&c.name)),

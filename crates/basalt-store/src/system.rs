@@ -28,6 +28,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, ""),
     // OAuth2: the `_externalAuths` system collection linking provider accounts to records.
     (3, ""),
+    // The change log keeps no secrets: those already in it are removed.
+    (4, ""),
 ];
 
 /// The Rust part of a migration, inside its transaction.
@@ -39,6 +41,7 @@ fn after_sql(conn: &Connection, version: i64) -> Result<(), StoreError> {
             bootstrap(conn, &[OTPS, MFAS, AUTH_ORIGINS])
         }
         3 => bootstrap(conn, &[EXTERNAL_AUTHS]),
+        4 => crate::change_log::scrub_secrets(conn),
         _ => Ok(()),
     }
 }
@@ -95,7 +98,11 @@ pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
             }
         }
     }
-    load_schema(conn)
+    let schema = load_schema(conn)?;
+    // Not a numbered migration: it is retried at each start until old case-duplicates of
+    // an email are resolved (see `auth_identity`).
+    crate::auth_identity::ensure_email_indexes(conn, &schema)?;
+    Ok(schema)
 }
 
 /// Creates the default collections (inside a migration's transaction).

@@ -17,6 +17,7 @@ fn cfg(dir: &std::path::Path) -> StoreConfig {
         readers: 2,
         writer_queue: 256,
         synchronous_full: false,
+        change_log: Default::default(),
     }
 }
 
@@ -356,5 +357,45 @@ async fn kill_9_loses_no_acknowledged_write() {
         lost.len(),
         acked.len()
     );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_change_log_is_pruned_while_the_store_runs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let retention = basalt_store::ChangeLogRetention {
+        max_age: None,
+        max_rows: Some(3),
+        interval: Duration::from_millis(20),
+    };
+    let store = Store::open(StoreConfig {
+        change_log: retention,
+        ..cfg(dir.path())
+    })
+    .await
+    .expect("open");
+    let c = store
+        .create_collection(doc(
+            json!({"name": "notes", "fields": [{"name": "n", "type": "number"}]}),
+        ))
+        .await
+        .expect("collection");
+    for n in 0..10 {
+        create(&store, &c, json!({"n": n})).await.expect("create");
+    }
+    let count = || {
+        rusqlite::Connection::open(dir.path().join("data.db"))
+            .and_then(|db| {
+                db.query_row("SELECT COUNT(*) FROM _changes", [], |r| r.get::<_, i64>(0))
+            })
+            .expect("count")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() > 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(), 3);
+    // An explicit run finds nothing more to do.
+    assert_eq!(store.prune_change_log(retention).await.expect("prune"), 0);
     store.close().await;
 }

@@ -15,6 +15,7 @@ fn cfg(dir: &std::path::Path, readers: usize) -> StoreConfig {
         readers,
         writer_queue: 256,
         synchronous_full: false,
+        change_log: Default::default(),
     }
 }
 

@@ -26,6 +26,12 @@ pub struct Config {
     pub db_writer_queue: usize,
     /// `PRAGMA synchronous=FULL` instead of NORMAL (`BASALT_DB_SYNC_FULL`). Default false.
     pub db_sync_full: bool,
+    /// Seconds the change log (`_changes`, the outbox of record changes) keeps an entry;
+    /// 0 keeps entries whatever their age (`BASALT_CHANGE_LOG_MAX_AGE`). Default 604800 (7 days).
+    pub change_log_max_age: u64,
+    /// Newest change-log entries kept; 0 keeps any number (`BASALT_CHANGE_LOG_MAX_ROWS`).
+    /// Default 100000.
+    pub change_log_max_rows: u64,
     /// Log as JSON lines (`BASALT_JSON_LOGS`, `--json-logs`). Default false.
     pub json_logs: bool,
     /// Log filter, e.g. `info` or `basalt=debug` (`BASALT_LOG`). Default `info`.
@@ -63,6 +69,8 @@ impl std::fmt::Debug for Config {
             .field("db_readers", &self.db_readers)
             .field("db_writer_queue", &self.db_writer_queue)
             .field("db_sync_full", &self.db_sync_full)
+            .field("change_log_max_age", &self.change_log_max_age)
+            .field("change_log_max_rows", &self.change_log_max_rows)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("previous_secrets", &self.previous_secrets.len())
             .field("trusted_proxies", &self.trusted_proxies)
@@ -84,6 +92,8 @@ impl Default for Config {
             db_readers: 0,
             db_writer_queue: 1024,
             db_sync_full: false,
+            change_log_max_age: 7 * 86_400,
+            change_log_max_rows: 100_000,
             json_logs: false,
             log: "info".into(),
             secret: None,
@@ -143,6 +153,12 @@ impl Config {
         }
         if let Some(v) = get("BASALT_DB_SYNC_FULL") {
             self.db_sync_full = flag(&v);
+        }
+        if let Some(v) = get("BASALT_CHANGE_LOG_MAX_AGE") {
+            self.change_log_max_age = num("BASALT_CHANGE_LOG_MAX_AGE", v)?;
+        }
+        if let Some(v) = get("BASALT_CHANGE_LOG_MAX_ROWS") {
+            self.change_log_max_rows = num("BASALT_CHANGE_LOG_MAX_ROWS", v)?;
         }
         if let Some(v) = get("BASALT_JSON_LOGS") {
             self.json_logs = flag(&v);

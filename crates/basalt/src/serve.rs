@@ -16,6 +16,12 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         readers: cfg.db_readers,
         writer_queue: cfg.db_writer_queue,
         synchronous_full: cfg.db_sync_full,
+        change_log: basalt_store::ChangeLogRetention {
+            max_age: (cfg.change_log_max_age > 0)
+                .then(|| std::time::Duration::from_secs(cfg.change_log_max_age)),
+            max_rows: (cfg.change_log_max_rows > 0).then_some(cfg.change_log_max_rows),
+            ..Default::default()
+        },
     })
     .await
     .with_context(|| format!("opening the database in {}", cfg.dir.display()))

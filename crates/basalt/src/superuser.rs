@@ -41,6 +41,7 @@ async fn apply(store: &basalt_store::Store, action: Action) -> anyhow::Result<()
         | Action::Update { email, password } => (email.clone(), Some(password.clone())),
         Action::Delete { email } => (email.clone(), None),
     };
+    // Emails match without case; an existing superuser keeps its stored spelling.
     let existing = store.find_auth_record(&c, "email", &email).await?;
     let id = existing
         .as_ref()
@@ -56,6 +57,8 @@ async fn apply(store: &basalt_store::Store, action: Action) -> anyhow::Result<()
         let pw = pw.clone();
         let hash = tokio::task::spawn_blocking(move || basalt_auth::hash_password(&pw)).await??;
         input.insert("password".into(), Value::String(hash));
+    }
+    if id.is_none() {
         input.insert("email".into(), Value::String(email.clone()));
     }
     let op = match (action, id) {
