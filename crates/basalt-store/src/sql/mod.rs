@@ -76,11 +76,13 @@ impl Dialect {
         }
     }
 
-    /// A one-column (`v`) set of the items of a JSON array expression.
-    pub fn json_items(self, json_expr: &str) -> String {
+    /// A FROM item aliased `alias` whose column `value` holds the items of a JSON array
+    /// expression. It may read the columns of the FROM items before it (a lateral join:
+    /// SQLite's table-valued functions are), unlike a subquery in FROM.
+    pub fn json_items_from(self, json_expr: &str, alias: &str) -> String {
         match self {
             Dialect::Sqlite => format!(
-                "SELECT value AS v FROM json_each(CASE WHEN json_valid({json_expr}) AND json_type({json_expr}) = 'array' THEN {json_expr} ELSE '[]' END)"
+                "json_each(CASE WHEN json_valid({json_expr}) AND json_type({json_expr}) = 'array' THEN {json_expr} ELSE '[]' END) {alias}"
             ),
         }
     }

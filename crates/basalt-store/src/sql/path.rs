@@ -399,8 +399,8 @@ impl<'a> Ctx<'a> {
                     length_of_json = true;
                 } else if field.is_multiple() && modifier == Some(Modifier::Each) {
                     let item = self.alias("j");
-                    from.push(format!("({}) {item}", d.json_items(&col)));
-                    value = SqlFragment::new(format!("{item}.v"));
+                    from.push(d.json_items_from(&col, &item));
+                    value = SqlFragment::new(format!("{item}.value"));
                     multi = true;
                 } else {
                     value = self.field_value(coll, &alias, field, col);

@@ -186,6 +186,11 @@ const CASES: &[(&str, &[&str])] = &[
     ("cats:each = 'b'", &["p2"]),
     ("cats:each ~ 'b'", &["p2"]),
     ("cats:length > 0", &["p1", "p2", "p4"]),
+    // Regression: `:each` through a relation named the joined table outside its scope
+    // (a 500: "no such column").
+    ("tags.label:each ?= 'red'", &["p1"]),
+    ("comments_via_post.post.cats:each ?= 'b'", &["p1", "p2"]),
+    ("comments_via_post.post.cats:each = 'b'", &["p2"]),
     ("comments_via_post.text ?~ 'nice'", &["p1", "p2"]),
     ("comments_via_post.text = 'nice'", &[]),
     ("comments_via_post.text != 'nice'", &["p2", "p3", "p4"]),
