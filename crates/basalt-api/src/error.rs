@@ -79,6 +79,7 @@ impl ApiError {
                 Self::bad_request("Something went wrong while processing your request.")
             }
             StoreError::RuleFailed => Self::bad_request(message),
+            StoreError::SuperusersOnly(msg) => Self::new(StatusCode::FORBIDDEN, msg),
             StoreError::Forbidden(msg) => Self::bad_request(msg),
             StoreError::Batch { index, source } => {
                 let inner = Self::from_store(*source, message);

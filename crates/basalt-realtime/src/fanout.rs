@@ -128,30 +128,31 @@ impl Hub {
                 _ => &rules.list,
             };
             let superuser = g.identity.as_ref().is_some_and(|i| i.auth.is_superuser);
-            let mut conditions = Vec::new();
+            let mut rule = None;
             if !superuser {
                 match slot {
                     RuleSlot::Locked => continue,
                     RuleSlot::Open => {}
-                    RuleSlot::Expr(e) => conditions.push(e.clone()),
+                    RuleSlot::Expr(e) => rule = Some(e.clone()),
                 }
             }
-            match &g.subscription.filter {
-                None => {}
-                Some(Ok(f)) => conditions.push(f.clone()),
+            let filter = match &g.subscription.filter {
+                None => None,
+                Some(Ok(f)) => Some(f.clone()),
                 Some(Err(e)) => {
                     tracing::debug!(topic = %g.subscription.topic, error = %e, "subscription filter does not parse");
                     self.metrics()
                         .realtime_dropped("rule_error", g.clients.len() as u64);
                     continue;
                 }
-            }
-            if conditions.is_empty() {
+            };
+            if rule.is_none() && filter.is_none() {
                 allowed.push(g);
                 continue;
             }
             checks.push(SnapshotCheck {
-                conditions,
+                rule,
+                filter,
                 request: Arc::new(RequestInfo {
                     auth: g.identity.as_ref().map(|i| i.auth.clone()),
                     body: Default::default(),

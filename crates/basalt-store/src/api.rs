@@ -34,6 +34,10 @@ pub enum StoreError {
     /// The filter, sort, fields or rule could not be parsed or resolved against the schema.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A client that is not a superuser wrote what only superusers may (PocketBase's 403:
+    /// `@collection` or `@request` in a filter); the message is PocketBase's.
+    #[error("{0}")]
+    SuperusersOnly(String),
     /// A create/update rule did not match the would-be record: the transaction rolled back.
     #[error("the access rule was not satisfied")]
     RuleFailed,
@@ -71,12 +75,28 @@ pub enum Access {
     Rule(Arc<Expr>),
 }
 
+/// Who wrote a filter or sort, which decides what it may read beyond the rows it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Author {
+    /// A client (a list's `filter` and `sort`, a realtime subscription's filter). Unless
+    /// the client is a superuser, it reads another collection (relation, back-relation)
+    /// only through that collection's list rule, never a hidden field, an auth record's
+    /// `email` only where it is visible to the client, and never `@collection` or
+    /// `@request`: what it can learn through a filter is what it could list.
+    Client,
+    /// The server: a collection's access rule (written by a superuser) or a query built
+    /// by the server itself. It reads everything.
+    Server,
+}
+
 #[derive(Debug, Clone)]
 pub struct ListQuery {
     pub collection: Arc<Collection>,
     pub filter: Option<Expr>,
     pub access: Access,
     pub sort: Vec<SortKey>,
+    /// Who wrote `filter` and `sort` (`access` is always the server's).
+    pub author: Author,
     /// 1-based.
     pub page: u64,
     pub per_page: u64,

@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::codec::encode_value;
 use crate::sql::{Dialect, SqlFragment, compile_condition};
-use crate::{Record, Store, StoreError};
+use crate::{Author, Record, Store, StoreError};
 
 /// How many committed events the bus holds for a receiver that fell behind.
 pub(crate) const BUS_CAPACITY: usize = 16_384;
@@ -122,11 +122,14 @@ pub(crate) fn take_changes() -> Vec<PendingChange> {
     PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()))
 }
 
-/// One rule check: every condition must hold for the snapshot, with `request` as
-/// `@request.*`.
+/// One rule check: the collection's rule and the subscriber's filter (each when present)
+/// must hold for the snapshot, with `request` as `@request.*`.
 #[derive(Debug, Clone)]
 pub struct SnapshotCheck {
-    pub conditions: Vec<Arc<Expr>>,
+    /// The collection's list or view rule: the server's, reading everything.
+    pub rule: Option<Arc<Expr>>,
+    /// The subscription's own filter: the client's ([`Author::Client`]).
+    pub filter: Option<Arc<Expr>>,
     pub request: Arc<RequestInfo>,
 }
 
@@ -156,9 +159,22 @@ fn snapshot_matches(
             record.get(&field.name).unwrap_or(&serde_json::Value::Null),
         )
     }));
-    for cond in &check.conditions {
-        f.push_str(" AND ");
-        f.push(compile_condition(d, schema, c, cond, &check.request)?);
+    let conditions = [
+        (&check.rule, Author::Server),
+        (&check.filter, Author::Client),
+    ];
+    for (cond, author) in conditions {
+        if let Some(cond) = cond {
+            f.push_str(" AND ");
+            f.push(compile_condition(
+                d,
+                schema,
+                c,
+                cond,
+                &check.request,
+                author,
+            )?);
+        }
     }
     f.push_str(")");
     conn.prepare_cached(&f.sql)

@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 use crate::codec::{column_positions, decode_row, encode_value};
 use crate::events::{ChangeAction, record_change};
 use crate::sql::{Dialect, SqlFragment, SqlValue, compile_condition, compile_list};
-use crate::{Access, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, WriteResult};
+use crate::{
+    Access, Author, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, WriteResult,
+};
 
 const D: Dialect = Dialect::Sqlite;
 
@@ -61,7 +63,7 @@ pub(crate) fn select_by_id(
     f.params.push(SqlValue::Text(id.to_string()));
     if let Access::Rule(rule) = access {
         f.push_str(" AND ");
-        f.push(compile_condition(D, schema, c, rule, req)?);
+        f.push(compile_condition(D, schema, c, rule, req, Author::Server)?);
     }
     Ok(f)
 }
@@ -509,7 +511,14 @@ impl Store {
             f.params.push(SqlValue::Text(json));
             if let Access::Rule(rule) = &access {
                 f.push_str(" AND ");
-                f.push(compile_condition(D, schema, &c, rule, &req)?);
+                f.push(compile_condition(
+                    D,
+                    schema,
+                    &c,
+                    rule,
+                    &req,
+                    Author::Server,
+                )?);
             }
             let mut found = query_records(conn, &c, &f)?;
             found.sort_by_key(|r| {

@@ -57,6 +57,7 @@ async fn all(store: &Store, c: &Arc<Collection>) -> Vec<Map<String, Value>> {
             filter: None,
             access: Access::Unrestricted,
             sort: vec![],
+            author: basalt_store::Author::Client,
             page: 1,
             per_page: 1_000_000,
             skip_total: true,

@@ -75,6 +75,7 @@ async fn count(store: &Store, c: &Arc<Collection>) -> usize {
             filter: None,
             access: Access::Unrestricted,
             sort: vec![],
+            author: basalt_store::Author::Client,
             page: 1,
             per_page: 1_000_000,
             skip_total: true,

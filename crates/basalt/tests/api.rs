@@ -406,6 +406,115 @@ async fn rules_apply_to_every_action_and_to_expand() {
     assert!(!bob.is_empty());
 }
 
+/// Regression (issue 15): expand followed a hidden relation field for anyone, forward and
+/// back, showing the ids the field hides (PocketBase does too); `@collection` in a
+/// client's filter read any collection.
+#[tokio::test]
+async fn hidden_relations_and_superuser_only_filters_stay_closed() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (st, sec) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "sec", "listRule": "", "viewRule": "",
+            "fields": [{"name": "t", "type": "text"}]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{sec}");
+    let (st, p) = s
+        .call("POST", "/api/collections", Some(&su), Some(json!({"name": "p", "listRule": "", "viewRule": "",
+            "fields": [{"name": "title", "type": "text"},
+                {"name": "hrel", "type": "relation", "collectionId": sec["id"], "maxSelect": 1, "hidden": true}]})))
+        .await;
+    assert_eq!(st, 200, "{p}");
+    let (_, s1) = s
+        .call(
+            "POST",
+            "/api/collections/sec/records",
+            Some(&su),
+            Some(json!({"t": "x"})),
+        )
+        .await;
+    let (st, _) = s
+        .call(
+            "POST",
+            "/api/collections/p/records",
+            Some(&su),
+            Some(json!({"title": "a", "hrel": s1["id"]})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, l) = s
+        .call("GET", "/api/collections/p/records?expand=hrel", None, None)
+        .await;
+    assert_eq!(st, 200);
+    assert!(l["items"][0]["expand"]["hrel"].is_null(), "{l}");
+    assert!(l["items"][0].get("hrel").is_none(), "{l}");
+    let (_, l) = s
+        .call(
+            "GET",
+            "/api/collections/sec/records?expand=p_via_hrel",
+            None,
+            None,
+        )
+        .await;
+    assert!(l["items"][0]["expand"]["p_via_hrel"].is_null(), "{l}");
+    let (_, l) = s
+        .call(
+            "GET",
+            "/api/collections/p/records?expand=hrel",
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(l["items"][0]["expand"]["hrel"]["t"], json!("x"), "{l}");
+    // A hidden field in a filter is an invalid query, alike for every value.
+    for f in ["hrel.t%20%3D%20'x'", "hrel.t%20%3D%20'y'"] {
+        let (st, e) = s
+            .call(
+                "GET",
+                &format!("/api/collections/p/records?filter={f}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(st, 400, "{e}");
+    }
+    // `@collection` and `@request` are for superusers, as in PocketBase.
+    for (f, what) in [
+        (
+            "%40collection._superusers.email%20%3F~%20'root%25'",
+            "@collection",
+        ),
+        ("%40request.auth.id%20%3D%20''", "@request"),
+    ] {
+        let (st, e) = s
+            .call(
+                "GET",
+                &format!("/api/collections/p/records?filter={f}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(st, 403, "{e}");
+        assert_eq!(
+            e,
+            json!({"status": 403, "message": format!("Only superusers can filter by {what}."), "data": {}})
+        );
+        let (st, l) = s
+            .call(
+                "GET",
+                &format!("/api/collections/p/records?filter={f}"),
+                Some(&su),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{l}");
+    }
+}
+
 #[tokio::test]
 async fn injection_attempts_are_rejected_and_change_nothing() {
     let s = TestServer::start(BIN).await;

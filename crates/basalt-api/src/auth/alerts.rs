@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use basalt_schema::{Collection, RequestInfo};
-use basalt_store::{Access, ListQuery, Record, WriteOp};
+use basalt_store::{Access, Author, ListQuery, Record, WriteOp};
 use serde_json::{Map, Value};
 
 use super::otp::system_collection;
@@ -65,6 +65,7 @@ pub(crate) async fn record_entries(
             filter: Some(expr),
             access: Access::Unrestricted,
             sort: vec![],
+            author: Author::Server,
             page: 1,
             per_page: limit.max(1),
             skip_total: false,

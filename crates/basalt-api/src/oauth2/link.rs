@@ -13,7 +13,7 @@ use basalt_oauth2::AuthUser;
 use basalt_schema::filter::parse_with_params;
 use basalt_schema::request::AuthInfo;
 use basalt_schema::{Collection, FieldError, RequestInfo, RuleSlot, ValidationErrors};
-use basalt_store::{Access, ListQuery, Record, WriteOp};
+use basalt_store::{Access, Author, ListQuery, Record, WriteOp};
 use serde_json::{Map, Value, json};
 
 use super::external_auths;
@@ -51,6 +51,7 @@ async fn find(
             filter: Some(filter),
             access: Access::Unrestricted,
             sort: vec![],
+            author: Author::Server,
             page: 1,
             per_page: limit,
             skip_total: true,

@@ -1,13 +1,14 @@
 //! `expand`: replaces relation ids with the related records the requester may view
 //! (each target collection's view rule applies), nested up to six levels, including
-//! back-relations (`comments_via_post`).
+//! back-relations (`comments_via_post`). A hidden relation field is followed for
+//! superusers only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use basalt_schema::filter::{CompareOp, Expr, Literal, Operand, Path, PathRoot};
 use basalt_schema::{Collection, RequestInfo};
-use basalt_store::{ListQuery, Record};
+use basalt_store::{Author, ListQuery, Record};
 use serde_json::{Map, Value};
 
 use super::handlers::{Action, access_for, rule};
@@ -28,6 +29,12 @@ fn ids_of(v: Option<&Value>) -> Vec<String> {
             .collect(),
         _ => vec![],
     }
+}
+
+/// Whether the requester may follow relation field `f`: a hidden one is the superusers'
+/// alone, as its ids are never shown to anyone else (PocketBase expands it for anyone).
+fn readable(f: &basalt_schema::Field, auth: &Auth) -> bool {
+    !f.hidden || auth.is_superuser()
 }
 
 /// Expands `paths` on `out` (the shaped forms of `records`, same order).
@@ -65,6 +72,7 @@ pub(crate) fn expand_records<'a>(
                 let Some(field) = src_c
                     .field(field_name)
                     .filter(|f| f.relation_target() == Some(c.id.as_str()))
+                    .filter(|f| readable(f, auth))
                 else {
                     continue;
                 };
@@ -94,6 +102,7 @@ pub(crate) fn expand_records<'a>(
                             filter: Some(filter),
                             access: access.clone(),
                             sort: vec![],
+                            author: Author::Server,
                             page: 1,
                             per_page: MAX_BACK_RELATIONS,
                             skip_total: true,
@@ -128,7 +137,9 @@ pub(crate) fn expand_records<'a>(
                 }
                 continue;
             }
-            let Some(field) = c.field(name) else { continue };
+            let Some(field) = c.field(name).filter(|f| readable(f, auth)) else {
+                continue;
+            };
             let Some(target_id) = field.relation_target() else {
                 continue;
             };

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use basalt_schema::filter::{parse_expand, parse_fields, parse_sort, parse_with_params};
 use basalt_schema::{Collection, RequestInfo, RuleSlot};
-use basalt_store::{Access, ListQuery, SortKey, WriteOp};
+use basalt_store::{Access, Author, ListQuery, SortKey, WriteOp};
 use serde_json::{Map, Value, json};
 
 use super::auth_input::{Target, prepare_auth_input};
@@ -210,6 +210,7 @@ pub(crate) async fn list(
             filter,
             access,
             sort,
+            author: Author::Client,
             page,
             per_page,
             skip_total,

@@ -8,30 +8,39 @@ use chrono::{Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 
 use super::path::{Ctx, Side, invalid};
 use super::{Dialect, SqlFragment, SqlValue};
-use crate::{Access, ListQuery, SortKey, StoreError};
+use crate::{Access, Author, ListQuery, SortKey, StoreError};
 
-/// A WHERE condition over rows of `collection` aliased `"__root"`.
+/// A WHERE condition over rows of `collection` aliased `"__root"`, written by `author`
+/// (which decides what it may read of other collections: see [`Author`]).
 pub(crate) fn compile_condition(
     d: Dialect,
     schema: &Schema,
     collection: &Collection,
     expr: &Expr,
     req: &RequestInfo,
+    author: Author,
 ) -> Result<SqlFragment, StoreError> {
-    let ctx = Ctx::new(d, schema, collection, req);
-    let body = expr_sql(&ctx, expr)?;
+    condition(&Ctx::new(d, schema, collection, req, author), expr)
+}
+
+/// `expr` as a condition in `ctx`, with the `@collection` joins it made.
+pub(super) fn condition(ctx: &Ctx, expr: &Expr) -> Result<SqlFragment, StoreError> {
+    let body = expr_sql(ctx, expr)?;
     let joins = ctx.collection_joins.borrow();
     if joins.is_empty() {
         return Ok(body);
     }
     // `@collection.x` references share one LEFT JOIN per alias, so several comparisons
     // on the same alias must hold for the same joined row.
-    let mut sql = String::from("EXISTS (SELECT 1 FROM (SELECT 1) __one");
-    for (_, alias, table) in joins.iter() {
-        sql.push_str(&format!(" LEFT JOIN {} {alias} ON 1=1", d.quote(table)));
+    let mut f = SqlFragment::new("EXISTS (SELECT 1 FROM (SELECT 1) __one");
+    for j in joins.iter() {
+        f.push_str(&format!(
+            " LEFT JOIN {} {} ON 1=1",
+            ctx.d.quote(&j.table),
+            j.alias
+        ));
     }
-    sql.push_str(" WHERE ");
-    let mut f = SqlFragment::new(sql);
+    f.push_str(" WHERE ");
     f.push(body);
     f.push_str(")");
     Ok(f)
@@ -265,15 +274,18 @@ fn macro_value(m: DateMacro) -> SqlValue {
     }
 }
 
-/// The body of an ORDER BY clause (without the keywords).
+/// The body of an ORDER BY clause (without the keywords). A sort key reads what a filter
+/// by its author could: a client sorting by another collection's field, or by an email
+/// kept hidden, sorts by NULL where a filter would read NULL.
 pub(crate) fn compile_order(
     d: Dialect,
     schema: &Schema,
     collection: &Collection,
     sort: &[SortKey],
     req: &RequestInfo,
+    author: Author,
 ) -> Result<SqlFragment, StoreError> {
-    let ctx = Ctx::new(d, schema, collection, req);
+    let ctx = Ctx::new(d, schema, collection, req, author);
     let mut out = SqlFragment::default();
     for (i, key) in sort.iter().enumerate() {
         if i > 0 {
@@ -312,11 +324,18 @@ pub(crate) fn compile_list(
     let mut filter = SqlFragment::new(format!(" FROM {} \"__root\" WHERE 1=1", d.quote(&c.name)));
     if let Some(f) = &q.filter {
         filter.push_str(" AND ");
-        filter.push(compile_condition(d, schema, c, f, &q.request)?);
+        filter.push(compile_condition(d, schema, c, f, &q.request, q.author)?);
     }
     if let Access::Rule(rule) = &q.access {
         filter.push_str(" AND ");
-        filter.push(compile_condition(d, schema, c, rule, &q.request)?);
+        filter.push(compile_condition(
+            d,
+            schema,
+            c,
+            rule,
+            &q.request,
+            Author::Server,
+        )?);
     }
     let count = (!q.skip_total).then(|| SqlFragment {
         sql: format!("SELECT COUNT(*){}", filter.sql),
@@ -324,7 +343,7 @@ pub(crate) fn compile_list(
     });
     let mut page = SqlFragment::new("SELECT \"__root\".*");
     page.push(filter);
-    let order = compile_order(d, schema, c, &q.sort, &q.request)?;
+    let order = compile_order(d, schema, c, &q.sort, &q.request, q.author)?;
     page.push_str(" ORDER BY ");
     if !order.sql.is_empty() {
         page.push(order);

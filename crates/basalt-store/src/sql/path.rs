@@ -1,14 +1,19 @@
 //! Resolves identifiers (`author.name`, `tags:each`, `comments_via_post.title`, `data.a.b`,
 //! `@request.auth.*`, `@collection.x.y`, ...) into SQL: a single value or a set of values.
+//!
+//! It also decides what a client-written expression may read (`Ctx::readable_root`,
+//! `readable_rows`, `readable_field`, `field_value`): every path, every join into another
+//! collection and every field named goes through them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use basalt_schema::filter::{Modifier, Path, PathRoot};
-use basalt_schema::{Collection, FieldKind, RequestInfo, Schema};
+use basalt_schema::{Collection, Field, FieldKind, RequestInfo, RuleSlot, Schema};
 use serde_json::Value;
 
 use super::{Dialect, SqlFragment, SqlValue};
-use crate::StoreError;
+use crate::{Author, StoreError};
 
 const MAX_DEPTH: usize = 6;
 
@@ -18,15 +23,26 @@ pub(crate) enum Side {
     Set(SqlFragment),
 }
 
+/// One `@collection.NAME[:alias]` reference, joined once per alias key.
+pub(crate) struct CollectionJoin {
+    key: String,
+    pub alias: String,
+    pub table: String,
+}
+
 /// Compilation state of one expression.
 pub(crate) struct Ctx<'a> {
     pub d: Dialect,
     pub schema: &'a Schema,
     pub root: &'a Collection,
+    /// The SQL alias of the rows of `root` the expression is about.
+    root_alias: String,
     pub req: &'a RequestInfo,
-    counter: RefCell<usize>,
-    /// `@collection` joins: (alias key, SQL alias, table name).
-    pub collection_joins: RefCell<Vec<(String, String, String)>>,
+    author: Author,
+    /// Shared with the contexts of the rules compiled into this expression's joins, so no
+    /// two aliases of one statement collide.
+    counter: Rc<Cell<usize>>,
+    pub collection_joins: RefCell<Vec<CollectionJoin>>,
 }
 
 pub(crate) fn invalid(msg: impl Into<String>) -> StoreError {
@@ -34,28 +50,153 @@ pub(crate) fn invalid(msg: impl Into<String>) -> StoreError {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(d: Dialect, schema: &'a Schema, root: &'a Collection, req: &'a RequestInfo) -> Self {
+    /// A context for an expression over rows of `root` aliased `"__root"`.
+    pub fn new(
+        d: Dialect,
+        schema: &'a Schema,
+        root: &'a Collection,
+        req: &'a RequestInfo,
+        author: Author,
+    ) -> Self {
         Self {
             d,
             schema,
             root,
+            root_alias: "__root".into(),
             req,
-            counter: RefCell::new(0),
+            author,
+            counter: Rc::new(Cell::new(0)),
+            collection_joins: RefCell::new(vec![]),
+        }
+    }
+
+    /// A context for `root`'s own rule over the rows aliased `alias` of an enclosing
+    /// statement.
+    fn for_rule_of(&self, root: &'a Collection, alias: &str) -> Ctx<'a> {
+        Ctx {
+            d: self.d,
+            schema: self.schema,
+            root,
+            root_alias: alias.to_string(),
+            req: self.req,
+            author: Author::Server,
+            counter: self.counter.clone(),
             collection_joins: RefCell::new(vec![]),
         }
     }
 
     fn alias(&self, prefix: &str) -> String {
-        let mut c = self.counter.borrow_mut();
-        *c += 1;
-        format!("__{prefix}{c}")
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        format!("__{prefix}{n}")
+    }
+
+    /// Whether this expression reads only what its author may: a client's filter or
+    /// sort, unless the client is a superuser.
+    fn restricted(&self) -> bool {
+        self.author == Author::Client && !self.req.is_superuser()
+    }
+
+    /// The one place that decides which rows of `coll` (aliased `alias`) an expression
+    /// may read when it reaches them through a relation or a back-relation: all of them
+    /// for a server-written expression or a superuser; for a client, those `coll`'s list
+    /// rule shows it, as if the client had listed `coll` itself (a `null` rule refuses the
+    /// query, as PocketBase does). `None` means every row.
+    fn readable_rows(
+        &self,
+        coll: &'a Collection,
+        alias: &str,
+    ) -> Result<Option<SqlFragment>, StoreError> {
+        if !self.restricted() {
+            return Ok(None);
+        }
+        let rules = self
+            .schema
+            .rules(&coll.id)
+            .ok_or_else(|| invalid(format!("unknown collection {:?}", coll.name)))?;
+        match &rules.list {
+            RuleSlot::Open => Ok(None),
+            RuleSlot::Locked => Err(invalid(format!(
+                "the collection {:?} can only be read by superusers",
+                coll.name
+            ))),
+            RuleSlot::Expr(rule) => {
+                let mut f = SqlFragment::new("(");
+                f.push(super::compile::condition(
+                    &self.for_rule_of(coll, alias),
+                    rule,
+                )?);
+                f.push_str(")");
+                Ok(Some(f))
+            }
+        }
+    }
+
+    /// Refuses a client's expression that names a hidden field (the password hash,
+    /// `tokenKey`, or a field the collection marks hidden), whatever collection it is in.
+    fn readable_field(&self, field: &Field) -> Result<(), StoreError> {
+        if field.hidden && self.restricted() {
+            return Err(invalid(format!("the field {:?} is hidden", field.name)));
+        }
+        Ok(())
+    }
+
+    /// The value of `field` at `col` (a column of `coll` aliased `alias`) as the author
+    /// may read it: a client reads an auth record's `email` only where its owner made it
+    /// visible or the record is the client's own, as the records API shows it; elsewhere
+    /// it reads NULL, so no comparison tells a hidden address from any other.
+    fn field_value(
+        &self,
+        coll: &Collection,
+        alias: &str,
+        field: &Field,
+        col: String,
+    ) -> SqlFragment {
+        if !(self.restricted() && coll.is_auth() && field.name == "email") {
+            return SqlFragment::new(col);
+        }
+        let mut f = SqlFragment::new(format!("(CASE WHEN {alias}.\"emailVisibility\" = 1"));
+        let own = self
+            .req
+            .auth
+            .as_ref()
+            .filter(|a| a.collection_id == coll.id)
+            .and_then(|a| a.record.get("id").and_then(Value::as_str));
+        if let Some(id) = own {
+            f.push_str(&format!(" OR {alias}.\"id\" = "));
+            f.push(SqlFragment::param(SqlValue::Text(id.to_string())));
+        }
+        f.push_str(&format!(" THEN {col} END)"));
+        f
+    }
+
+    /// A client that is not a superuser may not name `@collection` or `@request` at all,
+    /// as in PocketBase: they reach beyond the rows it lists.
+    fn readable_root(&self, root: &PathRoot) -> Result<(), StoreError> {
+        if !self.restricted() {
+            return Ok(());
+        }
+        match root {
+            PathRoot::Record => Ok(()),
+            PathRoot::Collection { .. } => Err(StoreError::SuperusersOnly(
+                "Only superusers can filter by @collection.".into(),
+            )),
+            _ => Err(StoreError::SuperusersOnly(
+                "Only superusers can filter by @request.".into(),
+            )),
+        }
     }
 
     pub fn resolve(&self, path: &Path) -> Result<Side, StoreError> {
+        self.readable_root(&path.root)?;
         match &path.root {
-            PathRoot::Record => {
-                self.record_path(self.root, "__root", None, &path.segments, path.modifier)
-            }
+            PathRoot::Record => self.record_path(
+                self.root,
+                &self.root_alias,
+                None,
+                &path.segments,
+                path.modifier,
+            ),
             PathRoot::Collection { name, alias } => {
                 let target = self
                     .schema
@@ -66,17 +207,17 @@ impl<'a> Ctx<'a> {
                     .collection_joins
                     .borrow()
                     .iter()
-                    .find(|(k, _, _)| *k == key)
-                    .map(|(_, a, _)| a.clone());
+                    .find(|j| j.key == key)
+                    .map(|j| j.alias.clone());
                 let sql_alias = match existing {
                     Some(a) => a,
                     None => {
                         let a = self.alias("c");
-                        self.collection_joins.borrow_mut().push((
+                        self.collection_joins.borrow_mut().push(CollectionJoin {
                             key,
-                            a.clone(),
-                            target.name.clone(),
-                        ));
+                            alias: a.clone(),
+                            table: target.name.clone(),
+                        });
                         a
                     }
                 };
@@ -164,7 +305,8 @@ impl<'a> Ctx<'a> {
                 let mut f = SqlFragment::new("(CASE WHEN ");
                 f.push(SqlFragment::param(stored_shape(v)));
                 f.push_str(&format!(
-                    " IS NOT \"__root\".{} THEN 1 ELSE 0 END)",
+                    " IS NOT {}.{} THEN 1 ELSE 0 END)",
+                    self.root_alias,
                     self.d.quote(&field.name)
                 ));
                 Ok(Side::Scalar(f))
@@ -192,7 +334,7 @@ impl<'a> Ctx<'a> {
     /// introduces it when it is not already in scope).
     fn record_path(
         &self,
-        coll: &Collection,
+        coll: &'a Collection,
         alias: &str,
         start: Option<(String, SqlFragment)>,
         segments: &[String],
@@ -211,7 +353,7 @@ impl<'a> Ctx<'a> {
         let mut multi = false;
         let mut coll = coll;
         let mut alias = alias.to_string();
-        let mut value = String::new();
+        let mut value = SqlFragment::default();
         let mut length_of_json = false;
         let mut i = 0;
         while i < segments.len() {
@@ -225,6 +367,7 @@ impl<'a> Ctx<'a> {
                     .field(field_name)
                     .filter(|f| f.relation_target() == Some(coll.id.as_str()))
                     .ok_or_else(|| invalid(format!("invalid back-relation {seg:?}")))?;
+                self.readable_field(field)?;
                 let next = self.alias("b");
                 from.push(format!("{} {next}", d.quote(&src.name)));
                 let col = format!("{next}.{}", d.quote(&field.name));
@@ -233,11 +376,12 @@ impl<'a> Ctx<'a> {
                 } else {
                     format!("{col} = {alias}.\"id\"")
                 }));
+                conds.extend(self.readable_rows(src, &next)?);
                 multi = true;
                 coll = src;
                 alias = next;
                 if last {
-                    value = format!("{alias}.\"id\"");
+                    value = SqlFragment::new(format!("{alias}.\"id\""));
                 }
                 i += 1;
                 continue;
@@ -245,23 +389,21 @@ impl<'a> Ctx<'a> {
             let field = coll
                 .field(seg)
                 .ok_or_else(|| invalid(format!("unknown field {seg:?}")))?;
-            if field.hidden && !self.req.is_superuser() {
-                return Err(invalid(format!("the field {seg:?} is hidden")));
-            }
+            self.readable_field(field)?;
             let col = format!("{alias}.{}", d.quote(&field.name));
             if last {
                 // As in PocketBase, a multi-valued field is compared as its stored JSON
                 // text unless `:each` asks for its items (or `:length` for their count).
                 if field.is_multiple() && modifier == Some(Modifier::Length) {
-                    value = d.json_length(&col);
+                    value = SqlFragment::new(d.json_length(&col));
                     length_of_json = true;
                 } else if field.is_multiple() && modifier == Some(Modifier::Each) {
                     let item = self.alias("j");
                     from.push(format!("({}) {item}", d.json_items(&col)));
-                    value = format!("{item}.v");
+                    value = SqlFragment::new(format!("{item}.v"));
                     multi = true;
                 } else {
-                    value = col;
+                    value = self.field_value(coll, &alias, field, col);
                 }
                 break;
             }
@@ -280,11 +422,12 @@ impl<'a> Ctx<'a> {
                     } else {
                         format!("{next}.\"id\" = {col}")
                     }));
+                    conds.extend(self.readable_rows(target, &next)?);
                     coll = target;
                     alias = next;
                 }
                 FieldKind::Json(_) => {
-                    value = d.json_extract(&col, &segments[i + 1..]);
+                    value = SqlFragment::new(d.json_extract(&col, &segments[i + 1..]));
                     break;
                 }
                 _ => return Err(invalid(format!("the field {seg:?} cannot be traversed"))),
@@ -293,13 +436,18 @@ impl<'a> Ctx<'a> {
         }
         if from.is_empty() {
             let side = if multi {
-                Side::Set(SqlFragment::new(format!("SELECT {value} AS v")))
+                let mut set = SqlFragment::new("SELECT ");
+                set.push(value);
+                set.push_str(" AS v");
+                Side::Set(set)
             } else {
-                Side::Scalar(SqlFragment::new(value))
+                Side::Scalar(value)
             };
             return Ok(apply_modifier(side, modifier, length_of_json));
         }
-        let mut q = SqlFragment::new(format!("SELECT {value} AS v FROM {}", from.join(", ")));
+        let mut q = SqlFragment::new("SELECT ");
+        q.push(value);
+        q.push_str(&format!(" AS v FROM {}", from.join(", ")));
         for (n, c) in conds.into_iter().enumerate() {
             q.push_str(if n == 0 { " WHERE " } else { " AND " });
             q.push(c);

@@ -11,7 +11,7 @@ use rusqlite::{Connection, params_from_iter};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::{Access, ListQuery, SortKey};
+use crate::{Access, Author, ListQuery, SortKey};
 
 fn coll(v: Value, schema: &Schema) -> Collection {
     let c: Collection = serde_json::from_value(v).expect("doc");
@@ -22,28 +22,48 @@ fn setup() -> (Connection, Schema) {
     let conn = Connection::open_in_memory().expect("db");
     let mut cols = vec![];
     let users = coll(
-        json!({"id": "users0000000001", "name": "users", "type": "auth", "fields": [{"name": "name", "type": "text"}]}),
+        json!({"id": "users0000000001", "name": "users", "type": "auth", "listRule": "", "fields": [
+            {"name": "name", "type": "text"}, {"name": "ssn", "type": "text", "hidden": true}
+        ]}),
         &Schema::default(),
     );
     cols.push(users);
     let tags = coll(
-        json!({"id": "tags00000000001", "name": "tags", "fields": [{"name": "label", "type": "text"}]}),
+        json!({"id": "tags00000000001", "name": "tags", "listRule": "", "fields": [{"name": "label", "type": "text"}]}),
         &Schema::new(cols.clone()),
     );
     cols.push(tags);
+    // Two collections a client may not list whole: `vault` not at all (rule null), `notes`
+    // only the caller's own.
+    let vault = coll(
+        json!({"id": "vault0000000001", "name": "vault", "fields": [{"name": "secret", "type": "text"}]}),
+        &Schema::new(cols.clone()),
+    );
+    cols.push(vault);
+    let notes = coll(
+        json!({"id": "notes0000000001", "name": "notes", "listRule": "owner = @request.auth.id", "fields": [
+            {"name": "body", "type": "text"},
+            {"name": "owner", "type": "relation", "collectionId": "users0000000001", "maxSelect": 1}
+        ]}),
+        &Schema::new(cols.clone()),
+    );
+    cols.push(notes);
     let posts = coll(
         json!({"id": "posts0000000001", "name": "posts", "fields": [
             {"name": "title", "type": "text"}, {"name": "views", "type": "number"}, {"name": "done", "type": "bool"},
             {"name": "author", "type": "relation", "collectionId": "users0000000001", "maxSelect": 1},
             {"name": "tags", "type": "relation", "collectionId": "tags00000000001", "maxSelect": 5},
             {"name": "cats", "type": "select", "values": ["a", "b", "c"], "maxSelect": 3},
-            {"name": "meta", "type": "json"}, {"name": "when", "type": "date"}
+            {"name": "meta", "type": "json"}, {"name": "when", "type": "date"},
+            {"name": "vault", "type": "relation", "collectionId": "vault0000000001", "maxSelect": 1},
+            {"name": "notes", "type": "relation", "collectionId": "notes0000000001", "maxSelect": 5},
+            {"name": "pin", "type": "relation", "collectionId": "notes0000000001", "maxSelect": 1}
         ]}),
         &Schema::new(cols.clone()),
     );
     cols.push(posts);
     let comments = coll(
-        json!({"id": "comments0000001", "name": "comments", "fields": [
+        json!({"id": "comments0000001", "name": "comments", "listRule": "", "fields": [
             {"name": "text", "type": "text"},
             {"name": "post", "type": "relation", "collectionId": "posts0000000001", "maxSelect": 1}
         ]}),
@@ -55,13 +75,16 @@ fn setup() -> (Connection, Schema) {
         crate::collections::create_table(&conn, c).expect("table");
     }
     conn.execute_batch(r#"
-        INSERT INTO users (id, email, name, password, tokenKey) VALUES ('u1', 'ann@x.io', 'Ann', 'h', 'k1'), ('u2', 'bob@x.io', 'Bob', 'h', 'k2');
+        INSERT INTO users (id, email, emailVisibility, name, ssn, password, tokenKey) VALUES
+          ('u1', 'ann@x.io', 0, 'Ann', '111', 'h', 'k1'), ('u2', 'bob@x.io', 1, 'Bob', '222', 'h', 'k2');
+        INSERT INTO vault (id, secret) VALUES ('v1', 'alpha'), ('v2', 'beta');
+        INSERT INTO notes (id, body, owner) VALUES ('n1', 'ann note', 'u1'), ('n2', 'bob note', 'u2');
         INSERT INTO tags (id, label) VALUES ('t1', 'red'), ('t2', 'blue'), ('t3', 'green_ish');
-        INSERT INTO posts (id, title, views, done, author, tags, cats, meta, "when") VALUES
-          ('p1', 'Hello World', 10, 1, 'u1', '["t1","t2"]', '["a","b"]', '{"a":1,"b":{"c":"x"}}', '2020-01-01 00:00:00.000Z'),
-          ('p2', 'second post', 5, 0, 'u2', '["t2"]', '["b"]', '{"a":2}', '2030-01-01 00:00:00.000Z'),
-          ('p3', '100% sure', 0, 0, '', '[]', '[]', NULL, ''),
-          ('p4', 'under_score', 7, 1, 'u1', '["t3"]', '["c"]', '[1,2]', '');
+        INSERT INTO posts (id, title, views, done, author, tags, cats, meta, "when", vault, notes, pin) VALUES
+          ('p1', 'Hello World', 10, 1, 'u1', '["t1","t2"]', '["a","b"]', '{"a":1,"b":{"c":"x"}}', '2020-01-01 00:00:00.000Z', 'v1', '["n1","n2"]', 'n2'),
+          ('p2', 'second post', 5, 0, 'u2', '["t2"]', '["b"]', '{"a":2}', '2030-01-01 00:00:00.000Z', 'v2', '["n2"]', 'n1'),
+          ('p3', '100% sure', 0, 0, '', '[]', '[]', NULL, '', '', '[]', ''),
+          ('p4', 'under_score', 7, 1, 'u1', '["t3"]', '["c"]', '[1,2]', '', '', '[]', '');
         INSERT INTO comments (id, text, post) VALUES ('c1', 'nice', 'p1'), ('c2', 'meh', 'p1'), ('c3', 'nice too', 'p2');
     "#).expect("seed");
     (conn, schema)
@@ -72,6 +95,7 @@ fn ids(
     schema: &Schema,
     filter: &str,
     req: &RequestInfo,
+    author: Author,
 ) -> Result<Vec<String>, String> {
     let c = schema.by_name("posts").expect("posts").clone();
     let expr = parse(filter).map_err(|e| e.to_string())?;
@@ -83,6 +107,7 @@ fn ids(
             path: "id".into(),
             descending: false,
         }],
+        author,
         page: 1,
         per_page: 100,
         skip_total: false,
@@ -121,6 +146,8 @@ fn auth_req() -> RequestInfo {
     }
 }
 
+/// The language's meaning, compiled as a rule (a server-written expression reads
+/// everything; what a client's filter may read is [`READER_CASES`]).
 const CASES: &[(&str, &[&str])] = &[
     ("views > 5", &["p1", "p4"]),
     ("views >= 5", &["p1", "p2", "p4"]),
@@ -215,7 +242,7 @@ fn filters_match_exactly_the_expected_records() {
     let req = auth_req();
     let mut failures = vec![];
     for (filter, want) in CASES {
-        match ids(&conn, &schema, filter, &req) {
+        match ids(&conn, &schema, filter, &req, Author::Server) {
             Ok(got) if got == *want => {}
             other => failures.push(format!("{filter}: want {want:?}, got {other:?}")),
         }
@@ -244,8 +271,277 @@ fn unknown_and_hidden_fields_are_invalid_queries() {
         "author.password = 'h'",
         "author.tokenKey = 'k1'",
     ] {
-        assert!(ids(&conn, &schema, f, &anon).is_err(), "{f}");
+        assert!(
+            ids(&conn, &schema, f, &anon, Author::Client).is_err(),
+            "{f}"
+        );
     }
+}
+
+fn su_req() -> RequestInfo {
+    RequestInfo {
+        auth: Some(AuthInfo {
+            collection_id: "pbc_3142635823".into(),
+            collection_name: "_superusers".into(),
+            record: obj(json!({"id": "s1", "email": "root@x.io"})),
+            is_superuser: true,
+        }),
+        ..RequestInfo::default()
+    }
+}
+
+/// Who runs a case of [`READER_CASES`].
+#[derive(Debug, Clone, Copy)]
+enum As {
+    Anonymous,
+    Ann,
+    Superuser,
+}
+
+/// What a [`READER_CASES`] case must answer.
+#[derive(Debug)]
+enum Want {
+    Rows(&'static [&'static str]),
+    /// An invalid query: a 400 at the API.
+    Invalid,
+    /// Superusers only: PocketBase's 403.
+    Forbidden,
+}
+
+/// What a client's filter reads of other collections: each case as the superuser (who
+/// reads everything, so the query is known to be well-formed), as Ann (user u1) and as an
+/// anonymous client.
+const READER_CASES: &[(&str, As, Want)] = &[
+    // `vault` has a null list rule: a client may not filter by it at all (as PocketBase).
+    ("vault.secret = 'alpha'", As::Superuser, Want::Rows(&["p1"])),
+    ("vault.secret = 'alpha'", As::Ann, Want::Invalid),
+    ("vault.secret = 'alpha'", As::Anonymous, Want::Invalid),
+    ("vault.secret ~ 'al%'", As::Ann, Want::Invalid),
+    ("vault.secret:lower = 'alpha'", As::Ann, Want::Invalid),
+    ("vault.secret:length = 5", As::Ann, Want::Invalid),
+    ("vault.secret != 'alpha'", As::Ann, Want::Invalid),
+    // The relation's own value is the post's: it is read without a join.
+    ("vault = 'v1'", As::Anonymous, Want::Rows(&["p1"])),
+    // `@collection` and `@request` are the superusers' (PocketBase's 403).
+    (
+        "@collection.vault.secret ?= 'alpha'",
+        As::Superuser,
+        Want::Rows(&["p1", "p2", "p3", "p4"]),
+    ),
+    (
+        "@collection.vault.secret ?= 'alpha'",
+        As::Ann,
+        Want::Forbidden,
+    ),
+    (
+        "@collection.tags.label ?= 'red'",
+        As::Anonymous,
+        Want::Forbidden,
+    ),
+    ("@collection.users.ssn ?= '222'", As::Ann, Want::Forbidden),
+    ("@request.auth.id = author", As::Ann, Want::Forbidden),
+    ("@request.auth.password != ''", As::Ann, Want::Forbidden),
+    ("@request.auth.tokenKey != ''", As::Ann, Want::Forbidden),
+    ("@request.method = 'GET'", As::Anonymous, Want::Forbidden),
+    (
+        "@request.auth.tokenKey != ''",
+        As::Superuser,
+        Want::Rows(&[]),
+    ),
+    // `notes` shows each user only their own: Bob's note is invisible to Ann.
+    (
+        "notes.body ?~ 'bob'",
+        As::Superuser,
+        Want::Rows(&["p1", "p2"]),
+    ),
+    ("notes.body ?~ 'bob'", As::Ann, Want::Rows(&[])),
+    ("notes.body ?~ 'ann'", As::Ann, Want::Rows(&["p1"])),
+    ("notes.body ?~ 'ann'", As::Anonymous, Want::Rows(&[])),
+    (
+        "notes.body ?!= 'zzz'",
+        As::Ann,
+        Want::Rows(&["p1", "p2", "p3", "p4"]),
+    ),
+    (
+        "notes.body = 'bob note'",
+        As::Superuser,
+        Want::Rows(&["p2"]),
+    ),
+    ("notes.body = 'bob note'", As::Ann, Want::Rows(&[])),
+    ("notes:length = 2", As::Ann, Want::Rows(&["p1"])),
+    ("notes.id:length = 2", As::Superuser, Want::Rows(&["p1"])),
+    ("notes.id:length = 2", As::Ann, Want::Rows(&[])),
+    ("notes.body:lower ?~ 'BOB'", As::Ann, Want::Rows(&[])),
+    ("pin.body = 'bob note'", As::Superuser, Want::Rows(&["p1"])),
+    ("pin.body = 'bob note'", As::Ann, Want::Rows(&[])),
+    ("pin.body ~ 'bob%'", As::Ann, Want::Rows(&[])),
+    ("pin.body:length = 8", As::Ann, Want::Rows(&["p2"])),
+    ("pin.owner.name = 'Bob'", As::Ann, Want::Rows(&[])),
+    (
+        "author.notes_via_owner.body ?~ 'bob'",
+        As::Superuser,
+        Want::Rows(&["p2"]),
+    ),
+    (
+        "author.notes_via_owner.body ?~ 'bob'",
+        As::Ann,
+        Want::Rows(&[]),
+    ),
+    (
+        "author.notes_via_owner.body ?~ 'ann'",
+        As::Ann,
+        Want::Rows(&["p1", "p4"]),
+    ),
+    (
+        "author.notes_via_owner:length > 0",
+        As::Ann,
+        Want::Rows(&["p1", "p4"]),
+    ),
+    (
+        "author.notes_via_owner:length > 0",
+        As::Superuser,
+        Want::Rows(&["p1", "p2", "p4"]),
+    ),
+    // Hidden fields: refused to clients wherever they are, read by superusers.
+    (
+        "author.ssn = '111'",
+        As::Superuser,
+        Want::Rows(&["p1", "p4"]),
+    ),
+    ("author.ssn = '111'", As::Ann, Want::Invalid),
+    ("author.ssn = '111'", As::Anonymous, Want::Invalid),
+    ("author.password != ''", As::Ann, Want::Invalid),
+    ("pin.owner.tokenKey != ''", As::Ann, Want::Invalid),
+    // Emails: Ann hides hers, Bob shows his. A client reads hidden ones as NULL, but its
+    // own.
+    (
+        "author.email ~ 'ann'",
+        As::Superuser,
+        Want::Rows(&["p1", "p4"]),
+    ),
+    ("author.email ~ 'ann'", As::Ann, Want::Rows(&["p1", "p4"])),
+    ("author.email ~ 'ann'", As::Anonymous, Want::Rows(&[])),
+    (
+        "author.email !~ 'ann'",
+        As::Anonymous,
+        Want::Rows(&["p1", "p2", "p3", "p4"]),
+    ),
+    ("author.email ~ 'bob'", As::Anonymous, Want::Rows(&["p2"])),
+    (
+        "author.email:lower = 'ann@x.io'",
+        As::Anonymous,
+        Want::Rows(&[]),
+    ),
+];
+
+#[test]
+fn client_filters_read_other_collections_only_as_their_rules_allow() {
+    let (conn, schema) = setup();
+    let mut failures = vec![];
+    for (filter, who, want) in READER_CASES {
+        let req = match who {
+            As::Anonymous => RequestInfo::default(),
+            As::Ann => auth_req(),
+            As::Superuser => su_req(),
+        };
+        let got = ids(&conn, &schema, filter, &req, Author::Client);
+        let ok = match (want, &got) {
+            (Want::Rows(w), Ok(g)) => g == w,
+            (Want::Invalid, Err(e)) => e.starts_with("invalid query"),
+            (Want::Forbidden, Err(e)) => e.starts_with("Only superusers can filter by @"),
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!("{filter} as {who:?}: want {want:?}, got {got:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// A rule, written by a superuser, reads everything a client's filter may not.
+#[test]
+fn rules_read_hidden_fields_and_locked_collections() {
+    let (conn, schema) = setup();
+    let c = schema.by_name("posts").expect("posts").clone();
+    let rule =
+        parse("author.ssn = '111' && vault.secret = 'alpha' && @request.auth.tokenKey != ''")
+            .expect("parse");
+    let mut req = auth_req();
+    req.auth
+        .as_mut()
+        .map(|a| a.record.insert("tokenKey".into(), json!("k1")));
+    let f = compile_condition(Dialect::Sqlite, &schema, &c, &rule, &req, Author::Server)
+        .expect("a rule compiles");
+    let sql = format!("SELECT id FROM posts \"__root\" WHERE {}", f.sql);
+    let got: Vec<String> = conn
+        .prepare(&sql)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(f.params.iter()), |r| r.get(0))?
+                .collect()
+        })
+        .expect("runs");
+    assert_eq!(got, ["p1"]);
+}
+
+/// Sorting by what a client may not read sorts as if it were NULL: the order gives
+/// nothing away.
+#[test]
+fn sorting_by_unreadable_values_discloses_no_order() {
+    let (conn, schema) = setup();
+    let order = |path: &str, descending: bool, req: &RequestInfo| {
+        let c = schema.by_name("posts").expect("posts").clone();
+        let sort = [SortKey {
+            path: path.into(),
+            descending,
+        }];
+        let o = compile_order(Dialect::Sqlite, &schema, &c, &sort, req, Author::Client)
+            .map_err(|e| e.to_string())?;
+        let sql = format!("SELECT id FROM posts \"__root\" ORDER BY {}, rowid", o.sql);
+        conn.prepare(&sql)
+            .and_then(|mut s| {
+                s.query_map(params_from_iter(o.params.iter()), |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| e.to_string())
+    };
+    let su = su_req();
+    let ids = |v: &[&str]| Ok(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(order("pin.body", true, &su), ids(&["p1", "p2", "p3", "p4"]));
+    assert_eq!(
+        order("pin.body", false, &su),
+        ids(&["p3", "p4", "p2", "p1"])
+    );
+    // Ann reads her own note only: Bob's sorts as NULL, with the posts that have none.
+    assert_eq!(
+        order("pin.body", true, &auth_req()),
+        ids(&["p2", "p1", "p3", "p4"])
+    );
+    assert_eq!(
+        order("pin.body", false, &auth_req()),
+        ids(&["p1", "p3", "p4", "p2"])
+    );
+    for descending in [false, true] {
+        assert_eq!(
+            order("pin.body", descending, &RequestInfo::default()),
+            ids(&["p1", "p2", "p3", "p4"])
+        );
+    }
+    // Ann's own email is hers to sort by; hidden from anonymous clients.
+    assert_eq!(
+        order("author.email", true, &RequestInfo::default()),
+        ids(&["p2", "p1", "p3", "p4"])
+    );
+    assert_eq!(
+        order("author.email", false, &auth_req()),
+        ids(&["p3", "p1", "p4", "p2"])
+    );
+    assert!(order("vault.secret", false, &auth_req()).is_err());
+    assert!(order("author.ssn", false, &auth_req()).is_err());
 }
 
 #[test]
@@ -262,7 +558,8 @@ fn user_values_never_reach_the_sql_text() {
         payload.replace('\'', "\\'")
     ))
     .expect("parse");
-    let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req).expect("compile");
+    let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req, Author::Server)
+        .expect("compile");
     assert!(!f.sql.contains("DROP"), "{}", f.sql);
     assert!(!f.sql.contains("1=1"), "{}", f.sql);
     assert!(f.params.contains(&SqlValue::Text(payload.into())));
@@ -288,7 +585,7 @@ fn sorting_by_fields_relations_and_specials() {
             })
             .collect();
         assert_eq!(
-            compile_order(Dialect::Sqlite, &schema, &c, &sort, &req).is_ok(),
+            compile_order(Dialect::Sqlite, &schema, &c, &sort, &req, Author::Client).is_ok(),
             ok,
             "{keys:?}"
         );
@@ -307,8 +604,8 @@ proptest::proptest! {
         let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
         let filter = format!("title = \"{escaped}\" || title ~ \"{escaped}\" || title = @request.body.title");
         if let Ok(expr) = parse(&filter) {
-            let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req).expect("compiles");
-            let baseline = compile_condition(Dialect::Sqlite, &schema, &c, &parse("title = \"x\" || title ~ \"x\" || title = @request.body.title").expect("parse"), &req).expect("compiles");
+            let f = compile_condition(Dialect::Sqlite, &schema, &c, &expr, &req, Author::Server).expect("compiles");
+            let baseline = compile_condition(Dialect::Sqlite, &schema, &c, &parse("title = \"x\" || title ~ \"x\" || title = @request.body.title").expect("parse"), &req, Author::Server).expect("compiles");
             proptest::prop_assert_eq!(f.sql, baseline.sql);
         }
     }
@@ -319,5 +616,8 @@ fn the_largest_accepted_filter_still_runs() {
     let (conn, schema) = setup();
     let f = vec!["tags.label ?= 'x' || cats:each ?= 'y' || comments_via_post.text ?~ 'z'"; 66]
         .join(" || ");
-    assert_eq!(ids(&conn, &schema, &f, &auth_req()), Ok(vec![]));
+    assert_eq!(
+        ids(&conn, &schema, &f, &auth_req(), Author::Client),
+        Ok(vec![])
+    );
 }
