@@ -17,7 +17,7 @@ use std::sync::Arc;
 use basalt_schema::filter::parse;
 use basalt_schema::request::AuthInfo;
 use basalt_schema::{Collection, RequestInfo, RuleSlot};
-use basalt_store::{Access, ListQuery, SortKey, Store, StoreConfig, StoreError, WriteOp};
+use basalt_store::{Access, Author, ListQuery, SortKey, Store, StoreConfig, StoreError, WriteOp};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -240,18 +240,14 @@ use Kind::{Bool, Length, Many, Text};
 
 /// The paths a filter on `root` may name.
 fn paths(root: &str, with_b: bool) -> Vec<(&'static str, Kind)> {
+    // Few `@collection` and `@request` paths: any atom that is refused refuses its whole
+    // filter, and the joins below are where the interesting reads are.
     let mut out: Vec<(&'static str, Kind)> = vec![
         ("@collection.users.email", Many),
-        ("@collection.users.note", Many),
-        ("@collection.users.password", Many),
-        ("@collection.users.name", Many),
         ("@collection.a.secret", Many),
-        ("@collection.a.title", Many),
-        ("@request.auth.id", Text),
         ("@request.auth.email", Text),
     ];
-    let b_paths: &[(&'static str, Kind)] =
-        &[("@collection.b.memo", Many), ("@collection.b.label", Many)];
+    let b_paths: &[(&'static str, Kind)] = &[("@collection.b.memo", Many)];
     match root {
         USERS => {
             out.extend([
@@ -587,6 +583,7 @@ fn kind(e: &StoreError) -> &'static str {
         StoreError::Unavailable(_) => "unavailable",
         StoreError::Batch { .. } => "batch",
         StoreError::Internal(_) => "internal",
+        StoreError::SuperusersOnly(_) => "superusers only",
     }
 }
 
@@ -603,6 +600,7 @@ fn list_query(
         filter,
         access,
         sort,
+        author: Author::Client,
         page: 1,
         per_page: 100,
         skip_total: false,
@@ -777,8 +775,8 @@ fn anonymous_list_answers_do_not_depend_on_hidden_data() {
     }
     let t = tally.into_inner();
     // The test must be able to fail: the rewrite changes what a superuser sees for many
-    // queries (about a quarter on main), and a fair share of anonymous queries are
-    // answered, not refused (about 40% on main, before hidden fields are refused).
+    // queries (89 of 295), and a fair share of anonymous queries are answered, not
+    // refused (79 of 295 once hidden fields, @collection and @request are refused).
     assert!(
         t.superuser_changed * 5 >= t.queries,
         "the rewrite changed too little: {} of {}",
