@@ -665,6 +665,7 @@ async fn check(c: &Case, tally: &mut Tally) -> Result<(), String> {
         readers: 2,
         writer_queue: 64,
         synchronous_full: false,
+        change_log: Default::default(),
     })
     .await
     .map_err(|e| e.to_string())?;

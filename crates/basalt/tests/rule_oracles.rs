@@ -199,7 +199,14 @@ const FILTERS: &[Pair] = &[
         "relation :each",
         "posts",
         "author.roles:each != 'c'",
-        "author.roles:each = 'z'",
+        "author.roles:each != 'a'",
+        AD,
+    ),
+    filter(
+        "relation :each, any",
+        "posts",
+        "author.roles:each ?= 'b'",
+        "author.roles:each ?= 'z'",
         AD,
     ),
     filter(
