@@ -12,6 +12,7 @@ mod acme;
 pub mod admin;
 pub mod body;
 mod cache;
+mod client_body;
 mod compress;
 pub mod config;
 pub mod discovery;

@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{Body, BoxError, error_response};
+use crate::client_body::{BodyWatch, ClientFault};
 use crate::pool::h1_client::PooledBody;
 use crate::pool::{Lease, PickContext, PickError, Pool};
 
@@ -171,6 +172,8 @@ pub async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    // What becomes of the client's body, to tell its failures from the upstream's.
+    let watch = parts.extensions.remove::<Arc<BodyWatch>>();
     // Retrying is safe only when nothing of the request can have been consumed.
     let retriable = idempotent(&parts.method) && body.is_end_stream() && !upgrade;
     let attempts = pool.attempts(retriable);
@@ -224,8 +227,29 @@ pub async fn forward(
             parts.headers.clone()
         };
         let started = Instant::now();
-        let result = tokio::time::timeout(pool.read_timeout, send(pool, up)).await;
+        let result = timed_send(pool, up, watch.as_deref(), started).await;
         let elapsed = started.elapsed();
+        if let Ok(Err(e)) = &result
+            && body_over_limit(e.as_ref())
+        {
+            // The client's fault, not the target's: no failure is recorded against it.
+            pool.metrics.rejected("too_large");
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+        // The client's body failed (broken framing, a stall, the client gone), or the
+        // client was still to send more when the time ran out: the attempt failed because
+        // of the client, so nothing is recorded against the target and nothing is retried.
+        if let (Some(w), false) = (&watch, matches!(result, Ok(Ok(_)))) {
+            if let Some(fault) = w.fault() {
+                return client_fault(fault);
+            }
+            if result.is_err() && w.awaiting_client() {
+                return client_fault(ClientFault {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    message: "request body timed out",
+                });
+            }
+        }
         match result {
             Ok(Ok(resp)) => {
                 let status = resp.status();
@@ -238,11 +262,6 @@ pub async fn forward(
                     elapsed.as_secs_f64(),
                 );
                 return finish(resp, lease, client_upgrade);
-            }
-            Ok(Err(e)) if body_over_limit(e.as_ref()) => {
-                // The client's fault, not the target's: no failure is recorded against it.
-                pool.metrics.rejected("too_large");
-                return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
             }
             Ok(Err(e)) => {
                 pool.observe(&lease, elapsed, false);
@@ -261,6 +280,46 @@ pub async fn forward(
         }
     }
     error_response(last_error.0, last_error.1)
+}
+
+/// One attempt within the pool's read timeout. The upstream cannot answer before it has
+/// the whole request, so while the client is sending its body the timeout runs from the
+/// client's last progress (a client stalled past it is the client's fault, told apart by
+/// the caller), and once the body has ended, from its end: a client sending slowly is
+/// never counted as a slow target.
+async fn timed_send(
+    pool: &Pool,
+    up: Request<Body>,
+    watch: Option<&BodyWatch>,
+    started: Instant,
+) -> Result<Result<Response<PooledBody>, BoxError>, tokio::time::error::Elapsed> {
+    let sending = send(pool, up);
+    tokio::pin!(sending);
+    let mut deadline = started + pool.read_timeout;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), &mut sending).await {
+            Ok(result) => return Ok(result),
+            Err(elapsed) => {
+                let later = watch
+                    .filter(|w| w.ended() || w.awaiting_client())
+                    .map(|w| w.progress_at() + pool.read_timeout)
+                    .filter(|d| *d > deadline);
+                match later {
+                    Some(d) => deadline = d,
+                    None => return Err(elapsed),
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a request whose body failed on the client's side. The connection closes
+/// after it: what is left of the body cannot be found.
+fn client_fault(fault: ClientFault) -> Response<Body> {
+    let mut resp = error_response(fault.status, fault.message);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// One attempt on the pool's upstream client.

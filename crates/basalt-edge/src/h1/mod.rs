@@ -258,7 +258,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             };
             tried = Some(lease.index);
             let attempt_started = Instant::now();
-            let deadline = attempt_started + pool.read_timeout;
             let add = Additions {
                 head_request: plan.method == Method::HEAD,
                 close: plan.close,
@@ -266,7 +265,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 alt_svc: rt.alt_svc.as_ref().map(HeaderValue::as_bytes),
             };
             let result = self
-                .attempt(h1, &lease, deadline, &mut body_left, &add, idempotent)
+                .attempt(
+                    h1,
+                    &lease,
+                    pool.read_timeout,
+                    &mut body_left,
+                    &add,
+                    idempotent,
+                )
                 .await;
             let elapsed = attempt_started.elapsed();
             let address = &lease.target.address;
@@ -313,17 +319,21 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     /// is replaced: when writing to it failed (nothing was taken), and, for an idempotent
     /// method only, when it closed with no byte of a response (the upstream may have
     /// acted on the request, as in the keep-alive race every proxy faces).
+    /// The answer must start within `read_timeout` of the attempt's start or, as the
+    /// upstream cannot answer before it has the whole request, of the body's end: a client
+    /// sending its body slowly is never counted as a slow target.
     async fn attempt(
         &mut self,
         h1: &H1Client,
         lease: &Lease,
-        deadline: Instant,
+        read_timeout: std::time::Duration,
         body_left: &mut u64,
         add: &Additions<'_>,
         idempotent: bool,
     ) -> Result<(Upstream, head::Response), Failure> {
         let authority = lease.target.authority.as_str();
         let bodiless = *body_left == 0;
+        let deadline = Instant::now() + read_timeout;
         let mut tries = 0;
         loop {
             tries += 1;
@@ -340,6 +350,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 Err(Failure::Broken(_)) if stale_ok => continue,
                 Err(e) => return Err(e),
             }
+            let deadline = if bodiless {
+                deadline
+            } else {
+                deadline.max(Instant::now() + read_timeout)
+            };
             // An upstream that answered before taking the whole body closes the client
             // connection after its answer (the rest of the body is never read as a request),
             // and its own connection is not reused.
