@@ -29,8 +29,10 @@ pub struct ClientSide {
     pub https: bool,
 }
 
-/// Headers that belong to one connection and never cross the proxy (RFC 9110 7.6.1).
-static HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that belong to one connection and never cross the proxy (RFC 9110 7.6.1), and
+/// `HTTP2-Settings`, which only ever goes with an `h2c` upgrade of one connection (RFC 9113
+/// 3.2, RFC 7540 3.2.1).
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -39,6 +41,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    HeaderName::from_static("http2-settings"),
 ];
 
 // Consts, so the names are checked once at compile time instead of on every request.
@@ -48,7 +51,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // One pass over the names first, noting which hop-by-hop ones are present (bit i for
-    // `HOP_BY_HOP[i]`, bit 8 for `Upgrade`): most messages carry none of them but
+    // `HOP_BY_HOP[i]`, bit 9 for `Upgrade`): most messages carry none of them but
     // `Connection`, and comparing names is cheaper than hashing ten for removals.
     let mut present = 0u16;
     for name in headers.keys() {
@@ -94,7 +97,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// The bit of a hop-by-hop name in `strip_hop_by_hop`'s mask: its index in `HOP_BY_HOP`,
-/// or 8 for `Upgrade`. One string match instead of comparing against each of the names.
+/// or 9 for `Upgrade`. One string match instead of comparing against each of the names.
 fn hop_by_hop_bit(name: &str) -> Option<u32> {
     Some(match name {
         "connection" => 0,
@@ -105,7 +108,8 @@ fn hop_by_hop_bit(name: &str) -> Option<u32> {
         "te" => 5,
         "trailer" => 6,
         "transfer-encoding" => 7,
-        "upgrade" => 8,
+        "http2-settings" => 8,
+        "upgrade" => 9,
         _ => return None,
     })
 }
@@ -124,8 +128,39 @@ fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade:
     }
 }
 
-fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.method() == Method::GET && req.headers().contains_key(header::UPGRADE)
+/// The protocols a request asks to switch to that the proxy passes on: every `Upgrade`
+/// token but `h2c`. An `h2c` upgrade would switch the upstream connection to HTTP/2 with
+/// settings the client chose, behind the edge's checks (h2c smuggling), so the token is
+/// dropped, as nginx does; a request asking only for it is forwarded as a plain request.
+/// `None` when nothing is left to upgrade to (or the request is not a GET).
+fn forwarded_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    let mut values = req.headers().get_all(header::UPGRADE).iter();
+    let first = values.next()?;
+    let h2c = |t: &str| t.trim().eq_ignore_ascii_case("h2c");
+    let only_value = values.next().is_none();
+    // The usual case, one value without `h2c`, is passed on as it came, without a copy.
+    if only_value
+        && let Ok(text) = first.to_str()
+        && !text.split(',').any(h2c)
+    {
+        return Some(first.clone());
+    }
+    let kept: Vec<&str> = req
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !h2c(t))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
 }
 
 pub(crate) fn idempotent(m: &Method) -> bool {
@@ -141,7 +176,8 @@ pub async fn forward(
     mut req: Request<Body>,
     client: &ClientSide,
 ) -> Response<Body> {
-    let upgrade = is_upgrade(&req);
+    let upgrade_value = forwarded_upgrade(&req);
+    let upgrade = upgrade_value.is_some();
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -150,9 +186,8 @@ pub async fn forward(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut parts.headers, false);
-    if let Some(u) = upgrade_value.filter(|_| upgrade) {
+    if let Some(u) = upgrade_value {
         parts.headers.insert(header::UPGRADE, u);
         parts
             .headers

@@ -62,7 +62,8 @@ impl<'a> Tokens<'a> {
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 7.6.1) and `Upgrade`: they never cross the proxy.
+/// Hop-by-hop headers (RFC 9110 7.6.1), `Upgrade`, and `HTTP2-Settings` (which only goes
+/// with an `h2c` upgrade of one connection): they never cross the proxy.
 pub(super) fn hop_by_hop(name: &str) -> bool {
     // By first letter and length, so most names are passed over after two comparisons.
     let is = |n: &str| name.eq_ignore_ascii_case(n);
@@ -76,6 +77,7 @@ pub(super) fn hop_by_hop(name: &str) -> bool {
         (Some(b'u'), 7) => is("upgrade"),
         (Some(b'c'), 10) => is("connection"),
         (Some(b'k'), 10) => is("keep-alive"),
+        (Some(b'h'), 14) => is("http2-settings"),
         (Some(b'p'), 16) => is("proxy-connection"),
         (Some(b'p'), 18) => is("proxy-authenticate"),
         (Some(b'p'), 19) => is("proxy-authorization"),
