@@ -616,6 +616,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -637,7 +637,7 @@ fn itoa3(status: u16) -> [u8; 3] {
 /// CR and LF, then CRLF; a trailer line is any bytes but CR and LF, then CRLF. A CR or LF
 /// anywhere else is broken framing.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Chunks {
+pub(crate) enum Chunks {
     /// In a chunk size's digits: the size so far and how many digits were seen.
     Size {
         size: u64,

@@ -38,6 +38,8 @@ use crate::pool::h1_client::H1Client;
 use crate::pool::{Lease, PickContext, PickError, Pool};
 use crate::route::Action;
 use crate::snapshot::ListenerRuntime;
+#[cfg(test)]
+pub(crate) use head::Chunks;
 use head::{Additions, Framing, Parsed};
 pub(crate) use io::Upstream;
 use io::{Drain, Ended, Timer};
