@@ -288,9 +288,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     let reused = self.relay(up, &resp, h1, &lease).await;
                     return reused && !resp.closes;
                 }
+                // The client's fault, never the target's: nothing is recorded against it.
+                // A client that stalled mid-body is told so (as on hyper's path), then
+                // the connection closes; one that left gets nothing.
                 Err(Failure::ClientGone(why)) => {
                     if why == Ended::TimedOut {
                         shared.metrics.rejected("timeout");
+                        let status = StatusCode::REQUEST_TIMEOUT;
+                        self.record(shared, &plan, status.as_u16(), started, rt);
+                        self.answer_error(status, "request body timed out", true, rt)
+                            .await;
                     }
                     return false;
                 }

@@ -124,7 +124,7 @@ async fn a_malformed_chunked_body_split_byte_by_byte_is_still_the_clients_400() 
 /// A body that stops arriving: the client's 408 once the body timeout passes, not the
 /// target's 504, whichever of the two timeouts runs out first.
 #[tokio::test]
-async fn a_stalled_chunked_body_is_the_clients_408_and_never_ejects_the_target() {
+async fn a_stalled_request_body_is_the_clients_408_and_never_ejects_the_target() {
     for (limits, why) in [
         ("read_timeout_ms = 5000", "the body timeout first"),
         ("read_timeout_ms = 200", "the read timeout first"),
@@ -138,12 +138,19 @@ async fn a_stalled_chunked_body_is_the_clients_408_and_never_ejects_the_target()
             )
         );
         let (edge, addr) = edge(&config).await;
-        let mut c = Wire::connect(addr).await;
-        c.send(&[CHUNKED_POST, b"5\r\nab"].concat()).await;
-        let r = c.response("POST").await;
-        assert_pocketbase_error(&r, 408);
-        assert_eq!(failures(&edge, up.addr), (0.0, 0.0), "{why}");
-        target_still_serves(addr, why).await;
+        // Chunked (hyper's path), then a Content-Length body (the fast path).
+        for body in [
+            &[CHUNKED_POST, b"5\r\nab"].concat()[..],
+            b"POST /up HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 9\r\n\r\nab",
+        ] {
+            let mut c = Wire::connect(addr).await;
+            c.send(body).await;
+            let r = c.response("POST").await;
+            assert_pocketbase_error(&r, 408);
+            assert!(c.closes_within(Duration::from_secs(5)).await, "{why}");
+            assert_eq!(failures(&edge, up.addr), (0.0, 0.0), "{why}");
+            target_still_serves(addr, why).await;
+        }
     }
 }
 
