@@ -55,6 +55,35 @@ pub struct ApiState {
     pub limits: AuthLimits,
 }
 
+/// A bearer token `/metrics` requires. A secret: its `Debug` never shows it.
+#[derive(Clone)]
+pub struct MetricsToken(Arc<[u8]>);
+
+impl MetricsToken {
+    pub fn new(token: &str) -> Self {
+        Self(token.as_bytes().into())
+    }
+
+    /// Whether an `Authorization` value carries this token as a bearer token; constant
+    /// time in the token's bytes (only a difference in length shows).
+    pub(crate) fn admits(&self, authorization: Option<&[u8]>) -> bool {
+        let Some((scheme, given)) = authorization.and_then(|v| v.split_at_checked(7)) else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case(b"bearer ")
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                given.trim_ascii(),
+                &self.0[..],
+            ))
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
+}
+
 /// HTTP behaviour chosen by the operator.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -67,6 +96,9 @@ pub struct ApiConfig {
     /// Diagnostic: `/api/realtime/ws` echoes messages instead of speaking the realtime
     /// protocol (for WebSocket conformance suites). Never on in production.
     pub ws_echo: bool,
+    /// When set, `/metrics` answers only requests carrying this bearer token (others get
+    /// a 401); when unset it is open, as before.
+    pub metrics_token: Option<MetricsToken>,
 }
 
 impl Default for ApiConfig {
@@ -76,6 +108,7 @@ impl Default for ApiConfig {
             body_limit_bytes: 32 << 20,
             request_timeout: Duration::from_secs(60),
             ws_echo: false,
+            metrics_token: None,
         }
     }
 }
@@ -87,7 +120,10 @@ pub fn router(state: ApiState, config: &ApiConfig) -> ApiService {
             "/api/health",
             get(middleware::health).head(middleware::health),
         )
-        .route("/metrics", get(middleware::metrics))
+        .route("/metrics", {
+            let token = config.metrics_token.clone();
+            get(move |state, headers| middleware::metrics(state, headers, token))
+        })
         .route(
             "/api/collections",
             get(collections::list).post(collections::create),

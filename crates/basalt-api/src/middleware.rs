@@ -41,7 +41,24 @@ pub(crate) async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({"message": "API is healthy.", "code": 200, "data": {}}))
 }
 
-pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+/// The Prometheus exposition; with a configured token, only for requests carrying it.
+pub(crate) async fn metrics(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    token: Option<crate::MetricsToken>,
+) -> Response {
+    if let Some(token) = &token
+        && !token.admits(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+    {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "The request requires a valid metrics token.",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
     let s = state.store.stats();
     state.metrics.set_store_gauges(
         s.readers_total,
@@ -56,6 +73,7 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse 
         )],
         state.metrics.render(),
     )
+        .into_response()
 }
 
 /// PocketBase routes unknown paths to its static file server, hence the message.

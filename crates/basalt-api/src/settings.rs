@@ -1,5 +1,7 @@
 //! `/api/settings` (superusers): the application settings document, stored as a param;
-//! absent keys take PocketBase's defaults.
+//! absent keys take PocketBase's defaults. One extension of ours: `smtp.requireTLS`
+//! (a boolean, absent unless set, so the document stays PocketBase's) refuses to deliver
+//! mail without TLS.
 
 use axum::Json;
 use axum::extract::State;
@@ -91,6 +93,11 @@ pub(crate) async fn update(
     }
     let mut s = load_settings(&state).await?;
     merge(&mut s, patch);
+    if s["smtp"].get("requireTLS").is_some_and(|v| !v.is_boolean()) {
+        return Err(ApiError::bad_request("An error occurred while validating the submitted data.").with_data(
+            json!({"smtp": {"requireTLS": {"code": "validation_invalid_value", "message": "Must be a boolean."}}}),
+        ));
+    }
     let batch = &s["batch"];
     if batch["maxRequests"].as_i64().is_some_and(|n| n < 1)
         || batch["timeout"].as_i64().is_some_and(|n| n < 1)

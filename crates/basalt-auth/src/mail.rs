@@ -23,6 +23,10 @@ pub struct SmtpSettings {
     pub password: String,
     /// Implicit TLS (port 465 style); otherwise STARTTLS when the server offers it.
     pub tls: bool,
+    /// Never deliver in clear (our extension `smtp.requireTLS`): without `tls`, STARTTLS
+    /// is required, and a server that does not offer it (or fails the handshake) gets
+    /// nothing but EHLO; the delivery fails.
+    pub require_tls: bool,
     pub local_name: String,
     pub sender_name: String,
     pub sender_address: String,
@@ -35,6 +39,7 @@ impl std::fmt::Debug for SmtpSettings {
             .field("port", &self.port)
             .field("username", &self.username)
             .field("tls", &self.tls)
+            .field("require_tls", &self.require_tls)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +90,8 @@ impl Mailer {
             .timeout(Some(Duration::from_secs(15)))
             .tls(if smtp.tls {
                 Tls::Wrapper(tls_params)
+            } else if smtp.require_tls {
+                Tls::Required(tls_params)
             } else {
                 Tls::Opportunistic(tls_params)
             });

@@ -1,6 +1,8 @@
 //! The admin listener (loopback by default): `POST /reload` applies the configuration file
 //! again, `GET /metrics` renders the edge's Prometheus series, `GET /health` answers 200,
-//! `POST /cache/purge` removes cached entries by URL or tag.
+//! `POST /cache/purge` removes cached entries by URL or tag. With a `token` configured,
+//! every request must carry it as a bearer token (compared in constant time), or gets a
+//! 401; a listener on a non-loopback address is refused without one (`AdminConfig`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,9 +13,43 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::body::{Body, error_response, full};
+use crate::config::AdminConfig;
 use crate::{Edge, EdgeError};
 
-pub async fn start(edge: Edge, listen: &str) -> Result<SocketAddr, EdgeError> {
+/// The bearer token admin requests must carry, if one is configured.
+#[derive(Clone)]
+struct AdminToken(Option<std::sync::Arc<[u8]>>);
+
+impl AdminToken {
+    /// Whether `req` may use the admin listener.
+    fn admits<B>(&self, req: &Request<B>) -> bool {
+        let Some(want) = &self.0 else {
+            return true;
+        };
+        let Some(given) = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| bearer(v.as_bytes()))
+        else {
+            return false;
+        };
+        // Constant time in the token's bytes; only a difference in length shows.
+        subtle::ConstantTimeEq::ct_eq(given, &want[..]).into()
+    }
+}
+
+/// The credentials of an `Authorization: Bearer ...` value (scheme case-insensitive).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+}
+
+pub async fn start(edge: Edge, cfg: &AdminConfig) -> Result<SocketAddr, EdgeError> {
+    cfg.validate()?;
+    let listen = cfg.listen.as_str();
+    let token = AdminToken(cfg.token.as_deref().map(|t| t.as_bytes().into()));
     let bind_err = |source| EdgeError::Bind {
         address: listen.to_string(),
         source,
@@ -36,19 +72,35 @@ pub async fn start(edge: Edge, listen: &str) -> Result<SocketAddr, EdgeError> {
                 return;
             };
             let edge = Edge { inner };
+            let token = token.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(edge.clone(), req));
+                let svc = service_fn(move |req| handle(edge.clone(), token.clone(), req));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
             });
         }
     });
-    tracing::info!(address = %local, "edge admin listening");
+    tracing::info!(address = %local, token = cfg.token.is_some(), "edge admin listening");
     Ok(local)
 }
 
-async fn handle(edge: Edge, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    edge: Edge,
+    token: AdminToken,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if !token.admits(&req) {
+        let mut r = error_response(
+            StatusCode::UNAUTHORIZED,
+            "the admin listener needs its bearer token",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return Ok(r);
+    }
     Ok(match (req.method(), req.uri().path()) {
         (&Method::POST, "/reload") => match edge.reload().await {
             Ok(()) => json(StatusCode::OK, serde_json::json!({"status": "reloaded"})),
@@ -79,4 +131,63 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
         http::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(authorization: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().uri("/metrics");
+        if let Some(a) = authorization {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn only_the_configured_bearer_token_is_admitted() {
+        let token = AdminToken(Some(b"0123456789abcdef".as_slice().into()));
+        assert!(token.admits(&request(Some("Bearer 0123456789abcdef"))));
+        assert!(token.admits(&request(Some("bearer  0123456789abcdef "))));
+        for bad in [
+            None,
+            Some("Bearer 0123456789abcdeF"),
+            Some("Bearer 0123456789abcde"),
+            Some("Bearer 0123456789abcdef0"),
+            Some("Basic 0123456789abcdef"),
+            Some("0123456789abcdef"),
+            Some("Bearer"),
+        ] {
+            assert!(!token.admits(&request(bad)), "{bad:?}");
+        }
+        assert!(AdminToken(None).admits(&request(None)));
+    }
+
+    #[test]
+    fn a_non_loopback_admin_listener_needs_a_token() {
+        let cfg = |listen: &str, token: Option<&str>| AdminConfig {
+            listen: listen.into(),
+            token: token.map(str::to_string),
+        };
+        assert!(cfg("127.0.0.1:9901", None).validate().is_ok());
+        assert!(cfg("[::1]:9901", None).validate().is_ok());
+        for (c, key) in [
+            (cfg("0.0.0.0:9901", None), "edge.admin.token"),
+            (cfg("10.1.2.3:9901", None), "edge.admin.token"),
+            (cfg("[::]:9901", None), "edge.admin.token"),
+            (cfg("127.0.0.1:9901", Some("short")), "edge.admin.token"),
+            (cfg("localhost:9901", None), "edge.admin.listen"),
+        ] {
+            let e = c.validate().expect_err("refused").to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        assert!(
+            cfg("0.0.0.0:9901", Some("0123456789abcdef"))
+                .validate()
+                .is_ok()
+        );
+        let shown = format!("{:?}", cfg("0.0.0.0:9901", Some("0123456789abcdef")));
+        assert!(!shown.contains("0123456789"), "{shown}");
+    }
 }

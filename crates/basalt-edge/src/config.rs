@@ -424,12 +424,58 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address of the admin listener. Default `127.0.0.1:9901`.
+    /// Address of the admin listener. Default `127.0.0.1:9901`. An address that is not a
+    /// loopback one needs `token`.
     #[serde(default = "default_admin")]
     pub listen: String,
+    /// Bearer token every admin request must carry (`Authorization: Bearer TOKEN`; at
+    /// least 16 characters); without it any local process may reload, purge and read
+    /// metrics. A secret: never logged. Read at start, like `listen`.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl AdminConfig {
+    /// Refuses a token too short to resist guessing, and a listener reachable from other
+    /// hosts without one. Only a literal loopback address counts as loopback.
+    pub fn validate(&self) -> Result<(), crate::EdgeError> {
+        let bad = |m: String| crate::EdgeError::Config(m);
+        let loopback = self
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                bad(format!(
+                    "edge.admin.listen: {:?} is not an address like 127.0.0.1:9901",
+                    self.listen
+                ))
+            })?
+            .ip()
+            .is_loopback();
+        match &self.token {
+            Some(t) if t.chars().count() < 16 => Err(bad(
+                "edge.admin.token: must be at least 16 characters".into(),
+            )),
+            Some(t) if t.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(bad(
+                "edge.admin.token: must not contain whitespace or control characters".into(),
+            )),
+            None if !loopback => Err(bad(format!(
+                "edge.admin.token: required when edge.admin.listen ({}) is not a loopback address",
+                self.listen
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn default_admin() -> String {

@@ -14,7 +14,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,13 @@ pub struct ConnState {
     /// The connection speaks HTTP/2 (ALPN or prior knowledge): the guard passes its bytes
     /// unchecked, so `h2_timeouts` owns its header and idle timeouts.
     pub http2: AtomicBool,
+    /// Why the guard stopped reading a request body (`BODY_*`): the client's fault, which
+    /// the proxy answers without blaming the upstream target.
+    body_fault: AtomicU8,
 }
+
+const BODY_MALFORMED: u8 = 1;
+const BODY_TIMED_OUT: u8 = 2;
 
 impl ConnState {
     pub fn new() -> Arc<Self> {
@@ -62,6 +68,17 @@ impl ConnState {
     /// Requests the service has started on this connection so far.
     pub fn requests_started(&self) -> u64 {
         self.served.load(Ordering::Acquire)
+    }
+
+    /// Why the guard cut the request body off, if it did: broken chunked framing (400) or
+    /// a body that stalled past `body_timeout` (408). Recorded before hyper reads the end
+    /// of the bytes it was given, so it is set by the time hyper reports the body failed.
+    pub fn body_fault(&self) -> Option<(StatusCode, &'static str)> {
+        match self.body_fault.load(Ordering::Acquire) {
+            BODY_MALFORMED => Some((StatusCode::BAD_REQUEST, "malformed chunked request body")),
+            BODY_TIMED_OUT => Some((StatusCode::REQUEST_TIMEOUT, "request body timed out")),
+            _ => None,
+        }
     }
 }
 
@@ -184,6 +201,17 @@ impl<T> GuardedIo<T> {
         self.state = State::Refused;
     }
 
+    /// A request body whose chunked framing broke: nothing more is read from the client
+    /// (hyper sees its body end short and fails it), and the fault is the client's.
+    fn broken_body(&mut self) {
+        self.conn
+            .body_fault
+            .store(BODY_MALFORMED, Ordering::Release);
+        (self.on_reject)("framing");
+        self.line.clear();
+        self.state = State::Closed;
+    }
+
     /// Feeds bytes read from the client through the state machine.
     fn process(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
@@ -224,7 +252,7 @@ impl<T> GuardedIo<T> {
                     if data[0] != expect {
                         // Broken chunk framing mid-body: hyper gets a truncated body and
                         // nothing after it is read, so no smuggled request can follow.
-                        self.state = State::Closed;
+                        self.broken_body();
                         return;
                     }
                     self.out.push(data[0]);
@@ -237,30 +265,39 @@ impl<T> GuardedIo<T> {
                 }
                 State::Chunked(kind @ (Chunk::Size | Chunk::Trailer)) => {
                     let (consumed, line_done) = take_line(&mut self.line, data);
-                    self.out.extend_from_slice(&data[..consumed]);
+                    // The line reaches hyper only once it is whole and valid, so hyper
+                    // never parses a broken one: the body it sees just ends early.
                     data = &data[consumed..];
                     if self.line.len() > MAX_CHUNK_LINE {
-                        self.state = State::Closed;
+                        self.broken_body();
                         return;
                     }
                     if !line_done {
                         continue;
                     }
                     let line = std::mem::take(&mut self.line);
-                    if !line.ends_with(b"\r\n") || has_bare_lf(&line) {
-                        self.state = State::Closed;
+                    // CRLF ends the line, and no other CR or LF may stand in it: a bare
+                    // one is a line end to some parsers and not to others.
+                    let Some(text) = line
+                        .strip_suffix(b"\r\n")
+                        .filter(|t| !t.iter().any(|b| matches!(b, b'\r' | b'\n')))
+                    else {
+                        self.broken_body();
                         return;
-                    }
-                    let text = &line[..line.len() - 2];
+                    };
                     self.state = match kind {
                         Chunk::Size => match chunk_size(text) {
                             Some(0) => State::Chunked(Chunk::Trailer),
                             Some(n) => State::Chunked(Chunk::Data(n)),
-                            None => State::Closed,
+                            None => {
+                                self.broken_body();
+                                return;
+                            }
                         },
                         _ if text.is_empty() => State::Head,
                         _ => State::Chunked(Chunk::Trailer),
                     };
+                    self.out.extend_from_slice(&line);
                     self.line = line;
                     self.line.clear();
                 }
@@ -535,6 +572,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
                     };
                     if deadline <= now {
                         (this.on_reject)("timeout");
+                        if matches!(this.state, State::Body(_) | State::Chunked(_)) {
+                            this.conn
+                                .body_fault
+                                .store(BODY_TIMED_OUT, Ordering::Release);
+                        }
                         this.state = State::Closed;
                         return Poll::Ready(Ok(()));
                     }
@@ -572,6 +614,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ mod acme;
 pub mod admin;
 pub mod body;
 mod cache;
+mod client_body;
 mod compress;
 pub mod config;
 pub mod discovery;
@@ -131,7 +132,7 @@ impl Edge {
         edge.start_health_checks(&snap);
         edge.start_acme(&snap);
         if let Some(a) = &cfg.admin {
-            let addr = admin::start(edge.clone(), &a.listen).await?;
+            let addr = admin::start(edge.clone(), a).await?;
             *edge.lock_admin() = Some(addr);
         }
         Ok(edge)

@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{Body, BoxError, error_response};
+use crate::client_body::{BodyWatch, ClientFault};
 use crate::pool::h1_client::PooledBody;
 use crate::pool::{Lease, PickContext, PickError, Pool};
 
@@ -28,8 +29,10 @@ pub struct ClientSide {
     pub https: bool,
 }
 
-/// Headers that belong to one connection and never cross the proxy (RFC 9110 7.6.1).
-static HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that belong to one connection and never cross the proxy (RFC 9110 7.6.1), and
+/// `HTTP2-Settings`, which only ever goes with an `h2c` upgrade of one connection (RFC 9113
+/// 3.2, RFC 7540 3.2.1).
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -38,6 +41,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    HeaderName::from_static("http2-settings"),
 ];
 
 // Consts, so the names are checked once at compile time instead of on every request.
@@ -47,7 +51,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // One pass over the names first, noting which hop-by-hop ones are present (bit i for
-    // `HOP_BY_HOP[i]`, bit 8 for `Upgrade`): most messages carry none of them but
+    // `HOP_BY_HOP[i]`, bit 9 for `Upgrade`): most messages carry none of them but
     // `Connection`, and comparing names is cheaper than hashing ten for removals.
     let mut present = 0u16;
     for name in headers.keys() {
@@ -93,7 +97,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// The bit of a hop-by-hop name in `strip_hop_by_hop`'s mask: its index in `HOP_BY_HOP`,
-/// or 8 for `Upgrade`. One string match instead of comparing against each of the names.
+/// or 9 for `Upgrade`. One string match instead of comparing against each of the names.
 fn hop_by_hop_bit(name: &str) -> Option<u32> {
     Some(match name {
         "connection" => 0,
@@ -104,7 +108,8 @@ fn hop_by_hop_bit(name: &str) -> Option<u32> {
         "te" => 5,
         "trailer" => 6,
         "transfer-encoding" => 7,
-        "upgrade" => 8,
+        "http2-settings" => 8,
+        "upgrade" => 9,
         _ => return None,
     })
 }
@@ -123,8 +128,39 @@ fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue, keep_upgrade:
     }
 }
 
-fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.method() == Method::GET && req.headers().contains_key(header::UPGRADE)
+/// The protocols a request asks to switch to that the proxy passes on: every `Upgrade`
+/// token but `h2c`. An `h2c` upgrade would switch the upstream connection to HTTP/2 with
+/// settings the client chose, behind the edge's checks (h2c smuggling), so the token is
+/// dropped, as nginx does; a request asking only for it is forwarded as a plain request.
+/// `None` when nothing is left to upgrade to (or the request is not a GET).
+fn forwarded_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    let mut values = req.headers().get_all(header::UPGRADE).iter();
+    let first = values.next()?;
+    let h2c = |t: &str| t.trim().eq_ignore_ascii_case("h2c");
+    let only_value = values.next().is_none();
+    // The usual case, one value without `h2c`, is passed on as it came, without a copy.
+    if only_value
+        && let Ok(text) = first.to_str()
+        && !text.split(',').any(h2c)
+    {
+        return Some(first.clone());
+    }
+    let kept: Vec<&str> = req
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !h2c(t))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
 }
 
 pub(crate) fn idempotent(m: &Method) -> bool {
@@ -140,7 +176,8 @@ pub async fn forward(
     mut req: Request<Body>,
     client: &ClientSide,
 ) -> Response<Body> {
-    let upgrade = is_upgrade(&req);
+    let upgrade_value = forwarded_upgrade(&req);
+    let upgrade = upgrade_value.is_some();
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -149,9 +186,8 @@ pub async fn forward(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut parts.headers, false);
-    if let Some(u) = upgrade_value.filter(|_| upgrade) {
+    if let Some(u) = upgrade_value {
         parts.headers.insert(header::UPGRADE, u);
         parts
             .headers
@@ -171,6 +207,8 @@ pub async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    // What becomes of the client's body, to tell its failures from the upstream's.
+    let watch = parts.extensions.remove::<Arc<BodyWatch>>();
     // Retrying is safe only when nothing of the request can have been consumed.
     let retriable = idempotent(&parts.method) && body.is_end_stream() && !upgrade;
     let attempts = pool.attempts(retriable);
@@ -224,8 +262,29 @@ pub async fn forward(
             parts.headers.clone()
         };
         let started = Instant::now();
-        let result = tokio::time::timeout(pool.read_timeout, send(pool, up)).await;
+        let result = timed_send(pool, up, watch.as_deref(), started).await;
         let elapsed = started.elapsed();
+        if let Ok(Err(e)) = &result
+            && body_over_limit(e.as_ref())
+        {
+            // The client's fault, not the target's: no failure is recorded against it.
+            pool.metrics.rejected("too_large");
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+        // The client's body failed (broken framing, a stall, the client gone), or the
+        // client was still to send more when the time ran out: the attempt failed because
+        // of the client, so nothing is recorded against the target and nothing is retried.
+        if let (Some(w), false) = (&watch, matches!(result, Ok(Ok(_)))) {
+            if let Some(fault) = w.fault() {
+                return client_fault(fault);
+            }
+            if result.is_err() && w.awaiting_client() {
+                return client_fault(ClientFault {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    message: "request body timed out",
+                });
+            }
+        }
         match result {
             Ok(Ok(resp)) => {
                 let status = resp.status();
@@ -238,11 +297,6 @@ pub async fn forward(
                     elapsed.as_secs_f64(),
                 );
                 return finish(resp, lease, client_upgrade);
-            }
-            Ok(Err(e)) if body_over_limit(e.as_ref()) => {
-                // The client's fault, not the target's: no failure is recorded against it.
-                pool.metrics.rejected("too_large");
-                return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
             }
             Ok(Err(e)) => {
                 pool.observe(&lease, elapsed, false);
@@ -261,6 +315,46 @@ pub async fn forward(
         }
     }
     error_response(last_error.0, last_error.1)
+}
+
+/// One attempt within the pool's read timeout. The upstream cannot answer before it has
+/// the whole request, so while the client is sending its body the timeout runs from the
+/// client's last progress (a client stalled past it is the client's fault, told apart by
+/// the caller), and once the body has ended, from its end: a client sending slowly is
+/// never counted as a slow target.
+async fn timed_send(
+    pool: &Pool,
+    up: Request<Body>,
+    watch: Option<&BodyWatch>,
+    started: Instant,
+) -> Result<Result<Response<PooledBody>, BoxError>, tokio::time::error::Elapsed> {
+    let sending = send(pool, up);
+    tokio::pin!(sending);
+    let mut deadline = started + pool.read_timeout;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), &mut sending).await {
+            Ok(result) => return Ok(result),
+            Err(elapsed) => {
+                let later = watch
+                    .filter(|w| w.ended() || w.awaiting_client())
+                    .map(|w| w.progress_at() + pool.read_timeout)
+                    .filter(|d| *d > deadline);
+                match later {
+                    Some(d) => deadline = d,
+                    None => return Err(elapsed),
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a request whose body failed on the client's side. The connection closes
+/// after it: what is left of the body cannot be found.
+fn client_fault(fault: ClientFault) -> Response<Body> {
+    let mut resp = error_response(fault.status, fault.message);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// One attempt on the pool's upstream client.

@@ -38,7 +38,7 @@ pub async fn handle<B>(
     req: Request<B>,
 ) -> Result<Response<Body>, Infallible>
 where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     if let Some((status, message)) = conn.next_request() {
@@ -48,7 +48,7 @@ where
         return Ok(r);
     }
     conn.in_flight.fetch_add(1, Ordering::AcqRel);
-    let in_flight = InFlight(conn);
+    let in_flight = InFlight(conn.clone());
     let started = Instant::now();
     let method = req.method().clone();
     let https = listener.tls.is_some();
@@ -57,7 +57,7 @@ where
     let unchecked_after = req.version() <= http::Version::HTTP_11
         && method == http::Method::GET
         && req.headers().contains_key(header::UPGRADE);
-    let (mut resp, route) = route_request(shared.clone(), listener.clone(), peer, req).await;
+    let (mut resp, route) = route_request(shared.clone(), listener.clone(), conn, peer, req).await;
     if unchecked_after && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -116,11 +116,12 @@ pub(crate) fn record(
 async fn route_request<B>(
     shared: Arc<Shared>,
     listener: Arc<ListenerRuntime>,
+    conn: Arc<ConnState>,
     peer: SocketAddr,
     req: Request<B>,
 ) -> (Response<Body>, Option<Arc<str>>)
 where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let host = request_host(&req);
@@ -200,20 +201,29 @@ where
         .map(|_| crate::cache::request_url(listener.tls.is_some(), host_str, req.uri()));
     let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
     let request_method = req.method().clone();
-    let mut req = req.map(|b| {
+    let mut parts_watch = None;
+    let (parts, b) = req.into_parts();
+    let mut req = Request::from_parts(
+        parts,
         // Most requests have no body: `Empty` is zero-sized, so its box allocates nothing,
         // where boxing the connection's empty body type is an allocation per request.
         if b.is_end_stream() {
-            return crate::body::empty();
-        }
-        let b = b.map_err(|e| -> BoxError { e.into() });
-        if limit > 0 && declared.is_none() {
-            // Chunked bodies are cut off at the limit too.
-            http_body_util::Limited::new(b, limit as usize).boxed_unsync()
+            crate::body::empty()
         } else {
-            b.boxed_unsync()
-        }
-    });
+            // Watched, so a failure of the client's body is told apart from the upstream's.
+            let (b, watch) = crate::client_body::watched(b, conn);
+            parts_watch = Some(watch);
+            if limit > 0 && declared.is_none() {
+                // Chunked bodies are cut off at the limit too.
+                http_body_util::Limited::new(b, limit as usize).boxed_unsync()
+            } else {
+                b
+            }
+        },
+    );
+    if let Some(watch) = parts_watch {
+        req.extensions_mut().insert(watch);
+    }
     if route.strip_prefix
         && let Some(prefix) = &route.prefix
         && let Some(uri) = strip_prefix(req.uri(), prefix)

@@ -59,6 +59,9 @@ impl Snapshot {
         metrics: &Arc<EdgeMetrics>,
     ) -> Result<Self, EdgeError> {
         let bad = |m: String| EdgeError::Config(m);
+        if let Some(admin) = &cfg.admin {
+            admin.validate()?;
+        }
         let l = &cfg.limits;
         if !(1024..=1 << 20).contains(&l.max_header_bytes) {
             return Err(bad("limits.max_header_bytes must be 1024..=1048576".into()));

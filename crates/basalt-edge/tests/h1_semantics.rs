@@ -1,7 +1,8 @@
 //! The HTTP/1.1 proxying contract on the wire: response framings delivered intact with the
 //! client connection kept alive, bodiless and interim responses, bad upstream framing,
 //! pipelining and request bodies, hop-by-hop and forwarding headers, upstream failures
-//! and closes, a client leaving mid-stream, and the edge's own errors on keep-alive.
+//! and closes, a client leaving mid-stream, the edge's own errors on keep-alive, and a
+//! client's broken or stalled request bodies, which never count against a target.
 //!
 //! Every test runs the edge in front of a scripted upstream that sees and sends raw bytes,
 //! and talks to the edge over a raw socket; every read is bounded (see `h1_wire`).
@@ -12,6 +13,8 @@ mod h1_upstream;
 #[path = "common/h1_wire.rs"]
 mod h1_wire;
 
+#[path = "h1_semantics/client_bodies.rs"]
+mod client_bodies;
 #[path = "h1_semantics/edge_errors.rs"]
 mod edge_errors;
 #[path = "h1_semantics/headers.rs"]

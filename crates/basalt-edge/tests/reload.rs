@@ -1,6 +1,7 @@
 //! Reload: the admin endpoint re-reads the file and swaps the snapshot atomically; an
 //! invalid file is rejected and the old configuration keeps serving; requests under load
-//! never fail; a WebSocket through the proxy stays open across a reload.
+//! never fail; a WebSocket through the proxy stays open across a reload; the admin
+//! listener's token.
 
 mod common;
 
@@ -220,4 +221,93 @@ async fn a_websocket_stays_open_across_a_reload() {
         .expect("send");
     assert_eq!(r.headers()["x-upstream"], "other");
     ws.close(None).await.expect("close");
+}
+
+/// The admin listener with a token: every endpoint answers 401 in PocketBase's error shape
+/// without the right bearer token, and works with it; a listener on a non-loopback
+/// address without a token is refused at start, naming the key (issue 15).
+#[tokio::test]
+async fn the_admin_listener_needs_its_token() {
+    const TOKEN: &str = "admin-token-0123456789";
+    let dir = tempfile::tempdir().expect("dir");
+    let a = upstream("a").await;
+    let toml = format!(
+        "{}\n[edge.admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n",
+        pool_config(&[(a.addr, 1)], "")
+    );
+    let (edge, _) = edge_from_file(dir.path().join("edge.toml"), &toml).await;
+    let admin = edge.admin_addr().expect("admin");
+    let http = client();
+    let wrong = format!("{}x", &TOKEN[..TOKEN.len() - 1]);
+    for (method, path) in [
+        (reqwest::Method::POST, "/reload"),
+        (reqwest::Method::GET, "/metrics"),
+        (reqwest::Method::GET, "/health"),
+        (reqwest::Method::POST, "/cache/purge"),
+    ] {
+        for auth in [
+            None,
+            Some(format!("Bearer {wrong}")),
+            Some(TOKEN.to_string()),
+        ] {
+            let mut req = http.request(method.clone(), format!("http://{admin}{path}"));
+            if let Some(a) = &auth {
+                req = req.header("authorization", a);
+            }
+            let r = req.send().await.expect("admin request");
+            assert_eq!(r.status().as_u16(), 401, "{path} with {auth:?}");
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+            let body: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(body["status"], 401);
+            assert!(
+                body["message"].is_string() && body["data"].is_object(),
+                "{body}"
+            );
+        }
+    }
+    let authed = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("http://{admin}{path}"))
+            .bearer_auth(TOKEN)
+    };
+    let r = authed(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().await.expect("text").contains("basalt_edge_"));
+    let r = authed(reqwest::Method::POST, "/reload")
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        authed(reqwest::Method::GET, "/health")
+            .send()
+            .await
+            .expect("health")
+            .status()
+            .as_u16(),
+        200
+    );
+
+    for (admin, key) in [
+        ("listen = \"0.0.0.0:0\"", "edge.admin.token"),
+        ("listen = \"0.0.0.0:0\"\ntoken = \"\"", "edge.admin.token"),
+        (
+            "listen = \"127.0.0.1:0\"\ntoken = \"short\"",
+            "edge.admin.token",
+        ),
+    ] {
+        let toml = format!(
+            "{}\n[edge.admin]\n{admin}\n",
+            pool_config(&[(a.addr, 1)], "")
+        );
+        let cfg = edge_config::parse(&toml).expect("parses");
+        let e = Edge::start(cfg, None, None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{admin}: started"))
+            .to_string();
+        assert!(e.contains(key), "{admin}: {e}");
+    }
 }

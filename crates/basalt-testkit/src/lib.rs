@@ -17,6 +17,8 @@ pub const SUPERUSER_PASSWORD: &str = "Root-pass-123";
 pub struct TestServer {
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// Holds the server's log, apart from its data directory.
+    logs: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
     /// Extra environment of `serve` (configuration under test), kept across restarts.
@@ -56,6 +58,7 @@ impl TestServer {
         let mut s = TestServer {
             bin: PathBuf::from(bin),
             dir,
+            logs: tempfile::tempdir().expect("temp dir"),
             port: free_port(),
             child: None,
             env: env
@@ -75,7 +78,23 @@ impl TestServer {
         self.dir.path()
     }
 
+    /// Where the server's log (stderr, `BASALT_LOG=warn` unless the test sets it) goes,
+    /// across restarts.
+    fn log_path(&self) -> PathBuf {
+        self.logs.path().join("stderr.log")
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("server log file");
         let child = Command::new(&self.bin)
             .args([
                 "serve",
@@ -88,7 +107,7 @@ impl TestServer {
             .env("BASALT_BODY_LIMIT", "1048576")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn basalt serve");
         self.child = Some(child);

@@ -54,6 +54,8 @@ pub struct Config {
     /// Auth requests per identity (email, username, OTP id) per minute; 0 disables
     /// (`BASALT_AUTH_RATE_PER_IDENTITY`). Default 20.
     pub auth_rate_per_identity: u32,
+    /// Bearer token that `/metrics` requires (`BASALT_METRICS_TOKEN`; at least 16 characters, no whitespace): requests without `Authorization: Bearer TOKEN` get a 401. A secret, never logged. Default none: `/metrics` is open.
+    pub metrics_token: Option<String>,
     /// The edge (`[edge]`: listeners, routes, pools, limits; see docs/edge.md). When set, `serve` answers on the edge's listeners instead of `http`, and `basalt proxy` runs it alone. Default none.
     pub edge: Option<basalt_edge::EdgeConfig>,
 }
@@ -76,6 +78,10 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("auth_rate_per_ip", &self.auth_rate_per_ip)
             .field("auth_rate_per_identity", &self.auth_rate_per_identity)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("edge", &self.edge.is_some())
             .finish_non_exhaustive()
     }
@@ -102,6 +108,7 @@ impl Default for Config {
             trusted_proxies: vec![],
             auth_rate_per_ip: 60,
             auth_rate_per_identity: 20,
+            metrics_token: None,
             edge: None,
         }
     }
@@ -190,6 +197,9 @@ impl Config {
         if let Some(v) = get("BASALT_AUTH_RATE_PER_IDENTITY") {
             self.auth_rate_per_identity = num("BASALT_AUTH_RATE_PER_IDENTITY", v)?;
         }
+        if let Some(v) = get("BASALT_METRICS_TOKEN") {
+            self.metrics_token = Some(v);
+        }
         Ok(())
     }
 
@@ -217,6 +227,14 @@ impl Config {
         }
         if let Err(e) = basalt_net::IpSet::parse(&self.trusted_proxies) {
             bail!("trusted_proxies: {e}");
+        }
+        if let Some(t) = &self.metrics_token {
+            if t.chars().count() < 16 {
+                bail!("metrics_token: must be at least 16 characters");
+            }
+            if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!("metrics_token: must not contain whitespace or control characters");
+            }
         }
         Ok(self)
     }
@@ -252,10 +270,38 @@ mod tests {
                 "{:?}",
                 Config {
                     secret: Some("s".repeat(40)),
+                    metrics_token: Some("m".repeat(20)),
                     ..Config::default()
                 }
             )
             .contains("sss")
         );
+        assert!(
+            !format!(
+                "{:?}",
+                Config {
+                    metrics_token: Some("m".repeat(20)),
+                    ..Config::default()
+                }
+            )
+            .contains("mmm")
+        );
+    }
+
+    #[test]
+    fn the_metrics_token_comes_from_the_environment_and_must_be_long() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "BASALT_METRICS_TOKEN").then(|| "t".repeat(16)))
+            .expect("env");
+        assert_eq!(c.metrics_token.as_deref(), Some("tttttttttttttttt"));
+        assert!(c.validate().is_ok());
+        for bad in ["short", "with a space in it here"] {
+            let c = Config {
+                metrics_token: Some(bad.into()),
+                ..Config::default()
+            };
+            let e = c.validate().expect_err("refused").to_string();
+            assert!(e.starts_with("metrics_token:"), "{e}");
+        }
     }
 }

@@ -117,6 +117,10 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
         body_limit_bytes: cfg.body_limit,
         request_timeout: Duration::from_secs(cfg.request_timeout),
         ws_echo,
+        metrics_token: cfg
+            .metrics_token
+            .as_deref()
+            .map(basalt_api::MetricsToken::new),
     };
     let fanout = tokio::spawn(
         realtime

@@ -629,3 +629,71 @@ async fn templates_are_customisable_per_collection() {
         "the tokenKey is never rendered: {html}"
     );
 }
+
+/// `smtp.requireTLS` (our extension): the sink speaks plaintext SMTP and offers no
+/// STARTTLS, so under it the mail is not sent and the failure is logged; the same request
+/// without it is delivered, so the first mail was refused, not late (issue 15).
+#[tokio::test]
+async fn require_tls_refuses_a_server_without_starttls() {
+    let Setup { s, sink, su } = setup().await;
+    user(&s, &su, "tls@example.com").await;
+    let (st, body) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"smtp": {"requireTLS": "yes"}})),
+        )
+        .await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(
+        body["data"]["smtp"]["requireTLS"]["code"], "validation_invalid_value",
+        "{body}"
+    );
+    let (st, body) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"smtp": {"requireTLS": true}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["smtp"]["requireTLS"], true);
+    let request = json!({"email": "tls@example.com"});
+    let path = "/api/collections/users/request-verification";
+    assert_eq!(post(&s, path, None, request.clone()).await.0, 204);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !s.log().contains("auth mail not delivered") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery failure logged: {}",
+            s.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(s.log().contains("STARTTLS"), "{}", s.log());
+    assert!(
+        sink.messages().is_empty(),
+        "sent in clear: {:?}",
+        sink.messages()
+    );
+
+    let (st, _) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"smtp": {"requireTLS": false}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(post(&s, path, None, request).await.0, 204);
+    assert_eq!(sink.wait_for(1).await.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "the refused mail arrived after all"
+    );
+}

@@ -38,6 +38,7 @@ pub(crate) async fn mail_settings(state: &ApiState) -> ApiResult<MailSettings> {
             username: str_of(&smtp["username"]),
             password: str_of(&smtp["password"]),
             tls: smtp["tls"].as_bool().unwrap_or(false),
+            require_tls: smtp["requireTLS"].as_bool().unwrap_or(false),
             local_name: str_of(&smtp["localName"]),
             sender_name: str_of(&meta["senderName"]),
             sender_address: str_of(&meta["senderAddress"]),

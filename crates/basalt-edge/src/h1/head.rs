@@ -62,7 +62,8 @@ impl<'a> Tokens<'a> {
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 7.6.1) and `Upgrade`: they never cross the proxy.
+/// Hop-by-hop headers (RFC 9110 7.6.1), `Upgrade`, and `HTTP2-Settings` (which only goes
+/// with an `h2c` upgrade of one connection): they never cross the proxy.
 pub(super) fn hop_by_hop(name: &str) -> bool {
     // By first letter and length, so most names are passed over after two comparisons.
     let is = |n: &str| name.eq_ignore_ascii_case(n);
@@ -76,6 +77,7 @@ pub(super) fn hop_by_hop(name: &str) -> bool {
         (Some(b'u'), 7) => is("upgrade"),
         (Some(b'c'), 10) => is("connection"),
         (Some(b'k'), 10) => is("keep-alive"),
+        (Some(b'h'), 14) => is("http2-settings"),
         (Some(b'p'), 16) => is("proxy-connection"),
         (Some(b'p'), 18) => is("proxy-authenticate"),
         (Some(b'p'), 19) => is("proxy-authorization"),
@@ -629,17 +631,25 @@ fn itoa3(status: u16) -> [u8; 3] {
     ]
 }
 
-/// Follows a chunked body as it passes through, to find where it ends: chunk-size lines
-/// (extensions allowed), data, CRLFs, then trailer lines until an empty one. Every line
-/// must end in CRLF.
+/// Follows a chunked body as it passes through, to find where it ends: chunk-size lines,
+/// data, CRLFs, then trailer lines until an empty one. The grammar is the framing
+/// guard's and hyper's: `1*15HEXDIG *(SP / HTAB) [";" ext]` where `ext` is any bytes but
+/// CR and LF, then CRLF; a trailer line is any bytes but CR and LF, then CRLF. A CR or LF
+/// anywhere else is broken framing.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Chunks {
-    /// In a chunk-size line: the size so far, whether a digit was seen, and whether the
-    /// extensions have started.
+pub(crate) enum Chunks {
+    /// In a chunk size's digits: the size so far and how many digits were seen.
     Size {
         size: u64,
         digits: u8,
-        ext: bool,
+    },
+    /// Whitespace after the digits: only more of it, `;` or the CR may follow.
+    SizeLws {
+        size: u64,
+    },
+    /// In the chunk extensions, which end at the CR.
+    Ext {
+        size: u64,
     },
     /// The LF ending a chunk-size line.
     SizeLf {
@@ -661,11 +671,7 @@ pub(super) enum Chunks {
 
 impl Chunks {
     pub fn new() -> Self {
-        Chunks::Size {
-            size: 0,
-            digits: 0,
-            ext: false,
-        }
+        Chunks::Size { size: 0, digits: 0 }
     }
 
     /// Follows `data`; how many of its bytes belong to the body (all of them unless the
@@ -687,20 +693,26 @@ impl Chunks {
                     };
                     continue;
                 }
-                Chunks::Size { size, digits, ext } => match b {
+                Chunks::Size { size, digits } => match b {
                     b'\r' if digits > 0 => Chunks::SizeLf { size },
-                    _ if ext => Chunks::Size { size, digits, ext },
-                    b';' | b' ' | b'\t' if digits > 0 => Chunks::Size {
-                        size,
-                        digits,
-                        ext: true,
-                    },
+                    b';' if digits > 0 => Chunks::Ext { size },
+                    b' ' | b'\t' if digits > 0 => Chunks::SizeLws { size },
                     _ if b.is_ascii_hexdigit() && digits < 15 => Chunks::Size {
                         size: size * 16 + u64::from((b as char).to_digit(16).unwrap_or(0)),
                         digits: digits + 1,
-                        ext,
                     },
                     _ => return Err(()),
+                },
+                Chunks::SizeLws { size } => match b {
+                    b' ' | b'\t' => Chunks::SizeLws { size },
+                    b';' => Chunks::Ext { size },
+                    b'\r' => Chunks::SizeLf { size },
+                    _ => return Err(()),
+                },
+                Chunks::Ext { size } => match b {
+                    b'\r' => Chunks::SizeLf { size },
+                    b'\n' => return Err(()),
+                    _ => Chunks::Ext { size },
                 },
                 Chunks::SizeLf { size } => match (b, size) {
                     (b'\n', 0) => Chunks::TrailerStart,
@@ -717,9 +729,8 @@ impl Chunks {
                 },
                 Chunks::Trailer { cr } => match (b, cr) {
                     (b'\n', true) => Chunks::TrailerStart,
-                    (b'\n', false) => return Err(()),
-                    (b'\r', _) => Chunks::Trailer { cr: true },
-                    (_, true) => return Err(()),
+                    (b'\n', false) | (_, true) => return Err(()),
+                    (b'\r', false) => Chunks::Trailer { cr: true },
                     _ => Chunks::Trailer { cr: false },
                 },
                 Chunks::EndLf if b == b'\n' => {
@@ -853,7 +864,7 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_followed_to_their_end() {
-        let body = b"3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\nNEXT";
+        let body = b"3;x=y\r\nabc\r\n10 \t;e\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\nNEXT";
         let end = body.len() - 4;
         let mut c = Chunks::new();
         assert_eq!(c.feed(body), Ok(end));
@@ -871,6 +882,12 @@ mod tests {
             b"\r\n",
             b"0\r\nT: 1\n\r\n",
             b"1000000000000000\r\n",
+            // Whitespace after the size may lead only to `;` or the line's end.
+            b"3 4\r\n",
+            // A bare CR in an extension or a trailer line.
+            b"3;a\rb\r\n",
+            b"0\r\nT: 1\r\r\n",
+            b"0;x\n",
         ] {
             assert!(
                 Chunks::new().feed(bad).is_err(),

@@ -38,6 +38,8 @@ use crate::pool::h1_client::H1Client;
 use crate::pool::{Lease, PickContext, PickError, Pool};
 use crate::route::Action;
 use crate::snapshot::ListenerRuntime;
+#[cfg(test)]
+pub(crate) use head::Chunks;
 use head::{Additions, Framing, Parsed};
 pub(crate) use io::Upstream;
 use io::{Drain, Ended, Timer};
@@ -258,7 +260,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             };
             tried = Some(lease.index);
             let attempt_started = Instant::now();
-            let deadline = attempt_started + pool.read_timeout;
             let add = Additions {
                 head_request: plan.method == Method::HEAD,
                 close: plan.close,
@@ -266,7 +267,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 alt_svc: rt.alt_svc.as_ref().map(HeaderValue::as_bytes),
             };
             let result = self
-                .attempt(h1, &lease, deadline, &mut body_left, &add, idempotent)
+                .attempt(
+                    h1,
+                    &lease,
+                    pool.read_timeout,
+                    &mut body_left,
+                    &add,
+                    idempotent,
+                )
                 .await;
             let elapsed = attempt_started.elapsed();
             let address = &lease.target.address;
@@ -280,9 +288,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     let reused = self.relay(up, &resp, h1, &lease).await;
                     return reused && !resp.closes;
                 }
+                // The client's fault, never the target's: nothing is recorded against it.
+                // A client that stalled mid-body is told so (as on hyper's path), then
+                // the connection closes; one that left gets nothing.
                 Err(Failure::ClientGone(why)) => {
                     if why == Ended::TimedOut {
                         shared.metrics.rejected("timeout");
+                        let status = StatusCode::REQUEST_TIMEOUT;
+                        self.record(shared, &plan, status.as_u16(), started, rt);
+                        self.answer_error(status, "request body timed out", true, rt)
+                            .await;
                     }
                     return false;
                 }
@@ -313,17 +328,21 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     /// is replaced: when writing to it failed (nothing was taken), and, for an idempotent
     /// method only, when it closed with no byte of a response (the upstream may have
     /// acted on the request, as in the keep-alive race every proxy faces).
+    /// The answer must start within `read_timeout` of the attempt's start or, as the
+    /// upstream cannot answer before it has the whole request, of the body's end: a client
+    /// sending its body slowly is never counted as a slow target.
     async fn attempt(
         &mut self,
         h1: &H1Client,
         lease: &Lease,
-        deadline: Instant,
+        read_timeout: std::time::Duration,
         body_left: &mut u64,
         add: &Additions<'_>,
         idempotent: bool,
     ) -> Result<(Upstream, head::Response), Failure> {
         let authority = lease.target.authority.as_str();
         let bodiless = *body_left == 0;
+        let deadline = Instant::now() + read_timeout;
         let mut tries = 0;
         loop {
             tries += 1;
@@ -340,6 +359,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 Err(Failure::Broken(_)) if stale_ok => continue,
                 Err(e) => return Err(e),
             }
+            let deadline = if bodiless {
+                deadline
+            } else {
+                deadline.max(Instant::now() + read_timeout)
+            };
             // An upstream that answered before taking the whole body closes the client
             // connection after its answer (the rest of the body is never read as a request),
             // and its own connection is not reused.

@@ -265,3 +265,60 @@ async fn requests_with_two_hosts_or_none_are_a_400() {
     }
     assert_eq!(up.requests(), 0, "{:?}", up.seen());
 }
+
+/// h2c smuggling: an `Upgrade: h2c` request (with `HTTP2-Settings`) must never reach an
+/// upstream as an upgrade, or the upstream connection would switch to HTTP/2 behind the
+/// edge's checks. The edge drops the `h2c` token and `HTTP2-Settings`, as nginx does, and
+/// forwards the request as a plain one; other upgrade tokens are kept.
+#[tokio::test]
+async fn an_h2c_upgrade_never_reaches_the_upstream() {
+    let up = raw_upstream(|seen: &Seen| {
+        if seen.head.text("upgrade").contains("h2c") {
+            // What a vulnerable upstream would do.
+            return vec![send(
+                "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n",
+            )];
+        }
+        ok("ok")
+    })
+    .await;
+    let (_edge, addr) = edge_for(&up, "").await;
+    let requests: [&[u8]; 4] = [
+        // The classic smuggling request.
+        b"GET /a HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        // HTTP2-Settings not named in Connection, and the token in another case.
+        b"GET /b HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade\r\nUpgrade: H2C\r\n\
+          HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        // h2c among other tokens, in two fields.
+        b"GET /c HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade\r\nUpgrade: foo/2\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        // Not a GET: the fast path takes it, and drops both as well.
+        b"POST /d HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 2\r\n\r\nhi",
+    ];
+    for request in requests {
+        let mut c = Wire::connect(addr).await;
+        c.send(request).await;
+        let r = c.final_response("GET").await;
+        assert_ne!(r.status(), 101, "{:?}", String::from_utf8_lossy(request));
+    }
+    let seen = up.seen();
+    assert_eq!(seen.len(), requests.len(), "{seen:?}");
+    for s in &seen {
+        assert!(!s.head.has("http2-settings"), "{:?}", s.head);
+        let upgrade = s.head.text("upgrade").to_ascii_lowercase();
+        assert!(!upgrade.contains("h2c"), "{:?}", s.head);
+        let connection = s.head.text("connection").to_ascii_lowercase();
+        assert!(!connection.contains("http2-settings"), "{:?}", s.head);
+        if s.head.target == "/c" {
+            assert_eq!(upgrade, "foo/2", "other tokens stay: {:?}", s.head);
+        } else {
+            assert!(
+                upgrade.is_empty() && !connection.contains("upgrade"),
+                "{:?}",
+                s.head
+            );
+        }
+    }
+}
