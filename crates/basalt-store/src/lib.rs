@@ -9,11 +9,13 @@
 //! SQLite-specific leaks out of this crate's public API.
 
 mod api;
+mod check;
 mod codec;
 mod collections;
 mod counts;
 mod engine;
 mod events;
+mod health;
 mod reader;
 mod records;
 mod row_view;
@@ -22,6 +24,8 @@ mod system;
 mod writer;
 
 pub use api::*;
+pub use check::{CheckReport, check_database};
 pub use engine::{Store, StoreStats};
 pub use events::{ChangeAction, ChangeEvent, SnapshotCheck};
+pub use health::StoreHealth;
 pub use row_view::{FieldJson, RowView};

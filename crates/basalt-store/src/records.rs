@@ -19,7 +19,7 @@ use crate::{Access, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, W
 const D: Dialect = Dialect::Sqlite;
 
 pub(crate) fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    crate::health::db_err(e)
 }
 
 fn q(ident: &str) -> String {
