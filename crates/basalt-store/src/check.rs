@@ -54,7 +54,13 @@ pub(crate) fn run(file: &Path, full: bool) -> Result<CheckReport, StoreError> {
     };
     let problems = match findings(&conn, &format!("PRAGMA {pragma}({MAX_PROBLEMS})")) {
         Ok(lines) => lines.into_iter().filter(|l| l != "ok").collect(),
-        Err(StoreError::Corrupt(detail)) => vec![detail],
+        // The check reads every row, and a page too damaged to read ends it with an error
+        // that names nothing: check table by table to say where the damage is.
+        Err(StoreError::Corrupt(detail)) => {
+            let mut problems = vec![detail];
+            problems.extend(per_table(&conn, pragma));
+            problems
+        }
         Err(e) => return Err(e),
     };
     Ok(CheckReport {
@@ -62,6 +68,32 @@ pub(crate) fn run(file: &Path, full: bool) -> Result<CheckReport, StoreError> {
         full,
         problems,
     })
+}
+
+/// Runs the check on each table (with its indexes) alone; one line per damaged table.
+fn per_table(conn: &Connection, pragma: &str) -> Vec<String> {
+    let tables = match findings(
+        conn,
+        "SELECT name || char(31) || rootpage FROM sqlite_master WHERE type = 'table' ORDER BY name",
+    ) {
+        Ok(t) => t,
+        Err(e) => return vec![format!("the schema table cannot be read: {e}")],
+    };
+    let mut out = Vec::new();
+    for entry in tables {
+        let (name, root) = entry.split_once('\u{1f}').unwrap_or((&entry, "?"));
+        let sql = format!("PRAGMA {pragma}(\"{}\")", name.replace('"', "\"\""));
+        match findings(conn, &sql) {
+            Ok(lines) => out.extend(
+                lines
+                    .into_iter()
+                    .filter(|l| l != "ok")
+                    .map(|l| format!("table {name} (root page {root}): {l}")),
+            ),
+            Err(e) => out.push(format!("table {name} (root page {root}): {e}")),
+        }
+    }
+    out
 }
 
 fn findings(conn: &Connection, sql: &str) -> Result<Vec<String>, StoreError> {

@@ -107,6 +107,10 @@ pub(crate) fn run(
             health,
         };
         group.run(jobs);
+        #[cfg(test)]
+        if KILL_WRITER.with(|k| k.replace(false)) {
+            panic!("the writer was killed (test)");
+        }
     }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "final checkpoint failed");
@@ -254,6 +258,13 @@ mod tests;
 #[cfg(test)]
 thread_local! {
     static FAIL_NEXT_COMMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static KILL_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Test hook: the writer thread panics outside any job once this group is answered.
+#[cfg(test)]
+pub(crate) fn kill_writer_after_group() {
+    KILL_WRITER.with(|k| k.set(true));
 }
 
 /// Test hook: the writer's next COMMIT on this thread fails (a job calls it).

@@ -191,3 +191,35 @@ async fn a_failed_commit_answers_outcome_unknown() {
     assert_eq!(stored(&store).await, vec![8]);
     store.close().await;
 }
+
+/// A writer thread that dies outside any job leaves a store that says so: health names
+/// the reason, `writer_stopped` resolves, and every write answers "the writer stopped".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_writer_is_reported_and_writes_say_why() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(cfg(dir.path())).await.expect("open");
+    assert!(store.health().is_healthy());
+    let answer = store
+        .write_job(|conn, _| {
+            conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            super::kill_writer_after_group();
+            Ok(((), None))
+        })
+        .await;
+    assert!(answer.is_ok(), "the group itself committed: {answer:?}");
+    let why = tokio::time::timeout(Duration::from_secs(10), store.writer_stopped())
+        .await
+        .expect("writer_stopped resolves");
+    assert!(why.contains("killed (test)"), "{why}");
+    let h = store.health();
+    assert!(!h.is_healthy());
+    assert!(h.writer_stopped.is_some());
+    match sql_job(&store, "INSERT INTO t VALUES (1)".into()).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("the writer stopped"), "{m}"),
+        other => panic!("a write after the writer died: {other:?}"),
+    }
+    // Reads still work, and closing does not hang.
+    assert!(stored(&store).await.is_empty());
+    store.close().await;
+}
