@@ -37,7 +37,7 @@ pub(crate) async fn health(State(state): State<ApiState>) -> Response {
             "writer_stopped",
             "The database writer stopped: writes fail until the server restarts.",
         )
-    } else if h.corruption_errors > 0 {
+    } else if h.database_damaged {
         (
             "database_corrupt",
             "Database corruption was detected: run `basalt check` and restore from a backup.",

@@ -87,6 +87,14 @@ fn open_conn(
     if !read_only {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA journal_size_limit = 67108864;")
             .map_err(sqlite_err)?;
+        // SQLite falls back to read-only when opening read-write fails (no permission, or
+        // a transient error): a writer so opened could never write.
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(sqlite_err)? {
+            return Err(StoreError::Internal(format!(
+                "{} could only be opened read-only",
+                path.display()
+            )));
+        }
     }
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
@@ -179,13 +187,17 @@ impl Store {
         let generation = Arc::new(CommitGeneration::default());
         let health = Arc::new(Health::new(path.clone()));
         let (bumps, idle, watch) = (generation.clone(), readers.clone(), health.clone());
+        let reopen: writer::Reopen = {
+            let (path, config) = (path.clone(), config.clone());
+            Box::new(move || open_conn(&path, &config, false))
+        };
         let handle = std::thread::Builder::new()
             .name("basalt-writer".into())
             .spawn(move || {
                 // Jobs and replies are caught one by one; this catches the writer itself.
                 // Its connection is gone with it: the store answers every write 503 and
                 // reports unhealthy until the process restarts.
-                let run = || writer::run(writer_conn, rx, &bumps, &idle, &watch);
+                let run = || writer::run(writer_conn, reopen, rx, &bumps, &idle, &watch);
                 if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
                     let why = writer::panic_message(&*panic);
                     watch.stop_writer(format!("the writer thread panicked: {why}"));

@@ -3,9 +3,10 @@
 //! endpoint and the metrics read it ([`crate::Store::health`]); every SQLite error becomes
 //! a [`StoreError`] through [`db_err`], which is where corruption is recognised.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::ErrorCode;
 
@@ -19,6 +20,9 @@ pub struct StoreHealth {
     pub writer_stopped: Option<String>,
     /// SQLite errors that reported the database file damaged since the store opened.
     pub corruption_errors: u64,
+    /// A corruption error that no later `quick_check` cleared, or damage a check found.
+    /// (I/O errors can make SQLite report corruption of a file that is sound.)
+    pub database_damaged: bool,
     /// Groups of writes rolled back whole because their transaction was in doubt.
     pub failed_groups: u64,
     /// COMMITs that returned an error: their writes may or may not be stored.
@@ -26,9 +30,9 @@ pub struct StoreHealth {
 }
 
 impl StoreHealth {
-    /// Healthy: the writer runs and no corruption was seen.
+    /// Healthy: the writer runs and the database file is not (believed) damaged.
     pub fn is_healthy(&self) -> bool {
-        self.writer_stopped.is_none() && self.corruption_errors == 0
+        self.writer_stopped.is_none() && !self.database_damaged
     }
 }
 
@@ -40,9 +44,25 @@ pub(crate) struct Health {
     corruption_errors: AtomicU64,
     failed_groups: AtomicU64,
     unknown_commits: AtomicU64,
-    /// Set once the first corruption started a `quick_check` to name the damaged pages.
-    checked: AtomicBool,
+    damage: Mutex<Damage>,
 }
+
+/// What the store believes of the file after corruption errors. Each error is a
+/// suspicion; a `quick_check` (on a thread of its own, one at a time) clears the
+/// suspicions it started after, or confirms the damage for good.
+#[derive(Default)]
+struct Damage {
+    /// Corruption errors so far (the check clears only what it saw).
+    suspicions: u64,
+    /// Suspicions a clean check cleared.
+    cleared: u64,
+    confirmed: bool,
+    checking: bool,
+}
+
+/// How long the check waits before trying again after an inconclusive run (the check
+/// itself met an I/O error) or a suspicion raised while it ran.
+const RECHECK_AFTER: Duration = Duration::from_secs(10);
 
 impl Health {
     pub(crate) fn new(db_path: PathBuf) -> Self {
@@ -53,7 +73,7 @@ impl Health {
             corruption_errors: AtomicU64::new(0),
             failed_groups: AtomicU64::new(0),
             unknown_commits: AtomicU64::new(0),
-            checked: AtomicBool::new(false),
+            damage: Mutex::new(Damage::default()),
         }
     }
 
@@ -61,6 +81,10 @@ impl Health {
         StoreHealth {
             writer_stopped: self.writer_stopped(),
             corruption_errors: self.corruption_errors.load(Ordering::Relaxed),
+            database_damaged: self
+                .damage
+                .lock()
+                .map_or(true, |d| d.confirmed || d.suspicions > d.cleared),
             failed_groups: self.failed_groups.load(Ordering::Relaxed),
             unknown_commits: self.unknown_commits.load(Ordering::Relaxed),
         }
@@ -99,15 +123,18 @@ impl Health {
     }
 
     /// Looks at a store error on its way out: corruption is logged with the database file,
-    /// counted, and the first one starts a `quick_check` that logs which pages are damaged.
-    pub(crate) fn observe<T>(&self, res: Result<T, StoreError>) -> Result<T, StoreError> {
+    /// counted, and checked with `quick_check`, which logs what it finds.
+    pub(crate) fn observe<T>(
+        self: &Arc<Self>,
+        res: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if let Err(StoreError::Corrupt(detail)) = &res {
             self.corruption(detail);
         }
         res
     }
 
-    pub(crate) fn corruption(&self, detail: &str) {
+    pub(crate) fn corruption(self: &Arc<Self>, detail: &str) {
         let n = self.corruption_errors.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::error!(
             file = %self.db_path.display(),
@@ -115,32 +142,62 @@ impl Health {
             count = n,
             "database corruption: run `basalt check --full` and restore from a backup"
         );
-        if !self.checked.swap(true, Ordering::Relaxed) {
-            let path = self.db_path.clone();
-            let spawned = std::thread::Builder::new()
-                .name("basalt-corruption-check".into())
-                .spawn(move || log_damage(&path));
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "could not start the corruption check");
-            }
+        let Ok(mut d) = self.damage.lock() else {
+            return;
+        };
+        d.suspicions += 1;
+        if d.confirmed || d.checking {
+            return;
+        }
+        d.checking = true;
+        let health = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("basalt-corruption-check".into())
+            .spawn(move || health.check_damage());
+        if let Err(e) = spawned {
+            d.checking = false;
+            tracing::warn!(error = %e, "could not start the corruption check");
         }
     }
-}
 
-/// Runs `PRAGMA quick_check` on its own connection and logs what it names (pages, trees):
-/// SQLite's error for a damaged page does not say which page it was.
-fn log_damage(path: &Path) {
-    match crate::check::run(path, false) {
-        Ok(report) if report.ok() => tracing::error!(
-            file = %path.display(),
-            "quick_check found no damage after a corruption error: run `basalt check --full`"
-        ),
-        Ok(report) => {
-            for problem in report.problems.iter().take(20) {
-                tracing::error!(file = %path.display(), %problem, "database damage");
+    /// Runs `PRAGMA quick_check` on its own connection until it gives a verdict on every
+    /// suspicion, and logs what it names (tables, pages): SQLite's error for a damaged page
+    /// does not say which page it was.
+    fn check_damage(&self) {
+        let path = &self.db_path;
+        loop {
+            let Some(seen) = self.damage.lock().ok().map(|d| d.suspicions) else {
+                return;
+            };
+            let verdict = crate::check::run(path, false);
+            let Ok(mut d) = self.damage.lock() else {
+                return;
+            };
+            match verdict {
+                Ok(report) if report.ok() => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "quick_check found no damage after a corruption error (an I/O error?): health restored"
+                    );
+                    d.cleared = d.cleared.max(seen);
+                }
+                Ok(report) => {
+                    for problem in report.problems.iter().take(20) {
+                        tracing::error!(file = %path.display(), %problem, "database damage");
+                    }
+                    d.confirmed = true;
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "quick_check could not run")
+                }
             }
+            if d.confirmed || d.cleared >= d.suspicions {
+                d.checking = false;
+                return;
+            }
+            drop(d);
+            std::thread::sleep(RECHECK_AFTER);
         }
-        Err(e) => tracing::error!(file = %path.display(), error = %e, "quick_check failed"),
     }
 }
 
@@ -152,5 +209,32 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
             StoreError::Corrupt(e.to_string())
         }
         _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A corruption error on a sound file (what an I/O error can produce) degrades health
+    /// only until `quick_check` found the file sound; the counter keeps it.
+    #[test]
+    fn a_corruption_error_on_a_sound_file_is_cleared_by_the_check() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("data.db");
+        rusqlite::Connection::open(&path)
+            .and_then(|c| c.execute_batch("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1)"))
+            .expect("a sound database");
+        let health = Arc::new(Health::new(path));
+        health.corruption("database disk image is malformed");
+        assert!(health.snapshot().database_damaged);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while health.snapshot().database_damaged && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let h = health.snapshot();
+        assert!(!h.database_damaged, "the clean check did not clear it");
+        assert_eq!(h.corruption_errors, 1);
+        assert!(h.is_healthy());
     }
 }

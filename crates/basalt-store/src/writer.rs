@@ -43,6 +43,9 @@ pub(crate) struct Finish {
 
 pub(crate) type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 
+/// Opens a fresh writer connection (configured as at start).
+pub(crate) type Reopen = Box<dyn Fn() -> Result<Connection, crate::StoreError> + Send>;
+
 const GROUP_MAX: usize = 128;
 
 /// Runs one transaction-control statement through the statement cache: `execute_batch`
@@ -82,16 +85,26 @@ impl CommitGate {
 /// Runs until every sender is dropped, then closes the connection cleanly. `generation`
 /// is odd from right before each COMMIT until it returned, before any of its jobs is
 /// answered; the idle `readers` end their snapshots before it (see [`crate::reader`]:
-/// they would hold its checkpoint back).
+/// they would hold its checkpoint back). A connection that cannot begin a transaction is
+/// replaced by a fresh one from `reopen`: an `open` that failed once can leave SQLite
+/// holding a file read-only for the connection's life (measured under injected open
+/// errors: every later write failed "attempt to write a readonly database").
 pub(crate) fn run(
-    conn: Connection,
+    mut conn: Connection,
+    reopen: Reopen,
     mut rx: mpsc::Receiver<Job>,
     generation: &CommitGeneration,
     readers: &ReaderPool,
-    health: &Health,
+    health: &Arc<Health>,
 ) {
-    let gate = CommitGate::install(&conn);
+    let mut gate = CommitGate::install(&conn);
     while let Some(first) = rx.blocking_recv() {
+        // SQLite opens a file read-only when opening it read-write failed; that lasts for
+        // the connection's life.
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            tracing::error!("the writer's connection holds the database read-only");
+            reopen_into(&mut conn, &mut gate, &reopen);
+        }
         let mut jobs = vec![first];
         while jobs.len() < GROUP_MAX {
             match rx.try_recv() {
@@ -106,7 +119,9 @@ pub(crate) fn run(
             readers,
             health,
         };
-        group.run(jobs);
+        if group.run(jobs) == ConnState::Broken {
+            reopen_into(&mut conn, &mut gate, &reopen);
+        }
         #[cfg(test)]
         if KILL_WRITER.with(|k| k.replace(false)) {
             panic!("the writer was killed (test)");
@@ -120,17 +135,40 @@ pub(crate) fn run(
     }
 }
 
+/// Replaces the writer's connection with a fresh one (kept when the reopen fails: the next
+/// group tries again).
+fn reopen_into(conn: &mut Connection, gate: &mut CommitGate, reopen: &Reopen) {
+    match reopen() {
+        Ok(fresh) => {
+            tracing::warn!("writer reopened its connection");
+            if let Err((_, e)) = std::mem::replace(conn, fresh).close() {
+                tracing::warn!(error = %e, "closing the broken writer connection failed");
+            }
+            *gate = CommitGate::install(conn);
+        }
+        Err(e) => tracing::error!(error = %e, "writer could not reopen its connection"),
+    }
+}
+
 /// One group commit.
 struct Group<'a> {
     conn: &'a Connection,
     gate: &'a CommitGate,
     generation: &'a CommitGeneration,
     readers: &'a ReaderPool,
-    health: &'a Health,
+    health: &'a Arc<Health>,
+}
+
+/// Whether the writer's connection still serves after a group.
+#[derive(Debug, PartialEq, Eq)]
+enum ConnState {
+    Usable,
+    /// BEGIN failed other than for a lock: worth a fresh connection.
+    Broken,
 }
 
 impl Group<'_> {
-    fn run(&self, jobs: Vec<Job>) {
+    fn run(&self, jobs: Vec<Job>) -> ConnState {
         let conn = self.conn;
         // A transaction left open by an earlier failure is not this group's.
         if !conn.is_autocommit()
@@ -139,6 +177,10 @@ impl Group<'_> {
             tracing::error!(error = %e, "writer could not end a leftover transaction");
         }
         if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
+            let locked = matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
             let e = crate::health::db_err(e);
             tracing::error!(error = %e, jobs = jobs.len(), "writer could not begin a transaction");
             if let crate::StoreError::Corrupt(detail) = &e {
@@ -146,7 +188,11 @@ impl Group<'_> {
             }
             // Nothing ran: each caller hears the write did not happen.
             drop(jobs);
-            return;
+            return if locked {
+                ConnState::Usable
+            } else {
+                ConnState::Broken
+            };
         }
         let total = jobs.len();
         let mut finishes = Vec::with_capacity(total);
@@ -191,6 +237,7 @@ impl Group<'_> {
                 );
             }
         }
+        ConnState::Usable
     }
 
     /// Runs one job in its savepoint. An error says why the group's transaction is in
