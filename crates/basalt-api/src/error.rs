@@ -98,6 +98,18 @@ impl ApiError {
                     "The service is temporarily unavailable.",
                 )
             }
+            StoreError::OutcomeUnknown(detail) => {
+                tracing::error!(%detail, "write outcome unknown");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The write may or may not have been saved: read it back before retrying.",
+                )
+            }
+            StoreError::Corrupt(detail) => {
+                // The store logged the database file and counted it; health is degraded.
+                tracing::error!(%detail, "database corruption");
+                Self::internal()
+            }
             StoreError::Internal(detail) => {
                 tracing::error!(%detail, "internal store error");
                 Self::internal()

@@ -37,8 +37,29 @@ pub(crate) fn add_security_headers(headers: &mut axum::http::HeaderMap) {
     );
 }
 
-pub(crate) async fn health() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"message": "API is healthy.", "code": 200, "data": {}}))
+/// PocketBase's health answer while the store is sound; a 503 with the reason once its
+/// writer stopped (the process exits so a supervisor restarts it) or it saw corruption, so
+/// a load balancer or supervisor stops sending it traffic.
+pub(crate) async fn health(State(state): State<ApiState>) -> Response {
+    let h = state.store.health();
+    let (reason, message) = if h.writer_stopped.is_some() {
+        (
+            "writer_stopped",
+            "The database writer stopped: writes fail until the server restarts.",
+        )
+    } else if h.database_damaged {
+        (
+            "database_corrupt",
+            "Database corruption was detected: run `basalt check` and restore from a backup.",
+        )
+    } else {
+        return axum::Json(
+            serde_json::json!({"message": "API is healthy.", "code": 200, "data": {}}),
+        )
+        .into_response();
+    };
+    let body = serde_json::json!({"message": message, "code": 503, "data": {"reason": reason}});
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 /// The Prometheus exposition; with a configured token, only for requests carrying it.
@@ -59,6 +80,13 @@ pub(crate) async fn metrics(
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
+    let h = state.store.health();
+    state.metrics.set_store_health(
+        h.writer_stopped.is_none(),
+        h.corruption_errors,
+        h.failed_groups,
+        h.unknown_commits,
+    );
     let s = state.store.stats();
     state.metrics.set_store_gauges(
         s.readers_total,

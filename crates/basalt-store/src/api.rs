@@ -70,9 +70,17 @@ pub enum StoreError {
     /// writing to a view collection, deleting a record still required by a relation).
     #[error("{0}")]
     Forbidden(String),
-    /// The writer queue is full or the store is shutting down.
+    /// The write did not happen: the writer queue is full, the store is shutting down or
+    /// its writer stopped, or the write's group failed and rolled back.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// COMMIT returned an error: the write may or may not be stored (the database may have
+    /// reached the disk before the error). Never an acknowledgement, never "not stored".
+    #[error("the outcome of the write is unknown: {0}")]
+    OutcomeUnknown(String),
+    /// SQLite found the database file damaged (SQLITE_CORRUPT or SQLITE_NOTADB).
+    #[error("database corruption: {0}")]
+    Corrupt(String),
     /// Operation `index` of a batch failed; nothing of the batch was committed.
     #[error("batch operation {index} failed: {source}")]
     Batch {

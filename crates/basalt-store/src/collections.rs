@@ -13,7 +13,7 @@ use crate::codec::column_def;
 use crate::{Store, StoreError};
 
 fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    crate::health::db_err(e)
 }
 
 fn q(ident: &str) -> String {

@@ -33,7 +33,7 @@ impl CountCache {
         conn: &Connection,
         count: &SqlFragment,
     ) -> Result<u64, StoreError> {
-        let err = |e: rusqlite::Error| StoreError::Internal(e.to_string());
+        let err = crate::health::db_err;
         let version: i64 = conn
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))

@@ -11,9 +11,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::counts::CountCache;
 use crate::events::{self, ChangeBus};
+use crate::health::{Health, StoreHealth, db_err};
 use crate::reader::{self, CommitGeneration, Reader, ReaderPool};
 use crate::row_view::PointReads;
-use crate::writer::{self, Finish, Job};
+use crate::writer::{self, Finish, Job, Outcome};
 use crate::{StoreConfig, StoreError};
 
 /// Counters for the metrics endpoint.
@@ -49,10 +50,12 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Committed record changes, published in commit order.
     pub(crate) changes: ChangeBus,
+    /// A writer that stopped, corruption seen, failed groups (see [`crate::health`]).
+    pub(crate) health: Arc<Health>,
 }
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    db_err(e)
 }
 
 fn open_conn(
@@ -84,6 +87,14 @@ fn open_conn(
     if !read_only {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA journal_size_limit = 67108864;")
             .map_err(sqlite_err)?;
+        // SQLite falls back to read-only when opening read-write fails (no permission, or
+        // a transient error): a writer so opened could never write.
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(sqlite_err)? {
+            return Err(StoreError::Internal(format!(
+                "{} could only be opened read-only",
+                path.display()
+            )));
+        }
     }
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
@@ -109,7 +120,9 @@ impl Inner {
             .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?
             .pop()
             .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-        let out = reader.prepare(generation).and_then(|()| f(&mut reader));
+        let out = self
+            .health
+            .observe(reader.prepare(generation).and_then(|()| f(&mut reader)));
         if let Ok(mut pool) = self.readers.lock() {
             // A snapshot that a commit made stale is not kept idle: it would hold that
             // commit's checkpoint back (checked under the pool lock, which the writer's
@@ -175,10 +188,24 @@ impl Store {
         let capacity = config.writer_queue.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let generation = Arc::new(CommitGeneration::default());
-        let (bumps, idle) = (generation.clone(), readers.clone());
+        let health = Arc::new(Health::new(path.clone()));
+        let (bumps, idle, watch) = (generation.clone(), readers.clone(), health.clone());
+        let reopen: writer::Reopen = {
+            let (path, config) = (path.clone(), config.clone());
+            Box::new(move || open_conn(&path, &config, false))
+        };
         let handle = std::thread::Builder::new()
             .name("basalt-writer".into())
-            .spawn(move || writer::run(writer_conn, rx, &bumps, &idle))
+            .spawn(move || {
+                // Jobs and replies are caught one by one; this catches the writer itself.
+                // Its connection is gone with it: the store answers every write 503 and
+                // reports unhealthy until the process restarts.
+                let run = || writer::run(writer_conn, reopen, rx, &bumps, &idle, &watch);
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                    let why = writer::panic_message(&*panic);
+                    watch.stop_writer(format!("the writer thread panicked: {why}"));
+                }
+            })
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let store = Store {
             inner: Arc::new(Inner {
@@ -193,6 +220,7 @@ impl Store {
                 schema: ArcSwap::from_pointee(schema),
                 closed: AtomicBool::new(false),
                 changes: ChangeBus::new(),
+                health,
             }),
         };
         reader::spawn_sweeper(Arc::downgrade(&store.inner))?;
@@ -202,6 +230,26 @@ impl Store {
     /// The current immutable schema snapshot.
     pub fn schema(&self) -> Arc<Schema> {
         self.inner.schema.load_full()
+    }
+
+    /// Whether the writer runs and the database file looked sound so far, with the
+    /// durability counters.
+    pub fn health(&self) -> StoreHealth {
+        self.inner.health.snapshot()
+    }
+
+    /// Resolves with the reason once the writer stopped for good (a panic outside any
+    /// job); never while it runs. The binary exits on it so a supervisor restarts it.
+    pub async fn writer_stopped(&self) -> String {
+        self.inner.health.wait_writer_stopped().await
+    }
+
+    /// Why a write could not reach the writer or hear back from it.
+    fn unavailable(&self, otherwise: &str) -> StoreError {
+        match self.inner.health.writer_stopped() {
+            Some(why) => StoreError::Unavailable(format!("the writer stopped: {why}")),
+            None => StoreError::Unavailable(otherwise.into()),
+        }
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -326,7 +374,7 @@ impl Store {
             .lock()
             .ok()
             .and_then(|w| w.clone())
-            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+            .ok_or_else(|| self.unavailable("the store is closed"))?;
         let (tx, rx) = oneshot::channel();
         let inner = self.inner.clone();
         let job: Job = Box::new(move |conn| {
@@ -336,7 +384,7 @@ impl Store {
             };
             // Whatever an earlier job left behind is not this job's.
             drop(events::take_changes());
-            let mut res = f(conn, &schema);
+            let mut res = inner.health.observe(f(conn, &schema));
             // A failed job's savepoint rolls back: its changes never happened.
             let changes = match &res {
                 Ok(_) => events::take_changes(),
@@ -356,7 +404,8 @@ impl Store {
             let ok = res.is_ok();
             Finish {
                 ok,
-                done: Box::new(move |committed| {
+                done: Box::new(move |outcome| {
+                    let committed = outcome == Outcome::Committed;
                     if committed {
                         if let Some(s) = staged {
                             inner.schema.store(s);
@@ -366,23 +415,29 @@ impl Store {
                         // The group rolled back: the writer forgets what it staged.
                         *w = inner.schema.load_full();
                     }
-                    let reply = match res {
-                        Ok((value, _)) if committed => Ok(value),
-                        Ok(_) => Err(StoreError::Unavailable(
-                            "the transaction did not commit".into(),
+                    let reply = match (res, outcome) {
+                        (Ok((value, _)), Outcome::Committed) => Ok(value),
+                        (Ok(_), Outcome::RolledBack) => Err(StoreError::Unavailable(
+                            "the write's group rolled back: it was not stored".into(),
                         )),
-                        Err(e) => Err(e),
+                        (Ok(_), Outcome::Unknown) => Err(StoreError::OutcomeUnknown(
+                            "COMMIT returned an error".into(),
+                        )),
+                        // Its savepoint rolled back: not stored, whatever became of the group.
+                        (Err(e), _) => Err(e),
                     };
                     let _ = tx.send(reply);
                 }),
             }
         });
-        sender
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the write was not executed".into()))?
+        if sender.send(job).await.is_err() {
+            return Err(self.unavailable("the store is closed"));
+        }
+        match rx.await {
+            Ok(reply) => reply,
+            // Dropped unrun (or its job panicked and rolled back): not stored.
+            Err(_) => Err(self.unavailable("the write was not executed")),
+        }
     }
 
     pub async fn get_param(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {

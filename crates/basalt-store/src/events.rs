@@ -179,7 +179,7 @@ fn snapshot_matches(
     f.push_str(")");
     conn.prepare_cached(&f.sql)
         .and_then(|mut s| s.query_row(params_from_iter(f.params.iter()), |r| r.get::<_, bool>(0)))
-        .map_err(|e| StoreError::Internal(e.to_string()))
+        .map_err(crate::health::db_err)
 }
 
 impl Store {

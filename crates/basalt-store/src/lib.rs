@@ -11,11 +11,13 @@
 mod api;
 mod auth_identity;
 mod change_log;
+mod check;
 mod codec;
 mod collections;
 mod counts;
 mod engine;
 mod events;
+mod health;
 mod reader;
 mod records;
 mod row_view;
@@ -24,6 +26,8 @@ mod system;
 mod writer;
 
 pub use api::*;
+pub use check::{CheckReport, check_database};
 pub use engine::{Store, StoreStats};
 pub use events::{ChangeAction, ChangeEvent, SnapshotCheck};
+pub use health::StoreHealth;
 pub use row_view::{FieldJson, RowView};

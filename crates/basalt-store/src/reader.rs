@@ -76,7 +76,7 @@ pub(crate) struct Reader {
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    crate::health::db_err(e)
 }
 
 impl Reader {

@@ -22,7 +22,7 @@ use crate::{auth_identity, change_log};
 const D: Dialect = Dialect::Sqlite;
 
 pub(crate) fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    crate::health::db_err(e)
 }
 
 fn q(ident: &str) -> String {

@@ -64,7 +64,7 @@ fn add_token_secrets(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    crate::health::db_err(e)
 }
 
 /// Brings the system tables up to date and returns the schema snapshot.

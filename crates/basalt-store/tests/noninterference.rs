@@ -584,6 +584,8 @@ fn kind(e: &StoreError) -> &'static str {
         StoreError::Batch { .. } => "batch",
         StoreError::Internal(_) => "internal",
         StoreError::SuperusersOnly(_) => "superusers only",
+        StoreError::OutcomeUnknown(_) => "outcome unknown",
+        StoreError::Corrupt(_) => "corrupt",
     }
 }
 

@@ -35,7 +35,60 @@ pub struct Metrics {
     readers_idle: IntGauge,
     writer_queue_depth: IntGauge,
     writer_queue_capacity: IntGauge,
+    durability: DurabilityMetrics,
     realtime: RealtimeMetrics,
+}
+
+/// The store's durability series: counters kept by the store, mirrored here on scrape.
+struct DurabilityMetrics {
+    writer_up: IntGauge,
+    corruption: IntCounter,
+    failed_groups: IntCounter,
+    unknown_commits: IntCounter,
+}
+
+impl DurabilityMetrics {
+    fn new(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str| {
+            IntCounter::new(name, help).unwrap_or_else(|_| unreachable_metric())
+        };
+        let writer_up = IntGauge::new(
+            "store_writer_up",
+            "1 while the database writer runs, 0 once it stopped (writes fail until a restart)",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let corruption = counter(
+            "store_corruption_total",
+            "SQLite errors that reported the database file damaged",
+        );
+        let failed_groups = counter(
+            "store_failed_groups_total",
+            "Group commits rolled back whole because their transaction was in doubt",
+        );
+        let unknown_commits = counter(
+            "store_commit_unknown_total",
+            "COMMITs that returned an error: their writes may or may not be stored",
+        );
+        for c in [
+            Box::new(writer_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(corruption.clone()),
+            Box::new(failed_groups.clone()),
+            Box::new(unknown_commits.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
+        Self {
+            writer_up,
+            corruption,
+            failed_groups,
+            unknown_commits,
+        }
+    }
+}
+
+/// Brings a mirrored counter up to `total` (the store's counters only grow).
+fn advance(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// The realtime series: clients by transport, subscriptions, deliveries, losses and the
@@ -162,8 +215,10 @@ impl Metrics {
             let _ = registry.register(c);
         }
         let realtime = RealtimeMetrics::new(&registry);
+        let durability = DurabilityMetrics::new(&registry);
         Self {
             realtime,
+            durability,
             registry,
             requests,
             latency,
@@ -197,6 +252,22 @@ impl Metrics {
         self.readers_idle.set(readers_idle as i64);
         self.writer_queue_depth.set(queue_depth as i64);
         self.writer_queue_capacity.set(queue_capacity as i64);
+    }
+
+    /// The store's health: whether its writer runs, and its durability counters (totals
+    /// since the store opened).
+    pub fn set_store_health(
+        &self,
+        writer_up: bool,
+        corruption: u64,
+        failed_groups: u64,
+        unknown_commits: u64,
+    ) {
+        let d = &self.durability;
+        d.writer_up.set(i64::from(writer_up));
+        advance(&d.corruption, corruption);
+        advance(&d.failed_groups, failed_groups);
+        advance(&d.unknown_commits, unknown_commits);
     }
 
     /// A realtime client connected (`delta` 1) or disconnected (-1).

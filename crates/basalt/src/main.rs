@@ -1,6 +1,7 @@
 //! The `basalt` binary: the CLI, configuration and wiring (the composition root). The only
 //! place that reads the environment and picks concrete implementations.
 
+mod check;
 mod config;
 mod http;
 mod proxy;
@@ -55,6 +56,15 @@ enum Command {
     },
     /// Applies pending system migrations and exits.
     Migrate,
+    /// Checks the database file's integrity (SQLite's `quick_check`; `--full` runs
+    /// `integrity_check`, which also compares every index with its table). Read-only, safe
+    /// while `serve` runs. Exits 0 when sound, 2 with the problems listed when damaged,
+    /// 1 when the check could not run.
+    Check {
+        /// Run the full `integrity_check` (slower on large databases).
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +84,9 @@ fn main() -> anyhow::Result<()> {
         cfg.json_logs = true;
     }
     let cfg = cfg.validate()?;
+    if let Command::Check { full } = cli.command {
+        return check::run(&cfg.dir, full);
+    }
     basalt_telemetry::init_logging(cfg.json_logs, &cfg.log);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { .. } => serve::run(cfg, cli.config).await,
             Command::Proxy { .. } => proxy::run(cfg, cli.config).await,
             Command::Superuser { action } => superuser::run(&cfg, action).await,
+            Command::Check { .. } => Ok(()),
             Command::Migrate => {
                 let store = serve::open_store(&cfg).await?;
                 store.close().await;

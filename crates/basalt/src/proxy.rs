@@ -23,7 +23,7 @@ pub async fn run(cfg: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
     for a in edge.local_addrs() {
         tracing::info!(address = %a, "basalt proxy serving");
     }
-    run_until_shutdown(&edge).await;
+    run_until_shutdown(&edge, crate::serve::shutdown_signal()).await;
     edge.shutdown(Duration::from_secs(cfg.shutdown_grace)).await;
     tracing::info!("edge stopped; bye");
     Ok(())
@@ -38,13 +38,13 @@ pub fn reload_source(file: PathBuf) -> ConfigSource {
     })
 }
 
-/// Serves until SIGINT/SIGTERM, reloading on SIGHUP. A rejected reload is logged and the
-/// running configuration stays.
-pub async fn run_until_shutdown(edge: &Edge) {
+/// Serves until `stop` resolves (SIGINT/SIGTERM, or the database writer stopping), reloading
+/// on SIGHUP, and returns what `stop` gave. A rejected reload is logged and the running
+/// configuration stays.
+pub async fn run_until_shutdown<T>(edge: &Edge, stop: impl std::future::Future<Output = T>) -> T {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let shutdown = crate::serve::shutdown_signal();
-    tokio::pin!(shutdown);
+    tokio::pin!(stop);
     loop {
         #[cfg(unix)]
         let hangup = async {
@@ -58,7 +58,7 @@ pub async fn run_until_shutdown(edge: &Edge) {
         #[cfg(not(unix))]
         let hangup = std::future::pending::<()>();
         tokio::select! {
-            _ = &mut shutdown => return,
+            why = &mut stop => return why,
             _ = hangup => match edge.reload().await {
                 Ok(()) => tracing::info!("configuration reloaded (SIGHUP)"),
                 Err(e) => tracing::error!(error = %e, "reload rejected; the running configuration stays"),

@@ -1,5 +1,7 @@
 //! `basalt serve`: opens the store, builds the API and serves it until SIGINT/SIGTERM,
-//! then lets in-flight requests finish (bounded) and closes the database cleanly.
+//! then lets in-flight requests finish (bounded) and closes the database cleanly. A
+//! database writer that stops for good shuts the server down the same way and the process
+//! exits non-zero, so its supervisor restarts it (`/api/health` answers 503 meanwhile).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +83,26 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
+/// Resolves on SIGINT/SIGTERM (`None`) or once the store's writer stopped (its reason).
+async fn stop_requested(store: &Store) -> Option<String> {
+    tokio::select! {
+        () = shutdown_signal() => None,
+        why = store.writer_stopped() => {
+            tracing::error!(reason = %why, "the database writer stopped: shutting down so a supervisor restarts the process");
+            Some(why)
+        }
+    }
+}
+
+/// The process's result once serving ended: an error (a non-zero exit) when the writer
+/// stopped.
+fn served(writer_stopped: Option<String>) -> anyhow::Result<()> {
+    match writer_stopped {
+        Some(why) => anyhow::bail!("the database writer stopped: {why}"),
+        None => Ok(()),
+    }
+}
+
 pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
     let previous = cfg
@@ -129,11 +151,11 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     );
     let app = basalt_api::router(state, &api);
     if let Some(edge_cfg) = cfg.edge.clone() {
-        let res = serve_behind_edge(&cfg, edge_cfg, file, app, &realtime).await;
+        let res = serve_behind_edge(&cfg, edge_cfg, file, app, &realtime, &store).await;
         fanout.abort();
         store.close().await;
         tracing::info!("database closed; bye");
-        return res;
+        return served(res?);
     }
     let listener = tokio::net::TcpListener::bind(&cfg.http)
         .await
@@ -143,7 +165,7 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     let server = tokio::spawn(crate::http::serve(listener, app, async {
         let _ = rx.await;
     }));
-    shutdown_signal().await;
+    let writer_stopped = stop_requested(&store).await;
     // Open realtime streams end with a final event, so graceful shutdown is not held up
     // by connections that never finish on their own.
     realtime.shutdown();
@@ -155,7 +177,7 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     fanout.abort();
     store.close().await;
     tracing::info!("database closed; bye");
-    Ok(())
+    served(writer_stopped)
 }
 
 /// `serve` with an `[edge]` section: the edge owns the listeners and hands requests routed
@@ -166,7 +188,8 @@ async fn serve_behind_edge(
     file: Option<std::path::PathBuf>,
     app: basalt_api::ApiService,
     realtime: &basalt_realtime::Hub,
-) -> anyhow::Result<()> {
+    store: &Store,
+) -> anyhow::Result<Option<String>> {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     // The edge hands over the connection's peer; the API reads it as axum's ConnectInfo
@@ -198,9 +221,9 @@ async fn serve_behind_edge(
     for a in edge.local_addrs() {
         tracing::info!(address = %a, dir = %cfg.dir.display(), "basalt serving behind the edge");
     }
-    crate::proxy::run_until_shutdown(&edge).await;
+    let writer_stopped = crate::proxy::run_until_shutdown(&edge, stop_requested(store)).await;
     // Open realtime streams end first, so they do not hold the edge's drain up.
     realtime.shutdown();
     edge.shutdown(Duration::from_secs(cfg.shutdown_grace)).await;
-    Ok(())
+    Ok(writer_stopped)
 }
