@@ -1,7 +1,6 @@
 //! A damaged page is reported, not only answered 500: the error is `Corrupt`, the store's
 //! health counts it, and `check_database` names the damage (issue 16).
 
-use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use basalt_schema::{Collection, RequestInfo};
@@ -30,30 +29,6 @@ fn list(c: &Arc<Collection>) -> ListQuery {
         skip_total: false,
         request: Arc::new(RequestInfo::default()),
     }
-}
-
-/// Overwrites the first bytes of the page holding `table`'s root with garbage.
-fn damage_root_page(db: &std::path::Path, table: &str) {
-    let conn = rusqlite::Connection::open(db).expect("open for damage");
-    let page_size: u64 = conn
-        .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .expect("page size");
-    let root: u64 = conn
-        .query_row(
-            "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [table],
-            |r| r.get(0),
-        )
-        .expect("root page");
-    drop(conn);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(db)
-        .expect("open file");
-    f.seek(SeekFrom::Start((root - 1) * page_size))
-        .expect("seek");
-    f.write_all(&[0xA5; 64]).expect("damage");
-    f.sync_all().expect("sync");
 }
 
 #[tokio::test]
@@ -89,7 +64,7 @@ async fn a_damaged_page_is_reported_and_check_names_it() {
     let sound = check_database(dir.path(), false).expect("check");
     assert!(sound.ok(), "{:?}", sound.problems);
 
-    damage_root_page(&dir.path().join("data.db"), "notes");
+    basalt_testkit::damage::damage_root_page(&dir.path().join("data.db"), "notes");
 
     let store = Store::open(cfg(dir.path())).await.expect("reopen");
     assert!(store.health().is_healthy());

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod damage;
 pub mod smtp;
 
 pub const SUPERUSER_EMAIL: &str = "root@example.com";

@@ -76,29 +76,6 @@ fn check_reports_a_file_that_is_not_a_database_and_a_missing_one() {
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
 }
 
-/// Overwrites the start of the page holding `table`'s root with garbage.
-fn damage_root_page(db: &std::path::Path, table: &str) {
-    let conn = rusqlite::Connection::open(db).expect("open for damage");
-    let page_size: u64 = conn
-        .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .expect("page size");
-    let root: u64 = conn
-        .query_row(
-            "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [table],
-            |r| r.get(0),
-        )
-        .expect("root page");
-    drop(conn);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(db)
-        .expect("open file");
-    f.seek(SeekFrom::Start((root - 1) * page_size))
-        .expect("seek");
-    f.write_all(&[0xA5; 64]).expect("damage");
-}
-
 #[tokio::test]
 async fn a_damaged_page_turns_health_503_and_is_counted() {
     let mut s = TestServer::start(BIN).await;
@@ -124,7 +101,7 @@ async fn a_damaged_page_turns_health_503_and_is_counted() {
         assert_eq!(st, 200);
     }
     assert!(s.terminate(), "SIGTERM exits cleanly");
-    damage_root_page(&s.data_dir().join("data.db"), "notes");
+    basalt_testkit::damage::damage_root_page(&s.data_dir().join("data.db"), "notes");
     s.restart().await;
     let su = s.superuser_token().await;
     let (st, body) = s
