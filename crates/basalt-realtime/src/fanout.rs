@@ -5,12 +5,14 @@
 //! own record snapshot on the reader pool.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use basalt_schema::request::AuthInfo;
 use basalt_schema::{Collection, RequestInfo, RuleSlot};
 use basalt_store::{ChangeAction, ChangeEvent, Record, SnapshotCheck};
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -46,7 +48,27 @@ impl Hub {
         let mut changes = self.store().subscribe_changes();
         loop {
             match changes.recv().await {
-                Ok(event) => self.fan_out(&event, renderer.as_ref()).await,
+                Ok(event) => {
+                    // A panic while delivering one event (a renderer's, a rule check's)
+                    // loses that event only: the fan-out, which every subscriber depends
+                    // on, goes on with the next.
+                    let delivery = AssertUnwindSafe(self.fan_out(&event, renderer.as_ref()));
+                    if let Err(panic) = delivery.catch_unwind().await {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        let record = event.record.get("id").and_then(Value::as_str);
+                        tracing::error!(
+                            collection = %event.collection.name,
+                            record = record.unwrap_or_default(),
+                            panic = %what,
+                            "realtime fan-out panicked: this event was not delivered"
+                        );
+                        self.metrics().realtime_dropped("panic", 1);
+                    }
+                }
                 Err(RecvError::Lagged(missed)) => {
                     // The bus holds thousands of events: falling that far behind means the
                     // fan-out cannot keep up. Say so loudly and count what was lost.
@@ -326,5 +348,65 @@ mod tests {
             assert_eq!(&*d.topic, "c/*");
         }
         drop(handles);
+    }
+
+    /// Renders like the API, but panics on the first record it is asked for.
+    struct PanicsOnce(AtomicUsize);
+
+    impl RecordRenderer for PanicsOnce {
+        fn render<'a>(
+            &'a self,
+            _: &'a Arc<Collection>,
+            record: &'a Record,
+            _: Option<&'a AuthInfo>,
+            _: &'a Subscription,
+        ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>> {
+            let first = self.0.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                assert!(!first, "a renderer bug");
+                Ok(Value::Object(record.clone()))
+            })
+        }
+    }
+
+    /// Regression (issue 16): a panic inside the fan-out ended its task for good, so no
+    /// subscriber heard of any later write while the server answered as healthy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_on_one_event_does_not_stop_the_fan_out() {
+        let (store, _dir) = crate::test_store().await;
+        let c: Collection = serde_json::from_value(json!({"name": "notes", "listRule": "",
+            "fields": [{"name": "n", "type": "number"}]}))
+        .expect("document");
+        let c = store.create_collection(c).await.expect("collection");
+        let hub = Hub::new(
+            store.clone(),
+            Arc::new(Metrics::new()),
+            HubConfig::default(),
+        );
+        let fan_out = tokio::spawn(hub.clone().run(Arc::new(PanicsOnce(AtomicUsize::new(0)))));
+        let mut client = hub.connect(Transport::Sse);
+        hub.set_subscriptions(client.id(), &["notes/*".into()])
+            .expect("subscribe");
+        for n in [1, 2] {
+            let input = json!({"n": n}).as_object().cloned().unwrap_or_default();
+            store
+                .write(
+                    vec![basalt_store::WriteOp::Create {
+                        collection: c.clone(),
+                        input,
+                        access: basalt_store::Access::Unrestricted,
+                    }],
+                    Arc::new(RequestInfo::default()),
+                )
+                .await
+                .expect("write");
+        }
+        let d = tokio::time::timeout(std::time::Duration::from_secs(10), client.next())
+            .await
+            .expect("the second write reaches the subscriber")
+            .expect("delivery");
+        assert!(d.data.contains("\"n\":2"), "{}", d.data);
+        assert!(!fan_out.is_finished());
+        fan_out.abort();
     }
 }
