@@ -43,9 +43,19 @@ fn unix_now() -> i64 {
 }
 
 impl Hub {
-    /// Delivers committed changes until the store's event bus closes. Spawn it once.
-    pub async fn run(self, renderer: Arc<dyn RecordRenderer>) {
-        let mut changes = self.store().subscribe_changes();
+    /// Delivers committed changes until the store's event bus closes. Spawn it once. It
+    /// listens from the call on, not from the spawned task's first poll, so no change
+    /// committed in between is missed.
+    pub fn run(self, renderer: Arc<dyn RecordRenderer>) -> impl Future<Output = ()> + Send {
+        let changes = self.store().subscribe_changes();
+        self.deliver(changes, renderer)
+    }
+
+    async fn deliver(
+        self,
+        mut changes: tokio::sync::broadcast::Receiver<Arc<ChangeEvent>>,
+        renderer: Arc<dyn RecordRenderer>,
+    ) {
         loop {
             match changes.recv().await {
                 Ok(event) => {
@@ -350,8 +360,8 @@ mod tests {
         drop(handles);
     }
 
-    /// Renders like the API, but panics on the first record it is asked for.
-    struct PanicsOnce(AtomicUsize);
+    /// Renders like the API, but panics on the first record it is asked for; counts calls.
+    struct PanicsOnce(Arc<AtomicUsize>);
 
     impl RecordRenderer for PanicsOnce {
         fn render<'a>(
@@ -383,7 +393,8 @@ mod tests {
             Arc::new(Metrics::new()),
             HubConfig::default(),
         );
-        let fan_out = tokio::spawn(hub.clone().run(Arc::new(PanicsOnce(AtomicUsize::new(0)))));
+        let renders = Arc::new(AtomicUsize::new(0));
+        let fan_out = tokio::spawn(hub.clone().run(Arc::new(PanicsOnce(renders.clone()))));
         let mut client = hub.connect(Transport::Sse);
         hub.set_subscriptions(client.id(), &["notes/*".into()])
             .expect("subscribe");
@@ -406,6 +417,8 @@ mod tests {
             .expect("the second write reaches the subscriber")
             .expect("delivery");
         assert!(d.data.contains("\"n\":2"), "{}", d.data);
+        // The first write's rendering did panic: the path under test was taken.
+        assert_eq!(renders.load(Ordering::SeqCst), 2);
         assert!(!fan_out.is_finished());
         fan_out.abort();
     }
