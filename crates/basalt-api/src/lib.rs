@@ -55,34 +55,8 @@ pub struct ApiState {
     pub limits: AuthLimits,
 }
 
-/// A bearer token `/metrics` requires. A secret: its `Debug` never shows it.
-#[derive(Clone)]
-pub struct MetricsToken(Arc<[u8]>);
-
-impl MetricsToken {
-    pub fn new(token: &str) -> Self {
-        Self(token.as_bytes().into())
-    }
-
-    /// Whether an `Authorization` value carries this token as a bearer token; constant
-    /// time in the token's bytes (only a difference in length shows).
-    pub(crate) fn admits(&self, authorization: Option<&[u8]>) -> bool {
-        let Some((scheme, given)) = authorization.and_then(|v| v.split_at_checked(7)) else {
-            return false;
-        };
-        scheme.eq_ignore_ascii_case(b"bearer ")
-            && bool::from(subtle::ConstantTimeEq::ct_eq(
-                given.trim_ascii(),
-                &self.0[..],
-            ))
-    }
-}
-
-impl std::fmt::Debug for MetricsToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MetricsToken(<redacted>)")
-    }
-}
+/// The bearer token `/metrics` requires, when configured.
+pub use basalt_net::BearerToken as MetricsToken;
 
 /// HTTP behaviour chosen by the operator.
 #[derive(Debug, Clone)]

@@ -18,38 +18,25 @@ use crate::{Edge, EdgeError};
 
 /// The bearer token admin requests must carry, if one is configured.
 #[derive(Clone)]
-struct AdminToken(Option<std::sync::Arc<[u8]>>);
+struct AdminToken(Option<basalt_net::BearerToken>);
 
 impl AdminToken {
     /// Whether `req` may use the admin listener.
     fn admits<B>(&self, req: &Request<B>) -> bool {
-        let Some(want) = &self.0 else {
-            return true;
-        };
-        let Some(given) = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| bearer(v.as_bytes()))
-        else {
-            return false;
-        };
-        // Constant time in the token's bytes; only a difference in length shows.
-        subtle::ConstantTimeEq::ct_eq(given, &want[..]).into()
+        self.0.as_ref().is_none_or(|want| {
+            want.admits(
+                req.headers()
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.as_bytes()),
+            )
+        })
     }
-}
-
-/// The credentials of an `Authorization: Bearer ...` value (scheme case-insensitive).
-fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(7)?;
-    scheme
-        .eq_ignore_ascii_case(b"bearer ")
-        .then(|| rest.trim_ascii())
 }
 
 pub async fn start(edge: Edge, cfg: &AdminConfig) -> Result<SocketAddr, EdgeError> {
     cfg.validate()?;
     let listen = cfg.listen.as_str();
-    let token = AdminToken(cfg.token.as_deref().map(|t| t.as_bytes().into()));
+    let token = AdminToken(cfg.token.as_deref().map(basalt_net::BearerToken::new));
     let bind_err = |source| EdgeError::Bind {
         address: listen.to_string(),
         source,
@@ -147,7 +134,7 @@ mod tests {
 
     #[test]
     fn only_the_configured_bearer_token_is_admitted() {
-        let token = AdminToken(Some(b"0123456789abcdef".as_slice().into()));
+        let token = AdminToken(Some(basalt_net::BearerToken::new("0123456789abcdef")));
         assert!(token.admits(&request(Some("Bearer 0123456789abcdef"))));
         assert!(token.admits(&request(Some("bearer  0123456789abcdef "))));
         for bad in [

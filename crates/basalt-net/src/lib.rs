@@ -2,15 +2,18 @@
 //! (`basalt-api`): CIDR sets over IPv4 and IPv6 with IPv4-mapped IPv6 addresses
 //! normalised ([`IpSet`]), the client address behind trusted proxies
 //! ([`TrustedProxies`]), and a GCRA rate limiter whose key store stays bounded however
-//! many keys an attacker rotates through ([`RateLimiter`]).
+//! many keys an attacker rotates through ([`RateLimiter`]), and the bearer-token check of
+//! operator endpoints ([`BearerToken`]).
 //!
 //! It must never know about a server, an async runtime, the store or the wire format of
 //! the API: it reads header maps and addresses and answers yes or no.
 
+mod bearer;
 mod client_ip;
 mod ip_set;
 mod rate;
 
+pub use bearer::BearerToken;
 pub use client_ip::TrustedProxies;
 pub use ip_set::{IpSet, normalize};
 pub use rate::{Quota, RateLimiter, rate_key};
