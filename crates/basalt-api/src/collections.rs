@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::error::{ApiError, ApiResult};
-use crate::request_info::Auth;
+use basalt_service::Caller;
 
 fn parse_collection(v: Value) -> ApiResult<Collection> {
     serde_json::from_value(v).map_err(|e| {
@@ -28,11 +28,11 @@ fn to_json(c: &Collection) -> Value {
 
 pub(crate) async fn list(
     State(state): State<ApiState>,
-    auth: Auth,
+    auth: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    let schema = state.store.schema();
+    let schema = state.service.store.schema();
     let mut items: Vec<Value> = schema.collections().iter().map(|c| to_json(c)).collect();
     if let Some(f) = params.get("filter").filter(|f| !f.trim().is_empty()) {
         // Collection lists are small: the filter runs on the documents in memory.
@@ -73,23 +73,24 @@ pub(crate) async fn list(
 
 pub(crate) async fn view(
     State(state): State<ApiState>,
-    auth: Auth,
+    auth: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    let schema = state.store.schema();
+    let schema = state.service.store.schema();
     let c = schema.find(&name).ok_or_else(ApiError::not_found)?;
     Ok(Json(to_json(c)))
 }
 
 pub(crate) async fn create(
     State(state): State<ApiState>,
-    auth: Auth,
+    auth: Caller,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
     let c = parse_collection(body)?;
     let c = state
+        .service
         .store
         .create_collection(c)
         .await
@@ -99,12 +100,12 @@ pub(crate) async fn create(
 
 pub(crate) async fn update(
     State(state): State<ApiState>,
-    auth: Auth,
+    auth: Caller,
     Path(name): Path<String>,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     auth.require_superuser()?;
-    let schema = state.store.schema();
+    let schema = state.service.store.schema();
     let old = schema.find(&name).ok_or_else(ApiError::not_found)?;
     // A PATCH carries only what changes: merge it over the current document (secrets
     // left out of both are kept from the stored one by validation).
@@ -112,6 +113,7 @@ pub(crate) async fn update(
     merge(&mut doc, body);
     let c = parse_collection(doc)?;
     let c = state
+        .service
         .store
         .update_collection(&name, c)
         .await
@@ -140,11 +142,12 @@ fn merge(base: &mut Value, patch: Value) {
 
 pub(crate) async fn delete(
     State(state): State<ApiState>,
-    auth: Auth,
+    auth: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     auth.require_superuser()?;
     state
+        .service
         .store
         .delete_collection(&name)
         .await
@@ -161,11 +164,12 @@ pub(crate) async fn delete(
 
 pub(crate) async fn truncate(
     State(state): State<ApiState>,
-    auth: Auth,
+    auth: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     auth.require_superuser()?;
     state
+        .service
         .store
         .truncate_collection(&name)
         .await
@@ -175,7 +179,7 @@ pub(crate) async fn truncate(
 
 pub(crate) async fn import(
     State(state): State<ApiState>,
-    auth: Auth,
+    auth: Caller,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
     auth.require_superuser()?;
@@ -191,6 +195,7 @@ pub(crate) async fn import(
         .map(parse_collection)
         .collect::<ApiResult<Vec<_>>>()?;
     state
+        .service
         .store
         .import_collections(cols, delete_missing)
         .await

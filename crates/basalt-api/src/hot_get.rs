@@ -66,7 +66,7 @@ impl HotGet {
         }
         let (name, id) = record_path(req.uri().path())?;
         let state = &self.state;
-        let schema = state.store.schema();
+        let schema = state.service.store.schema();
         let c = schema.find(name)?.clone();
         if !matches!(schema.rules(&c.id)?.view, RuleSlot::Open) {
             return None;
@@ -78,7 +78,7 @@ impl HotGet {
         };
         let answer_id = request_id.clone();
         let id = id.to_owned();
-        let (store, metrics) = (state.store.clone(), state.metrics.clone());
+        let (store, metrics) = (state.service.store.clone(), state.metrics.clone());
         // Logged and counted once ready.
         let answer = async move {
             let written = store

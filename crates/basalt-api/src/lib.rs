@@ -1,7 +1,8 @@
 //! The HTTP layer: routes, extractors, wire types and error mapping of the
 //! PocketBase-compatible API. The only crate that knows HTTP; it holds no business rules
-//! (those live in `basalt-store` and `basalt-auth`) and reads no configuration itself: the
-//! binary hands it an [`ApiState`] and an [`ApiConfig`].
+//! (the operations live in `basalt-service`: a handler reads the request into a typed
+//! input, calls the operation and renders its answer) and reads no configuration itself:
+//! the binary hands it an [`ApiState`] and an [`ApiConfig`].
 
 mod auth;
 mod batch;
@@ -14,7 +15,6 @@ mod hot_get;
 mod json;
 mod middleware;
 mod oauth2;
-mod password;
 mod realtime;
 mod records;
 mod request_info;
@@ -26,13 +26,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
-use basalt_auth::TokenKeys;
-use basalt_store::Store;
+use basalt_service::Services;
 use basalt_telemetry::Metrics;
 
 pub use auth::{AuthLimits, AuthLimitsConfig};
 pub use error::ApiError;
-pub use password::PasswordPool;
 pub use realtime::renderer as realtime_renderer;
 pub use realtime::{DirectSocket, StreamSocket};
 pub use service::{ApiFuture, ApiService};
@@ -40,13 +38,9 @@ pub use service::{ApiFuture, ApiService};
 /// Everything a handler may use.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Store,
-    /// Shared: the state is cloned several times per request (axum hands each extractor
-    /// its own), and the keys are the one part that would otherwise allocate.
-    pub keys: Arc<TokenKeys>,
+    /// The operations' handles (store, token keys, password pool).
+    pub service: Services,
     pub metrics: Arc<Metrics>,
-    /// Where password hashes are computed (bounded, off the async runtime).
-    pub passwords: PasswordPool,
     /// Outbound client for OAuth2 provider calls.
     pub oauth2: basalt_oauth2::ProviderClient,
     /// Realtime clients and their subscriptions.

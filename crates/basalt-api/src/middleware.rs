@@ -41,7 +41,7 @@ pub(crate) fn add_security_headers(headers: &mut axum::http::HeaderMap) {
 /// writer stopped (the process exits so a supervisor restarts it) or it saw corruption, so
 /// a load balancer or supervisor stops sending it traffic.
 pub(crate) async fn health(State(state): State<ApiState>) -> Response {
-    let h = state.store.health();
+    let h = state.service.store.health();
     let (reason, message) = if h.writer_stopped.is_some() {
         (
             "writer_stopped",
@@ -80,14 +80,14 @@ pub(crate) async fn metrics(
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
-    let h = state.store.health();
+    let h = state.service.store.health();
     state.metrics.set_store_health(
         h.writer_stopped.is_none(),
         h.corruption_errors,
         h.failed_groups,
         h.unknown_commits,
     );
-    let s = state.store.stats();
+    let s = state.service.store.stats();
     state.metrics.set_store_gauges(
         s.readers_total,
         s.readers_idle,

@@ -1,39 +1,20 @@
-//! Who is asking and with what: the auth token resolved to its record, and the request's
-//! query, headers and body as access rules see them (`@request.*`).
+//! Who is asking and with what, read from HTTP: the `Authorization` header resolved to the
+//! [`Caller`], and the query and headers as access rules see them (`@request.*`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use basalt_schema::RequestInfo;
-use basalt_schema::request::AuthInfo;
-use basalt_store::Access;
+use basalt_service::{Caller, RequestMeta, resolve_token};
 use serde_json::{Map, Value};
 
 use crate::ApiState;
 use crate::error::ApiError;
 
-/// The authenticated record behind the `Authorization` header, if any. An invalid or
-/// expired token makes the request anonymous (as PocketBase does).
-#[derive(Debug, Clone, Default)]
-pub struct Auth(pub Option<AuthInfo>);
-
-impl Auth {
-    pub fn is_superuser(&self) -> bool {
-        self.0.as_ref().is_some_and(|a| a.is_superuser)
-    }
-
-    pub fn require_superuser(&self) -> Result<(), ApiError> {
-        match &self.0 {
-            None => Err(ApiError::unauthorized()),
-            Some(a) if !a.is_superuser => Err(ApiError::superusers_only()),
-            Some(_) => Ok(()),
-        }
-    }
-}
-
-impl FromRequestParts<ApiState> for Auth {
+/// The caller behind the `Authorization` header, if any. An invalid or expired token
+/// makes the request anonymous (as PocketBase does).
+impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -45,53 +26,13 @@ impl FromRequestParts<ApiState> for Auth {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
         else {
-            return Ok(Auth(None));
+            return Ok(Caller(None));
         };
         let token = raw.strip_prefix("Bearer ").unwrap_or(raw).trim();
-        Ok(Auth(
-            resolve_token(state, token, basalt_auth::TokenKind::Auth).await,
+        Ok(Caller(
+            resolve_token(&state.service, token, basalt_auth::TokenKind::Auth).await,
         ))
     }
-}
-
-/// Verifies `token` against its record's tokenKey and returns the identity.
-pub async fn resolve_token(
-    state: &ApiState,
-    token: &str,
-    kind: basalt_auth::TokenKind,
-) -> Option<AuthInfo> {
-    let claims = basalt_auth::decode_unverified(token).ok()?;
-    if claims.token_type != kind.claim() {
-        return None;
-    }
-    let schema = state.store.schema();
-    let collection = schema.by_id(&claims.collection_id)?.clone();
-    if !collection.is_auth() {
-        return None;
-    }
-    let record = state
-        .store
-        .get_record(
-            &collection,
-            &claims.id,
-            Access::Unrestricted,
-            Arc::new(RequestInfo::default()),
-        )
-        .await
-        .ok()??;
-    crate::auth::verify(state, &collection, &record, token, kind)?;
-    let mut rec = record.clone();
-    rec.insert("collectionId".into(), Value::String(collection.id.clone()));
-    rec.insert(
-        "collectionName".into(),
-        Value::String(collection.name.clone()),
-    );
-    Some(AuthInfo {
-        collection_id: collection.id.clone(),
-        collection_name: collection.name.clone(),
-        record: rec,
-        is_superuser: collection.is_superusers(),
-    })
 }
 
 /// Header names as rules see them: lowercased, `-` replaced by `_`.
@@ -107,19 +48,24 @@ pub fn headers_map(h: &HeaderMap) -> Map<String, Value> {
         .collect()
 }
 
-pub fn build(
-    auth: &Auth,
-    method: &str,
-    query: &Map<String, Value>,
-    headers: &HeaderMap,
-    body: Map<String, Value>,
-) -> RequestInfo {
-    RequestInfo {
-        auth: auth.0.clone(),
-        body,
-        query: query.clone(),
-        headers: headers_map(headers),
-        method: method.to_string(),
-        context: "default".into(),
+pub(crate) fn query_map(q: &HashMap<String, String>) -> Map<String, Value> {
+    q.iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
+}
+
+/// An HTTP request's query string and headers, read only when a rule asks for them.
+pub(crate) struct HttpMeta<'a> {
+    pub query: &'a HashMap<String, String>,
+    pub headers: &'a HeaderMap,
+}
+
+impl RequestMeta for HttpMeta<'_> {
+    fn query(&self) -> Map<String, Value> {
+        query_map(self.query)
+    }
+
+    fn headers(&self) -> Map<String, Value> {
+        headers_map(self.headers)
     }
 }

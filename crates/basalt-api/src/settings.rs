@@ -1,115 +1,23 @@
-//! `/api/settings` (superusers): the application settings document, stored as a param;
-//! absent keys take PocketBase's defaults. One extension of ours: `smtp.requireTLS`
-//! (a boolean, absent unless set, so the document stays PocketBase's) refuses to deliver
-//! mail without TLS.
+//! `/api/settings` (superusers) over `basalt_service::settings`.
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use basalt_service::{Caller, settings};
+use serde_json::Value;
 
 use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
-use crate::request_info::Auth;
+use crate::error::ApiResult;
 
-/// PocketBase's default settings document (secrets omitted, as it omits them too).
-fn defaults() -> Value {
-    json!({
-        "meta": {"appName": "Acme", "appURL": "http://localhost:8090", "senderName": "Support",
-                 "senderAddress": "support@example.com", "hideControls": false, "accentColor": "#1055c9"},
-        "batch": {"enabled": false, "maxRequests": 50, "timeout": 3, "maxBodySize": 0},
-        "rateLimits": {"enabled": false, "excludedIPs": [], "rules": [
-            {"label": "*:auth", "audience": "", "duration": 3, "maxRequests": 2},
-            {"label": "*:create", "audience": "", "duration": 5, "maxRequests": 20},
-            {"label": "/api/batch", "audience": "", "duration": 1, "maxRequests": 3},
-            {"label": "/api/", "audience": "", "duration": 10, "maxRequests": 300}
-        ]},
-        "trustedProxy": {"headers": [], "useLeftmostIP": false},
-        "logs": {"maxDays": 5, "minLevel": 0, "logIP": true, "logAuthId": false, "maxDataSize": 0},
-        "smtp": {"enabled": false, "host": "smtp.example.com", "port": 587, "username": "", "authMethod": "", "tls": false, "localName": ""},
-        "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false},
-        "backups": {"cron": "", "cronMaxKeep": 3, "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false}},
-        "superuserIPs": []
-    })
-}
-
-/// Deep-merges `patch` into `base` (objects merge, everything else replaces).
-fn merge(base: &mut Value, patch: Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(b.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (b, p) => *b = p,
-    }
-}
-
-pub(crate) async fn load_settings(state: &ApiState) -> ApiResult<Value> {
-    let mut s = defaults();
-    if let Some(saved) = state
-        .store
-        .get_param("settings")
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to load settings."))?
-    {
-        merge(&mut s, saved);
-    }
-    Ok(s)
-}
-
-/// The settings as clients see them: stored secrets (SMTP and S3 passwords) removed,
-/// as PocketBase omits them.
-fn redacted(mut s: Value) -> Value {
-    if let Some(smtp) = s["smtp"].as_object_mut() {
-        smtp.remove("password");
-    }
-    for path in [&["s3"][..], &["backups", "s3"][..]] {
-        let mut v = &mut s;
-        for k in path {
-            v = &mut v[*k];
-        }
-        if let Some(o) = v.as_object_mut() {
-            o.remove("secret");
-        }
-    }
-    s
-}
-
-pub(crate) async fn get(State(state): State<ApiState>, auth: Auth) -> ApiResult<Json<Value>> {
-    auth.require_superuser()?;
-    Ok(Json(redacted(load_settings(&state).await?)))
+pub(crate) async fn get(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
+    Ok(Json(settings::view(&state.service, &caller).await?))
 }
 
 pub(crate) async fn update(
     State(state): State<ApiState>,
-    auth: Auth,
+    caller: Caller,
     Json(patch): Json<Value>,
 ) -> ApiResult<Json<Value>> {
-    auth.require_superuser()?;
-    if !patch.is_object() {
-        return Err(ApiError::bad_request(
-            "Failed to load the submitted data due to invalid formatting.",
-        ));
-    }
-    let mut s = load_settings(&state).await?;
-    merge(&mut s, patch);
-    if s["smtp"].get("requireTLS").is_some_and(|v| !v.is_boolean()) {
-        return Err(ApiError::bad_request("An error occurred while validating the submitted data.").with_data(
-            json!({"smtp": {"requireTLS": {"code": "validation_invalid_value", "message": "Must be a boolean."}}}),
-        ));
-    }
-    let batch = &s["batch"];
-    if batch["maxRequests"].as_i64().is_some_and(|n| n < 1)
-        || batch["timeout"].as_i64().is_some_and(|n| n < 1)
-    {
-        return Err(ApiError::bad_request("An error occurred while validating the submitted data.").with_data(
-            json!({"batch": {"maxRequests": {"code": "validation_min_greater_equal_than_required", "message": "Must be no less than 1."}}}),
-        ));
-    }
-    state
-        .store
-        .set_param("settings", s.clone())
-        .await
-        .map_err(|e| ApiError::from_store(e, "Failed to save settings."))?;
-    Ok(Json(redacted(s)))
+    Ok(Json(
+        settings::update(&state.service, &caller, patch).await?,
+    ))
 }

@@ -119,10 +119,12 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
         basalt_realtime::HubConfig::default(),
     );
     let state = ApiState {
-        store: store.clone(),
-        keys: Arc::new(keys),
+        service: basalt_service::Services {
+            store: store.clone(),
+            keys: Arc::new(keys),
+            passwords: basalt_service::PasswordPool::new(hash_threads),
+        },
         metrics,
-        passwords: basalt_api::PasswordPool::new(hash_threads),
         oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,
         realtime: realtime.clone(),
         limits: auth_limits(&cfg)?,

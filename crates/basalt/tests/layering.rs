@@ -16,16 +16,30 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "hyper",
             "basalt-store",
             "basalt-api",
+            "basalt-service",
             "basalt-auth",
         ],
     ),
     (
         "basalt-store",
-        &["axum", "hyper", "basalt-api", "basalt-auth"],
+        &[
+            "axum",
+            "hyper",
+            "basalt-api",
+            "basalt-service",
+            "basalt-auth",
+        ],
     ),
     (
         "basalt-auth",
-        &["axum", "hyper", "rusqlite", "basalt-store", "basalt-api"],
+        &[
+            "axum",
+            "hyper",
+            "rusqlite",
+            "basalt-store",
+            "basalt-api",
+            "basalt-service",
+        ],
     ),
     (
         "basalt-oauth2",
@@ -34,14 +48,36 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "rusqlite",
             "basalt-store",
             "basalt-api",
+            "basalt-service",
             "basalt-auth",
         ],
     ),
     (
         "basalt-telemetry",
-        &["basalt-schema", "basalt-store", "basalt-api", "basalt-auth"],
+        &[
+            "basalt-schema",
+            "basalt-store",
+            "basalt-api",
+            "basalt-service",
+            "basalt-auth",
+        ],
     ),
     ("basalt-api", &["rusqlite"]),
+    // The operations every protocol calls: they never know HTTP, the protocols above
+    // them, or SQLite (the store's business).
+    (
+        "basalt-service",
+        &[
+            "axum",
+            "hyper",
+            "tower",
+            "tower-http",
+            "http",
+            "rusqlite",
+            "basalt-api",
+            "basalt-edge",
+        ],
+    ),
     // The edge runs alone (`basalt proxy`, no database): it never knows the store, the
     // schema or the API's routes; the API reaches it as an opaque tower service.
     (
@@ -49,6 +85,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &[
             "basalt-store",
             "basalt-api",
+            "basalt-service",
             "basalt-schema",
             "basalt-auth",
             "rusqlite",
@@ -65,12 +102,20 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "basalt-schema",
             "basalt-store",
             "basalt-api",
+            "basalt-service",
             "basalt-auth",
         ],
     ),
     (
         "basalt-realtime",
-        &["axum", "hyper", "rusqlite", "basalt-api", "basalt-auth"],
+        &[
+            "axum",
+            "hyper",
+            "rusqlite",
+            "basalt-api",
+            "basalt-service",
+            "basalt-auth",
+        ],
     ),
 ];
 

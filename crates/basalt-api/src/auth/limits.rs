@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use basalt_net::{Quota, RateLimiter, TrustedProxies, rate_key};
 use basalt_schema::Collection;
+use basalt_service::{ErrorKind, ServiceError, ServiceResult};
 
 use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 
 /// Most keys a limiter remembers; beyond it the closest to expiring are forgotten.
 const MAX_KEYS: usize = 100_000;
@@ -85,8 +86,8 @@ impl AuthLimits {
         ip: IpAddr,
         headers: &HeaderMap,
         identity: Option<&str>,
-    ) -> ApiResult<()> {
-        let too_many = || ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests.");
+    ) -> ServiceResult<()> {
+        let too_many = || ServiceError::new(ErrorKind::TooManyRequests, "Too Many Requests.");
         if let Some(l) = &self.0.per_ip
             && l.check(&rate_key(ip)).is_err()
         {
@@ -98,7 +99,7 @@ impl AuthLimits {
                 return Err(too_many());
             }
         }
-        let settings = crate::settings::load_settings(state).await?;
+        let settings = basalt_service::settings::load(&state.service).await?;
         let limits = &settings["rateLimits"];
         if !limits["enabled"].as_bool().unwrap_or(false) {
             return Ok(());

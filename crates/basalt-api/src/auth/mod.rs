@@ -1,309 +1,345 @@
-//! Auth endpoints of auth collections, one flow per file: password login
-//! (`password_login`), refresh / impersonation / auth methods (`session`), the email
-//! flows (`email_flows`), one-time codes (`otp`), the second factor (`mfa`), the mail they
-//! send (`outbox`) and the rate limits in front of them (`limits`). Shared here: how
-//! tokens are bound to records and how a successful first factor becomes a session.
+//! Auth endpoints of auth collections over `basalt_service::auth`: each handler reads the
+//! request into the flow's input, puts the rate limits (`limits`: client IP behind trusted
+//! proxies, per-IP and per-identity limits, PocketBase's `rateLimits` rules) in front of it
+//! as the flow's [`Throttle`], and writes the answer: a session as `{token, record}`, a
+//! due second factor as 401 `{mfaId}`, the rest as 204 or small JSON bodies.
 
-mod alerts;
-mod email_flows;
 mod limits;
-mod mfa;
-mod otp;
-mod outbox;
-mod password_login;
-mod session;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use basalt_auth::{TokenClaims, TokenKind, TokenScope};
-use basalt_schema::collection::AuthOptions;
-use basalt_schema::request::AuthInfo;
-use basalt_schema::{Collection, FieldError, RequestInfo, ValidationErrors};
-use basalt_store::{Access, Record, WriteOp};
+use basalt_schema::Collection;
+use basalt_service::auth::email_flows::{self, PasswordReset};
+use basalt_service::auth::otp::{self, OtpLogin};
+use basalt_service::auth::password_login::{self, PasswordLogin};
+use basalt_service::auth::session::{self, Impersonation};
+use basalt_service::auth::{AuthOutcome, Origin, Session, Throttle, auth_collection};
+use basalt_service::records::InvalidParam;
+use basalt_service::tokens::options;
+use basalt_service::{Caller, ServiceResult};
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
-use crate::records::collection;
-use crate::records::shape::public_record;
-use crate::request_info::Auth;
+use crate::body::Body;
+use crate::error::ApiResult;
 
-pub(crate) use alerts::Origin;
-pub(crate) use email_flows::{
-    confirm_email_change, confirm_password_reset, confirm_verification, request_email_change,
-    request_password_reset, request_verification,
-};
 pub(crate) use limits::ClientIp;
 pub use limits::{AuthLimits, AuthLimitsConfig};
-pub(crate) use otp::{auth_with_otp, request_otp};
-pub(crate) use password_login::auth_with_password;
-pub(crate) use session::{auth_methods, auth_refresh, file_token, impersonate};
 
-pub(crate) fn auth_collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collection>> {
-    let c = collection(state, name)?;
-    if !c.is_auth() {
-        return Err(ApiError::bad_request(format!(
-            "Collection \"{}\" is not an auth collection.",
-            c.name
-        )));
+/// The API's rate limits as a flow's throttle: this client's address and headers.
+pub(crate) struct HttpThrottle<'a> {
+    pub state: &'a ApiState,
+    pub ip: IpAddr,
+    pub headers: &'a HeaderMap,
+}
+
+impl Throttle for HttpThrottle<'_> {
+    fn admit<'a>(
+        &'a self,
+        c: &'a Collection,
+        action: &'a str,
+        identity: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = ServiceResult<()>> + Send + 'a>> {
+        Box::pin(
+            self.state
+                .limits
+                .check(self.state, c, action, self.ip, self.headers, identity),
+        )
     }
-    Ok(c)
 }
 
-pub(crate) fn options(c: &Collection) -> AuthOptions {
-    c.auth.clone().unwrap_or_default()
+/// Where a sign-in comes from: the client's address and user agent.
+pub(crate) fn origin(ip: IpAddr, headers: &HeaderMap) -> Origin {
+    let user_agent = headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Origin::new(ip, user_agent)
 }
 
-pub(crate) fn text<'a>(r: &'a Record, key: &str) -> &'a str {
-    r.get(key).and_then(Value::as_str).unwrap_or_default()
+/// A string of a body, empty when absent or not a string.
+fn text(body: &Map<String, Value>, key: &str) -> String {
+    body.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
-/// The collection's secret for tokens of `kind`.
-fn collection_secret(c: &Collection, kind: TokenKind) -> String {
-    let Some(a) = &c.auth else {
-        return String::new();
+/// `mfaId` from the query string, else from the body; blank is none.
+fn mfa_id(query: &HashMap<String, String>, body: &Map<String, Value>) -> Option<String> {
+    query
+        .get("mfaId")
+        .map(String::as_str)
+        .or_else(|| body.get("mfaId").and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// `{token, record[, meta]}`.
+pub(crate) fn session_json(s: Session) -> Json<Value> {
+    let mut out = json!({"token": s.token, "record": s.record});
+    if let (Some(meta), Value::Object(m)) = (s.meta, &mut out) {
+        m.insert("meta".into(), meta);
+    }
+    Json(out)
+}
+
+/// A session, or 401 `{mfaId}` when a second factor is due.
+pub(crate) fn outcome(o: AuthOutcome) -> Response {
+    match o {
+        AuthOutcome::Session(s) => session_json(s).into_response(),
+        AuthOutcome::MfaRequired { mfa_id } => {
+            (StatusCode::UNAUTHORIZED, Json(json!({"mfaId": mfa_id}))).into_response()
+        }
+    }
+}
+
+pub(crate) async fn auth_with_password(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let input = PasswordLogin {
+        collection,
+        identity: text(&body, "identity"),
+        password: text(&body, "password"),
+        identity_field: body
+            .get("identityField")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        mfa_id: mfa_id(&query, &body),
+        origin: origin(ip, &headers),
     };
-    let t = match kind {
-        TokenKind::Auth => &a.auth_token,
-        TokenKind::Verification => &a.verification_token,
-        TokenKind::PasswordReset => &a.password_reset_token,
-        TokenKind::EmailChange => &a.email_change_token,
-        TokenKind::File => &a.file_token,
+    let throttle = HttpThrottle {
+        state: &state,
+        ip,
+        headers: &headers,
     };
-    t.secret.clone().unwrap_or_default()
-}
-
-/// The record's part of a token key. Single-use kinds also bind what using them changes,
-/// so a used token stops verifying: a reset changes the password hash, a verification
-/// the verified flag, an email change the email (and each of them the tokenKey).
-pub(crate) fn record_key(kind: TokenKind, r: &Record) -> String {
-    let tk = text(r, "tokenKey");
-    match kind {
-        TokenKind::Auth | TokenKind::File => tk.to_string(),
-        TokenKind::Verification => format!(
-            "{tk}|verified={}",
-            r.get("verified").and_then(Value::as_bool).unwrap_or(false)
-        ),
-        TokenKind::PasswordReset => format!("{tk}|{}", text(r, "password")),
-        TokenKind::EmailChange => format!("{tk}|{}", text(r, "email").to_lowercase()),
-    }
-}
-
-pub(crate) fn duration(c: &Collection, kind: TokenKind) -> i64 {
-    let a = options(c);
-    match kind {
-        TokenKind::Auth => a.auth_token.duration,
-        TokenKind::Verification => a.verification_token.duration,
-        TokenKind::PasswordReset => a.password_reset_token.duration,
-        TokenKind::EmailChange => a.email_change_token.duration,
-        TokenKind::File => a.file_token.duration,
-    }
-}
-
-pub(crate) fn sign(
-    state: &ApiState,
-    c: &Collection,
-    record: &Record,
-    claims: &TokenClaims,
-    kind: TokenKind,
-) -> ApiResult<String> {
-    let secret = collection_secret(c, kind);
-    let key = record_key(kind, record);
-    basalt_auth::issue_token(
-        &state.keys,
-        claims,
-        TokenScope {
-            collection_secret: &secret,
-            record_key: &key,
-        },
-    )
-    .map_err(|_| ApiError::internal())
-}
-
-/// Verifies `token` as a `kind` token of `record`.
-pub(crate) fn verify(
-    state: &ApiState,
-    c: &Collection,
-    record: &Record,
-    token: &str,
-    kind: TokenKind,
-) -> Option<TokenClaims> {
-    let secret = collection_secret(c, kind);
-    let key = record_key(kind, record);
-    basalt_auth::verify_token(
-        &state.keys,
-        token,
-        kind,
-        TokenScope {
-            collection_secret: &secret,
-            record_key: &key,
-        },
-    )
-    .ok()
-}
-
-/// Reads an unverified token's claims and loads the record it names in `c`; the caller
-/// still verifies the signature with [`verify`].
-pub(crate) async fn token_record(
-    state: &ApiState,
-    c: &Arc<Collection>,
-    token: &str,
-) -> ApiResult<Option<Record>> {
-    let Ok(claims) = basalt_auth::decode_unverified(token) else {
-        return Ok(None);
-    };
-    if claims.collection_id != c.id {
-        return Ok(None);
-    }
-    load_record(state, c, &claims.id).await
-}
-
-pub(crate) async fn load_record(
-    state: &ApiState,
-    c: &Arc<Collection>,
-    id: &str,
-) -> ApiResult<Option<Record>> {
-    crate::records::load_unrestricted(state, c, id, "Failed to authenticate.").await
-}
-
-/// Writes `input` to a record as the system (rules do not apply).
-pub(crate) async fn system_update(
-    state: &ApiState,
-    c: &Arc<Collection>,
-    id: &str,
-    input: Map<String, Value>,
-    message: &str,
-) -> ApiResult<Record> {
-    let op = WriteOp::Update {
-        collection: c.clone(),
-        id: id.to_string(),
-        input,
-        access: Access::Unrestricted,
-    };
-    state
-        .store
-        .write(vec![op], Arc::new(RequestInfo::default()))
-        .await
-        .map_err(|e| ApiError::from_store(e, message))?
-        .pop()
-        .flatten()
-        .ok_or_else(ApiError::internal)
-}
-
-pub(crate) fn validation(message: &str, key: &str, code: &str, text: &str) -> ApiError {
-    ApiError::validation(
-        message,
-        &ValidationErrors::single(key, FieldError::new(code, text)),
-    )
-}
-
-/// The value of a required string key of a body, or a validation error naming it.
-pub(crate) fn required<'a>(body: &'a Map<String, Value>, key: &str) -> ApiResult<&'a str> {
-    match body.get(key).and_then(Value::as_str) {
-        Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(ApiError::validation(
-            "An error occurred while validating the submitted data.",
-            &ValidationErrors::single(key, FieldError::required()),
-        )),
-    }
-}
-
-/// The requester as the owner of `record` (they see their own email).
-fn owner(c: &Collection, record: &Record) -> Auth {
-    Auth(Some(AuthInfo {
-        collection_id: c.id.clone(),
-        collection_name: c.name.clone(),
-        record: Map::from_iter([(
-            "id".to_string(),
-            Value::String(text(record, "id").to_string()),
-        )]),
-        is_superuser: c.is_superusers(),
-    }))
-}
-
-/// `{token, record}` with a fresh, refreshable auth token of the collection's duration:
-/// a plain session (flows that need the auth rule, MFA and alerts use [`finish_auth`]).
-pub(crate) fn auth_response(
-    state: &ApiState,
-    c: &Collection,
-    record: &Record,
-) -> ApiResult<Json<Value>> {
-    session_response(state, c, record, true, duration(c, TokenKind::Auth))
-}
-
-/// `{token, record}` with a fresh auth token of `duration` seconds.
-pub(crate) fn session_response(
-    state: &ApiState,
-    c: &Collection,
-    record: &Record,
-    refreshable: bool,
-    duration_secs: i64,
-) -> ApiResult<Json<Value>> {
-    let mut claims = TokenClaims::new(TokenKind::Auth, text(record, "id"), &c.id, duration_secs);
-    claims.refreshable = refreshable;
-    let token = sign(state, c, record, &claims, TokenKind::Auth)?;
-    Ok(Json(
-        json!({"token": token, "record": public_record(c, record, &owner(c, record))}),
+    Ok(outcome(
+        password_login::login(&state.service, &throttle, input).await?,
     ))
 }
 
-/// After a successful first factor: the collection's auth rule must admit the record,
-/// then MFA may ask for a second factor (401 with an `mfaId`), else the session starts.
-pub(crate) async fn finish_auth(
-    state: &ApiState,
-    c: &Arc<Collection>,
-    record: Record,
-    method: &str,
-    mfa_id: Option<&str>,
-    origin: alerts::Origin,
-) -> ApiResult<Response> {
-    finish_auth_with(state, c, record, method, mfa_id, origin, None).await
+pub(crate) async fn request_otp(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
+    let throttle = HttpThrottle {
+        state: &state,
+        ip,
+        headers: &headers,
+    };
+    let email = text(&body, "email");
+    let otp_id = otp::request_otp(&state.service, &throttle, &collection, &email).await?;
+    Ok(Json(json!({ "otpId": otp_id })))
 }
 
-/// [`finish_auth`] whose answer also carries `meta` (OAuth2's provider data).
-pub(crate) async fn finish_auth_with(
-    state: &ApiState,
-    c: &Arc<Collection>,
-    record: Record,
-    method: &str,
-    mfa_id: Option<&str>,
-    origin: alerts::Origin,
-    meta: Option<Value>,
+pub(crate) async fn auth_with_otp(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
 ) -> ApiResult<Response> {
-    let failed = || ApiError::bad_request("Failed to authenticate.");
-    match state.store.schema().rules(&c.id).map(|r| r.auth.clone()) {
-        Some(basalt_schema::RuleSlot::Expr(e)) => {
-            let visible = state
-                .store
-                .get_record(
-                    c,
-                    text(&record, "id"),
-                    Access::Rule(e.clone()),
-                    Arc::new(RequestInfo::default()),
-                )
-                .await
-                .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))?;
-            if visible.is_none() {
-                return Err(failed());
-            }
-        }
-        Some(basalt_schema::RuleSlot::Locked) => {
-            return Err(ApiError::forbidden(
-                "The authentication is not allowed for this collection.",
-            ));
-        }
-        _ => {}
-    }
-    if let Some(challenge) = mfa::gate(state, c, &record, method, mfa_id).await? {
-        return Ok((StatusCode::UNAUTHORIZED, Json(json!({"mfaId": challenge}))).into_response());
-    }
-    alerts::remember(state, c, &record, origin).await;
-    let Json(mut out) = auth_response(state, c, &record)?;
-    if let (Some(meta), Value::Object(m)) = (meta, &mut out) {
-        m.insert("meta".into(), meta);
-    }
-    Ok(Json(out).into_response())
+    let input = OtpLogin {
+        collection,
+        otp_id: text(&body, "otpId"),
+        password: text(&body, "password"),
+        mfa_id: mfa_id(&query, &body),
+        origin: origin(ip, &headers),
+    };
+    let throttle = HttpThrottle {
+        state: &state,
+        ip,
+        headers: &headers,
+    };
+    Ok(outcome(
+        otp::auth_with_otp(&state.service, &throttle, input).await?,
+    ))
+}
+
+/// The token of the `Authorization` header, as the caller was resolved from.
+fn bearer(headers: &HeaderMap) -> &str {
+    let raw = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    raw.strip_prefix("Bearer ").unwrap_or(raw).trim()
+}
+
+pub(crate) async fn auth_refresh(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    headers: HeaderMap,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
+    let s = session::refresh(&state.service, &caller, &collection, bearer(&headers)).await?;
+    Ok(session_json(s))
+}
+
+pub(crate) async fn impersonate(
+    State(state): State<ApiState>,
+    Path((collection, id)): Path<(String, String)>,
+    caller: Caller,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
+    let duration = match body.get("duration") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or(InvalidParam("duration")),
+    };
+    let input = Impersonation {
+        collection,
+        id,
+        duration,
+    };
+    Ok(session_json(
+        session::impersonate(&state.service, &caller, input).await?,
+    ))
+}
+
+/// `POST /api/files/token`: a file token of the signed-in record.
+pub(crate) async fn file_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
+    let token = session::file_token(&state.service, &caller).await?;
+    Ok(Json(json!({ "token": token })))
+}
+
+pub(crate) async fn request_verification(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<StatusCode> {
+    let throttle = HttpThrottle {
+        state: &state,
+        ip,
+        headers: &headers,
+    };
+    let email = text(&body, "email");
+    email_flows::request_verification(&state.service, &throttle, &collection, &email).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn confirm_verification(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<StatusCode> {
+    let throttle = HttpThrottle {
+        state: &state,
+        ip,
+        headers: &headers,
+    };
+    let token = text(&body, "token");
+    email_flows::confirm_verification(&state.service, &throttle, &collection, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn request_password_reset(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<StatusCode> {
+    let throttle = HttpThrottle {
+        state: &state,
+        ip,
+        headers: &headers,
+    };
+    let email = text(&body, "email");
+    email_flows::request_password_reset(&state.service, &throttle, &collection, &email).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn confirm_password_reset(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<StatusCode> {
+    let throttle = HttpThrottle {
+        state: &state,
+        ip,
+        headers: &headers,
+    };
+    let input = PasswordReset {
+        collection,
+        token: text(&body, "token"),
+        password: text(&body, "password"),
+        password_confirm: text(&body, "passwordConfirm"),
+    };
+    email_flows::confirm_password_reset(&state.service, &throttle, input).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn request_email_change(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    caller: Caller,
+    Body(body): Body,
+) -> ApiResult<StatusCode> {
+    let new_email = text(&body, "newEmail");
+    email_flows::request_email_change(&state.service, &caller, &collection, &new_email).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn confirm_email_change(
+    State(state): State<ApiState>,
+    Path(collection): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<StatusCode> {
+    let throttle = HttpThrottle {
+        state: &state,
+        ip,
+        headers: &headers,
+    };
+    let (token, password) = (text(&body, "token"), text(&body, "password"));
+    email_flows::confirm_email_change(&state.service, &throttle, &collection, &token, &password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Which sign-in methods the collection offers.
+pub(crate) async fn auth_methods(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let c = auth_collection(&state.service, &name)?;
+    let a = options(&c);
+    let pa = &a.password_auth;
+    let secs = |enabled: bool, d: i64| if enabled { d } else { 0 };
+    let oauth2 = crate::oauth2::auth_methods(&c);
+    Ok(Json(json!({
+        "password": {"enabled": pa.enabled, "identityFields": pa.identity_fields},
+        "oauth2": oauth2,
+        "mfa": {"enabled": a.mfa.enabled, "duration": secs(a.mfa.enabled, a.mfa.duration)},
+        "otp": {"enabled": a.otp.enabled, "duration": secs(a.otp.enabled, a.otp.duration)},
+        // Kept by PocketBase for older SDKs.
+        "authProviders": oauth2["providers"],
+        "usernamePassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "username"),
+        "emailPassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "email"),
+    })))
 }

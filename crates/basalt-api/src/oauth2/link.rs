@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 use super::external_auths;
 use crate::ApiState;
 use crate::error::{ApiError, ApiResult};
-use crate::records::{Action, Target, access_for, prepare_auth_input, rule};
-use crate::request_info::Auth;
+use basalt_service::Caller;
+use basalt_service::records::{Action, Target, access_for, prepare_auth_input, rule};
 
 const FAILED: &str = "Failed to authenticate.";
 
@@ -45,6 +45,7 @@ async fn find(
         ApiError::internal()
     })?;
     let page = state
+        .service
         .store
         .list_records(ListQuery {
             collection: c.clone(),
@@ -67,11 +68,15 @@ async fn record_by_id(
     c: &Arc<Collection>,
     id: &str,
 ) -> ApiResult<Option<Record>> {
-    crate::records::load_unrestricted(state, c, id, FAILED).await
+    Ok(basalt_service::records::load_unrestricted(&state.service, c, id, FAILED).await?)
 }
 
 async fn random_password_hash(state: &ApiState) -> ApiResult<String> {
-    state.passwords.hash(basalt_schema::id::random_id(40)).await
+    Ok(state
+        .service
+        .passwords
+        .hash(basalt_schema::id::random_id(40))
+        .await?)
 }
 
 fn link_op(
@@ -127,6 +132,7 @@ pub(super) async fn sign_in(
     }
     if existing.is_none() && !user.email.is_empty() {
         existing = state
+            .service
             .store
             .find_auth_record(c, "email", &user.email)
             .await
@@ -212,6 +218,7 @@ pub(super) async fn sign_in(
         return Ok((record, false));
     }
     let out = state
+        .service
         .store
         .write(ops, Arc::new(oauth2_request(Map::new())))
         .await
@@ -245,7 +252,7 @@ async fn create(
     if c.is_superusers() {
         return Err(ApiError::bad_request(FAILED));
     }
-    let access = access_for(&rule(state, c, Action::Create), &Auth(None))
+    let access = access_for(&rule(&state.service, c, Action::Create), &Caller(None))
         .ok_or_else(|| ApiError::forbidden("OAuth2 sign-up is not allowed for this collection."))?;
     let given = payload
         .get("email")
@@ -280,6 +287,7 @@ async fn create(
         }
         if field == &mapped.username
             && state
+                .service
                 .store
                 .find_auth_record(c, field, value)
                 .await
@@ -291,7 +299,14 @@ async fn create(
         }
         payload.insert(field.clone(), Value::String(value.clone()));
     }
-    prepare_auth_input(state, c, &mut payload, &Auth(None), Target::Create).await?;
+    prepare_auth_input(
+        &state.service,
+        c,
+        &mut payload,
+        &Caller(None),
+        Target::Create,
+    )
+    .await?;
     if !payload.contains_key("password") {
         payload.insert(
             "password".into(),
@@ -322,7 +337,7 @@ async fn create(
         access,
     });
     ops.push(link_op(ea, c, &id, provider, user));
-    let out = state.store.write(ops, req).await.map_err(|e| {
+    let out = state.service.store.write(ops, req).await.map_err(|e| {
         // A batch error wraps the failing operation's own error.
         match e {
             basalt_store::StoreError::Batch { source, .. } => store_err(*source),
@@ -343,9 +358,15 @@ pub(super) async fn auth_rule_admits(
     c: &Arc<Collection>,
     record: &Record,
 ) -> ApiResult<bool> {
-    let rules = state.store.schema().rules(&c.id).map(|r| r.auth.clone());
+    let rules = state
+        .service
+        .store
+        .schema()
+        .rules(&c.id)
+        .map(|r| r.auth.clone());
     match rules {
         Some(RuleSlot::Expr(e)) => Ok(state
+            .service
             .store
             .get_record(
                 c,

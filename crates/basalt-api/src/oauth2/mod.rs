@@ -20,10 +20,11 @@ use basalt_schema::{Collection, FieldError, ValidationErrors};
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
-use crate::auth::{ClientIp, Origin};
+use crate::auth::{ClientIp, origin, outcome};
 use crate::error::{ApiError, ApiResult};
-use crate::records::collection;
-use crate::request_info::Auth;
+use basalt_service::Caller;
+use basalt_service::auth::finish_auth;
+use basalt_service::records::collection;
 
 fn options(c: &Collection) -> OAuth2Options {
     c.auth
@@ -117,10 +118,10 @@ pub(crate) async fn auth_with_oauth2(
     Query(query): Query<HashMap<String, String>>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    auth: Auth,
+    auth: Caller,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
-    let c = collection(&state, &name)?;
+    let c = collection(&state.service, &name)?;
     if !c.is_auth() {
         return Err(ApiError::bad_request(format!(
             "Collection \"{}\" is not an auth collection.",
@@ -194,16 +195,17 @@ pub(crate) async fn auth_with_oauth2(
         .get("mfaId")
         .map(String::as_str)
         .or_else(|| body.get("mfaId").and_then(Value::as_str));
-    crate::auth::finish_auth_with(
-        &state,
+    let done = finish_auth(
+        &state.service,
         &c,
         record,
         "oauth2",
         mfa_id,
-        Origin::new(ip, &headers),
+        origin(ip, &headers),
         Some(meta(&user, is_new)),
     )
-    .await
+    .await?;
+    Ok(outcome(done))
 }
 
 fn meta(u: &basalt_oauth2::AuthUser, is_new: bool) -> Value {
@@ -224,6 +226,7 @@ fn meta(u: &basalt_oauth2::AuthUser, is_new: bool) -> Value {
 /// The `_externalAuths` collection (system migration 3).
 pub(crate) fn external_auths(state: &ApiState) -> ApiResult<Arc<Collection>> {
     state
+        .service
         .store
         .schema()
         .find("_externalAuths")

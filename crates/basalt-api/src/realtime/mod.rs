@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use basalt_realtime::Identity;
 
 use crate::ApiState;
-use crate::request_info::resolve_token;
+use basalt_service::resolve_token;
 
 pub use direct::{DirectSocket, StreamSocket};
 pub use render::renderer;
@@ -27,7 +27,7 @@ pub(crate) async fn identity_of_token(state: &ApiState, token: &str) -> Option<I
     if token.is_empty() {
         return None;
     }
-    let auth = resolve_token(state, token, basalt_auth::TokenKind::Auth).await?;
+    let auth = resolve_token(&state.service, token, basalt_auth::TokenKind::Auth).await?;
     let claims = basalt_auth::decode_unverified(token).ok()?;
     Some(Identity {
         auth,

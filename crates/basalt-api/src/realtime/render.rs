@@ -13,8 +13,9 @@ use basalt_store::Record;
 use serde_json::Value;
 
 use crate::ApiState;
+use crate::error::ApiError;
 use crate::records::render;
-use crate::request_info::Auth;
+use basalt_service::Caller;
 
 /// The API's shaping, handed to the realtime hub.
 pub(crate) struct ApiRenderer(pub ApiState);
@@ -28,7 +29,7 @@ impl RecordRenderer for ApiRenderer {
         subscription: &'a Subscription,
     ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>> {
         Box::pin(async move {
-            let auth = Auth(auth.cloned());
+            let auth = Caller(auth.cloned());
             let params: HashMap<String, String> = subscription
                 .query
                 .iter()
@@ -51,7 +52,10 @@ impl RecordRenderer for ApiRenderer {
                 &req,
             )
             .await
-            .map_err(|e| format!("{} {}", e.status, e.message))?;
+            .map_err(|e| {
+                let e = ApiError::from(e);
+                format!("{} {}", e.status, e.message)
+            })?;
             out.pop().ok_or_else(|| "nothing was rendered".to_string())
         })
     }

@@ -1,11 +1,9 @@
-//! The records API: list, view, create, update, delete, plus the response shaping they
-//! share (hidden fields, email visibility, expand, `fields`).
+//! The records API: list, view, create, update, delete over `basalt_service::records`,
+//! plus what the REST answers add: `fields` projection and the shaped record written
+//! straight from the stored one.
 
-mod auth_input;
-mod expand;
 mod fields;
 mod handlers;
 pub(crate) mod shape;
 
-pub(crate) use auth_input::{Target, prepare_auth_input};
 pub(crate) use handlers::*;

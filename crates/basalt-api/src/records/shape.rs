@@ -1,36 +1,13 @@
-//! A stored record as a client may see it: `collectionId`/`collectionName` first, hidden
-//! fields removed, `email` only when visible to this requester.
+//! A stored record as a client may see it (`basalt_service::records::Visibility`),
+//! written straight into the response: from the decoded record ([`PublicRecord`]) or, on
+//! the hot path, from the stored row ([`AnonymousRow`]).
 
 use basalt_schema::Collection;
+use basalt_service::Caller;
+use basalt_service::records::Visibility;
 use basalt_store::{Record, RowView};
-use serde_json::{Map, Value};
 
-use crate::request_info::Auth;
-
-pub(crate) fn public_record(c: &Collection, r: &Record, auth: &Auth) -> Map<String, Value> {
-    let visible = Visibility::of(c, r, auth);
-    shape(c, &visible, |name, wanted| {
-        wanted.then(|| r.get(name).cloned()).flatten()
-    })
-}
-
-/// [`public_record`] moving the values out of the record instead of copying them: for the
-/// common answer that needs nothing else of the stored record.
-pub(crate) fn into_public_record(c: &Collection, mut r: Record, auth: &Auth) -> Map<String, Value> {
-    let visible = Visibility::of(c, &r, auth);
-    // The store decodes rows in field order: then the values are taken in one pass.
-    let in_field_order =
-        r.len() == c.fields.len() && r.keys().zip(&c.fields).all(|(k, f)| *k == f.name);
-    if !in_field_order {
-        return shape(c, &visible, |name, wanted| {
-            wanted.then(|| r.remove(name)).flatten()
-        });
-    }
-    let mut values = r.into_iter();
-    shape(c, &visible, |_, _| values.next().map(|(_, v)| v))
-}
-
-/// [`public_record`] as a serialisable view: the shaped record is written straight into
+/// `public_record` as a serialisable view: the shaped record is written straight into
 /// the response without building its map (for the plain answer: no `expand`, no `fields`).
 pub(crate) struct PublicRecord<'a> {
     collection: &'a Collection,
@@ -39,7 +16,7 @@ pub(crate) struct PublicRecord<'a> {
 }
 
 impl<'a> PublicRecord<'a> {
-    pub(crate) fn new(collection: &'a Collection, record: &'a Record, auth: &Auth) -> Self {
+    pub(crate) fn new(collection: &'a Collection, record: &'a Record, auth: &Caller) -> Self {
         let visible = Visibility::of(collection, record, auth);
         Self {
             collection,
@@ -67,7 +44,7 @@ impl serde::Serialize for PublicRecord<'_> {
             } else {
                 r.get(&f.name)
             };
-            if let Some(v) = value.filter(|_| wanted(c, f, &self.visible)) {
+            if let Some(v) = value.filter(|_| self.visible.shows(c, f)) {
                 map.serialize_entry(&f.name, v)?;
             }
         }
@@ -96,10 +73,7 @@ impl<'a> AnonymousRow<'a> {
         Self {
             collection,
             row,
-            visible: Visibility {
-                superuser: false,
-                email,
-            },
+            visible: Visibility::anonymous(email),
         }
     }
 }
@@ -115,7 +89,7 @@ impl AnonymousRow<'_> {
         write_key(out, b',', "collectionName")?;
         serde_json::to_writer(&mut *out, &c.name)?;
         for (i, f) in c.fields.iter().enumerate() {
-            if let Some(v) = self.row.json(i).filter(|_| wanted(c, f, &self.visible)) {
+            if let Some(v) = self.row.json(i).filter(|_| self.visible.shows(c, f)) {
                 write_key(out, b',', &f.name)?;
                 serde_json::to_writer(&mut *out, &v)?;
             }
@@ -139,63 +113,13 @@ fn write_key(out: &mut Vec<u8>, sep: u8, key: &str) -> Result<(), serde_json::Er
     Ok(())
 }
 
-/// Whether this requester sees field `f` of a record of `c`.
-fn wanted(c: &Collection, f: &basalt_schema::Field, visible: &Visibility) -> bool {
-    !(f.name == "password"
-        || f.name == "tokenKey"
-        || (f.hidden && !visible.superuser)
-        || (c.is_auth() && f.name == "email" && !visible.email))
-}
-
-/// Which of a record's fields this requester sees.
-struct Visibility {
-    superuser: bool,
-    email: bool,
-}
-
-impl Visibility {
-    fn of(c: &Collection, r: &Record, auth: &Auth) -> Self {
-        let superuser = auth.is_superuser();
-        let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
-        let owner = auth.0.as_ref().is_some_and(|a| {
-            a.collection_id == c.id && a.record.get("id").and_then(Value::as_str) == Some(id)
-        });
-        let email_visibility = r
-            .get("emailVisibility")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        Self {
-            superuser,
-            email: email_visibility || owner || superuser,
-        }
-    }
-}
-
-/// Builds the shaped record; `take(name, wanted)` is called for every field in order and
-/// yields the value to show (`wanted` is false for the fields this requester must not see).
-fn shape(
-    c: &Collection,
-    visible: &Visibility,
-    mut take: impl FnMut(&str, bool) -> Option<Value>,
-) -> Map<String, Value> {
-    let mut out = Map::with_capacity(c.fields.len() + 2);
-    out.insert("collectionId".into(), Value::String(c.id.clone()));
-    out.insert("collectionName".into(), Value::String(c.name.clone()));
-    for f in &c.fields {
-        let wanted = wanted(c, f, visible);
-        if let Some(v) = take(&f.name, wanted).filter(|_| wanted) {
-            out.insert(f.name.clone(), v);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use basalt_schema::collection_validate::validate;
     use basalt_schema::request::AuthInfo;
     use basalt_schema::{Collection, Schema};
-    use serde_json::json;
+    use basalt_service::records::{into_public_record, public_record};
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -248,13 +172,13 @@ mod tests {
     #[test]
     fn moving_and_copying_shape_alike() {
         let c = users();
-        let owner = Auth(Some(AuthInfo {
+        let owner = Caller(Some(AuthInfo {
             collection_id: c.id.clone(),
             collection_name: c.name.clone(),
             record: stored(&c, false),
             is_superuser: false,
         }));
-        for auth in [Auth(None), owner] {
+        for auth in [Caller(None), owner] {
             for visible_email in [false, true] {
                 let r = stored(&c, visible_email);
                 let copied = public_record(&c, &r, &auth);

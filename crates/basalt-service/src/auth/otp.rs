@@ -3,49 +3,45 @@
 //! `auth-with-otp` accepts a code once, before it expires, and burns it after
 //! [`MAX_ATTEMPTS`] wrong tries.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
 use basalt_schema::{Collection, RequestInfo};
 use basalt_store::{Access, Record, WriteOp};
 use serde_json::{Map, Value, json};
 
-use super::alerts::Origin;
-use super::limits::ClientIp;
 use super::outbox::{mail_settings, send};
-use super::{auth_collection, finish_auth, load_record, options, required, system_update, text};
-use crate::ApiState;
-use crate::body::Body;
-use crate::error::{ApiError, ApiResult};
+use super::{
+    AuthOutcome, Origin, Throttle, auth_collection, finish_auth, load_record, required,
+    system_update,
+};
+use crate::Services;
+use crate::error::{ServiceError, ServiceResult};
+use crate::tokens::{options, text};
 
 /// Wrong codes a request may try before it is burnt.
-pub(crate) const MAX_ATTEMPTS: i64 = 5;
+const MAX_ATTEMPTS: i64 = 5;
 
-pub(crate) fn system_collection(state: &ApiState, name: &str) -> ApiResult<Arc<Collection>> {
-    state.store.schema().by_name(name).cloned().ok_or_else(|| {
+pub(super) fn system_collection(svc: &Services, name: &str) -> ServiceResult<Arc<Collection>> {
+    svc.store.schema().by_name(name).cloned().ok_or_else(|| {
         tracing::error!(collection = name, "system collection missing");
-        ApiError::internal()
+        ServiceError::internal()
     })
 }
 
 /// Seconds since a record's `created` timestamp.
-pub(crate) fn age_secs(r: &Record) -> i64 {
+pub(super) fn age_secs(r: &Record) -> i64 {
     chrono::NaiveDateTime::parse_from_str(text(r, "created"), "%Y-%m-%d %H:%M:%S%.3fZ")
         .map(|t| chrono::Utc::now().timestamp() - t.and_utc().timestamp())
         .unwrap_or(i64::MAX)
 }
 
-pub(crate) async fn delete_system_record(state: &ApiState, c: &Arc<Collection>, id: &str) {
+pub(super) async fn delete_system_record(svc: &Services, c: &Arc<Collection>, id: &str) {
     let op = WriteOp::Delete {
         collection: c.clone(),
         id: id.to_string(),
         access: Access::Unrestricted,
     };
-    if let Err(e) = state
+    if let Err(e) = svc
         .store
         .write(vec![op], Arc::new(RequestInfo::default()))
         .await
@@ -56,15 +52,15 @@ pub(crate) async fn delete_system_record(state: &ApiState, c: &Arc<Collection>, 
 
 /// Deletes the entries of `sys` (`_otps` or `_mfas`) for one record that are older than
 /// `max_age` seconds, so abandoned codes and challenges do not pile up.
-pub(crate) async fn purge_expired(
-    state: &ApiState,
+pub(super) async fn purge_expired(
+    svc: &Services,
     sys: &Arc<Collection>,
     collection_id: &str,
     record_id: &str,
     max_age: i64,
 ) {
     let entries =
-        super::alerts::record_entries(state, sys, collection_id, record_id, None, 200).await;
+        super::alerts::record_entries(svc, sys, collection_id, record_id, None, 200).await;
     let ops: Vec<WriteOp> = entries
         .map(|(items, _)| items)
         .unwrap_or_default()
@@ -77,50 +73,45 @@ pub(crate) async fn purge_expired(
         })
         .collect();
     if !ops.is_empty()
-        && let Err(e) = state
-            .store
-            .write(ops, Arc::new(RequestInfo::default()))
-            .await
+        && let Err(e) = svc.store.write(ops, Arc::new(RequestInfo::default())).await
     {
         tracing::warn!(error = %e, collection = sys.name.as_str(), "could not purge expired auth entries");
     }
 }
 
-fn not_enabled() -> ApiError {
-    ApiError::forbidden("The collection is not configured to allow OTP authentication.")
+fn not_enabled() -> ServiceError {
+    ServiceError::forbidden("The collection is not configured to allow OTP authentication.")
 }
 
-pub(crate) async fn request_otp(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> ApiResult<Json<Value>> {
-    let c = auth_collection(&state, &name)?;
+/// Mails a code for `email` (empty when absent) of `collection`; answers the `otpId` to
+/// sign in with, one that leads nowhere for an unknown address.
+pub async fn request_otp(
+    svc: &Services,
+    throttle: &dyn Throttle,
+    collection: &str,
+    email: &str,
+) -> ServiceResult<String> {
+    let c = auth_collection(svc, collection)?;
     let opts = options(&c);
     if !opts.otp.enabled {
         return Err(not_enabled());
     }
-    let email = required(&body, "email")?;
-    state
-        .limits
-        .check(&state, &c, "requestOTP", ip, &headers, Some(email))
-        .await?;
-    let settings = mail_settings(&state).await?;
+    let email = required("email", email)?;
+    throttle.admit(&c, "requestOTP", Some(email)).await?;
+    let settings = mail_settings(svc).await?;
     let code = basalt_auth::otp_code(usize::try_from(opts.otp.length).unwrap_or(8));
     // Hashing happens for known and unknown addresses alike: same work, same time.
-    let hash = state.passwords.hash(code.clone()).await?;
-    let record = state
+    let hash = svc.passwords.hash(code.clone()).await?;
+    let record = svc
         .store
         .find_auth_record(&c, "email", email)
         .await
-        .map_err(|e| ApiError::from_store(e, "Failed to request OTP."))?;
+        .map_err(|e| ServiceError::from_store(e, "Failed to request OTP."))?;
     let Some(record) = record else {
-        return Ok(Json(json!({"otpId": basalt_schema::id::random_id(15)})));
+        return Ok(basalt_schema::id::random_id(15));
     };
-    let otps = system_collection(&state, "_otps")?;
-    purge_expired(&state, &otps, &c.id, text(&record, "id"), opts.otp.duration).await;
+    let otps = system_collection(svc, "_otps")?;
+    purge_expired(svc, &otps, &c.id, text(&record, "id"), opts.otp.duration).await;
     let input = Map::from_iter([
         ("collectionRef".into(), Value::String(c.id.clone())),
         (
@@ -139,14 +130,14 @@ pub(crate) async fn request_otp(
         input,
         access: Access::Unrestricted,
     };
-    let otp = state
+    let otp = svc
         .store
         .write(vec![op], Arc::new(RequestInfo::default()))
         .await
-        .map_err(|e| ApiError::from_store(e, "Failed to request OTP."))?
+        .map_err(|e| ServiceError::from_store(e, "Failed to request OTP."))?
         .pop()
         .flatten()
-        .ok_or_else(ApiError::internal)?;
+        .ok_or_else(ServiceError::internal)?;
     let otp_id = text(&otp, "id").to_string();
     send(
         &settings,
@@ -155,59 +146,66 @@ pub(crate) async fn request_otp(
         &record,
         &[("OTP", &code), ("OTP_ID", &otp_id)],
     );
-    Ok(Json(json!({"otpId": otp_id})))
+    Ok(otp_id)
 }
 
-pub(crate) async fn auth_with_otp(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> ApiResult<Response> {
-    let c = auth_collection(&state, &name)?;
+/// A sign-in with a mailed code.
+#[derive(Debug, Clone)]
+pub struct OtpLogin {
+    pub collection: String,
+    /// Empty when absent.
+    pub otp_id: String,
+    /// The code; empty when absent.
+    pub password: String,
+    /// The pending second factor this login completes.
+    pub mfa_id: Option<String>,
+    pub origin: Origin,
+}
+
+pub async fn auth_with_otp(
+    svc: &Services,
+    throttle: &dyn Throttle,
+    input: OtpLogin,
+) -> ServiceResult<AuthOutcome> {
+    let c = auth_collection(svc, &input.collection)?;
     let opts = options(&c);
     if !opts.otp.enabled {
         return Err(not_enabled());
     }
-    let otp_id = required(&body, "otpId")?.to_string();
-    let code = required(&body, "password")?.to_string();
-    state
-        .limits
-        .check(&state, &c, "authWithOTP", ip, &headers, Some(&otp_id))
-        .await?;
-    let failed = || ApiError::bad_request("Invalid or expired OTP.");
-    let otps = system_collection(&state, "_otps")?;
-    let Some(otp) = load_record(&state, &otps, &otp_id).await? else {
-        state.passwords.dummy(code).await;
+    let otp_id = required("otpId", &input.otp_id)?.to_string();
+    let code = required("password", &input.password)?.to_string();
+    throttle.admit(&c, "authWithOTP", Some(&otp_id)).await?;
+    let failed = || ServiceError::bad_request("Invalid or expired OTP.");
+    let otps = system_collection(svc, "_otps")?;
+    let Some(otp) = load_record(svc, &otps, &otp_id).await? else {
+        svc.passwords.dummy(code).await;
         return Err(failed());
     };
     if text(&otp, "collectionRef") != c.id {
-        state.passwords.dummy(code).await;
+        svc.passwords.dummy(code).await;
         return Err(failed());
     }
     let attempts = otp.get("attempts").and_then(Value::as_i64).unwrap_or(0);
     if age_secs(&otp) > opts.otp.duration || attempts >= MAX_ATTEMPTS {
-        delete_system_record(&state, &otps, &otp_id).await;
+        delete_system_record(svc, &otps, &otp_id).await;
         return Err(failed());
     }
-    if !state
+    if !svc
         .passwords
         .verify(code, text(&otp, "password").to_string())
         .await
     {
         if attempts + 1 >= MAX_ATTEMPTS {
-            delete_system_record(&state, &otps, &otp_id).await;
+            delete_system_record(svc, &otps, &otp_id).await;
         } else {
             let input = Map::from_iter([("attempts".to_string(), json!(attempts + 1))]);
-            system_update(&state, &otps, &otp_id, input, "Invalid or expired OTP.").await?;
+            system_update(svc, &otps, &otp_id, input, "Invalid or expired OTP.").await?;
         }
         return Err(failed());
     }
     // Single use: gone before the session starts.
-    delete_system_record(&state, &otps, &otp_id).await;
-    let mut record = load_record(&state, &c, text(&otp, "recordRef"))
+    delete_system_record(svc, &otps, &otp_id).await;
+    let mut record = load_record(svc, &c, text(&otp, "recordRef"))
         .await?
         .ok_or_else(failed)?;
     let sent_to = text(&otp, "sentTo");
@@ -221,10 +219,7 @@ pub(crate) async fn auth_with_otp(
         // The code reached the record's address: that proves it. Whoever set the password
         // of an unverified record may not own the address (an account pre-registered with
         // someone else's email), so that password stops working, as in PocketBase.
-        let random = state
-            .passwords
-            .hash(basalt_schema::id::random_id(40))
-            .await?;
+        let random = svc.passwords.hash(basalt_schema::id::random_id(40)).await?;
         let input = Map::from_iter([
             ("verified".to_string(), Value::Bool(true)),
             ("password".to_string(), Value::String(random)),
@@ -234,7 +229,7 @@ pub(crate) async fn auth_with_otp(
             ),
         ]);
         record = system_update(
-            &state,
+            svc,
             &c,
             text(&record, "id"),
             input,
@@ -242,10 +237,6 @@ pub(crate) async fn auth_with_otp(
         )
         .await?;
     }
-    let mfa_id = query
-        .get("mfaId")
-        .map(String::as_str)
-        .or_else(|| body.get("mfaId").and_then(Value::as_str))
-        .filter(|s| !s.is_empty());
-    finish_auth(&state, &c, record, "otp", mfa_id, Origin::new(ip, &headers)).await
+    let mfa_id = input.mfa_id.as_deref().filter(|s| !s.is_empty());
+    finish_auth(svc, &c, record, "otp", mfa_id, input.origin, None).await
 }

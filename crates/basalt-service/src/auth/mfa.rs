@@ -10,26 +10,27 @@ use basalt_schema::{Collection, RequestInfo};
 use basalt_store::{Access, Record, WriteOp};
 use serde_json::{Map, Value};
 
+use super::load_record;
 use super::otp::{age_secs, delete_system_record, purge_expired, system_collection};
-use super::{load_record, options, text};
-use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
+use crate::Services;
+use crate::error::{ServiceError, ServiceResult};
+use crate::tokens::{options, text};
 
 /// Whether `mfa.rule` (empty: everyone) selects `record`. The rule sees the record as
 /// `@request.auth`.
 async fn applies(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
     record: &Record,
     rule: &str,
-) -> ApiResult<bool> {
+) -> ServiceResult<bool> {
     if rule.trim().is_empty() {
         return Ok(true);
     }
     // Parsed here rather than per snapshot: it runs once per login, next to a password hash.
     let expr = basalt_schema::filter::parse(rule).map_err(|_| {
         tracing::error!(collection = c.name.as_str(), "invalid mfa rule");
-        ApiError::internal()
+        ServiceError::internal()
     })?;
     let req = RequestInfo {
         auth: Some(AuthInfo {
@@ -42,7 +43,7 @@ async fn applies(
         context: "default".into(),
         ..RequestInfo::default()
     };
-    let seen = state
+    let seen = svc
         .store
         .get_record(
             c,
@@ -51,43 +52,43 @@ async fn applies(
             Arc::new(req),
         )
         .await
-        .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))?;
+        .map_err(|e| ServiceError::from_store(e, "Failed to authenticate."))?;
     Ok(seen.is_some())
 }
 
 /// `Ok(None)` when the session may start; `Ok(Some(mfaId))` when a second factor is due.
-pub(crate) async fn gate(
-    state: &ApiState,
+pub(super) async fn gate(
+    svc: &Services,
     c: &Arc<Collection>,
     record: &Record,
     method: &str,
     mfa_id: Option<&str>,
-) -> ApiResult<Option<String>> {
+) -> ServiceResult<Option<String>> {
     let mfa = options(c).mfa;
-    if !mfa.enabled || !applies(state, c, record, &mfa.rule).await? {
+    if !mfa.enabled || !applies(svc, c, record, &mfa.rule).await? {
         return Ok(None);
     }
-    let mfas = system_collection(state, "_mfas")?;
+    let mfas = system_collection(svc, "_mfas")?;
     if let Some(id) = mfa_id {
-        let invalid = || ApiError::bad_request("Invalid or expired MFA session.");
-        let entry = load_record(state, &mfas, id).await?.ok_or_else(invalid)?;
+        let invalid = || ServiceError::bad_request("Invalid or expired MFA session.");
+        let entry = load_record(svc, &mfas, id).await?.ok_or_else(invalid)?;
         if text(&entry, "collectionRef") != c.id || text(&entry, "recordRef") != text(record, "id")
         {
             return Err(invalid());
         }
         if age_secs(&entry) > mfa.duration {
-            delete_system_record(state, &mfas, id).await;
+            delete_system_record(svc, &mfas, id).await;
             return Err(invalid());
         }
         if text(&entry, "method") == method {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::bad_request(
                 "The second factor must use a different authentication method.",
             ));
         }
-        delete_system_record(state, &mfas, id).await;
+        delete_system_record(svc, &mfas, id).await;
         return Ok(None);
     }
-    purge_expired(state, &mfas, &c.id, text(record, "id"), mfa.duration).await;
+    purge_expired(svc, &mfas, &c.id, text(record, "id"), mfa.duration).await;
     let input = Map::from_iter([
         ("collectionRef".into(), Value::String(c.id.clone())),
         ("recordRef".into(), Value::String(text(record, "id").into())),
@@ -98,13 +99,13 @@ pub(crate) async fn gate(
         input,
         access: Access::Unrestricted,
     };
-    let entry = state
+    let entry = svc
         .store
         .write(vec![op], Arc::new(RequestInfo::default()))
         .await
-        .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))?
+        .map_err(|e| ServiceError::from_store(e, "Failed to authenticate."))?
         .pop()
         .flatten()
-        .ok_or_else(ApiError::internal)?;
+        .ok_or_else(ServiceError::internal)?;
     Ok(Some(text(&entry, "id").to_string()))
 }

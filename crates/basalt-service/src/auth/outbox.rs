@@ -8,11 +8,11 @@ use basalt_schema::collection::EmailTemplate;
 use basalt_store::Record;
 use serde_json::Value;
 
-use crate::ApiState;
-use crate::error::ApiResult;
+use crate::Services;
+use crate::error::ServiceResult;
 
 /// What the mail of one request needs from the settings.
-pub(crate) struct MailSettings {
+pub(super) struct MailSettings {
     app_name: String,
     app_url: String,
     smtp: Option<SmtpSettings>,
@@ -20,8 +20,8 @@ pub(crate) struct MailSettings {
 
 /// Reads the settings once per request (before any lookup, so known and unknown
 /// addresses cost the same).
-pub(crate) async fn mail_settings(state: &ApiState) -> ApiResult<MailSettings> {
-    let s = crate::settings::load_settings(state).await?;
+pub(super) async fn mail_settings(svc: &Services) -> ServiceResult<MailSettings> {
+    let s = crate::settings::load(svc).await?;
     let str_of = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let meta = &s["meta"];
     let smtp = &s["smtp"];
@@ -47,7 +47,7 @@ pub(crate) async fn mail_settings(state: &ApiState) -> ApiResult<MailSettings> {
 }
 
 /// Renders `template` for `record` and sends it to `to` in the background.
-pub(crate) fn send(
+pub(super) fn send(
     settings: &MailSettings,
     template: &EmailTemplate,
     to: &str,

@@ -11,11 +11,9 @@ use basalt_schema::{Collection, RequestInfo};
 use basalt_store::{Author, ListQuery, Record};
 use serde_json::{Map, Value};
 
-use super::handlers::{Action, access_for, rule};
-use super::shape::public_record;
-use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
-use crate::request_info::Auth;
+use super::{Action, access_for, public_record, rule};
+use crate::error::{ServiceError, ServiceResult};
+use crate::{Caller, Services};
 
 const MAX_DEPTH: usize = 6;
 const MAX_BACK_RELATIONS: u64 = 1000;
@@ -33,22 +31,22 @@ fn ids_of(v: Option<&Value>) -> Vec<String> {
 
 /// Whether the requester may follow relation field `f`: a hidden one is the superusers'
 /// alone, as its ids are never shown to anyone else (PocketBase expands it for anyone).
-fn readable(f: &basalt_schema::Field, auth: &Auth) -> bool {
-    !f.hidden || auth.is_superuser()
+fn readable(f: &basalt_schema::Field, caller: &Caller) -> bool {
+    !f.hidden || caller.is_superuser()
 }
 
 /// Expands `paths` on `out` (the shaped forms of `records`, same order).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn expand_records<'a>(
-    state: &'a ApiState,
+pub(super) fn expand_records<'a>(
+    svc: &'a Services,
     c: &'a Arc<Collection>,
     records: &'a [Record],
     out: &'a mut [Map<String, Value>],
     paths: &'a [Vec<String>],
-    auth: &'a Auth,
+    caller: &'a Caller,
     req: &'a Arc<RequestInfo>,
     depth: usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ServiceResult<()>> + Send + 'a>> {
     Box::pin(async move {
         if depth >= MAX_DEPTH {
             return Ok(());
@@ -63,7 +61,7 @@ pub(crate) fn expand_records<'a>(
                 }
             }
         }
-        let schema = state.store.schema();
+        let schema = svc.store.schema();
         for (name, sub) in groups {
             if let Some((src, field_name)) = name.split_once("_via_") {
                 let Some(src_c) = schema.by_name(src).cloned() else {
@@ -72,11 +70,11 @@ pub(crate) fn expand_records<'a>(
                 let Some(field) = src_c
                     .field(field_name)
                     .filter(|f| f.relation_target() == Some(c.id.as_str()))
-                    .filter(|f| readable(f, auth))
+                    .filter(|f| readable(f, caller))
                 else {
                     continue;
                 };
-                let Some(access) = access_for(&rule(state, &src_c, Action::View), auth) else {
+                let Some(access) = access_for(&rule(svc, &src_c, Action::View), caller) else {
                     continue;
                 };
                 let multi = field.is_multiple();
@@ -95,7 +93,7 @@ pub(crate) fn expand_records<'a>(
                         },
                         right: Operand::Literal(Literal::String(id.to_string())),
                     };
-                    let page = state
+                    let page = svc
                         .store
                         .list_records(ListQuery {
                             collection: src_c.clone(),
@@ -109,22 +107,22 @@ pub(crate) fn expand_records<'a>(
                             request: req.clone(),
                         })
                         .await
-                        .map_err(|e| ApiError::from_store(e, "Failed to expand."))?;
+                        .map_err(|e| ServiceError::from_store(e, "Failed to expand."))?;
                     if page.items.is_empty() {
                         continue;
                     }
                     let mut shaped: Vec<Map<String, Value>> = page
                         .items
                         .iter()
-                        .map(|x| public_record(&src_c, x, auth))
+                        .map(|x| public_record(&src_c, x, caller))
                         .collect();
                     expand_records(
-                        state,
+                        svc,
                         &src_c,
                         &page.items,
                         &mut shaped,
                         &sub,
-                        auth,
+                        caller,
                         req,
                         depth + 1,
                     )
@@ -137,7 +135,7 @@ pub(crate) fn expand_records<'a>(
                 }
                 continue;
             }
-            let Some(field) = c.field(name).filter(|f| readable(f, auth)) else {
+            let Some(field) = c.field(name).filter(|f| readable(f, caller)) else {
                 continue;
             };
             let Some(target_id) = field.relation_target() else {
@@ -146,7 +144,7 @@ pub(crate) fn expand_records<'a>(
             let Some(target) = schema.by_id(target_id).cloned() else {
                 continue;
             };
-            let Some(access) = access_for(&rule(state, &target, Action::View), auth) else {
+            let Some(access) = access_for(&rule(svc, &target, Action::View), caller) else {
                 continue;
             };
             let mut all_ids: Vec<String> = records
@@ -158,22 +156,22 @@ pub(crate) fn expand_records<'a>(
             if all_ids.is_empty() {
                 continue;
             }
-            let found = state
+            let found = svc
                 .store
                 .get_records(&target, all_ids, access, req.clone())
                 .await
-                .map_err(|e| ApiError::from_store(e, "Failed to expand."))?;
+                .map_err(|e| ServiceError::from_store(e, "Failed to expand."))?;
             let mut shaped: Vec<Map<String, Value>> = found
                 .iter()
-                .map(|x| public_record(&target, x, auth))
+                .map(|x| public_record(&target, x, caller))
                 .collect();
             expand_records(
-                state,
+                svc,
                 &target,
                 &found,
                 &mut shaped,
                 &sub,
-                auth,
+                caller,
                 req,
                 depth + 1,
             )

@@ -6,47 +6,41 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::http::HeaderMap;
 use basalt_schema::{Collection, RequestInfo};
 use basalt_store::{Access, Author, ListQuery, Record, WriteOp};
 use serde_json::{Map, Value};
 
 use super::otp::system_collection;
 use super::outbox::{mail_settings, send};
-use super::{options, text};
-use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
+use crate::Services;
+use crate::error::{ServiceError, ServiceResult};
+use crate::tokens::{options, text};
 
 /// Where a sign-in comes from.
 #[derive(Debug, Clone)]
-pub(crate) struct Origin {
+pub struct Origin {
     pub ip: IpAddr,
     pub user_agent: String,
 }
 
 impl Origin {
-    pub(crate) fn new(ip: IpAddr, headers: &HeaderMap) -> Self {
-        let user_agent = headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
+    /// From the client's address and user agent (kept to 300 characters).
+    pub fn new(ip: IpAddr, user_agent: &str) -> Self {
+        let user_agent = user_agent.chars().take(300).collect();
         Self { ip, user_agent }
     }
 }
 
 /// The entries of a system collection (`_otps`, `_mfas`, `_authOrigins`) for one record,
 /// optionally with one more `key = value` condition; at most `limit`, and the total.
-pub(crate) async fn record_entries(
-    state: &ApiState,
+pub(super) async fn record_entries(
+    svc: &Services,
     sys: &Arc<Collection>,
     collection_id: &str,
     record_id: &str,
     extra: Option<(&str, &str)>,
     limit: u64,
-) -> ApiResult<(Vec<Record>, u64)> {
+) -> ServiceResult<(Vec<Record>, u64)> {
     let mut params = Map::from_iter([
         ("c".to_string(), Value::String(collection_id.to_string())),
         ("r".to_string(), Value::String(record_id.to_string())),
@@ -57,8 +51,8 @@ pub(crate) async fn record_entries(
         filter.push_str(&format!(" && {key} = {{:x}}"));
     }
     let expr = basalt_schema::filter::parse_with_params(&filter, &params)
-        .map_err(|_| ApiError::internal())?;
-    let page = state
+        .map_err(|_| ServiceError::internal())?;
+    let page = svc
         .store
         .list_records(ListQuery {
             collection: sys.clone(),
@@ -72,7 +66,7 @@ pub(crate) async fn record_entries(
             request: Arc::new(RequestInfo::default()),
         })
         .await
-        .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))?;
+        .map_err(|e| ServiceError::from_store(e, "Failed to authenticate."))?;
     let total = page.total_items.unwrap_or(page.items.len() as u64);
     Ok((page.items, total))
 }
@@ -81,40 +75,31 @@ pub(crate) async fn record_entries(
 /// (two indexed reads and at most one write, small next to the password hash) so
 /// back-to-back logins see each other's origins; the mail itself goes out in the
 /// background. A failure is logged and never fails the login.
-pub(crate) async fn remember(
-    state: &ApiState,
-    c: &Arc<Collection>,
-    record: &Record,
-    origin: Origin,
-) {
-    if let Err(e) = remember_now(state, c, record, &origin).await {
-        tracing::warn!(status = %e.status, "could not record the sign-in origin");
+pub(super) async fn remember(svc: &Services, c: &Arc<Collection>, record: &Record, origin: Origin) {
+    if let Err(e) = remember_now(svc, c, record, &origin).await {
+        tracing::warn!(
+            status = e.kind.status(),
+            "could not record the sign-in origin"
+        );
     }
 }
 
 async fn remember_now(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
     record: &Record,
     origin: &Origin,
-) -> ApiResult<()> {
-    let sys = system_collection(state, "_authOrigins")?;
+) -> ServiceResult<()> {
+    let sys = system_collection(svc, "_authOrigins")?;
     let ip = origin.ip.to_string();
     let fingerprint = basalt_auth::origin_fingerprint(&ip, &origin.user_agent);
     let id = text(record, "id");
-    let (_, known) = record_entries(
-        state,
-        &sys,
-        &c.id,
-        id,
-        Some(("fingerprint", &fingerprint)),
-        1,
-    )
-    .await?;
+    let (_, known) =
+        record_entries(svc, &sys, &c.id, id, Some(("fingerprint", &fingerprint)), 1).await?;
     if known > 0 {
         return Ok(());
     }
-    let (_, others) = record_entries(state, &sys, &c.id, id, None, 1).await?;
+    let (_, others) = record_entries(svc, &sys, &c.id, id, None, 1).await?;
     let input = Map::from_iter([
         ("collectionRef".into(), Value::String(c.id.clone())),
         ("recordRef".into(), Value::String(id.to_string())),
@@ -125,15 +110,14 @@ async fn remember_now(
         input,
         access: Access::Unrestricted,
     };
-    state
-        .store
+    svc.store
         .write(vec![op], Arc::new(RequestInfo::default()))
         .await
-        .map_err(|e| ApiError::from_store(e, "Failed to authenticate."))?;
+        .map_err(|e| ServiceError::from_store(e, "Failed to authenticate."))?;
     let alert = options(c).auth_alert;
     // The first origin of a record is no news; later new ones are.
     if others > 0 && alert.enabled && !text(record, "email").is_empty() {
-        let settings = mail_settings(state).await?;
+        let settings = mail_settings(svc).await?;
         let info = format!("{ip}, {}", origin.user_agent);
         send(
             &settings,

@@ -10,64 +10,63 @@ use basalt_schema::{Collection, FieldError, RequestInfo, ValidationErrors};
 use basalt_store::Access;
 use serde_json::{Map, Value};
 
-use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
-use crate::request_info::Auth;
+use crate::error::{ServiceError, ServiceResult};
+use crate::{Caller, Services};
 
 /// Which write the input is for.
 #[derive(Clone, Copy)]
-pub(crate) enum Target<'a> {
+pub enum Target<'a> {
     Create,
     Update(&'a str),
 }
 
-fn fail(target: Target<'_>, key: &str, e: FieldError) -> ApiError {
+fn fail(target: Target<'_>, key: &str, e: FieldError) -> ServiceError {
     let message = match target {
         Target::Create => "Failed to create record.",
         Target::Update(_) => "Failed to update record.",
     };
-    ApiError::validation(message, &ValidationErrors::single(key, e))
+    ServiceError::validation(message, &ValidationErrors::single(key, e))
 }
 
 async fn stored_record(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
     id: &str,
-) -> ApiResult<basalt_store::Record> {
-    super::load_unrestricted(state, c, id, "Failed to update record.")
+) -> ServiceResult<basalt_store::Record> {
+    super::load_unrestricted(svc, c, id, "Failed to update record.")
         .await?
-        .ok_or_else(ApiError::not_found)
+        .ok_or_else(ServiceError::not_found)
 }
 
 async fn old_password_matches(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
     id: &str,
     old: &str,
-) -> ApiResult<bool> {
-    let stored = stored_record(state, c, id).await?;
+) -> ServiceResult<bool> {
+    let stored = stored_record(svc, c, id).await?;
     let hash = stored
         .get("password")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
     let old = old.to_string();
-    Ok(state.passwords.verify(old, hash).await)
+    Ok(svc.passwords.verify(old, hash).await)
 }
 
 /// Whether the requester manages the record being updated: the collection's
 /// `manageRule` (`null`: nobody; `""`: any authenticated record) admits it with the
 /// requester as `@request.auth`.
 async fn manages(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
-    auth: &Auth,
+    caller: &Caller,
     target: Target<'_>,
-) -> ApiResult<bool> {
-    let (Target::Update(id), Some(info)) = (target, &auth.0) else {
+) -> ServiceResult<bool> {
+    let (Target::Update(id), Some(info)) = (target, &caller.0) else {
         return Ok(false);
     };
-    let slot = state.store.schema().rules(&c.id).map(|r| r.manage.clone());
+    let slot = svc.store.schema().rules(&c.id).map(|r| r.manage.clone());
     let expr = match slot {
         Some(basalt_schema::RuleSlot::Open) => return Ok(true),
         Some(basalt_schema::RuleSlot::Expr(e)) => e,
@@ -79,28 +78,28 @@ async fn manages(
         context: "default".into(),
         ..RequestInfo::default()
     };
-    let seen = state
+    let seen = svc
         .store
         .get_record(c, id, Access::Rule(expr), Arc::new(req))
         .await
-        .map_err(|e| ApiError::from_store(e, "Failed to update record."))?;
+        .map_err(|e| ServiceError::from_store(e, "Failed to update record."))?;
     Ok(seen.is_some())
 }
 
-pub(crate) async fn prepare_auth_input(
-    state: &ApiState,
+pub async fn prepare_auth_input(
+    svc: &Services,
     c: &Arc<Collection>,
     body: &mut Map<String, Value>,
-    auth: &Auth,
+    caller: &Caller,
     target: Target<'_>,
-) -> ApiResult<()> {
+) -> ServiceResult<()> {
     if !c.is_auth() {
         return Ok(());
     }
     let confirm = body.remove("passwordConfirm");
     let old = body.remove("oldPassword");
-    let manager = auth.is_superuser() || manages(state, c, auth, target).await?;
-    if !auth.is_superuser() {
+    let manager = caller.is_superuser() || manages(svc, c, caller, target).await?;
+    if !caller.is_superuser() {
         body.remove("tokenKey");
     }
     if !manager {
@@ -110,14 +109,14 @@ pub(crate) async fn prepare_auth_input(
         // Only managers change an address directly; everyone else proves the new one
         // through request-email-change (else a verified account could move to an
         // unverified address and stay verified).
-        let stored = stored_record(state, c, id).await?;
+        let stored = stored_record(svc, c, id).await?;
         if new_email.as_str() != stored.get("email").and_then(Value::as_str) {
-            let owner = auth.0.as_ref().is_some_and(|a| {
+            let owner = caller.0.as_ref().is_some_and(|a| {
                 a.collection_id == c.id && a.record.get("id").and_then(Value::as_str) == Some(id)
             });
             // Others learn nothing about a record they may not manage.
             if !owner {
-                return Err(ApiError::not_found());
+                return Err(ServiceError::not_found());
             }
             return Err(fail(
                 target,
@@ -143,7 +142,7 @@ pub(crate) async fn prepare_auth_input(
         && !manager
     {
         let old = old.as_ref().and_then(Value::as_str).unwrap_or_default();
-        if old.is_empty() || !old_password_matches(state, c, id, old).await? {
+        if old.is_empty() || !old_password_matches(svc, c, id, old).await? {
             return Err(fail(
                 target,
                 "oldPassword",
@@ -154,7 +153,7 @@ pub(crate) async fn prepare_auth_input(
             ));
         }
     }
-    let hash = state.passwords.hash(plain).await?;
+    let hash = svc.passwords.hash(plain).await?;
     body.insert("password".into(), Value::String(hash));
     if matches!(target, Target::Update(_)) {
         // A new password signs out every session of the record.

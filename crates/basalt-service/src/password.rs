@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -59,7 +59,10 @@ impl PasswordPool {
         Self { jobs: tx, queued }
     }
 
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> ServiceResult<T> {
         let (tx, rx) = oneshot::channel();
         self.queued.fetch_add(1, Ordering::AcqRel);
         self.jobs
@@ -68,15 +71,15 @@ impl PasswordPool {
             }))
             .map_err(|_| {
                 self.queued.fetch_sub(1, Ordering::AcqRel);
-                ApiError::internal()
+                ServiceError::internal()
             })?;
-        rx.await.map_err(|_| ApiError::internal())
+        rx.await.map_err(|_| ServiceError::internal())
     }
 
-    pub async fn hash(&self, plain: String) -> ApiResult<String> {
+    pub async fn hash(&self, plain: String) -> ServiceResult<String> {
         self.run(move || basalt_auth::hash_password(&plain))
             .await?
-            .map_err(|_| ApiError::internal())
+            .map_err(|_| ServiceError::internal())
     }
 
     /// Whether `plain` matches `hash`; anything unusable is a mismatch.

@@ -1,0 +1,39 @@
+//! The operations of Basalt with typed inputs and outputs, whatever protocol asks for
+//! them: records (rules chosen and checked, expand, auth-record input), batch writes as
+//! one transaction and the settings document. REST (`basalt-api`) and any other protocol
+//! are thin adapters over the same functions: they turn their request into a
+//! [`Caller`], a [`RequestMeta`] and an input, and render the output or the
+//! [`ServiceError`].
+//!
+//! It never knows HTTP (no axum, hyper, tower or `http` types: no headers, status codes
+//! or routes), wire formats beyond PocketBase's error `data`, or configuration: the binary
+//! hands it a [`Services`] of ready handles.
+
+pub mod auth;
+pub mod batch;
+mod caller;
+mod error;
+mod password;
+pub mod records;
+pub mod settings;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use basalt_auth::TokenKeys;
+use basalt_store::Store;
+
+pub use caller::{Caller, RequestMeta, request_info, resolve_token};
+pub use error::{ErrorKind, ServiceError, ServiceResult, validation_data};
+pub use password::PasswordPool;
+
+/// The handles every operation runs on; cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    /// Shared: protocols clone the handles per request, and the keys would otherwise
+    /// allocate.
+    pub keys: Arc<TokenKeys>,
+    /// Where password hashes are computed (bounded, off the async runtime).
+    pub passwords: PasswordPool,
+}
