@@ -12,7 +12,8 @@ use std::net::IpAddr;
 use std::pin::Pin;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use basalt_schema::Collection;
@@ -28,40 +29,61 @@ use serde_json::{Map, Value, json};
 
 use crate::ApiState;
 use crate::body::Body;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
-pub(crate) use limits::ClientIp;
+use limits::ClientIp;
 pub use limits::{AuthLimits, AuthLimitsConfig};
 
-/// The API's rate limits as a flow's throttle: this client's address and headers.
-pub(crate) struct HttpThrottle<'a> {
-    pub state: &'a ApiState,
-    pub ip: IpAddr,
-    pub headers: &'a HeaderMap,
+/// The rate limits in front of an auth flow for this request's client (its address and
+/// headers), handed to the flow as its [`Throttle`].
+pub(crate) struct ClientThrottle {
+    state: ApiState,
+    ip: IpAddr,
+    headers: HeaderMap,
 }
 
-impl Throttle for HttpThrottle<'_> {
+impl ClientThrottle {
+    /// Where a sign-in comes from: the client's address and user agent.
+    pub(crate) fn origin(&self) -> Origin {
+        let user_agent = self
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        Origin::new(self.ip, user_agent)
+    }
+}
+
+impl FromRequestParts<ApiState> for ClientThrottle {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        Ok(Self {
+            state: state.clone(),
+            ip,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl Throttle for ClientThrottle {
     fn admit<'a>(
         &'a self,
         c: &'a Collection,
         action: &'a str,
         identity: Option<&'a str>,
     ) -> Pin<Box<dyn Future<Output = ServiceResult<()>> + Send + 'a>> {
+        let state = &self.state;
         Box::pin(
-            self.state
+            state
                 .limits
-                .check(self.state, c, action, self.ip, self.headers, identity),
+                .check(state, c, action, self.ip, &self.headers, identity),
         )
     }
-}
-
-/// Where a sign-in comes from: the client's address and user agent.
-pub(crate) fn origin(ip: IpAddr, headers: &HeaderMap) -> Origin {
-    let user_agent = headers
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    Origin::new(ip, user_agent)
 }
 
 /// A string of a body, empty when absent or not a string.
@@ -105,8 +127,7 @@ pub(crate) async fn auth_with_password(
     State(state): State<ApiState>,
     Path(collection): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    throttle: ClientThrottle,
     Body(body): Body,
 ) -> ApiResult<Response> {
     let input = PasswordLogin {
@@ -118,12 +139,7 @@ pub(crate) async fn auth_with_password(
             .and_then(Value::as_str)
             .map(str::to_string),
         mfa_id: mfa_id(&query, &body),
-        origin: origin(ip, &headers),
-    };
-    let throttle = HttpThrottle {
-        state: &state,
-        ip,
-        headers: &headers,
+        origin: throttle.origin(),
     };
     Ok(outcome(
         password_login::login(&state.service, &throttle, input).await?,
@@ -133,15 +149,9 @@ pub(crate) async fn auth_with_password(
 pub(crate) async fn request_otp(
     State(state): State<ApiState>,
     Path(collection): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    throttle: ClientThrottle,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let throttle = HttpThrottle {
-        state: &state,
-        ip,
-        headers: &headers,
-    };
     let email = text(&body, "email");
     let otp_id = otp::request_otp(&state.service, &throttle, &collection, &email).await?;
     Ok(Json(json!({ "otpId": otp_id })))
@@ -151,8 +161,7 @@ pub(crate) async fn auth_with_otp(
     State(state): State<ApiState>,
     Path(collection): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    throttle: ClientThrottle,
     Body(body): Body,
 ) -> ApiResult<Response> {
     let input = OtpLogin {
@@ -160,12 +169,7 @@ pub(crate) async fn auth_with_otp(
         otp_id: text(&body, "otpId"),
         password: text(&body, "password"),
         mfa_id: mfa_id(&query, &body),
-        origin: origin(ip, &headers),
-    };
-    let throttle = HttpThrottle {
-        state: &state,
-        ip,
-        headers: &headers,
+        origin: throttle.origin(),
     };
     Ok(outcome(
         otp::auth_with_otp(&state.service, &throttle, input).await?,
@@ -223,15 +227,9 @@ pub(crate) async fn file_token(
 pub(crate) async fn request_verification(
     State(state): State<ApiState>,
     Path(collection): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    throttle: ClientThrottle,
     Body(body): Body,
 ) -> ApiResult<StatusCode> {
-    let throttle = HttpThrottle {
-        state: &state,
-        ip,
-        headers: &headers,
-    };
     let email = text(&body, "email");
     email_flows::request_verification(&state.service, &throttle, &collection, &email).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -240,15 +238,9 @@ pub(crate) async fn request_verification(
 pub(crate) async fn confirm_verification(
     State(state): State<ApiState>,
     Path(collection): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    throttle: ClientThrottle,
     Body(body): Body,
 ) -> ApiResult<StatusCode> {
-    let throttle = HttpThrottle {
-        state: &state,
-        ip,
-        headers: &headers,
-    };
     let token = text(&body, "token");
     email_flows::confirm_verification(&state.service, &throttle, &collection, &token).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -257,15 +249,9 @@ pub(crate) async fn confirm_verification(
 pub(crate) async fn request_password_reset(
     State(state): State<ApiState>,
     Path(collection): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    throttle: ClientThrottle,
     Body(body): Body,
 ) -> ApiResult<StatusCode> {
-    let throttle = HttpThrottle {
-        state: &state,
-        ip,
-        headers: &headers,
-    };
     let email = text(&body, "email");
     email_flows::request_password_reset(&state.service, &throttle, &collection, &email).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -274,15 +260,9 @@ pub(crate) async fn request_password_reset(
 pub(crate) async fn confirm_password_reset(
     State(state): State<ApiState>,
     Path(collection): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    throttle: ClientThrottle,
     Body(body): Body,
 ) -> ApiResult<StatusCode> {
-    let throttle = HttpThrottle {
-        state: &state,
-        ip,
-        headers: &headers,
-    };
     let input = PasswordReset {
         collection,
         token: text(&body, "token"),
@@ -307,15 +287,9 @@ pub(crate) async fn request_email_change(
 pub(crate) async fn confirm_email_change(
     State(state): State<ApiState>,
     Path(collection): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    throttle: ClientThrottle,
     Body(body): Body,
 ) -> ApiResult<StatusCode> {
-    let throttle = HttpThrottle {
-        state: &state,
-        ip,
-        headers: &headers,
-    };
     let (token, password) = (text(&body, "token"), text(&body, "password"));
     email_flows::confirm_email_change(&state.service, &throttle, &collection, &token, &password)
         .await?;

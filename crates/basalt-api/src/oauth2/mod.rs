@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use basalt_oauth2::OAuth2Error;
 use basalt_schema::collection_oauth2::OAuth2Options;
@@ -20,10 +19,10 @@ use basalt_schema::{Collection, FieldError, ValidationErrors};
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
-use crate::auth::{ClientIp, origin, outcome};
+use crate::auth::{ClientThrottle, outcome};
 use crate::error::{ApiError, ApiResult};
 use basalt_service::Caller;
-use basalt_service::auth::finish_auth;
+use basalt_service::auth::{Throttle, finish_auth};
 use basalt_service::records::collection;
 
 fn options(c: &Collection) -> OAuth2Options {
@@ -116,8 +115,7 @@ pub(crate) async fn auth_with_oauth2(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    throttle: ClientThrottle,
     auth: Caller,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
@@ -128,10 +126,7 @@ pub(crate) async fn auth_with_oauth2(
             c.name
         )));
     }
-    state
-        .limits
-        .check(&state, &c, "authWithOAuth2", ip, &headers, None)
-        .await?;
+    throttle.admit(&c, "authWithOAuth2", None).await?;
     let opts = options(&c);
     if !opts.enabled {
         return Err(ApiError::forbidden(
@@ -201,7 +196,7 @@ pub(crate) async fn auth_with_oauth2(
         record,
         "oauth2",
         mfa_id,
-        origin(ip, &headers),
+        throttle.origin(),
         Some(meta(&user, is_new)),
     )
     .await?;
