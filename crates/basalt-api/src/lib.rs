@@ -9,7 +9,6 @@ mod batch;
 mod body;
 mod collections;
 mod cors;
-mod doc_filter;
 mod error;
 mod hot_get;
 mod json;

@@ -1,9 +1,10 @@
 //! The operations of Basalt with typed inputs and outputs, whatever protocol asks for
-//! them: records (rules chosen and checked, expand, auth-record input), batch writes as
-//! one transaction and the settings document. REST (`basalt-api`) and any other protocol
-//! are thin adapters over the same functions: they turn their request into a
-//! [`Caller`], a [`RequestMeta`] and an input, and render the output or the
-//! [`ServiceError`].
+//! them: records (rules chosen and checked, visibility, expand, auth-record input), batch
+//! writes as one transaction, the auth flows (password, OTP, MFA, sessions, email flows,
+//! sign-in alerts, their mail), collections and the settings document. REST
+//! (`basalt-api`) and any other protocol are thin adapters over the same functions: they
+//! turn their request into a [`Caller`], a [`RequestMeta`] and an input, and render the
+//! output or the [`ServiceError`].
 //!
 //! It never knows HTTP (no axum, hyper, tower or `http` types: no headers, status codes
 //! or routes), wire formats beyond PocketBase's error `data`, or configuration: the binary
@@ -12,6 +13,7 @@
 pub mod auth;
 pub mod batch;
 mod caller;
+pub mod collections;
 mod error;
 mod password;
 pub mod records;

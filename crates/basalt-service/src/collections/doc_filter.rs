@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use basalt_schema::filter::{CompareOp, Expr, Literal, Operand, PathRoot};
 use serde_json::Value;
 
-pub(crate) fn matches(e: &Expr, doc: &Value) -> bool {
+pub(super) fn matches(e: &Expr, doc: &Value) -> bool {
     match e {
         Expr::And(a, b) => matches(a, doc) && matches(b, doc),
         Expr::Or(a, b) => matches(a, doc) || matches(b, doc),
@@ -58,7 +58,7 @@ fn text(v: &Value) -> String {
     }
 }
 
-pub(crate) fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+pub(super) fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     match (a, b) {
         (Some(Value::Number(x)), Some(Value::Number(y))) => x
             .as_f64()
