@@ -37,11 +37,9 @@ pub use service::{ApiFuture, ApiService};
 /// Everything a handler may use.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The operations' handles (store, token keys, password pool).
+    /// The operations' handles (store, token keys, password pool, OAuth2 client).
     pub service: Services,
     pub metrics: Arc<Metrics>,
-    /// Outbound client for OAuth2 provider calls.
-    pub oauth2: basalt_oauth2::ProviderClient,
     /// Realtime clients and their subscriptions.
     pub realtime: basalt_realtime::Hub,
     /// Rate limits of the auth endpoints and the trusted proxies naming client addresses.

@@ -1,7 +1,7 @@
 //! The operations of Basalt with typed inputs and outputs, whatever protocol asks for
 //! them: records (rules chosen and checked, visibility, expand, auth-record input), batch
 //! writes as one transaction, the auth flows (password, OTP, MFA, sessions, email flows,
-//! sign-in alerts, their mail), collections and the settings document. REST
+//! sign-in alerts, their mail, OAuth2 sign-in and account linking), collections and the settings document. REST
 //! (`basalt-api`) and any other protocol are thin adapters over the same functions: they
 //! turn their request into a [`Caller`], a [`RequestMeta`] and an input, and render the
 //! output or the [`ServiceError`].
@@ -38,4 +38,6 @@ pub struct Services {
     pub keys: Arc<TokenKeys>,
     /// Where password hashes are computed (bounded, off the async runtime).
     pub passwords: PasswordPool,
+    /// Outbound client for OAuth2 provider calls.
+    pub oauth2: basalt_oauth2::ProviderClient,
 }

@@ -123,9 +123,9 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
             store: store.clone(),
             keys: Arc::new(keys),
             passwords: basalt_service::PasswordPool::new(hash_threads),
+            oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,
         },
         metrics,
-        oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,
         realtime: realtime.clone(),
         limits: auth_limits(&cfg)?,
     };

@@ -54,7 +54,10 @@ fn forward(state: &ApiState, data: Result<RedirectData, serde_urlencoded::de::Er
         return failure();
     }
     if !data.user.is_empty() && data.error.is_empty() && !data.code.is_empty() {
-        state.oauth2.remember_apple_name(&data.code, &data.user);
+        state
+            .service
+            .oauth2
+            .remember_apple_name(&data.code, &data.user);
     }
     let mut message = json!({"state": data.state, "code": data.code});
     if !data.error.is_empty() {

@@ -1,13 +1,15 @@
 //! The auth flows of auth collections, one per file: password login (`password_login`),
 //! refresh / impersonation / file tokens (`session`), the email flows (`email_flows`),
 //! one-time codes (`otp`), the second factor (`mfa`), sign-in origins and alerts
-//! (`alerts`) and the mail they send (`outbox`). Shared here: the rate limit a protocol
+//! (`alerts`), the mail they send (`outbox`) and OAuth2 sign-in with account linking
+//! (`oauth2`). Shared here: the rate limit a protocol
 //! puts in front of them ([`Throttle`]) and how a successful first factor becomes a
 //! session ([`finish_auth`]).
 
 mod alerts;
 pub mod email_flows;
 mod mfa;
+pub mod oauth2;
 pub mod otp;
 mod outbox;
 pub mod password_login;

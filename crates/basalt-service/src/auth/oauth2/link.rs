@@ -16,36 +16,42 @@ use basalt_schema::{Collection, FieldError, RequestInfo, RuleSlot, ValidationErr
 use basalt_store::{Access, Author, ListQuery, Record, WriteOp};
 use serde_json::{Map, Value, json};
 
-use super::external_auths;
-use crate::ApiState;
-use crate::error::{ApiError, ApiResult};
-use basalt_service::Caller;
-use basalt_service::records::{Action, Target, access_for, prepare_auth_input, rule};
+use crate::error::{ServiceError, ServiceResult};
+use crate::records::{Action, Target, access_for, load_unrestricted, prepare_auth_input, rule};
+use crate::{Caller, Services};
 
 const FAILED: &str = "Failed to authenticate.";
 
-fn store_err(e: basalt_store::StoreError) -> ApiError {
-    ApiError::from_store(e, FAILED)
+fn store_err(e: basalt_store::StoreError) -> ServiceError {
+    ServiceError::from_store(e, FAILED)
 }
 
 fn s<'a>(r: &'a Record, key: &str) -> &'a str {
     r.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The `_externalAuths` collection (system migration 3).
+fn external_auths(svc: &Services) -> ServiceResult<Arc<Collection>> {
+    svc.store
+        .schema()
+        .find("_externalAuths")
+        .cloned()
+        .ok_or_else(ServiceError::internal)
+}
+
 async fn find(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
     filter: &str,
     params: Value,
     limit: u64,
-) -> ApiResult<Vec<Record>> {
+) -> ServiceResult<Vec<Record>> {
     let params: Map<String, Value> = serde_json::from_value(params).unwrap_or_default();
     let filter = parse_with_params(filter, &params).map_err(|e| {
         tracing::error!(error = %e, "oauth2 link filter");
-        ApiError::internal()
+        ServiceError::internal()
     })?;
-    let page = state
-        .service
+    let page = svc
         .store
         .list_records(ListQuery {
             collection: c.clone(),
@@ -64,19 +70,15 @@ async fn find(
 }
 
 async fn record_by_id(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
     id: &str,
-) -> ApiResult<Option<Record>> {
-    Ok(basalt_service::records::load_unrestricted(&state.service, c, id, FAILED).await?)
+) -> ServiceResult<Option<Record>> {
+    load_unrestricted(svc, c, id, FAILED).await
 }
 
-async fn random_password_hash(state: &ApiState) -> ApiResult<String> {
-    Ok(state
-        .service
-        .passwords
-        .hash(basalt_schema::id::random_id(40))
-        .await?)
+async fn random_password_hash(svc: &Services) -> ServiceResult<String> {
+    svc.passwords.hash(basalt_schema::id::random_id(40)).await
 }
 
 fn link_op(
@@ -102,16 +104,16 @@ fn link_op(
 
 /// Signs `user` in: returns the record and whether it was created.
 pub(super) async fn sign_in(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
     provider: &str,
     user: &AuthUser,
     create_data: Map<String, Value>,
     signed_in: Option<&AuthInfo>,
-) -> ApiResult<(Record, bool)> {
-    let ea = external_auths(state)?;
+) -> ServiceResult<(Record, bool)> {
+    let ea = external_auths(svc)?;
     let link = find(
-        state,
+        svc,
         &ea,
         "collectionRef = {:c} && provider = {:p} && providerId = {:id}",
         json!({"c": c.id, "p": provider, "id": user.id}),
@@ -122,24 +124,23 @@ pub(super) async fn sign_in(
     .next();
     let mut existing = None;
     if let Some(l) = &link {
-        existing = record_by_id(state, c, s(l, "recordRef")).await?;
+        existing = record_by_id(svc, c, s(l, "recordRef")).await?;
     }
     let signed_in_id = signed_in.and_then(|a| a.record.get("id").and_then(Value::as_str));
     if existing.is_none()
         && let Some(id) = signed_in_id
     {
-        existing = record_by_id(state, c, id).await?;
+        existing = record_by_id(svc, c, id).await?;
     }
     if existing.is_none() && !user.email.is_empty() {
-        existing = state
-            .service
+        existing = svc
             .store
             .find_auth_record(c, "email", &user.email)
             .await
             .map_err(store_err)?;
     }
     let record = match existing {
-        None => return create(state, c, &ea, provider, user, create_data, link).await,
+        None => return create(svc, c, &ea, provider, user, create_data, link).await,
         Some(r) => r,
     };
     let id = s(&record, "id").to_string();
@@ -164,7 +165,7 @@ pub(super) async fn sign_in(
             // sessions must not survive the owner's sign-in.
             update.insert(
                 "password".into(),
-                Value::String(random_password_hash(state).await?),
+                Value::String(random_password_hash(svc).await?),
             );
             update.insert(
                 "tokenKey".into(),
@@ -173,7 +174,7 @@ pub(super) async fn sign_in(
         }
         // At most one link on an unverified account: earlier ones may be an attacker's.
         for old in find(
-            state,
+            svc,
             &ea,
             "collectionRef = {:c} && recordRef = {:r}",
             json!({"c": c.id, "r": id}),
@@ -217,8 +218,7 @@ pub(super) async fn sign_in(
     if ops.is_empty() {
         return Ok((record, false));
     }
-    let out = state
-        .service
+    let out = svc
         .store
         .write(ops, Arc::new(oauth2_request(Map::new())))
         .await
@@ -241,25 +241,26 @@ fn oauth2_request(body: Map<String, Value>) -> RequestInfo {
 
 /// A new record for `user`, with `createData` applied under the collection's create rule.
 async fn create(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
     ea: &Arc<Collection>,
     provider: &str,
     user: &AuthUser,
     mut payload: Map<String, Value>,
     stale_link: Option<Record>,
-) -> ApiResult<(Record, bool)> {
+) -> ServiceResult<(Record, bool)> {
     if c.is_superusers() {
-        return Err(ApiError::bad_request(FAILED));
+        return Err(ServiceError::bad_request(FAILED));
     }
-    let access = access_for(&rule(&state.service, c, Action::Create), &Caller(None))
-        .ok_or_else(|| ApiError::forbidden("OAuth2 sign-up is not allowed for this collection."))?;
+    let access = access_for(&rule(svc, c, Action::Create), &Caller(None)).ok_or_else(|| {
+        ServiceError::forbidden("OAuth2 sign-up is not allowed for this collection.")
+    })?;
     let given = payload
         .get("email")
         .and_then(Value::as_str)
         .unwrap_or_default();
     if !given.is_empty() && !given.eq_ignore_ascii_case(&user.email) {
-        return Err(ApiError::validation(
+        return Err(ServiceError::validation(
             FAILED,
             &ValidationErrors::single(
                 "email",
@@ -286,8 +287,7 @@ async fn create(
             continue;
         }
         if field == &mapped.username
-            && state
-                .service
+            && svc
                 .store
                 .find_auth_record(c, field, value)
                 .await
@@ -299,18 +299,11 @@ async fn create(
         }
         payload.insert(field.clone(), Value::String(value.clone()));
     }
-    prepare_auth_input(
-        &state.service,
-        c,
-        &mut payload,
-        &Caller(None),
-        Target::Create,
-    )
-    .await?;
+    prepare_auth_input(svc, c, &mut payload, &Caller(None), Target::Create).await?;
     if !payload.contains_key("password") {
         payload.insert(
             "password".into(),
-            Value::String(random_password_hash(state).await?),
+            Value::String(random_password_hash(svc).await?),
         );
     }
     // Verified exactly when the record's email is the provider-verified one.
@@ -337,7 +330,7 @@ async fn create(
         access,
     });
     ops.push(link_op(ea, c, &id, provider, user));
-    let out = state.service.store.write(ops, req).await.map_err(|e| {
+    let out = svc.store.write(ops, req).await.map_err(|e| {
         // A batch error wraps the failing operation's own error.
         match e {
             basalt_store::StoreError::Batch { source, .. } => store_err(*source),
@@ -348,25 +341,19 @@ async fn create(
         .into_iter()
         .nth(at)
         .flatten()
-        .ok_or_else(ApiError::internal)?;
+        .ok_or_else(ServiceError::internal)?;
     Ok((record, true))
 }
 
 /// Whether the collection's auth rule admits `record` (as for password sign-in).
 pub(super) async fn auth_rule_admits(
-    state: &ApiState,
+    svc: &Services,
     c: &Arc<Collection>,
     record: &Record,
-) -> ApiResult<bool> {
-    let rules = state
-        .service
-        .store
-        .schema()
-        .rules(&c.id)
-        .map(|r| r.auth.clone());
+) -> ServiceResult<bool> {
+    let rules = svc.store.schema().rules(&c.id).map(|r| r.auth.clone());
     match rules {
-        Some(RuleSlot::Expr(e)) => Ok(state
-            .service
+        Some(RuleSlot::Expr(e)) => Ok(svc
             .store
             .get_record(
                 c,
