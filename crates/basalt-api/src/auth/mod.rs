@@ -5,6 +5,7 @@
 //! due second factor as 401 `{mfaId}`, the rest as 204 or small JSON bodies.
 
 mod limits;
+mod methods;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,9 +22,8 @@ use basalt_service::auth::email_flows::{self, PasswordReset};
 use basalt_service::auth::otp::{self, OtpLogin};
 use basalt_service::auth::password_login::{self, PasswordLogin};
 use basalt_service::auth::session::{self, Impersonation};
-use basalt_service::auth::{AuthOutcome, Origin, Session, Throttle, auth_collection};
+use basalt_service::auth::{AuthOutcome, Origin, Session, Throttle};
 use basalt_service::records::InvalidParam;
-use basalt_service::tokens::options;
 use basalt_service::{Caller, ServiceResult};
 use serde_json::{Map, Value, json};
 
@@ -33,6 +33,7 @@ use crate::error::{ApiError, ApiResult};
 
 use limits::ClientIp;
 pub use limits::{AuthLimits, AuthLimitsConfig};
+pub(crate) use methods::auth_methods;
 
 /// The rate limits in front of an auth flow for this request's client (its address and
 /// headers), handed to the flow as its [`Throttle`].
@@ -294,26 +295,4 @@ pub(crate) async fn confirm_email_change(
     email_flows::confirm_email_change(&state.service, &throttle, &collection, &token, &password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Which sign-in methods the collection offers.
-pub(crate) async fn auth_methods(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let c = auth_collection(&state.service, &name)?;
-    let a = options(&c);
-    let pa = &a.password_auth;
-    let secs = |enabled: bool, d: i64| if enabled { d } else { 0 };
-    let oauth2 = crate::oauth2::auth_methods(&c);
-    Ok(Json(json!({
-        "password": {"enabled": pa.enabled, "identityFields": pa.identity_fields},
-        "oauth2": oauth2,
-        "mfa": {"enabled": a.mfa.enabled, "duration": secs(a.mfa.enabled, a.mfa.duration)},
-        "otp": {"enabled": a.otp.enabled, "duration": secs(a.otp.enabled, a.otp.duration)},
-        // Kept by PocketBase for older SDKs.
-        "authProviders": oauth2["providers"],
-        "usernamePassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "username"),
-        "emailPassword": pa.enabled && pa.identity_fields.iter().any(|f| f == "email"),
-    })))
 }

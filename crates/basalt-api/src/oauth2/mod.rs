@@ -1,6 +1,5 @@
-//! OAuth2 / OpenID Connect on the wire: the `oauth2` part of `auth-methods`,
-//! `POST /api/collections/{c}/auth-with-oauth2` over `basalt_service::auth::oauth2`, and
-//! the provider's redirect back (`redirect`).
+//! OAuth2 / OpenID Connect on the wire: `POST /api/collections/{c}/auth-with-oauth2`
+//! over `basalt_service::auth::oauth2`, and the provider's redirect back (`redirect`).
 
 mod redirect;
 
@@ -11,40 +10,14 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use basalt_schema::Collection;
 use basalt_service::Caller;
 use basalt_service::auth::oauth2::{self, OAuth2Login};
 use basalt_service::records::InvalidParam;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::ApiState;
 use crate::auth::{ClientThrottle, outcome};
 use crate::error::ApiResult;
-
-/// `auth-methods`' `oauth2` object: a fresh state, PKCE pair and authorization URL (ending
-/// with `redirect_uri=` for the client to complete) per enabled provider.
-pub(crate) fn auth_methods(c: &Collection) -> Value {
-    let m = oauth2::methods(c);
-    let providers: Vec<Value> = m
-        .providers
-        .into_iter()
-        .map(|p| {
-            let r = p.request;
-            json!({
-                "name": p.name,
-                "displayName": p.display_name,
-                "state": r.state,
-                "authURL": r.auth_url,
-                // Read by SDKs older than 0.23.
-                "authUrl": r.auth_url,
-                "codeVerifier": r.code_verifier,
-                "codeChallenge": r.code_challenge,
-                "codeChallengeMethod": r.code_challenge_method,
-            })
-        })
-        .collect();
-    json!({"enabled": m.enabled, "providers": providers})
-}
 
 fn text(body: &Value, key: &str) -> String {
     body.get(key)

@@ -7,11 +7,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use basalt_schema::{Collection, RequestInfo};
-use basalt_store::{Access, Author, ListQuery, Record, WriteOp};
+use basalt_store::{Access, Record, WriteOp};
 use serde_json::{Map, Value};
 
-use super::otp::system_collection;
 use super::outbox::{mail_settings, send};
+use super::system::{record_entries, system_collection};
 use crate::Services;
 use crate::error::{ServiceError, ServiceResult};
 use crate::tokens::{options, text};
@@ -29,46 +29,6 @@ impl Origin {
         let user_agent = user_agent.chars().take(300).collect();
         Self { ip, user_agent }
     }
-}
-
-/// The entries of a system collection (`_otps`, `_mfas`, `_authOrigins`) for one record,
-/// optionally with one more `key = value` condition; at most `limit`, and the total.
-pub(super) async fn record_entries(
-    svc: &Services,
-    sys: &Arc<Collection>,
-    collection_id: &str,
-    record_id: &str,
-    extra: Option<(&str, &str)>,
-    limit: u64,
-) -> ServiceResult<(Vec<Record>, u64)> {
-    let mut params = Map::from_iter([
-        ("c".to_string(), Value::String(collection_id.to_string())),
-        ("r".to_string(), Value::String(record_id.to_string())),
-    ]);
-    let mut filter = "collectionRef = {:c} && recordRef = {:r}".to_string();
-    if let Some((key, value)) = extra {
-        params.insert("x".into(), Value::String(value.to_string()));
-        filter.push_str(&format!(" && {key} = {{:x}}"));
-    }
-    let expr = basalt_schema::filter::parse_with_params(&filter, &params)
-        .map_err(|_| ServiceError::internal())?;
-    let page = svc
-        .store
-        .list_records(ListQuery {
-            collection: sys.clone(),
-            filter: Some(expr),
-            access: Access::Unrestricted,
-            sort: vec![],
-            author: Author::Server,
-            page: 1,
-            per_page: limit.max(1),
-            skip_total: false,
-            request: Arc::new(RequestInfo::default()),
-        })
-        .await
-        .map_err(|e| ServiceError::from_store(e, "Failed to authenticate."))?;
-    let total = page.total_items.unwrap_or(page.items.len() as u64);
-    Ok((page.items, total))
 }
 
 /// Remembers the origin of a session that just started, alerting on a new one. Awaited

@@ -11,7 +11,7 @@ use basalt_store::{Access, Record, WriteOp};
 use serde_json::{Map, Value};
 
 use super::load_record;
-use super::otp::{age_secs, delete_system_record, purge_expired, system_collection};
+use super::system::{age_secs, delete_system_record, purge_expired, system_collection};
 use crate::Services;
 use crate::error::{ServiceError, ServiceResult};
 use crate::tokens::{options, text};

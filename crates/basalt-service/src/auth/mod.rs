@@ -14,6 +14,7 @@ pub mod otp;
 mod outbox;
 pub mod password_login;
 pub mod session;
+mod system;
 
 use std::future::Future;
 use std::pin::Pin;

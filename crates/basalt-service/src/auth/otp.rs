@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use basalt_schema::{Collection, RequestInfo};
-use basalt_store::{Access, Record, WriteOp};
+use basalt_schema::RequestInfo;
+use basalt_store::{Access, WriteOp};
 use serde_json::{Map, Value, json};
 
 use super::outbox::{mail_settings, send};
+use super::system::{age_secs, delete_system_record, purge_expired, system_collection};
 use super::{
     AuthOutcome, Origin, Throttle, auth_collection, finish_auth, load_record, required,
     system_update,
@@ -20,64 +21,6 @@ use crate::tokens::{options, text};
 
 /// Wrong codes a request may try before it is burnt.
 const MAX_ATTEMPTS: i64 = 5;
-
-pub(super) fn system_collection(svc: &Services, name: &str) -> ServiceResult<Arc<Collection>> {
-    svc.store.schema().by_name(name).cloned().ok_or_else(|| {
-        tracing::error!(collection = name, "system collection missing");
-        ServiceError::internal()
-    })
-}
-
-/// Seconds since a record's `created` timestamp.
-pub(super) fn age_secs(r: &Record) -> i64 {
-    chrono::NaiveDateTime::parse_from_str(text(r, "created"), "%Y-%m-%d %H:%M:%S%.3fZ")
-        .map(|t| chrono::Utc::now().timestamp() - t.and_utc().timestamp())
-        .unwrap_or(i64::MAX)
-}
-
-pub(super) async fn delete_system_record(svc: &Services, c: &Arc<Collection>, id: &str) {
-    let op = WriteOp::Delete {
-        collection: c.clone(),
-        id: id.to_string(),
-        access: Access::Unrestricted,
-    };
-    if let Err(e) = svc
-        .store
-        .write(vec![op], Arc::new(RequestInfo::default()))
-        .await
-    {
-        tracing::warn!(error = %e, collection = c.name.as_str(), "could not delete a used auth record");
-    }
-}
-
-/// Deletes the entries of `sys` (`_otps` or `_mfas`) for one record that are older than
-/// `max_age` seconds, so abandoned codes and challenges do not pile up.
-pub(super) async fn purge_expired(
-    svc: &Services,
-    sys: &Arc<Collection>,
-    collection_id: &str,
-    record_id: &str,
-    max_age: i64,
-) {
-    let entries =
-        super::alerts::record_entries(svc, sys, collection_id, record_id, None, 200).await;
-    let ops: Vec<WriteOp> = entries
-        .map(|(items, _)| items)
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| age_secs(r) > max_age)
-        .map(|r| WriteOp::Delete {
-            collection: sys.clone(),
-            id: text(r, "id").to_string(),
-            access: Access::Unrestricted,
-        })
-        .collect();
-    if !ops.is_empty()
-        && let Err(e) = svc.store.write(ops, Arc::new(RequestInfo::default())).await
-    {
-        tracing::warn!(error = %e, collection = sys.name.as_str(), "could not purge expired auth entries");
-    }
-}
 
 fn not_enabled() -> ServiceError {
     ServiceError::forbidden("The collection is not configured to allow OTP authentication.")
