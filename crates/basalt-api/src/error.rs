@@ -29,25 +29,19 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        ServiceError::bad_request(message).into()
     }
 
     pub fn not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "The requested resource wasn't found.",
-        )
+        ServiceError::not_found().into()
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, message)
+        ServiceError::forbidden(message).into()
     }
 
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong while processing your request.",
-        )
+        ServiceError::internal().into()
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
