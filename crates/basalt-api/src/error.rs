@@ -6,7 +6,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use basalt_schema::ValidationErrors;
-use basalt_service::{ErrorKind, ServiceError};
+use basalt_service::ServiceError;
 use basalt_store::StoreError;
 use serde_json::{Value, json};
 
@@ -63,18 +63,11 @@ impl ApiError {
     }
 }
 
-/// A failed operation as REST answers it: its kind as the status code.
+/// A failed operation as REST answers it: the status its kind names.
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        let status = match e.kind {
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        };
+        let status =
+            StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self {
             status,
             message: e.message,
@@ -86,5 +79,30 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use basalt_service::{ErrorKind, ServiceError};
+
+    use super::ApiError;
+
+    /// Every kind of failure answers with the status PocketBase's body says it has.
+    #[test]
+    fn a_service_error_keeps_its_status() {
+        for kind in [
+            ErrorKind::BadRequest,
+            ErrorKind::Unauthorized,
+            ErrorKind::Forbidden,
+            ErrorKind::NotFound,
+            ErrorKind::TooManyRequests,
+            ErrorKind::Internal,
+            ErrorKind::Unavailable,
+        ] {
+            let e = ApiError::from(ServiceError::new(kind, "m"));
+            assert_eq!(e.status.as_u16(), kind.status(), "{kind:?}");
+            assert_eq!(e.body()["status"], kind.status(), "{kind:?}");
+        }
     }
 }
