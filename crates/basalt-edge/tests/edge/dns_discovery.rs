@@ -3,14 +3,12 @@
 //! connection survives its target leaving the set, and a failed resolution keeps the last
 //! good targets.
 
-mod l4_support;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use l4_support::*;
+use crate::support::l4::*;
 use tokio::io::AsyncWriteExt;
 
 /// A dnsmasq answering only from its arguments and a hosts file, killed on drop.

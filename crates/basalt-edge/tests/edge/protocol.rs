@@ -1,11 +1,9 @@
 //! Protocol probes over raw sockets: ambiguous HTTP/1 framing is answered 400 and never
 //! reaches the upstream, limits and client timeouts hold, PROXY protocol, IPv6, h2c.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::upstreams::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

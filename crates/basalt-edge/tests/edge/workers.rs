@@ -2,15 +2,13 @@
 //! SO_REUSEPORT sockets are all served, the per-target cap holds across workers, a reload
 //! and a WebSocket across it work, and graceful shutdown drains every worker.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support::upstreams::*;
 use basalt_edge::Edge;
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -2,8 +2,7 @@
 //! announce their name, and helpers to read the edge's stream metrics.
 #![allow(dead_code)]
 
-#[path = "../common/edge_config.rs"]
-pub mod edge_config;
+pub use super::edge_config;
 
 use std::net::SocketAddr;
 use std::time::Duration;

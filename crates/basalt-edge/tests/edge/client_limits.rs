@@ -1,15 +1,13 @@
 //! Client limits the framing guard cannot see: HTTP/2 connections that never complete a
 //! request, and chunked (length-less) request bodies over the body limit.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::upstreams::{self, edge, pool_config, upstream};
 use bytes::Bytes;
-use common::{edge, pool_config, upstream};
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -180,6 +178,6 @@ async fn oversized_chunked_body_is_413_and_never_forwarded_whole() {
     assert!(forwarded <= 1060, "upstream got {forwarded} body bytes");
     // The target was not ejected for the client's fault: a small chunked body still passes.
     let small = b"POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
-    let text = common::raw(addr, small).await;
+    let text = upstreams::raw(addr, small).await;
     assert!(text.starts_with("HTTP/1.1 200"), "got: {text}");
 }

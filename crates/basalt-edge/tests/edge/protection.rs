@@ -1,9 +1,7 @@
 //! Client protection over real sockets: rate limits (429 with Retry-After, never reaching
 //! the upstream), IP deny/allow lists, and the client address from trusted proxies only.
 
-mod common;
-
-use common::*;
+use crate::support::upstreams::*;
 
 #[tokio::test]
 async fn rate_limits_by_client_ip_and_by_header() {

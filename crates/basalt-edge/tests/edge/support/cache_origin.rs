@@ -5,8 +5,7 @@
 //! request's `Accept-Language`.
 #![allow(dead_code)]
 
-#[path = "../common/edge_config.rs"]
-pub mod edge_config;
+pub use super::edge_config;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

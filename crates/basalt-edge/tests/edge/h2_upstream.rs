@@ -6,12 +6,6 @@
 //!
 //! The client speaks h2c with prior knowledge; the upstream is the scripted raw one.
 
-mod common;
-#[path = "common/h1_upstream.rs"]
-mod h1_upstream;
-#[path = "common/h1_wire.rs"]
-mod h1_wire;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -22,8 +16,8 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use common::{edge, pool_config};
-use h1_upstream::{RawUpstream, Seen, Step, mebibyte, ok, raw_upstream};
+use crate::support::h1_upstream::{RawUpstream, Seen, Step, mebibyte, ok, raw_upstream};
+use crate::support::upstreams::{edge, pool_config};
 
 /// Every wait in these tests ends by itself.
 const PATIENCE: Duration = Duration::from_secs(10);

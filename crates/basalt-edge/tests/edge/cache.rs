@@ -2,12 +2,10 @@
 //! Vary, what is never stored, stale-while-revalidate, stale-if-error, the cache lock,
 //! invalidation by unsafe methods, purge by URL and tag, and reload validation.
 
-mod cache_origin;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cache_origin::*;
+use crate::support::cache_origin::*;
 
 const CACHED: &str = "cache = { zone = \"z\" }";
 

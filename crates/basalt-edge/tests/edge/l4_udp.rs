@@ -1,12 +1,10 @@
 //! L4 UDP streams against real UDP echo upstreams: a client address keeps its target for
 //! the life of its session, idle sessions expire, and the session table is bounded.
 
-mod l4_support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use l4_support::*;
+use crate::support::l4::*;
 use tokio::net::UdpSocket;
 
 fn udp_config(pool: &str, stream_extra: &str) -> String {

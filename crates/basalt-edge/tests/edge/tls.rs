@@ -1,13 +1,11 @@
 //! TLS termination: SNI picks the certificate, ALPN negotiates HTTP/2 or HTTP/1.1, HSTS is
 //! added, and a reload swaps certificates without rebinding. Certificates come from rcgen.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::*;
+use crate::support::upstreams::*;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

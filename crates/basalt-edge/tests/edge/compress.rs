@@ -3,11 +3,9 @@
 //! bodies, `no-transform`, HEAD and already-encoded responses are left alone; a cached
 //! identity body is compressed per client.
 
-mod cache_origin;
-
 use std::io::Read;
 
-use cache_origin::*;
+use crate::support::cache_origin::*;
 
 fn text() -> String {
     (0..400)

@@ -1,14 +1,12 @@
 //! The HTTP/1.1 upstream client's connections: kept alive and reused, replaced when the
 //! upstream closed one while it sat idle, closed after the pool's idle timeout.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{client, edge, pool_config};
+use crate::support::upstreams::{client, edge, pool_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

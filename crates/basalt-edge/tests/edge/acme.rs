@@ -4,8 +4,6 @@
 //! placing exactly one order. Skips (saying so) only when the `pebble` binary is missing;
 //! `.ci/run` installs it.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +15,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::{edge_config, upstreams};
 
 const NAME: &str = "acme.basalt.test";
 
@@ -295,7 +295,7 @@ async fn issues_over_http01_serves_by_sni_renews_on_a_running_listener_and_reloa
         &store,
         "renew_before = \"36500d\"\npoll_interval = \"1s\"",
     );
-    let edge = Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
+    let edge = Edge::start(edge_config::parse(&toml).unwrap(), None, None)
         .await
         .unwrap();
     let tls_addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
@@ -346,7 +346,7 @@ async fn issues_over_http01_serves_by_sni_renews_on_a_running_listener_and_reloa
     );
 
     // Plain HTTP still redirects; a token nobody asked for is not answered.
-    let r = common::raw(http_addr, format!("GET /.well-known/acme-challenge/nope HTTP/1.1\r\nhost: {NAME}\r\nconnection: close\r\n\r\n").as_bytes()).await;
+    let r = upstreams::raw(http_addr, format!("GET /.well-known/acme-challenge/nope HTTP/1.1\r\nhost: {NAME}\r\nconnection: close\r\n\r\n").as_bytes()).await;
     assert!(r.starts_with("HTTP/1.1 308"), "{r}");
 
     let m = edge.metrics().render();
@@ -414,7 +414,7 @@ store = "{store}"
         dead = free_port(),
         store = store.display()
     );
-    let restarted = Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
+    let restarted = Edge::start(edge_config::parse(&toml).unwrap(), None, None)
         .await
         .unwrap();
     let addr = restarted.local_addrs()[0];
@@ -458,7 +458,7 @@ redirect = {{ to = "https://example.com/", status = 302 }}
         store = dir.path().join("store").display(),
         root = pebble.https_root.display(),
     );
-    let edge = Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
+    let edge = Edge::start(edge_config::parse(&toml).unwrap(), None, None)
         .await
         .unwrap();
     let root = pebble.issuing_root().await;
@@ -512,7 +512,7 @@ poll_interval = "200ms"
             root = pebble.https_root.display(),
         );
         edges.push(
-            Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
+            Edge::start(edge_config::parse(&toml).unwrap(), None, None)
                 .await
                 .unwrap(),
         );
@@ -577,7 +577,7 @@ poll_interval = "100ms"
         dead = free_port(),
         store = store.display()
     );
-    let edge = Edge::start(common::edge_config::parse(&toml).unwrap(), None, None)
+    let edge = Edge::start(edge_config::parse(&toml).unwrap(), None, None)
         .await
         .unwrap();
     let series = format!("basalt_edge_acme_issuance_total{{name=\"{NAME}\",result=\"failure\"}}");
@@ -627,7 +627,7 @@ async fn an_invalid_acme_section_is_refused_at_load_and_on_reload() {
             "unknown variant",
         ),
     ] {
-        let e = match common::edge_config::parse(&bad(extra)) {
+        let e = match edge_config::parse(&bad(extra)) {
             Err(e) => e.to_string(),
             Ok(cfg) => Edge::start(cfg, None, None)
                 .await
@@ -637,15 +637,15 @@ async fn an_invalid_acme_section_is_refused_at_load_and_on_reload() {
         };
         assert!(e.contains(says), "{e} should say {says}");
     }
-    let (edge, addr) = common::edge(
+    let (edge, addr) = upstreams::edge(
         "[edge]\n[[edge.listeners]]\nlisten = \"127.0.0.1:0\"\n[[edge.routes]]\nredirect = { to = \"https://example.com/\", status = 302 }\n",
     )
     .await;
-    let mut cfg = common::edge_config::parse(&bad("domains = [\"*.example.com\"]")).unwrap();
+    let mut cfg = edge_config::parse(&bad("domains = [\"*.example.com\"]")).unwrap();
     cfg.listeners[0].listen = addr.to_string();
     let e = edge.apply(cfg).await.unwrap_err().to_string();
     assert!(e.contains("wildcard"), "{e}");
-    let r = common::raw(
+    let r = upstreams::raw(
         addr,
         b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
     )

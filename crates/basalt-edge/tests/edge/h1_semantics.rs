@@ -7,31 +7,21 @@
 //! Every test runs the edge in front of a scripted upstream that sees and sends raw bytes,
 //! and talks to the edge over a raw socket; every read is bounded (see `h1_wire`).
 
-mod common;
-#[path = "common/h1_upstream.rs"]
-mod h1_upstream;
-#[path = "common/h1_wire.rs"]
-mod h1_wire;
-
-#[path = "h1_semantics/client_bodies.rs"]
 mod client_bodies;
-#[path = "h1_semantics/edge_errors.rs"]
 mod edge_errors;
-#[path = "h1_semantics/headers.rs"]
 mod headers;
-#[path = "h1_semantics/requests.rs"]
 mod requests;
-#[path = "h1_semantics/responses.rs"]
 mod responses;
-#[path = "h1_semantics/upstream_failures.rs"]
 mod upstream_failures;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{edge, pool_config};
-use h1_upstream::{RawUpstream, Seen, Step, mebibyte, ok, raw_upstream, slamming_upstream};
-use h1_wire::{Framing, Response, Wire};
+use crate::support::h1_upstream::{
+    RawUpstream, Seen, Step, mebibyte, ok, raw_upstream, slamming_upstream,
+};
+use crate::support::h1_wire::{self, Framing, Response, Wire};
+use crate::support::upstreams::{edge, pool_config};
 
 /// An edge with one route to `up` and the given extra pool settings.
 async fn edge_for(up: &RawUpstream, pool_extra: &str) -> (basalt_edge::Edge, SocketAddr) {

@@ -2,12 +2,10 @@
 //! a request in flight gets its whole response (marked `Connection: close`) and then
 //! closes, and the shutdown itself returns.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::*;
+use crate::support::upstreams::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

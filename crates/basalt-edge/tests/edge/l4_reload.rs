@@ -1,9 +1,7 @@
 //! Reloading stream listeners: one added and one removed atomically while a TCP connection
 //! through the removed one stays open; an invalid stream is rejected and nothing changes.
 
-mod l4_support;
-
-use l4_support::*;
+use crate::support::l4::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -2,7 +2,7 @@
 //! answer with their name, count hits, and fail, stall or go unhealthy on demand.
 #![allow(dead_code)]
 
-pub mod edge_config;
+pub use super::edge_config;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -2,12 +2,10 @@
 //! when a connect fails, health-check ejection and recovery, half-close, the idle timeout,
 //! a large transfer arriving intact, allow/deny lists and PROXY protocol both ways.
 
-mod l4_support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use l4_support::*;
+use crate::support::l4::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,12 +2,10 @@
 //! bounds (with evictions counted), files on disk stay within `disk_max`, and entries on
 //! disk survive a restart of the edge and are served without asking the origin.
 
-mod cache_origin;
-
 use std::path::Path;
 use std::time::Duration;
 
-use cache_origin::*;
+use crate::support::cache_origin::{self, *};
 
 const CACHED: &str = "cache = { zone = \"z\" }";
 

@@ -3,15 +3,13 @@
 //! never fail; a WebSocket through the proxy stays open across a reload; the admin
 //! listener's token.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::upstreams::*;
 use basalt_edge::{ConfigSource, Edge, EdgeError};
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::h1_wire::{Ended, Head, Wire, parse_request_head};
+use super::h1_wire::{Ended, Head, Wire, parse_request_head};
 
 /// One request as the upstream received it.
 #[derive(Debug, Clone)]

@@ -1,9 +1,7 @@
 //! The static-directory action over real sockets: content types, nosniff, ETag and
 //! conditional requests, a byte range, precompressed siblings, SPA fallback, traversal.
 
-mod common;
-
-use common::*;
+use crate::support::upstreams::*;
 
 async fn site() -> (tempfile::TempDir, basalt_edge::Edge, std::net::SocketAddr) {
     let dir = tempfile::tempdir().expect("dir");

@@ -1,12 +1,10 @@
 //! Load balancing against real upstreams: distribution per algorithm, active health checks,
 //! passive ejection, retries (never after a body was sent), timeouts and the per-target cap.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::upstreams::*;
 
 async fn get(c: &reqwest::Client, url: &str) -> (u16, String) {
     match c.get(url).send().await {

@@ -1,16 +1,13 @@
 //! HTTP/3 (cargo feature `http3`): a TLS listener with `http3 = true` answers over QUIC with
 //! the same routes as over TCP, request bodies reach the upstream, and TCP responses
 //! advertise it with `Alt-Svc`.
-#![cfg(feature = "http3")]
-
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::upstreams::*;
 use bytes::{Buf, Bytes};
-use common::*;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
