@@ -12,41 +12,10 @@ use hickory_resolver::config::{
     LookupIpStrategy, NameServerConfigGroup, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::name_server::TokioConnectionProvider;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
-use serde::Deserialize;
 
+pub use crate::config::DnsConfig;
 use crate::config::TargetConfig;
 use crate::pool::{Pool, Target};
-
-/// `[edge.pools.NAME.dns]`: how the pool's `dns` / `srv` targets are resolved.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DnsConfig {
-    /// Name server as `ip:port` (or `ip`, port 53). Default: the system's resolver
-    /// (`/etc/resolv.conf`).
-    #[serde(default)]
-    pub resolver: Option<String>,
-    /// Shortest wait between resolutions, whatever the TTL says; also the retry delay
-    /// after a failure. Default 1000.
-    #[serde(default = "default_min_ttl")]
-    pub min_ttl_ms: u64,
-    /// Longest wait between resolutions, whatever the TTL says. Default 300000.
-    #[serde(default = "default_max_ttl")]
-    pub max_ttl_ms: u64,
-    /// Milliseconds one query may take. Default 2000.
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-}
-
-fn default_min_ttl() -> u64 {
-    1000
-}
-fn default_max_ttl() -> u64 {
-    300_000
-}
-fn default_timeout() -> u64 {
-    2000
-}
 
 /// One DNS-given entry of a pool's `targets`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,12 +96,7 @@ impl Discovery {
             }
             return Ok(None);
         }
-        let defaults = DnsConfig {
-            resolver: None,
-            min_ttl_ms: default_min_ttl(),
-            max_ttl_ms: default_max_ttl(),
-            timeout_ms: default_timeout(),
-        };
+        let defaults = DnsConfig::default();
         let cfg = cfg.unwrap_or(&defaults);
         let resolver = match cfg.resolver.as_deref() {
             None => None,
@@ -309,62 +273,6 @@ pub fn spawn(pool: &Arc<Pool>) {
             tokio::time::sleep(wait).await;
         }
     });
-}
-
-/// Prometheus series of DNS discovery, per pool.
-pub struct DiscoveryMetrics {
-    resolutions: IntCounterVec,
-    targets: IntGaugeVec,
-}
-
-/// Names and label sets are constants, so construction cannot fail.
-fn fixed<T>(r: prometheus::Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("invalid metric definition: {e}"),
-    }
-}
-
-impl Default for DiscoveryMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl DiscoveryMetrics {
-    pub fn new() -> Self {
-        Self {
-            resolutions: fixed(IntCounterVec::new(
-                Opts::new(
-                    "dns_resolutions_total",
-                    "DNS resolutions of pool targets by pool and result (ok, error)",
-                ),
-                &["pool", "result"],
-            )),
-            targets: fixed(IntGaugeVec::new(
-                Opts::new(
-                    "dns_pool_targets",
-                    "Targets of a pool with DNS targets after the last resolution",
-                ),
-                &["pool"],
-            )),
-        }
-    }
-
-    pub fn register(&self, registry: &Registry) {
-        let _ = registry.register(Box::new(self.resolutions.clone()));
-        let _ = registry.register(Box::new(self.targets.clone()));
-    }
-
-    fn resolved(&self, pool: &str, result: &str) {
-        self.resolutions.with_label_values(&[pool, result]).inc();
-    }
-
-    fn targets(&self, pool: &str, n: usize) {
-        self.targets
-            .with_label_values(&[pool])
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
 }
 
 #[cfg(test)]
