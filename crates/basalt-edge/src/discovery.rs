@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfigGroup, ResolverConfig, ResolverOpts,
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
 };
-use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
 
 pub use crate::config::DnsConfig;
 use crate::config::TargetConfig;
@@ -149,14 +150,23 @@ impl Discovery {
 
     fn resolver(&self) -> Result<TokioResolver, String> {
         let mut builder = match self.resolver {
-            Some(addr) => TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(
-                    None,
-                    vec![],
-                    NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true),
-                ),
-                TokioConnectionProvider::default(),
-            ),
+            Some(addr) => {
+                // UDP, and TCP for truncated answers, both on the configured port.
+                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .map(|mut c| {
+                        c.port = addr.port();
+                        c
+                    })
+                    .to_vec();
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(vec![NameServerConfig::new(
+                        addr.ip(),
+                        true,
+                        connections,
+                    )]),
+                    TokioRuntimeProvider::default(),
+                )
+            }
             None => TokioResolver::builder_tokio().map_err(|e| e.to_string())?,
         };
         let mut opts = ResolverOpts::default();
@@ -167,7 +177,7 @@ impl Discovery {
         // re-resolution with the old records.
         opts.cache_size = 0;
         *builder.options_mut() = opts;
-        Ok(builder.build())
+        builder.build().map_err(|e| e.to_string())
     }
 }
 
@@ -193,23 +203,31 @@ async fn resolve(resolver: &TokioResolver, source: &Source) -> Result<(Resolved,
                 .srv_lookup(name.as_str())
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut expires = lookup.as_lookup().valid_until();
+            let mut expires = lookup.valid_until();
+            let records: Vec<_> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::SRV(srv) => Some(srv),
+                    _ => None,
+                })
+                .collect();
             // RFC 2782: the lowest priority group is used while it has targets.
-            let Some(best) = lookup.iter().map(|r| r.priority()).min() else {
+            let Some(best) = records.iter().map(|r| r.priority).min() else {
                 return Err(format!("{name}: no srv records"));
             };
             let mut found = Resolved::new();
-            for r in lookup.iter().filter(|r| r.priority() == best) {
-                let host = r.target().to_utf8();
+            for r in records.iter().filter(|r| r.priority == best) {
+                let host = r.target.to_utf8();
                 let ips = resolver
                     .lookup_ip(host.as_str())
                     .await
                     .map_err(|e| e.to_string())?;
                 expires = expires.min(ips.valid_until());
                 // SRV weights are 0..=65535; pool weights 1..=1000.
-                let weight = u32::from(r.weight()).clamp(1, 1000);
+                let weight = u32::from(r.weight).clamp(1, 1000);
                 for ip in ips.iter() {
-                    found.push((SocketAddr::new(ip, r.port()).to_string(), weight));
+                    found.push((SocketAddr::new(ip, r.port).to_string(), weight));
                 }
             }
             if found.is_empty() {
