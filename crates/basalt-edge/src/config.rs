@@ -1,13 +1,28 @@
-//! The `[edge]` configuration as written in TOML: listeners, routes, pools, limits and the
-//! admin listener. Unknown keys are rejected; `Snapshot::build` validates it into what runs.
+//! The `[edge]` configuration as written in TOML: listeners, routes, pools, limits, the
+//! admin listener, and in its own files the tables of cache zones (`cache`), compression
+//! (`compress`), DNS discovery (`dns`) and L4 streams (`stream`). Unknown keys are rejected;
+//! `Snapshot::build` validates it into what runs.
+//!
+//! A leaf: these are plain serde types, and this module imports no feature module of the
+//! edge (only `error`), so every feature can import its settings from here without an
+//! import circle. A feature's behaviour on its settings stays in the feature.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use crate::cache::{CacheZoneConfig, RouteCacheConfig};
-pub use crate::compress::CompressConfig;
+use crate::error::EdgeError;
+
+mod cache;
+mod compress;
+mod dns;
+mod stream;
+
+pub use cache::{CacheZoneConfig, RouteCacheConfig, parse_size};
+pub use compress::CompressConfig;
+pub use dns::DnsConfig;
+pub use stream::{StreamConfig, StreamProtocol};
 
 /// The whole `[edge]` section.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -28,7 +43,7 @@ pub struct EdgeConfig {
     /// Rate limits, each checked on the routes it names (`[[edge.rate_limits]]`).
     pub rate_limits: Vec<RateLimitConfig>,
     /// L4 TCP/UDP listeners forwarding to a pool (`[[edge.streams]]`).
-    pub streams: Vec<crate::l4::StreamConfig>,
+    pub streams: Vec<StreamConfig>,
     /// HTTP cache zones that routes store upstream responses in (`[[edge.cache_zones]]`).
     pub cache_zones: Vec<CacheZoneConfig>,
     /// Threads serving the HTTP listeners' connections, each with its own runtime, its own
@@ -281,7 +296,7 @@ pub struct PoolConfig {
     pub passive: Option<PassiveConfig>,
     /// How `dns` / `srv` targets are resolved (`[edge.pools.NAME.dns]`).
     #[serde(default)]
-    pub dns: Option<crate::discovery::DnsConfig>,
+    pub dns: Option<DnsConfig>,
 }
 
 fn default_connect_ms() -> u64 {
@@ -449,8 +464,8 @@ impl std::fmt::Debug for AdminConfig {
 impl AdminConfig {
     /// Refuses a token too short to resist guessing, and a listener reachable from other
     /// hosts without one. Only a literal loopback address counts as loopback.
-    pub fn validate(&self) -> Result<(), crate::EdgeError> {
-        let bad = |m: String| crate::EdgeError::Config(m);
+    pub fn validate(&self) -> Result<(), EdgeError> {
+        let bad = |m: String| EdgeError::Config(m);
         let loopback = self
             .listen
             .parse::<std::net::SocketAddr>()
@@ -484,10 +499,10 @@ fn default_admin() -> String {
 
 impl EdgeConfig {
     /// Parses a file whose only table is `[edge]`.
-    pub fn from_toml(text: &str) -> Result<Self, crate::EdgeError> {
+    pub fn from_toml(text: &str) -> Result<Self, EdgeError> {
         toml::from_str::<EdgeFile>(text)
             .map(|f| f.edge)
-            .map_err(|e| crate::EdgeError::Config(e.to_string()))
+            .map_err(|e| EdgeError::Config(e.to_string()))
     }
 }
 

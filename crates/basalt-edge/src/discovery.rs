@@ -9,44 +9,14 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfigGroup, ResolverConfig, ResolverOpts,
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
 };
-use hickory_resolver::name_server::TokioConnectionProvider;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
-use serde::Deserialize;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
 
+pub use crate::config::DnsConfig;
 use crate::config::TargetConfig;
 use crate::pool::{Pool, Target};
-
-/// `[edge.pools.NAME.dns]`: how the pool's `dns` / `srv` targets are resolved.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DnsConfig {
-    /// Name server as `ip:port` (or `ip`, port 53). Default: the system's resolver
-    /// (`/etc/resolv.conf`).
-    #[serde(default)]
-    pub resolver: Option<String>,
-    /// Shortest wait between resolutions, whatever the TTL says; also the retry delay
-    /// after a failure. Default 1000.
-    #[serde(default = "default_min_ttl")]
-    pub min_ttl_ms: u64,
-    /// Longest wait between resolutions, whatever the TTL says. Default 300000.
-    #[serde(default = "default_max_ttl")]
-    pub max_ttl_ms: u64,
-    /// Milliseconds one query may take. Default 2000.
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-}
-
-fn default_min_ttl() -> u64 {
-    1000
-}
-fn default_max_ttl() -> u64 {
-    300_000
-}
-fn default_timeout() -> u64 {
-    2000
-}
 
 /// One DNS-given entry of a pool's `targets`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,12 +97,7 @@ impl Discovery {
             }
             return Ok(None);
         }
-        let defaults = DnsConfig {
-            resolver: None,
-            min_ttl_ms: default_min_ttl(),
-            max_ttl_ms: default_max_ttl(),
-            timeout_ms: default_timeout(),
-        };
+        let defaults = DnsConfig::default();
         let cfg = cfg.unwrap_or(&defaults);
         let resolver = match cfg.resolver.as_deref() {
             None => None,
@@ -185,14 +150,23 @@ impl Discovery {
 
     fn resolver(&self) -> Result<TokioResolver, String> {
         let mut builder = match self.resolver {
-            Some(addr) => TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(
-                    None,
-                    vec![],
-                    NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true),
-                ),
-                TokioConnectionProvider::default(),
-            ),
+            Some(addr) => {
+                // UDP, and TCP for truncated answers, both on the configured port.
+                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .map(|mut c| {
+                        c.port = addr.port();
+                        c
+                    })
+                    .to_vec();
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(vec![NameServerConfig::new(
+                        addr.ip(),
+                        true,
+                        connections,
+                    )]),
+                    TokioRuntimeProvider::default(),
+                )
+            }
             None => TokioResolver::builder_tokio().map_err(|e| e.to_string())?,
         };
         let mut opts = ResolverOpts::default();
@@ -203,7 +177,7 @@ impl Discovery {
         // re-resolution with the old records.
         opts.cache_size = 0;
         *builder.options_mut() = opts;
-        Ok(builder.build())
+        builder.build().map_err(|e| e.to_string())
     }
 }
 
@@ -229,23 +203,31 @@ async fn resolve(resolver: &TokioResolver, source: &Source) -> Result<(Resolved,
                 .srv_lookup(name.as_str())
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut expires = lookup.as_lookup().valid_until();
+            let mut expires = lookup.valid_until();
+            let records: Vec<_> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::SRV(srv) => Some(srv),
+                    _ => None,
+                })
+                .collect();
             // RFC 2782: the lowest priority group is used while it has targets.
-            let Some(best) = lookup.iter().map(|r| r.priority()).min() else {
+            let Some(best) = records.iter().map(|r| r.priority).min() else {
                 return Err(format!("{name}: no srv records"));
             };
             let mut found = Resolved::new();
-            for r in lookup.iter().filter(|r| r.priority() == best) {
-                let host = r.target().to_utf8();
+            for r in records.iter().filter(|r| r.priority == best) {
+                let host = r.target.to_utf8();
                 let ips = resolver
                     .lookup_ip(host.as_str())
                     .await
                     .map_err(|e| e.to_string())?;
                 expires = expires.min(ips.valid_until());
                 // SRV weights are 0..=65535; pool weights 1..=1000.
-                let weight = u32::from(r.weight()).clamp(1, 1000);
+                let weight = u32::from(r.weight).clamp(1, 1000);
                 for ip in ips.iter() {
-                    found.push((SocketAddr::new(ip, r.port()).to_string(), weight));
+                    found.push((SocketAddr::new(ip, r.port).to_string(), weight));
                 }
             }
             if found.is_empty() {
@@ -309,62 +291,6 @@ pub fn spawn(pool: &Arc<Pool>) {
             tokio::time::sleep(wait).await;
         }
     });
-}
-
-/// Prometheus series of DNS discovery, per pool.
-pub struct DiscoveryMetrics {
-    resolutions: IntCounterVec,
-    targets: IntGaugeVec,
-}
-
-/// Names and label sets are constants, so construction cannot fail.
-fn fixed<T>(r: prometheus::Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("invalid metric definition: {e}"),
-    }
-}
-
-impl Default for DiscoveryMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl DiscoveryMetrics {
-    pub fn new() -> Self {
-        Self {
-            resolutions: fixed(IntCounterVec::new(
-                Opts::new(
-                    "dns_resolutions_total",
-                    "DNS resolutions of pool targets by pool and result (ok, error)",
-                ),
-                &["pool", "result"],
-            )),
-            targets: fixed(IntGaugeVec::new(
-                Opts::new(
-                    "dns_pool_targets",
-                    "Targets of a pool with DNS targets after the last resolution",
-                ),
-                &["pool"],
-            )),
-        }
-    }
-
-    pub fn register(&self, registry: &Registry) {
-        let _ = registry.register(Box::new(self.resolutions.clone()));
-        let _ = registry.register(Box::new(self.targets.clone()));
-    }
-
-    fn resolved(&self, pool: &str, result: &str) {
-        self.resolutions.with_label_values(&[pool, result]).inc();
-    }
-
-    fn targets(&self, pool: &str, n: usize) {
-        self.targets
-            .with_label_values(&[pool])
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
 }
 
 #[cfg(test)]

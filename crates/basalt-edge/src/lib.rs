@@ -8,6 +8,7 @@
 //! its own metrics. It must never know the store, the schema or the API's routes: the API
 //! arrives as an opaque tower service.
 
+mod accept;
 mod acme;
 pub mod admin;
 pub mod body;

@@ -122,7 +122,9 @@ impl Accept {
             .shared
             .metrics
             .worker_connections(crate::workers::current());
-        while let Some((stream, peer)) = next_connection(&listener, &mut self.stopped).await {
+        while let Some((stream, peer)) =
+            crate::accept::next_connection(&listener, &mut self.stopped).await
+        {
             accepted.inc();
             let rt = self.settings.load_full();
             let shared = self.shared.clone();
@@ -131,27 +133,6 @@ impl Accept {
             tokio::spawn(async move {
                 connection(stream, peer, rt, shared, builder, watcher).await;
             });
-        }
-    }
-}
-
-/// The next accepted connection, or `None` once `stopped` changes. A failed accept (out of
-/// file descriptors and similar) is logged and retried after a pause instead of spinning.
-pub(crate) async fn next_connection(
-    listener: &TcpListener,
-    stopped: &mut watch::Receiver<bool>,
-) -> Option<(TcpStream, SocketAddr)> {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.changed() => return None,
-        };
-        match accepted {
-            Ok(a) => return Some(a),
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
         }
     }
 }

@@ -1,5 +1,10 @@
 //! The edge's Prometheus series: requests and latency per route, requests, latency, health,
-//! retries and ejections per upstream target, rate-limited and rejected requests.
+//! retries and ejections per upstream target, rate-limited and rejected requests; and in
+//! their own files the series of the cache (`cache`), DNS discovery (`discovery`) and L4
+//! streams (`stream`).
+//!
+//! A leaf like `config`: it imports no feature module, so every feature can record here
+//! without an import circle.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +13,15 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+mod cache;
+mod discovery;
+mod stream;
+
+pub(crate) use cache::CacheMetrics;
+pub use discovery::DiscoveryMetrics;
+pub(crate) use stream::ConnectionMeters;
+pub use stream::StreamMetrics;
 
 pub struct EdgeMetrics {
     /// Tells this instance's series apart in the per-thread handle memo.
@@ -26,11 +40,11 @@ pub struct EdgeMetrics {
     acme_orders: IntCounterVec,
     connections: IntCounterVec,
     /// The L4 streams' series (`[[edge.streams]]`).
-    pub streams: crate::l4::StreamMetrics,
+    pub streams: StreamMetrics,
     /// DNS discovery of pool targets.
-    pub discovery: crate::discovery::DiscoveryMetrics,
+    pub discovery: DiscoveryMetrics,
     /// The HTTP cache's series (registered on the same registry).
-    pub(crate) cache: crate::cache::CacheMetrics,
+    pub(crate) cache: CacheMetrics,
 }
 
 impl Default for EdgeMetrics {
@@ -127,9 +141,9 @@ impl EdgeMetrics {
                 &["worker"],
             ),
             registry: fixed(Registry::new_custom(Some("basalt_edge".into()), None)),
-            streams: crate::l4::StreamMetrics::new(),
-            discovery: crate::discovery::DiscoveryMetrics::new(),
-            cache: crate::cache::CacheMetrics::new(),
+            streams: StreamMetrics::new(),
+            discovery: DiscoveryMetrics::new(),
+            cache: CacheMetrics::new(),
         };
         m.cache.register(&m.registry);
         for c in [

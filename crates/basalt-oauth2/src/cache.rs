@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::exchange::get_json;
+use crate::fetch::get_json;
 
 const TTL: Duration = Duration::from_secs(600);
 /// Bound on cached documents (providers × documents is small; this is a safety net).

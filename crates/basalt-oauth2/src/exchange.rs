@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::cache::DocCache;
+use crate::fetch::{get_json, read_bounded};
 use crate::id_token;
 use crate::pkce::{check_verifier, nonce_for};
 use crate::redirect::check_redirect_url;
 use crate::{AuthUser, OAuth2Error, Preset, Provider, apple, map_user};
-
-/// Largest provider response read (token, user info, discovery, JWKS).
-const MAX_BODY: usize = 1 << 20;
 
 /// How long Apple's forwarded user name waits for its code exchange.
 const APPLE_NAME_TTL: Duration = Duration::from_secs(60);
@@ -79,36 +77,6 @@ impl ProviderClient {
             .filter(|(_, at)| at.elapsed() < APPLE_NAME_TTL)
             .map(|(n, _)| n)
     }
-}
-
-async fn read_bounded(mut res: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err("response too large".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// GETs a JSON document; `bearer` authorises the request with an access token.
-pub(crate) async fn get_json(
-    http: &reqwest::Client,
-    url: &str,
-    bearer: Option<&str>,
-) -> Result<Value, String> {
-    let mut req = http.get(url).header("accept", "application/json");
-    if let Some(t) = bearer {
-        req = req.bearer_auth(t);
-    }
-    let res = req.send().await.map_err(|e| e.to_string())?;
-    let status = res.status();
-    let body = read_bounded(res).await?;
-    if !status.is_success() {
-        return Err(format!("status {status}"));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("not json: {e}"))
 }
 
 struct TokenResponse {

@@ -11,6 +11,7 @@
 mod apple;
 mod cache;
 mod exchange;
+mod fetch;
 mod id_token;
 mod pkce;
 mod presets;

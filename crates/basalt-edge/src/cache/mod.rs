@@ -7,13 +7,11 @@
 //! stored); the edge adds what that crate leaves out: `stale-while-revalidate`,
 //! `stale-if-error`, never storing `Set-Cookie`, bounds, tags and the cache lock.
 
-mod config;
 mod directives;
 mod disk;
 mod flow;
 mod lock;
 mod lru;
-mod metrics;
 mod purge;
 mod respond;
 
@@ -26,14 +24,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use http_cache_semantics::CachePolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::config::RouteConfig;
+use crate::config::{CacheZoneConfig, RouteConfig, parse_size};
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
 use crate::route::{Action, Route};
 
-pub use config::{CacheZoneConfig, RouteCacheConfig, parse_size};
 pub use flow::serve;
-pub use metrics::CacheMetrics;
 pub use purge::purge_request;
 
 /// What a stored response is, apart from its body; also the disk tier's file header.

@@ -3,8 +3,6 @@
 //! anything changes, kept ones get the new settings, removed ones stop accepting while
 //! their open connections carry on).
 
-pub mod config;
-pub mod metrics;
 mod proxy_header;
 mod tcp;
 mod udp;
@@ -18,8 +16,8 @@ use arc_swap::ArcSwap;
 use basalt_net::IpSet;
 use tokio::sync::watch;
 
-pub use config::{StreamConfig, StreamProtocol};
-pub use metrics::StreamMetrics;
+pub use crate::config::{StreamConfig, StreamProtocol};
+pub use crate::metrics::StreamMetrics;
 
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;

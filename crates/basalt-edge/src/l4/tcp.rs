@@ -25,7 +25,7 @@ pub async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
-        let Some((stream, peer)) = crate::listener::next_connection(&listener, &mut stopped).await
+        let Some((stream, peer)) = crate::accept::next_connection(&listener, &mut stopped).await
         else {
             return;
         };

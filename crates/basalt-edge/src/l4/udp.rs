@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::StreamRuntime;
-use super::metrics::ConnectionMeters;
+use crate::metrics::ConnectionMeters;
 use crate::pool::{Lease, PickContext};
 
 /// Largest datagram relayed (the UDP maximum).
