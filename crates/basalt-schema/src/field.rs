@@ -40,6 +40,7 @@ pub enum FieldKind {
     Json(JsonOptions),
     Relation(RelationOptions),
     Password(PasswordOptions),
+    File(FileOptions),
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -139,6 +140,47 @@ pub struct PasswordOptions {
     pub cost: i64,
 }
 
+/// A `file` field: names of stored files (a string, or an array when `maxSelect > 1`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FileOptions {
+    pub required: bool,
+    /// `<= 1` means a single name stored as a string; `> 1` a JSON array of names.
+    pub max_select: i64,
+    /// Bytes per file; `0` means [`DEFAULT_MAX_FILE_SIZE`].
+    pub max_size: i64,
+    /// Allowed detected MIME types; empty allows any.
+    pub mime_types: Vec<String>,
+    /// Thumb sizes that may be generated (`100x100`, `0x50`, `80x80t`, ...).
+    pub thumbs: Vec<String>,
+    /// Downloads need a file token and the record's view rule.
+    pub protected: bool,
+}
+
+/// PocketBase's limit for a file field whose `maxSize` is 0: 5 MiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 5 << 20;
+
+impl FileOptions {
+    /// The per-file size limit in bytes (`maxSize`, or the 5 MiB default).
+    pub fn max_file_size(&self) -> u64 {
+        if self.max_size > 0 {
+            self.max_size as u64
+        } else {
+            DEFAULT_MAX_FILE_SIZE
+        }
+    }
+
+    /// True when `mime` (as detected from the content) is allowed.
+    pub fn allows_mime(&self, mime: &str) -> bool {
+        self.mime_types.is_empty() || self.mime_types.iter().any(|m| m == mime)
+    }
+
+    /// True when `thumb` is one of the sizes the field lists.
+    pub fn allows_thumb(&self, thumb: &str) -> bool {
+        self.thumbs.iter().any(|t| t == thumb)
+    }
+}
+
 impl Field {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
@@ -154,14 +196,16 @@ impl Field {
             FieldKind::Json(_) => "json",
             FieldKind::Relation(_) => "relation",
             FieldKind::Password(_) => "password",
+            FieldKind::File(_) => "file",
         }
     }
 
-    /// True when the stored value is a JSON array (multi select / multi relation).
+    /// True when the stored value is a JSON array (multi select / relation / file).
     pub fn is_multiple(&self) -> bool {
         match &self.kind {
             FieldKind::Select(o) => o.max_select > 1,
             FieldKind::Relation(o) => o.max_select > 1,
+            FieldKind::File(o) => o.max_select > 1,
             _ => false,
         }
     }
@@ -179,6 +223,7 @@ impl Field {
             FieldKind::Json(o) => o.required,
             FieldKind::Relation(o) => o.required,
             FieldKind::Password(o) => o.required,
+            FieldKind::File(o) => o.required,
         }
     }
 
