@@ -72,6 +72,19 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "basalt-realtime",
         &["axum", "hyper", "rusqlite", "basalt-api", "basalt-auth"],
     ),
+    // Files are bytes under keys: no HTTP, no SQL, no store, no records.
+    (
+        "basalt-files",
+        &[
+            "basalt-store",
+            "basalt-api",
+            "basalt-auth",
+            "basalt-realtime",
+            "axum",
+            "hyper",
+            "rusqlite",
+        ],
+    ),
 ];
 
 #[test]
