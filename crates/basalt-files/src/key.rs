@@ -151,5 +151,8 @@ mod tests {
         let p = ObjectKey::record_prefix("pbc_1", "abc").expect("prefix");
         assert!(k.starts_with(&p) && t.starts_with(&p));
         assert!(!ObjectKey::new("pbc_1/abcd/x").expect("key").starts_with(&p));
+        let c = ObjectKey::collection_prefix("pbc_1").expect("prefix");
+        assert!(p.starts_with(&c) && t.starts_with(&c));
+        assert_eq!(t.segments().count(), 4);
     }
 }

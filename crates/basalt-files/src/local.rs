@@ -28,10 +28,6 @@ impl LocalStorage {
         LocalStorage { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn path(&self, key: &ObjectKey) -> PathBuf {
         let mut p = self.root.clone();
         p.extend(key.segments());
@@ -46,7 +42,11 @@ impl LocalStorage {
 }
 
 fn not_found_or(key: &ObjectKey, context: &str, e: std::io::Error) -> StorageError {
-    if e.kind() == std::io::ErrorKind::NotFound {
+    // A key under what is a file (`a/b.txt/c`) is missing too.
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    ) {
         StorageError::NotFound(key.to_string())
     } else {
         StorageError::io(context, e)

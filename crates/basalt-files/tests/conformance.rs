@@ -173,6 +173,18 @@ async fn missing_keys(s: &dyn Storage) {
         .await
         .expect("deleting a missing object succeeds");
     assert!(keys(s, "missing").await.is_empty());
+    // Under a key that is an object, not a prefix.
+    put_bytes(s, "missing/r/file.txt", b"x").await;
+    let under = key("missing/r/file.txt/inner.txt");
+    assert!(matches!(
+        s.head(&under).await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.get(&under, None).await,
+        Err(StorageError::NotFound(_))
+    ));
+    s.delete(&key("missing/r/file.txt")).await.expect("delete");
     assert_eq!(
         s.delete_prefix(&key("missing"))
             .await

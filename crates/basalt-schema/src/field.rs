@@ -235,3 +235,26 @@ impl Field {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_options_answer_limits_types_and_thumbs() {
+        let o = FileOptions {
+            mime_types: vec!["image/png".into()],
+            thumbs: vec!["100x100".into()],
+            ..FileOptions::default()
+        };
+        assert_eq!(o.max_file_size(), DEFAULT_MAX_FILE_SIZE);
+        let sized = FileOptions {
+            max_size: 10,
+            ..FileOptions::default()
+        };
+        assert_eq!(sized.max_file_size(), 10);
+        assert!(o.allows_mime("image/png") && !o.allows_mime("text/html"));
+        assert!(sized.allows_mime("anything/at-all"));
+        assert!(o.allows_thumb("100x100") && !o.allows_thumb("100x100t"));
+    }
+}
