@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::FieldError;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Field {
@@ -170,9 +172,44 @@ impl FileOptions {
         }
     }
 
-    /// True when `mime` (as detected from the content) is allowed.
+    /// True when `mime` (as detected from the content; parameters such as `; charset=utf-8`
+    /// ignored) is allowed.
     pub fn allows_mime(&self, mime: &str) -> bool {
-        self.mime_types.is_empty() || self.mime_types.iter().any(|m| m == mime)
+        let essence = mime.split(';').next().unwrap_or_default().trim();
+        self.mime_types.is_empty()
+            || self
+                .mime_types
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(essence))
+    }
+
+    /// PocketBase's answer to an upload of `size` bytes past the limit; `file` is the name
+    /// the client sent.
+    pub fn check_size(&self, file: &str, size: u64) -> Result<(), FieldError> {
+        let max = self.max_file_size();
+        if size <= max {
+            return Ok(());
+        }
+        Err(FieldError::new(
+            "validation_file_size_limit",
+            format!("Failed to upload {file} - the maximum allowed file size is {max} bytes."),
+        )
+        .with_params(serde_json::json!({"file": file, "maxSize": max})))
+    }
+
+    /// PocketBase's answer to an upload whose detected `mime` is not allowed;
+    /// `stored_name` is the name the file would be stored under.
+    pub fn check_mime(&self, stored_name: &str, mime: &str) -> Result<(), FieldError> {
+        if self.allows_mime(mime) {
+            return Ok(());
+        }
+        Err(FieldError::new(
+            "validation_invalid_mime_type",
+            format!(
+                "\"{stored_name}\" mime type must be one of: {}.",
+                self.mime_types.join(", ")
+            ),
+        ))
     }
 
     /// True when `thumb` is one of the sizes the field lists.
@@ -256,5 +293,50 @@ mod tests {
         assert!(o.allows_mime("image/png") && !o.allows_mime("text/html"));
         assert!(sized.allows_mime("anything/at-all"));
         assert!(o.allows_thumb("100x100") && !o.allows_thumb("100x100t"));
+        assert!(o.allows_mime("IMAGE/PNG; foo=bar"));
+    }
+
+    /// The answers PocketBase 0.40 gave for these uploads (probed).
+    #[test]
+    fn upload_checks_answer_as_pocketbase() {
+        let o = FileOptions {
+            max_size: 10,
+            mime_types: vec!["text/plain".into(), "image/jpeg".into()],
+            ..FileOptions::default()
+        };
+        assert!(o.check_size("big.txt", 10).is_ok());
+        let e = o.check_size("big.txt", 26).expect_err("too big");
+        assert_eq!(e.code, "validation_file_size_limit");
+        assert_eq!(
+            e.message,
+            "Failed to upload big.txt - the maximum allowed file size is 10 bytes."
+        );
+        assert_eq!(
+            e.params,
+            Some(serde_json::json!({"file": "big.txt", "maxSize": 10}))
+        );
+        // maxSize 0: PocketBase's 5 MiB, the limit itself allowed.
+        let default = FileOptions::default();
+        assert!(default.check_size("five.bin", 5 << 20).is_ok());
+        assert_eq!(
+            default
+                .check_size("six.bin", 6_000_000)
+                .expect_err("too big")
+                .message,
+            "Failed to upload six.bin - the maximum allowed file size is 5242880 bytes."
+        );
+        assert!(
+            o.check_mime("a_1234567890.txt", "text/plain; charset=utf-8")
+                .is_ok()
+        );
+        let e = o
+            .check_mime("xq20ueardd6_mi6fni0n58.txt", "image/png")
+            .expect_err("png not allowed");
+        assert_eq!(e.code, "validation_invalid_mime_type");
+        assert_eq!(
+            e.message,
+            "\"xq20ueardd6_mi6fni0n58.txt\" mime type must be one of: text/plain, image/jpeg."
+        );
+        assert_eq!(e.params, None);
     }
 }
