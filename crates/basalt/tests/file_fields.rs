@@ -91,6 +91,28 @@ async fn file_fields_over_http() {
         .await;
     assert_eq!(st, 200, "{list}");
     assert_eq!(list["items"][0]["many"], json!([]));
+    // Filters and sorts read file fields as they read other single and multiple fields.
+    for (filter, hits) in [
+        ("one = ''", 1),
+        ("one != ''", 0),
+        ("many:length = 0", 1),
+        ("many ?= 'x.txt'", 0),
+        ("many:each != 'x.txt'", 1),
+    ] {
+        let path = format!(
+            "/api/collections/docs/records?sort=-one,many&filter={}",
+            filter
+                .replace(' ', "%20")
+                .replace('?', "%3F")
+                .replace('\'', "%27")
+                .replace('=', "%3D")
+                .replace('!', "%21")
+                .replace(':', "%3A")
+        );
+        let (st, list) = s.call("GET", &path, None, None).await;
+        assert_eq!(st, 200, "{filter}: {list}");
+        assert_eq!(list["totalItems"], hits, "{filter}: {list}");
+    }
 
     // A JSON body naming files: PocketBase answers exactly this.
     let (st, e) = s
