@@ -1,8 +1,8 @@
 //! Files: where uploaded files live and what is made from them. This crate owns the
 //! [`Storage`] trait with its two implementations, [`LocalStorage`] (a directory, the data
 //! dir's `storage/` in PocketBase's layout) and [`S3Storage`] (any S3-compatible store,
-//! PocketBase's `s3` settings), the safe [`ObjectKey`]s they are addressed by, and image
-//! [`thumbs`].
+//! PocketBase's `s3` settings), the safe [`ObjectKey`]s they are addressed by, content
+//! type detection ([`sniff`]) and image [`thumbs`].
 //!
 //! It must never know HTTP, SQL, the store or records: callers hand it keys and byte
 //! streams and map its errors to answers. Stored file names and thumb sizes are the
@@ -12,6 +12,7 @@ mod error;
 mod key;
 mod local;
 mod s3;
+pub mod sniff;
 mod storage;
 pub mod thumbs;
 
