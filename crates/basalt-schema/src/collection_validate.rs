@@ -386,6 +386,7 @@ fn validate_fields(
                     );
                 }
             }
+            FieldKind::File(o) => check_file_options(o, &mut fe),
             FieldKind::Relation(o) => {
                 let exists = o.collection_id == c.id || schema.by_id(&o.collection_id).is_some();
                 if o.collection_id.is_empty() {
@@ -461,6 +462,41 @@ fn validate_fields(
     errs.add_nested("fields", all);
 }
 
+/// The largest integer a JSON number holds exactly (2^53 - 1), PocketBase's bound.
+const MAX_SAFE_INT: i64 = (1 << 53) - 1;
+
+/// A file field's options, with PocketBase's codes and messages.
+fn check_file_options(o: &crate::field::FileOptions, fe: &mut ValidationErrors) {
+    for (key, n) in [("maxSelect", o.max_select), ("maxSize", o.max_size)] {
+        if n < 0 {
+            fe.add(
+                key,
+                FieldError::new(
+                    "validation_min_greater_equal_than_required",
+                    "Must be no less than 0.",
+                )
+                .with_params(json!({"threshold": 0})),
+            );
+        } else if n > MAX_SAFE_INT {
+            fe.add(
+                key,
+                FieldError::new(
+                    "validation_max_less_equal_than_required",
+                    format!("Must be no greater than {MAX_SAFE_INT}."),
+                )
+                .with_params(json!({"threshold": MAX_SAFE_INT})),
+            );
+        }
+    }
+    let mut thumbs = ValidationErrors::new();
+    for (i, spec) in o.thumbs.iter().enumerate() {
+        if let Err(e) = crate::thumb::check_thumb_option(spec) {
+            thumbs.add(i.to_string(), e);
+        }
+    }
+    fe.add_nested("thumbs", thumbs);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +518,68 @@ mod tests {
         assert_eq!(c.id, "pbc_1125843985");
         assert_eq!(c.fields[0].name, "id");
         assert_eq!(c.fields[1].id, "text724990059");
+    }
+
+    /// The answer PocketBase 0.40 gave for these file options (probed).
+    #[test]
+    fn file_options_are_checked_as_pocketbase() {
+        use crate::error::ValidationError;
+        let c: Collection = serde_json::from_value(json!({"name": "f1", "fields": [{
+            "name": "doc", "type": "file", "maxSelect": -1, "maxSize": 9007199254740992_i64,
+            "thumbs": ["100x100", "abc", "0x0", "10x10z", "100x0", "0x50t", "10x10f", "-1x5"]
+        }]}))
+        .expect("doc");
+        let errs = validate(c, None, &Schema::default(), "now").expect_err("invalid");
+        let Some(ValidationError::Nested(fields)) = errs.errors.get("fields") else {
+            panic!("{errs:?}")
+        };
+        // The system `id` field comes first, so the file field is entry 1.
+        let Some(ValidationError::Nested(doc)) = fields.errors.get("1") else {
+            panic!("{fields:?}")
+        };
+        let leaf = |e: Option<&ValidationError>| match e {
+            Some(ValidationError::Leaf(f)) => (f.code.clone(), f.message.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            leaf(doc.errors.get("maxSelect")),
+            (
+                "validation_min_greater_equal_than_required".into(),
+                "Must be no less than 0.".into()
+            )
+        );
+        assert_eq!(
+            leaf(doc.errors.get("maxSize")),
+            (
+                "validation_max_less_equal_than_required".into(),
+                "Must be no greater than 9007199254740991.".into()
+            )
+        );
+        let Some(ValidationError::Nested(thumbs)) = doc.errors.get("thumbs") else {
+            panic!("{doc:?}")
+        };
+        let keys: Vec<&str> = thumbs.errors.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["1", "2", "3", "7"]);
+        assert_eq!(leaf(thumbs.errors.get("2")).0, "validation_not_in_invalid");
+    }
+
+    #[test]
+    fn file_fields_keep_pocketbase_shape() {
+        let c: Collection = serde_json::from_value(json!({"name": "docs", "fields": [
+            {"name": "doc", "type": "file", "maxSelect": 2, "maxSize": 1024,
+             "mimeTypes": ["image/png"], "thumbs": ["10x10"], "protected": true}
+        ]}))
+        .expect("doc");
+        let c = validate(c, None, &Schema::default(), "now").expect("valid");
+        let doc = serde_json::to_value(&c.fields[1]).expect("json");
+        assert_eq!(
+            doc,
+            json!({"id": "file2252471652", "name": "doc", "system": false, "hidden": false,
+                   "presentable": false, "help": "", "type": "file", "required": false,
+                   "maxSelect": 2, "maxSize": 1024, "mimeTypes": ["image/png"],
+                   "thumbs": ["10x10"], "protected": true})
+        );
+        assert!(c.fields[1].is_multiple());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::FieldError;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Field {
@@ -40,6 +42,7 @@ pub enum FieldKind {
     Json(JsonOptions),
     Relation(RelationOptions),
     Password(PasswordOptions),
+    File(FileOptions),
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -139,6 +142,82 @@ pub struct PasswordOptions {
     pub cost: i64,
 }
 
+/// A `file` field: names of stored files (a string, or an array when `maxSelect > 1`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FileOptions {
+    pub required: bool,
+    /// `<= 1` means a single name stored as a string; `> 1` a JSON array of names.
+    pub max_select: i64,
+    /// Bytes per file; `0` means [`DEFAULT_MAX_FILE_SIZE`].
+    pub max_size: i64,
+    /// Allowed detected MIME types; empty allows any.
+    pub mime_types: Vec<String>,
+    /// Thumb sizes that may be generated (`100x100`, `0x50`, `80x80t`, ...).
+    pub thumbs: Vec<String>,
+    /// Downloads need a file token and the record's view rule.
+    pub protected: bool,
+}
+
+/// PocketBase's limit for a file field whose `maxSize` is 0: 5 MiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 5 << 20;
+
+impl FileOptions {
+    /// The per-file size limit in bytes (`maxSize`, or the 5 MiB default).
+    pub fn max_file_size(&self) -> u64 {
+        if self.max_size > 0 {
+            self.max_size as u64
+        } else {
+            DEFAULT_MAX_FILE_SIZE
+        }
+    }
+
+    /// True when `mime` (as detected from the content; parameters such as `; charset=utf-8`
+    /// ignored) is allowed.
+    pub fn allows_mime(&self, mime: &str) -> bool {
+        let essence = mime.split(';').next().unwrap_or_default().trim();
+        self.mime_types.is_empty()
+            || self
+                .mime_types
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(essence))
+    }
+
+    /// PocketBase's answer to an upload of `size` bytes past the limit; `file` is the name
+    /// the client sent.
+    pub fn check_size(&self, file: &str, size: u64) -> Result<(), FieldError> {
+        let max = self.max_file_size();
+        if size <= max {
+            return Ok(());
+        }
+        Err(FieldError::new(
+            "validation_file_size_limit",
+            format!("Failed to upload {file} - the maximum allowed file size is {max} bytes."),
+        )
+        .with_params(serde_json::json!({"file": file, "maxSize": max})))
+    }
+
+    /// PocketBase's answer to an upload whose detected `mime` is not allowed;
+    /// `stored_name` is the name the file would be stored under.
+    pub fn check_mime(&self, stored_name: &str, mime: &str) -> Result<(), FieldError> {
+        if self.allows_mime(mime) {
+            return Ok(());
+        }
+        Err(FieldError::new(
+            "validation_invalid_mime_type",
+            format!(
+                "\"{stored_name}\" mime type must be one of: {}.",
+                self.mime_types.join(", ")
+            ),
+        ))
+    }
+
+    /// True when `thumb` is one of the sizes the field lists.
+    pub fn allows_thumb(&self, thumb: &str) -> bool {
+        self.thumbs.iter().any(|t| t == thumb)
+    }
+}
+
 impl Field {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
@@ -154,14 +233,16 @@ impl Field {
             FieldKind::Json(_) => "json",
             FieldKind::Relation(_) => "relation",
             FieldKind::Password(_) => "password",
+            FieldKind::File(_) => "file",
         }
     }
 
-    /// True when the stored value is a JSON array (multi select / multi relation).
+    /// True when the stored value is a JSON array (multi select / relation / file).
     pub fn is_multiple(&self) -> bool {
         match &self.kind {
             FieldKind::Select(o) => o.max_select > 1,
             FieldKind::Relation(o) => o.max_select > 1,
+            FieldKind::File(o) => o.max_select > 1,
             _ => false,
         }
     }
@@ -179,6 +260,7 @@ impl Field {
             FieldKind::Json(o) => o.required,
             FieldKind::Relation(o) => o.required,
             FieldKind::Password(o) => o.required,
+            FieldKind::File(o) => o.required,
         }
     }
 
@@ -188,5 +270,73 @@ impl Field {
             FieldKind::Relation(o) => Some(&o.collection_id),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_options_answer_limits_types_and_thumbs() {
+        let o = FileOptions {
+            mime_types: vec!["image/png".into()],
+            thumbs: vec!["100x100".into()],
+            ..FileOptions::default()
+        };
+        assert_eq!(o.max_file_size(), DEFAULT_MAX_FILE_SIZE);
+        let sized = FileOptions {
+            max_size: 10,
+            ..FileOptions::default()
+        };
+        assert_eq!(sized.max_file_size(), 10);
+        assert!(o.allows_mime("image/png") && !o.allows_mime("text/html"));
+        assert!(sized.allows_mime("anything/at-all"));
+        assert!(o.allows_thumb("100x100") && !o.allows_thumb("100x100t"));
+        assert!(o.allows_mime("IMAGE/PNG; foo=bar"));
+    }
+
+    /// The answers PocketBase 0.40 gave for these uploads (probed).
+    #[test]
+    fn upload_checks_answer_as_pocketbase() {
+        let o = FileOptions {
+            max_size: 10,
+            mime_types: vec!["text/plain".into(), "image/jpeg".into()],
+            ..FileOptions::default()
+        };
+        assert!(o.check_size("big.txt", 10).is_ok());
+        let e = o.check_size("big.txt", 26).expect_err("too big");
+        assert_eq!(e.code, "validation_file_size_limit");
+        assert_eq!(
+            e.message,
+            "Failed to upload big.txt - the maximum allowed file size is 10 bytes."
+        );
+        assert_eq!(
+            e.params,
+            Some(serde_json::json!({"file": "big.txt", "maxSize": 10}))
+        );
+        // maxSize 0: PocketBase's 5 MiB, the limit itself allowed.
+        let default = FileOptions::default();
+        assert!(default.check_size("five.bin", 5 << 20).is_ok());
+        assert_eq!(
+            default
+                .check_size("six.bin", 6_000_000)
+                .expect_err("too big")
+                .message,
+            "Failed to upload six.bin - the maximum allowed file size is 5242880 bytes."
+        );
+        assert!(
+            o.check_mime("a_1234567890.txt", "text/plain; charset=utf-8")
+                .is_ok()
+        );
+        let e = o
+            .check_mime("xq20ueardd6_mi6fni0n58.txt", "image/png")
+            .expect_err("png not allowed");
+        assert_eq!(e.code, "validation_invalid_mime_type");
+        assert_eq!(
+            e.message,
+            "\"xq20ueardd6_mi6fni0n58.txt\" mime type must be one of: text/plain, image/jpeg."
+        );
+        assert_eq!(e.params, None);
     }
 }

@@ -11,12 +11,14 @@ pub mod collection_oauth2;
 pub mod collection_validate;
 pub mod error;
 pub mod field;
+pub mod file_name;
 pub mod filter;
 pub mod id;
 pub mod pattern;
 pub mod record;
 pub mod request;
 pub mod schema;
+pub mod thumb;
 pub mod value;
 
 pub use collection::{Collection, CollectionType};

@@ -10,6 +10,8 @@ use crate::error::{FieldError, ValidationErrors};
 use crate::field::{Field, FieldKind, PasswordOptions};
 use crate::{pattern, value};
 
+mod files;
+
 pub type Record = Map<String, Value>;
 
 /// A new record from `input`; absent fields take their zero value.
@@ -45,6 +47,7 @@ pub fn prepare_create(
         };
         record.insert(field.name.clone(), value);
     }
+    check_file_names(collection, None, &record, &mut errs);
     validate_all(collection, &record, &mut errs);
     errs.into_result().map(|()| record)
 }
@@ -108,6 +111,7 @@ pub fn prepare_update(
             record.insert(name.clone(), next);
         }
     }
+    check_file_names(collection, Some(existing), &record, &mut errs);
     validate_all(collection, &record, &mut errs);
     errs.into_result().map(|()| record)
 }
@@ -151,6 +155,27 @@ enum Mod {
     Prepend,
     Append,
     Remove,
+}
+
+/// New file names must come from uploads, never from a body (see [`files`]).
+fn check_file_names(
+    collection: &Collection,
+    existing: Option<&Record>,
+    record: &Record,
+    errs: &mut ValidationErrors,
+) {
+    for field in &collection.fields {
+        if !matches!(field.kind, FieldKind::File(_)) || errs.errors.contains_key(&field.name) {
+            continue;
+        }
+        let before = existing
+            .and_then(|e| e.get(&field.name))
+            .unwrap_or(&Value::Null);
+        let after = record.get(&field.name).unwrap_or(&Value::Null);
+        if let Err(e) = files::check_new_names(before, after) {
+            errs.add(&field.name, e);
+        }
+    }
 }
 
 fn lookup<'a>(input: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -214,6 +239,7 @@ pub fn normalize(field: &Field, v: &Value) -> Result<Value, FieldError> {
                 ));
             }
         },
+        FieldKind::File(_) => files::normalize(field, v)?,
         FieldKind::Select(_) | FieldKind::Relation(_) if field.is_multiple() => {
             let mut out: Vec<Value> = Vec::new();
             for item in as_list(v)? {
@@ -274,7 +300,7 @@ fn apply_modifier(field: &Field, current: &Value, v: &Value, m: Mod) -> Result<V
                 _ => base + delta,
             }))
         }
-        FieldKind::Select(_) | FieldKind::Relation(_) => {
+        FieldKind::Select(_) | FieldKind::Relation(_) | FieldKind::File(_) => {
             let mut list = as_list(current).unwrap_or_default();
             let items = as_list(v)?;
             match m {
@@ -475,6 +501,7 @@ fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
                 ));
             }
         }
+        FieldKind::File(o) => files::check_count(o, v)?,
         FieldKind::Bool(_) | FieldKind::Autodate(_) | FieldKind::Password(_) => {}
     }
     Ok(())

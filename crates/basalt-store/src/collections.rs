@@ -140,7 +140,11 @@ fn conversion(col: &str, from: &Field, to: &Field) -> String {
 }
 
 /// Alters `old`'s table into `new`'s shape, keeping every value that survives.
-fn migrate_table(conn: &Connection, old: &Collection, new: &Collection) -> Result<(), StoreError> {
+pub(crate) fn migrate_table(
+    conn: &Connection,
+    old: &Collection,
+    new: &Collection,
+) -> Result<(), StoreError> {
     if new.kind == CollectionType::View {
         conn.execute_batch(&format!("DROP VIEW IF EXISTS {}", q(&old.name)))
             .map_err(err)?;

@@ -30,6 +30,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, ""),
     // The change log keeps no secrets: those already in it are removed.
     (4, ""),
+    // Files: the default `users` collection gets PocketBase's `avatar` file field.
+    (5, ""),
 ];
 
 /// The Rust part of a migration, inside its transaction.
@@ -42,6 +44,7 @@ fn after_sql(conn: &Connection, version: i64) -> Result<(), StoreError> {
         }
         3 => bootstrap(conn, &[EXTERNAL_AUTHS]),
         4 => crate::change_log::scrub_secrets(conn),
+        5 => add_users_avatar(conn),
         _ => Ok(()),
     }
 }
@@ -61,6 +64,44 @@ fn add_token_secrets(conn: &Connection) -> Result<(), StoreError> {
         save_collection(conn, &updated)?;
     }
     Ok(())
+}
+
+/// The id of the default `users` collection (PocketBase's).
+const USERS_ID: &str = "_pb_users_auth_";
+
+/// Gives the default `users` collection PocketBase's `avatar` field (as in
+/// `bootstrap/users_collection.json`), unless it is gone or already has a field of that
+/// name, which is then left as the user made it.
+fn add_users_avatar(conn: &Connection) -> Result<(), StoreError> {
+    let schema = load_schema(conn)?;
+    let Some(users) = schema.by_id(USERS_ID) else {
+        return Ok(());
+    };
+    if users
+        .fields
+        .iter()
+        .any(|f| f.name.eq_ignore_ascii_case("avatar"))
+    {
+        return Ok(());
+    }
+    let bootstrap: Collection =
+        serde_json::from_str(USERS).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let Some(avatar) = bootstrap.fields.into_iter().find(|f| f.name == "avatar") else {
+        return Err(StoreError::Internal(
+            "the users bootstrap document has no avatar field".into(),
+        ));
+    };
+    let old = (**users).clone();
+    let mut new = old.clone();
+    let at = new
+        .fields
+        .iter()
+        .position(|f| f.name == "name")
+        .map_or(new.fields.len(), |i| i + 1);
+    new.fields.insert(at, avatar);
+    new.updated = basalt_schema::value::now_string();
+    crate::collections::migrate_table(conn, &old, &new)?;
+    save_collection(conn, &new)
 }
 
 fn err(e: rusqlite::Error) -> StoreError {

@@ -44,6 +44,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
                          "tokio"]),
     ("basalt-realtime", &["basalt-store", "basalt-schema", "basalt-telemetry", "tokio"]),
     ("basalt-oauth2", &["basalt-schema", "reqwest"]),
+    // File storage (local, S3) and thumbnails: never the store, HTTP routes or SQL.
+    ("basalt-files", &["basalt-schema", "tokio"]),
     ("basalt-auth", &[]),
     ("basalt-store", &["basalt-schema", "tokio", "rusqlite"]),
     // Pure: no IO, no runtime, no driver.
