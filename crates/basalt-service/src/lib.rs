@@ -1,7 +1,8 @@
 //! The operations of Basalt with typed inputs and outputs, whatever protocol asks for
 //! them: records (rules chosen and checked, visibility, expand, auth-record input), batch
 //! writes as one transaction, the auth flows (password, OTP, MFA, sessions, email flows,
-//! sign-in alerts, their mail, OAuth2 sign-in and account linking), collections and the settings document. REST
+//! sign-in alerts, their mail, OAuth2 sign-in and account linking), collections, the settings document
+//! and record files (uploads, downloads, deletion after commit). REST
 //! (`basalt-api`) and any other protocol are thin adapters over the same functions: they
 //! turn their request into a [`Caller`], a [`RequestMeta`] and an input, and render the
 //! output or the [`ServiceError`].
@@ -15,6 +16,7 @@ pub mod batch;
 mod caller;
 pub mod collections;
 mod error;
+pub mod files;
 mod password;
 pub mod records;
 pub mod settings;
@@ -40,4 +42,6 @@ pub struct Services {
     pub passwords: PasswordPool,
     /// Outbound client for OAuth2 provider calls.
     pub oauth2: basalt_oauth2::ProviderClient,
+    /// Record files: their storage and the upload spool.
+    pub files: files::Files,
 }

@@ -94,6 +94,21 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
             json!({"smtp": {"requireTLS": {"code": "validation_invalid_value", "message": "Must be a boolean."}}}),
         ));
     }
+    // Accept only what we do: file storage and backups on S3 are not wired yet.
+    for (path, doc) in [("s3", &s["s3"]), ("backups.s3", &s["backups"]["s3"])] {
+        if doc["enabled"] == json!(true) {
+            let leaf = json!({"enabled": {"code": "validation_not_supported",
+                "message": format!("{path}.enabled is not supported yet: files are stored on local disk.")}});
+            let data = match path {
+                "s3" => json!({"s3": leaf}),
+                _ => json!({"backups": {"s3": leaf}}),
+            };
+            return Err(ServiceError::bad_request(
+                "An error occurred while validating the submitted data.",
+            )
+            .with_data(data));
+        }
+    }
     let batch = &s["batch"];
     if batch["maxRequests"].as_i64().is_some_and(|n| n < 1)
         || batch["timeout"].as_i64().is_some_and(|n| n < 1)

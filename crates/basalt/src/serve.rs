@@ -29,6 +29,18 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     .with_context(|| format!("opening the database in {}", cfg.dir.display()))
 }
 
+/// Record files on local disk in PocketBase's layout (`<dir>/storage/`), uploads spooled
+/// in `<dir>/.upload_spool/` (anonymous files: nothing is left there by a crash).
+fn files(cfg: &Config) -> anyhow::Result<basalt_service::files::Files> {
+    let spool_dir = cfg.dir.join(".upload_spool");
+    std::fs::create_dir_all(&spool_dir)
+        .with_context(|| format!("creating {}", spool_dir.display()))?;
+    Ok(basalt_service::files::Files {
+        storage: Arc::new(basalt_files::LocalStorage::new(cfg.dir.join("storage"))),
+        spool_dir,
+    })
+}
+
 /// The configured secret, or the one generated on first start in `<dir>/secret.key`.
 fn signing_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
     if let Some(s) = &cfg.secret {
@@ -124,6 +136,7 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
             keys: Arc::new(keys),
             passwords: basalt_service::PasswordPool::new(hash_threads),
             oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,
+            files: files(&cfg)?,
         },
         metrics,
         realtime: realtime.clone(),

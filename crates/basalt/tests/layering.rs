@@ -29,7 +29,7 @@ const NOTABLE: &[&str] = &[
 const ALLOWED: &[(&str, &[&str])] = &[
     // The binary: wiring only, so it may know every crate.
     ("basalt", &["basalt-api", "basalt-edge", "basalt-service", "basalt-realtime",
-                 "basalt-oauth2", "basalt-auth", "basalt-store", "basalt-schema", "basalt-net", "basalt-telemetry",
+                 "basalt-oauth2", "basalt-auth", "basalt-files", "basalt-store", "basalt-schema", "basalt-net", "basalt-telemetry",
                  "tokio", "axum", "hyper", "hyper-util", "tower"]),
     // The edge runs alone (`basalt proxy`, no database): it never knows the store, the
     // schema or the API's routes; the API reaches it as an opaque tower service.
@@ -40,7 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
                      "tokio", "axum", "tower", "tower-http"]),
     // The operations every protocol calls, with typed inputs and outputs: never HTTP, the
     // protocols above them, or SQLite (the store's business).
-    ("basalt-service", &["basalt-oauth2", "basalt-auth", "basalt-store", "basalt-schema",
+    ("basalt-service", &["basalt-oauth2", "basalt-auth", "basalt-files", "basalt-store", "basalt-schema",
                          "tokio"]),
     ("basalt-realtime", &["basalt-store", "basalt-schema", "basalt-telemetry", "tokio"]),
     ("basalt-oauth2", &["basalt-schema", "reqwest"]),
