@@ -1,9 +1,14 @@
 //! Request bodies: JSON objects, urlencoded forms and multipart forms (text parts and the
-//! SDK's `@jsonPayload` part) into one field map.
+//! SDK's `@jsonPayload` part) into one field map; for record writes also the files.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
+use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::CONTENT_TYPE;
+use basalt_service::ServiceError;
+use basalt_service::files::{self, Upload};
 use serde_json::{Map, Value};
 
 use crate::ApiState;
@@ -20,55 +25,140 @@ impl FromRequest<ApiState> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &ApiState) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if ct.starts_with("multipart/form-data") {
-            let mut mp = Multipart::from_request(req, state)
-                .await
-                .map_err(|_| invalid_body())?;
-            let mut out = Map::new();
-            while let Some(field) = mp.next_field().await.map_err(|_| invalid_body())? {
-                let name = field.name().unwrap_or_default().to_string();
-                if field.file_name().is_some() {
-                    return Err(ApiError::bad_request("File uploads are not supported yet."));
-                }
-                let text = field.text().await.map_err(|_| invalid_body())?;
-                if name == "@jsonPayload" {
-                    match serde_json::from_str::<Value>(&text) {
-                        Ok(Value::Object(o)) => out.extend(o),
-                        _ => return Err(invalid_body()),
+        let (body, _) = read(req, state, false).await?;
+        Ok(Body(body))
+    }
+}
+
+/// A record write's body: its fields and its files (multipart parts with a file name,
+/// spooled to disk as they arrive; see `basalt_service::files::spool`).
+pub struct RecordBody {
+    pub body: Map<String, Value>,
+    pub uploads: Vec<Upload>,
+}
+
+impl FromRequest<ApiState> for RecordBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let (body, uploads) = read(req, state, true).await?;
+        Ok(RecordBody { body, uploads })
+    }
+}
+
+fn multipart_error(e: MultipartError) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(e.status(), "Request entity too large.")
+    } else {
+        invalid_body()
+    }
+}
+
+/// The collection a records route names (`/api/collections/{c}/records[/{id}]`).
+pub(crate) fn records_collection(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/api/collections/")?;
+    let (c, rest) = rest.split_once('/')?;
+    (rest == "records" || rest.starts_with("records/")).then(|| c.to_string())
+}
+
+async fn read(
+    req: Request,
+    state: &ApiState,
+    files: bool,
+) -> Result<(Map<String, Value>, Vec<Upload>), ApiError> {
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if ct.starts_with("multipart/form-data") {
+        let collection = if files {
+            records_collection(req.uri().path())
+        } else {
+            None
+        };
+        let message = if req.method() == axum::http::Method::POST {
+            "Failed to create record."
+        } else {
+            "Failed to update record."
+        };
+        let mut mp = Multipart::from_request(req, state)
+            .await
+            .map_err(|_| invalid_body())?;
+        let mut out = Map::new();
+        let mut uploads = Vec::new();
+        while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
+            let name = field.name().unwrap_or_default().to_string();
+            if let Some(file_name) = field.file_name().map(str::to_string) {
+                let Some(collection) = &collection else {
+                    return Err(ApiError::bad_request(
+                        "File uploads are only accepted by record create and update.",
+                    ));
+                };
+                // A body cut by the size limit answers 413, as everywhere.
+                let too_large = AtomicBool::new(false);
+                let up = files::spool(
+                    &state.service,
+                    collection,
+                    &name,
+                    &file_name,
+                    field,
+                    message,
+                    |e: MultipartError| {
+                        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                            too_large.store(true, Ordering::Relaxed);
+                        }
+                        ServiceError::bad_request(
+                            "Something went wrong while processing your request.",
+                        )
+                    },
+                )
+                .await;
+                match up {
+                    Ok(up) => uploads.extend(up),
+                    Err(_) if too_large.load(Ordering::Relaxed) => {
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "Request entity too large.",
+                        ));
                     }
-                } else {
-                    push_form_value(&mut out, name, text);
+                    Err(e) => return Err(e.into()),
                 }
+                continue;
             }
-            return Ok(Body(out));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(e.status(), "Request entity too large.")
+            let text = field.text().await.map_err(multipart_error)?;
+            if name == "@jsonPayload" {
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(o)) => out.extend(o),
+                    _ => return Err(invalid_body()),
+                }
             } else {
-                invalid_body()
+                push_form_value(&mut out, name, text);
             }
-        })?;
-        if ct.starts_with("application/x-www-form-urlencoded") {
-            let mut out = Map::new();
-            for (k, v) in form_urlencoded_pairs(&bytes) {
-                push_form_value(&mut out, k, v);
-            }
-            return Ok(Body(out));
         }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Body(Map::new()));
+        return Ok((out, uploads));
+    }
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(e.status(), "Request entity too large.")
+        } else {
+            invalid_body()
         }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(o)) => Ok(Body(o)),
-            _ => Err(invalid_body()),
+    })?;
+    if ct.starts_with("application/x-www-form-urlencoded") {
+        let mut out = Map::new();
+        for (k, v) in form_urlencoded_pairs(&bytes) {
+            push_form_value(&mut out, k, v);
         }
+        return Ok((out, vec![]));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok((Map::new(), vec![]));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(o)) => Ok((o, vec![])),
+        _ => Err(invalid_body()),
     }
 }
 

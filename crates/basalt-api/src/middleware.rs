@@ -16,7 +16,6 @@ use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -272,6 +271,40 @@ pub(crate) type Stack = BoxCloneSyncService<Request, Response, Infallible>;
 /// security headers wrap everything, errors and preflights included. Only `observe` is a
 /// router layer: axum clones a router layer's whole boxed stack for every request, while
 /// the stack around the router is one plain struct cloned once per request. `ids` is shared with the hot path (one sequence).
+/// The body limit of a request: the configured one, and for a multipart record write
+/// that plus its collection's files (`files::body_limit`, PocketBase's rule).
+#[derive(Clone)]
+pub(crate) struct BodyLimit {
+    base: u64,
+    store: basalt_store::Store,
+}
+
+async fn limit_body(State(l): State<BodyLimit>, req: Request, next: Next) -> Response {
+    let mut limit = l.base;
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let collection = (multipart && matches!(*req.method(), Method::POST | Method::PATCH))
+        .then(|| crate::body::records_collection(req.uri().path()))
+        .flatten();
+    if let Some(c) = collection.and_then(|name| l.store.schema().find(&name).cloned()) {
+        limit = basalt_service::files::body_limit(&c, limit);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    next.run(req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit))))
+        .await
+}
+
 pub(crate) fn layers(
     router: Router,
     state: &ApiState,
@@ -292,7 +325,15 @@ pub(crate) fn layers(
         ))
         .map_response(shape_errors)
         .layer(CatchPanicLayer::new())
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(from_fn_with_state(
+            BodyLimit {
+                base: config.body_limit_bytes as u64,
+                store: state.service.store.clone(),
+            },
+            limit_body,
+        ))
+        // The limit above is the only one: axum's own 2 MB default for extractors is off.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,

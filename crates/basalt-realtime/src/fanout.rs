@@ -403,6 +403,7 @@ mod tests {
             store
                 .write(
                     vec![basalt_store::WriteOp::Create {
+                        uploads: Vec::new(),
                         collection: c.clone(),
                         input,
                         access: basalt_store::Access::Unrestricted,

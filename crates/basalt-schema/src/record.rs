@@ -15,9 +15,12 @@ mod files;
 pub type Record = Map<String, Value>;
 
 /// A new record from `input`; absent fields take their zero value.
+/// `uploads` are the stored names of files uploaded for this write: the only names a
+/// file field may gain.
 pub fn prepare_create(
     collection: &Collection,
     input: &Map<String, Value>,
+    uploads: &[String],
     now: &str,
 ) -> Result<Record, ValidationErrors> {
     let mut record = Record::new();
@@ -47,16 +50,18 @@ pub fn prepare_create(
         };
         record.insert(field.name.clone(), value);
     }
-    check_file_names(collection, None, &record, &mut errs);
+    check_file_names(collection, None, &record, uploads, &mut errs);
     validate_all(collection, &record, &mut errs);
     errs.into_result().map(|()| record)
 }
 
-/// The full new state of `existing` after applying `input` (with field modifiers).
+/// The full new state of `existing` after applying `input` (with field modifiers);
+/// `uploads` as for [`prepare_create`].
 pub fn prepare_update(
     collection: &Collection,
     existing: &Record,
     input: &Map<String, Value>,
+    uploads: &[String],
     now: &str,
 ) -> Result<Record, ValidationErrors> {
     let mut record = existing.clone();
@@ -111,7 +116,7 @@ pub fn prepare_update(
             record.insert(name.clone(), next);
         }
     }
-    check_file_names(collection, Some(existing), &record, &mut errs);
+    check_file_names(collection, Some(existing), &record, uploads, &mut errs);
     validate_all(collection, &record, &mut errs);
     errs.into_result().map(|()| record)
 }
@@ -162,6 +167,7 @@ fn check_file_names(
     collection: &Collection,
     existing: Option<&Record>,
     record: &Record,
+    uploads: &[String],
     errs: &mut ValidationErrors,
 ) {
     for field in &collection.fields {
@@ -172,7 +178,7 @@ fn check_file_names(
             .and_then(|e| e.get(&field.name))
             .unwrap_or(&Value::Null);
         let after = record.get(&field.name).unwrap_or(&Value::Null);
-        if let Err(e) = files::check_new_names(before, after) {
+        if let Err(e) = files::check_new_names(before, after, uploads) {
             errs.add(&field.name, e);
         }
     }

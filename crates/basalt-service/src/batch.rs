@@ -97,6 +97,7 @@ pub async fn run(
                     access_for(&rule(svc, &c, Action::Create), caller).ok_or_else(denied)?;
                 prepare_auth_input(svc, &c, &mut body, caller, Target::Create).await?;
                 WriteOp::Create {
+                    uploads: Vec::new(),
                     collection: c.clone(),
                     input: body,
                     access,
@@ -139,6 +140,7 @@ pub async fn run(
                     access_for(&rule(svc, &c, Action::Update), caller).ok_or_else(denied)?;
                 prepare_auth_input(svc, &c, &mut body, caller, Target::Update(&id)).await?;
                 WriteOp::Update {
+                    uploads: Vec::new(),
                     collection: c.clone(),
                     id,
                     input: body,

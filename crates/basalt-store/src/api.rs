@@ -151,12 +151,17 @@ pub enum WriteOp {
         collection: Arc<Collection>,
         input: Record,
         access: Access,
+        /// Stored names of files uploaded for this write (already in storage): the only
+        /// names a file field may gain; `input` names them like any kept file.
+        uploads: Vec<String>,
     },
     Update {
         collection: Arc<Collection>,
         id: String,
         input: Record,
         access: Access,
+        /// As for `Create`.
+        uploads: Vec<String>,
     },
     /// Update when `input.id` exists, otherwise create.
     Upsert {

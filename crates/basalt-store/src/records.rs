@@ -221,10 +221,11 @@ fn create(
     schema: &Schema,
     c: &Collection,
     input: &Map<String, Value>,
+    uploads: &[String],
     access: &Access,
     req: &RequestInfo,
 ) -> Result<Record, StoreError> {
-    let r = prepare_create(c, input, &now_string()).map_err(StoreError::Validation)?;
+    let r = prepare_create(c, input, uploads, &now_string()).map_err(StoreError::Validation)?;
     check_relations(conn, schema, c, &r)?;
     let id = r
         .get("id")
@@ -251,12 +252,13 @@ fn update(
     schema: &Schema,
     c: &Collection,
     id: &str,
-    input: &Map<String, Value>,
+    (input, uploads): (&Map<String, Value>, &[String]),
     access: &Access,
     req: &RequestInfo,
 ) -> Result<Record, StoreError> {
     let existing = load(conn, schema, c, id, access, req)?.ok_or(StoreError::NotFound)?;
-    let r = prepare_update(c, &existing, input, &now_string()).map_err(StoreError::Validation)?;
+    let r = prepare_update(c, &existing, input, uploads, &now_string())
+        .map_err(StoreError::Validation)?;
     check_relations(conn, schema, c, &r)?;
     if c.is_auth() && text(&r, "email") != text(&existing, "email") {
         auth_identity::check_email_free(conn, c, text(&r, "email"), id)?;
@@ -381,20 +383,22 @@ fn run_op(
             collection,
             input,
             access,
+            uploads,
         } => {
             let c = current(schema, collection)?;
             read_only(&c)?;
-            create(conn, schema, &c, input, access, req).map(Some)
+            create(conn, schema, &c, input, uploads, access, req).map(Some)
         }
         WriteOp::Update {
             collection,
             id,
             input,
             access,
+            uploads,
         } => {
             let c = current(schema, collection)?;
             read_only(&c)?;
-            update(conn, schema, &c, id, input, access, req).map(Some)
+            update(conn, schema, &c, id, (input, uploads), access, req).map(Some)
         }
         WriteOp::Upsert {
             collection,
@@ -406,9 +410,9 @@ fn run_op(
             read_only(&c)?;
             match input.get("id").and_then(Value::as_str) {
                 Some(id) if exists(conn, &c, id)? => {
-                    update(conn, schema, &c, id, input, update_access, req).map(Some)
+                    update(conn, schema, &c, id, (input, &[]), update_access, req).map(Some)
                 }
-                _ => create(conn, schema, &c, input, create_access, req).map(Some),
+                _ => create(conn, schema, &c, input, &[], create_access, req).map(Some),
             }
         }
         WriteOp::Delete {

@@ -48,6 +48,7 @@ async fn a_damaged_page_is_reported_and_check_names_it() {
         store
             .write(
                 vec![WriteOp::Create {
+                    uploads: Vec::new(),
                     collection: c.clone(),
                     input: json!({"title": format!("note {i}")})
                         .as_object()

@@ -41,6 +41,7 @@ async fn create(
     let mut out = store
         .write(
             vec![WriteOp::Create {
+                uploads: Vec::new(),
                 collection: c.clone(),
                 input: obj(input),
                 access: Access::Unrestricted,
@@ -147,11 +148,13 @@ async fn batches_are_all_or_nothing_and_relations_cascade() {
         {"name": "post", "type": "relation", "collectionId": posts.id, "maxSelect": 1, "cascadeDelete": true}]}))).await.expect("comments");
     let ops = vec![
         WriteOp::Create {
+            uploads: Vec::new(),
             collection: posts.clone(),
             input: obj(json!({"title": "a"})),
             access: Access::Unrestricted,
         },
         WriteOp::Create {
+            uploads: Vec::new(),
             collection: posts.clone(),
             input: obj(json!({})),
             access: Access::Unrestricted,
@@ -227,6 +230,7 @@ async fn cascade_cycles_terminate() {
     store
         .write(
             vec![WriteOp::Update {
+                uploads: Vec::new(),
                 collection: a.clone(),
                 id: id.clone(),
                 input: obj(json!({"b": b1["id"]})),

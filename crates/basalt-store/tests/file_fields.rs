@@ -42,6 +42,7 @@ async fn records_with_file_fields_round_trip_without_files() {
             store
                 .write(
                     vec![WriteOp::Create {
+                        uploads: Vec::new(),
                         collection: c,
                         input: obj(input),
                         access: Access::Unrestricted,

@@ -546,6 +546,7 @@ async fn write(store: &Store, cols: &[Arc<Collection>], d: &Data, create: bool) 
         let collection = cols[c].clone();
         if create {
             ops.push(WriteOp::Create {
+                uploads: Vec::new(),
                 collection,
                 input,
                 access: Access::Unrestricted,
@@ -556,6 +557,7 @@ async fn write(store: &Store, cols: &[Arc<Collection>], d: &Data, create: bool) 
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
             ops.push(WriteOp::Update {
+                uploads: Vec::new(),
                 collection,
                 id,
                 input,

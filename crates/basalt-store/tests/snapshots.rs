@@ -40,6 +40,7 @@ async fn create(store: &Store, c: &Arc<Collection>, title: &str) -> String {
     let out = store
         .write(
             vec![WriteOp::Create {
+                uploads: Vec::new(),
                 collection: c.clone(),
                 input,
                 access: Access::Unrestricted,

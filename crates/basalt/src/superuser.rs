@@ -78,6 +78,7 @@ async fn apply(store: &basalt_store::Store, action: Action) -> anyhow::Result<()
                 Value::String(basalt_schema::id::random_id(50)),
             );
             WriteOp::Update {
+                uploads: Vec::new(),
                 collection: c.clone(),
                 id,
                 input,
@@ -85,6 +86,7 @@ async fn apply(store: &basalt_store::Store, action: Action) -> anyhow::Result<()
             }
         }
         (_, None) => WriteOp::Create {
+            uploads: Vec::new(),
             collection: c.clone(),
             input,
             access: Access::Unrestricted,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::fields::project;
 use super::shape::PublicRecord;
 use crate::ApiState;
-use crate::body::Body;
+use crate::body::RecordBody;
 use crate::error::ApiResult;
 use crate::json::JsonBody;
 use crate::request_info::HttpMeta;
@@ -168,13 +168,17 @@ pub(crate) async fn create(
     caller: Caller,
     Query(params): Params,
     headers: HeaderMap,
-    Body(body): Body,
+    RecordBody { body, uploads }: RecordBody,
 ) -> ApiResult<JsonBody<Value>> {
     let meta = HttpMeta {
         query: &params,
         headers: &headers,
     };
-    let input = CreateInput { collection, body };
+    let input = CreateInput {
+        collection,
+        body,
+        uploads,
+    };
     let found = ops::create(&state.service, &caller, &meta, input).await?;
     written(&state, found, &caller, &params).await
 }
@@ -185,7 +189,7 @@ pub(crate) async fn update(
     caller: Caller,
     Query(params): Params,
     headers: HeaderMap,
-    Body(body): Body,
+    RecordBody { body, uploads }: RecordBody,
 ) -> ApiResult<JsonBody<Value>> {
     let meta = HttpMeta {
         query: &params,
@@ -195,6 +199,7 @@ pub(crate) async fn update(
         collection,
         id,
         body,
+        uploads,
     };
     let found = ops::update(&state.service, &caller, &meta, input).await?;
     written(&state, found, &caller, &params).await

@@ -43,13 +43,17 @@ fn names_of(v: &Value) -> Result<Vec<String>, FieldError> {
 }
 
 /// Fails with PocketBase's `validation_invalid_file` when `after` names files that
-/// `before` did not hold.
-pub(super) fn check_new_names(before: &Value, after: &Value) -> Result<(), FieldError> {
+/// `before` did not hold and that were not `uploads` of this write.
+pub(super) fn check_new_names(
+    before: &Value,
+    after: &Value,
+    uploads: &[String],
+) -> Result<(), FieldError> {
     let held = names_of(before).unwrap_or_default();
     let new: Vec<String> = names_of(after)
         .unwrap_or_default()
         .into_iter()
-        .filter(|n| !n.is_empty() && !held.contains(n))
+        .filter(|n| !n.is_empty() && !held.contains(n) && !uploads.contains(n))
         .collect();
     if new.is_empty() {
         return Ok(());

@@ -32,7 +32,7 @@ fn input(v: Value) -> Map<String, Value> {
 }
 
 fn create_err(v: Value) -> Vec<(String, String)> {
-    match prepare_create(&posts(), &input(v), NOW) {
+    match prepare_create(&posts(), &input(v), &[], NOW) {
         Ok(_) => vec![],
         Err(e) => e
             .errors
@@ -47,7 +47,7 @@ fn create_err(v: Value) -> Vec<(String, String)> {
 
 #[test]
 fn create_normalises_and_fills_defaults() {
-    let r = prepare_create(&posts(), &input(json!({"title": "hi", "views": "12", "done": "on", "tags": "a", "meta": "{\"x\":1}", "when": "2024-02-03"})), NOW)
+    let r = prepare_create(&posts(), &input(json!({"title": "hi", "views": "12", "done": "on", "tags": "a", "meta": "{\"x\":1}", "when": "2024-02-03"})), &[], NOW)
         .expect("valid");
     assert_eq!(r["id"].as_str().map(str::len), Some(15));
     assert_eq!(r["views"], json!(12));
@@ -134,6 +134,7 @@ fn update_applies_modifiers_and_keeps_untouched_fields() {
     let existing = prepare_create(
         &c,
         &input(json!({"title": "hi", "views": 5, "tags": ["a"]})),
+        &[],
         NOW,
     )
     .expect("valid");
@@ -142,6 +143,7 @@ fn update_applies_modifiers_and_keeps_untouched_fields() {
         &c,
         &existing,
         &input(json!({"views+": 3, "tags+": "b", "+tags": "c"})),
+        &[],
         later,
     );
     // three tags exceed maxSelect 2
@@ -150,6 +152,7 @@ fn update_applies_modifiers_and_keeps_untouched_fields() {
         &c,
         &existing,
         &input(json!({"views-": 2, "tags+": "b"})),
+        &[],
         later,
     )
     .expect("valid");
@@ -158,9 +161,9 @@ fn update_applies_modifiers_and_keeps_untouched_fields() {
     assert_eq!(r["title"], json!("hi"));
     assert_eq!(r["created"], json!(NOW));
     assert_eq!(r["updated"], json!(later));
-    let r = prepare_update(&c, &r, &input(json!({"tags-": ["a"]})), later).expect("valid");
+    let r = prepare_update(&c, &r, &input(json!({"tags-": ["a"]})), &[], later).expect("valid");
     assert_eq!(r["tags"], json!(["b"]));
-    let err = prepare_update(&c, &r, &input(json!({"id": "aaaaaaaaaaaaaaa"})), later)
+    let err = prepare_update(&c, &r, &input(json!({"id": "aaaaaaaaaaaaaaa"})), &[], later)
         .expect_err("pk change");
     assert!(err.errors.contains_key("id"));
 }
@@ -217,6 +220,7 @@ fn file_names_in_a_body_must_already_be_held() {
     let e = file_errors(prepare_create(
         &docs(),
         &input(json!({"one": "x.txt", "many": ["a.txt"], "req": 123})),
+        &[],
         NOW,
     ));
     assert_eq!(
@@ -239,8 +243,13 @@ fn file_names_in_a_body_must_already_be_held() {
             ),
         ]
     );
-    let e = prepare_create(&docs(), &input(json!({"many": ["a.txt", "b.txt"]})), NOW)
-        .expect_err("invalid");
+    let e = prepare_create(
+        &docs(),
+        &input(json!({"many": ["a.txt", "b.txt"]})),
+        &[],
+        NOW,
+    )
+    .expect_err("invalid");
     let Some(crate::error::ValidationError::Leaf(f)) = e.errors.get("many") else {
         panic!("{e:?}")
     };
@@ -251,7 +260,12 @@ fn file_names_in_a_body_must_already_be_held() {
 #[test]
 fn file_fields_create_empty_and_require_a_file() {
     assert_eq!(
-        file_errors(prepare_create(&docs(), &input(json!({"one": ""})), NOW)),
+        file_errors(prepare_create(
+            &docs(),
+            &input(json!({"one": ""})),
+            &[],
+            NOW
+        )),
         [(
             "req".into(),
             "validation_required".into(),
@@ -260,7 +274,7 @@ fn file_fields_create_empty_and_require_a_file() {
     );
     let mut no_req = docs();
     no_req.fields.pop();
-    let r = prepare_create(&no_req, &input(json!({"one": null})), NOW).expect("valid");
+    let r = prepare_create(&no_req, &input(json!({"one": null})), &[], NOW).expect("valid");
     assert_eq!(r["one"], json!(""));
     assert_eq!(r["many"], json!([]));
 }
@@ -272,6 +286,7 @@ fn file_updates_keep_reorder_and_remove_held_names() {
         &docs(),
         &existing,
         &input(json!({"many": ["c_1234567890.txt", "b_1234567890.txt"]})),
+        &[],
         NOW,
     )
     .expect("held names");
@@ -284,6 +299,7 @@ fn file_updates_keep_reorder_and_remove_held_names() {
             json!({"many": "b_1234567890.txt", "one-": "a_1234567890.txt",
                       "req": ["r_1234567890.txt"]}),
         ),
+        &[],
         NOW,
     )
     .expect("valid");
@@ -294,6 +310,7 @@ fn file_updates_keep_reorder_and_remove_held_names() {
         &docs(),
         &existing,
         &input(json!({"many-": ["b_1234567890.txt", "nope.txt"]})),
+        &[],
         NOW,
     )
     .expect("valid");
@@ -307,6 +324,7 @@ fn file_updates_refuse_new_names_and_blank_required_fields() {
         &docs(),
         &existing,
         &input(json!({"many": ["b_1234567890.txt", "zzz.txt"], "req": "", "one+": "x.txt"})),
+        &[],
         NOW,
     ));
     assert_eq!(
@@ -338,7 +356,13 @@ fn too_many_files_use_pocketbase_code() {
         "many".into(),
         json!(["b_1234567890.txt", "c_1234567890.txt", "d_1234567890.txt"]),
     );
-    let e = file_errors(prepare_update(&docs(), &existing, &input(json!({})), NOW));
+    let e = file_errors(prepare_update(
+        &docs(),
+        &existing,
+        &input(json!({})),
+        &[],
+        NOW,
+    ));
     assert_eq!(
         e,
         [(

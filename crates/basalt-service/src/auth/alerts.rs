@@ -66,6 +66,7 @@ async fn remember_now(
         ("fingerprint".into(), Value::String(fingerprint)),
     ]);
     let op = WriteOp::Create {
+        uploads: Vec::new(),
         collection: sys,
         input,
         access: Access::Unrestricted,

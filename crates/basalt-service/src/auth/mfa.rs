@@ -95,6 +95,7 @@ pub(super) async fn gate(
         ("method".into(), Value::String(method.into())),
     ]);
     let op = WriteOp::Create {
+        uploads: Vec::new(),
         collection: mfas,
         input,
         access: Access::Unrestricted,

@@ -109,6 +109,7 @@ pub async fn system_update(
     message: &str,
 ) -> ServiceResult<Record> {
     let op = WriteOp::Update {
+        uploads: Vec::new(),
         collection: c.clone(),
         id: id.to_string(),
         input,

@@ -69,6 +69,7 @@ pub async fn request_otp(
         ("attempts".into(), json!(0)),
     ]);
     let op = WriteOp::Create {
+        uploads: Vec::new(),
         collection: otps,
         input,
         access: Access::Unrestricted,

@@ -142,6 +142,7 @@ fn merge(base: &mut Value, patch: Value) {
 
 pub async fn delete(svc: &Services, caller: &Caller, name: &str) -> ServiceResult<()> {
     caller.require_superuser()?;
+    let id = svc.store.schema().find(name).map(|c| c.id.clone());
     svc.store
         .delete_collection(name)
         .await
@@ -153,16 +154,24 @@ pub async fn delete(svc: &Services, caller: &Caller, name: &str) -> ServiceResul
             }
             e => ServiceError::from_store(e, "Failed to delete collection."),
         })?;
+    // Its files go once the deletion committed.
+    if let Some(id) = id {
+        crate::files::delete_prefix(svc, basalt_files::ObjectKey::collection_prefix(&id)).await;
+    }
     Ok(())
 }
 
 /// Deletes every record of collection `name`.
 pub async fn truncate(svc: &Services, caller: &Caller, name: &str) -> ServiceResult<()> {
     caller.require_superuser()?;
+    let id = svc.store.schema().find(name).map(|c| c.id.clone());
     svc.store
         .truncate_collection(name)
         .await
         .map_err(|e| ServiceError::from_store(e, "Failed to truncate collection."))?;
+    if let Some(id) = id {
+        crate::files::delete_prefix(svc, basalt_files::ObjectKey::collection_prefix(&id)).await;
+    }
     Ok(())
 }
 

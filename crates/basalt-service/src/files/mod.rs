@@ -16,3 +16,88 @@ pub struct Files {
     /// on the data dir's disk, never a RAM-backed `/tmp`.
     pub spool_dir: PathBuf,
 }
+
+mod upload;
+
+use basalt_files::ObjectKey;
+use basalt_schema::{Collection, FieldKind};
+use serde_json::{Map, Value};
+
+pub(crate) use upload::{Stored, store};
+pub use upload::{Upload, body_limit, spool};
+
+/// True when `c` has a file field.
+pub fn has_file_fields(c: &Collection) -> bool {
+    c.fields
+        .iter()
+        .any(|f| matches!(f.kind, FieldKind::File(_)))
+}
+
+/// Every stored name `record`'s file fields hold.
+pub(crate) fn file_names(c: &Collection, record: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in &c.fields {
+        if !matches!(f.kind, FieldKind::File(_)) {
+            continue;
+        }
+        match record.get(&f.name) {
+            Some(Value::String(s)) if !s.is_empty() => out.push(s.clone()),
+            Some(Value::Array(a)) => out.extend(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Deletes, after the write that dropped them committed, the files `before` held that
+/// `after` no longer holds, with their thumbs. Failures are logged (the orphan sweep of
+/// issue 17 collects what is left); the write stands.
+pub(crate) async fn delete_dropped(
+    svc: &Services,
+    c: &Collection,
+    record_id: &str,
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) {
+    let kept = file_names(c, after);
+    for name in file_names(c, before) {
+        if kept.contains(&name) {
+            continue;
+        }
+        let keys = [
+            ObjectKey::file(&c.id, record_id, &name),
+            ObjectKey::new(format!("{}/{record_id}/thumbs_{name}", c.id)),
+        ];
+        for key in keys.into_iter().flatten() {
+            let res = if key.name() == name {
+                svc.files.storage.delete(&key).await
+            } else {
+                svc.files.storage.delete_prefix(&key).await.map(|_| ())
+            };
+            if let Err(e) = res {
+                tracing::warn!(%key, error = %e, "deleting a dropped file failed");
+            }
+        }
+    }
+}
+
+/// Deletes everything stored under `prefix`, after the deletion that orphaned it
+/// committed; failures are logged.
+pub(crate) async fn delete_prefix(
+    svc: &Services,
+    prefix: Result<ObjectKey, basalt_files::StorageError>,
+) {
+    let Ok(prefix) = prefix else {
+        return;
+    };
+    if let Err(e) = svc.files.storage.delete_prefix(&prefix).await {
+        tracing::warn!(%prefix, error = %e, "deleting the files of a deleted record or collection failed");
+    }
+}
+
+use crate::Services;

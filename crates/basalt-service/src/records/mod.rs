@@ -18,7 +18,7 @@ pub use auth_input::{Target, prepare_auth_input};
 pub use visibility::{Visibility, into_public_record, public_record};
 
 use crate::error::{ErrorKind, ServiceError, ServiceResult};
-use crate::{Caller, RequestMeta, Services, request_info};
+use crate::{Caller, RequestMeta, Services, files, request_info};
 
 pub fn collection(svc: &Services, name: &str) -> ServiceResult<Arc<Collection>> {
     svc.store
@@ -270,10 +270,13 @@ async fn write_one(
 
 /// A record to create from `body` (PocketBase's record input: values, `+`/`-` modifiers,
 /// and for auth collections `password`/`passwordConfirm`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CreateInput {
     pub collection: String,
     pub body: Map<String, Value>,
+    /// Files of the request ([`crate::files::spool`]ed), stored before the write and
+    /// removed again unless it commits.
+    pub uploads: Vec<crate::files::Upload>,
 }
 
 pub async fn create(
@@ -285,24 +288,50 @@ pub async fn create(
     let CreateInput {
         collection: name,
         mut body,
+        uploads,
     } = input;
+    const MESSAGE: &str = "Failed to create record.";
     let (c, access) = writable(svc, &name, caller, Action::Create)?;
     let req = Arc::new(request_info(caller, "POST", meta, body.clone()));
     prepare_auth_input(svc, &c, &mut body, caller, Target::Create).await?;
+    let stored = if uploads.is_empty() {
+        files::Stored::default()
+    } else {
+        // Files are stored under the record's id before its transaction: draw the id now
+        // when the body names none.
+        let id = match body.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            _ => {
+                let id = basalt_schema::id::random_id(15);
+                body.insert("id".into(), Value::String(id.clone()));
+                id
+            }
+        };
+        files::store(svc, &c, &id, &mut body, uploads, MESSAGE).await?
+    };
     let op = WriteOp::Create {
+        uploads: stored.names.clone(),
         collection: c.clone(),
         input: body,
         access,
     };
-    write_one(svc, c, op, req, "Failed to create record.").await
+    match write_one(svc, c, op, req, MESSAGE).await {
+        Ok(found) => Ok(found),
+        Err(e) => {
+            stored.discard(svc).await;
+            Err(e)
+        }
+    }
 }
 
 /// Changes to record `id` (for auth collections also `oldPassword`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct UpdateInput {
     pub collection: String,
     pub id: String,
     pub body: Map<String, Value>,
+    /// As for [`CreateInput::uploads`].
+    pub uploads: Vec<crate::files::Upload>,
 }
 
 pub async fn update(
@@ -315,17 +344,42 @@ pub async fn update(
         collection: name,
         id,
         mut body,
+        uploads,
     } = input;
+    const MESSAGE: &str = "Failed to update record.";
     let (c, access) = writable(svc, &name, caller, Action::Update)?;
     let req = Arc::new(request_info(caller, "PATCH", meta, body.clone()));
     prepare_auth_input(svc, &c, &mut body, caller, Target::Update(&id)).await?;
+    // The files the record holds now, to delete those the write drops once it commits.
+    let before = if files::has_file_fields(&c) {
+        load_unrestricted(svc, &c, &id, MESSAGE).await?
+    } else {
+        None
+    };
+    let stored = if uploads.is_empty() {
+        files::Stored::default()
+    } else {
+        files::store(svc, &c, &id, &mut body, uploads, MESSAGE).await?
+    };
     let op = WriteOp::Update {
+        uploads: stored.names.clone(),
         collection: c.clone(),
-        id,
+        id: id.clone(),
         input: body,
         access,
     };
-    write_one(svc, c, op, req, "Failed to update record.").await
+    match write_one(svc, c.clone(), op, req, MESSAGE).await {
+        Ok(found) => {
+            if let Some(before) = &before {
+                files::delete_dropped(svc, &c, &id, before, &found.record).await;
+            }
+            Ok(found)
+        }
+        Err(e) => {
+            stored.discard(svc).await;
+            Err(e)
+        }
+    }
 }
 
 pub async fn delete(
@@ -342,17 +396,21 @@ pub async fn delete(
     } else {
         Arc::new(RequestInfo::default())
     };
+    let with_files = files::has_file_fields(&c);
     svc.store
         .write(
             vec![WriteOp::Delete {
-                collection: c,
-                id,
+                collection: c.clone(),
+                id: id.clone(),
                 access,
             }],
             req,
         )
         .await
         .map_err(|e| ServiceError::from_store(e, "Failed to delete record."))?;
+    if with_files {
+        files::delete_prefix(svc, basalt_files::ObjectKey::record_prefix(&c.id, &id)).await;
+    }
     Ok(())
 }
 

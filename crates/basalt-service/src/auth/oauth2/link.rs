@@ -96,6 +96,7 @@ fn link_op(
     }))
     .unwrap_or_default();
     WriteOp::Create {
+        uploads: Vec::new(),
         collection: ea.clone(),
         input,
         access: Access::Unrestricted,
@@ -205,6 +206,7 @@ pub(super) async fn sign_in(
         ops.insert(
             0,
             WriteOp::Update {
+                uploads: Vec::new(),
                 collection: c.clone(),
                 id: id.clone(),
                 input: update,
@@ -325,6 +327,7 @@ async fn create(
     }
     let at = ops.len();
     ops.push(WriteOp::Create {
+        uploads: Vec::new(),
         collection: c.clone(),
         input: payload,
         access,

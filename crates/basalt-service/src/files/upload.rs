@@ -1,0 +1,226 @@
+//! Uploads: a multipart file part is spooled to an anonymous temporary file while the
+//! request body is read (bounded memory, the field's size limit enforced while reading),
+//! then sniffed, named (`stored_file_name`), checked against the field's MIME types and
+//! put into storage before the record's transaction. Its stored name joins the record
+//! input where the part's name says (`field`, `field+`, `+field`).
+
+use basalt_files::{ObjectKey, StorageError, sniff};
+use basalt_schema::field::FileOptions;
+use basalt_schema::file_name::stored_file_name;
+use basalt_schema::{Collection, FieldKind, ValidationErrors};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+use crate::Services;
+use crate::error::{ServiceError, ServiceResult};
+
+/// A file part of a request body, spooled and waiting for its record.
+#[derive(Debug)]
+pub struct Upload {
+    /// The part's name: the field, or `field+` / `+field`.
+    part: String,
+    /// The file name the client sent (only ever an input to `stored_file_name`).
+    original_name: String,
+    file: tokio::fs::File,
+    size: u64,
+    /// The first bytes, for content type detection.
+    head: Vec<u8>,
+}
+
+/// Where a part's files go in the field's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// `field`: the field's new value (with any names the body keeps for it).
+    Set,
+    /// `field+`
+    Append,
+    /// `+field`
+    Prepend,
+}
+
+/// The file field a part names, if any.
+fn file_field<'a>(c: &'a Collection, part: &str) -> Option<(&'a str, &'a FileOptions, Place)> {
+    let (name, place) = if let Some(n) = part.strip_suffix('+') {
+        (n, Place::Append)
+    } else if let Some(n) = part.strip_prefix('+') {
+        (n, Place::Prepend)
+    } else {
+        (part, Place::Set)
+    };
+    c.fields.iter().find_map(|f| match &f.kind {
+        FieldKind::File(o) if f.name == name => Some((f.name.as_str(), o, place)),
+        _ => None,
+    })
+}
+
+/// The largest body a multipart write to `c` may send: `base` plus, per file field, its
+/// size limit times how many files it holds (PocketBase's rule).
+pub fn body_limit(c: &Collection, base: u64) -> u64 {
+    c.fields
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FieldKind::File(o) => {
+                Some(o.max_file_size().saturating_mul(o.max_select.max(1) as u64))
+            }
+            _ => None,
+        })
+        .fold(base, u64::saturating_add)
+}
+
+fn spool_failed(e: impl std::fmt::Display) -> ServiceError {
+    tracing::error!(error = %e, "spooling an upload failed");
+    ServiceError::internal()
+}
+
+/// Spools the file part `part` of a write to collection `collection`; `None` when the
+/// part names no file field (PocketBase ignores it). Past the field's size limit it stops
+/// reading and answers PocketBase's `validation_file_size_limit` under `message`; a body
+/// that breaks off answers `broken`.
+pub async fn spool<S, E>(
+    svc: &Services,
+    collection: &str,
+    part: &str,
+    original_name: &str,
+    mut chunks: S,
+    message: &str,
+    broken: impl Fn(E) -> ServiceError,
+) -> ServiceResult<Option<Upload>>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let Some(c) = svc.store.schema().find(collection).cloned() else {
+        return Ok(None);
+    };
+    let Some((field, o, _)) = file_field(&c, part) else {
+        return Ok(None);
+    };
+    let dir = svc.files.spool_dir.clone();
+    // Anonymous: the OS removes it when the handle closes, even after a kill -9.
+    let std_file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
+        .await
+        .map_err(spool_failed)?
+        .map_err(spool_failed)?;
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut size = 0u64;
+    let mut head = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(&broken)?;
+        size += chunk.len() as u64;
+        if let Err(e) = o.check_size(original_name, size) {
+            let mut errs = ValidationErrors::new();
+            errs.add(field, e);
+            return Err(ServiceError::validation(message, &errs));
+        }
+        if head.len() < sniff::SNIFF_LEN {
+            let take = (sniff::SNIFF_LEN - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        file.write_all(&chunk).await.map_err(spool_failed)?;
+    }
+    file.flush().await.map_err(spool_failed)?;
+    file.seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(spool_failed)?;
+    Ok(Some(Upload {
+        part: part.to_string(),
+        original_name: original_name.to_string(),
+        file,
+        size,
+        head,
+    }))
+}
+
+/// Files put into storage for one write: deleted again unless the write commits.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    pub names: Vec<String>,
+    pub keys: Vec<ObjectKey>,
+}
+
+impl Stored {
+    /// Removes the files of a write that did not commit.
+    pub(crate) async fn discard(self, svc: &Services) {
+        for key in self.keys {
+            if let Err(e) = svc.files.storage.delete(&key).await {
+                tracing::warn!(%key, error = %e, "removing an upload of a failed write failed");
+            }
+        }
+    }
+}
+
+fn storage_failed(e: StorageError) -> ServiceError {
+    tracing::error!(error = %e, "storing an upload failed");
+    ServiceError::internal()
+}
+
+/// Checks and stores `uploads` for record `record_id` of `c`, and names them in `body`
+/// where their parts say. Nothing is stored when a check fails; on a storage error the
+/// files stored so far are removed again.
+pub(crate) async fn store(
+    svc: &Services,
+    c: &Collection,
+    record_id: &str,
+    body: &mut Map<String, Value>,
+    uploads: Vec<Upload>,
+    message: &str,
+) -> ServiceResult<Stored> {
+    let mut errs = ValidationErrors::new();
+    let mut planned = Vec::with_capacity(uploads.len());
+    for up in uploads {
+        let Some((field, o, place)) = file_field(c, &up.part) else {
+            continue;
+        };
+        let detected = sniff::detect(&up.head, up.head.len() as u64 == up.size);
+        let name = stored_file_name(&up.original_name, detected.ext);
+        if let Err(e) = o.check_mime(&name, detected.mime) {
+            errs.add(field, e);
+            continue;
+        }
+        planned.push((field.to_string(), place, name, up, o.max_file_size()));
+    }
+    if !errs.is_empty() {
+        return Err(ServiceError::validation(message, &errs));
+    }
+    let mut stored = Stored::default();
+    for (_, _, name, up, max) in &mut planned {
+        let key = match ObjectKey::file(&c.id, record_id, name) {
+            Ok(k) => k,
+            Err(_) => {
+                stored.discard(svc).await;
+                let mut errs = ValidationErrors::new();
+                errs.add(
+                    "id",
+                    basalt_schema::error::FieldError::new(
+                        "validation_invalid_value",
+                        "Invalid value.",
+                    ),
+                );
+                return Err(ServiceError::validation(message, &errs));
+            }
+        };
+        if let Err(e) = svc.files.storage.put(&key, &mut up.file, *max).await {
+            stored.discard(svc).await;
+            return Err(storage_failed(e));
+        }
+        stored.keys.push(key);
+        stored.names.push(name.clone());
+    }
+    for (field, place, name, _, _) in planned {
+        let key = match place {
+            Place::Set => field,
+            Place::Append => format!("{field}+"),
+            Place::Prepend => format!("+{field}"),
+        };
+        let mut names = match body.remove(&key) {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(a)) => a,
+            Some(Value::String(s)) if s.is_empty() => vec![],
+            Some(other) => vec![other],
+        };
+        names.push(Value::String(name));
+        body.insert(key, Value::Array(names));
+    }
+    Ok(stored)
+}
