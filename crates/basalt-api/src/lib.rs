@@ -10,6 +10,7 @@ mod body;
 mod collections;
 mod cors;
 mod error;
+mod files;
 mod hot_get;
 mod json;
 mod middleware;
@@ -170,6 +171,10 @@ pub fn router(state: ApiState, config: &ApiConfig) -> ApiService {
             post(oauth2::auth_with_oauth2),
         )
         .route("/api/files/token", post(auth::file_token))
+        .route(
+            "/api/files/{collection}/{record}/{filename}",
+            get(files::download),
+        )
         .route(
             "/api/oauth2-redirect",
             get(oauth2::redirect_get).post(oauth2::redirect_post),

@@ -429,3 +429,254 @@ async fn refused_uploads_leave_nothing_stored() {
     assert_eq!(st, 204);
     assert!(stored(&s).is_empty(), "{:?}", stored(&s));
 }
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for b in bytes {
+        c ^= u32::from(*b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A valid RGB PNG of `w`×`h` (zlib with stored blocks, so no compressor is needed).
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let row: Vec<u8> = std::iter::once(0)
+        .chain((0..w).flat_map(|x| [(x * 6) as u8, 0x40, 0x80]))
+        .collect();
+    for _ in 0..h {
+        raw.extend_from_slice(&row);
+    }
+    let mut z = vec![0x78, 0x01];
+    let chunks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        z.push(u8::from(i + 1 == chunks.len()));
+        let len = c.len() as u16;
+        z.extend_from_slice(&len.to_le_bytes());
+        z.extend_from_slice(&(!len).to_le_bytes());
+        z.extend_from_slice(c);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for x in &raw {
+        a = (a + u32::from(*x)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |t: &[u8], d: &[u8]| {
+        out.extend_from_slice(&(d.len() as u32).to_be_bytes());
+        let mut td = t.to_vec();
+        td.extend_from_slice(d);
+        out.extend_from_slice(&td);
+        out.extend_from_slice(&crc32(&td).to_be_bytes());
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &z);
+    chunk(b"IEND", &[]);
+    out
+}
+
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    let n = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    (n(16), n(20))
+}
+
+async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(30));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request")
+}
+
+fn header(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn downloads_with_ranges_validators_thumbs_and_tokens() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (st, c) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(
+                json!({"name": "pics", "listRule": "", "viewRule": "", "createRule": "",
+                "updateRule": "", "fields": [
+                {"name": "img", "type": "file", "maxSelect": 1,
+                 "thumbs": ["10x10", "0x10", "10x0", "10x10t", "10x10b", "10x10f"]},
+                {"name": "doc", "type": "file", "maxSelect": 2},
+                {"name": "secret", "type": "file", "protected": true}]}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    let image = png(40, 30);
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#;
+    let (st, r) = send(
+        &s,
+        "POST",
+        "/api/collections/pics/records",
+        None,
+        &[
+            ("img", Some("photo.png"), &image),
+            ("doc", Some("x.svg"), svg),
+            ("secret", Some("s.txt"), b"top secret"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    let id = r["id"].as_str().expect("id").to_string();
+    let img = r["img"].as_str().expect("img").to_string();
+    let doc = names(&r["doc"])[0].clone();
+    let secret = r["secret"].as_str().expect("secret").to_string();
+    let url = |name: &str, q: &str| s.url(&format!("/api/files/pics/{id}/{name}{q}"));
+
+    // The whole file, with PocketBase's headers.
+    let res = get(&url(&img, ""), &[]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(header(&res, "content-type"), "image/png");
+    assert_eq!(header(&res, "x-content-type-options"), "nosniff");
+    assert!(header(&res, "content-security-policy").contains("sandbox"));
+    assert_eq!(
+        header(&res, "content-disposition"),
+        format!("inline; filename=\"{img}\"")
+    );
+    assert_eq!(header(&res, "accept-ranges"), "bytes");
+    let etag = header(&res, "etag");
+    let modified = header(&res, "last-modified");
+    assert!(!etag.is_empty() && !modified.is_empty());
+    assert_eq!(res.bytes().await.expect("body").as_ref(), image.as_slice());
+    let head = reqwest::Client::new()
+        .head(url(&img, ""))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(header(&head, "content-length"), image.len().to_string());
+
+    // Ranges.
+    let res = get(&url(&img, ""), &[("range", "bytes=0-9")]).await;
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(
+        header(&res, "content-range"),
+        format!("bytes 0-9/{}", image.len())
+    );
+    assert_eq!(res.bytes().await.expect("body").as_ref(), &image[..10]);
+    let res = get(&url(&img, ""), &[("range", "bytes=-5")]).await;
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(
+        res.bytes().await.expect("body").as_ref(),
+        &image[image.len() - 5..]
+    );
+    let res = get(&url(&img, ""), &[("range", "bytes=99999-")]).await;
+    assert_eq!(res.status().as_u16(), 416);
+    assert_eq!(
+        header(&res, "content-range"),
+        format!("bytes */{}", image.len())
+    );
+
+    // Validators.
+    let res = get(&url(&img, ""), &[("if-none-match", &etag)]).await;
+    assert_eq!(res.status().as_u16(), 304);
+    let res = get(&url(&img, ""), &[("if-modified-since", &modified)]).await;
+    assert_eq!(res.status().as_u16(), 304);
+    let res = get(&url(&img, ""), &[("if-none-match", "\"other\"")]).await;
+    assert_eq!(res.status().as_u16(), 200);
+
+    // `?download=1`, and active content is never inline.
+    let res = get(&url(&img, "?download=1"), &[]).await;
+    assert_eq!(
+        header(&res, "content-disposition"),
+        format!("attachment; filename=\"{img}\"")
+    );
+    let res = get(&url(&doc, ""), &[]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(header(&res, "content-type"), "image/svg+xml");
+    assert!(header(&res, "content-disposition").starts_with("attachment"));
+
+    // Thumbs in every form the field lists, made once and kept in storage.
+    for (spec, check) in [
+        ("10x10", (Some(10), Some(10))),
+        ("0x10", (None, Some(10))),
+        ("10x0", (Some(10), None)),
+        ("10x10t", (Some(10), Some(10))),
+        ("10x10b", (Some(10), Some(10))),
+        ("10x10f", (Some(10), None)),
+    ] {
+        let res = get(&url(&img, &format!("?thumb={spec}")), &[]).await;
+        assert_eq!(res.status().as_u16(), 200, "{spec}");
+        assert_eq!(header(&res, "content-type"), "image/png", "{spec}");
+        let bytes = res.bytes().await.expect("body");
+        let (w, h) = png_size(&bytes);
+        assert!(check.0.is_none_or(|cw| cw == w), "{spec}: {w}x{h}");
+        assert!(check.1.is_none_or(|ch| ch == h), "{spec}: {w}x{h}");
+        assert!(w <= 40 && h <= 30 && (w, h) != (40, 30), "{spec}: {w}x{h}");
+        let cached = format!(
+            "{}/{id}/thumbs_{img}/{spec}_{img}",
+            c["id"].as_str().expect("id")
+        );
+        assert!(stored(&s).contains(&cached), "{spec}");
+        let again = get(&url(&img, &format!("?thumb={spec}")), &[]).await;
+        assert_eq!(again.bytes().await.expect("body"), bytes, "{spec}");
+    }
+    // A size the field does not list: the original, as PocketBase serves it.
+    let res = get(&url(&img, "?thumb=20x20"), &[]).await;
+    assert_eq!(res.bytes().await.expect("body").as_ref(), image.as_slice());
+
+    // Protected: an open view rule needs no token (PocketBase 0.40.6); a rule does.
+    assert_eq!(get(&url(&secret, ""), &[]).await.status().as_u16(), 200);
+    let (st, _) = s
+        .call(
+            "PATCH",
+            "/api/collections/pics",
+            Some(&su),
+            Some(json!({"viewRule": "@request.auth.id != ''"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(get(&url(&secret, ""), &[]).await.status().as_u16(), 404);
+    assert_eq!(
+        get(&url(&secret, "?token=bad"), &[])
+            .await
+            .status()
+            .as_u16(),
+        404
+    );
+    // An auth token is not a file token.
+    let q = format!("?token={su}");
+    assert_eq!(get(&url(&secret, &q), &[]).await.status().as_u16(), 404);
+    let (st, t) = s.call("POST", "/api/files/token", Some(&su), None).await;
+    assert_eq!(st, 200, "{t}");
+    let q = format!("?token={}", t["token"].as_str().expect("token"));
+    let res = get(&url(&secret, &q), &[]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.bytes().await.expect("body").as_ref(), b"top secret");
+    // Unprotected files of the record stay public, as in PocketBase.
+    assert_eq!(get(&url(&img, ""), &[]).await.status().as_u16(), 200);
+
+    // Names the record does not hold, records that do not exist: 404.
+    assert_eq!(get(&url("nope.png", ""), &[]).await.status().as_u16(), 404);
+    let other = s.url(&format!("/api/files/pics/xxxxxxxxxxxxxxx/{img}"));
+    assert_eq!(get(&other, &[]).await.status().as_u16(), 404);
+    let other = s.url(&format!("/api/files/nope/{id}/{img}"));
+    assert_eq!(get(&other, &[]).await.status().as_u16(), 404);
+}

@@ -17,7 +17,11 @@ pub struct Files {
     pub spool_dir: PathBuf,
 }
 
+mod download;
 mod upload;
+
+pub use basalt_files::{ByteRange, ByteStream, Download};
+pub use download::{FileInput, FileTarget, OpenError, find, open};
 
 use basalt_files::ObjectKey;
 use basalt_schema::{Collection, FieldKind};

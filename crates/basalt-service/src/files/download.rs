@@ -1,0 +1,237 @@
+//! Downloads: a record's file found and checked (the record exists and holds the name in
+//! a file field; a protected file needs a file token whose record passes the view rule,
+//! as in PocketBase), its thumb made once on a blocking thread with decode limits and
+//! kept in storage, and the content type detected from the stored bytes.
+
+use std::sync::Arc;
+
+use basalt_auth::TokenKind;
+use basalt_files::thumbs::{self, ThumbFormat, ThumbLimits};
+use basalt_files::{ByteRange, Download, ObjectKey, ObjectMeta, StorageError, sniff};
+use basalt_schema::FieldKind;
+use basalt_schema::thumb::ThumbSize;
+use basalt_store::Access;
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::records::{Action, access_for, collection, load_unrestricted, rule};
+use crate::{Caller, RequestMeta, Services, request_info, resolve_token};
+
+/// A file to serve.
+#[derive(Debug, Clone)]
+pub struct FileInput {
+    pub collection: String,
+    pub record_id: String,
+    pub filename: String,
+    /// `?thumb=`: served when the field lists the size and the file is an image.
+    pub thumb: Option<String>,
+    /// `?token=`: a file token, for protected files.
+    pub token: Option<String>,
+}
+
+/// A file found and allowed: what is served and how it is described.
+#[derive(Debug, Clone)]
+pub struct FileTarget {
+    key: ObjectKey,
+    pub meta: ObjectMeta,
+    /// Detected from the stored bytes (never the client's declared type).
+    pub content_type: &'static str,
+    /// The stored name (of the original, also for a thumb).
+    pub name: String,
+}
+
+fn missing() -> ServiceError {
+    ServiceError::new(
+        crate::ErrorKind::NotFound,
+        "The requested resource wasn't found.",
+    )
+}
+
+fn storage_failed(e: StorageError) -> ServiceError {
+    match e {
+        StorageError::NotFound(_) | StorageError::InvalidKey(_) => missing(),
+        e => {
+            tracing::error!(error = %e, "reading a stored file failed");
+            ServiceError::internal()
+        }
+    }
+}
+
+/// Finds the file and checks the caller may read it.
+pub async fn find(
+    svc: &Services,
+    meta: &dyn RequestMeta,
+    input: FileInput,
+) -> ServiceResult<FileTarget> {
+    let c = collection(svc, &input.collection).map_err(|_| missing())?;
+    let record = load_unrestricted(svc, &c, &input.record_id, "Failed to load record.")
+        .await?
+        .ok_or_else(missing)?;
+    let holds = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => *s == input.filename,
+        Some(Value::Array(a)) => a.iter().any(|n| n.as_str() == Some(&input.filename)),
+        _ => false,
+    };
+    let options = c
+        .fields
+        .iter()
+        .find_map(|f| match &f.kind {
+            FieldKind::File(o) if holds(record.get(&f.name)) => Some(o),
+            _ => None,
+        })
+        .ok_or_else(missing)?;
+    if options.protected {
+        let auth = match input.token.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => resolve_token(svc, t, TokenKind::File).await,
+            None => None,
+        };
+        let caller = Caller(auth);
+        let access = access_for(&rule(svc, &c, Action::View), &caller).ok_or_else(missing)?;
+        if let Access::Rule(_) = access {
+            let req = Arc::new(request_info(&caller, "GET", meta, Map::new()));
+            svc.store
+                .get_record(&c, &input.record_id, access, req)
+                .await
+                .map_err(|e| ServiceError::from_store(e, "Failed to load record."))?
+                .ok_or_else(missing)?;
+        }
+    }
+    let original =
+        ObjectKey::file(&c.id, &input.record_id, &input.filename).map_err(|_| missing())?;
+    let (head, meta) = sniff_head(svc, &original).await?;
+    let detected = sniff::detect(&head, head.len() as u64 == meta.size);
+    let thumb = input
+        .thumb
+        .filter(|t| options.allows_thumb(t))
+        .and_then(|t| ThumbSize::parse(&t).map(|s| (t, s)))
+        .filter(|_| ThumbFormat::detect(&head).is_some());
+    if let Some((spec, size)) = thumb {
+        match thumb_of(
+            svc,
+            &c.id,
+            &input.record_id,
+            &input.filename,
+            &spec,
+            size,
+            &original,
+            meta.size,
+        )
+        .await
+        {
+            Ok(t) => return Ok(t),
+            // A thumb that cannot be made: the original, as PocketBase serves it.
+            Err(e) => tracing::debug!(error = %e, "thumb not made"),
+        }
+    }
+    Ok(FileTarget {
+        key: original,
+        meta,
+        content_type: detected.mime,
+        name: input.filename,
+    })
+}
+
+/// The first bytes of an object and its metadata.
+async fn sniff_head(svc: &Services, key: &ObjectKey) -> ServiceResult<(Vec<u8>, ObjectMeta)> {
+    let meta = svc.files.storage.head(key).await.map_err(storage_failed)?;
+    if meta.size == 0 {
+        return Ok((vec![], meta));
+    }
+    let d = svc
+        .files
+        .storage
+        .get(
+            key,
+            Some(ByteRange::Bounded {
+                start: 0,
+                end: sniff::SNIFF_LEN as u64,
+            }),
+        )
+        .await
+        .map_err(storage_failed)?;
+    Ok((collect(d, sniff::SNIFF_LEN as u64).await?, meta))
+}
+
+async fn collect(mut d: Download, max: u64) -> ServiceResult<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(chunk) = d.body.next().await {
+        out.extend_from_slice(&chunk.map_err(storage_failed)?);
+        if out.len() as u64 > max {
+            return Err(ServiceError::internal());
+        }
+    }
+    Ok(out)
+}
+
+/// The thumb `spec` of a file: the stored one, or made now (on a blocking thread, with
+/// decode limits) and stored for the next request.
+#[allow(clippy::too_many_arguments)]
+async fn thumb_of(
+    svc: &Services,
+    collection_id: &str,
+    record_id: &str,
+    filename: &str,
+    spec: &str,
+    size: ThumbSize,
+    original: &ObjectKey,
+    original_size: u64,
+) -> Result<FileTarget, String> {
+    let key =
+        ObjectKey::thumb(collection_id, record_id, filename, spec).map_err(|e| e.to_string())?;
+    let meta = match svc.files.storage.head(&key).await {
+        Ok(m) => m,
+        Err(StorageError::NotFound(_)) => {
+            let d = svc
+                .files
+                .storage
+                .get(original, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let bytes = collect(d, original_size).await.map_err(|e| e.message)?;
+            let thumb = tokio::task::spawn_blocking(move || {
+                thumbs::generate(&bytes, size, &ThumbLimits::default())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let mut body: &[u8] = &thumb.bytes;
+            svc.files
+                .storage
+                .put(&key, &mut body, u64::MAX)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let (head, _) = sniff_head(svc, &key).await.map_err(|e| e.message)?;
+    Ok(FileTarget {
+        key,
+        content_type: sniff::detect(&head, head.len() as u64 == meta.size).mime,
+        meta,
+        name: filename.to_string(),
+    })
+}
+
+/// Opens the file found by [`find`], whole or `range` of it.
+pub async fn open(
+    svc: &Services,
+    target: &FileTarget,
+    range: Option<ByteRange>,
+) -> Result<Download, OpenError> {
+    match svc.files.storage.get(&target.key, range).await {
+        Ok(d) => Ok(d),
+        Err(StorageError::RangeNotSatisfiable { size }) => Err(OpenError::Range { size }),
+        Err(e) => Err(OpenError::Failed(storage_failed(e))),
+    }
+}
+
+/// Why a found file could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The requested range lies outside the file (`size` bytes).
+    Range {
+        size: u64,
+    },
+    Failed(ServiceError),
+}
