@@ -20,6 +20,7 @@ mod records;
 mod request_info;
 mod service;
 mod settings;
+pub mod typegen;
 
 use std::sync::Arc;
 use std::time::Duration;
