@@ -1,6 +1,7 @@
 """Populates a running Basalt with collections of every field kind, an auth collection,
 relations, a view and a superusers-only collection, plus a few records: the server the
-OpenAPI checks (scripts/openapi.sh) validate and fuzz. Prints the superuser token.
+OpenAPI checks (scripts/openapi.sh) validate and fuzz. Prints the superuser's token, then
+on a second line the token of `alice`, a record of the auth collection `authors`.
 
 usage: populate.py BASE_URL SUPERUSER_EMAIL SUPERUSER_PASSWORD
 """
@@ -93,4 +94,7 @@ kind = call("POST", "/api/collections/kinds/records", {
 call("POST", "/api/collections/posts/records",
      {"title": "hello", "author": alice["id"], "kind": kind["id"]}, su)
 call("POST", "/api/collections/vault/records", {"secret": "s"}, su)
+user = call("POST", "/api/collections/authors/auth-with-password",
+            {"identity": "alice@example.com", "password": "alice-password"})["token"]
 print(su)
+print(user)

@@ -585,6 +585,10 @@ fn system_paths(paths: &mut Map<String, Value>, audience: Audience) {
         "operationId": "health",
         "responses": responses((200, "Healthy.", Some(json!({"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "integer"}, "message": string, "data": {"type": "object"}}}))), &[503]),
     }))}));
+    paths.insert("/api/openapi.json".into(), json!({"get": op("system", "This document".into(), "Generated from the collections as they stand, for the reader: superusers see every route and rule; others what the `openapi` setting lets them see.".into(), json!({
+        "operationId": "openapi",
+        "responses": responses((200, "An OpenAPI 3.1 document.", Some(json!({"type": "object", "required": ["openapi", "paths"]}))), &[401, 403]),
+    }))}));
     paths.insert("/api/realtime".into(), json!({
         "get": op("realtime", "Open a realtime stream".into(), "Server-Sent Events: a `PB_CONNECT` event with the client id, then the subscribed record changes, each checked against the reader's rules.".into(), json!({
             "operationId": "realtime_connect",
