@@ -62,6 +62,7 @@ export async function startServer(kind = target) {
   await pb.collection("_superusers").authWithPassword(SU_EMAIL, SU_PASSWORD);
   return {
     url,
+    dir,
     pb,
     client: () => client(url),
     async stop() {

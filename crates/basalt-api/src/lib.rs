@@ -15,11 +15,13 @@ mod hot_get;
 mod json;
 mod middleware;
 mod oauth2;
+mod openapi;
 mod realtime;
 mod records;
 mod request_info;
 mod service;
 mod settings;
+pub mod typegen;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,7 @@ use basalt_telemetry::Metrics;
 
 pub use auth::{AuthLimits, AuthLimitsConfig};
 pub use error::ApiError;
+pub use openapi::{Audience as OpenApiAudience, OpenApiAccess, build as openapi_document};
 pub use realtime::renderer as realtime_renderer;
 pub use realtime::{DirectSocket, StreamSocket};
 pub use service::{ApiFuture, ApiService};
@@ -65,6 +68,8 @@ pub struct ApiConfig {
     /// When set, `/metrics` answers only requests carrying this bearer token (others get
     /// a 401); when unset it is open, as before.
     pub metrics_token: Option<MetricsToken>,
+    /// Who may read `/api/openapi.json` and what they are shown.
+    pub openapi: OpenApiAccess,
 }
 
 impl Default for ApiConfig {
@@ -75,6 +80,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(60),
             ws_echo: false,
             metrics_token: None,
+            openapi: OpenApiAccess::default(),
         }
     }
 }
@@ -89,6 +95,11 @@ pub fn router(state: ApiState, config: &ApiConfig) -> ApiService {
         .route("/metrics", {
             let token = config.metrics_token.clone();
             get(move |state, headers| middleware::metrics(state, headers, token))
+        })
+        .route("/api/openapi.json", {
+            let access = config.openapi;
+            let cache = Arc::new(openapi::DocumentCache::default());
+            get(move |state, caller| openapi::document(state, caller, access, cache.clone()))
         })
         .route(
             "/api/collections",

@@ -301,10 +301,18 @@ fn apply_modifier(field: &Field, current: &Value, v: &Value, m: Mod) -> Result<V
         FieldKind::Number(_) => {
             let delta = normalize(field, v)?.as_f64().unwrap_or(0.0);
             let base = current.as_f64().unwrap_or(0.0);
-            Ok(canonical_number(match m {
+            let n = match m {
                 Mod::Remove => base - delta,
                 _ => base + delta,
-            }))
+            };
+            // Beyond f64's range: no JSON number holds it (it would be stored as null).
+            if !n.is_finite() {
+                return Err(FieldError::new(
+                    "validation_not_a_number",
+                    "The submitted number is not properly formatted.",
+                ));
+            }
+            Ok(canonical_number(n))
         }
         FieldKind::Select(_) | FieldKind::Relation(_) | FieldKind::File(_) => {
             let mut list = as_list(current).unwrap_or_default();
@@ -392,7 +400,10 @@ fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
         }
         FieldKind::Number(o) => {
             let n = v.as_f64().unwrap_or(0.0);
-            if o.only_int && n.fract() != 0.0 {
+            // An integer is what a signed 64-bit integer holds, as in PocketBase.
+            const I64_RANGE: std::ops::Range<f64> =
+                -9.223_372_036_854_776e18..9.223_372_036_854_776e18;
+            if o.only_int && (n.fract() != 0.0 || !I64_RANGE.contains(&n)) {
                 return Err(FieldError::new(
                     "validation_only_int_constraint",
                     "Decimal numbers are not allowed.",

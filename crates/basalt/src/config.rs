@@ -60,6 +60,11 @@ pub struct Config {
     pub auth_rate_per_identity: u32,
     /// Bearer token that `/metrics` requires (`BASALT_METRICS_TOKEN`; at least 16 characters, no whitespace): requests without `Authorization: Bearer TOKEN` get a 401. A secret, never logged. Default none: `/metrics` is open.
     pub metrics_token: Option<String>,
+    /// Who may read the OpenAPI document `/api/openapi.json` (`BASALT_OPENAPI`): `all`
+    /// (anyone, every route), `reachable` (superusers see every route; anyone else the
+    /// collections and actions whose rule is not superusers-only) or `superusers`. Rule
+    /// text shows to superusers only. Default `reachable`.
+    pub openapi: String,
     /// The edge (`[edge]`: listeners, routes, pools, limits; see docs/edge.md). When set, `serve` answers on the edge's listeners instead of `http`, and `basalt proxy` runs it alone. Default none.
     pub edge: Option<basalt_edge::EdgeConfig>,
 }
@@ -86,6 +91,7 @@ impl std::fmt::Debug for Config {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("openapi", &self.openapi)
             .field("edge", &self.edge.is_some())
             .finish_non_exhaustive()
     }
@@ -113,6 +119,7 @@ impl Default for Config {
             auth_rate_per_ip: 60,
             auth_rate_per_identity: 20,
             metrics_token: None,
+            openapi: "reachable".into(),
             edge: None,
         }
     }
@@ -204,6 +211,9 @@ impl Config {
         if let Some(v) = get("BASALT_METRICS_TOKEN") {
             self.metrics_token = Some(v);
         }
+        if let Some(v) = get("BASALT_OPENAPI") {
+            self.openapi = v;
+        }
         Ok(())
     }
 
@@ -239,6 +249,9 @@ impl Config {
             if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 bail!("metrics_token: must not contain whitespace or control characters");
             }
+        }
+        if let Err(e) = self.openapi.parse::<basalt_api::OpenApiAccess>() {
+            bail!("openapi: {e}");
         }
         Ok(self)
     }

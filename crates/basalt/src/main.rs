@@ -9,6 +9,7 @@ mod serve;
 mod sse_direct;
 mod stall;
 mod superuser;
+mod typegen;
 
 use std::path::PathBuf;
 
@@ -56,6 +57,16 @@ enum Command {
     },
     /// Applies pending system migrations and exits.
     Migrate,
+    /// Writes types of every collection's records for a client language (`ts`: TypeScript
+    /// for the official PocketBase SDK's generics) from the data directory's collections.
+    Typegen {
+        /// The language; only `ts` is written.
+        #[arg(long)]
+        lang: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Checks the database file's integrity (SQLite's `quick_check`; `--full` runs
     /// `integrity_check`, which also compares every index with its table). Read-only, safe
     /// while `serve` runs. Exits 0 when sound, 2 with the problems listed when damaged,
@@ -97,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             Command::Proxy { .. } => proxy::run(cfg, cli.config).await,
             Command::Superuser { action } => superuser::run(&cfg, action).await,
             Command::Check { .. } => Ok(()),
+            Command::Typegen { lang, out } => typegen::run(&cfg, &lang, out.as_deref()).await,
             Command::Migrate => {
                 let store = serve::open_store(&cfg).await?;
                 store.close().await;

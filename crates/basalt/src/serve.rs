@@ -158,6 +158,10 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
             .metrics_token
             .as_deref()
             .map(basalt_api::MetricsToken::new),
+        openapi: cfg
+            .openapi
+            .parse()
+            .map_err(|e| anyhow::anyhow!("openapi: {e}"))?,
     };
     let fanout = tokio::spawn(
         realtime

@@ -168,6 +168,43 @@ fn update_applies_modifiers_and_keeps_untouched_fields() {
     assert!(err.errors.contains_key("id"));
 }
 
+/// Regression: a modifier that overflowed to infinity was stored as 0 with a 200, past
+/// the field's `max`; PocketBase answers `validation_not_a_number`.
+#[test]
+fn a_number_modifier_overflowing_to_infinity_is_refused_not_stored_as_zero() {
+    let c = posts();
+    let existing =
+        prepare_create(&c, &input(json!({"title": "hi", "views": 5})), &[], NOW).expect("valid");
+    for body in [
+        json!({"views": 1e308, "views+": 1e308}),
+        json!({"views": -1e308, "views-": 1e308}),
+    ] {
+        let err =
+            prepare_update(&c, &existing, &input(body.clone()), &[], NOW).expect_err("overflow");
+        match err.errors.get("views") {
+            Some(crate::error::ValidationError::Leaf(f)) => {
+                assert_eq!(f.code, "validation_not_a_number", "{body}");
+                assert_eq!(f.message, "The submitted number is not properly formatted.");
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+}
+
+/// Regression: an `onlyInt` field took 1e300 and 2^63, which no 64-bit integer holds
+/// (PocketBase refuses them as decimals).
+#[test]
+fn only_int_numbers_beyond_64_bits_are_refused() {
+    for n in [json!(1e300), json!(9223372036854775808u64), json!(-1e19)] {
+        let errs = create_err(json!({"title": "ok", "views": n}));
+        assert!(
+            errs.contains(&("views".into(), "validation_only_int_constraint".into())),
+            "{n}: {errs:?}"
+        );
+    }
+    assert!(create_err(json!({"title": "ok", "views": 9007199254740993u64})).is_empty());
+}
+
 #[test]
 fn passwords_are_checked_before_hashing() {
     let f: crate::field::Field = serde_json::from_value(

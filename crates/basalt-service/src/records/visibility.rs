@@ -63,6 +63,16 @@ impl Visibility {
         }
     }
 
+    /// The most a superuser (or any other caller) may see of a collection's records: what
+    /// API descriptions (OpenAPI, typed clients) list. An auth record's `email` still
+    /// shows per record.
+    pub fn widest(superuser: bool) -> Self {
+        Self {
+            superuser,
+            email: true,
+        }
+    }
+
     /// Whether this caller sees field `f` of a record of `c`.
     #[inline]
     pub fn shows(&self, c: &Collection, f: &Field) -> bool {
