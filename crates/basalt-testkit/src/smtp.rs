@@ -20,7 +20,11 @@ impl SmtpSink {
     /// Starts the sink and waits (at most 20 s) until it listens. Panics when Python or
     /// `aiosmtpd` is missing: `.ci/run` installs it (`pip install aiosmtpd`).
     pub fn start() -> SmtpSink {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/smtp_sink.py");
+        // The running test's package (every one is `crates/NAME`), read when the test runs:
+        // this library may have been built from another checkout sharing the target dir.
+        let package = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let script = package.join("../../tests/smtp_sink.py");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = crate::free_port();
         let mut child = Command::new("python3")
