@@ -10,7 +10,7 @@ use std::time::Duration;
 use basalt_schema::Collection;
 use basalt_schema::value::{format_datetime, now_string};
 use rusqlite::Connection;
-use serde_json::Value;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::engine::Inner;
 use crate::records::err;
@@ -28,18 +28,31 @@ pub(crate) fn append(
     action: &str,
     r: Option<&Record>,
 ) -> Result<(), StoreError> {
-    let doc = r.map(|r| {
-        let kept: serde_json::Map<String, Value> = r
-            .iter()
-            .filter(|(k, _)| c.field(k).is_none_or(|f| !c.holds_secret(f)))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Value::Object(kept).to_string()
-    });
+    let doc = r
+        .map(|r| serde_json::to_string(&WithoutSecrets(c, r)))
+        .transpose()
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
     conn.prepare_cached("INSERT INTO _changes (collection_id, record_id, action, record, created) VALUES (?, ?, ?, ?, ?)")
         .and_then(|mut s| s.execute(rusqlite::params![c.id, id, action, doc, now_string()]))
         .map_err(err)?;
     Ok(())
+}
+
+/// A stored record serialised without its secret fields, straight from the record (no
+/// filtered copy of it first).
+struct WithoutSecrets<'a>(&'a Collection, &'a Record);
+
+impl Serialize for WithoutSecrets<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let WithoutSecrets(c, r) = self;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in r.iter() {
+            if c.field(k).is_none_or(|f| !c.holds_secret(f)) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// System migration 4: removes the secrets that entries written before it carry. Every

@@ -184,21 +184,47 @@ fn encoded(c: &Collection, r: &Record) -> Vec<SqlValue> {
         .collect()
 }
 
-fn insert(conn: &Connection, c: &Collection, r: &Record) -> Result<(), StoreError> {
-    let cols: Vec<String> = c.fields.iter().map(|f| q(&f.name)).collect();
-    let marks = vec!["?"; cols.len()].join(", ");
-    let values = encoded(c, r);
-    conn.prepare_cached(&format!(
-        "INSERT INTO {} ({}) VALUES ({marks})",
-        q(&c.name),
-        cols.join(", ")
-    ))
-    .and_then(|mut s| s.execute(params_from_iter(values.iter())))
-    .map_err(|e| map_write_err(c, e))?;
-    Ok(())
+/// Runs a write statement that ends in `RETURNING *` and decodes the row it wrote: the
+/// stored record in the same step as the write, not a second statement.
+fn write_returning(
+    conn: &Connection,
+    c: &Collection,
+    sql: &str,
+    values: &[SqlValue],
+) -> Result<Option<Record>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(err)?;
+    let positions = column_positions(c, &stmt);
+    let mut rows = stmt
+        .query(params_from_iter(values.iter()))
+        .map_err(|e| map_write_err(c, e))?;
+    let first = match rows.next().map_err(|e| map_write_err(c, e))? {
+        Some(row) => Some(decode_row(c, &positions, row).map_err(err)?),
+        None => None,
+    };
+    // Stepped to its end, so the statement is done before the next one runs.
+    while rows.next().map_err(|e| map_write_err(c, e))?.is_some() {}
+    Ok(first)
 }
 
-fn update_row(conn: &Connection, c: &Collection, id: &str, r: &Record) -> Result<(), StoreError> {
+/// Inserts `r` into `c`'s table and returns the stored row.
+fn insert(conn: &Connection, c: &Collection, r: &Record) -> Result<Record, StoreError> {
+    let cols: Vec<String> = c.fields.iter().map(|f| q(&f.name)).collect();
+    let marks = vec!["?"; cols.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({marks}) RETURNING *",
+        q(&c.name),
+        cols.join(", ")
+    );
+    write_returning(conn, c, &sql, &encoded(c, r))?.ok_or(StoreError::NotFound)
+}
+
+/// Replaces the row of record `id` with `r` and returns the stored row.
+fn update_row(
+    conn: &Connection,
+    c: &Collection,
+    id: &str,
+    r: &Record,
+) -> Result<Record, StoreError> {
     let sets: Vec<String> = c
         .fields
         .iter()
@@ -206,14 +232,12 @@ fn update_row(conn: &Connection, c: &Collection, id: &str, r: &Record) -> Result
         .collect();
     let mut values = encoded(c, r);
     values.push(SqlValue::Text(id.to_string()));
-    conn.prepare_cached(&format!(
-        "UPDATE {} SET {} WHERE id = ?",
+    let sql = format!(
+        "UPDATE {} SET {} WHERE id = ? RETURNING *",
         q(&c.name),
         sets.join(", ")
-    ))
-    .and_then(|mut s| s.execute(params_from_iter(values.iter())))
-    .map_err(|e| map_write_err(c, e))?;
-    Ok(())
+    );
+    write_returning(conn, c, &sql, &values)?.ok_or(StoreError::NotFound)
 }
 
 fn create(
@@ -236,12 +260,10 @@ fn create(
         auth_identity::check_auth_id_free(conn, schema, c, &id)?;
         auth_identity::check_email_free(conn, c, text(&r, "email"), &id)?;
     }
-    insert(conn, c, &r)?;
+    let stored = insert(conn, c, &r)?;
     if !rule_holds(conn, schema, c, &id, access, req)? {
         return Err(StoreError::RuleFailed);
     }
-    let stored =
-        load(conn, schema, c, &id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
     change_log::append(conn, c, &id, "create", Some(&stored))?;
     record_change(schema, c, ChangeAction::Create, &stored);
     Ok(stored)
@@ -263,9 +285,7 @@ fn update(
     if c.is_auth() && text(&r, "email") != text(&existing, "email") {
         auth_identity::check_email_free(conn, c, text(&r, "email"), id)?;
     }
-    update_row(conn, c, id, &r)?;
-    let stored =
-        load(conn, schema, c, id, &Access::Unrestricted, req)?.ok_or(StoreError::NotFound)?;
+    let stored = update_row(conn, c, id, &r)?;
     change_log::append(conn, c, id, "update", Some(&stored))?;
     record_change(schema, c, ChangeAction::Update, &stored);
     Ok(stored)

@@ -13,7 +13,7 @@ use basalt_service::records::{
     self as ops, CreateInput, InvalidParam, ListInput, UpdateInput, ViewInput, bad_param,
 };
 use basalt_service::{Caller, ServiceResult};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::fields::project;
 use super::shape::PublicRecord;
@@ -71,7 +71,7 @@ pub(crate) async fn list(
     caller: Caller,
     Query(params): Params,
     headers: HeaderMap,
-) -> ApiResult<JsonBody<Value>> {
+) -> ApiResult<Response> {
     let input = ListInput {
         collection,
         page: number(&params, "page", 1),
@@ -87,6 +87,26 @@ pub(crate) async fn list(
         headers: &headers,
     };
     let page = ops::list(&state.service, &caller, &meta, input).await?;
+    let (total_items, total_pages) = match page.total_items {
+        Some(t) => (t as i64, t.div_ceil(page.per_page) as i64),
+        None => (-1, -1),
+    };
+    if plain_shape(&params) {
+        // The common answer: each shaped record written straight out, no map per row.
+        let items: Vec<PublicRecord> = page
+            .items
+            .iter()
+            .map(|r| PublicRecord::new(&page.collection, r, &caller))
+            .collect();
+        return Ok(JsonBody(ListPage {
+            page: page.page,
+            per_page: page.per_page,
+            total_items,
+            total_pages,
+            items,
+        })
+        .into_response());
+    }
     let items = render(
         &state,
         &page.collection,
@@ -96,13 +116,25 @@ pub(crate) async fn list(
         &page.request,
     )
     .await?;
-    let (total_items, total_pages) = match page.total_items {
-        Some(t) => (t as i64, t.div_ceil(page.per_page) as i64),
-        None => (-1, -1),
-    };
-    Ok(JsonBody(
-        json!({"page": page.page, "perPage": page.per_page, "totalItems": total_items, "totalPages": total_pages, "items": items}),
-    ))
+    Ok(JsonBody(ListPage {
+        page: page.page,
+        per_page: page.per_page,
+        total_items,
+        total_pages,
+        items,
+    })
+    .into_response())
+}
+
+/// A list answer in PocketBase's shape (`totalItems`/`totalPages` -1 when skipped).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListPage<T> {
+    page: u64,
+    per_page: u64,
+    total_items: i64,
+    total_pages: i64,
+    items: Vec<T>,
 }
 
 /// Takes the request itself last (not a `HeaderMap`, which axum would copy): only a rule
@@ -124,8 +156,7 @@ pub(crate) async fn view(
         expanding: params.contains_key("expand"),
     };
     let found = ops::view(&state.service, &caller, &meta, input).await?;
-    let plain = |p: &str| params.get(p).is_none_or(|v| v.trim().is_empty());
-    if plain("expand") && plain("fields") {
+    if plain_shape(&params) {
         // The common answer: the shaped record written straight out.
         return Ok(
             JsonBody(PublicRecord::new(&found.collection, &found.record, &caller)).into_response(),
@@ -149,7 +180,13 @@ async fn written(
     found: ops::Found,
     caller: &Caller,
     params: &HashMap<String, String>,
-) -> ApiResult<JsonBody<Value>> {
+) -> ApiResult<Response> {
+    if plain_shape(params) {
+        // As a plain view: the shaped record written straight out.
+        return Ok(
+            JsonBody(PublicRecord::new(&found.collection, &found.record, caller)).into_response(),
+        );
+    }
     let mut rendered = render(
         state,
         &found.collection,
@@ -159,7 +196,13 @@ async fn written(
         &found.request,
     )
     .await?;
-    Ok(JsonBody(rendered.pop().unwrap_or(Value::Null)))
+    Ok(JsonBody(rendered.pop().unwrap_or(Value::Null)).into_response())
+}
+
+/// Neither `expand` nor `fields` asks for more than the shaped record.
+fn plain_shape(params: &HashMap<String, String>) -> bool {
+    let plain = |p: &str| params.get(p).is_none_or(|v| v.trim().is_empty());
+    plain("expand") && plain("fields")
 }
 
 pub(crate) async fn create(
@@ -169,7 +212,7 @@ pub(crate) async fn create(
     Query(params): Params,
     headers: HeaderMap,
     RecordBody { body, uploads }: RecordBody,
-) -> ApiResult<JsonBody<Value>> {
+) -> ApiResult<Response> {
     let meta = HttpMeta {
         query: &params,
         headers: &headers,
@@ -178,6 +221,7 @@ pub(crate) async fn create(
         collection,
         body,
         uploads,
+        expanding: params.contains_key("expand"),
     };
     let found = ops::create(&state.service, &caller, &meta, input).await?;
     written(&state, found, &caller, &params).await
@@ -190,7 +234,7 @@ pub(crate) async fn update(
     Query(params): Params,
     headers: HeaderMap,
     RecordBody { body, uploads }: RecordBody,
-) -> ApiResult<JsonBody<Value>> {
+) -> ApiResult<Response> {
     let meta = HttpMeta {
         query: &params,
         headers: &headers,
@@ -200,6 +244,7 @@ pub(crate) async fn update(
         id,
         body,
         uploads,
+        expanding: params.contains_key("expand"),
     };
     let found = ops::update(&state.service, &caller, &meta, input).await?;
     written(&state, found, &caller, &params).await

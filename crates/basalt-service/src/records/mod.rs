@@ -277,6 +277,26 @@ pub struct CreateInput {
     /// Files of the request ([`crate::files::spool`]ed), stored before the write and
     /// removed again unless it commits.
     pub uploads: Vec<crate::files::Upload>,
+    /// Whether the answer will be expanded: its rules read the request too.
+    pub expanding: bool,
+}
+
+/// The request as the rules of a write see it: built only when a rule (the action's own,
+/// or through expand a related collection's) may read `@request.*`; a write under an
+/// open rule skips copying the body, the query and the headers.
+fn write_request(
+    caller: &Caller,
+    method: &str,
+    meta: &dyn RequestMeta,
+    access: &Access,
+    expanding: bool,
+    body: &Map<String, Value>,
+) -> Arc<RequestInfo> {
+    Arc::new(if matches!(access, Access::Rule(_)) || expanding {
+        request_info(caller, method, meta, body.clone())
+    } else {
+        RequestInfo::default()
+    })
 }
 
 pub async fn create(
@@ -289,10 +309,11 @@ pub async fn create(
         collection: name,
         mut body,
         uploads,
+        expanding,
     } = input;
     const MESSAGE: &str = "Failed to create record.";
     let (c, access) = writable(svc, &name, caller, Action::Create)?;
-    let req = Arc::new(request_info(caller, "POST", meta, body.clone()));
+    let req = write_request(caller, "POST", meta, &access, expanding, &body);
     prepare_auth_input(svc, &c, &mut body, caller, Target::Create).await?;
     let stored = if uploads.is_empty() {
         files::Stored::default()
@@ -332,6 +353,8 @@ pub struct UpdateInput {
     pub body: Map<String, Value>,
     /// As for [`CreateInput::uploads`].
     pub uploads: Vec<crate::files::Upload>,
+    /// As for [`CreateInput::expanding`].
+    pub expanding: bool,
 }
 
 pub async fn update(
@@ -345,10 +368,11 @@ pub async fn update(
         id,
         mut body,
         uploads,
+        expanding,
     } = input;
     const MESSAGE: &str = "Failed to update record.";
     let (c, access) = writable(svc, &name, caller, Action::Update)?;
-    let req = Arc::new(request_info(caller, "PATCH", meta, body.clone()));
+    let req = write_request(caller, "PATCH", meta, &access, expanding, &body);
     prepare_auth_input(svc, &c, &mut body, caller, Target::Update(&id)).await?;
     // The files the record holds now, to delete those the write drops once it commits.
     let before = if files::has_file_fields(&c) {
