@@ -451,7 +451,7 @@ async fn restore_of_a_backup_taken_under_write_load() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) && i < 300 {
                 let n = w * 100_000 + i;
-                if let Some(r) = add_note(&s, n, "load", i % 4 == 0).await {
+                if let Some(r) = add_note(&s, n, "load", i.is_multiple_of(4)).await {
                     let file = r["f"]
                         .as_str()
                         .filter(|f| !f.is_empty())
@@ -656,7 +656,7 @@ async fn orphan_sweep_removes_only_old_unnamed_files() {
         &storage
             .join(&cid)
             .join(rid)
-            .join(format!("thumbs_gone.png/10x10_gone.png")),
+            .join("thumbs_gone.png/10x10_gone.png"),
         "o",
         7200,
     );

@@ -248,10 +248,13 @@ mod tests {
 
     const DB: &[u8] = b"SQLite format 3\0rest of the file";
 
+    /// A case: its name and the archive's entries.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a [u8])]);
+
     #[test]
     fn refuses_what_is_not_a_backup() {
         let dir = tempfile::tempdir().expect("dir");
-        let cases: &[(&str, &[(&str, &[u8])])] = &[
+        let cases: &[Case] = &[
             ("traversal", &[("data.db", DB), ("storage/../../x", b"x")]),
             ("dotdot", &[("data.db", DB), ("../data.db", b"x")]),
             ("absolute", &[("data.db", DB), ("/etc/x", b"x")]),

@@ -146,7 +146,7 @@ mod tests {
             "in-db",
             "ready-gone",
         ];
-        for cut in 0..steps.len() {
+        for (cut, step) in steps.iter().enumerate() {
             let dir = tempfile::tempdir().expect("dir");
             let d = dir.path();
             write(&d.join("data.db"), "old");
@@ -183,8 +183,7 @@ mod tests {
             assert_eq!(
                 state(d),
                 ("new".into(), "newfile".into(), false),
-                "cut after {:?}",
-                steps[cut]
+                "cut after {step:?}"
             );
             assert!(!root.exists());
         }
