@@ -5,6 +5,7 @@
 //! the binary hands it an [`ApiState`] and an [`ApiConfig`].
 
 mod auth;
+mod backups;
 mod batch;
 mod body;
 mod collections;
@@ -192,6 +193,13 @@ pub fn router(state: ApiState, config: &ApiConfig) -> ApiService {
         )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))
+        .route("/api/backups", get(backups::list).post(backups::create))
+        .route("/api/backups/upload", post(backups::upload))
+        .route(
+            "/api/backups/{key}",
+            get(backups::download).delete(backups::delete),
+        )
+        .route("/api/backups/{key}/restore", post(backups::restore))
         .route(
             "/api/realtime",
             get(realtime::connect).post(realtime::set_subscriptions),

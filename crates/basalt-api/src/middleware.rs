@@ -292,6 +292,10 @@ async fn limit_body(State(l): State<BodyLimit>, req: Request, next: Next) -> Res
     if let Some(c) = collection.and_then(|name| l.store.schema().find(&name).cloned()) {
         limit = basalt_service::files::body_limit(&c, limit);
     }
+    // A backup upload is as large as the backup; the archive's own bounds apply to it.
+    if multipart && *req.method() == Method::POST && req.uri().path() == "/api/backups/upload" {
+        limit = limit.max(basalt_service::backups::archive::MAX_UNPACKED);
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

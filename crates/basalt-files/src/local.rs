@@ -187,6 +187,13 @@ impl Storage for LocalStorage {
             .await
             .map_err(|e| StorageError::Backend(format!("list task: {e}")))?
     }
+
+    async fn list_all(&self) -> Result<Vec<ObjectMeta>, StorageError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.walk(&this.root))
+            .await
+            .map_err(|e| StorageError::Backend(format!("list task: {e}")))?
+    }
 }
 
 impl LocalStorage {

@@ -283,4 +283,17 @@ impl Storage for S3Storage {
         out.dedup_by(|a, b| a.key == b.key);
         Ok(out)
     }
+
+    async fn list_all(&self) -> Result<Vec<ObjectMeta>, StorageError> {
+        let mut out = Vec::new();
+        let mut listing = self.store.list(None);
+        while let Some(m) = listing.next().await {
+            let m = m.map_err(|e| StorageError::Backend(format!("list: {e}")))?;
+            if let Ok(meta) = meta_of(m) {
+                out.push(meta);
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
 }

@@ -109,6 +109,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Every object at or under `prefix` (whole segments), in key order.
     async fn list_prefix(&self, prefix: &ObjectKey) -> Result<Vec<ObjectMeta>, StorageError>;
+
+    /// Every object stored, in key order (the orphan sweep's view of the storage).
+    async fn list_all(&self) -> Result<Vec<ObjectMeta>, StorageError>;
 }
 
 /// Reads the next chunk of `body` into `buf` (cleared first), counting into `total` and

@@ -232,6 +232,18 @@ async fn delete_and_prefixes(s: &dyn Storage) {
     );
     assert_eq!(keys(s, "del").await, ["del/r10/c_1234567890.png"]);
     assert_eq!(keys(s, "delx").await, ["delx/r1/d_1234567890.png"]);
+    let all: Vec<String> = s
+        .list_all()
+        .await
+        .expect("list all")
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .filter(|k| k.starts_with("del"))
+        .collect();
+    assert_eq!(
+        all,
+        ["del/r10/c_1234567890.png", "delx/r1/d_1234567890.png"]
+    );
 }
 
 async fn large_object_streams(s: &dyn Storage) {

@@ -1,8 +1,8 @@
 //! The operations of Basalt with typed inputs and outputs, whatever protocol asks for
 //! them: records (rules chosen and checked, visibility, expand, auth-record input), batch
 //! writes as one transaction, the auth flows (password, OTP, MFA, sessions, email flows,
-//! sign-in alerts, their mail, OAuth2 sign-in and account linking), collections, the settings document
-//! and record files (uploads, downloads, deletion after commit). REST
+//! sign-in alerts, their mail, OAuth2 sign-in and account linking), collections, the settings document,
+//! record files (uploads, downloads, deletion after commit, the orphan sweep) and backups. REST
 //! (`basalt-api`) and any other protocol are thin adapters over the same functions: they
 //! turn their request into a [`Caller`], a [`RequestMeta`] and an input, and render the
 //! output or the [`ServiceError`].
@@ -12,6 +12,7 @@
 //! hands it a [`Services`] of ready handles.
 
 pub mod auth;
+pub mod backups;
 pub mod batch;
 mod caller;
 pub mod collections;
@@ -44,4 +45,6 @@ pub struct Services {
     pub oauth2: basalt_oauth2::ProviderClient,
     /// Record files: their storage and the upload spool.
     pub files: files::Files,
+    /// Backups of the data dir, and the restart a restore asks for.
+    pub backups: backups::Backups,
 }

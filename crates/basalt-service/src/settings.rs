@@ -1,7 +1,8 @@
 //! The application settings document (superusers only), stored as a param; absent keys
 //! take PocketBase's defaults. One extension of ours: `smtp.requireTLS`
 //! (a boolean, absent unless set, so the document stays PocketBase's) refuses to deliver
-//! mail without TLS.
+//! mail without TLS. `backups.cron` and `backups.cronMaxKeep` drive the backup schedule
+//! (`crate::backups`), so they are checked as PocketBase checks them.
 
 use serde_json::{Value, json};
 
@@ -73,6 +74,47 @@ fn redacted(mut s: Value) -> Value {
     s
 }
 
+/// `backups.cron` must parse (PocketBase's five fields or a macro) and, when set,
+/// `backups.cronMaxKeep` must be at least 1: the schedule acts on both.
+fn check_backups(b: &Value) -> ServiceResult<()> {
+    let fail = |field: &str, code: &str, message: String| {
+        Err(
+            ServiceError::bad_request("An error occurred while saving the new settings.")
+                .with_data(json!({"backups": {field: {"code": code, "message": message}}})),
+        )
+    };
+    let cron = match &b["cron"] {
+        Value::String(c) => c.as_str(),
+        Value::Null => "",
+        _ => {
+            return fail(
+                "cron",
+                "validation_invalid_cron",
+                "Must be a string.".into(),
+            );
+        }
+    };
+    if cron.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = crate::backups::cron::Schedule::parse(cron) {
+        return fail("cron", "validation_invalid_cron", e);
+    }
+    match b["cronMaxKeep"].as_i64() {
+        None | Some(0) => fail(
+            "cronMaxKeep",
+            "validation_required",
+            "Cannot be blank.".into(),
+        ),
+        Some(n) if n < 1 => fail(
+            "cronMaxKeep",
+            "validation_min_greater_equal_than_required",
+            "Must be no less than 1.".into(),
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
 /// The settings as the caller (a superuser) sees them.
 pub async fn view(svc: &Services, caller: &Caller) -> ServiceResult<Value> {
     caller.require_superuser()?;
@@ -109,6 +151,7 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
             .with_data(data));
         }
     }
+    check_backups(&s["backups"])?;
     let batch = &s["batch"];
     if batch["maxRequests"].as_i64().is_some_and(|n| n < 1)
         || batch["timeout"].as_i64().is_some_and(|n| n < 1)

@@ -10,6 +10,7 @@
 
 mod api;
 mod auth_identity;
+mod backup;
 mod change_log;
 mod check;
 mod codec;
@@ -26,6 +27,7 @@ mod system;
 mod writer;
 
 pub use api::*;
+pub use backup::snapshot_database;
 pub use check::{CheckReport, check_database};
 pub use engine::{Store, StoreStats};
 pub use events::{ChangeAction, ChangeEvent, SnapshotCheck};

@@ -1,8 +1,10 @@
 //! The `basalt` binary: the CLI, configuration and wiring (the composition root). The only
 //! place that reads the environment and picks concrete implementations.
 
+mod backup;
 mod check;
 mod config;
+mod data_lock;
 mod http;
 mod proxy;
 mod serve;
@@ -76,6 +78,17 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
+    /// Makes or restores backups of the data dir (no server may run on it; a running
+    /// server has `/api/backups`).
+    Backup {
+        #[command(subcommand)]
+        action: backup::BackupAction,
+    },
+    /// Record files: `sweep` reports and removes stored files no record names.
+    Files {
+        #[command(subcommand)]
+        action: backup::FilesAction,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,19 +115,49 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let restart = rt.block_on(async move {
         match cli.command {
             Command::Serve { .. } => serve::run(cfg, cli.config).await,
-            Command::Proxy { .. } => proxy::run(cfg, cli.config).await,
-            Command::Superuser { action } => superuser::run(&cfg, action).await,
-            Command::Check { .. } => Ok(()),
-            Command::Typegen { lang, out } => typegen::run(&cfg, &lang, out.as_deref()).await,
+            Command::Backup { action } => backup::run(&cfg, action).await.map(|()| false),
+            Command::Files { action } => backup::files(&cfg, action).await.map(|()| false),
+            Command::Proxy { .. } => proxy::run(cfg, cli.config).await.map(|()| false),
+            Command::Superuser { action } => superuser::run(&cfg, action).await.map(|()| false),
+            Command::Check { .. } => Ok(false),
+            Command::Typegen { lang, out } => typegen::run(&cfg, &lang, out.as_deref())
+                .await
+                .map(|()| false),
             Command::Migrate => {
                 let store = serve::open_store(&cfg).await?;
                 store.close().await;
                 eprintln!("migrations applied");
-                Ok(())
+                Ok(false)
             }
         }
-    })
+    })?;
+    if restart {
+        // Every task and connection is gone with the runtime; the new image completes the
+        // staged restore before it opens the database (the process id stays the same).
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        return Err(restart_self());
+    }
+    Ok(())
+}
+
+/// Replaces the process with a fresh run of the same command line; returns only on failure.
+#[cfg(unix)]
+fn restart_self() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return anyhow::anyhow!("restarting after a restore: {e}"),
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::anyhow!("restarting after a restore: {err} (start the server again to complete it)")
+}
+
+#[cfg(not(unix))]
+fn restart_self() -> anyhow::Error {
+    anyhow::anyhow!("a restore was staged: start the server again to complete it")
 }

@@ -2,6 +2,9 @@
 //! then lets in-flight requests finish (bounded) and closes the database cleanly. A
 //! database writer that stops for good shuts the server down the same way and the process
 //! exits non-zero, so its supervisor restarts it (`/api/health` answers 503 meanwhile).
+//! A staged restore stops it the same way (in-flight requests finish, the database closes)
+//! and the process then re-executes itself; the new image completes the restore before
+//! it opens the database, as PocketBase restarts itself after a restore.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,13 +34,14 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
 
 /// Record files on local disk in PocketBase's layout (`<dir>/storage/`), uploads spooled
 /// in `<dir>/.upload_spool/` (anonymous files: nothing is left there by a crash).
-fn files(cfg: &Config) -> anyhow::Result<basalt_service::files::Files> {
+pub fn files(cfg: &Config) -> anyhow::Result<basalt_service::files::Files> {
     let spool_dir = cfg.dir.join(".upload_spool");
     std::fs::create_dir_all(&spool_dir)
         .with_context(|| format!("creating {}", spool_dir.display()))?;
     Ok(basalt_service::files::Files {
         storage: Arc::new(basalt_files::LocalStorage::new(cfg.dir.join("storage"))),
         spool_dir,
+        deletions: Default::default(),
     })
 }
 
@@ -95,28 +99,64 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-/// Resolves on SIGINT/SIGTERM (`None`) or once the store's writer stopped (its reason).
-async fn stop_requested(store: &Store) -> Option<String> {
+/// Why serving ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGINT/SIGTERM.
+    Signal,
+    /// The store's writer stopped (its reason).
+    WriterStopped(String),
+    /// A restore was staged: drain, close and restart the process to complete it.
+    Restart,
+}
+
+/// Resolves on SIGINT/SIGTERM, once the store's writer stopped, or once a restore asks
+/// for the restart that completes it.
+async fn stop_requested(store: &Store, backups: &basalt_service::backups::Backups) -> Stop {
     tokio::select! {
-        () = shutdown_signal() => None,
+        () = shutdown_signal() => Stop::Signal,
         why = store.writer_stopped() => {
             tracing::error!(reason = %why, "the database writer stopped: shutting down so a supervisor restarts the process");
-            Some(why)
+            Stop::WriterStopped(why)
+        }
+        () = backups.restart_requested() => {
+            tracing::warn!("a restore was staged: finishing in-flight requests, then restarting");
+            Stop::Restart
         }
     }
 }
 
-/// The process's result once serving ended: an error (a non-zero exit) when the writer
-/// stopped.
-fn served(writer_stopped: Option<String>) -> anyhow::Result<()> {
-    match writer_stopped {
-        Some(why) => anyhow::bail!("the database writer stopped: {why}"),
-        None => Ok(()),
+/// What `serve` ended with: an error (a non-zero exit) when the writer stopped; `true`
+/// when the process must restart (to complete a restore).
+fn served(stop: Stop) -> anyhow::Result<bool> {
+    match stop {
+        Stop::WriterStopped(why) => anyhow::bail!("the database writer stopped: {why}"),
+        Stop::Signal => Ok(false),
+        Stop::Restart => Ok(true),
     }
 }
 
-pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+/// Completes a restore a previous run staged (or discards an unfinished staging) before
+/// anything opens the database.
+fn finish_restore(cfg: &Config) -> anyhow::Result<()> {
+    use basalt_service::backups::restore::{Pending, complete_pending};
+    match complete_pending(&cfg.dir).context("completing a staged restore")? {
+        Pending::None => {}
+        Pending::Discarded => {
+            tracing::warn!("an unfinished restore staging was discarded: the data is unchanged");
+        }
+        Pending::Completed => tracing::warn!("a staged restore was completed"),
+    }
+    Ok(())
+}
+
+/// Serves until a signal, a stopped writer or a restore's restart; `Ok(true)` when the
+/// process must restart.
+pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Result<bool> {
+    let _lock = crate::data_lock::shared(&cfg.dir)?;
+    finish_restore(&cfg)?;
     let store = open_store(&cfg).await?;
+    let backups = basalt_service::backups::Backups::new(&cfg.dir);
     let previous = cfg
         .previous_secrets
         .iter()
@@ -137,6 +177,7 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
             passwords: basalt_service::PasswordPool::new(hash_threads),
             oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,
             files: files(&cfg)?,
+            backups: backups.clone(),
         },
         metrics,
         realtime: realtime.clone(),
@@ -168,10 +209,19 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
             .clone()
             .run(basalt_api::realtime_renderer(state.clone())),
     );
+    // The backup schedule (`backups.cron`) and the orphan sweep (now, then hourly).
+    let schedule = tokio::spawn(basalt_service::backups::run_schedule(state.service.clone()));
+    let sweep = tokio::spawn(basalt_service::files::sweep::run_periodically(
+        store.clone(),
+        state.service.files.clone(),
+        Duration::from_secs(3600),
+    ));
     let app = basalt_api::router(state, &api);
     if let Some(edge_cfg) = cfg.edge.clone() {
-        let res = serve_behind_edge(&cfg, edge_cfg, file, app, &realtime, &store).await;
+        let res = serve_behind_edge(&cfg, edge_cfg, file, app, &realtime, &store, &backups).await;
         fanout.abort();
+        schedule.abort();
+        sweep.abort();
         store.close().await;
         tracing::info!("database closed; bye");
         return served(res?);
@@ -184,7 +234,7 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     let server = tokio::spawn(crate::http::serve(listener, app, async {
         let _ = rx.await;
     }));
-    let writer_stopped = stop_requested(&store).await;
+    let stop = stop_requested(&store, &backups).await;
     // Open realtime streams end with a final event, so graceful shutdown is not held up
     // by connections that never finish on their own.
     realtime.shutdown();
@@ -194,9 +244,11 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
         Err(_) => tracing::warn!("in-flight requests did not finish in time"),
     }
     fanout.abort();
+    schedule.abort();
+    sweep.abort();
     store.close().await;
     tracing::info!("database closed; bye");
-    served(writer_stopped)
+    served(stop)
 }
 
 /// `serve` with an `[edge]` section: the edge owns the listeners and hands requests routed
@@ -208,7 +260,8 @@ async fn serve_behind_edge(
     app: basalt_api::ApiService,
     realtime: &basalt_realtime::Hub,
     store: &Store,
-) -> anyhow::Result<Option<String>> {
+    backups: &basalt_service::backups::Backups,
+) -> anyhow::Result<Stop> {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     // The edge hands over the connection's peer; the API reads it as axum's ConnectInfo
@@ -240,9 +293,9 @@ async fn serve_behind_edge(
     for a in edge.local_addrs() {
         tracing::info!(address = %a, dir = %cfg.dir.display(), "basalt serving behind the edge");
     }
-    let writer_stopped = crate::proxy::run_until_shutdown(&edge, stop_requested(store)).await;
+    let stop = crate::proxy::run_until_shutdown(&edge, stop_requested(store, backups)).await;
     // Open realtime streams end first, so they do not hold the edge's drain up.
     realtime.shutdown();
     edge.shutdown(Duration::from_secs(cfg.shutdown_grace)).await;
-    Ok(writer_stopped)
+    Ok(stop)
 }

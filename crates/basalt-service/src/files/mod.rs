@@ -15,9 +15,48 @@ pub struct Files {
     /// A directory for anonymous temporary files holding uploads until the body is read;
     /// on the data dir's disk, never a RAM-backed `/tmp`.
     pub spool_dir: PathBuf,
+    /// Holds deletions of stored files back while a backup copies them.
+    pub deletions: DeletionGate,
+}
+
+/// Deletions of stored files pass through here; a backup holds it from before its
+/// database snapshot until its last file is copied, so a file some snapshot row names is
+/// never deleted before the backup has it. A deletion arriving meanwhile runs once the
+/// backup is done, in the background, so the request that caused it is not held up.
+#[derive(Clone, Debug, Default)]
+pub struct DeletionGate(Arc<tokio::sync::RwLock<()>>);
+
+impl DeletionGate {
+    /// Held by a backup: waits for deletions under way, then keeps new ones waiting.
+    pub async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.0.clone().write_owned().await
+    }
+
+    /// Runs `deletion` now, or after the backup holding the gate finished.
+    pub(crate) async fn run<F>(&self, deletion: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self.0.clone().try_read_owned() {
+            Ok(_pass) => deletion.await,
+            Err(_) => {
+                let gate = self.0.clone();
+                tokio::spawn(async move {
+                    let _pass = gate.read_owned().await;
+                    deletion.await;
+                });
+            }
+        }
+    }
+
+    /// Waits until no backup holds the gate and keeps backups waiting until dropped.
+    pub(crate) async fn pass(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.0.clone().read_owned().await
+    }
 }
 
 mod download;
+pub mod sweep;
 mod upload;
 
 pub use basalt_files::{ByteRange, ByteStream, Download};
@@ -59,8 +98,8 @@ pub(crate) fn file_names(c: &Collection, record: &Map<String, Value>) -> Vec<Str
 }
 
 /// Deletes, after the write that dropped them committed, the files `before` held that
-/// `after` no longer holds, with their thumbs. Failures are logged (the orphan sweep of
-/// issue 17 collects what is left); the write stands.
+/// `after` no longer holds, with their thumbs. Failures are logged (the orphan sweep
+/// collects what is left); the write stands.
 pub(crate) async fn delete_dropped(
     svc: &Services,
     c: &Collection,
@@ -69,25 +108,35 @@ pub(crate) async fn delete_dropped(
     after: &Map<String, Value>,
 ) {
     let kept = file_names(c, after);
+    let mut keys = Vec::new();
     for name in file_names(c, before) {
         if kept.contains(&name) {
             continue;
         }
-        let keys = [
-            ObjectKey::file(&c.id, record_id, &name),
-            ObjectKey::new(format!("{}/{record_id}/thumbs_{name}", c.id)),
-        ];
-        for key in keys.into_iter().flatten() {
-            let res = if key.name() == name {
-                svc.files.storage.delete(&key).await
-            } else {
-                svc.files.storage.delete_prefix(&key).await.map(|_| ())
-            };
-            if let Err(e) = res {
-                tracing::warn!(%key, error = %e, "deleting a dropped file failed");
-            }
-        }
+        keys.extend(ObjectKey::file(&c.id, record_id, &name).map(|k| (k, false)));
+        keys.extend(
+            ObjectKey::new(format!("{}/{record_id}/thumbs_{name}", c.id)).map(|k| (k, true)),
+        );
     }
+    if keys.is_empty() {
+        return;
+    }
+    let storage = svc.files.storage.clone();
+    svc.files
+        .deletions
+        .run(async move {
+            for (key, prefix) in keys {
+                let res = if prefix {
+                    storage.delete_prefix(&key).await.map(|_| ())
+                } else {
+                    storage.delete(&key).await
+                };
+                if let Err(e) = res {
+                    tracing::warn!(%key, error = %e, "deleting a dropped file failed");
+                }
+            }
+        })
+        .await;
 }
 
 /// Deletes everything stored under `prefix`, after the deletion that orphaned it
@@ -99,9 +148,15 @@ pub(crate) async fn delete_prefix(
     let Ok(prefix) = prefix else {
         return;
     };
-    if let Err(e) = svc.files.storage.delete_prefix(&prefix).await {
-        tracing::warn!(%prefix, error = %e, "deleting the files of a deleted record or collection failed");
-    }
+    let storage = svc.files.storage.clone();
+    svc.files
+        .deletions
+        .run(async move {
+            if let Err(e) = storage.delete_prefix(&prefix).await {
+                tracing::warn!(%prefix, error = %e, "deleting the files of a deleted record or collection failed");
+            }
+        })
+        .await;
 }
 
 use crate::Services;

@@ -1,0 +1,539 @@
+//! Backups as PocketBase has them (`/api/backups`): zips of a consistent database snapshot
+//! and the record files, kept in the data dir's `backups/` folder; listed, created (by a
+//! superuser, by the `backups.cron` schedule or by the CLI), uploaded, downloaded with a
+//! superuser's file token, deleted and restored.
+//!
+//! A backup holds file deletions back (the [`crate::files::DeletionGate`]) from before its
+//! snapshot until its last file is copied, so every file a snapshot row names is in the zip.
+//! A restore is staged whole beside the data ([`restore`]) and marked ready with one
+//! rename; the process then restarts and completes it before opening the database, so
+//! the data is the whole old state or the whole new one, across a kill -9 at any point.
+//! One create or restore runs at a time.
+
+pub mod archive;
+pub mod cron;
+pub mod restore;
+mod schedule;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use basalt_auth::TokenKind;
+use basalt_files::Storage;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+pub use archive::ArchiveError;
+pub use schedule::{run_schedule, tick};
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::{Caller, Services};
+
+/// The backups folder inside the data dir.
+pub const BACKUPS_DIR: &str = "backups";
+/// Names of backups the schedule makes (and prunes): PocketBase's prefix.
+pub const AUTO_PREFIX: &str = "@auto_pb_backup_";
+
+const BUSY: &str = "Try again later - another backup/restore operation has already been started.";
+
+/// What a create or restore is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activity {
+    Idle,
+    Busy,
+    /// A restore is staged and marked: the process restarts to complete it.
+    Restarting,
+}
+
+/// The backups of one data dir; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Backups {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    data_dir: PathBuf,
+    activity: Mutex<Activity>,
+    restart: tokio::sync::watch::Sender<bool>,
+}
+
+/// A backup as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub key: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+impl BackupInfo {
+    /// The modification time as PocketBase writes dates.
+    pub fn modified_text(&self) -> String {
+        basalt_schema::value::format_datetime(chrono::DateTime::<chrono::Utc>::from(self.modified))
+    }
+}
+
+/// Marks the backups busy until dropped (unless a restore turned them to restarting).
+struct Running<'a>(&'a Backups);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.0.inner.activity.lock()
+            && *a == Activity::Busy
+        {
+            *a = Activity::Idle;
+        }
+    }
+}
+
+impl Backups {
+    /// The backups of `data_dir` (its `backups/` folder is made on first use).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Backups {
+        Backups {
+            inner: Arc::new(Inner {
+                data_dir: data_dir.into(),
+                activity: Mutex::new(Activity::Idle),
+                restart: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.inner.data_dir.join(BACKUPS_DIR)
+    }
+
+    /// Resolves once a restore was staged: the server should drain, close the database
+    /// and restart (the restore completes at start, [`restore::complete_pending`]).
+    pub async fn restart_requested(&self) {
+        let mut rx = self.inner.restart.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    fn begin(&self) -> ServiceResult<Running<'_>> {
+        let mut a = self
+            .inner
+            .activity
+            .lock()
+            .map_err(|_| ServiceError::internal())?;
+        if *a != Activity::Idle {
+            return Err(ServiceError::bad_request(BUSY));
+        }
+        *a = Activity::Busy;
+        Ok(Running(self))
+    }
+
+    /// The path of backup `key`, when `key` is a plain file name that exists there.
+    fn existing(&self, key: &str) -> Option<PathBuf> {
+        if !valid_key(key) {
+            return None;
+        }
+        let p = self.dir().join(key);
+        p.is_file().then_some(p)
+    }
+
+    /// Every backup, by key.
+    pub async fn list(&self) -> std::io::Result<Vec<BackupInfo>> {
+        let dir = self.dir();
+        tokio::task::spawn_blocking(move || list_dir(&dir))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Makes backup `name` now (no caller checks: for the CLI, the schedule and
+    /// [`create`], which check a name given by hand with [`check_name`] first). `gate`
+    /// holds file deletions back while it runs.
+    pub async fn create_now(
+        &self,
+        name: &str,
+        gate: Option<&crate::files::DeletionGate>,
+    ) -> ServiceResult<BackupInfo> {
+        if !valid_key(name) {
+            return Err(ServiceError::bad_request("Invalid backup name."));
+        }
+        if self.existing(name).is_some() {
+            return Err(name_exists(
+                "name",
+                "The backup file name is invalid or already exists.",
+            ));
+        }
+        let _running = self.begin()?;
+        let dir = self.dir();
+        let tmp = dir.join(format!(".create-{}", basalt_schema::id::random_id(10)));
+        let held = match gate {
+            Some(g) => Some(g.hold().await),
+            None => None,
+        };
+        let (data_dir, out, tmp2) = (self.inner.data_dir.clone(), dir.join(name), tmp.clone());
+        let made = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            std::fs::create_dir_all(&tmp2)?;
+            let snap = tmp2.join("data.db");
+            basalt_store::snapshot_database(&data_dir, &snap).map_err(std::io::Error::other)?;
+            let part = tmp2.join("backup.zip");
+            let size = archive::write(&snap, &data_dir.join(archive::STORAGE_DIR), &part)?;
+            // A link fails when the name was taken meanwhile; nothing is overwritten.
+            std::fs::hard_link(&part, &out)?;
+            sync_dir(out.parent().unwrap_or(Path::new(".")))?;
+            Ok(size)
+        })
+        .await;
+        drop(held);
+        let _ = tokio::fs::remove_dir_all(&tmp).await;
+        match made {
+            Ok(Ok(size)) => Ok(BackupInfo {
+                key: name.to_string(),
+                size,
+                modified: SystemTime::now(),
+            }),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(name_exists(
+                "name",
+                "The backup file name is invalid or already exists.",
+            )),
+            Ok(Err(e)) => {
+                tracing::error!(backup = name, error = %e, "creating a backup failed");
+                Err(ServiceError::bad_request("Failed to create backup."))
+            }
+            Err(e) => {
+                tracing::error!(backup = name, error = %e, "the backup task failed");
+                Err(ServiceError::internal())
+            }
+        }
+    }
+
+    /// Unpacks backup `key` beside the data and marks it ready (no caller checks: for the
+    /// CLI and [`restore`]). Afterwards the process must restart (or, offline, call
+    /// [`restore::complete_pending`]) to complete it.
+    pub async fn stage_restore(&self, key: &str) -> ServiceResult<()> {
+        let Some(path) = self.existing(key) else {
+            return Err(ServiceError::bad_request("Missing or invalid backup file."));
+        };
+        let running = self.begin()?;
+        let data_dir = self.inner.data_dir.clone();
+        let staged = tokio::task::spawn_blocking(move || restore::stage(&data_dir, &path))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "the restore task failed");
+                ServiceError::internal()
+            })?;
+        match staged {
+            Ok(()) => {
+                if let Ok(mut a) = self.inner.activity.lock() {
+                    *a = Activity::Restarting;
+                }
+                drop(running);
+                tracing::warn!(backup = key, "restore staged: restarting to complete it");
+                self.inner.restart.send_replace(true);
+                Ok(())
+            }
+            Err(ArchiveError::Invalid(why)) => Err(ServiceError::bad_request(format!(
+                "The backup file is invalid: {why}."
+            ))),
+            Err(ArchiveError::Io(e)) => {
+                tracing::error!(backup = key, error = %e, "staging a restore failed");
+                Err(ServiceError::bad_request("Failed to restore the backup."))
+            }
+        }
+    }
+}
+
+/// PocketBase's rule for backup names given by hand: `[a-z0-9_-]+\.zip`, 1 to 150
+/// characters.
+pub fn check_name(name: &str) -> ServiceResult<()> {
+    let len = name.chars().count();
+    if !(1..=150).contains(&len) {
+        return Err(ServiceError::bad_request(
+            "An error occurred while validating the submitted data.",
+        )
+        .with_data(json!({"name": {"code": "validation_length_out_of_range",
+            "message": "The length must be between 1 and 150.", "params": {"max": 150, "min": 1}}})));
+    }
+    let ok = name.strip_suffix(".zip").is_some_and(|base| {
+        !base.is_empty()
+            && base
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    });
+    if !ok {
+        return Err(ServiceError::bad_request(
+            "An error occurred while validating the submitted data.",
+        )
+        .with_data(json!({"name": {"code": "validation_match_invalid", "message": "Must be in a valid format."}})));
+    }
+    Ok(())
+}
+
+fn name_exists(field: &str, message: &str) -> ServiceError {
+    ServiceError::bad_request("An error occurred while validating the submitted data.")
+        .with_data(json!({field: {"code": "validation_backup_name_exists", "message": message}}))
+}
+
+/// A key names a file of the backups folder: one path segment, not hidden (temporary
+/// files start with `.`), no `\` or control character.
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 255
+        && !key.starts_with('.')
+        && !key.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
+fn list_dir(dir: &Path) -> std::io::Result<Vec<BackupInfo>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Some(key) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let m = entry.metadata()?;
+        if !valid_key(&key) || !m.is_file() {
+            continue;
+        }
+        out.push(BackupInfo {
+            key,
+            size: m.len(),
+            modified: m.modified().unwrap_or(UNIX_EPOCH),
+        });
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// PocketBase's default backup name: `pb_backup_{app}_{YYYYMMDDhhmmss}.zip`.
+pub fn default_name(prefix: &str, app_name: &str) -> String {
+    let mut app: String = app_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    app.truncate(50);
+    let ts = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    format!("{prefix}{app}_{ts}.zip")
+}
+
+async fn app_name(svc: &Services) -> String {
+    crate::settings::load(svc)
+        .await
+        .ok()
+        .and_then(|s| s["meta"]["appName"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `GET /api/backups`: every backup (superusers only).
+pub async fn list(svc: &Services, caller: &Caller) -> ServiceResult<Vec<BackupInfo>> {
+    caller.require_superuser()?;
+    svc.backups.list().await.map_err(|e| {
+        tracing::error!(error = %e, "listing backups failed");
+        ServiceError::bad_request("Failed to load backups filesystem.")
+    })
+}
+
+/// `POST /api/backups`: a new backup named `name` (PocketBase's default name when empty).
+pub async fn create(svc: &Services, caller: &Caller, name: Option<String>) -> ServiceResult<()> {
+    caller.require_superuser()?;
+    let name = match name.filter(|n| !n.is_empty()) {
+        Some(n) => n,
+        None => default_name("pb_backup_", &app_name(svc).await),
+    };
+    check_name(&name)?;
+    svc.backups
+        .create_now(&name, Some(&svc.files.deletions))
+        .await
+        .map(|_| ())
+}
+
+/// `POST /api/backups/upload`: stores the multipart `file` part `chunks` (sent as
+/// `filename`) as a backup, after checking it is a backup archive.
+pub async fn upload<S, E>(
+    svc: &Services,
+    caller: &Caller,
+    filename: Option<&str>,
+    mut chunks: S,
+    broken: impl Fn(E) -> ServiceError,
+) -> ServiceResult<()>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    caller.require_superuser()?;
+    let invalid = |code: &str, message: String| {
+        ServiceError::bad_request("An error occurred while validating the submitted data.")
+            .with_data(json!({"file": {"code": code, "message": message}}))
+    };
+    let Some(filename) = filename else {
+        return Err(invalid("validation_required", "Cannot be blank.".into()));
+    };
+    // The name a browser sends may carry a client path: keep its last segment.
+    let key = filename
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if !valid_key(&key) {
+        return Err(invalid(
+            "validation_invalid_file_name",
+            "The file name is not a valid backup name.".into(),
+        ));
+    }
+    if svc.backups.existing(&key).is_some() {
+        return Err(name_exists(
+            "file",
+            "Backup file with the specified name already exists.",
+        ));
+    }
+    let dir = svc.backups.dir();
+    let part = dir.join(format!(".upload-{}", basalt_schema::id::random_id(10)));
+    let failed = |e: std::io::Error| {
+        tracing::error!(error = %e, "spooling a backup upload failed");
+        ServiceError::internal()
+    };
+    tokio::fs::create_dir_all(&dir).await.map_err(failed)?;
+    let mut file = tokio::fs::File::create_new(&part).await.map_err(failed)?;
+    let cleanup = PartFile(part.clone());
+    let mut size = 0u64;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(&broken)?;
+        size += chunk.len() as u64;
+        if size > archive::MAX_UNPACKED {
+            return Err(invalid(
+                "validation_file_size_limit",
+                format!(
+                    "The backup file must be at most {} bytes.",
+                    archive::MAX_UNPACKED
+                ),
+            ));
+        }
+        file.write_all(&chunk).await.map_err(failed)?;
+    }
+    file.sync_all().await.map_err(failed)?;
+    drop(file);
+    let (p, out) = (part.clone(), dir.join(&key));
+    let checked = tokio::task::spawn_blocking(move || -> Result<(), ArchiveError> {
+        let mut head = [0u8; 4];
+        let n = std::io::Read::read(&mut std::fs::File::open(&p)?, &mut head)?;
+        if n < 4 || head != *b"PK\x03\x04" {
+            return Err(ArchiveError::Invalid("mime".into()));
+        }
+        archive::inspect(&p)?;
+        std::fs::hard_link(&p, &out)?;
+        sync_dir(out.parent().unwrap_or(Path::new(".")))?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| failed(std::io::Error::other(e)))?;
+    drop(cleanup);
+    match checked {
+        Ok(()) => Ok(()),
+        Err(ArchiveError::Invalid(why)) if why == "mime" => Err(invalid(
+            "validation_invalid_mime_type",
+            format!("\"{key}\" mime type must be one of: application/zip."),
+        )),
+        Err(ArchiveError::Invalid(why)) => Err(invalid("validation_invalid_backup", why)),
+        Err(ArchiveError::Io(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(name_exists(
+                "file",
+                "Backup file with the specified name already exists.",
+            ))
+        }
+        Err(ArchiveError::Io(e)) => Err(failed(e)),
+    }
+}
+
+/// Removes a spooled upload however the upload ends.
+struct PartFile(PathBuf);
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `GET /api/backups/{key}?token=`: the backup, opened for a superuser's file token.
+pub async fn download(
+    svc: &Services,
+    token: Option<&str>,
+    key: &str,
+) -> ServiceResult<basalt_files::Download> {
+    let forbidden = || ServiceError::forbidden("Insufficient permissions to access the resource.");
+    let token = token.filter(|t| !t.is_empty()).ok_or_else(forbidden)?;
+    let who = crate::resolve_token(svc, token, TokenKind::File)
+        .await
+        .ok_or_else(forbidden)?;
+    if !who.is_superuser {
+        return Err(forbidden());
+    }
+    svc.backups
+        .existing(key)
+        .ok_or_else(ServiceError::not_found)?;
+    let object = basalt_files::ObjectKey::new(key).map_err(|_| ServiceError::not_found())?;
+    basalt_files::LocalStorage::new(svc.backups.dir())
+        .get(&object, None)
+        .await
+        .map_err(|_| ServiceError::not_found())
+}
+
+/// `DELETE /api/backups/{key}`.
+pub async fn delete(svc: &Services, caller: &Caller, key: &str) -> ServiceResult<()> {
+    caller.require_superuser()?;
+    let gone = || ServiceError::bad_request("Invalid or already deleted backup file.");
+    let path = svc.backups.existing(key).ok_or_else(gone)?;
+    tokio::fs::remove_file(&path).await.map_err(|e| {
+        tracing::warn!(backup = key, error = %e, "deleting a backup failed");
+        gone()
+    })?;
+    let dir = svc.backups.dir();
+    let _ = tokio::task::spawn_blocking(move || sync_dir(&dir)).await;
+    Ok(())
+}
+
+/// `POST /api/backups/{key}/restore`: stages the backup and asks for the restart that
+/// completes it.
+pub async fn restore(svc: &Services, caller: &Caller, key: &str) -> ServiceResult<()> {
+    caller.require_superuser()?;
+    svc.backups.stage_restore(key).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_pocketbase() {
+        for ok in ["a.zip", "my_backup-2.zip", "0.zip"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", ".zip", "A.zip", "a.b.zip", "a.ZIP", "a", "../a.zip", "a b.zip",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_name(&format!("{}.zip", "a".repeat(146))).is_ok());
+        assert!(check_name(&format!("{}.zip", "a".repeat(147))).is_err());
+        let n = default_name("pb_backup_", "My App!");
+        assert!(
+            n.starts_with("pb_backup_my_app__") && check_name(&n).is_ok(),
+            "{n}"
+        );
+    }
+
+    #[test]
+    fn keys_stay_in_the_folder() {
+        for bad in ["", "..", ".x", "a/b", "a\\b", "a\0b", "../data.db"] {
+            assert!(!valid_key(bad), "{bad}");
+        }
+        assert!(valid_key("Up Per.zip") && valid_key("@auto_pb_backup_x.zip"));
+    }
+}
