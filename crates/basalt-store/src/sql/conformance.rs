@@ -427,6 +427,23 @@ async fn every_compiler_case_selects_the_same_rows_on_sqlite_and_postgresql() {
             ));
         }
     }
+    // `@random`: each engine's own shuffle, of the same rows.
+    for req in [su_req(), RequestInfo::default()] {
+        let q = query(&schema, "views > 0", &["@random"], &req, Author::Client).expect("query");
+        let mut got = vec![];
+        for d in [Dialect::Sqlite, Dialect::Postgres] {
+            let (page, count) = compile_list(d, &schema, &q).expect("compiles");
+            let answer = match d {
+                Dialect::Sqlite => sqlite_ids(&conn, &page, count.as_ref()),
+                Dialect::Postgres => pg.ids(&page, count.as_ref()).await,
+            };
+            let (mut ids, total) = answer.expect("runs");
+            ids.sort();
+            got.push((ids, total));
+        }
+        assert_eq!(got[0], got[1], "@random");
+        assert_eq!(got[0].0, ["p1", "p2", "p4"]);
+    }
     pg.close().await;
     eprintln!(
         "conformance: {same} of {} cases answer alike on SQLite and PostgreSQL \
