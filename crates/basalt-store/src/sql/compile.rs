@@ -157,16 +157,16 @@ fn base_op(op: CompareOp) -> CompareOp {
     }
 }
 
-/// One comparison of two values in `d` (`r_non_null`: `r` is a bound non-NULL value).
+/// One comparison of two values in `d` (`non_null`: one side is a bound non-NULL value).
 fn binary(
     d: Dialect,
     op: CompareOp,
     (l, lt): (&str, Ty),
     (r, rt): (&str, Ty),
-    r_non_null: bool,
+    non_null: bool,
 ) -> String {
     if d == Dialect::Postgres {
-        return pg::binary(base_op(op), l, lt, r, rt, r_non_null);
+        return pg::binary(base_op(op), l, lt, r, rt, non_null);
     }
     match base_op(op) {
         CompareOp::Eq => format!("{l} IS {r}"),
@@ -225,7 +225,7 @@ fn compare(
                 op,
                 (a.sql.as_str(), at),
                 (b.sql.as_str(), bt),
-                non_null_param(&b),
+                non_null_param(&a) || non_null_param(&b),
             );
             // `NOT LIKE` mentions the left side twice (see `binary`).
             let params = if base_op(op) == CompareOp::NotLike {

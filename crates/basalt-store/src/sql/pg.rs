@@ -162,9 +162,10 @@ fn key(expr: &str, ty: Ty, conv: Conversion) -> String {
 }
 
 /// `l op r` with SQLite's meaning (`=` and `!=` are SQLite's `IS` and `IS NOT`; `~` its
-/// case-insensitive LIKE). `r_non_null` says `r` is a bound non-NULL value, where `=`
-/// means the same as `IS NOT DISTINCT FROM` and an index can serve it.
-pub(super) fn binary(op: CompareOp, l: &str, lt: Ty, r: &str, rt: Ty, r_non_null: bool) -> String {
+/// case-insensitive LIKE). `non_null` says one side is a bound non-NULL value: there `=`
+/// selects the same rows as `IS NOT DISTINCT FROM` (its NULL only ever reads as false:
+/// the compiler negates nothing but `COALESCE`d conditions) and an index can serve it.
+pub(super) fn binary(op: CompareOp, l: &str, lt: Ty, r: &str, rt: Ty, non_null: bool) -> String {
     match op {
         CompareOp::Like => {
             return format!("{} ILIKE {} ESCAPE '\\'", text_of(l, lt), text_of(r, rt));
@@ -190,7 +191,7 @@ pub(super) fn binary(op: CompareOp, l: &str, lt: Ty, r: &str, rt: Ty, r_non_null
         _ => (key(l, lt, lc), key(r, rt, rc)),
     };
     match op {
-        CompareOp::Eq if r_non_null => format!("{l} = {r}"),
+        CompareOp::Eq if non_null => format!("{l} = {r}"),
         CompareOp::Eq => format!("{l} IS NOT DISTINCT FROM {r}"),
         CompareOp::Neq => format!("{l} IS DISTINCT FROM {r}"),
         CompareOp::Gt => format!("{l} > {r}"),
