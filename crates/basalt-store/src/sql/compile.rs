@@ -6,8 +6,8 @@ use basalt_schema::filter::{CompareOp, DateMacro, Expr, Literal, Operand};
 use basalt_schema::{Collection, RequestInfo, Schema};
 use chrono::{Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 
-use super::path::{Ctx, Side, invalid};
-use super::{Dialect, SqlFragment, SqlValue};
+use super::path::{Ctx, Side, invalid, param_side};
+use super::{Dialect, SqlFragment, SqlValue, Ty, pg};
 use crate::{Access, Author, ListQuery, SortKey, StoreError};
 
 /// A WHERE condition over rows of `collection` aliased `"__root"`, written by `author`
@@ -68,29 +68,55 @@ fn expr_sql(ctx: &Ctx, expr: &Expr) -> Result<SqlFragment, StoreError> {
 fn operand(ctx: &Ctx, o: &Operand, like_pattern: bool) -> Result<Side, StoreError> {
     Ok(match o {
         Operand::Literal(Literal::String(s)) if like_pattern => {
-            Side::Scalar(SqlFragment::param(SqlValue::Text(like_value(s))))
+            param_side(SqlValue::Text(like_value(s)))
         }
-        Operand::Literal(Literal::String(s)) => {
-            Side::Scalar(SqlFragment::param(SqlValue::Text(s.clone())))
-        }
-        Operand::Literal(Literal::Number(n)) => Side::Scalar(SqlFragment::param(number(*n))),
-        Operand::Literal(Literal::Bool(b)) => {
-            Side::Scalar(SqlFragment::param(SqlValue::Integer(i64::from(*b))))
-        }
-        Operand::Literal(Literal::Null) => Side::Scalar(SqlFragment::new("NULL")),
-        Operand::Macro(m) => Side::Scalar(SqlFragment::param(macro_value(*m))),
+        Operand::Literal(Literal::String(s)) => param_side(SqlValue::Text(s.clone())),
+        Operand::Literal(Literal::Number(n)) => param_side(number(*n)),
+        Operand::Literal(Literal::Bool(b)) => param_side(SqlValue::Integer(i64::from(*b))),
+        Operand::Literal(Literal::Null) => Side::Scalar(
+            SqlFragment::new(match ctx.d {
+                Dialect::Sqlite => "NULL",
+                Dialect::Postgres => "NULL::text",
+            }),
+            Ty::TEXT,
+        ),
+        Operand::Macro(m) => param_side(macro_value(*m)),
         Operand::Path(p) => {
             let side = ctx.resolve(p)?;
             if like_pattern {
-                match side {
-                    Side::Scalar(f) => Side::Scalar(SqlFragment {
-                        sql: format!("('%' || {} || '%')", f.sql),
-                        params: f.params,
-                    }),
-                    Side::Set(f) => Side::Set(SqlFragment {
-                        sql: format!("SELECT ('%' || v || '%') AS v FROM ({})", f.sql),
-                        params: f.params,
-                    }),
+                match (ctx.d, side) {
+                    (Dialect::Sqlite, Side::Scalar(f, ty)) => Side::Scalar(
+                        SqlFragment {
+                            sql: format!("('%' || {} || '%')", f.sql),
+                            params: f.params,
+                        },
+                        ty,
+                    ),
+                    (Dialect::Sqlite, Side::Set(f, ty)) => Side::Set(
+                        SqlFragment {
+                            sql: format!("SELECT ('%' || v || '%') AS v FROM ({})", f.sql),
+                            params: f.params,
+                        },
+                        ty,
+                    ),
+                    (Dialect::Postgres, Side::Scalar(f, ty)) => Side::Scalar(
+                        SqlFragment {
+                            sql: format!("('%' || {} || '%')", pg::text_of(&f.sql, ty)),
+                            params: f.params,
+                        },
+                        Ty::TEXT,
+                    ),
+                    (Dialect::Postgres, Side::Set(f, ty)) => Side::Set(
+                        SqlFragment {
+                            sql: format!(
+                                "SELECT ('%' || {} || '%') AS v FROM ({}) __lk",
+                                pg::text_of("v", ty),
+                                f.sql
+                            ),
+                            params: f.params,
+                        },
+                        Ty::TEXT,
+                    ),
                 }
             } else {
                 side
@@ -131,7 +157,17 @@ fn base_op(op: CompareOp) -> CompareOp {
     }
 }
 
-fn binary(op: CompareOp, l: &str, r: &str) -> String {
+/// One comparison of two values in `d` (`non_null`: one side is a bound non-NULL value).
+fn binary(
+    d: Dialect,
+    op: CompareOp,
+    (l, lt): (&str, Ty),
+    (r, rt): (&str, Ty),
+    non_null: bool,
+) -> String {
+    if d == Dialect::Postgres {
+        return pg::binary(base_op(op), l, lt, r, rt, non_null);
+    }
     match base_op(op) {
         CompareOp::Eq => format!("{l} IS {r}"),
         CompareOp::Neq => format!("{l} IS NOT {r}"),
@@ -142,6 +178,11 @@ fn binary(op: CompareOp, l: &str, r: &str) -> String {
         CompareOp::Like => format!("{l} LIKE {r} ESCAPE '\\'"),
         _ => format!("({l} NOT LIKE {r} ESCAPE '\\' OR {l} IS NULL)"),
     }
+}
+
+/// Whether a fragment is one bound value that is not NULL.
+fn non_null_param(f: &SqlFragment) -> bool {
+    f.sql == "?" && matches!(f.params.as_slice(), [v] if *v != SqlValue::Null)
 }
 
 fn compare(
@@ -162,15 +203,15 @@ fn compare(
         };
         let eq = base_op(op) == CompareOp::Eq;
         return Ok(match side {
-            Side::Scalar(f) => SqlFragment {
-                sql: if eq {
-                    format!("COALESCE({}, '') IN ('', 0)", f.sql)
-                } else {
-                    format!("COALESCE({}, '') NOT IN ('', 0)", f.sql)
+            Side::Scalar(f, ty) => SqlFragment {
+                sql: match ctx.d {
+                    Dialect::Sqlite if eq => format!("COALESCE({}, '') IN ('', 0)", f.sql),
+                    Dialect::Sqlite => format!("COALESCE({}, '') NOT IN ('', 0)", f.sql),
+                    Dialect::Postgres => pg::is_empty(&f.sql, ty, eq),
                 },
                 params: f.params,
             },
-            Side::Set(f) => SqlFragment {
+            Side::Set(f, _) => SqlFragment {
                 sql: format!("{}EXISTS ({})", if eq { "NOT " } else { "" }, f.sql),
                 params: f.params,
             },
@@ -178,7 +219,14 @@ fn compare(
     }
     let r = operand(ctx, right, like)?;
     Ok(match (l, r) {
-        (Side::Scalar(a), Side::Scalar(b)) => {
+        (Side::Scalar(a, at), Side::Scalar(b, bt)) => {
+            let sql = binary(
+                ctx.d,
+                op,
+                (a.sql.as_str(), at),
+                (b.sql.as_str(), bt),
+                non_null_param(&a) || non_null_param(&b),
+            );
             // `NOT LIKE` mentions the left side twice (see `binary`).
             let params = if base_op(op) == CompareOp::NotLike {
                 [a.params.clone(), b.params, a.params].concat()
@@ -186,39 +234,52 @@ fn compare(
                 [a.params, b.params].concat()
             };
             SqlFragment {
-                sql: format!("({})", binary(op, &a.sql, &b.sql)),
+                sql: format!("({sql})"),
                 params,
             }
         }
-        (a, b) => set_compare(op, to_set(a), to_set(b)),
+        (a, b) => set_compare(ctx.d, op, to_set(a), to_set(b)),
     })
 }
 
-fn to_set(side: Side) -> SqlFragment {
+fn to_set(side: Side) -> (SqlFragment, Ty) {
     match side {
-        Side::Set(f) => f,
-        Side::Scalar(f) => SqlFragment {
-            sql: format!("SELECT {} AS v", f.sql),
-            params: f.params,
-        },
+        Side::Set(f, ty) => (f, ty),
+        Side::Scalar(f, ty) => (
+            SqlFragment {
+                sql: format!("SELECT {} AS v", f.sql),
+                params: f.params,
+            },
+            ty,
+        ),
     }
 }
 
 /// An empty set compares like a single NULL (a LEFT JOIN that found nothing).
-fn padded(f: SqlFragment) -> SqlFragment {
+fn padded(d: Dialect, f: SqlFragment) -> SqlFragment {
     SqlFragment {
         sql: format!(
-            "SELECT v FROM ({0}) UNION ALL SELECT NULL WHERE NOT EXISTS ({0})",
-            f.sql
+            "SELECT v FROM ({0}){1} UNION ALL SELECT NULL WHERE NOT EXISTS ({0})",
+            f.sql,
+            d.subquery_alias("__p")
         ),
         params: [f.params.clone(), f.params].concat(),
     }
 }
 
 /// Any-operators: some pair matches. Plain operators: every pair matches.
-fn set_compare(op: CompareOp, l: SqlFragment, r: SqlFragment) -> SqlFragment {
-    let (l, r) = (padded(l), padded(r));
-    let cond = binary(op, "__l.v", "__r.v");
+fn set_compare(
+    d: Dialect,
+    op: CompareOp,
+    (l, lt): (SqlFragment, Ty),
+    (r, rt): (SqlFragment, Ty),
+) -> SqlFragment {
+    let (l, r) = (padded(d, l), padded(d, r));
+    let cond = binary(d, op, ("__l.v", lt), ("__r.v", rt), false);
+    let false_ = match d {
+        Dialect::Sqlite => "0",
+        Dialect::Postgres => "FALSE",
+    };
     let sql = if op.is_any() {
         format!(
             "EXISTS (SELECT 1 FROM ({}) __l, ({}) __r WHERE {cond})",
@@ -226,7 +287,7 @@ fn set_compare(op: CompareOp, l: SqlFragment, r: SqlFragment) -> SqlFragment {
         )
     } else {
         format!(
-            "NOT EXISTS (SELECT 1 FROM ({}) __l, ({}) __r WHERE NOT COALESCE({cond}, 0))",
+            "NOT EXISTS (SELECT 1 FROM ({}) __l, ({}) __r WHERE NOT COALESCE({cond}, {false_}))",
             l.sql, r.sql
         )
     };
@@ -291,22 +352,33 @@ pub(crate) fn compile_order(
         if i > 0 {
             out.push_str(", ");
         }
-        let expr = match key.path.as_str() {
-            "@random" => SqlFragment::new(d.random()),
-            "@rowid" => SqlFragment::new(format!("\"__root\".{}", d.rowid())),
+        let (expr, ty) = match key.path.as_str() {
+            "@random" => (SqlFragment::new(d.random()), Ty::NUM),
+            "@rowid" => (
+                SqlFragment::new(format!("\"__root\".{}", d.rowid())),
+                Ty::NUM,
+            ),
             path => {
                 let p =
                     basalt_schema::filter::parse_path(path).map_err(|e| invalid(e.to_string()))?;
                 match ctx.resolve(&p)? {
-                    Side::Scalar(f) => f,
-                    Side::Set(_) => {
+                    Side::Scalar(f, ty) => (f, ty),
+                    Side::Set(..) => {
                         return Err(invalid(format!("cannot sort by the multi-valued {path:?}")));
                     }
                 }
             }
         };
-        out.push(expr);
-        out.push_str(if key.descending { " DESC" } else { " ASC" });
+        match d {
+            Dialect::Sqlite => {
+                out.push(expr);
+                out.push_str(if key.descending { " DESC" } else { " ASC" });
+            }
+            Dialect::Postgres => out.push(SqlFragment {
+                sql: pg::order_term(&expr.sql, ty, key.descending),
+                params: expr.params,
+            }),
+        }
     }
     if !ctx.collection_joins.borrow().is_empty() {
         return Err(invalid("cannot sort by @collection fields"));

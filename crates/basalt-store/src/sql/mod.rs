@@ -3,6 +3,9 @@
 
 mod compile;
 mod path;
+// Its statements run once the PostgreSQL engine is wired (issue 18); tested today.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod pg;
 
 #[cfg(test)]
 pub(crate) use compile::compile_order;
@@ -63,17 +66,69 @@ impl SqlFragment {
     }
 }
 
-/// The SQL dialect: owns quoting and JSON functions so PostgreSQL can be added beside it.
+/// What a SQL expression holds, as far as PostgreSQL's strict typing needs to know it
+/// (SQLite's loose typing ignores it): the value's type, and whether it has the affinity of
+/// a column, which decides how SQLite converts the other side of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ty {
+    pub kind: Kind,
+    pub affinity: Affinity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Text,
+    /// A number: `double precision`, `bigint` or `integer` in PostgreSQL.
+    Num,
+    /// A `jsonb` value whose JSON type is only known at run time.
+    Json,
+}
+
+/// SQLite's column affinity (its "type affinity" rules for comparisons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Affinity {
+    None,
+    Text,
+    Numeric,
+}
+
+impl Ty {
+    pub const TEXT: Ty = Ty {
+        kind: Kind::Text,
+        affinity: Affinity::None,
+    };
+    pub const NUM: Ty = Ty {
+        kind: Kind::Num,
+        affinity: Affinity::None,
+    };
+    pub const JSON: Ty = Ty {
+        kind: Kind::Json,
+        affinity: Affinity::None,
+    };
+
+    /// The type of a bound parameter.
+    pub fn of_param(v: &SqlValue) -> Ty {
+        match v {
+            SqlValue::Integer(_) | SqlValue::Real(_) => Ty::NUM,
+            SqlValue::Null | SqlValue::Text(_) => Ty::TEXT,
+        }
+    }
+}
+
+/// The SQL dialect: owns quoting, JSON functions and (for PostgreSQL) the typing that
+/// SQLite leaves to run time. SQLite's statements are the reference: PostgreSQL's must
+/// select the same rows (the conformance test in `sql/conformance.rs` holds it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Sqlite,
+    /// Needs the support functions of [`pg::SUPPORT_SQL`] in the schema it runs in.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Postgres,
 }
 
 impl Dialect {
     pub fn quote(self, ident: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("\"{}\"", ident.replace('"', "\"\"")),
-        }
+        format!("\"{}\"", ident.replace('"', "\"\""))
     }
 
     /// A FROM item aliased `alias` whose column `value` holds the items of a JSON array
@@ -84,6 +139,32 @@ impl Dialect {
             Dialect::Sqlite => format!(
                 "json_each(CASE WHEN json_valid({json_expr}) AND json_type({json_expr}) = 'array' THEN {json_expr} ELSE '[]' END) {alias}"
             ),
+            Dialect::Postgres => format!(
+                "jsonb_array_elements(CASE WHEN jsonb_typeof({json_expr}) = 'array' THEN {json_expr} ELSE '[]'::jsonb END) {alias}"
+            ),
+        }
+    }
+
+    /// A condition: the JSON array `json_expr` holds the text `item`.
+    pub fn json_array_holds(self, json_expr: &str, item: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{item} IN (SELECT value FROM json_each({json_expr}))"),
+            Dialect::Postgres => format!("{json_expr} @> jsonb_build_array({item})"),
+        }
+    }
+
+    /// A set (column `v`) of the items of a bound JSON array text.
+    pub fn json_param_items(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT value AS v FROM json_each(",
+            Dialect::Postgres => "SELECT value AS v FROM jsonb_array_elements(CAST(",
+        }
+    }
+
+    pub fn json_param_items_end(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => ")",
+            Dialect::Postgres => " AS jsonb)) __e",
         }
     }
 
@@ -92,38 +173,76 @@ impl Dialect {
             Dialect::Sqlite => format!(
                 "COALESCE(json_array_length(CASE WHEN json_valid({json_expr}) THEN {json_expr} END), 0)"
             ),
+            Dialect::Postgres => format!(
+                "COALESCE(jsonb_array_length(CASE WHEN jsonb_typeof({json_expr}) = 'array' THEN {json_expr} END), 0)"
+            ),
         }
     }
 
     /// Value at a JSON path of segments already validated as `[A-Za-z0-9_]+`.
     pub fn json_extract(self, json_expr: &str, segments: &[String]) -> String {
-        let mut path = String::from("$");
-        for s in segments {
-            if s.chars().all(|c| c.is_ascii_digit()) {
-                path.push_str(&format!("[{s}]"));
-            } else {
-                path.push_str(&format!(".\"{s}\""));
-            }
-        }
         match self {
-            Dialect::Sqlite => format!(
-                "(CASE WHEN json_valid({json_expr}) THEN json_extract({json_expr}, '{path}') END)"
-            ),
+            Dialect::Sqlite => {
+                let mut path = String::from("$");
+                for s in segments {
+                    if s.chars().all(|c| c.is_ascii_digit()) {
+                        path.push_str(&format!("[{s}]"));
+                    } else {
+                        path.push_str(&format!(".\"{s}\""));
+                    }
+                }
+                format!(
+                    "(CASE WHEN json_valid({json_expr}) THEN json_extract({json_expr}, '{path}') END)"
+                )
+            }
+            Dialect::Postgres => pg::json_extract(json_expr, segments),
+        }
+    }
+
+    /// A column as a comparable value: PostgreSQL's booleans read as 0/1, as SQLite
+    /// stores them.
+    pub fn column_value(self, col: String, field: &basalt_schema::Field) -> String {
+        match (self, &field.kind) {
+            (Dialect::Postgres, basalt_schema::FieldKind::Bool(_)) => format!("({col})::int"),
+            _ => col,
+        }
+    }
+
+    /// A condition: the boolean column `col` is true.
+    pub fn is_true(self, col: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{col} = 1"),
+            Dialect::Postgres => format!("{col} IS TRUE"),
         }
     }
 
     pub fn random(self) -> &'static str {
         match self {
             Dialect::Sqlite => "RANDOM()",
+            Dialect::Postgres => "random()",
         }
     }
 
+    /// The column that orders a table's rows by insertion (PostgreSQL has no rowid: each
+    /// table has an identity column, see [`pg::ROWID`]).
     pub fn rowid(self) -> &'static str {
         match self {
             Dialect::Sqlite => "rowid",
+            Dialect::Postgres => pg::ROWID,
+        }
+    }
+
+    /// A name for a subquery in FROM: PostgreSQL 15 requires one, SQLite's statements
+    /// are kept as they were.
+    pub fn subquery_alias(self, alias: &str) -> String {
+        match self {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(" {alias}"),
         }
     }
 }
 
+#[cfg(test)]
+mod conformance;
 #[cfg(test)]
 mod tests;

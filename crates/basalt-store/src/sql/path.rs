@@ -12,15 +12,45 @@ use basalt_schema::filter::{Modifier, Path, PathRoot};
 use basalt_schema::{Collection, Field, FieldKind, RequestInfo, RuleSlot, Schema};
 use serde_json::Value;
 
-use super::{Dialect, SqlFragment, SqlValue};
+use super::{Affinity, Dialect, Kind, SqlFragment, SqlValue, Ty};
 use crate::{Author, StoreError};
 
 const MAX_DEPTH: usize = 6;
 
-/// A resolved operand: one value, or a one-column (`v`) subquery of many.
+/// A resolved operand: one value, or a one-column (`v`) subquery of many, with the type
+/// of the value (of each value of the set).
 pub(crate) enum Side {
-    Scalar(SqlFragment),
-    Set(SqlFragment),
+    Scalar(SqlFragment, Ty),
+    Set(SqlFragment, Ty),
+}
+
+/// A bound parameter as an operand.
+pub(crate) fn param_side(v: SqlValue) -> Side {
+    let ty = Ty::of_param(&v);
+    Side::Scalar(SqlFragment::param(v), ty)
+}
+
+/// The type of a field's column: what it holds and SQLite's affinity for it (a column
+/// declared TEXT has TEXT affinity; NUMERIC, BOOLEAN and JSON have NUMERIC affinity).
+pub(crate) fn column_ty(field: &Field) -> Ty {
+    match &field.kind {
+        FieldKind::Number(_) | FieldKind::Bool(_) => Ty {
+            kind: Kind::Num,
+            affinity: Affinity::Numeric,
+        },
+        FieldKind::Json(_) => Ty {
+            kind: Kind::Json,
+            affinity: Affinity::Numeric,
+        },
+        _ if field.is_multiple() && field.name != "id" => Ty {
+            kind: Kind::Json,
+            affinity: Affinity::Numeric,
+        },
+        _ => Ty {
+            kind: Kind::Text,
+            affinity: Affinity::Text,
+        },
+    }
 }
 
 /// One `@collection.NAME[:alias]` reference, joined once per alias key.
@@ -151,11 +181,15 @@ impl<'a> Ctx<'a> {
         alias: &str,
         field: &Field,
         col: String,
-    ) -> SqlFragment {
+    ) -> (SqlFragment, Ty) {
         if !(self.restricted() && coll.is_auth() && field.name == "email") {
-            return SqlFragment::new(col);
+            return (
+                SqlFragment::new(self.d.column_value(col, field)),
+                column_ty(field),
+            );
         }
-        let mut f = SqlFragment::new(format!("(CASE WHEN {alias}.\"emailVisibility\" = 1"));
+        let visible = self.d.is_true(&format!("{alias}.\"emailVisibility\""));
+        let mut f = SqlFragment::new(format!("(CASE WHEN {visible}"));
         let own = self
             .req
             .auth
@@ -167,7 +201,7 @@ impl<'a> Ctx<'a> {
             f.push(SqlFragment::param(SqlValue::Text(id.to_string())));
         }
         f.push_str(&format!(" THEN {col} END)"));
-        f
+        (f, Ty::TEXT)
     }
 
     /// A client that is not a superuser may not name `@collection` or `@request` at all,
@@ -231,20 +265,14 @@ impl<'a> Ctx<'a> {
             PathRoot::RequestHeaders => Ok(text_or_null(
                 self.req.headers.get(path.segments.join(".").as_str()),
             )),
-            PathRoot::RequestMethod => Ok(Side::Scalar(SqlFragment::param(SqlValue::Text(
-                self.req.method.clone(),
-            )))),
-            PathRoot::RequestContext => Ok(Side::Scalar(SqlFragment::param(SqlValue::Text(
-                self.req.context.clone(),
-            )))),
+            PathRoot::RequestMethod => Ok(param_side(SqlValue::Text(self.req.method.clone()))),
+            PathRoot::RequestContext => Ok(param_side(SqlValue::Text(self.req.context.clone()))),
         }
     }
 
     fn auth_path(&self, path: &Path) -> Result<Side, StoreError> {
         let Some(auth) = &self.req.auth else {
-            return Ok(Side::Scalar(SqlFragment::param(SqlValue::Text(
-                String::new(),
-            ))));
+            return Ok(param_side(SqlValue::Text(String::new())));
         };
         let first = path
             .segments
@@ -291,25 +319,41 @@ impl<'a> Ctx<'a> {
         }
         let submitted = self.req.body.get(key);
         match path.modifier {
-            Some(Modifier::IsSet) => Ok(Side::Scalar(SqlFragment::param(SqlValue::Integer(
-                i64::from(submitted.is_some()),
+            Some(Modifier::IsSet) => Ok(param_side(SqlValue::Integer(i64::from(
+                submitted.is_some(),
             )))),
             Some(Modifier::Changed) => {
                 let Some(v) = submitted else {
-                    return Ok(Side::Scalar(SqlFragment::param(SqlValue::Integer(0))));
+                    return Ok(param_side(SqlValue::Integer(0)));
                 };
                 let field = self
                     .root
                     .field(key)
                     .ok_or_else(|| invalid(format!("unknown field {key:?}")))?;
+                let col = format!("{}.{}", self.root_alias, self.d.quote(&field.name));
+                let value = stored_shape(v);
                 let mut f = SqlFragment::new("(CASE WHEN ");
-                f.push(SqlFragment::param(stored_shape(v)));
-                f.push_str(&format!(
-                    " IS NOT {}.{} THEN 1 ELSE 0 END)",
-                    self.root_alias,
-                    self.d.quote(&field.name)
-                ));
-                Ok(Side::Scalar(f))
+                match self.d {
+                    Dialect::Sqlite => {
+                        f.push(SqlFragment::param(value));
+                        f.push_str(&format!(" IS NOT {col} THEN 1 ELSE 0 END)"));
+                    }
+                    Dialect::Postgres => {
+                        let vt = Ty::of_param(&value);
+                        let col = self.d.column_value(col, field);
+                        f.push_str(&super::pg::binary(
+                            basalt_schema::filter::CompareOp::Neq,
+                            "?",
+                            vt,
+                            &col,
+                            column_ty(field),
+                            false,
+                        ));
+                        f.params.push(value);
+                        f.push_str(" THEN 1 ELSE 0 END)");
+                    }
+                }
+                Ok(Side::Scalar(f, Ty::NUM))
             }
             m => Ok(self.value_side(submitted.unwrap_or(&Value::Null), m)),
         }
@@ -319,15 +363,16 @@ impl<'a> Ctx<'a> {
     fn value_side(&self, v: &Value, modifier: Option<Modifier>) -> Side {
         if let Value::Array(items) = v {
             if modifier == Some(Modifier::Length) {
-                return Side::Scalar(SqlFragment::param(SqlValue::Integer(items.len() as i64)));
+                return param_side(SqlValue::Integer(items.len() as i64));
             }
-            let mut f = SqlFragment::new("SELECT value AS v FROM json_each(");
+            let mut f = SqlFragment::new(self.d.json_param_items());
             f.push(SqlFragment::param(SqlValue::Text(v.to_string())));
-            f.push_str(")");
-            return Side::Set(lower_set(f, modifier));
+            f.push_str(self.d.json_param_items_end());
+            return lower_set(self.d, f, Ty::JSON, modifier);
         }
-        let p = SqlFragment::param(stored_shape(v));
-        Side::Scalar(lower_scalar(p, modifier))
+        let value = stored_shape(v);
+        let ty = Ty::of_param(&value);
+        lower_scalar(self.d, SqlFragment::param(value), ty, modifier)
     }
 
     /// Walks `segments` from `coll` (SQL alias `alias`; `start` is the FROM/WHERE that
@@ -354,6 +399,7 @@ impl<'a> Ctx<'a> {
         let mut coll = coll;
         let mut alias = alias.to_string();
         let mut value = SqlFragment::default();
+        let mut ty = Ty::TEXT;
         let mut length_of_json = false;
         let mut i = 0;
         while i < segments.len() {
@@ -372,7 +418,7 @@ impl<'a> Ctx<'a> {
                 from.push(format!("{} {next}", d.quote(&src.name)));
                 let col = format!("{next}.{}", d.quote(&field.name));
                 conds.push(SqlFragment::new(if field.is_multiple() {
-                    format!("{alias}.\"id\" IN (SELECT value FROM json_each({col}))")
+                    d.json_array_holds(&col, &format!("{alias}.\"id\""))
                 } else {
                     format!("{col} = {alias}.\"id\"")
                 }));
@@ -382,6 +428,10 @@ impl<'a> Ctx<'a> {
                 alias = next;
                 if last {
                     value = SqlFragment::new(format!("{alias}.\"id\""));
+                    ty = Ty {
+                        kind: Kind::Text,
+                        affinity: Affinity::Text,
+                    };
                 }
                 i += 1;
                 continue;
@@ -396,14 +446,16 @@ impl<'a> Ctx<'a> {
                 // text unless `:each` asks for its items (or `:length` for their count).
                 if field.is_multiple() && modifier == Some(Modifier::Length) {
                     value = SqlFragment::new(d.json_length(&col));
+                    ty = Ty::NUM;
                     length_of_json = true;
                 } else if field.is_multiple() && modifier == Some(Modifier::Each) {
                     let item = self.alias("j");
                     from.push(d.json_items_from(&col, &item));
                     value = SqlFragment::new(format!("{item}.value"));
+                    ty = Ty::JSON;
                     multi = true;
                 } else {
-                    value = self.field_value(coll, &alias, field, col);
+                    (value, ty) = self.field_value(coll, &alias, field, col);
                 }
                 break;
             }
@@ -418,7 +470,7 @@ impl<'a> Ctx<'a> {
                     from.push(format!("{} {next}", d.quote(&target.name)));
                     conds.push(SqlFragment::new(if field.is_multiple() {
                         multi = true;
-                        format!("{next}.\"id\" IN (SELECT value FROM json_each({col}))")
+                        d.json_array_holds(&col, &format!("{next}.\"id\""))
                     } else {
                         format!("{next}.\"id\" = {col}")
                     }));
@@ -428,6 +480,7 @@ impl<'a> Ctx<'a> {
                 }
                 FieldKind::Json(_) => {
                     value = SqlFragment::new(d.json_extract(&col, &segments[i + 1..]));
+                    ty = Ty::JSON;
                     break;
                 }
                 _ => return Err(invalid(format!("the field {seg:?} cannot be traversed"))),
@@ -439,11 +492,11 @@ impl<'a> Ctx<'a> {
                 let mut set = SqlFragment::new("SELECT ");
                 set.push(value);
                 set.push_str(" AS v");
-                Side::Set(set)
+                Side::Set(set, ty)
             } else {
-                Side::Scalar(value)
+                Side::Scalar(value, ty)
             };
-            return Ok(apply_modifier(side, modifier, length_of_json));
+            return Ok(apply_modifier(d, side, modifier, length_of_json));
         }
         let mut q = SqlFragment::new("SELECT ");
         q.push(value);
@@ -453,64 +506,96 @@ impl<'a> Ctx<'a> {
             q.push(c);
         }
         if multi && modifier == Some(Modifier::Length) {
-            return Ok(Side::Scalar(SqlFragment {
-                sql: format!("(SELECT COUNT(*) FROM ({}))", q.sql),
-                params: q.params,
-            }));
+            return Ok(Side::Scalar(
+                SqlFragment {
+                    sql: format!(
+                        "(SELECT COUNT(*) FROM ({}){})",
+                        q.sql,
+                        d.subquery_alias("__n")
+                    ),
+                    params: q.params,
+                },
+                Ty::NUM,
+            ));
         }
         let side = if multi {
-            Side::Set(q)
+            Side::Set(q, ty)
         } else {
-            Side::Scalar(SqlFragment {
-                sql: format!("({})", q.sql),
-                params: q.params,
-            })
+            Side::Scalar(
+                SqlFragment {
+                    sql: format!("({})", q.sql),
+                    params: q.params,
+                },
+                ty,
+            )
         };
-        Ok(apply_modifier(side, modifier, length_of_json))
+        Ok(apply_modifier(d, side, modifier, length_of_json))
     }
 }
 
-fn apply_modifier(side: Side, modifier: Option<Modifier>, length_done: bool) -> Side {
+fn apply_modifier(d: Dialect, side: Side, modifier: Option<Modifier>, length_done: bool) -> Side {
     match (side, modifier) {
-        (Side::Scalar(f), Some(Modifier::Lower)) => {
-            Side::Scalar(lower_scalar(f, Some(Modifier::Lower)))
+        (Side::Scalar(f, ty), Some(Modifier::Lower)) => {
+            lower_scalar(d, f, ty, Some(Modifier::Lower))
         }
-        (Side::Set(f), Some(Modifier::Lower)) => Side::Set(lower_set(f, Some(Modifier::Lower))),
-        (Side::Scalar(f), Some(Modifier::Length)) if !length_done => Side::Scalar(SqlFragment {
-            sql: format!("LENGTH({})", f.sql),
-            params: f.params,
-        }),
+        (Side::Set(f, ty), Some(Modifier::Lower)) => lower_set(d, f, ty, Some(Modifier::Lower)),
+        (Side::Scalar(f, ty), Some(Modifier::Length)) if !length_done => Side::Scalar(
+            SqlFragment {
+                sql: match d {
+                    Dialect::Sqlite => format!("LENGTH({})", f.sql),
+                    Dialect::Postgres => format!("length({})", super::pg::text_of(&f.sql, ty)),
+                },
+                params: f.params,
+            },
+            Ty::NUM,
+        ),
         (side, _) => side,
     }
 }
 
-fn lower_scalar(f: SqlFragment, m: Option<Modifier>) -> SqlFragment {
-    if m == Some(Modifier::Lower) {
-        SqlFragment {
-            sql: format!("LOWER({})", f.sql),
-            params: f.params,
-        }
-    } else {
-        f
+fn lower_scalar(d: Dialect, f: SqlFragment, ty: Ty, m: Option<Modifier>) -> Side {
+    if m != Some(Modifier::Lower) {
+        return Side::Scalar(f, ty);
     }
+    let sql = match d {
+        Dialect::Sqlite => format!("LOWER({})", f.sql),
+        Dialect::Postgres => format!("lower({})", super::pg::text_of(&f.sql, ty)),
+    };
+    Side::Scalar(
+        SqlFragment {
+            sql,
+            params: f.params,
+        },
+        Ty::TEXT,
+    )
 }
 
-fn lower_set(f: SqlFragment, m: Option<Modifier>) -> SqlFragment {
-    if m == Some(Modifier::Lower) {
-        SqlFragment {
-            sql: format!("SELECT LOWER(v) AS v FROM ({})", f.sql),
-            params: f.params,
-        }
-    } else {
-        f
+fn lower_set(d: Dialect, f: SqlFragment, ty: Ty, m: Option<Modifier>) -> Side {
+    if m != Some(Modifier::Lower) {
+        return Side::Set(f, ty);
     }
+    let sql = match d {
+        Dialect::Sqlite => format!("SELECT LOWER(v) AS v FROM ({})", f.sql),
+        Dialect::Postgres => format!(
+            "SELECT lower({}) AS v FROM ({}) __lw",
+            super::pg::text_of("v", ty),
+            f.sql
+        ),
+    };
+    Side::Set(
+        SqlFragment {
+            sql,
+            params: f.params,
+        },
+        Ty::TEXT,
+    )
 }
 
 fn text_or_null(v: Option<&Value>) -> Side {
-    Side::Scalar(SqlFragment::param(match v {
+    param_side(match v {
         Some(v) => stored_shape(v),
         None => SqlValue::Null,
-    }))
+    })
 }
 
 /// A JSON value as the column encoding stores it (bools as 0/1, objects as JSON text).

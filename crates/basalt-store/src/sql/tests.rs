@@ -18,7 +18,7 @@ fn coll(v: Value, schema: &Schema) -> Collection {
     validate(c, None, schema, "2024-01-01 00:00:00.000Z").expect("valid")
 }
 
-fn setup() -> (Connection, Schema) {
+pub(super) fn setup() -> (Connection, Schema) {
     let conn = Connection::open_in_memory().expect("db");
     let mut cols = vec![];
     let users = coll(
@@ -130,7 +130,7 @@ fn obj(v: Value) -> serde_json::Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-fn auth_req() -> RequestInfo {
+pub(super) fn auth_req() -> RequestInfo {
     RequestInfo {
         auth: Some(AuthInfo {
             collection_id: "users0000000001".into(),
@@ -148,7 +148,7 @@ fn auth_req() -> RequestInfo {
 
 /// The language's meaning, compiled as a rule (a server-written expression reads
 /// everything; what a client's filter may read is [`READER_CASES`]).
-const CASES: &[(&str, &[&str])] = &[
+pub(super) const CASES: &[(&str, &[&str])] = &[
     ("views > 5", &["p1", "p4"]),
     ("views >= 5", &["p1", "p2", "p4"]),
     ("views < 5", &["p3"]),
@@ -283,7 +283,7 @@ fn unknown_and_hidden_fields_are_invalid_queries() {
     }
 }
 
-fn su_req() -> RequestInfo {
+pub(super) fn su_req() -> RequestInfo {
     RequestInfo {
         auth: Some(AuthInfo {
             collection_id: "pbc_3142635823".into(),
@@ -297,7 +297,7 @@ fn su_req() -> RequestInfo {
 
 /// Who runs a case of [`READER_CASES`].
 #[derive(Debug, Clone, Copy)]
-enum As {
+pub(super) enum As {
     Anonymous,
     Ann,
     Superuser,
@@ -305,7 +305,7 @@ enum As {
 
 /// What a [`READER_CASES`] case must answer.
 #[derive(Debug)]
-enum Want {
+pub(super) enum Want {
     Rows(&'static [&'static str]),
     /// An invalid query: a 400 at the API.
     Invalid,
@@ -316,7 +316,7 @@ enum Want {
 /// What a client's filter reads of other collections: each case as the superuser (who
 /// reads everything, so the query is known to be well-formed), as Ann (user u1) and as an
 /// anonymous client.
-const READER_CASES: &[(&str, As, Want)] = &[
+pub(super) const READER_CASES: &[(&str, As, Want)] = &[
     // `vault` has a null list rule: a client may not filter by it at all (as PocketBase).
     ("vault.secret = 'alpha'", As::Superuser, Want::Rows(&["p1"])),
     ("vault.secret = 'alpha'", As::Ann, Want::Invalid),
