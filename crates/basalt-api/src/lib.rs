@@ -192,6 +192,7 @@ pub fn router(state: ApiState, config: &ApiConfig) -> ApiService {
         )
         .route("/api/batch", post(batch::batch))
         .route("/api/settings", get(settings::get).patch(settings::update))
+        .route("/api/settings/test/s3", post(settings::test_s3))
         .route(
             "/api/realtime",
             get(realtime::connect).post(realtime::set_subscriptions),

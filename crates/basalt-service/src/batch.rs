@@ -167,7 +167,7 @@ pub async fn run(
     req.context = "batch".into();
     let req = Arc::new(req);
     let messages: Vec<&str> = ops.iter().map(op_message).collect();
-    let results = svc.store.write(ops, req).await.map_err(|e| {
+    let results = crate::files::write(svc, ops, req).await.map_err(|e| {
         // A failed sub-request reports the message its own endpoint would have used.
         let msg = match &e {
             basalt_store::StoreError::Batch { index, .. } => messages

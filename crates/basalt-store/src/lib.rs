@@ -15,6 +15,7 @@ mod check;
 mod codec;
 mod collections;
 mod counts;
+mod dropped_files;
 mod engine;
 mod events;
 mod health;
@@ -27,6 +28,7 @@ mod writer;
 
 pub use api::*;
 pub use check::{CheckReport, check_database};
+pub use dropped_files::{Dropped, DroppedFiles};
 pub use engine::{Store, StoreStats};
 pub use events::{ChangeAction, ChangeEvent, SnapshotCheck};
 pub use health::StoreHealth;

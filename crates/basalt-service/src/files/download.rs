@@ -134,13 +134,18 @@ pub async fn find(
 
 /// The first bytes of an object and its metadata.
 async fn sniff_head(svc: &Services, key: &ObjectKey) -> ServiceResult<(Vec<u8>, ObjectMeta)> {
-    let meta = svc.files.storage.head(key).await.map_err(storage_failed)?;
+    let meta = svc
+        .files
+        .storage()
+        .head(key)
+        .await
+        .map_err(storage_failed)?;
     if meta.size == 0 {
         return Ok((vec![], meta));
     }
     let d = svc
         .files
-        .storage
+        .storage()
         .get(
             key,
             Some(ByteRange::Bounded {
@@ -179,12 +184,12 @@ async fn thumb_of(
 ) -> Result<FileTarget, String> {
     let key =
         ObjectKey::thumb(collection_id, record_id, filename, spec).map_err(|e| e.to_string())?;
-    let meta = match svc.files.storage.head(&key).await {
+    let meta = match svc.files.storage().head(&key).await {
         Ok(m) => m,
         Err(StorageError::NotFound(_)) => {
             let d = svc
                 .files
-                .storage
+                .storage()
                 .get(original, None)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -197,7 +202,7 @@ async fn thumb_of(
             .map_err(|e| e.to_string())?;
             let mut body: &[u8] = &thumb.bytes;
             svc.files
-                .storage
+                .storage()
                 .put(&key, &mut body, u64::MAX)
                 .await
                 .map_err(|e| e.to_string())?
@@ -219,7 +224,7 @@ pub async fn open(
     target: &FileTarget,
     range: Option<ByteRange>,
 ) -> Result<Download, OpenError> {
-    match svc.files.storage.get(&target.key, range).await {
+    match svc.files.storage().get(&target.key, range).await {
         Ok(d) => Ok(d),
         Err(StorageError::RangeNotSatisfiable { size }) => Err(OpenError::Range { size }),
         Err(e) => Err(OpenError::Failed(storage_failed(e))),

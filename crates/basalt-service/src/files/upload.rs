@@ -143,7 +143,7 @@ impl Stored {
     /// Removes the files of a write that did not commit.
     pub(crate) async fn discard(self, svc: &Services) {
         for key in self.keys {
-            if let Err(e) = svc.files.storage.delete(&key).await {
+            if let Err(e) = svc.files.storage().delete(&key).await {
                 tracing::warn!(%key, error = %e, "removing an upload of a failed write failed");
             }
         }
@@ -200,7 +200,7 @@ pub(crate) async fn store(
                 return Err(ServiceError::validation(message, &errs));
             }
         };
-        if let Err(e) = svc.files.storage.put(&key, &mut up.file, *max).await {
+        if let Err(e) = svc.files.storage().put(&key, &mut up.file, *max).await {
             stored.discard(svc).await;
             return Err(storage_failed(e));
         }

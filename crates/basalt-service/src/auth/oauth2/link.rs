@@ -333,7 +333,7 @@ async fn create(
         access,
     });
     ops.push(link_op(ea, c, &id, provider, user));
-    let out = svc.store.write(ops, req).await.map_err(|e| {
+    let out = crate::files::write(svc, ops, req).await.map_err(|e| {
         // A batch error wraps the failing operation's own error.
         match e {
             basalt_store::StoreError::Batch { source, .. } => store_err(*source),
