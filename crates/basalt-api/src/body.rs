@@ -46,6 +46,11 @@ impl FromRequest<ApiState> for RecordBody {
     }
 }
 
+/// An upload whose client sent nothing for the idle timeout.
+fn request_timeout() -> ApiError {
+    ApiError::new(axum::http::StatusCode::REQUEST_TIMEOUT, "Request timeout.")
+}
+
 fn multipart_error(e: MultipartError) -> ApiError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(e.status(), "Request entity too large.")
@@ -83,12 +88,23 @@ async fn read(
         } else {
             "Failed to update record."
         };
+        let idle = req
+            .extensions()
+            .get::<crate::idle_body::IdleBounded>()
+            .map(|b| b.timed_out.clone());
+        let timed_out = || idle.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
         let mut mp = Multipart::from_request(req, state)
             .await
             .map_err(|_| invalid_body())?;
         let mut out = Map::new();
         let mut uploads = Vec::new();
-        while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
+        while let Some(field) = mp.next_field().await.map_err(|e| {
+            if timed_out() {
+                request_timeout()
+            } else {
+                multipart_error(e)
+            }
+        })? {
             let name = field.name().unwrap_or_default().to_string();
             if let Some(file_name) = field.file_name().map(str::to_string) {
                 let Some(collection) = &collection else {
@@ -117,6 +133,7 @@ async fn read(
                 .await;
                 match up {
                     Ok(up) => uploads.extend(up),
+                    Err(_) if timed_out() => return Err(request_timeout()),
                     Err(_) if too_large.load(Ordering::Relaxed) => {
                         return Err(ApiError::new(
                             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,7 +144,13 @@ async fn read(
                 }
                 continue;
             }
-            let text = field.text().await.map_err(multipart_error)?;
+            let text = field.text().await.map_err(|e| {
+                if timed_out() {
+                    request_timeout()
+                } else {
+                    multipart_error(e)
+                }
+            })?;
             if name == "@jsonPayload" {
                 match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(o)) => out.extend(o),

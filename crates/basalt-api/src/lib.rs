@@ -12,6 +12,7 @@ mod cors;
 mod error;
 mod files;
 mod hot_get;
+mod idle_body;
 mod json;
 mod middleware;
 mod oauth2;
