@@ -169,6 +169,9 @@ async fn collect(mut d: Download, max: u64) -> ServiceResult<Vec<u8>> {
     Ok(out)
 }
 
+/// The largest file a thumb is made from.
+const MAX_THUMB_SOURCE: u64 = 64 << 20;
+
 /// The thumb `spec` of a file: the stored one, or made now (on a blocking thread, with
 /// decode limits) and stored for the next request.
 #[allow(clippy::too_many_arguments)]
@@ -187,6 +190,13 @@ async fn thumb_of(
     let meta = match svc.files.storage().head(&key).await {
         Ok(m) => m,
         Err(StorageError::NotFound(_)) => {
+            // The source is decoded in memory: past this size the original is served
+            // rather than holding it (any image within the decode limits is far smaller).
+            if original_size > MAX_THUMB_SOURCE {
+                return Err(format!(
+                    "thumb source of {original_size} bytes is too large"
+                ));
+            }
             let d = svc
                 .files
                 .storage()
