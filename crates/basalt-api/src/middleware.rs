@@ -307,7 +307,8 @@ async fn limit_body(State(l): State<BodyLimit>, req: Request, next: Next) -> Res
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
-    if collection.is_some() {
+    let batch_upload = multipart && req.uri().path() == "/api/batch";
+    if collection.is_some() || batch_upload {
         // An upload takes as long as the link needs: bounded by idleness, not total time.
         let bounded = IdleBounded {
             timed_out: Arc::default(),

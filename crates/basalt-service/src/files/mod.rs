@@ -122,7 +122,7 @@ use basalt_schema::{Collection, FieldKind};
 use basalt_store::{Dropped, DroppedFiles};
 
 pub(crate) use upload::{Stored, store};
-pub use upload::{Upload, body_limit, spool};
+pub use upload::{Upload, body_limit, spool, spool_unchecked};
 
 /// True when `c` has a file field.
 pub fn has_file_fields(c: &Collection) -> bool {
