@@ -87,3 +87,20 @@ test("a user's avatar", async () => {
   const res = await fetch(userPb.files.getURL(updated, updated.avatar));
   assert.equal(res.status, 200);
 });
+
+test("files in a batch", async () => {
+  await pb.settings.update({ batch: { enabled: true } });
+  const first = await pb.collection("albums").create({ title: "batched" });
+  const batch = pb.createBatch();
+  batch.collection("albums").create({ title: "b1", cover: new File([PNG], "b.png") });
+  batch.collection("albums").update(first.id, { "attachments+": new File(["x"], "x.txt") });
+  const out = await batch.send();
+  assert.equal(out.length, 2);
+  assert.equal(out[0].status, 200);
+  // PocketBase names batch files after an intermediate random name; Basalt after the
+  // client's, as in a single create: both are a safe name with the detected extension.
+  assert.match(out[0].body.cover, /^b[a-z0-9_]*\.png$/);
+  assert.equal(out[1].body.attachments.length, 1);
+  const res = await fetch(pb.files.getURL(out[0].body, out[0].body.cover));
+  assert.deepEqual(Buffer.from(await res.arrayBuffer()), PNG);
+});

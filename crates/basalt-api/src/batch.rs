@@ -11,7 +11,7 @@ use basalt_service::batch::{self, BatchRequest, BatchWrite};
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
-use crate::body::Body;
+use crate::body::BatchBody;
 use crate::error::ApiResult;
 use crate::request_info::HttpMeta;
 
@@ -42,19 +42,39 @@ fn parse_sub(v: &Value) -> Option<BatchRequest> {
         ("DELETE", Some(id)) => Some(BatchWrite::Delete { id }),
         _ => None,
     };
-    Some(BatchRequest { collection, write })
+    Some(BatchRequest {
+        collection,
+        write,
+        uploads: Vec::new(),
+    })
+}
+
+/// Which sub-request and field a batch's file part names: PocketBase's SDK sends
+/// `requests.N.FIELD` (the field possibly with a `+`/`-` modifier).
+pub(crate) fn file_target(part: &str) -> Option<(usize, &str)> {
+    let rest = part.strip_prefix("requests.")?;
+    let (n, field) = rest.split_once('.')?;
+    Some((n.parse().ok()?, field))
 }
 
 pub(crate) async fn batch(
     State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
-    Body(body): Body,
+    BatchBody { body, uploads }: BatchBody,
 ) -> ApiResult<Json<Value>> {
-    let requests = match body.get("requests") {
+    let mut requests: Option<Vec<Option<BatchRequest>>> = match body.get("requests") {
         Some(Value::Array(requests)) => Some(requests.iter().map(parse_sub).collect()),
         _ => None,
     };
+    // Files join their sub-request; a part naming none is ignored, as an unknown field is.
+    if let Some(requests) = &mut requests {
+        for (index, up) in uploads {
+            if let Some(Some(r)) = requests.get_mut(index) {
+                r.uploads.push(up);
+            }
+        }
+    }
     // Rules of a batch see its headers, not its query string.
     let meta = HttpMeta {
         query: &HashMap::new(),

@@ -46,6 +46,103 @@ impl FromRequest<ApiState> for RecordBody {
     }
 }
 
+/// An upload whose client sent nothing for the idle timeout.
+fn request_timeout() -> ApiError {
+    ApiError::new(axum::http::StatusCode::REQUEST_TIMEOUT, "Request timeout.")
+}
+
+/// A batch's body: its fields (`@jsonPayload` in a multipart body) and the files of its
+/// sub-requests (parts named `requests.N.FIELD`), spooled before their collections are
+/// known; each is checked against its field when its sub-request stores it.
+pub struct BatchBody {
+    pub body: Map<String, Value>,
+    pub uploads: Vec<(usize, Upload)>,
+}
+
+impl FromRequest<ApiState> for BatchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let ct = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !ct.starts_with("multipart/form-data") {
+            let (body, _) = read(req, state, false).await?;
+            return Ok(BatchBody {
+                body,
+                uploads: vec![],
+            });
+        }
+        let idle = req
+            .extensions()
+            .get::<crate::idle_body::IdleBounded>()
+            .map(|b| b.timed_out.clone());
+        let timed_out = || idle.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+        let fail = |e: MultipartError| {
+            if timed_out() {
+                request_timeout()
+            } else {
+                multipart_error(e)
+            }
+        };
+        let mut mp = Multipart::from_request(req, state)
+            .await
+            .map_err(|_| invalid_body())?;
+        let mut out = Map::new();
+        let mut uploads = Vec::new();
+        while let Some(field) = mp.next_field().await.map_err(fail)? {
+            let name = field.name().unwrap_or_default().to_string();
+            if let Some(file_name) = field.file_name().map(str::to_string) {
+                let Some((index, target)) = crate::batch::file_target(&name) else {
+                    continue;
+                };
+                let target = target.to_string();
+                let too_large = AtomicBool::new(false);
+                let up = files::spool_unchecked(
+                    &state.service,
+                    &target,
+                    &file_name,
+                    field,
+                    |e: MultipartError| {
+                        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                            too_large.store(true, Ordering::Relaxed);
+                        }
+                        ServiceError::bad_request(
+                            "Something went wrong while processing your request.",
+                        )
+                    },
+                )
+                .await;
+                match up {
+                    Ok(up) => uploads.push((index, up)),
+                    Err(_) if timed_out() => return Err(request_timeout()),
+                    Err(_) if too_large.load(Ordering::Relaxed) => {
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "Request entity too large.",
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
+            let text = field.text().await.map_err(fail)?;
+            if name == "@jsonPayload" {
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(o)) => out.extend(o),
+                    _ => return Err(invalid_body()),
+                }
+            } else {
+                push_form_value(&mut out, name, text);
+            }
+        }
+        Ok(BatchBody { body: out, uploads })
+    }
+}
+
 fn multipart_error(e: MultipartError) -> ApiError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(e.status(), "Request entity too large.")
@@ -83,12 +180,23 @@ async fn read(
         } else {
             "Failed to update record."
         };
+        let idle = req
+            .extensions()
+            .get::<crate::idle_body::IdleBounded>()
+            .map(|b| b.timed_out.clone());
+        let timed_out = || idle.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
         let mut mp = Multipart::from_request(req, state)
             .await
             .map_err(|_| invalid_body())?;
         let mut out = Map::new();
         let mut uploads = Vec::new();
-        while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
+        while let Some(field) = mp.next_field().await.map_err(|e| {
+            if timed_out() {
+                request_timeout()
+            } else {
+                multipart_error(e)
+            }
+        })? {
             let name = field.name().unwrap_or_default().to_string();
             if let Some(file_name) = field.file_name().map(str::to_string) {
                 let Some(collection) = &collection else {
@@ -117,6 +225,7 @@ async fn read(
                 .await;
                 match up {
                     Ok(up) => uploads.extend(up),
+                    Err(_) if timed_out() => return Err(request_timeout()),
                     Err(_) if too_large.load(Ordering::Relaxed) => {
                         return Err(ApiError::new(
                             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,7 +236,13 @@ async fn read(
                 }
                 continue;
             }
-            let text = field.text().await.map_err(multipart_error)?;
+            let text = field.text().await.map_err(|e| {
+                if timed_out() {
+                    request_timeout()
+                } else {
+                    multipart_error(e)
+                }
+            })?;
             if name == "@jsonPayload" {
                 match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(o)) => out.extend(o),

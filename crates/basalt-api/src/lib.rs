@@ -13,6 +13,7 @@ mod cors;
 mod error;
 mod files;
 mod hot_get;
+mod idle_body;
 mod json;
 mod middleware;
 mod oauth2;
@@ -200,6 +201,7 @@ pub fn router(state: ApiState, config: &ApiConfig) -> ApiService {
             get(backups::download).delete(backups::delete),
         )
         .route("/api/backups/{key}/restore", post(backups::restore))
+        .route("/api/settings/test/s3", post(settings::test_s3))
         .route(
             "/api/realtime",
             get(realtime::connect).post(realtime::set_subscriptions),

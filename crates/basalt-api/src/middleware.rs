@@ -19,9 +19,9 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
+use crate::idle_body::{IdleBody, IdleBounded};
 use crate::{ApiConfig, ApiState};
 
 pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -277,6 +277,8 @@ pub(crate) type Stack = BoxCloneSyncService<Request, Response, Infallible>;
 pub(crate) struct BodyLimit {
     base: u64,
     store: basalt_store::Store,
+    /// How long an upload's body may send nothing (the request timeout's value).
+    idle: std::time::Duration,
 }
 
 async fn limit_body(State(l): State<BodyLimit>, req: Request, next: Next) -> Response {
@@ -289,7 +291,10 @@ async fn limit_body(State(l): State<BodyLimit>, req: Request, next: Next) -> Res
     let collection = (multipart && matches!(*req.method(), Method::POST | Method::PATCH))
         .then(|| crate::body::records_collection(req.uri().path()))
         .flatten();
-    if let Some(c) = collection.and_then(|name| l.store.schema().find(&name).cloned()) {
+    if let Some(c) = collection
+        .as_deref()
+        .and_then(|name| l.store.schema().find(name).cloned())
+    {
         limit = basalt_service::files::body_limit(&c, limit);
     }
     // A backup upload is as large as the backup; the archive's own bounds apply to it.
@@ -305,8 +310,33 @@ async fn limit_body(State(l): State<BodyLimit>, req: Request, next: Next) -> Res
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    next.run(req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit))))
-        .await
+    let mut req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
+    let batch_upload = multipart && req.uri().path() == "/api/batch";
+    if collection.is_some() || batch_upload {
+        // An upload takes as long as the link needs: bounded by idleness, not total time.
+        let bounded = IdleBounded {
+            timed_out: Arc::default(),
+        };
+        let flag = bounded.timed_out.clone();
+        req.extensions_mut().insert(bounded);
+        req = req.map(|b| axum::body::Body::new(IdleBody::new(b, l.idle, flag)));
+    }
+    next.run(req).await
+}
+
+/// The whole-request timeout, for every request but the uploads bounded by idleness.
+async fn timeout_unless_upload(
+    State(timeout): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.extensions().get::<IdleBounded>().is_some() {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }
 
 pub(crate) fn layers(
@@ -333,14 +363,15 @@ pub(crate) fn layers(
             BodyLimit {
                 base: config.body_limit_bytes as u64,
                 store: state.service.store.clone(),
+                idle: config.request_timeout,
             },
             limit_body,
         ))
         // The limit above is the only one: axum's own 2 MB default for extractors is off.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(from_fn_with_state(
             config.request_timeout,
+            timeout_unless_upload,
         ))
         .service(routed);
     BoxCloneSyncService::new(stack)

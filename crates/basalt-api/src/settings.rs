@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use basalt_service::{Caller, settings};
 use serde_json::Value;
 
@@ -20,4 +21,16 @@ pub(crate) async fn update(
     Ok(Json(
         settings::update(&state.service, &caller, patch).await?,
     ))
+}
+
+/// `POST /api/settings/test/s3` with PocketBase's body `{"filesystem": "storage"|"backups"}`.
+pub(crate) async fn test_s3(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(body): Json<Value>,
+) -> ApiResult<StatusCode> {
+    caller.require_superuser()?;
+    let target = settings::S3Target::parse(body.get("filesystem"))?;
+    settings::test_s3(&state.service, &caller, target).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -12,6 +12,7 @@ mod error;
 mod key;
 mod local;
 mod s3;
+mod s3_http;
 pub mod sniff;
 mod storage;
 pub mod thumbs;

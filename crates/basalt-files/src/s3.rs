@@ -12,11 +12,12 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, PutPayload, RetryConfig,
-    WriteMultipart,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig, WriteMultipart,
 };
 use tokio::io::AsyncRead;
 
+use crate::s3_http::ReqwestConnector;
 use crate::storage::{CHUNK, read_limited};
 use crate::{ByteRange, Download, ObjectKey, ObjectMeta, Storage, StorageError};
 
@@ -75,13 +76,9 @@ impl S3Storage {
             })
             .with_access_key_id(&settings.access_key)
             .with_secret_access_key(&settings.secret)
+            .with_http_connector(ReqwestConnector)
             .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(settings.endpoint.starts_with("http://"))
-                    .with_connect_timeout(Duration::from_secs(5))
-                    // A download streams for as long as its client reads; stalls are
-                    // bounded by the caller, not by a whole-request deadline.
-                    .with_timeout_disabled(),
+                ClientOptions::new().with_allow_http(settings.endpoint.starts_with("http://")),
             )
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {

@@ -47,6 +47,43 @@ impl ProviderClient {
         })
     }
 
+    /// Downloads the image at a user's `avatar_url` (http or https, no redirects, the
+    /// client's time bound), refusing a body over `max_bytes`: the avatar PocketBase's
+    /// `mappedFields.avatarURL` stores into a file field.
+    pub async fn download_avatar(
+        &self,
+        avatar_url: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, OAuth2Error> {
+        let url = url::Url::parse(avatar_url).map_err(|e| OAuth2Error::Avatar(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(OAuth2Error::Avatar(format!("scheme {}", url.scheme())));
+        }
+        let mut res = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| OAuth2Error::Avatar(e.without_url().to_string()))?;
+        if !res.status().is_success() {
+            return Err(OAuth2Error::Avatar(format!("status {}", res.status())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res
+            .chunk()
+            .await
+            .map_err(|e| OAuth2Error::Avatar(e.without_url().to_string()))?
+        {
+            if (body.len() + chunk.len()) as u64 > max_bytes {
+                return Err(OAuth2Error::Avatar(format!(
+                    "larger than {max_bytes} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
     /// Remembers the name Apple posted with `code` (its `user` JSON) for the exchange.
     pub fn remember_apple_name(&self, code: &str, user_json: &str) {
         let Ok(v) = serde_json::from_str::<Value>(user_json) else {

@@ -44,6 +44,8 @@ pub enum OAuth2Error {
     IdToken(String),
     #[error("client secret could not be built: {0}")]
     ClientSecret(String),
+    #[error("avatar download failed: {0}")]
+    Avatar(String),
 }
 
 /// Resolves a collection's provider entry against its preset.

@@ -14,12 +14,15 @@ use crate::records::{
 use crate::{Caller, RequestMeta, Services, request_info};
 
 /// One sub-request of a batch: a write of `collection`'s records.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BatchRequest {
     pub collection: String,
     /// `None` when the protocol's request names no write (refused in its turn once the
     /// collection is found, as PocketBase does).
     pub write: Option<BatchWrite>,
+    /// Files of this sub-request ([`crate::files::spool_unchecked`]ed): for a create or
+    /// an update, stored before the transaction and removed again unless it commits.
+    pub uploads: Vec<crate::files::Upload>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +85,36 @@ pub async fn run(
         return Err(ServiceError::bad_request("Failed to load the submitted data due to invalid formatting.")
             .with_data(json!({"requests": {"code": "validation_length_too_long", "message": format!("The length must be no more than {max}.")}})));
     }
+    let mut stored = Vec::new();
+    match prepare(svc, caller, requests, &mut stored).await {
+        Ok((ops, targets)) => match commit(svc, caller, meta, ops, targets).await {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                discard(svc, stored).await;
+                Err(e)
+            }
+        },
+        Err(e) => {
+            discard(svc, stored).await;
+            Err(e)
+        }
+    }
+}
+
+async fn discard(svc: &Services, stored: Vec<crate::files::Stored>) {
+    for s in stored {
+        s.discard(svc).await;
+    }
+}
+
+/// The writes of `requests`, with their files stored (noted in `stored`, so they can be
+/// removed if anything fails).
+async fn prepare(
+    svc: &Services,
+    caller: &Caller,
+    requests: Vec<Option<BatchRequest>>,
+    stored: &mut Vec<crate::files::Stored>,
+) -> ServiceResult<(Vec<WriteOp>, Vec<Arc<Collection>>)> {
     let mut ops = Vec::with_capacity(requests.len());
     let mut targets: Vec<Arc<Collection>> = Vec::with_capacity(requests.len());
     for (i, r) in requests.into_iter().enumerate() {
@@ -96,12 +129,44 @@ pub async fn run(
                 let access =
                     access_for(&rule(svc, &c, Action::Create), caller).ok_or_else(denied)?;
                 prepare_auth_input(svc, &c, &mut body, caller, Target::Create).await?;
+                let names = if r.uploads.is_empty() {
+                    Vec::new()
+                } else {
+                    // Files are stored under the record's id: draw it now when the body
+                    // names none.
+                    let id = match body.get("id") {
+                        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+                        _ => {
+                            let id = basalt_schema::id::random_id(15);
+                            body.insert("id".into(), Value::String(id.clone()));
+                            id
+                        }
+                    };
+                    store_files(
+                        svc,
+                        &c,
+                        &id,
+                        &mut body,
+                        r.uploads,
+                        (i, "Failed to create record."),
+                        stored,
+                    )
+                    .await?
+                };
                 WriteOp::Create {
-                    uploads: Vec::new(),
+                    uploads: names,
                     collection: c.clone(),
                     input: body,
                     access,
                 }
+            }
+            Some(BatchWrite::Upsert { .. } | BatchWrite::Delete { .. })
+                if !r.uploads.is_empty() =>
+            {
+                return Err(request_error(
+                    i,
+                    "File uploads are only accepted by record create and update.",
+                ));
             }
             Some(BatchWrite::Upsert { mut body }) => {
                 let create_access =
@@ -139,8 +204,18 @@ pub async fn run(
                 let access =
                     access_for(&rule(svc, &c, Action::Update), caller).ok_or_else(denied)?;
                 prepare_auth_input(svc, &c, &mut body, caller, Target::Update(&id)).await?;
+                let names = store_files(
+                    svc,
+                    &c,
+                    &id,
+                    &mut body,
+                    r.uploads,
+                    (i, "Failed to update record."),
+                    stored,
+                )
+                .await?;
                 WriteOp::Update {
-                    uploads: Vec::new(),
+                    uploads: names,
                     collection: c.clone(),
                     id,
                     input: body,
@@ -163,11 +238,58 @@ pub async fn run(
         targets.push(c);
         ops.push(op);
     }
+    Ok((ops, targets))
+}
+
+/// Stores sub-request `i`'s files for record `id` and names them in `body`.
+async fn store_files(
+    svc: &Services,
+    c: &Collection,
+    id: &str,
+    body: &mut Map<String, Value>,
+    uploads: Vec<crate::files::Upload>,
+    (i, message): (usize, &str),
+    stored: &mut Vec<crate::files::Stored>,
+) -> ServiceResult<Vec<String>> {
+    if uploads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let s = crate::files::store(svc, c, id, body, uploads, message)
+        .await
+        .map_err(|e| {
+            // A storage outage stays a 5xx; the client's fault is the sub-request's.
+            if matches!(
+                e.kind,
+                crate::ErrorKind::Internal | crate::ErrorKind::Unavailable
+            ) {
+                return e;
+            }
+            ServiceError::bad_request("Batch transaction failed.").with_data(json!({
+                "requests": { i.to_string(): {
+                    "code": "batch_request_failed",
+                    "message": "Batch request failed.",
+                    "response": e.body(),
+                }}
+            }))
+        })?;
+    let names = s.names.clone();
+    stored.push(s);
+    Ok(names)
+}
+
+/// Runs the prepared writes in one transaction.
+async fn commit(
+    svc: &Services,
+    caller: &Caller,
+    meta: &dyn RequestMeta,
+    ops: Vec<WriteOp>,
+    targets: Vec<Arc<Collection>>,
+) -> ServiceResult<Vec<Option<Map<String, Value>>>> {
     let mut req = request_info(caller, "POST", meta, Map::new());
     req.context = "batch".into();
     let req = Arc::new(req);
     let messages: Vec<&str> = ops.iter().map(op_message).collect();
-    let results = svc.store.write(ops, req).await.map_err(|e| {
+    let results = crate::files::write(svc, ops, req).await.map_err(|e| {
         // A failed sub-request reports the message its own endpoint would have used.
         let msg = match &e {
             basalt_store::StoreError::Batch { index, .. } => messages

@@ -136,20 +136,22 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
             json!({"smtp": {"requireTLS": {"code": "validation_invalid_value", "message": "Must be a boolean."}}}),
         ));
     }
-    // Accept only what we do: file storage and backups on S3 are not wired yet.
-    for (path, doc) in [("s3", &s["s3"]), ("backups.s3", &s["backups"]["s3"])] {
-        if doc["enabled"] == json!(true) {
-            let leaf = json!({"enabled": {"code": "validation_not_supported",
-                "message": format!("{path}.enabled is not supported yet: files are stored on local disk.")}});
-            let data = match path {
-                "s3" => json!({"s3": leaf}),
-                _ => json!({"backups": {"s3": leaf}}),
-            };
-            return Err(ServiceError::bad_request(
-                "An error occurred while validating the submitted data.",
-            )
-            .with_data(data));
-        }
+    if let Some(data) = s3_errors(&s["s3"]) {
+        return Err(ServiceError::bad_request(SAVE_FAILED).with_data(json!({"s3": data})));
+    }
+    if let Some(cfg) = crate::files::s3_settings(&s["s3"])
+        && let Err(e) = basalt_files::S3Storage::new(&cfg)
+    {
+        return Err(
+            ServiceError::bad_request(SAVE_FAILED).with_data(json!({"s3": {"endpoint": {
+            "code": "validation_invalid_value", "message": e.to_string()}}})),
+        );
+    }
+    // Accept only what we do: backups on S3 are not wired yet.
+    if s["backups"]["s3"]["enabled"] == json!(true) {
+        return Err(ServiceError::bad_request(SAVE_FAILED).with_data(json!({"backups": {"s3": {
+            "enabled": {"code": "validation_not_supported",
+                "message": "backups.s3.enabled is not supported yet: backups are stored on local disk."}}}})));
     }
     check_backups(&s["backups"])?;
     let batch = &s["batch"];
@@ -164,5 +166,125 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
         .set_param("settings", s.clone())
         .await
         .map_err(|e| ServiceError::from_store(e, "Failed to save settings."))?;
+    // New uploads go where the saved settings say from now on.
+    crate::files::use_settings(svc, &s)?;
     Ok(redacted(s))
+}
+
+/// PocketBase's answer to settings it refuses.
+const SAVE_FAILED: &str = "An error occurred while saving the new settings.";
+
+/// What is wrong with an `s3` section (PocketBase's checks: every connection field is
+/// required once it is enabled, the endpoint a URL), as its error `data`; `None` when
+/// it can be used.
+fn s3_errors(section: &Value) -> Option<Value> {
+    let mut errs = serde_json::Map::new();
+    for key in ["enabled", "forcePathStyle"] {
+        if !section[key].is_boolean() && !section[key].is_null() {
+            errs.insert(
+                key.into(),
+                json!({"code": "validation_invalid_value", "message": "Must be a boolean."}),
+            );
+        }
+    }
+    for key in ["bucket", "region", "endpoint", "accessKey", "secret"] {
+        if !section[key].is_string() && !section[key].is_null() {
+            errs.insert(
+                key.into(),
+                json!({"code": "validation_invalid_value", "message": "Must be a string."}),
+            );
+        }
+    }
+    if section["enabled"] == json!(true) {
+        for key in ["accessKey", "bucket", "endpoint", "region", "secret"] {
+            if section[key].as_str().is_none_or(|v| v.trim().is_empty()) {
+                errs.entry(key).or_insert(
+                    json!({"code": "validation_required", "message": "Cannot be blank."}),
+                );
+            }
+        }
+        if let Some(endpoint) = section["endpoint"].as_str().filter(|e| !e.is_empty())
+            && !is_http_url(endpoint)
+        {
+            // PocketBase takes any URL; only http(s) reaches an S3 server, so only that is
+            // accepted.
+            errs.insert(
+                "endpoint".into(),
+                json!({"code": "validation_is_url", "message": "Must be a valid URL."}),
+            );
+        }
+    }
+    (!errs.is_empty()).then_some(Value::Object(errs))
+}
+
+/// `http://host[:port][/...]` or `https://...` with a host and nothing that needs escaping.
+fn is_http_url(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    !host.is_empty()
+        && !host.starts_with(':')
+        && s.bytes().all(|b| b.is_ascii_graphic())
+        && !host.contains(['@', '?', '#'])
+}
+
+/// Which S3 settings `POST /api/settings/test/s3` tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Target {
+    /// The record files' (`s3`).
+    Storage,
+    /// The backups' (`backups.s3`).
+    Backups,
+}
+
+const TEST_FAILED: &str = "Failed to test the S3 filesystem.";
+
+impl S3Target {
+    /// PocketBase's `filesystem` body value; a 400 naming it otherwise.
+    pub fn parse(filesystem: Option<&Value>) -> ServiceResult<S3Target> {
+        match filesystem.and_then(Value::as_str) {
+            Some("storage") => Ok(S3Target::Storage),
+            Some("backups") => Ok(S3Target::Backups),
+            None | Some("") => Err(ServiceError::bad_request(TEST_FAILED).with_data(json!({
+                "filesystem": {"code": "validation_required", "message": "Cannot be blank."}}))),
+            Some(_) => Err(ServiceError::bad_request(TEST_FAILED).with_data(json!({
+                "filesystem": {"code": "validation_in_invalid", "message": "Must be a valid value."}}))),
+        }
+    }
+}
+
+/// Checks that the saved S3 settings of `target` work: a small object is written to the
+/// bucket and deleted again. Failures are a 400 saying why, as PocketBase answers (the
+/// caller is a superuser checking their own settings).
+pub async fn test_s3(svc: &Services, caller: &Caller, target: S3Target) -> ServiceResult<()> {
+    caller.require_superuser()?;
+    let s = load(svc).await?;
+    let section = match target {
+        S3Target::Storage => &s["s3"],
+        S3Target::Backups => &s["backups"]["s3"],
+    };
+    let failed = |why: String| {
+        ServiceError::bad_request(format!("{TEST_FAILED} Raw error: \n{why}.")).with_data(json!({}))
+    };
+    let Some(settings) = crate::files::s3_settings(section) else {
+        return Err(failed("S3 storage filesystem is not enabled".into()));
+    };
+    let storage = basalt_files::S3Storage::new(&settings).map_err(|e| failed(e.to_string()))?;
+    let key = basalt_files::ObjectKey::new(format!(
+        "basalt_settings_test_{}/test.txt",
+        basalt_schema::id::random_id(12)
+    ))
+    .map_err(|e| failed(e.to_string()))?;
+    let mut body: &[u8] = b"test";
+    basalt_files::Storage::put(&storage, &key, &mut body, 4)
+        .await
+        .map_err(|e| failed(format!("failed to upload a test file: {e}")))?;
+    basalt_files::Storage::delete(&storage, &key)
+        .await
+        .map_err(|e| failed(format!("failed to delete a test file: {e}")))?;
+    Ok(())
 }

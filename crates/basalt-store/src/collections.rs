@@ -140,6 +140,34 @@ fn conversion(col: &str, from: &Field, to: &Field) -> String {
 }
 
 /// Alters `old`'s table into `new`'s shape, keeping every value that survives.
+/// The names a file field about to be dropped holds, noted for deletion after commit.
+fn note_removed_files(
+    conn: &Connection,
+    c: &Collection,
+    table: &str,
+    field: &str,
+) -> Result<(), StoreError> {
+    let col = q(field);
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT id, {col} FROM {table} WHERE {col} IS NOT NULL AND {col} NOT IN ('', '[]')"
+        ))
+        .map_err(err)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })
+        .map_err(err)?;
+    for row in rows {
+        let (id, raw) = row.map_err(err)?;
+        let raw = raw.unwrap_or_default();
+        let value = serde_json::from_str::<serde_json::Value>(&raw)
+            .unwrap_or(serde_json::Value::String(raw));
+        crate::dropped_files::field_removed(c, &id, crate::dropped_files::names_in(Some(&value)));
+    }
+    Ok(())
+}
+
 pub(crate) fn migrate_table(
     conn: &Connection,
     old: &Collection,
@@ -176,6 +204,9 @@ pub(crate) fn migrate_table(
     drop_indexes(conn, &new.name)?;
     for of in &old.fields {
         if !new.fields.iter().any(|nf| nf.id == of.id) {
+            if matches!(of.kind, FieldKind::File(_)) {
+                note_removed_files(conn, new, &t, &of.name)?;
+            }
             conn.execute_batch(&format!("ALTER TABLE {t} DROP COLUMN {}", q(&of.name)))
                 .map_err(err)?;
         }
@@ -407,11 +438,25 @@ impl Store {
         id_or_name: &str,
         c: Collection,
     ) -> Result<Arc<Collection>, StoreError> {
+        Ok(self
+            .update_collection_dropping_files(id_or_name, c)
+            .await?
+            .0)
+    }
+
+    /// [`Store::update_collection`], also answering the stored files of the file fields
+    /// it removed, for the caller to delete now that the change committed.
+    pub async fn update_collection_dropping_files(
+        &self,
+        id_or_name: &str,
+        c: Collection,
+    ) -> Result<(Arc<Collection>, Vec<crate::DroppedFiles>), StoreError> {
         let key = id_or_name.to_string();
         self.write_job(move |conn, schema| {
+            crate::dropped_files::reset();
             let old = schema.find(&key).cloned().ok_or(StoreError::NotFound)?;
             let (c, next) = apply_update(conn, schema, &old, c)?;
-            Ok((Arc::new(c), Some(next)))
+            Ok(((Arc::new(c), crate::dropped_files::take()), Some(next)))
         })
         .await
     }

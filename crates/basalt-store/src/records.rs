@@ -8,6 +8,9 @@ use basalt_schema::error::FieldError;
 use basalt_schema::record::{prepare_create, prepare_update};
 use basalt_schema::value::now_string;
 use basalt_schema::{Collection, FieldKind, RequestInfo, Schema, ValidationErrors};
+
+use crate::DroppedFiles;
+use crate::dropped_files;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde_json::{Map, Value};
 
@@ -288,6 +291,7 @@ fn update(
     let stored = update_row(conn, c, id, &r)?;
     change_log::append(conn, c, id, "update", Some(&stored))?;
     record_change(schema, c, ChangeAction::Update, &stored);
+    dropped_files::record_updated(c, id, &existing, &stored);
     Ok(stored)
 }
 
@@ -313,6 +317,7 @@ pub(crate) fn delete_cascading(
     };
     change_log::append(conn, c, id, "delete", None)?;
     record_change(schema, c, ChangeAction::Delete, &before);
+    dropped_files::record_deleted(c, id);
     for other in schema.collections().iter().filter(|o| !o.is_view()) {
         for f in other
             .fields
@@ -462,7 +467,19 @@ impl Store {
         ops: Vec<WriteOp>,
         req: Arc<RequestInfo>,
     ) -> Result<Vec<WriteResult>, StoreError> {
+        Ok(self.write_dropping_files(ops, req).await?.0)
+    }
+
+    /// [`Store::write`], also answering the stored files the committed write left without
+    /// a record (deleted records, cascades included; names an update dropped), for the
+    /// caller to delete now that it committed.
+    pub async fn write_dropping_files(
+        &self,
+        ops: Vec<WriteOp>,
+        req: Arc<RequestInfo>,
+    ) -> Result<(Vec<WriteResult>, Vec<DroppedFiles>), StoreError> {
         self.write_job(move |conn, schema| {
+            dropped_files::reset();
             let single = ops.len() == 1;
             let mut out = Vec::with_capacity(ops.len());
             for (index, op) in ops.iter().enumerate() {
@@ -477,7 +494,7 @@ impl Store {
                     }
                 }
             }
-            Ok((out, None))
+            Ok(((out, dropped_files::take()), None))
         })
         .await
     }

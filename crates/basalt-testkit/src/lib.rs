@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub mod damage;
+pub mod images;
+pub mod multipart;
+pub mod s3;
 pub mod smtp;
 
 pub const SUPERUSER_EMAIL: &str = "root@example.com";

@@ -18,7 +18,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Largest accepted request body in bytes (`BASALT_BODY_LIMIT`). Default 32 MiB.
     pub body_limit: usize,
-    /// Seconds a request may run (`BASALT_REQUEST_TIMEOUT`). Default 60.
+    /// Seconds a request may run (`BASALT_REQUEST_TIMEOUT`); a multipart upload instead
+    /// fails only after this long without a byte of its body. Default 60.
     pub request_timeout: u64,
     /// Reader connections; 0 (the default) derives from the CPU count (`BASALT_DB_READERS`).
     pub db_readers: usize,

@@ -38,11 +38,10 @@ pub fn files(cfg: &Config) -> anyhow::Result<basalt_service::files::Files> {
     let spool_dir = cfg.dir.join(".upload_spool");
     std::fs::create_dir_all(&spool_dir)
         .with_context(|| format!("creating {}", spool_dir.display()))?;
-    Ok(basalt_service::files::Files {
-        storage: Arc::new(basalt_files::LocalStorage::new(cfg.dir.join("storage"))),
+    Ok(basalt_service::files::Files::new(
+        Arc::new(basalt_files::LocalStorage::new(cfg.dir.join("storage"))),
         spool_dir,
-        deletions: Default::default(),
-    })
+    ))
 }
 
 /// The configured secret, or the one generated on first start in `<dir>/secret.key`.
@@ -183,6 +182,10 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
         realtime: realtime.clone(),
         limits: auth_limits(&cfg)?,
     };
+    // The settings' `s3` section decides where record files go from the first request on.
+    basalt_service::files::apply_settings(&state.service)
+        .await
+        .map_err(|e| anyhow::anyhow!("applying the file storage settings: {}", e.message))?;
     // A diagnostic for WebSocket conformance suites only (see docs/realtime-websocket.md).
     let ws_echo = std::env::var("BASALT_WS_ECHO").is_ok_and(|v| v == "1");
     if ws_echo {

@@ -45,7 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("basalt-realtime", &["basalt-store", "basalt-schema", "basalt-telemetry", "tokio"]),
     ("basalt-oauth2", &["basalt-schema", "reqwest"]),
     // File storage (local, S3) and thumbnails: never the store, HTTP routes or SQL.
-    ("basalt-files", &["basalt-schema", "tokio"]),
+    ("basalt-files", &["basalt-schema", "tokio", "reqwest"]),
     ("basalt-auth", &[]),
     ("basalt-store", &["basalt-schema", "tokio", "rusqlite"]),
     // Pure: no IO, no runtime, no driver.

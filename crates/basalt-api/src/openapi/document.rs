@@ -633,6 +633,9 @@ fn system_paths(paths: &mut Map<String, Value>, audience: Audience) {
     }));
     paths.insert("/api/settings".into(), json!({
         "get": op("settings", "View the settings".into(), su.clone(), json!({"operationId": "view_settings", "responses": responses((200, "The settings (secrets masked).", Some(json!({"type": "object"}))), &[401, 403])})),
-        "patch": op("settings", "Update the settings".into(), su, json!({"operationId": "update_settings", "requestBody": json_body(json!({"type": "object"}), true), "responses": responses((200, "The settings.", Some(json!({"type": "object"}))), &[400, 401, 403])})),
+        "patch": op("settings", "Update the settings".into(), su.clone(), json!({"operationId": "update_settings", "requestBody": json_body(json!({"type": "object"}), true), "responses": responses((200, "The settings.", Some(json!({"type": "object"}))), &[400, 401, 403])})),
+    }));
+    paths.insert("/api/settings/test/s3".into(), json!({
+        "post": op("settings", "Test the S3 settings".into(), format!("{su} Writes and deletes a small object with the saved settings."), json!({"operationId": "test_s3", "requestBody": json_body(json!({"type": "object", "required": ["filesystem"], "properties": {"filesystem": {"type": "string", "enum": ["storage", "backups"]}}}), true), "responses": responses((204, "The bucket is reachable.", None), &[400, 401, 403])})),
     }));
 }

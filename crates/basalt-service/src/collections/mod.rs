@@ -113,11 +113,13 @@ pub async fn update(
     let mut doc = to_json(old);
     merge(&mut doc, patch);
     let c = parse_collection(doc)?;
-    let c = svc
+    let (c, dropped) = svc
         .store
-        .update_collection(name, c)
+        .update_collection_dropping_files(name, c)
         .await
         .map_err(|e| ServiceError::from_store(e, "Failed to update collection."))?;
+    // The files of removed file fields go once the change committed.
+    crate::files::delete_dropped(svc, &dropped).await;
     Ok(to_json(&c))
 }
 

@@ -134,13 +134,18 @@ pub async fn find(
 
 /// The first bytes of an object and its metadata.
 async fn sniff_head(svc: &Services, key: &ObjectKey) -> ServiceResult<(Vec<u8>, ObjectMeta)> {
-    let meta = svc.files.storage.head(key).await.map_err(storage_failed)?;
+    let meta = svc
+        .files
+        .storage()
+        .head(key)
+        .await
+        .map_err(storage_failed)?;
     if meta.size == 0 {
         return Ok((vec![], meta));
     }
     let d = svc
         .files
-        .storage
+        .storage()
         .get(
             key,
             Some(ByteRange::Bounded {
@@ -164,6 +169,9 @@ async fn collect(mut d: Download, max: u64) -> ServiceResult<Vec<u8>> {
     Ok(out)
 }
 
+/// The largest file a thumb is made from.
+const MAX_THUMB_SOURCE: u64 = 64 << 20;
+
 /// The thumb `spec` of a file: the stored one, or made now (on a blocking thread, with
 /// decode limits) and stored for the next request.
 #[allow(clippy::too_many_arguments)]
@@ -179,12 +187,19 @@ async fn thumb_of(
 ) -> Result<FileTarget, String> {
     let key =
         ObjectKey::thumb(collection_id, record_id, filename, spec).map_err(|e| e.to_string())?;
-    let meta = match svc.files.storage.head(&key).await {
+    let meta = match svc.files.storage().head(&key).await {
         Ok(m) => m,
         Err(StorageError::NotFound(_)) => {
+            // The source is decoded in memory: past this size the original is served
+            // rather than holding it (any image within the decode limits is far smaller).
+            if original_size > MAX_THUMB_SOURCE {
+                return Err(format!(
+                    "thumb source of {original_size} bytes is too large"
+                ));
+            }
             let d = svc
                 .files
-                .storage
+                .storage()
                 .get(original, None)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -197,7 +212,7 @@ async fn thumb_of(
             .map_err(|e| e.to_string())?;
             let mut body: &[u8] = &thumb.bytes;
             svc.files
-                .storage
+                .storage()
                 .put(&key, &mut body, u64::MAX)
                 .await
                 .map_err(|e| e.to_string())?
@@ -219,7 +234,7 @@ pub async fn open(
     target: &FileTarget,
     range: Option<ByteRange>,
 ) -> Result<Download, OpenError> {
-    match svc.files.storage.get(&target.key, range).await {
+    match svc.files.storage().get(&target.key, range).await {
         Ok(d) => Ok(d),
         Err(StorageError::RangeNotSatisfiable { size }) => Err(OpenError::Range { size }),
         Err(e) => Err(OpenError::Failed(storage_failed(e))),

@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime};
 
 use basalt_files::ObjectMeta;
 use basalt_schema::RequestInfo;
-use basalt_store::{Access, Store};
+use basalt_store::{Access, Store, file_names};
 
-use super::{Files, file_names};
+use super::Files;
 
 /// How a sweep runs.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +75,7 @@ pub async fn sweep(
     opts: SweepOptions,
 ) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
-    let objects = files.storage.list_all().await?;
+    let objects = files.storage().list_all().await?;
     report.examined = objects.len() as u64;
     let now = SystemTime::now();
     // Record files sit at `{c}/{r}/{name}` and thumbs at `{c}/{r}/thumbs_{name}/...`; keys
@@ -151,7 +151,7 @@ pub async fn sweep(
     // A backup running now may be copying a file its snapshot names: wait for it.
     let _pass = files.deletions.pass().await;
     for key in orphans {
-        match files.storage.delete(&key).await {
+        match files.storage().delete(&key).await {
             Ok(()) => report.removed += 1,
             Err(e) => tracing::warn!(%key, error = %e, "removing an orphaned file failed"),
         }

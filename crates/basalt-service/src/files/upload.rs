@@ -132,6 +132,49 @@ where
     }))
 }
 
+/// Spools a file part whose collection is not known yet (a batch's `requests.N.FIELD`
+/// parts arrive before the `@jsonPayload` naming their collections), up to `max_size`
+/// bytes (the body limit); the field's own limits are checked when it is stored.
+pub async fn spool_unchecked<S, E>(
+    svc: &Services,
+    part: &str,
+    original_name: &str,
+    mut chunks: S,
+    broken: impl Fn(E) -> ServiceError,
+) -> ServiceResult<Upload>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let dir = svc.files.spool_dir.clone();
+    let std_file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
+        .await
+        .map_err(spool_failed)?
+        .map_err(spool_failed)?;
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut size = 0u64;
+    let mut head = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(&broken)?;
+        size += chunk.len() as u64;
+        if head.len() < sniff::SNIFF_LEN {
+            let take = (sniff::SNIFF_LEN - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        file.write_all(&chunk).await.map_err(spool_failed)?;
+    }
+    file.flush().await.map_err(spool_failed)?;
+    file.seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(spool_failed)?;
+    Ok(Upload {
+        part: part.to_string(),
+        original_name: original_name.to_string(),
+        file,
+        size,
+        head,
+    })
+}
+
 /// Files put into storage for one write: deleted again unless the write commits.
 #[derive(Debug, Default)]
 pub(crate) struct Stored {
@@ -143,7 +186,7 @@ impl Stored {
     /// Removes the files of a write that did not commit.
     pub(crate) async fn discard(self, svc: &Services) {
         for key in self.keys {
-            if let Err(e) = svc.files.storage.delete(&key).await {
+            if let Err(e) = svc.files.storage().delete(&key).await {
                 tracing::warn!(%key, error = %e, "removing an upload of a failed write failed");
             }
         }
@@ -172,6 +215,10 @@ pub(crate) async fn store(
         let Some((field, o, place)) = file_field(c, &up.part) else {
             continue;
         };
+        if let Err(e) = o.check_size(&up.original_name, up.size) {
+            errs.add(field, e);
+            continue;
+        }
         let detected = sniff::detect(&up.head, up.head.len() as u64 == up.size);
         let name = stored_file_name(&up.original_name, detected.ext);
         if let Err(e) = o.check_mime(&name, detected.mime) {
@@ -200,7 +247,7 @@ pub(crate) async fn store(
                 return Err(ServiceError::validation(message, &errs));
             }
         };
-        if let Err(e) = svc.files.storage.put(&key, &mut up.file, *max).await {
+        if let Err(e) = svc.files.storage().put(&key, &mut up.file, *max).await {
             stored.discard(svc).await;
             return Err(storage_failed(e));
         }

@@ -255,9 +255,7 @@ async fn write_one(
     req: Arc<RequestInfo>,
     message: &str,
 ) -> ServiceResult<Found> {
-    let mut out = svc
-        .store
-        .write(vec![op], req.clone())
+    let mut out = files::write(svc, vec![op], req.clone())
         .await
         .map_err(|e| ServiceError::from_store(e, message))?;
     let record = out.pop().flatten().ok_or_else(ServiceError::internal)?;
@@ -374,12 +372,6 @@ pub async fn update(
     let (c, access) = writable(svc, &name, caller, Action::Update)?;
     let req = write_request(caller, "PATCH", meta, &access, expanding, &body);
     prepare_auth_input(svc, &c, &mut body, caller, Target::Update(&id)).await?;
-    // The files the record holds now, to delete those the write drops once it commits.
-    let before = if files::has_file_fields(&c) {
-        load_unrestricted(svc, &c, &id, MESSAGE).await?
-    } else {
-        None
-    };
     let stored = if uploads.is_empty() {
         files::Stored::default()
     } else {
@@ -393,12 +385,7 @@ pub async fn update(
         access,
     };
     match write_one(svc, c.clone(), op, req, MESSAGE).await {
-        Ok(found) => {
-            if let Some(before) = &before {
-                files::delete_dropped(svc, &c, &id, before, &found.record).await;
-            }
-            Ok(found)
-        }
+        Ok(found) => Ok(found),
         Err(e) => {
             stored.discard(svc).await;
             Err(e)
@@ -420,21 +407,18 @@ pub async fn delete(
     } else {
         Arc::new(RequestInfo::default())
     };
-    let with_files = files::has_file_fields(&c);
-    svc.store
-        .write(
-            vec![WriteOp::Delete {
-                collection: c.clone(),
-                id: id.clone(),
-                access,
-            }],
-            req,
-        )
-        .await
-        .map_err(|e| ServiceError::from_store(e, "Failed to delete record."))?;
-    if with_files {
-        files::delete_prefix(svc, basalt_files::ObjectKey::record_prefix(&c.id, &id)).await;
-    }
+    // Its files (and those of records its deletion cascades to) go once it committed.
+    files::write(
+        svc,
+        vec![WriteOp::Delete {
+            collection: c.clone(),
+            id: id.clone(),
+            access,
+        }],
+        req,
+    )
+    .await
+    .map_err(|e| ServiceError::from_store(e, "Failed to delete record."))?;
     Ok(())
 }
 

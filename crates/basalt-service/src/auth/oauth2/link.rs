@@ -288,6 +288,10 @@ async fn create(
         if field.is_empty() || value.is_empty() || payload.contains_key(field.as_str()) {
             continue;
         }
+        if field == &mapped.avatar_url && is_file_field(c, field) {
+            // A file field gets the image itself, downloaded below.
+            continue;
+        }
         if field == &mapped.username
             && svc
                 .store
@@ -316,6 +320,7 @@ async fn create(
     };
     payload.insert("id".into(), Value::String(id.clone()));
     let req = Arc::new(oauth2_request(payload.clone()));
+    let stored = avatar(svc, c, &mapped.avatar_url, user, &id, &mut payload).await;
     let mut ops = Vec::new();
     if let Some(l) = stale_link {
         // The link pointed to a deleted record.
@@ -327,19 +332,23 @@ async fn create(
     }
     let at = ops.len();
     ops.push(WriteOp::Create {
-        uploads: Vec::new(),
+        uploads: stored.names.clone(),
         collection: c.clone(),
         input: payload,
         access,
     });
     ops.push(link_op(ea, c, &id, provider, user));
-    let out = svc.store.write(ops, req).await.map_err(|e| {
-        // A batch error wraps the failing operation's own error.
-        match e {
-            basalt_store::StoreError::Batch { source, .. } => store_err(*source),
-            other => store_err(other),
+    let out = match crate::files::write(svc, ops, req).await {
+        Ok(out) => out,
+        Err(e) => {
+            stored.discard(svc).await;
+            // A batch error wraps the failing operation's own error.
+            return Err(match e {
+                basalt_store::StoreError::Batch { source, .. } => store_err(*source),
+                other => store_err(other),
+            });
         }
-    })?;
+    };
     let record = out
         .into_iter()
         .nth(at)
@@ -369,5 +378,56 @@ pub(super) async fn auth_rule_admits(
             .is_some()),
         Some(RuleSlot::Locked) => Ok(false),
         _ => Ok(true),
+    }
+}
+
+fn is_file_field(c: &Collection, name: &str) -> bool {
+    c.field(name)
+        .is_some_and(|f| matches!(f.kind, basalt_schema::FieldKind::File(_)))
+}
+
+/// PocketBase's `mappedFields.avatarURL` on a file field: the provider's avatar is
+/// downloaded (bounded by the field's size limit and the OAuth2 client's timeout), then
+/// checked and stored like an upload for the new record `id`. An avatar that cannot be
+/// fetched or fails the field's checks is left out; the sign-up goes on without it.
+async fn avatar(
+    svc: &Services,
+    c: &Collection,
+    field: &str,
+    user: &AuthUser,
+    id: &str,
+    payload: &mut Map<String, Value>,
+) -> crate::files::Stored {
+    let none = crate::files::Stored::default();
+    let Some(basalt_schema::FieldKind::File(o)) = c.field(field).map(|f| &f.kind) else {
+        return none;
+    };
+    if user.avatar_url.is_empty() || payload.contains_key(field) {
+        return none;
+    }
+    let bytes = match svc
+        .oauth2
+        .download_avatar(&user.avatar_url, o.max_file_size())
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::info!(error = %e, "oauth2 avatar not stored");
+            return none;
+        }
+    };
+    let chunks =
+        futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes::Bytes::from(bytes))]);
+    let up = match crate::files::spool_unchecked(svc, field, "avatar", chunks, |e| match e {}).await
+    {
+        Ok(up) => up,
+        Err(_) => return none,
+    };
+    match crate::files::store(svc, c, id, payload, vec![up], FAILED).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::info!(error = %e.message, "oauth2 avatar refused by its field");
+            none
+        }
     }
 }

@@ -95,7 +95,7 @@ fn exchange_failed(e: OAuth2Error) -> ServiceError {
         OAuth2Error::UnknownProvider(_) | OAuth2Error::Misconfigured(_) => {
             ServiceError::bad_request("Missing or invalid provider config.")
         }
-        OAuth2Error::IdToken(_) | OAuth2Error::UserInfo(_) => {
+        OAuth2Error::IdToken(_) | OAuth2Error::UserInfo(_) | OAuth2Error::Avatar(_) => {
             ServiceError::bad_request("Failed to fetch OAuth2 user.")
         }
     }

@@ -1,0 +1,343 @@
+//! Hostile uploads over HTTP: an image bomb asked for a thumb, truncated multipart
+//! bodies, file names meant to escape or confuse storage, and S3 going away. Each gets a
+//! clear answer (2xx with a safe stored name, a 4xx, or a 5xx for the outage) and leaves
+//! no partial record and no stored file without its record; the server lives on.
+
+use std::path::Path;
+
+use basalt_testkit::TestServer;
+use basalt_testkit::images::crc32;
+use basalt_testkit::multipart::{BOUNDARY, send, send_body};
+use basalt_testkit::s3::Moto;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_basalt");
+
+fn stored(s: &TestServer) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else {
+                out.push(
+                    p.strip_prefix(root)
+                        .expect("under root")
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    let root = s.data_dir().join("storage");
+    let mut out = vec![];
+    walk(&root, &root, &mut out);
+    out.sort();
+    out
+}
+
+async fn docs(s: &TestServer, su: &str) -> String {
+    let (st, c) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(su),
+            Some(json!({"name": "docs",
+            "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+            "fields": [{"name": "f", "type": "file", "maxSelect": 1, "maxSize": 5_000_000,
+                        "thumbs": ["10x10"]}]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    c["id"].as_str().expect("id").to_string()
+}
+
+async fn count(s: &TestServer) -> u64 {
+    let (st, v) = s
+        .call("GET", "/api/collections/docs/records", None, None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["totalItems"].as_u64().expect("totalItems")
+}
+
+/// A PNG whose header declares `w`×`h` with one tiny IDAT: a decompression bomb's shape.
+fn bomb_png(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |t: &[u8], d: &[u8]| {
+        out.extend_from_slice(&(d.len() as u32).to_be_bytes());
+        let mut td = t.to_vec();
+        td.extend_from_slice(d);
+        out.extend_from_slice(&td);
+        out.extend_from_slice(&crc32(&td).to_be_bytes());
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0, 0, 0, 1, 0, 1]);
+    chunk(b"IEND", &[]);
+    out
+}
+
+async fn healthy(s: &TestServer) {
+    let (st, _) = s.call("GET", "/api/health", None, None).await;
+    assert_eq!(st, 200, "the server lives on");
+}
+
+#[tokio::test]
+async fn image_bombs_get_the_original_or_a_4xx_never_an_allocation() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    docs(&s, &su).await;
+    for (w, h) in [
+        (100_000, 100_000),
+        (u32::MAX >> 1, 1),
+        (1, u32::MAX >> 1),
+        (65_535, 65_535),
+    ] {
+        let bomb = bomb_png(w, h);
+        let (st, r) = send(
+            &s,
+            "POST",
+            "/api/collections/docs/records",
+            None,
+            &[("f", Some("bomb.png"), &bomb)],
+        )
+        .await;
+        assert_eq!(st, 200, "{r}");
+        let url = s.url(&format!(
+            "/api/files/docs/{}/{}?thumb=10x10",
+            r["id"].as_str().expect("id"),
+            r["f"].as_str().expect("f")
+        ));
+        let res = s.http.get(url).send().await.expect("thumb request");
+        let status = res.status().as_u16();
+        let body = res.bytes().await.expect("body");
+        assert!(
+            status == 200 || (400..500).contains(&status),
+            "{w}x{h}: {status}"
+        );
+        if status == 200 {
+            assert_eq!(
+                body.as_ref(),
+                bomb.as_slice(),
+                "{w}x{h}: the original, not a thumb"
+            );
+        }
+        healthy(&s).await;
+    }
+}
+
+#[tokio::test]
+async fn truncated_multipart_is_a_4xx_with_nothing_stored() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    docs(&s, &su).await;
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\nsome bytes of a file"
+    );
+    let bodies: Vec<Vec<u8>> = vec![
+        // Cut inside a file part: no closing boundary.
+        head.clone().into_bytes(),
+        // Cut inside the part's headers.
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filen").into_bytes(),
+        // A closing boundary that never comes after a complete part.
+        format!("{head}\r\n--{BOUNDARY}").into_bytes(),
+        // No boundary at all.
+        b"just some bytes".to_vec(),
+    ];
+    for body in bodies {
+        let (st, e) = send_body(
+            &s,
+            "POST",
+            "/api/collections/docs/records",
+            None,
+            body.clone(),
+        )
+        .await;
+        assert!(
+            (400..500).contains(&st),
+            "{st} {e} for {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(e["message"].is_string(), "PocketBase's error shape: {e}");
+    }
+    assert_eq!(count(&s).await, 0);
+    assert_eq!(stored(&s), Vec::<String>::new());
+    healthy(&s).await;
+}
+
+/// A create whose file part is named by `name` (raw bytes, so not only UTF-8).
+fn named_part(name: &[u8]) -> Vec<u8> {
+    let mut out =
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"")
+            .into_bytes();
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n");
+    out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+#[tokio::test]
+async fn hostile_file_names_are_stored_under_safe_names_or_refused() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let cid = docs(&s, &su).await;
+    let long = "a".repeat(5000) + ".txt";
+    let names: Vec<Vec<u8>> = vec![
+        b"../../../etc/passwd".to_vec(),
+        b"..\\..\\windows\\system32\\cmd.exe".to_vec(),
+        b"/etc/shadow".to_vec(),
+        b"C:\\boot.ini".to_vec(),
+        b"a\0b.txt".to_vec(),
+        b"CON".to_vec(),
+        b"aux.txt".to_vec(),
+        b"NUL.png".to_vec(),
+        b"..".to_vec(),
+        b".".to_vec(),
+        b"".to_vec(),
+        b".htaccess".to_vec(),
+        long.into_bytes(),
+        vec![0xff, 0xfe, b'x', 0xc3, 0x28, b'.', b't', b'x', b't'],
+        "ünïcödé 名前.txt".as_bytes().to_vec(),
+        b"name\r\nX-Injected: 1.txt".to_vec(),
+    ];
+    let mut ids = vec![];
+    for name in &names {
+        let (st, r) = send_body(
+            &s,
+            "POST",
+            "/api/collections/docs/records",
+            None,
+            named_part(name),
+        )
+        .await;
+        let shown = String::from_utf8_lossy(name);
+        assert!(
+            st == 200 || (400..500).contains(&st),
+            "{st} {r} for {shown:?}"
+        );
+        if st != 200 {
+            assert!(r["message"].is_string(), "{r}");
+            continue;
+        }
+        let id = r["id"].as_str().expect("id").to_string();
+        let stored_name = match &r["f"] {
+            Value::String(n) => n.clone(),
+            other => panic!("{other} for {shown:?}"),
+        };
+        if stored_name.is_empty() {
+            continue;
+        }
+        assert!(stored_name.len() <= 150, "{stored_name}");
+        assert!(
+            stored_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                && !stored_name.starts_with('.')
+                && !stored_name.contains(".."),
+            "{stored_name:?} from {shown:?}"
+        );
+        ids.push((id, stored_name));
+    }
+    // Every stored file lies where its record says, and nowhere else.
+    let mut want: Vec<String> = ids
+        .iter()
+        .map(|(id, n)| format!("{cid}/{id}/{n}"))
+        .collect();
+    want.sort();
+    assert_eq!(stored(&s), want);
+    assert!(!s.data_dir().join("etc").exists());
+    healthy(&s).await;
+}
+
+#[tokio::test]
+async fn an_s3_outage_is_a_5xx_with_no_record_and_no_file() {
+    let Some(mut moto) = Moto::start().await else {
+        return;
+    };
+    moto.create_bucket("files").await;
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    docs(&s, &su).await;
+    let (st, v) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"s3": moto.settings("files")})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, r) = send(
+        &s,
+        "POST",
+        "/api/collections/docs/records",
+        None,
+        &[("f", Some("ok.txt"), b"fine")],
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(moto.keys("files").await.len(), 1);
+
+    // S3 goes away: small (one PUT) and large (multipart) uploads both fail as an outage.
+    moto.stop();
+    let big = vec![7u8; 4_000_000];
+    for body in [b"small".as_slice(), big.as_slice()] {
+        let (st, e) = send(
+            &s,
+            "POST",
+            "/api/collections/docs/records",
+            None,
+            &[("f", Some("x.bin"), body)],
+        )
+        .await;
+        assert!((500..600).contains(&st), "{st} {e}");
+        assert!(e["message"].is_string(), "{e}");
+    }
+    // An update that would add a file fails the same way and leaves the record as it was.
+    let id = r["id"].as_str().expect("id");
+    let (st, _) = send(
+        &s,
+        "PATCH",
+        &format!("/api/collections/docs/records/{id}"),
+        None,
+        &[("f", Some("y.txt"), b"new")],
+    )
+    .await;
+    assert!((500..600).contains(&st), "{st}");
+    assert_eq!(count(&s).await, 1, "no partial record");
+    let (_, still) = s
+        .call(
+            "GET",
+            &format!("/api/collections/docs/records/{id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(still["f"], r["f"]);
+    healthy(&s).await;
+
+    // S3 comes back (moto starts empty): uploads work again, and nothing half-written
+    // from the outage appears.
+    moto.resume().await;
+    moto.create_bucket("files").await;
+    let (st, r2) = send(
+        &s,
+        "POST",
+        "/api/collections/docs/records",
+        None,
+        &[("f", Some("again.txt"), b"again")],
+    )
+    .await;
+    assert_eq!(st, 200, "{r2}");
+    let keys = moto.keys("files").await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].contains(r2["id"].as_str().expect("id")), "{keys:?}");
+    assert_eq!(
+        stored(&s),
+        Vec::<String>::new(),
+        "nothing fell back to local disk"
+    );
+}
