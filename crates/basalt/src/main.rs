@@ -7,7 +7,6 @@ mod http;
 mod proxy;
 mod serve;
 mod sse_direct;
-mod stall;
 mod superuser;
 mod typegen;
 
