@@ -628,7 +628,9 @@ pub fn status_line(out: &mut Vec<u8>, status: u16, reason: Option<&str>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends one `name: value\r\n` header line.
+/// Appends one `name: value\r\n` header line. Inlined: it runs once per header of
+/// every proxied head, where a call per header showed in the instruction count.
+#[inline]
 pub fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
