@@ -15,7 +15,7 @@ use http::StatusCode;
 use http_body::{Frame, SizeHint};
 
 use crate::body::{Body, BoxError};
-use crate::framing::ConnState;
+use crate::wire::guard::ConnState;
 
 /// A client-side failure of a request body, answered to the client and never counted
 /// against the upstream target.

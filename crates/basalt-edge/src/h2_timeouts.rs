@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
-use crate::framing::{ConnState, GuardLimits};
+use crate::wire::guard::{ConnState, GuardLimits};
 
 /// Resolves when an HTTP/2 connection has overstayed its header or idle timeout; never
 /// resolves for an HTTP/1 connection (the framing guard owns those timeouts).

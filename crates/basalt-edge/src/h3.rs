@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::Shared;
 use crate::body::BoxError;
-use crate::framing::ConnState;
 use crate::snapshot::ListenerRuntime;
+use crate::wire::guard::ConnState;
 
 /// A request body fed from the QUIC stream by a reading task.
 struct StreamedBody(mpsc::Receiver<Result<Bytes, BoxError>>);

@@ -18,7 +18,6 @@ mod compress;
 pub mod config;
 pub mod discovery;
 mod error;
-mod framing;
 mod h1;
 mod h2_timeouts;
 #[cfg(feature = "http3")]
@@ -36,6 +35,7 @@ mod service;
 mod snapshot;
 mod static_files;
 mod tls;
+pub mod wire;
 mod workers;
 
 use std::collections::HashMap;

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::Shared;
-use crate::framing::{ConnState, GuardedIo};
 use crate::snapshot::ListenerRuntime;
+use crate::wire::guard::{ConnState, GuardedIo};
 
 /// A bound listener; its settings are swapped on reload, the socket is kept.
 pub struct Running {

@@ -12,10 +12,10 @@ use http_body_util::BodyExt;
 use tower::Service;
 
 use crate::body::{Body, BoxError, error_response, redirect};
-use crate::framing::ConnState;
 use crate::proxy::{ClientSide, Held, forward};
 use crate::route::Action;
 use crate::snapshot::ListenerRuntime;
+use crate::wire::guard::ConnState;
 use crate::{ApiService, Shared};
 
 pub type HandleFuture =

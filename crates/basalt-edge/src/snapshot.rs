@@ -11,11 +11,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
-use crate::framing::GuardLimits;
 use crate::metrics::EdgeMetrics;
 use crate::pool::Pool;
 use crate::protect::Protection;
 use crate::route::Route;
+use crate::wire::guard::GuardLimits;
 
 /// One listener's settings; the accept loop reads them per connection, so a reload can
 /// change certificates without rebinding.

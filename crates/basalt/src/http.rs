@@ -1,6 +1,6 @@
 //! The HTTP/1.1 accept loop: each connection served by hyper's HTTP/1 server (with
 //! upgrades, for WebSockets), TCP_NODELAY for realtime streams, a bound on blocked writes
-//! (`stall`), and a graceful shutdown
+//! (`basalt_edge::wire::stall`), and a graceful shutdown
 //! that stops accepting and waits for open connections to finish.
 //! Realtime SSE streams (`GET /api/realtime`) are recognised first and served by
 //! `sse_direct`, outside hyper.
@@ -18,7 +18,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::stall::StallGuard;
+use basalt_edge::wire::stall::StallGuard;
 
 /// Serves `app` on `listener` until `stop` resolves, then waits for open connections.
 pub async fn serve(

@@ -9,7 +9,6 @@ mod http;
 mod proxy;
 mod serve;
 mod sse_direct;
-mod stall;
 mod superuser;
 mod typegen;
 

@@ -24,7 +24,7 @@ use basalt_api::StreamSocket;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use http::{HeaderName, HeaderValue, Request, Response, Version};
+use http::{Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::AsyncReadExt;
@@ -32,11 +32,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
-use crate::stall::WRITE_STALL_LIMIT;
+use basalt_edge::wire::chunked::{LAST_CHUNK, push_chunk, size_line};
+use basalt_edge::wire::stall::WRITE_STALL_LIMIT;
+use basalt_edge::wire::{date, head, peek};
 
-/// Longest request head looked at; longer ones (huge cookies) go to hyper.
-const MAX_HEAD: usize = 4096;
-const MAX_HEADERS: usize = 48;
 /// Events coalesced into one write when several are already waiting.
 const MAX_BATCH: usize = 64 * 1024;
 
@@ -49,51 +48,31 @@ pub struct StreamRequest {
 /// Looks at the first bytes of a fresh connection without consuming them: a complete
 /// `GET /api/realtime` head with no body, or `None` (then hyper serves the connection).
 pub async fn sniff(stream: &TcpStream, peer: SocketAddr) -> Option<StreamRequest> {
-    if stream.readable().await.is_err() {
-        return None;
-    }
-    let mut buf = vec![0u8; MAX_HEAD];
-    let n = stream.peek(&mut buf).await.ok()?;
-    parse_head(&buf[..n], peer)
+    peek::first_head(stream, b"GET /api/realtime", |req| {
+        realtime_request(req, peer)
+    })
+    .await
 }
 
-fn parse_head(bytes: &[u8], peer: SocketAddr) -> Option<StreamRequest> {
-    // Cheap prefix test first: almost every other request is decided here.
-    const PREFIX: &[u8] = b"GET /api/realtime";
-    if !bytes.starts_with(PREFIX) || !matches!(bytes.get(PREFIX.len()), Some(b' ' | b'?')) {
+/// A plain head (`wire::head` judged it: HTTP/1.1, whole, unambiguous, no upgrade,
+/// `Expect` or chunked body) of a body-less `GET /api/realtime`, as the router's request.
+fn realtime_request(req: &head::Request<'_>, peer: SocketAddr) -> Option<StreamRequest> {
+    if req.method != "GET" || req.path() != "/api/realtime" || req.content_length != 0 {
         return None;
     }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        _ => return None,
-    };
-    if req.version != Some(1) {
-        return None;
-    }
-    let path = req.path?;
     let mut builder = Request::builder()
         .method(http::Method::GET)
-        .uri(path)
+        .uri(req.target)
         .version(Version::HTTP_11);
-    for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        // A body, an upgrade or an expectation is hyper's business.
-        if name == http::header::CONTENT_LENGTH && h.value != b"0"
-            || name == http::header::TRANSFER_ENCODING
-            || name == http::header::UPGRADE
-            || name == http::header::EXPECT
-        {
-            return None;
-        }
-        builder = builder.header(name, HeaderValue::from_bytes(h.value).ok()?);
-    }
+    *builder.headers_mut()? = req.header_map()?;
     let request = builder
         .extension(axum::extract::ConnectInfo(peer))
         .body(Body::empty())
         .ok()?;
-    Some(StreamRequest { request, head_len })
+    Some(StreamRequest {
+        request,
+        head_len: req.len,
+    })
 }
 
 /// Serves one realtime stream on `stream` and closes the connection when it ends.
@@ -131,17 +110,7 @@ async fn write_response(socket: &SocketSink, response: Response<Body>) -> std::i
     let (parts, mut body) = response.into_parts();
     let exact = body.size_hint().exact();
     let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(parts.status.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    head.extend_from_slice(b"\r\n");
+    head::status_line(&mut head, parts.status.as_u16(), None);
     for (name, value) in &parts.headers {
         if name == http::header::CONNECTION
             || name == http::header::CONTENT_LENGTH
@@ -149,18 +118,15 @@ async fn write_response(socket: &SocketSink, response: Response<Body>) -> std::i
         {
             continue;
         }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        head::header_line(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
-    head.extend_from_slice(b"date: ");
-    head.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    date::append(&mut head);
     // The connection ends with the stream: it is never reused for another request.
-    head.extend_from_slice(b"\r\nconnection: close\r\n");
+    head::header_line(&mut head, b"connection", b"close");
     if let Some(len) = exact {
         // A complete answer (an error from the handler or a middleware).
-        head.extend_from_slice(format!("content-length: {len}\r\n\r\n").as_bytes());
+        head::header_line(&mut head, b"content-length", len.to_string().as_bytes());
+        head.extend_from_slice(b"\r\n");
         let bytes = body
             .collect()
             .await
@@ -169,7 +135,8 @@ async fn write_response(socket: &SocketSink, response: Response<Body>) -> std::i
         head.extend_from_slice(&bytes);
         return write_all(socket, &head).await;
     }
-    head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    head::header_line(&mut head, b"transfer-encoding", b"chunked");
+    head.extend_from_slice(b"\r\n");
     // The head waits for the events already there (PB_CONNECT) and leaves with them in
     // one write, so the first read of a client sees its id. It is held in the socket's
     // pending bytes: the SSE handler writes PB_CONNECT itself, after it.
@@ -196,7 +163,7 @@ async fn write_response(socket: &SocketSink, response: Response<Body>) -> std::i
         match next {
             Next::Frame(frame) => {
                 let Some(first) = frame_data(frame)? else {
-                    return write_all(socket, b"0\r\n\r\n").await;
+                    return write_all(socket, LAST_CHUNK).await;
                 };
                 // Everything else already waiting goes out in the same write.
                 let mut out = Vec::with_capacity(first.len() + 16);
@@ -373,7 +340,7 @@ impl SocketSink {
             return Ok(());
         }
         let mut size = [0u8; 18];
-        let size = chunk_size(len, &mut size);
+        let size = size_line(len, &mut size);
         let mut all: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
         if parts.len() + 2 > MAX_PARTS {
             let mut joined = Vec::with_capacity(len);
@@ -387,24 +354,6 @@ impl SocketSink {
         all[parts.len() + 1] = b"\r\n";
         self.write_locked(st, &all[..parts.len() + 2])
     }
-}
-
-/// `len` in hex followed by CRLF, the head of one chunk.
-fn chunk_size(len: usize, buf: &mut [u8; 18]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut i = 16;
-    let mut n = len;
-    loop {
-        i -= 1;
-        buf[i] = HEX[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    buf[16] = b'\r';
-    buf[17] = b'\n';
-    &buf[i..]
 }
 
 impl StreamSocket for SocketSink {
@@ -462,7 +411,7 @@ fn push_ready(out: &mut Vec<u8>, body: &mut Body) -> std::io::Result<bool> {
         match frame_data(frame)? {
             Some(data) => push_chunk(out, &data),
             None => {
-                out.extend_from_slice(b"0\r\n\r\n");
+                out.extend_from_slice(LAST_CHUNK);
                 return Ok(true);
             }
         }
@@ -481,32 +430,25 @@ fn frame_data(
     }
 }
 
-fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
-    if data.is_empty() {
-        // An empty chunk would end the body.
-        return;
-    }
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn peer() -> SocketAddr {
-        "127.0.0.1:9".parse().unwrap()
+    fn parse_head(bytes: &[u8]) -> Option<StreamRequest> {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        peek::judge(bytes, b"GET /api/realtime", |req| {
+            realtime_request(req, peer)
+        })
     }
 
     #[test]
     fn only_complete_bodyless_realtime_gets_are_taken() {
         let ok = b"GET /api/realtime HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
-        let r = parse_head(ok, peer()).expect("taken");
+        let r = parse_head(ok).expect("taken");
         assert_eq!(r.head_len, ok.len());
         assert_eq!(r.request.uri().path(), "/api/realtime");
         assert_eq!(r.request.headers()["accept"], "text/event-stream");
-        assert!(parse_head(b"GET /api/realtime?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", peer()).is_some());
+        assert!(parse_head(b"GET /api/realtime?x=1 HTTP/1.1\r\nHost: x\r\n\r\n").is_some());
         for other in [
             &b"GET /api/realtime/ws HTTP/1.1\r\nHost: x\r\n\r\n"[..],
             b"GET /api/realtimex HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -519,7 +461,7 @@ mod tests {
             b"GET /api/realtime HTTP/1.1\r\nBad Header: x\r\n\r\n",
         ] {
             assert!(
-                parse_head(other, peer()).is_none(),
+                parse_head(other).is_none(),
                 "{}",
                 String::from_utf8_lossy(other)
             );
@@ -620,22 +562,5 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(got == want);
-    }
-
-    #[test]
-    fn chunk_sizes_are_hex_with_crlf() {
-        let mut buf = [0u8; 18];
-        assert_eq!(chunk_size(0, &mut buf), b"0\r\n");
-        assert_eq!(chunk_size(21, &mut buf), b"15\r\n");
-        assert_eq!(chunk_size(0xabc1, &mut buf), b"abc1\r\n");
-        assert_eq!(chunk_size(usize::MAX, &mut buf), b"ffffffffffffffff\r\n");
-    }
-
-    #[test]
-    fn chunks_are_framed_and_empty_data_is_skipped() {
-        let mut out = Vec::new();
-        push_chunk(&mut out, b"hello world, sixteen+");
-        push_chunk(&mut out, b"");
-        assert_eq!(out, b"15\r\nhello world, sixteen+\r\n");
     }
 }

@@ -17,11 +17,12 @@ use http::{Method, Request, Response};
 use http_body::{Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 
-use super::head::{self, Chunks, Framing};
 use super::io;
 use super::{Failure, STALE_TRIES, Upstream};
 use crate::body::{Body, BoxError};
 use crate::pool::h1_client::H1Client;
+use crate::wire::chunked::Chunks;
+use crate::wire::head::{self, Framing};
 
 /// Whether `req` is sent on a raw connection: nothing to stream after its head and
 /// nothing that could switch protocols.
@@ -83,15 +84,10 @@ fn write_head(req: &Request<Body>, authority: &Authority, out: &mut Vec<u8>) {
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !req.headers().contains_key(header::HOST) {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(authority.as_str().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        head::header_line(out, b"host", authority.as_str().as_bytes());
     }
     for (name, value) in req.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        head::header_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
         && !req.headers().contains_key(header::CONTENT_LENGTH)

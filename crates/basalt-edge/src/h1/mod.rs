@@ -17,8 +17,6 @@
 //! A request is judged before anything of it is consumed, so either path sees it whole.
 
 pub(crate) mod client;
-mod date;
-mod head;
 mod io;
 
 use std::net::{IpAddr, SocketAddr};
@@ -26,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
@@ -38,9 +36,9 @@ use crate::pool::h1_client::H1Client;
 use crate::pool::{Lease, PickContext, PickError, Pool};
 use crate::route::Action;
 use crate::snapshot::ListenerRuntime;
-#[cfg(test)]
-pub(crate) use head::Chunks;
-use head::{Additions, Framing, Parsed};
+use crate::wire::chunked::Chunks;
+use crate::wire::date;
+use crate::wire::head::{self, Additions, Framing, Parsed};
 pub(crate) use io::Upstream;
 use io::{Drain, Ended, Timer};
 
@@ -496,7 +494,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             Framing::Length(n) => n,
             _ => 0,
         };
-        let mut chunks = head::Chunks::new();
+        let mut chunks = Chunks::new();
         loop {
             let available = &up.buf[..];
             let (take, done) = match resp.framing {
@@ -563,20 +561,15 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     ) -> bool {
         let body = crate::body::error_json(status, message);
         self.out.clear();
-        self.out.extend_from_slice(b"HTTP/1.1 ");
-        self.out.extend_from_slice(status.as_str().as_bytes());
-        self.out.push(b' ');
-        self.out
-            .extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        self.out.extend_from_slice(
-            format!(
-                "\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-                body.len()
-            )
-            .as_bytes(),
+        head::status_line(&mut self.out, status.as_u16(), None);
+        head::header_line(&mut self.out, b"content-type", b"application/json");
+        head::header_line(
+            &mut self.out,
+            b"content-length",
+            body.len().to_string().as_bytes(),
         );
         if close {
-            self.out.extend_from_slice(b"connection: close\r\n");
+            head::header_line(&mut self.out, b"connection", b"close");
         }
         date::append(&mut self.out);
         for (name, value) in [
@@ -584,10 +577,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             ("alt-svc", &rt.alt_svc),
         ] {
             if let Some(v) = value {
-                self.out.extend_from_slice(name.as_bytes());
-                self.out.extend_from_slice(b": ");
-                self.out.extend_from_slice(v.as_bytes());
-                self.out.extend_from_slice(b"\r\n");
+                head::header_line(&mut self.out, name.as_bytes(), v.as_bytes());
             }
         }
         self.out.extend_from_slice(b"\r\n");
@@ -642,7 +632,7 @@ fn plan(
         return None;
     }
     let headers = if snapshot.reads_headers {
-        Some(header_map(req)?)
+        Some(req.header_map()?)
     } else {
         None
     };
@@ -689,18 +679,6 @@ fn plan(
         client_ip,
         headers,
     })
-}
-
-/// The request's headers as a map, for configurations that match or key on them.
-fn header_map(req: &head::Request<'_>) -> Option<HeaderMap> {
-    let mut map = HeaderMap::with_capacity(req.headers.len());
-    for h in req.headers {
-        map.append(
-            HeaderName::from_bytes(h.name.as_bytes()).ok()?,
-            HeaderValue::from_bytes(h.value).ok()?,
-        );
-    }
-    Some(map)
 }
 
 /// A new connection to `authority`, within the pool's connect timeout and the attempt's

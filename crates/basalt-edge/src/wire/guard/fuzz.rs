@@ -1,6 +1,7 @@
 //! A property-based fuzz test of the edge's own request-body following: the framing
 //! guard's chunked and length states, and the chunk follower the fast path and
-//! `h1::client` use on upstream bodies (`h1::head::Chunks`). Only stable Rust is at hand,
+//! `h1::client` use on upstream bodies (`wire::chunked::Chunks`, which the guard also
+//! judges its chunk lines with). Only stable Rust is at hand,
 //! so proptest stands in for a coverage-guided fuzzer: valid chunked bodies, the same
 //! mutated (bytes inserted, removed, replaced from an alphabet of framing bytes) and raw
 //! noise, each fed in pieces split at random points, are checked against a plain
@@ -19,7 +20,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::*;
-use crate::h1::Chunks;
+use crate::wire::chunked::Chunks;
 
 const CHUNKED_HEAD: &[u8] = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
 /// The request after the body: found whole exactly when the body ended where it should.

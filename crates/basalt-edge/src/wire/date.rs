@@ -1,4 +1,5 @@
-//! The `Date` header for responses whose upstream sent none (as hyper's server adds one),
+//! The `Date` header for responses written by hand (and for those whose upstream sent
+//! none, as hyper's server adds one),
 //! formatted once a second per thread instead of per response.
 
 use std::cell::RefCell;
@@ -10,7 +11,7 @@ thread_local! {
 }
 
 /// Appends `date: <IMF-fixdate>\r\n` for the current second.
-pub(super) fn append(out: &mut Vec<u8>) {
+pub fn append(out: &mut Vec<u8>) {
     let now = SystemTime::now();
     let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     LINE.with(|line| {

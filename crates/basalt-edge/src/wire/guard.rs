@@ -22,6 +22,8 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use super::chunked::Chunks;
+
 /// Per-connection state shared between the guard and the service answering on it.
 #[derive(Default)]
 pub struct ConnState {
@@ -92,23 +94,11 @@ pub struct GuardLimits {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Chunk {
-    /// Reading a chunk-size line (bytes of it kept in `line`).
-    Size,
-    /// Passing `n` bytes of chunk data.
-    Data(u64),
-    /// Expecting the CR, then the LF after chunk data.
-    DataCr,
-    DataLf,
-    /// Reading trailer lines until an empty one.
-    Trailer,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     Head,
     Body(u64),
-    Chunked(Chunk),
+    /// In a chunked body: where in its grammar (size and trailer lines are judged whole).
+    Chunked(Chunks),
     /// HTTP/2 or an upgrade in progress: bytes pass unchecked.
     Passthrough,
     /// Nothing more is read from the client: reads end (EOF).
@@ -123,6 +113,7 @@ enum State {
 /// with the recorded error and closes the connection.
 const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nhost: refused.invalid\r\n\r\n";
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+/// Longest chunk-size or trailer line, CRLF included.
 const MAX_CHUNK_LINE: usize = 4096;
 
 pub struct GuardedIo<T> {
@@ -232,24 +223,17 @@ impl<T> GuardedIo<T> {
                         State::Body(left)
                     };
                 }
-                State::Chunked(Chunk::Data(n)) => {
+                State::Chunked(Chunks::Data(n)) => {
                     let take = (n as usize).min(data.len());
                     self.out.extend_from_slice(&data[..take]);
+                    let mut chunks = Chunks::Data(n);
+                    // Chunk data is any bytes: following it cannot fail.
+                    let _ = chunks.feed(&data[..take]);
                     data = &data[take..];
-                    let left = n - take as u64;
-                    self.state = State::Chunked(if left == 0 {
-                        Chunk::DataCr
-                    } else {
-                        Chunk::Data(left)
-                    });
+                    self.state = State::Chunked(chunks);
                 }
-                State::Chunked(Chunk::DataCr) | State::Chunked(Chunk::DataLf) => {
-                    let expect = if self.state == State::Chunked(Chunk::DataCr) {
-                        b'\r'
-                    } else {
-                        b'\n'
-                    };
-                    if data[0] != expect {
+                State::Chunked(mut chunks @ (Chunks::DataCr | Chunks::DataLf)) => {
+                    if chunks.feed(&data[..1]).is_err() {
                         // Broken chunk framing mid-body: hyper gets a truncated body and
                         // nothing after it is read, so no smuggled request can follow.
                         self.broken_body();
@@ -257,13 +241,10 @@ impl<T> GuardedIo<T> {
                     }
                     self.out.push(data[0]);
                     data = &data[1..];
-                    self.state = State::Chunked(if expect == b'\r' {
-                        Chunk::DataLf
-                    } else {
-                        Chunk::Size
-                    });
+                    self.state = State::Chunked(chunks);
                 }
-                State::Chunked(kind @ (Chunk::Size | Chunk::Trailer)) => {
+                // At a chunk-size or trailer line (the state moves only at a line's end).
+                State::Chunked(mut chunks) => {
                     let (consumed, line_done) = take_line(&mut self.line, data);
                     // The line reaches hyper only once it is whole and valid, so hyper
                     // never parses a broken one: the body it sees just ends early.
@@ -276,26 +257,17 @@ impl<T> GuardedIo<T> {
                         continue;
                     }
                     let line = std::mem::take(&mut self.line);
-                    // CRLF ends the line, and no other CR or LF may stand in it: a bare
-                    // one is a line end to some parsers and not to others.
-                    let Some(text) = line
-                        .strip_suffix(b"\r\n")
-                        .filter(|t| !t.iter().any(|b| matches!(b, b'\r' | b'\n')))
-                    else {
+                    // The chunked grammar judges the whole line: CRLF ends it, no other CR
+                    // or LF may stand in it (a bare one is a line end to some parsers and
+                    // not to others), and a size is 1 to 15 hex digits.
+                    if chunks.feed(&line) != Ok(line.len()) {
                         self.broken_body();
                         return;
-                    };
-                    self.state = match kind {
-                        Chunk::Size => match chunk_size(text) {
-                            Some(0) => State::Chunked(Chunk::Trailer),
-                            Some(n) => State::Chunked(Chunk::Data(n)),
-                            None => {
-                                self.broken_body();
-                                return;
-                            }
-                        },
-                        _ if text.is_empty() => State::Head,
-                        _ => State::Chunked(Chunk::Trailer),
+                    }
+                    self.state = if chunks.done() {
+                        State::Head
+                    } else {
+                        State::Chunked(chunks)
                     };
                     self.out.extend_from_slice(&line);
                     self.line = line;
@@ -400,17 +372,6 @@ fn has_bare_lf(bytes: &[u8]) -> bool {
         .any(|(i, b)| *b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
 }
 
-fn chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line.split(|b| *b == b';').next()?;
-    let digits = std::str::from_utf8(digits)
-        .ok()?
-        .trim_end_matches([' ', '\t']);
-    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(digits, 16).ok()
-}
-
 /// Checks one complete head (ending in CRLF CRLF) and says how its body is framed.
 fn check_head(head: &[u8], max_headers: usize) -> Result<State, (StatusCode, &'static str)> {
     const BAD: StatusCode = StatusCode::BAD_REQUEST;
@@ -502,7 +463,7 @@ fn check_head(head: &[u8], max_headers: usize) -> Result<State, (StatusCode, &'s
         {
             return Err((StatusCode::NOT_IMPLEMENTED, "unsupported Transfer-Encoding"));
         }
-        return Ok(State::Chunked(Chunk::Size));
+        return Ok(State::Chunked(Chunks::new()));
     }
     if upgrade && req.method == Some("GET") {
         // A refused upgrade is answered with `Connection: close`, so unchecked bytes after

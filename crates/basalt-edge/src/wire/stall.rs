@@ -1,7 +1,8 @@
-//! A connection's socket with a bound on how long a write may stay blocked: a peer that
-//! stops reading (a stalled realtime subscriber, a slow-loris download) is cut off instead
-//! of holding the connection and its buffers forever. Writes that progress, however
-//! slowly, are never interrupted.
+//! A connection with a bound on how long a write may stay blocked: a peer that stops
+//! reading (a stalled realtime subscriber, a slow-loris download) is cut off instead of
+//! holding the connection and its buffers forever. Writes that progress, however slowly,
+//! are never interrupted. Streams written straight to a socket apply the same bound
+//! ([`WRITE_STALL_LIMIT`]) themselves.
 
 use std::future::Future;
 use std::io;
@@ -10,20 +11,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 /// How long the peer may leave the socket unwritable before the connection is dropped.
 pub const WRITE_STALL_LIMIT: Duration = Duration::from_secs(10);
 
-pub struct StallGuard {
-    io: TcpStream,
+pub struct StallGuard<T> {
+    io: T,
     /// Armed while a write is blocked; allocated only then.
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl StallGuard {
-    pub fn new(io: TcpStream) -> Self {
+impl<T> StallGuard<T> {
+    pub fn new(io: T) -> Self {
         Self { io, stalled: None }
     }
 
@@ -41,7 +41,7 @@ impl StallGuard {
         }
     }
 
-    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn watch<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         match r {
             Poll::Pending => self.blocked(cx).map(Err),
             ready => {
@@ -52,7 +52,7 @@ impl StallGuard {
     }
 }
 
-impl AsyncRead for StallGuard {
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -62,7 +62,7 @@ impl AsyncRead for StallGuard {
     }
 }
 
-impl AsyncWrite for StallGuard {
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
