@@ -7,7 +7,7 @@ Seeds a fresh release Basalt as bench/run.py does, restarts it under
 one keep-alive connection, dumps, and prints instructions per request (every thread) and
 the hottest functions.
 
-Usage: python3 bench/profile.py [--workload get|list|expand|create|update] [--requests 2000]
+Usage: python3 bench/profile.py [--workload get|list|list-nototal|expand|create|update] [--requests 2000]
 Needs: valgrind (Debian), a release build. Bounded: --requests requests, then SIGTERM.
 """
 import argparse, glob, http.client, json, os, re, subprocess, sys, tempfile, time
@@ -52,6 +52,8 @@ def main():
                 conn.request("GET", f"{run.POSTS}{first}")
             elif a.workload == "list":
                 conn.request("GET", f"/api/collections/posts/records?{FLT}")
+            elif a.workload == "list-nototal":
+                conn.request("GET", f"/api/collections/posts/records?{FLT}&skipTotal=1")
             elif a.workload == "expand":
                 conn.request("GET", "/api/collections/posts/records?perPage=20&expand=author")
             elif a.workload == "create":

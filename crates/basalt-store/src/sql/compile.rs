@@ -423,9 +423,15 @@ pub(crate) fn compile_list(
     }
     // Views have no rowid; their id is the stable tiebreak.
     let tiebreak = if c.is_view() { "\"id\"" } else { d.rowid() };
-    page.push_str(&format!("\"__root\".{tiebreak} ASC LIMIT ? OFFSET ?"));
+    // The page size is written into the statement, not bound: SQLite's planner reads a
+    // bound LIMIT's value (to size the sort), which marks the statement to be compiled
+    // again every time that parameter is bound — a full re-prepare of every cached list
+    // statement on every request (measured: ~120k of ~630k instructions per 20-row list).
+    // An app uses a handful of page sizes, so the statement cache keeps one per size.
     let per_page = q.per_page.max(1);
-    page.params.push(SqlValue::Integer(per_page as i64));
+    page.push_str(&format!(
+        "\"__root\".{tiebreak} ASC LIMIT {per_page} OFFSET ?"
+    ));
     page.params.push(SqlValue::Integer(
         (q.page.max(1) - 1).saturating_mul(per_page) as i64,
     ));
