@@ -6,7 +6,7 @@
 //! extensions, a boxed route clone, the `observe` middleware's boxed `Next` and the
 //! handler's extractors, together more than the read itself. Here the path is split by
 //! hand, and the answer `records::view` gives in this case is written straight from the
-//! stored row (`AnonymousRow`: no decoded record map in between). Anything
+//! stored row (`StoredRow`: no decoded record map in between). Anything
 //! else — a query string, an `Authorization` header, a percent-escape, a rule, an unknown
 //! collection — goes through the router unchanged, so the fast path never has to agree
 //! with the router on a case it does not handle.
@@ -18,12 +18,13 @@ use axum::body::HttpBody;
 use axum::http::{HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use basalt_schema::RuleSlot;
+use basalt_service::Caller;
 
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::json::{JSON_CAPACITY, json_response};
 use crate::middleware::{REQUEST_ID, SequentialRequestId};
-use crate::records::shape::AnonymousRow;
+use crate::records::shape::StoredRow;
 
 /// The router's own pattern of this route: metrics and logs label the request with it.
 pub(crate) const ROUTE: &str = "/api/collections/{collection}/records/{id}";
@@ -86,7 +87,7 @@ impl HotGet {
                     let c = c.clone();
                     move |row| {
                         let mut out = Vec::with_capacity(JSON_CAPACITY);
-                        AnonymousRow::new(&c, row)
+                        StoredRow::new(&c, row, &Caller(None))
                             .write_json(&mut out)
                             .map(|()| out)
                     }

@@ -37,4 +37,4 @@ pub use dropped_files::{Dropped, DroppedFiles, file_names};
 pub use engine::{Store, StoreStats};
 pub use events::{ChangeAction, ChangeEvent, SnapshotCheck};
 pub use health::StoreHealth;
-pub use row_view::{FieldJson, RowView};
+pub use row_view::{FieldJson, RowView, RowsPage};

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::codec::{column_positions, decode_row, encode_value};
 use crate::events::{ChangeAction, record_change};
-use crate::sql::{Dialect, SqlFragment, SqlValue, compile_condition, compile_list};
+use crate::sql::{Dialect, SqlFragment, SqlValue, compile_condition};
 use crate::{
     Access, Author, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, WriteResult,
 };
@@ -500,16 +500,16 @@ impl Store {
     }
 
     pub async fn list_records(&self, q: ListQuery) -> Result<RecordPage, StoreError> {
-        self.read_counted(move |conn, schema, counts| {
-            let (page, count) = compile_list(D, schema, &q)?;
-            let items = query_records(conn, &q.collection, &page)?;
-            let total_items = match count {
-                Some(c) => Some(counts.count(conn, &c)?),
-                None => None,
-            };
-            Ok(RecordPage { items, total_items })
+        let page = self
+            .list_rows(q, Vec::new(), |items, row| {
+                items.push(row.record()?);
+                Ok(())
+            })
+            .await?;
+        Ok(RecordPage {
+            items: page.rows,
+            total_items: page.total_items,
         })
-        .await
     }
 
     pub async fn get_record(

@@ -15,9 +15,19 @@ use rusqlite::types::ValueRef;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::codec::{column_positions, decode_value};
+use rusqlite::params_from_iter;
+
+use crate::codec::{column_positions, decode_row, decode_value};
 use crate::records::{by_id_sql, err};
-use crate::{Store, StoreError};
+use crate::sql::{Dialect, compile_list};
+use crate::{ListQuery, Record, Store, StoreError};
+
+/// What [`Store::list_rows`] hands back: what `each` made of the page's rows, and the
+/// total (`None` when `skip_total` was asked).
+pub struct RowsPage<S> {
+    pub rows: S,
+    pub total_items: Option<u64>,
+}
 
 /// One row of a collection's table, as a `SELECT *` returned it.
 pub struct RowView<'a> {
@@ -27,6 +37,16 @@ pub struct RowView<'a> {
 }
 
 impl RowView<'_> {
+    /// The collection the row is of.
+    pub fn collection(&self) -> &Collection {
+        self.collection
+    }
+
+    /// The whole row decoded, as the store's record reads return it.
+    pub fn record(&self) -> Result<Record, StoreError> {
+        decode_row(self.collection, self.positions, self.row).map_err(err)
+    }
+
     /// The value of the collection's `i`th field, decoded as a [`crate::Record`] holds it.
     pub fn value(&self, i: usize) -> Value {
         match self.raw(i) {
@@ -159,6 +179,49 @@ impl Store {
                 row,
             };
             Ok(Some(write(&view)))
+        })
+        .await
+    }
+
+    /// A list page, each row handed in order to `each` (with `out`, returned afterwards)
+    /// while the reader holds it: for a caller that writes rows out as they are instead
+    /// of decoding each into a record first ([`Store::list_records`] decodes them).
+    pub async fn list_rows<S, F>(
+        &self,
+        q: ListQuery,
+        out: S,
+        each: F,
+    ) -> Result<RowsPage<S>, StoreError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, &RowView<'_>) -> Result<(), StoreError> + Send + 'static,
+    {
+        self.read_counted(move |conn, schema, counts| {
+            let (mut out, mut each) = (out, each);
+            let (page, count) = compile_list(Dialect::Sqlite, schema, &q)?;
+            let mut stmt = conn.prepare_cached(&page.sql).map_err(err)?;
+            let positions = column_positions(&q.collection, &stmt);
+            let mut rows = stmt
+                .query(params_from_iter(page.params.iter()))
+                .map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let view = RowView {
+                    collection: &q.collection,
+                    positions: &positions,
+                    row,
+                };
+                each(&mut out, &view)?;
+            }
+            drop(rows);
+            drop(stmt);
+            let total_items = match count {
+                Some(c) => Some(counts.count(conn, &c)?),
+                None => None,
+            };
+            Ok(RowsPage {
+                rows: out,
+                total_items,
+            })
         })
         .await
     }

@@ -1,6 +1,6 @@
 //! A stored record as a client may see it (`basalt_service::records::Visibility`),
 //! written straight into the response: from the decoded record ([`PublicRecord`]) or, on
-//! the hot path, from the stored row ([`AnonymousRow`]).
+//! the hot path and plain list pages, from the stored row ([`StoredRow`]).
 
 use basalt_schema::Collection;
 use basalt_service::Caller;
@@ -52,33 +52,25 @@ impl serde::Serialize for PublicRecord<'_> {
     }
 }
 
-/// [`PublicRecord`] of an anonymous requester, written from the stored row itself (the
-/// get-by-id hot path): the same fields, values and order, without the decoded map.
-pub(crate) struct AnonymousRow<'a> {
+/// [`PublicRecord`] written from the stored row itself (the get-by-id hot path and plain
+/// list pages): the same fields, values and order, without the decoded map.
+pub(crate) struct StoredRow<'a> {
     collection: &'a Collection,
     row: &'a RowView<'a>,
     visible: Visibility,
 }
 
-impl<'a> AnonymousRow<'a> {
-    pub(crate) fn new(collection: &'a Collection, row: &'a RowView<'a>) -> Self {
-        // Anonymous: neither superuser nor owner, so only the record's own flag shows the
-        // email (read only where it matters, on auth collections).
-        let email = collection.is_auth()
-            && collection
-                .fields
-                .iter()
-                .position(|f| f.name == "emailVisibility")
-                .is_some_and(|i| row.value(i).as_bool().unwrap_or(false));
+impl<'a> StoredRow<'a> {
+    pub(crate) fn new(collection: &'a Collection, row: &'a RowView<'a>, caller: &Caller) -> Self {
         Self {
             collection,
             row,
-            visible: Visibility::anonymous(email),
+            visible: Visibility::of_row(collection, row, caller),
         }
     }
 }
 
-impl AnonymousRow<'_> {
+impl StoredRow<'_> {
     /// Appends the record as a JSON object to `out`: what serialising [`PublicRecord`]
     /// writes, with the keys (field names, which need no escaping as a rule) copied
     /// instead of run through the serialiser's escaping.

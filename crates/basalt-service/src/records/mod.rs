@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use basalt_schema::filter::{parse_expand, parse_sort, parse_with_params};
 use basalt_schema::{Collection, RequestInfo, RuleSlot};
-use basalt_store::{Access, Author, ListQuery, Record, SortKey, WriteOp};
+use basalt_store::{Access, Author, ListQuery, Record, RowView, SortKey, StoreError, WriteOp};
 use serde_json::{Map, Value};
 
 pub use auth_input::{Target, prepare_auth_input};
@@ -113,13 +113,14 @@ pub struct ListInput {
 }
 
 /// A list's answer: stored records, to be shown through [`present`].
-pub struct RecordPage {
+pub struct RecordPage<T = Vec<Record>> {
     pub collection: Arc<Collection>,
     pub page: u64,
     pub per_page: u64,
     /// `None` when the count was skipped.
     pub total_items: Option<u64>,
-    pub items: Vec<Record>,
+    /// The records, or what [`list_rows`]' `each` made of them.
+    pub items: T,
     /// The request as rules saw it (expand's rules see the same).
     pub request: Arc<RequestInfo>,
 }
@@ -137,6 +138,28 @@ pub async fn list(
     meta: &dyn RequestMeta,
     input: ListInput,
 ) -> ServiceResult<RecordPage> {
+    list_rows(svc, caller, meta, input, Vec::new(), |items, row| {
+        items.push(row.record()?);
+        Ok(())
+    })
+    .await
+}
+
+/// [`list`] with each row of the page handed to `each` as it is stored (with `out`,
+/// returned as the page's items), for an answer written straight from the rows: `each`
+/// runs while a reader is held, so it only formats.
+pub async fn list_rows<S, F>(
+    svc: &Services,
+    caller: &Caller,
+    meta: &dyn RequestMeta,
+    input: ListInput,
+    out: S,
+    each: F,
+) -> ServiceResult<RecordPage<S>>
+where
+    S: Send + 'static,
+    F: FnMut(&mut S, &RowView<'_>) -> Result<(), StoreError> + Send + 'static,
+{
     let c = collection(svc, &input.collection)?;
     let access = access_for(&rule(svc, &c, Action::List), caller)
         .ok_or_else(ServiceError::superusers_only)?;
@@ -170,17 +193,21 @@ pub async fn list(
     let req = Arc::new(request_info(caller, "GET", meta, Map::new()));
     let result = svc
         .store
-        .list_records(ListQuery {
-            collection: c.clone(),
-            filter,
-            access,
-            sort,
-            author: Author::Client,
-            page,
-            per_page,
-            skip_total: input.skip_total,
-            request: req.clone(),
-        })
+        .list_rows(
+            ListQuery {
+                collection: c.clone(),
+                filter,
+                access,
+                sort,
+                author: Author::Client,
+                page,
+                per_page,
+                skip_total: input.skip_total,
+                request: req.clone(),
+            },
+            out,
+            each,
+        )
         .await
         .map_err(|e| ServiceError::from_store(e, "Failed to list records."))?;
     Ok(RecordPage {
@@ -188,7 +215,7 @@ pub async fn list(
         page,
         per_page,
         total_items: result.total_items,
-        items: result.items,
+        items: result.rows,
         request: req,
     })
 }

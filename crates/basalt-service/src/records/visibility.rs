@@ -3,7 +3,7 @@
 //! through these rules ([`Visibility::shows`]).
 
 use basalt_schema::{Collection, Field};
-use basalt_store::Record;
+use basalt_store::{Record, RowView};
 use serde_json::{Map, Value};
 
 use crate::Caller;
@@ -54,12 +54,35 @@ impl Visibility {
         }
     }
 
-    /// An anonymous caller's: neither superuser nor owner, so only the record's own
-    /// `emailVisibility` (`email_visible`) shows the email.
-    pub fn anonymous(email_visible: bool) -> Self {
+    /// [`Visibility::of`] a stored row, read in place: the same answer without the row
+    /// decoded (only an auth record's `id` and `emailVisibility` are read).
+    pub fn of_row(c: &Collection, row: &RowView<'_>, caller: &Caller) -> Self {
+        let superuser = caller.is_superuser();
+        if superuser || !c.is_auth() {
+            // `email` shows only on auth collections, and to a superuser always.
+            return Self {
+                superuser,
+                email: superuser,
+            };
+        }
+        let value = |name: &str| {
+            c.fields
+                .iter()
+                .position(|f| f.name == name)
+                .map(|i| row.value(i))
+        };
+        let owner = caller.0.as_ref().is_some_and(|a| {
+            let id = value("id");
+            let id = id.as_ref().and_then(Value::as_str).unwrap_or_default();
+            a.collection_id == c.id && a.record.get("id").and_then(Value::as_str) == Some(id)
+        });
+        let email_visibility = value("emailVisibility")
+            .as_ref()
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         Self {
-            superuser: false,
-            email: email_visible,
+            superuser,
+            email: email_visibility || owner,
         }
     }
 
