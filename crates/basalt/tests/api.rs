@@ -972,8 +972,8 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// Plain list pages are written from the stored rows, every other answer from decoded
-/// records (`fields=*` takes that road and shows every field): for each kind of caller,
+/// Plain list pages (and those with a `fields` list of top-level names) are written from
+/// the stored rows, every other answer from decoded records: for each kind of caller,
 /// on an auth collection (email shown per record and to its owner, a hidden field) and on
 /// a collection with every value kind, both roads must give the same items, keys in the
 /// same order, and the same page numbers.
@@ -1064,16 +1064,37 @@ async fn list_pages_written_from_rows_match_the_decoded_records() {
             .unwrap_or_default()
     };
     for (who, token) in &tokens {
-        for query in [
-            "/api/collections/users/records?sort=name",
-            "/api/collections/kinds/records?sort=-n&perPage=2",
-            "/api/collections/kinds/records?sort=-n&perPage=2&page=2&skipTotal=1",
-            "/api/collections/kinds/records?filter=n>100",
+        for (query, fields) in [
+            ("/api/collections/users/records?sort=name", ""),
+            ("/api/collections/users/records?sort=name", "*"),
+            (
+                "/api/collections/users/records?sort=name",
+                "email,id,secret,collectionName",
+            ),
+            ("/api/collections/kinds/records?sort=-n&perPage=2", ""),
+            (
+                "/api/collections/kinds/records?sort=-n&perPage=2&page=2&skipTotal=1",
+                "",
+            ),
+            (
+                "/api/collections/kinds/records?sort=-n",
+                "meta,title,nothing,n",
+            ),
+            ("/api/collections/kinds/records?sort=-n", "nothing"),
+            ("/api/collections/kinds/records?filter=n>100", ""),
         ] {
-            let (st, rows) = s.call("GET", query, token.as_deref(), None).await;
-            let (st2, decoded) = s
-                .call("GET", &format!("{query}&fields=*"), token.as_deref(), None)
-                .await;
+            // A nested path that names nothing sends the answer down the decoded road
+            // without changing it.
+            let (query, decoded_query) = if fields.is_empty() {
+                (query.to_string(), format!("{query}&fields=*,zz.z"))
+            } else {
+                (
+                    format!("{query}&fields={fields}"),
+                    format!("{query}&fields={fields},zz.z"),
+                )
+            };
+            let (st, rows) = s.call("GET", &query, token.as_deref(), None).await;
+            let (st2, decoded) = s.call("GET", &decoded_query, token.as_deref(), None).await;
             assert_eq!((st, st2), (200, 200), "{who} {query}: {rows} / {decoded}");
             assert_eq!(rows, decoded, "{who} {query}");
             assert_eq!(keys(&rows), keys(&decoded), "{who} {query}");

@@ -90,7 +90,7 @@ pub(crate) async fn list(
         query: &params,
         headers: request.headers(),
     };
-    if plain_shape(&params) {
+    if let Some(only) = row_fields(&params) {
         // The common answer: each row written out as it is stored, no record decoded.
         let viewer = caller.clone();
         let items = Vec::with_capacity(JSON_CAPACITY);
@@ -103,6 +103,7 @@ pub(crate) async fn list(
             move |out, row| {
                 out.push(if out.is_empty() { b'[' } else { b',' });
                 StoredRow::new(row.collection(), row, &viewer)
+                    .only(only.as_deref())
                     .write_json(out)
                     .map_err(|e| StoreError::Internal(format!("serialising a record: {e}")))
             },
@@ -227,6 +228,29 @@ async fn written(
 }
 
 /// Neither `expand` nor `fields` asks for more than the shaped record.
+/// What a list answer written from the stored rows keeps of each record (`Some(None)`:
+/// every key; `Some(Some(names))`: the top-level keys `fields` names), or `None` when the
+/// answer needs the decoded records: an `expand`, or a `fields` list with nested paths,
+/// excerpts or a syntax error (whose 400 the decoded road answers).
+fn row_fields(params: &HashMap<String, String>) -> Option<Option<Vec<String>>> {
+    if params.get("expand").is_some_and(|v| !v.trim().is_empty()) {
+        return None;
+    }
+    let Some(fields) = params.get("fields").filter(|f| !f.trim().is_empty()) else {
+        return Some(None);
+    };
+    let selectors = parse_fields(fields).ok()?;
+    let mut names = Vec::with_capacity(selectors.len());
+    for s in selectors {
+        match s.path.as_slice() {
+            [name] if s.excerpt.is_none() && name == "*" => return Some(None),
+            [name] if s.excerpt.is_none() => names.push(name.clone()),
+            _ => return None,
+        }
+    }
+    Some(Some(names))
+}
+
 fn plain_shape(params: &HashMap<String, String>) -> bool {
     let plain = |p: &str| params.get(p).is_none_or(|v| v.trim().is_empty());
     plain("expand") && plain("fields")

@@ -58,6 +58,7 @@ pub(crate) struct StoredRow<'a> {
     collection: &'a Collection,
     row: &'a RowView<'a>,
     visible: Visibility,
+    only: Option<&'a [String]>,
 }
 
 impl<'a> StoredRow<'a> {
@@ -66,7 +67,21 @@ impl<'a> StoredRow<'a> {
             collection,
             row,
             visible: Visibility::of_row(collection, row, caller),
+            only: None,
         }
+    }
+
+    /// Writes only the keys named in `names` (a `fields` list of plain top-level names),
+    /// in the record's order, as `fields` keeps them; `None` writes every key.
+    pub(crate) fn only(self, names: Option<&'a [String]>) -> Self {
+        Self {
+            only: names,
+            ..self
+        }
+    }
+
+    fn wanted(&self, key: &str) -> bool {
+        self.only.is_none_or(|names| names.iter().any(|n| n == key))
     }
 }
 
@@ -76,15 +91,26 @@ impl StoredRow<'_> {
     /// instead of run through the serialiser's escaping.
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         let c = self.collection;
-        write_key(out, b'{', "collectionId")?;
-        serde_json::to_writer(&mut *out, &c.id)?;
-        write_key(out, b',', "collectionName")?;
-        serde_json::to_writer(&mut *out, &c.name)?;
-        for (i, f) in c.fields.iter().enumerate() {
-            if let Some(v) = self.row.json(i).filter(|_| self.visible.shows(c, f)) {
-                write_key(out, b',', &f.name)?;
-                serde_json::to_writer(&mut *out, &v)?;
+        let mut sep = b'{';
+        for (key, value) in [("collectionId", &c.id), ("collectionName", &c.name)] {
+            if self.wanted(key) {
+                write_key(out, sep, key)?;
+                serde_json::to_writer(&mut *out, value)?;
+                sep = b',';
             }
+        }
+        for (i, f) in c.fields.iter().enumerate() {
+            if !self.visible.shows(c, f) || !self.wanted(&f.name) {
+                continue;
+            }
+            if let Some(v) = self.row.json(i) {
+                write_key(out, sep, &f.name)?;
+                serde_json::to_writer(&mut *out, &v)?;
+                sep = b',';
+            }
+        }
+        if sep == b'{' {
+            out.push(b'{');
         }
         out.push(b'}');
         Ok(())
