@@ -15,33 +15,38 @@ fn invalid(msg: &str) -> io::Error {
 }
 
 /// Reads the header; `Ok(None)` for LOCAL / UNKNOWN (use the peer address).
+///
+/// Only bytes known to be the header's are consumed, so what follows it (the request)
+/// stays in the socket for the caller; every wait is a wait for the socket to become
+/// readable, never a timer.
 pub async fn read_header(stream: &mut TcpStream) -> io::Result<Option<SocketAddr>> {
+    // The first 12 bytes are the header's either way: v2's signature, or the start of a
+    // v1 line (at least "PROXY UNKNOWN\r\n", 15 bytes). Each read asks for no more than
+    // what is missing, and a prefix of neither is refused as soon as it shows.
     let mut sig = [0u8; 12];
-    // Peek first so nothing past the header is consumed.
-    loop {
-        let n = stream.peek(&mut sig).await?;
+    let mut have = 0;
+    while have < sig.len() {
+        let n = stream.read(&mut sig[have..]).await?;
         if n == 0 {
             return Err(invalid("connection closed"));
         }
-        if n >= 6 && &sig[..6] == b"PROXY " {
-            return read_v1(stream).await;
-        }
-        if n == 12 {
-            break;
-        }
-        if !V2_SIGNATURE.starts_with(&sig[..n]) && !b"PROXY ".starts_with(&sig[..n.min(6)]) {
+        have += n;
+        let v1 = b"PROXY ".starts_with(&sig[..have.min(6)]);
+        if !v1 && !V2_SIGNATURE.starts_with(&sig[..have]) {
             return Err(invalid("missing header"));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    if sig.starts_with(b"PROXY ") {
+        return read_v1(stream, &sig).await;
     }
     if &sig != V2_SIGNATURE {
         return Err(invalid("missing header"));
     }
-    let mut head = [0u8; 16];
+    let mut head = [0u8; 4];
     stream.read_exact(&mut head).await?;
-    let ver_cmd = head[12];
-    let family = head[13];
-    let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+    let ver_cmd = head[0];
+    let family = head[1];
+    let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
     if ver_cmd >> 4 != 2 {
         return Err(invalid("unsupported version"));
     }
@@ -67,22 +72,30 @@ pub async fn read_header(stream: &mut TcpStream) -> io::Result<Option<SocketAddr
     }
 }
 
-async fn read_v1(stream: &mut TcpStream) -> io::Result<Option<SocketAddr>> {
+/// The rest of a v1 line whose first bytes (`start`) are read: what the socket holds is
+/// peeked; without the line's end in it, all of it is the line's and is consumed, and the
+/// next peek waits for more.
+async fn read_v1(stream: &mut TcpStream, start: &[u8]) -> io::Result<Option<SocketAddr>> {
+    let mut line = start.to_vec();
     let mut peeked = [0u8; V1_MAX];
-    let n = loop {
-        let n = stream.peek(&mut peeked).await?;
-        if peeked[..n].contains(&b'\n') || n == V1_MAX {
-            break n;
+    loop {
+        if let Some(end) = line.iter().position(|b| *b == b'\n') {
+            line.truncate(end + 1);
+            return parse_v1(&line);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    };
-    let end = peeked[..n]
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or_else(|| invalid("v1 header too long"))?;
-    let mut line = vec![0u8; end + 1];
-    stream.read_exact(&mut line).await?;
-    parse_v1(&line)
+        let room = V1_MAX - line.len();
+        let n = stream.peek(&mut peeked[..room]).await?;
+        if n == 0 {
+            return Err(invalid("connection closed"));
+        }
+        let take = match peeked[..n].iter().position(|b| *b == b'\n') {
+            Some(end) => end + 1,
+            None if n == room => return Err(invalid("v1 header too long")),
+            None => n,
+        };
+        stream.read_exact(&mut peeked[..take]).await?;
+        line.extend_from_slice(&peeked[..take]);
+    }
 }
 
 fn parse_v1(line: &[u8]) -> io::Result<Option<SocketAddr>> {
@@ -107,7 +120,100 @@ fn parse_v1(line: &[u8]) -> io::Result<Option<SocketAddr>> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
     use super::*;
+
+    /// Sends `pieces` with a pause after each (the header arriving in fragments), then
+    /// reads the header on the accepting side and what follows it.
+    async fn read_fragmented(pieces: Vec<Vec<u8>>) -> (io::Result<Option<SocketAddr>>, Vec<u8>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let writer = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            for p in pieces {
+                s.write_all(&p).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            s.shutdown().await.expect("shutdown");
+        });
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let bounded = Duration::from_secs(10);
+        let got = tokio::time::timeout(bounded, read_header(&mut s))
+            .await
+            .expect("the header is read without waiting past the last byte");
+        let mut rest = Vec::new();
+        if got.is_ok() {
+            tokio::time::timeout(bounded, s.read_to_end(&mut rest))
+                .await
+                .expect("rest")
+                .expect("read");
+        }
+        drop(writer.await);
+        (got, rest)
+    }
+
+    #[tokio::test]
+    async fn fragments_are_waited_for_and_nothing_after_the_header_is_consumed() {
+        let v1 = vec![
+            b"PRO".to_vec(),
+            b"XY TCP4 203.0.113.7 10".to_vec(),
+            b".0.0.1 5555 80\r".to_vec(),
+            b"\nGET / HTTP/1.1\r\n\r\n".to_vec(),
+        ];
+        let (got, rest) = read_fragmented(v1).await;
+        assert_eq!(
+            got.expect("v1"),
+            Some("203.0.113.7:5555".parse().expect("addr"))
+        );
+        assert_eq!(rest, b"GET / HTTP/1.1\r\n\r\n");
+
+        let (got, rest) = read_fragmented(vec![b"PROXY UNKNOWN\r\nX".to_vec()]).await;
+        assert_eq!(got.expect("unknown"), None);
+        assert_eq!(rest, b"X");
+
+        let mut v2 = V2_SIGNATURE.to_vec();
+        v2.extend_from_slice(&[
+            0x21, 0x11, 0, 12, 198, 51, 100, 2, 10, 0, 0, 1, 0x04, 0xd2, 0, 80,
+        ]);
+        let pieces = vec![
+            v2[..5].to_vec(),
+            v2[5..14].to_vec(),
+            [&v2[14..], b"body"].concat(),
+        ];
+        let (got, rest) = read_fragmented(pieces).await;
+        assert_eq!(
+            got.expect("v2"),
+            Some("198.51.100.2:1234".parse().expect("addr"))
+        );
+        assert_eq!(rest, b"body");
+    }
+
+    #[tokio::test]
+    async fn bad_or_cut_headers_are_refused() {
+        // A plain request, in two pieces.
+        let (got, _) =
+            read_fragmented(vec![b"G".to_vec(), b"ET / HTTP/1.1\r\n\r\n".to_vec()]).await;
+        assert!(got.is_err());
+        // A v1 line longer than the protocol allows, and one cut short by the close.
+        let long = [b"PROXY TCP4 ".as_slice(), &[b'1'; 120]].concat();
+        assert!(read_fragmented(vec![long]).await.0.is_err());
+        assert!(
+            read_fragmented(vec![b"PROXY TCP4 1.2.3.4".to_vec()])
+                .await
+                .0
+                .is_err()
+        );
+        assert!(
+            read_fragmented(vec![V2_SIGNATURE[..7].to_vec()])
+                .await
+                .0
+                .is_err()
+        );
+    }
 
     #[test]
     fn v1_lines() {
