@@ -1,6 +1,7 @@
-//! Files follow their records through every kind of write: a relation's cascade delete,
-//! a removed file field, and batch updates and deletes each delete the files they leave
-//! without a record, after the commit; a write that fails deletes nothing.
+//! Files follow their records through every kind of write: a relation's cascade delete
+//! (a truncate's too), a file field removed by an update or an import, a collection an
+//! import deletes, and batch updates and deletes each delete the files they leave without
+//! a record, after the commit; a write that fails deletes nothing.
 
 use basalt_testkit::TestServer;
 use basalt_testkit::multipart::send;
@@ -205,4 +206,97 @@ async fn batch_updates_and_deletes_drop_files_after_commit_and_failures_drop_non
         {"method": "PATCH", "url": format!("/api/collections/docs/records/{ida}"), "body": {"f": []}}]}))).await;
     assert_eq!(st, 200, "{e}");
     assert_eq!(s.stored_files(), Vec::<String>::new(), "{cid}");
+}
+
+/// Regression: a truncate deleted the files of the truncated collection only, and left
+/// those of the records its cascade deleted in other collections.
+#[tokio::test]
+async fn a_truncate_takes_the_files_of_the_records_its_cascade_deleted() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (_, photos) = albums_and_photos(&s, &su).await;
+    let a = id(&upload(&s, "albums", &[("cover", Some("c.txt"), b"cover")]).await);
+    for (name, body) in [("1.txt", b"one"), ("2.txt", b"two")] {
+        upload(
+            &s,
+            "photos",
+            &[("img", Some(name), body), ("album", None, a.as_bytes())],
+        )
+        .await;
+    }
+    let loose = id(&upload(&s, "photos", &[("img", Some("3.txt"), b"three")]).await);
+    assert_eq!(s.stored_files().len(), 4);
+
+    let (st, e) = s
+        .call(
+            "DELETE",
+            "/api/collections/albums/truncate",
+            Some(&su),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204, "{e}");
+    assert_eq!(s.record_count("photos").await, 1);
+    let left = s.stored_files();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with(&format!("{photos}/{loose}/")),
+        "{left:?}"
+    );
+}
+
+/// Regression: `PUT /api/collections/import` dropped file fields and collections but
+/// left their files in storage.
+#[tokio::test]
+async fn an_import_that_drops_a_file_field_or_a_collection_takes_their_files() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (cid, r) = keep_and_drop(&s, &su).await;
+    s.open_collection(&su, "extra", json!([{"name": "f", "type": "file"}]))
+        .await;
+    upload(&s, "extra", &[("f", Some("x.txt"), b"x")]).await;
+    assert_eq!(s.stored_files().len(), 4);
+    let kept = vec![format!(
+        "{cid}/{}/{}",
+        id(&r),
+        r["keep"].as_str().expect("keep")
+    )];
+
+    let (_, all) = s
+        .call("GET", "/api/collections?perPage=100", Some(&su), None)
+        .await;
+    let mut docs: Vec<Value> = all["items"].as_array().expect("items").clone();
+    for doc in docs.iter_mut().filter(|d| d["name"] == "docs") {
+        let fields = doc["fields"].as_array_mut().expect("fields");
+        fields.retain(|f| f["name"] != "drop");
+    }
+    let (st, e) = s
+        .call(
+            "PUT",
+            "/api/collections/import",
+            Some(&su),
+            Some(json!({"collections": docs.clone()})),
+        )
+        .await;
+    assert_eq!(st, 204, "{e}");
+    let left = s.stored_files();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&kept[0]), "{left:?}");
+
+    // `deleteMissing` deletes `extra`, and its files with it.
+    docs.retain(|d| d["name"] != "extra");
+    let (st, e) = s
+        .call(
+            "PUT",
+            "/api/collections/import",
+            Some(&su),
+            Some(json!({"collections": docs, "deleteMissing": true})),
+        )
+        .await;
+    assert_eq!(st, 204, "{e}");
+    let (st, _) = s
+        .call("GET", "/api/collections/extra", Some(&su), None)
+        .await;
+    assert_eq!(st, 404);
+    assert_eq!(s.stored_files(), kept);
 }
