@@ -1,7 +1,11 @@
 //! Files follow their records through every kind of write: a relation's cascade delete
 //! (a truncate's too), a file field removed by an update or an import, a collection an
 //! import deletes, and batch updates and deletes each delete the files they leave without
-//! a record, after the commit; a write that fails deletes nothing.
+//! a record, after the commit; a write that fails deletes nothing. The orphan sweep
+//! collects what is left anyway.
+
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use basalt_testkit::TestServer;
 use basalt_testkit::multipart::send;
@@ -299,4 +303,67 @@ async fn an_import_that_drops_a_file_field_or_a_collection_takes_their_files() {
         .await;
     assert_eq!(st, 404);
     assert_eq!(s.stored_files(), kept);
+}
+
+/// Writes an old (two hours) stored file at `rel` under the data dir's `storage/`.
+fn put_old(s: &TestServer, rel: &str) {
+    let path = s.data_dir().join("storage").join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, "orphan").expect("write");
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+        .expect("set mtime");
+}
+
+/// `basalt files sweep` on the server's data dir: whether it succeeded and its output.
+fn sweep_cli(s: &TestServer) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["files", "sweep", "--dir"])
+        .arg(s.data_dir())
+        .output()
+        .expect("run basalt files sweep");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The sweep streams the storage and judges it a batch at a time: with more files than
+/// one batch (and one run's 1000 removals), every orphan is found, named files stay, and
+/// what one run leaves the next removes.
+#[tokio::test]
+async fn the_sweep_walks_more_files_than_one_batch() {
+    let mut s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let cid = s
+        .open_collection(&su, "docs", json!([{"name": "f", "type": "file"}]))
+        .await;
+    let r = upload(&s, "docs", &[("f", Some("named.txt"), b"named")]).await;
+    let named = format!("{cid}/{}/{}", id(&r), r["f"].as_str().expect("f"));
+    put_old(&s, &format!("{cid}/{}/gone_1234567890.txt", id(&r)));
+    for i in 0..1199 {
+        put_old(
+            &s,
+            &format!("{cid}/orphan{:07}/o{}_1234567890.txt", i / 2, i % 2),
+        );
+    }
+    assert_eq!(s.stored_files().len(), 1201);
+    assert!(s.terminate());
+
+    let (ok, out) = sweep_cli(&s);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("examined 1201, orphans 1000, removed 1000, younger than the grace period 0, left for the next run 200"),
+        "{out}"
+    );
+    assert_eq!(s.stored_files().len(), 201);
+    let (ok, out) = sweep_cli(&s);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("examined 201, orphans 200, removed 200"),
+        "{out}"
+    );
+    assert_eq!(s.stored_files(), vec![named]);
 }
