@@ -6,7 +6,7 @@
 use basalt_testkit::TestServer;
 use basalt_testkit::images::crc32;
 use basalt_testkit::multipart::{BOUNDARY, send, send_body};
-use basalt_testkit::s3::Moto;
+use basalt_testkit::s3::{CutProxy, Moto};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
@@ -301,4 +301,82 @@ async fn an_s3_outage_is_a_5xx_with_no_record_and_no_file() {
         Vec::<String>::new(),
         "nothing fell back to local disk"
     );
+}
+
+/// S3 goes away while an upload's body is streaming to it (a proxy cuts the connection
+/// after 1 MiB): a single PUT and a multipart upload both get a 5xx in PocketBase's error
+/// shape, no record, no object and no multipart upload left behind; once S3 is reachable
+/// again uploads work.
+#[tokio::test]
+async fn s3_failing_mid_upload_is_a_5xx_with_no_record_and_no_file() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    moto.create_bucket("cut").await;
+    let proxy = CutProxy::start(moto.port(), 1 << 20).await;
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    s.open_collection(
+        &su,
+        "docs",
+        json!([{"name": "f", "type": "file", "maxSize": 20_000_000}]),
+    )
+    .await;
+    let mut settings = moto.settings("cut");
+    settings["endpoint"] = json!(proxy.endpoint());
+    let (st, v) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"s3": settings})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, first) = send(
+        &s,
+        "POST",
+        "/api/collections/docs/records",
+        None,
+        &[("f", Some("before.txt"), b"before")],
+    )
+    .await;
+    assert_eq!(st, 200, "{first}");
+    let before = moto.keys("cut").await;
+    assert_eq!(before.len(), 1);
+
+    proxy.arm(true);
+    // 3 MiB is one PUT; 12 MiB is a multipart upload of 5 MiB parts.
+    for size in [3 << 20, 12 << 20] {
+        let body = vec![b'x'; size];
+        let (st, e) = send(
+            &s,
+            "POST",
+            "/api/collections/docs/records",
+            None,
+            &[("f", Some("big.bin"), &body)],
+        )
+        .await;
+        assert!((500..600).contains(&st), "{size}: {st} {e}");
+        assert_eq!(e["status"], json!(st), "{e}");
+        assert!(e["message"].is_string() && e["data"].is_object(), "{e}");
+    }
+    assert_eq!(s.record_count("docs").await, 1, "no partial record");
+    assert_eq!(moto.keys("cut").await, before, "no object left");
+    assert_eq!(moto.pending_uploads("cut").await, 0, "multipart aborted");
+    assert_eq!(s.stored_files(), Vec::<String>::new(), "no local fallback");
+    healthy(&s).await;
+
+    proxy.arm(false);
+    let body = vec![b'y'; 6 << 20];
+    let (st, r) = send(
+        &s,
+        "POST",
+        "/api/collections/docs/records",
+        None,
+        &[("f", Some("after.bin"), &body)],
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(moto.keys("cut").await.len(), 2);
 }
