@@ -1,18 +1,60 @@
 // Differential check: one deterministic scenario of raw HTTP steps against a fresh
-// PocketBase and a fresh Basalt; compares status codes and normalised bodies (ids, tokens
-// and timestamps replaced by stable placeholders, key order ignored). Prints a table and
-// `differential: N/M steps match`, writes REPORT.md. Exit 0 unless --strict and mismatched.
+// PocketBase and a fresh Basalt; compares status codes and normalised bodies (ids, tokens,
+// timestamps and stored files' random name suffixes replaced by stable placeholders, key
+// order ignored). Uploads go as multipart bodies; a file download is compared by its
+// headers (type, disposition, sandbox policy), size, and text or PNG dimensions. Prints a
+// table and `differential: N/M steps match`, writes REPORT.md. Exit 0 unless --strict and
+// mismatched.
 import { writeFileSync } from "node:fs";
+import { deflateSync } from "node:zlib";
 import { join } from "node:path";
 import { startServer, SU_EMAIL, SU_PASSWORD } from "../sdk/helpers.mjs";
 
 const strict = process.argv.includes("--strict");
 
-/// The scenario: a list of [name, method, path, body?, as?] where `as` picks a token.
+/// CRC-32 (PNG's), bit by bit: test images are tiny.
+function crc32(buf) {
+  let c = ~0;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+/// A `w`×`h` RGB PNG with a fixed gradient.
+function png(w, h) {
+  const chunk = (type, data) => {
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const out = Buffer.alloc(8 + td.length + 4);
+    out.writeUInt32BE(data.length, 0);
+    td.copy(out, 4);
+    out.writeUInt32BE(crc32(td), 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const raw = Buffer.alloc(h * (1 + 3 * w));
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) raw.set([x * 10, y * 10, 128], y * (1 + 3 * w) + 1 + 3 * x);
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
+}
+
+/// A file part of a multipart step.
+const file = (name, content, type = "text/plain") => ({ file: name, content, type });
+
+/// The scenario: a list of [name, method, path, body?, as?] where `as` picks a token; a
+/// `form` step sends its body as multipart parts ([name, text or file(...)]), a
+/// `download` step reads a file.
 function scenario() {
   const s = [];
   const su = "su";
   const add = (name, method, path, body, as) => s.push({ name, method, path, body, as });
+  const form = (name, method, path, parts, as) => s.push({ name, method, path, parts, as });
+  const download = (name, path, as) => s.push({ name, method: "GET", path, as, download: true });
   add("health", "GET", "/api/health");
   add("collections anon", "GET", "/api/collections");
   add("create tags", "POST", "/api/collections", { name: "tags", listRule: "", viewRule: "", fields: [{ name: "label", type: "text", required: true }] }, su);
@@ -92,6 +134,49 @@ function scenario() {
   add("unknown route", "GET", "/api/nope");
   add("missing collection", "GET", "/api/collections/nope/records");
   add("bad json", "POST", "/api/collections/tags/records", "{bad", su);
+
+  // Files: uploads, modifiers, removal, validation, downloads, thumbs, protected files.
+  add("create docs", "POST", "/api/collections", {
+    name: "docs", listRule: "", viewRule: "", createRule: "", updateRule: "", deleteRule: "",
+    fields: [
+      { name: "title", type: "text" },
+      { name: "one", type: "file", maxSelect: 1, maxSize: 100, mimeTypes: ["text/plain"] },
+      { name: "many", type: "file", maxSelect: 2 },
+      { name: "pic", type: "file", maxSelect: 1, thumbs: ["10x10", "0x8"] },
+      { name: "secret", type: "file", maxSelect: 1, protected: true },
+    ],
+  }, su);
+  const docs = "/api/collections/docs/records";
+  form("upload single", "POST", docs, [["title", "Solo"], ["one", file("solo.txt", "solo text")]]);
+  form("upload several", "POST", docs, [
+    ["title", "Multi"], ["one", file("one.txt", "one text")], ["many", file("alpha.txt", "alpha text")],
+    ["many", file("beta.txt", "beta text")], ["pic", file("pic.png", png(40, 20), "image/png")],
+    ["secret", file("secret.txt", "secret text")],
+  ]);
+  add("remove with field-", "PATCH", `${docs}/$Multi`, { "many-": ["$alpha"] });
+  form("append with field+", "PATCH", `${docs}/$Multi`, [["many+", file("gamma.txt", "gamma text")]]);
+  form("too many files", "PATCH", `${docs}/$Multi`, [["many+", file("delta.txt", "delta text")]]);
+  form("file too big", "POST", docs, [["one", file("big.txt", "x".repeat(200))]]);
+  form("file of a wrong type", "POST", docs, [["one", file("pic.txt", png(4, 4), "text/plain")]]);
+  add("remove by emptying", "PATCH", `${docs}/$Solo`, { one: "" });
+  add("view after file changes", "GET", `${docs}/$Multi`);
+  download("download", "/api/files/docs/$Multi/$beta");
+  download("download attachment", "/api/files/docs/$Multi/$beta?download=1");
+  download("download image", "/api/files/docs/$Multi/$pic");
+  download("thumb listed", "/api/files/docs/$Multi/$pic?thumb=10x10");
+  download("thumb listed 0xH", "/api/files/docs/$Multi/$pic?thumb=0x8");
+  download("thumb unlisted", "/api/files/docs/$Multi/$pic?thumb=30x30");
+  download("thumb of a non-image", "/api/files/docs/$Multi/$beta?thumb=10x10");
+  download("removed file", "/api/files/docs/$Multi/$alpha");
+  download("missing file", "/api/files/docs/$Multi/nope_0123456789.txt");
+  download("protected, open view rule", "/api/files/docs/$Multi/$secret");
+  add("restrict docs view", "PATCH", "/api/collections/docs", { viewRule: "@request.auth.id != ''" }, su);
+  download("protected without token", "/api/files/docs/$Multi/$secret");
+  download("unprotected, restricted view rule", "/api/files/docs/$Multi/$beta");
+  add("file token anon", "POST", "/api/files/token");
+  add("file token", "POST", "/api/files/token", undefined, su);
+  download("protected with token", "/api/files/docs/$Multi/$secret?token=$filetoken");
+  download("protected with a bad token", "/api/files/docs/$Multi/$secret?token=nope");
   return s;
 }
 
@@ -106,7 +191,13 @@ async function run(kind) {
     const headers = {};
     if (step.as && tokens[step.as]) headers.Authorization = tokens[step.as];
     let body;
-    if (step.body !== undefined) {
+    if (step.parts) {
+      body = new FormData();
+      for (const [name, v] of step.parts) {
+        if (typeof v === "string") body.append(name, sub(v));
+        else body.append(name, new Blob([v.content], { type: v.type }), v.file);
+      }
+    } else if (step.body !== undefined) {
       headers["Content-Type"] = "application/json";
       body = typeof step.body === "string" ? step.body : JSON.stringify(sub(step.body));
     }
@@ -115,8 +206,13 @@ async function run(kind) {
     try {
       const res = await fetch(srv.url + path, { method: step.method, headers, body, signal: AbortSignal.timeout(15000) });
       status = res.status;
-      const text = await res.text();
-      json = text ? JSON.parse(text) : null;
+      const type = res.headers.get("content-type") ?? "";
+      if (step.download && !type.startsWith("application/json")) {
+        json = await described(res);
+      } else {
+        const text = await res.text();
+        json = text ? JSON.parse(text) : null;
+      }
     } catch (e) {
       json = { error: String(e) };
     }
@@ -128,6 +224,12 @@ async function run(kind) {
       if (step.name === "user ann") names.ann = json.id;
       if (step.name === "user bob") names.bob = json.id;
       if (step.name === "auth ann" && json.token) tokens.ann = json.token;
+      if (step.name === "file token" && json.token) names.filetoken = json.token;
+      // Stored file names, by their letters-only base: `$beta` is `beta_<random>.txt`.
+      for (const v of Object.values(json).flat()) {
+        const m = typeof v === "string" && /^([a-z]+)_[a-z0-9]{10}\.[a-z]+$/.exec(v);
+        if (m) names[m[1]] = v;
+      }
     }
     if (step.name === "user bob" && !tokens.bob) {
       const r = await fetch(srv.url + "/api/collections/users/auth-with-password", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ identity: "bob@example.com", password: "User-pass-123" }) });
@@ -139,7 +241,23 @@ async function run(kind) {
   return { results, names };
 }
 
-/// Ids, tokens and timestamps become stable placeholders; keys are sorted.
+/// What a file download is compared by: its headers, size, and text or image size.
+async function described(res) {
+  const bytes = Buffer.from(await res.arrayBuffer());
+  const type = res.headers.get("content-type") ?? "";
+  const out = {
+    contentType: type,
+    contentDisposition: res.headers.get("content-disposition"),
+    csp: res.headers.get("content-security-policy"),
+    size: bytes.length,
+  };
+  if (type.startsWith("text/")) out.text = bytes.toString("utf8");
+  if (type === "image/png") out.png = [bytes.readUInt32BE(16), bytes.readUInt32BE(20)];
+  return out;
+}
+
+/// Ids, tokens, timestamps and the random suffixes of stored file names become stable
+/// placeholders; keys are sorted.
 function normalise(v, names) {
   const byId = Object.fromEntries(Object.entries(names).map(([k, id]) => [id, `<${k}>`]));
   const walk = (x, key) => {
@@ -153,6 +271,7 @@ function normalise(v, names) {
       if (/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z$/.test(x)) return "<date>";
       if (/^[a-z0-9]{15}$/.test(x)) return "<id>";
       if (/^pbc_\d+$/.test(x) && key !== "collectionId") return "<collection id>";
+      return x.replace(/_[a-z0-9]{10}(?=\.[a-z]+(?:"|$))/g, "_<random>");
     }
     return x;
   };
@@ -177,7 +296,9 @@ const lines = [
   "",
   `Generated by \`node tests/differential/run.mjs\` on ${new Date().toISOString().slice(0, 10)}.`,
   "Each step runs against a fresh PocketBase and a fresh Basalt; bodies are compared after",
-  "replacing ids, tokens and timestamps with placeholders and sorting keys.",
+  "replacing ids, tokens, timestamps and stored files' random name suffixes with placeholders",
+  "and sorting keys; a file download is compared by its content type, disposition and",
+  "security policy, its size, and its text or PNG dimensions.",
   "",
   `**${matched}/${rows.length} steps match** (status and body).`,
   "",

@@ -1,7 +1,9 @@
 //! `GET`/`HEAD /api/files/{collection}/{recordId}/{filename}`: a record's file through
 //! `basalt_service::files` (found, checked, thumbs), served with PocketBase's headers,
 //! conditional requests (ETag, Last-Modified: 304) and single byte ranges (206, 416).
-//! Active content (SVG, HTML, XML, JS) is always an attachment, and every file carries
+//! Only media a browser shows without running it (raster images, audio, video, PDF) is
+//! served inline, as in PocketBase; everything else, active content (SVG, HTML, XML, JS)
+//! and plain text included, is an attachment, and every file carries
 //! PocketBase's sandboxing `Content-Security-Policy`, so no upload runs as a document on
 //! the API's origin.
 
@@ -44,7 +46,7 @@ pub(crate) async fn download(
     let attachment = params
         .get("download")
         .is_some_and(|v| !matches!(v.as_str(), "" | "0" | "false" | "f"))
-        || is_active(target.content_type);
+        || !served_inline(target.content_type);
     let disposition = format!(
         "{}; filename=\"{}\"",
         if attachment { "attachment" } else { "inline" },
@@ -116,12 +118,39 @@ fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Content a browser would run as a document or script on our origin.
-fn is_active(mime: &str) -> bool {
-    let m = mime.to_ascii_lowercase();
-    ["svg", "html", "xml", "javascript", "ecmascript"]
-        .iter()
-        .any(|a| m.contains(a))
+/// The types PocketBase serves inline: media a browser displays without running any of
+/// it. An allow-list, so anything active (SVG, HTML, XML, scripts) or unknown is an
+/// attachment.
+fn served_inline(mime: &str) -> bool {
+    const INLINE: &[&str] = &[
+        "image/png",
+        "image/jpg",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/x-icon",
+        "image/bmp",
+        "video/webm",
+        "video/mp4",
+        "video/3gpp",
+        "video/quicktime",
+        "video/x-ms-wmv",
+        "audio/basic",
+        "audio/aiff",
+        "audio/mpeg",
+        "audio/midi",
+        "audio/mp3",
+        "audio/wave",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/x-mpeg",
+        "audio/x-m4a",
+        "audio/aac",
+        "application/pdf",
+        "application/x-pdf",
+    ];
+    let essence = mime.split(';').next().unwrap_or_default().trim();
+    INLINE.iter().any(|t| t.eq_ignore_ascii_case(essence))
 }
 
 /// A file name fit for a quoted header parameter.
@@ -192,15 +221,25 @@ mod tests {
     }
 
     #[test]
-    fn active_content_is_recognised() {
+    fn only_passive_media_is_served_inline() {
         for m in [
             "image/svg+xml",
             "text/html; charset=utf-8",
             "text/xml",
             "text/javascript",
+            "text/plain; charset=utf-8",
+            "application/octet-stream",
+            "",
         ] {
-            assert!(is_active(m), "{m}");
+            assert!(!served_inline(m), "{m}");
         }
-        assert!(!is_active("image/png") && !is_active("text/plain; charset=utf-8"));
+        for m in [
+            "image/png",
+            "IMAGE/JPEG",
+            "video/mp4",
+            "application/pdf; x=y",
+        ] {
+            assert!(served_inline(m), "{m}");
+        }
     }
 }

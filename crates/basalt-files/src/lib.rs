@@ -21,4 +21,4 @@ pub use error::StorageError;
 pub use key::ObjectKey;
 pub use local::LocalStorage;
 pub use s3::{S3Settings, S3Storage};
-pub use storage::{ByteRange, ByteStream, Download, ObjectMeta, Storage};
+pub use storage::{ByteRange, ByteStream, Download, ObjectMeta, ObjectStream, Storage};

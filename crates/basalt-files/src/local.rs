@@ -13,8 +13,10 @@ use tokio::fs;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
+use crate::storage::ObjectStream;
 use crate::storage::{CHUNK, read_limited};
 use crate::{ByteRange, Download, ObjectKey, ObjectMeta, Storage, StorageError};
+use futures_util::StreamExt;
 
 /// Files under a root directory.
 #[derive(Debug, Clone)]
@@ -188,15 +190,65 @@ impl Storage for LocalStorage {
             .map_err(|e| StorageError::Backend(format!("list task: {e}")))?
     }
 
-    async fn list_all(&self) -> Result<Vec<ObjectMeta>, StorageError> {
+    fn list_all(&self) -> ObjectStream {
+        // A blocking walker feeds a small channel; it stops when the reader goes away.
+        let (tx, rx) = tokio::sync::mpsc::channel(LISTED_AHEAD);
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.walk(&this.root))
-            .await
-            .map_err(|e| StorageError::Backend(format!("list task: {e}")))?
+        tokio::task::spawn_blocking(move || this.stream_walk(&tx));
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed()
     }
 }
 
+/// How many listed objects the local walker may hold ahead of its reader.
+const LISTED_AHEAD: usize = 256;
+
 impl LocalStorage {
+    /// Sends every regular file under the root whose path is a valid key into `tx`,
+    /// depth first (a directory's subtree is sent whole before its next sibling), holding
+    /// one open directory per level; an error is sent last. Stops when `tx` is closed.
+    fn stream_walk(&self, tx: &tokio::sync::mpsc::Sender<Result<ObjectMeta, StorageError>>) {
+        let fail = |e: std::io::Error| {
+            let _ = tx.blocking_send(Err(StorageError::io("list", e)));
+        };
+        let mut open = match std::fs::read_dir(&self.root) {
+            Ok(rd) => vec![rd],
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => return fail(e),
+        };
+        while let Some(dir) = open.last_mut() {
+            let entry = match dir.next() {
+                None => {
+                    open.pop();
+                    continue;
+                }
+                Some(Err(e)) => return fail(e),
+                Some(Ok(entry)) => entry,
+            };
+            let path = entry.path();
+            let m = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                // Removed since the directory was read (a deletion after commit).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return fail(e),
+            };
+            if m.is_dir() {
+                match std::fs::read_dir(&path) {
+                    Ok(rd) => open.push(rd),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return fail(e),
+                }
+            } else if m.is_file()
+                && let Some(key) = self.key_of(&path)
+                && tx.blocking_send(Ok(meta_of(key, &m))).is_err()
+            {
+                return;
+            }
+        }
+    }
+
     /// Every regular file at or under `start` whose path is a valid key (temporary files
     /// start with `.` and are skipped), sorted by key. Symlinks are not followed.
     fn walk(&self, start: &Path) -> Result<Vec<ObjectMeta>, StorageError> {

@@ -18,7 +18,7 @@ use object_store::{
 use tokio::io::AsyncRead;
 
 use crate::s3_http::ReqwestConnector;
-use crate::storage::{CHUNK, read_limited};
+use crate::storage::{CHUNK, ObjectStream, read_limited};
 use crate::{ByteRange, Download, ObjectKey, ObjectMeta, Storage, StorageError};
 
 /// Size of one multipart part: S3's minimum for every part but the last, so an upload
@@ -281,16 +281,17 @@ impl Storage for S3Storage {
         Ok(out)
     }
 
-    async fn list_all(&self) -> Result<Vec<ObjectMeta>, StorageError> {
-        let mut out = Vec::new();
-        let mut listing = self.store.list(None);
-        while let Some(m) = listing.next().await {
-            let m = m.map_err(|e| StorageError::Backend(format!("list: {e}")))?;
-            if let Ok(meta) = meta_of(m) {
-                out.push(meta);
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+    fn list_all(&self) -> ObjectStream {
+        // S3 lists in key order, a page (1000 keys) per request, fetched as read.
+        self.store
+            .list(None)
+            .filter_map(|m| async move {
+                match m {
+                    // Keys another writer made that are not valid keys are not ours.
+                    Ok(m) => meta_of(m).ok().map(Ok),
+                    Err(e) => Some(Err(StorageError::Backend(format!("list: {e}")))),
+                }
+            })
+            .boxed()
     }
 }

@@ -19,6 +19,9 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 /// An object's body, chunk by chunk.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send>>;
 
+/// Stored objects' metadata, one by one ([`Storage::list_all`]).
+pub type ObjectStream = Pin<Box<dyn Stream<Item = Result<ObjectMeta, StorageError>> + Send>>;
+
 /// A stored object's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -110,8 +113,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Every object at or under `prefix` (whole segments), in key order.
     async fn list_prefix(&self, prefix: &ObjectKey) -> Result<Vec<ObjectMeta>, StorageError>;
 
-    /// Every object stored, in key order (the orphan sweep's view of the storage).
-    async fn list_all(&self) -> Result<Vec<ObjectMeta>, StorageError>;
+    /// Every object stored (the orphan sweep's view of the storage), streamed: memory
+    /// stays bounded whatever the number of objects (S3 lists a page at a time, local
+    /// disk walks one directory handle per level). Not in key order, but the objects at
+    /// or under any one key prefix (whole segments) come one after another, so a
+    /// record's files arrive together. An error ends the stream.
+    fn list_all(&self) -> ObjectStream;
 }
 
 /// Reads the next chunk of `body` into `buf` (cleared first), counting into `total` and

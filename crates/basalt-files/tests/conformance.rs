@@ -232,14 +232,12 @@ async fn delete_and_prefixes(s: &dyn Storage) {
     );
     assert_eq!(keys(s, "del").await, ["del/r10/c_1234567890.png"]);
     assert_eq!(keys(s, "delx").await, ["delx/r1/d_1234567890.png"]);
-    let all: Vec<String> = s
-        .list_all()
+    let mut all: Vec<String> = listed(s)
         .await
-        .expect("list all")
         .into_iter()
-        .map(|m| m.key.to_string())
         .filter(|k| k.starts_with("del"))
         .collect();
+    all.sort();
     assert_eq!(
         all,
         ["del/r10/c_1234567890.png", "delx/r1/d_1234567890.png"]
@@ -272,12 +270,60 @@ async fn large_object_streams(s: &dyn Storage) {
     s.delete(&key("large/r/big.bin")).await.expect("delete");
 }
 
+/// Every key `list_all` streams, in its order.
+async fn listed(s: &dyn Storage) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut listing = s.list_all();
+    while let Some(m) = listing.next().await {
+        out.push(m.expect("list all").key.to_string());
+    }
+    out
+}
+
+/// More objects than one page of a listing (S3 answers 1000 keys a request, the local
+/// walker holds 256 ahead): every one is listed once, and a record's objects, thumbs
+/// included, come together. Reading only part of the listing is fine.
+async fn listing_streams_past_a_page(s: &dyn Storage) {
+    const RECORDS: usize = 700;
+    for r in 0..RECORDS {
+        put_bytes(s, &format!("many/r{r:03}/f.txt"), b"f").await;
+        if r % 2 == 0 {
+            put_bytes(s, &format!("many/r{r:03}/thumbs_f.txt/1x1_f.txt"), b"t").await;
+        }
+    }
+    let all: Vec<String> = listed(s)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("many/"))
+        .collect();
+    assert_eq!(all.len(), RECORDS + RECORDS / 2);
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "listed twice");
+    // Each record directory is one run in the listing.
+    let mut runs: Vec<&str> = all
+        .iter()
+        .map(|k| k.split('/').nth(1).expect("record"))
+        .collect();
+    runs.dedup();
+    assert_eq!(runs.len(), RECORDS, "a record's objects were split up");
+    let mut first = s.list_all();
+    assert!(first.next().await.expect("one object").is_ok());
+    drop(first);
+    assert_eq!(
+        s.delete_prefix(&key("many")).await.expect("delete prefix"),
+        (RECORDS + RECORDS / 2) as u64
+    );
+}
+
 async fn suite(s: &dyn Storage) {
     round_trip_and_ranges(s).await;
     size_limit_stores_nothing(s).await;
     missing_keys(s).await;
     delete_and_prefixes(s).await;
     large_object_streams(s).await;
+    listing_streams_past_a_page(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,6 +401,11 @@ async fn s3_server_down_is_a_clear_error() {
         s.head(&k).await.map(|_| ()),
         s.delete(&k).await,
         s.list_prefix(&key("c")).await.map(|_| ()),
+        s.list_all()
+            .next()
+            .await
+            .expect("an error, not an empty listing")
+            .map(|_| ()),
     ];
     for o in outcomes {
         assert!(matches!(o, Err(StorageError::Backend(_))), "{o:?}");

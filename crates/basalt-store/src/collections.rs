@@ -358,6 +358,7 @@ fn apply_delete(conn: &Connection, schema: &Schema, c: &Collection) -> Result<Sc
         .map_err(err)?;
     conn.execute("DELETE FROM _collections WHERE id = ?", [&c.id])
         .map_err(err)?;
+    crate::dropped_files::collection_emptied(c);
     Ok(without_collection(schema, &c.id))
 }
 
@@ -461,20 +462,32 @@ impl Store {
         .await
     }
 
-    pub async fn delete_collection(&self, id_or_name: &str) -> Result<(), StoreError> {
+    /// Deletes a collection; answers the stored files it left without a record (all of
+    /// the collection's), for the caller to delete now that the change committed.
+    pub async fn delete_collection(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Vec<crate::DroppedFiles>, StoreError> {
         let key = id_or_name.to_string();
         self.write_job(move |conn, schema| {
+            crate::dropped_files::reset();
             let c = schema.find(&key).cloned().ok_or(StoreError::NotFound)?;
             let next = apply_delete(conn, schema, &c)?;
-            Ok(((), Some(next)))
+            Ok((crate::dropped_files::take(), Some(next)))
         })
         .await
     }
 
-    /// Deletes every record (cascading to relations as single deletes would).
-    pub async fn truncate_collection(&self, id_or_name: &str) -> Result<(), StoreError> {
+    /// Deletes every record (cascading to relations as single deletes would); answers
+    /// the stored files left without a record: the collection's and those of records
+    /// the cascades deleted in other collections.
+    pub async fn truncate_collection(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Vec<crate::DroppedFiles>, StoreError> {
         let key = id_or_name.to_string();
         self.write_job(move |conn, schema| {
+            crate::dropped_files::reset();
             let c = schema.find(&key).cloned().ok_or(StoreError::NotFound)?;
             if c.is_view() {
                 return Err(StoreError::Forbidden(
@@ -488,19 +501,23 @@ impl Store {
             for id in ids {
                 crate::records::delete_cascading(conn, schema, &c, &id)?;
             }
-            Ok(((), None))
+            crate::dropped_files::collection_emptied(&c);
+            Ok((crate::dropped_files::take(), None))
         })
         .await
     }
 
     /// Creates or updates every given collection (matched by id, then name) in one
     /// transaction; with `delete_missing`, deletes the non-system ones not listed.
+    /// Answers the stored files of the file fields and collections it removed, for the
+    /// caller to delete now that the change committed.
     pub async fn import_collections(
         &self,
         cols: Vec<Collection>,
         delete_missing: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<crate::DroppedFiles>, StoreError> {
         self.write_job(move |conn, schema| {
+            crate::dropped_files::reset();
             let mut current: Schema = (**schema).clone();
             let mut errors = ValidationErrors::new();
             for (i, c) in cols.iter().enumerate() {
@@ -538,7 +555,7 @@ impl Store {
                     current = apply_delete(conn, &current, &c)?;
                 }
             }
-            Ok(((), Some(current)))
+            Ok((crate::dropped_files::take(), Some(current)))
         })
         .await
     }

@@ -1,6 +1,6 @@
 //! Stored file names a write leaves without a record: every file of a deleted record
-//! (cascades included), names an update replaced or removed, and the names a removed
-//! file field held. Noted inside the transaction, where before and after are both known,
+//! (cascades included), names an update replaced or removed, the names a removed file
+//! field held, and everything of a deleted or truncated collection. Noted inside the transaction, where before and after are both known,
 //! and handed to the caller only when the write committed, so files are deleted after
 //! the commit and never before. The store knows names, never storage.
 
@@ -25,6 +25,9 @@ pub enum Dropped {
     Record,
     /// These stored names (and their thumbs).
     Names(Vec<String>),
+    /// Every record of the collection is gone (deleted or truncated): everything stored
+    /// under it. `record_id` is empty.
+    Collection,
 }
 
 thread_local! {
@@ -83,6 +86,23 @@ pub(crate) fn record_deleted(c: &Collection, id: &str) {
             what: Dropped::Record,
         });
     }
+}
+
+/// Every record of `c` is gone: the collection was deleted or truncated. What was noted
+/// for its single records is covered and left out.
+pub(crate) fn collection_emptied(c: &Collection) {
+    if c.is_view() {
+        return;
+    }
+    DROPPED.with(|v| {
+        let mut v = v.borrow_mut();
+        v.retain(|d| d.collection_id != c.id);
+        v.push(DroppedFiles {
+            collection_id: c.id.clone(),
+            record_id: String::new(),
+            what: Dropped::Collection,
+        });
+    });
 }
 
 /// Record `id` of `c` went from `before` to `after`.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub mod damage;
+pub mod files;
 pub mod images;
 pub mod multipart;
 pub mod s3;

@@ -1,7 +1,6 @@
 //! Record files over HTTP: the storage handle, uploads in record writes, downloads and
 //! deletion after commit, against the real binary.
 
-use std::path::Path;
 use std::time::Duration;
 
 use basalt_testkit::TestServer;
@@ -47,31 +46,8 @@ async fn enabling_backups_s3_is_refused_until_it_is_wired() {
     assert!(s.data_dir().join(".upload_spool").is_dir());
 }
 
+use basalt_testkit::files::open_rules;
 use basalt_testkit::multipart::send;
-
-/// Every stored object under `storage/` (relative paths), sorted.
-fn stored(s: &TestServer) -> Vec<String> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                out.push(
-                    p.strip_prefix(root)
-                        .expect("under root")
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    let root = s.data_dir().join("storage");
-    let mut out = vec![];
-    walk(&root, &root, &mut out);
-    out.sort();
-    out
-}
 
 fn names(v: &Value) -> Vec<String> {
     match v {
@@ -90,22 +66,16 @@ const PNG: &[u8] = &[
 ];
 
 async fn docs_collection(s: &TestServer, su: &str, create_rule: &str) -> Value {
-    let (st, c) = s
-        .call(
-            "POST",
-            "/api/collections",
-            Some(su),
-            Some(
-                json!({"name": "docs", "listRule": "", "viewRule": "", "createRule": create_rule,
-                "updateRule": "", "deleteRule": "", "fields": [
-                {"name": "title", "type": "text"},
-                {"name": "one", "type": "file", "maxSize": 1000, "mimeTypes": ["text/plain"]},
-                {"name": "many", "type": "file", "maxSelect": 3}]}),
-            ),
-        )
-        .await;
-    assert_eq!(st, 200, "{c}");
-    c
+    s.create_collection(
+        su,
+        open_rules(
+            json!({"name": "docs", "createRule": create_rule, "fields": [
+            {"name": "title", "type": "text"},
+            {"name": "one", "type": "file", "maxSize": 1000, "mimeTypes": ["text/plain"]},
+            {"name": "many", "type": "file", "maxSelect": 3}]}),
+        ),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -150,7 +120,7 @@ async fn uploads_in_record_writes() {
         .map(|n| on_disk(n))
         .collect();
     want.sort();
-    assert_eq!(stored(&s), want);
+    assert_eq!(s.stored_files(), want);
     let bytes = std::fs::read(s.data_dir().join("storage").join(on_disk(&one))).expect("file");
     assert_eq!(bytes, b"hello");
 
@@ -169,7 +139,7 @@ async fn uploads_in_record_writes() {
     assert_eq!(after.len(), 3);
     assert_eq!(&after[..2], &many[..]);
     // A fourth file is past maxSelect: refused, and nothing new is stored.
-    let before = stored(&s);
+    let before = s.stored_files();
     let (st, e) = send(
         &s,
         "PATCH",
@@ -183,7 +153,7 @@ async fn uploads_in_record_writes() {
         e["data"]["many"]["code"], "validation_too_many_files",
         "{e}"
     );
-    assert_eq!(stored(&s), before);
+    assert_eq!(s.stored_files(), before);
     let (st, r) = send(
         &s,
         "PATCH",
@@ -199,7 +169,7 @@ async fn uploads_in_record_writes() {
     let now = names(&r["many"]);
     assert_eq!(now.len(), 3, "{r}");
     assert!(now[0].starts_with('d') && now[1..] == after[1..], "{now:?}");
-    assert!(!stored(&s).contains(&on_disk(&after[0])));
+    assert!(!s.stored_files().contains(&on_disk(&after[0])));
 
     // Removal by setting the field empty (multipart text) and `@jsonPayload` with a file.
     let (st, r) = send(
@@ -222,12 +192,12 @@ async fn uploads_in_record_writes() {
     // A plain `many` part replaces the list.
     let only = names(&r["many"]);
     assert_eq!(only.len(), 1, "{r}");
-    assert_eq!(stored(&s), vec![on_disk(&only[0])]);
+    assert_eq!(s.stored_files(), vec![on_disk(&only[0])]);
 
     // Deleting the record deletes its files.
     let (st, _) = s.call("DELETE", &path, None, None).await;
     assert_eq!(st, 204);
-    assert!(stored(&s).is_empty(), "{:?}", stored(&s));
+    assert!(s.stored_files().is_empty(), "{:?}", s.stored_files());
 }
 
 #[tokio::test]
@@ -295,7 +265,7 @@ async fn refused_uploads_leave_nothing_stored() {
     )
     .await;
     assert_eq!(st, 400, "{e}");
-    assert!(stored(&s).is_empty(), "{:?}", stored(&s));
+    assert!(s.stored_files().is_empty(), "{:?}", s.stored_files());
     // Batch is off in these settings: refused before any part is stored, as PocketBase
     // does (files in batch are `files_batch.rs`'s).
     let (st, e) = send(
@@ -307,7 +277,7 @@ async fn refused_uploads_leave_nothing_stored() {
     )
     .await;
     assert_eq!(st, 403, "{e}");
-    assert!(stored(&s).is_empty());
+    assert!(s.stored_files().is_empty());
 
     // Hostile names are stored under safe names inside the record's directory.
     let long = format!("{}.txt", "n".repeat(400));
@@ -335,7 +305,7 @@ async fn refused_uploads_leave_nothing_stored() {
         );
         assert!(!n.starts_with('.'), "{n}");
     }
-    let all = stored(&s);
+    let all = s.stored_files();
     assert_eq!(all.len(), 3, "{all:?}");
     assert!(
         all.iter().all(|p| p.split('/').nth(1) == Some(id)),
@@ -368,14 +338,14 @@ async fn refused_uploads_leave_nothing_stored() {
         (400, &json!("validation_file_size_limit")),
         "{e}"
     );
-    assert_eq!(stored(&s).len(), 4);
+    assert_eq!(s.stored_files().len(), 4);
 
     // Deleting the collection deletes its files.
     let (st, _) = s
         .call("DELETE", "/api/collections/docs", Some(&su), None)
         .await;
     assert_eq!(st, 204);
-    assert!(stored(&s).is_empty(), "{:?}", stored(&s));
+    assert!(s.stored_files().is_empty(), "{:?}", s.stored_files());
 }
 
 use basalt_testkit::images::png;
@@ -528,7 +498,7 @@ async fn downloads_with_ranges_validators_thumbs_and_tokens() {
             "{}/{id}/thumbs_{img}/{spec}_{img}",
             c["id"].as_str().expect("id")
         );
-        assert!(stored(&s).contains(&cached), "{spec}");
+        assert!(s.stored_files().contains(&cached), "{spec}");
         let again = get(&url(&img, &format!("?thumb={spec}")), &[]).await;
         assert_eq!(again.bytes().await.expect("body"), bytes, "{spec}");
     }

@@ -3,61 +3,22 @@
 //! clear answer (2xx with a safe stored name, a 4xx, or a 5xx for the outage) and leaves
 //! no partial record and no stored file without its record; the server lives on.
 
-use std::path::Path;
-
 use basalt_testkit::TestServer;
 use basalt_testkit::images::crc32;
 use basalt_testkit::multipart::{BOUNDARY, send, send_body};
-use basalt_testkit::s3::Moto;
+use basalt_testkit::s3::{CutProxy, Moto};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
 
-fn stored(s: &TestServer) -> Vec<String> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                out.push(
-                    p.strip_prefix(root)
-                        .expect("under root")
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    let root = s.data_dir().join("storage");
-    let mut out = vec![];
-    walk(&root, &root, &mut out);
-    out.sort();
-    out
-}
-
 async fn docs(s: &TestServer, su: &str) -> String {
-    let (st, c) = s
-        .call(
-            "POST",
-            "/api/collections",
-            Some(su),
-            Some(json!({"name": "docs",
-            "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
-            "fields": [{"name": "f", "type": "file", "maxSelect": 1, "maxSize": 5_000_000,
-                        "thumbs": ["10x10"]}]})),
-        )
-        .await;
-    assert_eq!(st, 200, "{c}");
-    c["id"].as_str().expect("id").to_string()
-}
-
-async fn count(s: &TestServer) -> u64 {
-    let (st, v) = s
-        .call("GET", "/api/collections/docs/records", None, None)
-        .await;
-    assert_eq!(st, 200, "{v}");
-    v["totalItems"].as_u64().expect("totalItems")
+    s.open_collection(
+        su,
+        "docs",
+        json!([{"name": "f", "type": "file", "maxSelect": 1, "maxSize": 5_000_000,
+                "thumbs": ["10x10"]}]),
+    )
+    .await
 }
 
 /// A PNG whose header declares `w`×`h` with one tiny IDAT: a decompression bomb's shape.
@@ -163,8 +124,8 @@ async fn truncated_multipart_is_a_4xx_with_nothing_stored() {
         );
         assert!(e["message"].is_string(), "PocketBase's error shape: {e}");
     }
-    assert_eq!(count(&s).await, 0);
-    assert_eq!(stored(&s), Vec::<String>::new());
+    assert_eq!(s.record_count("docs").await, 0);
+    assert_eq!(s.stored_files(), Vec::<String>::new());
     healthy(&s).await;
 }
 
@@ -247,7 +208,7 @@ async fn hostile_file_names_are_stored_under_safe_names_or_refused() {
         .map(|(id, n)| format!("{cid}/{id}/{n}"))
         .collect();
     want.sort();
-    assert_eq!(stored(&s), want);
+    assert_eq!(s.stored_files(), want);
     assert!(!s.data_dir().join("etc").exists());
     healthy(&s).await;
 }
@@ -307,7 +268,7 @@ async fn an_s3_outage_is_a_5xx_with_no_record_and_no_file() {
     )
     .await;
     assert!((500..600).contains(&st), "{st}");
-    assert_eq!(count(&s).await, 1, "no partial record");
+    assert_eq!(s.record_count("docs").await, 1, "no partial record");
     let (_, still) = s
         .call(
             "GET",
@@ -336,8 +297,86 @@ async fn an_s3_outage_is_a_5xx_with_no_record_and_no_file() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert!(keys[0].contains(r2["id"].as_str().expect("id")), "{keys:?}");
     assert_eq!(
-        stored(&s),
+        s.stored_files(),
         Vec::<String>::new(),
         "nothing fell back to local disk"
     );
+}
+
+/// S3 goes away while an upload's body is streaming to it (a proxy cuts the connection
+/// after 1 MiB): a single PUT and a multipart upload both get a 5xx in PocketBase's error
+/// shape, no record, no object and no multipart upload left behind; once S3 is reachable
+/// again uploads work.
+#[tokio::test]
+async fn s3_failing_mid_upload_is_a_5xx_with_no_record_and_no_file() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    moto.create_bucket("cut").await;
+    let proxy = CutProxy::start(moto.port(), 1 << 20).await;
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    s.open_collection(
+        &su,
+        "docs",
+        json!([{"name": "f", "type": "file", "maxSize": 20_000_000}]),
+    )
+    .await;
+    let mut settings = moto.settings("cut");
+    settings["endpoint"] = json!(proxy.endpoint());
+    let (st, v) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"s3": settings})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, first) = send(
+        &s,
+        "POST",
+        "/api/collections/docs/records",
+        None,
+        &[("f", Some("before.txt"), b"before")],
+    )
+    .await;
+    assert_eq!(st, 200, "{first}");
+    let before = moto.keys("cut").await;
+    assert_eq!(before.len(), 1);
+
+    proxy.arm(true);
+    // 3 MiB is one PUT; 12 MiB is a multipart upload of 5 MiB parts.
+    for size in [3 << 20, 12 << 20] {
+        let body = vec![b'x'; size];
+        let (st, e) = send(
+            &s,
+            "POST",
+            "/api/collections/docs/records",
+            None,
+            &[("f", Some("big.bin"), &body)],
+        )
+        .await;
+        assert!((500..600).contains(&st), "{size}: {st} {e}");
+        assert_eq!(e["status"], json!(st), "{e}");
+        assert!(e["message"].is_string() && e["data"].is_object(), "{e}");
+    }
+    assert_eq!(s.record_count("docs").await, 1, "no partial record");
+    assert_eq!(moto.keys("cut").await, before, "no object left");
+    assert_eq!(moto.pending_uploads("cut").await, 0, "multipart aborted");
+    assert_eq!(s.stored_files(), Vec::<String>::new(), "no local fallback");
+    healthy(&s).await;
+
+    proxy.arm(false);
+    let body = vec![b'y'; 6 << 20];
+    let (st, r) = send(
+        &s,
+        "POST",
+        "/api/collections/docs/records",
+        None,
+        &[("f", Some("after.bin"), &body)],
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(moto.keys("cut").await.len(), 2);
 }

@@ -3,43 +3,11 @@
 //! before the transaction, named in their sub-request, removed again when any
 //! sub-request fails; answers in PocketBase's batch error shape.
 
-use std::path::Path;
-
 use basalt_testkit::TestServer;
 use basalt_testkit::multipart::send;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
-
-fn stored(s: &TestServer) -> Vec<String> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                out.push(
-                    p.strip_prefix(root)
-                        .expect("under root")
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    let root = s.data_dir().join("storage");
-    let mut out = vec![];
-    walk(&root, &root, &mut out);
-    out.sort();
-    out
-}
-
-async fn count(s: &TestServer) -> u64 {
-    let (_, v) = s
-        .call("GET", "/api/collections/docs/records", None, None)
-        .await;
-    v["totalItems"].as_u64().expect("totalItems")
-}
 
 #[tokio::test]
 async fn batch_uploads_as_the_sdk_sends_them() {
@@ -54,20 +22,15 @@ async fn batch_uploads_as_the_sdk_sends_them() {
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    let (st, c) = s
-        .call(
-            "POST",
-            "/api/collections",
-            Some(&su),
-            Some(json!({"name": "docs", "listRule": "",
-            "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "", "fields": [
-            {"name": "title", "type": "text", "max": 5},
-            {"name": "one", "type": "file", "maxSize": 10},
-            {"name": "many", "type": "file", "maxSelect": 3}]})),
+    let cid = s
+        .open_collection(
+            &su,
+            "docs",
+            json!([{"name": "title", "type": "text", "max": 5},
+                {"name": "one", "type": "file", "maxSize": 10},
+                {"name": "many", "type": "file", "maxSelect": 3}]),
         )
         .await;
-    assert_eq!(st, 200, "{c}");
-    let cid = c["id"].as_str().expect("id").to_string();
     let url = "/api/collections/docs/records";
     let (st, first) = send(&s, "POST", url, None, &[("many", Some("m0.txt"), b"m0")]).await;
     assert_eq!(st, 200, "{first}");
@@ -103,7 +66,7 @@ async fn batch_uploads_as_the_sdk_sends_them() {
         2,
         "{updated}"
     );
-    assert_eq!(stored(&s).len(), 4);
+    assert_eq!(s.stored_files().len(), 4);
     let new_id = created["id"].as_str().expect("id");
     let res = s
         .http
@@ -135,7 +98,10 @@ async fn batch_uploads_as_the_sdk_sends_them() {
         r0["response"]["data"]["one"]["code"], "validation_file_size_limit",
         "{e}"
     );
-    assert_eq!((count(&s).await, stored(&s).len()), (2, 4));
+    assert_eq!(
+        (s.record_count("docs").await, s.stored_files().len()),
+        (2, 4)
+    );
 
     // A later sub-request fails: the files the earlier ones stored are removed again.
     let payload = json!({"requests": [
@@ -155,7 +121,10 @@ async fn batch_uploads_as_the_sdk_sends_them() {
     )
     .await;
     assert_eq!(st, 400, "{e}");
-    assert_eq!((count(&s).await, stored(&s).len()), (2, 4));
+    assert_eq!(
+        (s.record_count("docs").await, s.stored_files().len()),
+        (2, 4)
+    );
 
     // Files only go with creates and updates.
     let payload =
@@ -172,8 +141,11 @@ async fn batch_uploads_as_the_sdk_sends_them() {
     )
     .await;
     assert_eq!(st, 400, "{e}");
-    assert_eq!((count(&s).await, stored(&s).len()), (2, 4));
-    assert!(stored(&s).iter().all(|k| k.starts_with(&cid)));
+    assert_eq!(
+        (s.record_count("docs").await, s.stored_files().len()),
+        (2, 4)
+    );
+    assert!(s.stored_files().iter().all(|k| k.starts_with(&cid)));
     // Files outside a batch's `requests.N.FIELD` naming are not record files anywhere.
     let (st, _) = send(
         &s,
@@ -193,5 +165,8 @@ async fn batch_uploads_as_the_sdk_sends_them() {
     )
     .await;
     assert_eq!(st, 200);
-    assert_eq!((count(&s).await, stored(&s).len()), (3, 4));
+    assert_eq!(
+        (s.record_count("docs").await, s.stored_files().len()),
+        (3, 4)
+    );
 }

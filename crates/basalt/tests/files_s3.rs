@@ -152,20 +152,12 @@ async fn test_s3_answers_as_pocketbase() {
 }
 
 async fn files_collection(s: &TestServer, su: &str) -> String {
-    let (st, c) = s
-        .call(
-            "POST",
-            "/api/collections",
-            Some(su),
-            Some(
-                json!({"name": "docs", "listRule": "", "viewRule": "", "createRule": "",
-                "updateRule": "", "deleteRule": "", "fields": [
-                {"name": "f", "type": "file", "maxSelect": 1, "thumbs": ["10x10"]}]}),
-            ),
-        )
-        .await;
-    assert_eq!(st, 200, "{c}");
-    c["id"].as_str().expect("id").to_string()
+    s.open_collection(
+        su,
+        "docs",
+        json!([{"name": "f", "type": "file", "maxSelect": 1, "thumbs": ["10x10"]}]),
+    )
+    .await
 }
 
 async fn download(s: &TestServer, id: &str, name: &str, query: &str) -> (u16, Vec<u8>) {

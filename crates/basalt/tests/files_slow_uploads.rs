@@ -3,7 +3,6 @@
 //! answered 408 with nothing stored. Run with a 2 s request timeout; bodies are sent by
 //! hand over a raw socket so the test controls their pace.
 
-use std::path::Path;
 use std::time::Duration;
 
 use basalt_testkit::TestServer;
@@ -12,18 +11,6 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
-
-fn files_in(dir: &Path) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            n += files_in(&e.path());
-        } else {
-            n += 1;
-        }
-    }
-    n
-}
 
 /// Sends a multipart create with one file of `chunks` × `chunk` bytes, pausing `pause`
 /// before each chunk; answers the status line's code.
@@ -80,16 +67,15 @@ async fn an_upload_that_keeps_sending_outlives_the_request_timeout() {
         )
         .await;
     assert_eq!(st, 200, "{c}");
-    let storage = s.data_dir().join("storage");
     // 5 s of sending in all, never 2 s without a byte.
     assert_eq!(
         slow_upload(&s, 10, 1000, Duration::from_millis(500)).await,
         200
     );
-    assert_eq!(files_in(&storage), 1);
+    assert_eq!(s.stored_files().len(), 1);
     // Silent for longer than the timeout: 408, nothing stored.
     assert_eq!(slow_upload(&s, 2, 1000, Duration::from_secs(4)).await, 408);
-    assert_eq!(files_in(&storage), 1);
+    assert_eq!(s.stored_files().len(), 1);
     // Other requests keep the whole-request timeout: a JSON body that stalls is cut too.
     let addr = s
         .url("")

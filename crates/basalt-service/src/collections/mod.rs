@@ -144,8 +144,8 @@ fn merge(base: &mut Value, patch: Value) {
 
 pub async fn delete(svc: &Services, caller: &Caller, name: &str) -> ServiceResult<()> {
     caller.require_superuser()?;
-    let id = svc.store.schema().find(name).map(|c| c.id.clone());
-    svc.store
+    let dropped = svc
+        .store
         .delete_collection(name)
         .await
         .map_err(|e| match e {
@@ -157,23 +157,20 @@ pub async fn delete(svc: &Services, caller: &Caller, name: &str) -> ServiceResul
             e => ServiceError::from_store(e, "Failed to delete collection."),
         })?;
     // Its files go once the deletion committed.
-    if let Some(id) = id {
-        crate::files::delete_prefix(svc, basalt_files::ObjectKey::collection_prefix(&id)).await;
-    }
+    crate::files::delete_dropped(svc, &dropped).await;
     Ok(())
 }
 
-/// Deletes every record of collection `name`.
+/// Deletes every record of collection `name`, and (after the commit) their files and
+/// those of the records its cascades deleted elsewhere.
 pub async fn truncate(svc: &Services, caller: &Caller, name: &str) -> ServiceResult<()> {
     caller.require_superuser()?;
-    let id = svc.store.schema().find(name).map(|c| c.id.clone());
-    svc.store
+    let dropped = svc
+        .store
         .truncate_collection(name)
         .await
         .map_err(|e| ServiceError::from_store(e, "Failed to truncate collection."))?;
-    if let Some(id) = id {
-        crate::files::delete_prefix(svc, basalt_files::ObjectKey::collection_prefix(&id)).await;
-    }
+    crate::files::delete_dropped(svc, &dropped).await;
     Ok(())
 }
 
@@ -193,10 +190,13 @@ pub async fn import(
         .into_iter()
         .map(parse_collection)
         .collect::<ServiceResult<Vec<_>>>()?;
-    svc.store
+    let dropped = svc
+        .store
         .import_collections(cols, delete_missing)
         .await
         .map_err(|e| ServiceError::from_store(e, "Failed to import collections."))?;
+    // The files of the file fields and collections it removed go once it committed.
+    crate::files::delete_dropped(svc, &dropped).await;
     Ok(())
 }
 

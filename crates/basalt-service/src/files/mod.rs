@@ -197,6 +197,9 @@ pub(crate) async fn delete_dropped(svc: &Services, dropped: &[DroppedFiles]) {
         match &d.what {
             Dropped::Record => keys
                 .push(ObjectKey::record_prefix(&d.collection_id, &d.record_id).map(|k| (k, true))),
+            Dropped::Collection => {
+                keys.push(ObjectKey::collection_prefix(&d.collection_id).map(|k| (k, true)))
+            }
             Dropped::Names(names) => {
                 for name in names {
                     keys.push(
@@ -230,26 +233,6 @@ pub(crate) async fn delete_dropped(svc: &Services, dropped: &[DroppedFiles]) {
                 if let Err(e) = res {
                     tracing::warn!(%key, error = %e, "deleting a dropped file failed");
                 }
-            }
-        })
-        .await;
-}
-
-/// Deletes everything stored under `prefix`, after the deletion that orphaned it
-/// committed; failures are logged.
-pub(crate) async fn delete_prefix(
-    svc: &Services,
-    prefix: Result<ObjectKey, basalt_files::StorageError>,
-) {
-    let Ok(prefix) = prefix else {
-        return;
-    };
-    let storage = svc.files.storage();
-    svc.files
-        .deletions
-        .run(async move {
-            if let Err(e) = storage.delete_prefix(&prefix).await {
-                tracing::warn!(%prefix, error = %e, "deleting the files of a deleted record or collection failed");
             }
         })
         .await;

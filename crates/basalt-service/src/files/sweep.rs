@@ -7,15 +7,17 @@
 //! than the grace period (an hour by default, far above any request's life) are left
 //! alone. An older unnamed file can never become named again, since a write may keep or
 //! drop the names a record holds but never name a stored file it did not upload. The
-//! database is read after the listing, so a file named at listing time is seen named.
+//! storage is streamed and judged in batches; each batch's records are read after the
+//! batch was listed, so a file named at listing time is seen named.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use basalt_files::ObjectMeta;
+use basalt_files::{ObjectKey, ObjectMeta};
 use basalt_schema::RequestInfo;
 use basalt_store::{Access, Store, file_names};
+use futures_util::StreamExt;
 
 use super::Files;
 
@@ -45,8 +47,8 @@ impl Default for SweepOptions {
 pub struct SweepReport {
     /// Stored objects looked at.
     pub examined: u64,
-    /// Orphans old enough to remove (removed unless a dry run), in key order; at most
-    /// `max_removals`.
+    /// Orphans old enough to remove (removed unless a dry run), in the order the storage
+    /// listed them; at most `max_removals`.
     pub orphans: Vec<String>,
     /// Orphans left for a later run: younger than the grace period.
     pub young: u64,
@@ -68,15 +70,67 @@ pub enum SweepError {
 /// One record's directory: `{collectionId}/{recordId}`.
 type RecordDir = (String, String);
 
-/// Finds (and unless `opts.dry_run` removes) stored files no record names.
+/// How many listed objects are judged together (one batch of record look-ups): what the
+/// sweep holds in memory besides the orphans it will remove.
+const BATCH: usize = 512;
+
+/// Finds (and unless `opts.dry_run` removes) stored files no record names. The storage
+/// is streamed and judged a batch at a time, so memory does not grow with the number
+/// of stored files.
 pub async fn sweep(
     store: &Store,
     files: &Files,
     opts: SweepOptions,
 ) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
-    let objects = files.storage().list_all().await?;
-    report.examined = objects.len() as u64;
+    let storage = files.storage();
+    let mut orphans = Vec::new();
+    let mut listing = storage.list_all();
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let next = listing.next().await.transpose()?;
+        let done = next.is_none();
+        batch.extend(next);
+        if batch.len() >= BATCH || (done && !batch.is_empty()) {
+            report.examined += batch.len() as u64;
+            judge(
+                store,
+                std::mem::take(&mut batch),
+                &opts,
+                &mut report,
+                &mut orphans,
+            )
+            .await?;
+        }
+        if done {
+            break;
+        }
+    }
+    report.orphans = orphans.iter().map(|k| k.to_string()).collect();
+    if opts.dry_run || orphans.is_empty() {
+        return Ok(report);
+    }
+    // A backup running now may be copying a file its snapshot names: wait for it.
+    let _pass = files.deletions.pass().await;
+    for key in orphans {
+        match storage.delete(&key).await {
+            Ok(()) => report.removed += 1,
+            Err(e) => tracing::warn!(%key, error = %e, "removing an orphaned file failed"),
+        }
+    }
+    Ok(report)
+}
+
+/// Sorts one batch of listed objects into named files, young orphans, orphans to remove
+/// (up to `opts.max_removals` in all) and deferred ones. The records are read after the
+/// objects were listed, so a file named at listing time is seen named.
+async fn judge(
+    store: &Store,
+    objects: Vec<ObjectMeta>,
+    opts: &SweepOptions,
+    report: &mut SweepReport,
+    orphans: &mut Vec<ObjectKey>,
+) -> Result<(), SweepError> {
     let now = SystemTime::now();
     // Record files sit at `{c}/{r}/{name}` and thumbs at `{c}/{r}/thumbs_{name}/...`; keys
     // of any other shape are not ours to judge.
@@ -96,7 +150,6 @@ pub async fn sweep(
         dirs.entry(dir).or_default().push((m, source));
     }
     let schema = store.schema();
-    let mut orphans = Vec::new();
     // Per collection, the records' names in batches of primary-key lookups.
     let mut by_collection: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (c, r) in dirs.keys() {
@@ -144,19 +197,7 @@ pub async fn sweep(
             orphans.push(m.key);
         }
     }
-    report.orphans = orphans.iter().map(|k| k.to_string()).collect();
-    if opts.dry_run || orphans.is_empty() {
-        return Ok(report);
-    }
-    // A backup running now may be copying a file its snapshot names: wait for it.
-    let _pass = files.deletions.pass().await;
-    for key in orphans {
-        match files.storage().delete(&key).await {
-            Ok(()) => report.removed += 1,
-            Err(e) => tracing::warn!(%key, error = %e, "removing an orphaned file failed"),
-        }
-    }
-    Ok(report)
+    Ok(())
 }
 
 /// Sweeps now and then every `every`, logging what each run did; runs until dropped.
