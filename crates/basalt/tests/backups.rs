@@ -156,6 +156,62 @@ async fn wait_restored(s: &TestServer, ready: impl Fn(&[Value]) -> bool) -> Vec<
     panic!("the restore did not complete; log:\n{}", s.log());
 }
 
+/// A server with the `notes` collection and `n` notes tagged `tag`, each with a file.
+async fn server_with_notes(n: u64, tag: &str) -> (TestServer, String) {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    for i in 0..n {
+        add_note(&s, i, tag, true).await.expect("note");
+    }
+    (s, su)
+}
+
+/// `POST /api/backups` named `name`; its status and body.
+async fn create_backup(s: &TestServer, su: &str, name: &str) -> (u16, Value) {
+    s.call(
+        "POST",
+        "/api/backups",
+        Some(su),
+        Some(json!({"name": name})),
+    )
+    .await
+}
+
+/// Uploads `bytes` as the multipart part `part` named `file_name`.
+async fn upload(
+    s: &TestServer,
+    su: &str,
+    part: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> (u16, Value) {
+    send(
+        s,
+        "/api/backups/upload",
+        su,
+        &[(part, Some(file_name), bytes)],
+    )
+    .await
+}
+
+/// An upload refused with a 400 whose `file` error has `code`.
+async fn upload_refused(
+    s: &TestServer,
+    su: &str,
+    part: &str,
+    file_name: &str,
+    bytes: &[u8],
+    code: &str,
+) {
+    let (st, e) = upload(s, su, part, file_name, bytes).await;
+    assert_eq!(
+        (st, &e["data"]["file"]["code"]),
+        (400, &json!(code)),
+        "{file_name}: {e}"
+    );
+}
+
 #[tokio::test]
 async fn backups_api_answers_as_pocketbase() {
     let s = TestServer::start(BIN).await;
@@ -192,23 +248,8 @@ async fn backups_api_answers_as_pocketbase() {
         .call("POST", "/api/backups", Some(&su), Some(json!({"name": 12})))
         .await;
     assert_eq!(st, 400, "{e}");
-    let (st, _) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "my_b-1.zip"})),
-        )
-        .await;
-    assert_eq!(st, 204);
-    let (st, e) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "my_b-1.zip"})),
-        )
-        .await;
+    assert_eq!(create_backup(&s, &su, "my_b-1.zip").await.0, 204);
+    let (st, e) = create_backup(&s, &su, "my_b-1.zip").await;
     assert_eq!(
         (st, &e["data"]["name"]["code"]),
         (400, &json!("validation_backup_name_exists")),
@@ -265,30 +306,16 @@ async fn backups_api_answers_as_pocketbase() {
     assert_eq!(res.status(), 404);
 
     // Uploads: a backup archive only.
-    let (st, e) = send(
+    upload_refused(
         &s,
-        "/api/backups/upload",
         &su,
-        &[("file", Some("x.txt"), b"hello")],
+        "file",
+        "x.txt",
+        b"hello",
+        "validation_invalid_mime_type",
     )
     .await;
-    assert_eq!(
-        (st, &e["data"]["file"]["code"]),
-        (400, &json!("validation_invalid_mime_type")),
-        "{e}"
-    );
-    let (st, e) = send(
-        &s,
-        "/api/backups/upload",
-        &su,
-        &[("other", Some("x.zip"), &zip_bytes)],
-    )
-    .await;
-    assert_eq!(
-        (st, &e["data"]["file"]["code"]),
-        (400, &json!("validation_required")),
-        "{e}"
-    );
+    upload_refused(&s, &su, "other", "x.zip", &zip_bytes, "validation_required").await;
     let db = b"SQLite format 3\0 and more";
     for (name, bad) in [
         (
@@ -310,48 +337,22 @@ async fn backups_api_answers_as_pocketbase() {
             zip_of(&[("data.db", db), ("secret.key", b"x")]),
         ),
     ] {
-        let (st, e) = send(
-            &s,
-            "/api/backups/upload",
-            &su,
-            &[("file", Some(name), &bad)],
-        )
-        .await;
-        assert_eq!(
-            (st, &e["data"]["file"]["code"]),
-            (400, &json!("validation_invalid_backup")),
-            "{name}: {e}"
-        );
+        upload_refused(&s, &su, "file", name, &bad, "validation_invalid_backup").await;
     }
     // A zip whose central directory is cut off.
     let cut = &zip_bytes[..zip_bytes.len() / 2];
-    let (st, e) = send(
-        &s,
-        "/api/backups/upload",
-        &su,
-        &[("file", Some("cut.zip"), cut)],
-    )
-    .await;
+    let (st, e) = upload(&s, &su, "file", "cut.zip", cut).await;
     assert_eq!(st, 400, "{e}");
-    let (st, e) = send(
+    upload_refused(
         &s,
-        "/api/backups/upload",
         &su,
-        &[("file", Some("my_b-1.zip"), &zip_bytes)],
+        "file",
+        "my_b-1.zip",
+        &zip_bytes,
+        "validation_backup_name_exists",
     )
     .await;
-    assert_eq!(
-        (st, &e["data"]["file"]["code"]),
-        (400, &json!("validation_backup_name_exists")),
-        "{e}"
-    );
-    let (st, e) = send(
-        &s,
-        "/api/backups/upload",
-        &su,
-        &[("file", Some("C:\\x\\Up Per.zip"), &zip_bytes)],
-    )
-    .await;
+    let (st, e) = upload(&s, &su, "file", "C:\\x\\Up Per.zip", &zip_bytes).await;
     assert_eq!(st, 204, "{e}");
     let listed = keys(&s, &su).await;
     assert!(listed.contains(&"Up Per.zip".to_string()), "{listed:?}");
@@ -471,14 +472,7 @@ async fn restore_of_a_backup_taken_under_write_load() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before: Vec<_> = acked.lock().expect("lock").clone();
-    let (st, e) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "load.zip"})),
-        )
-        .await;
+    let (st, e) = create_backup(&s, &su, "load.zip").await;
     assert_eq!(st, 204, "{e}");
     // Writes go on after the backup too; they are not in it.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -535,21 +529,8 @@ async fn restore_of_a_backup_taken_under_write_load() {
 /// A kill -9 at any point of a restore leaves the old state or the new one, whole.
 #[tokio::test]
 async fn kill9_during_restore_leaves_old_or_new_state() {
-    let mut s = TestServer::start(BIN).await;
-    let su = s.superuser_token().await;
-    notes(&s, &su).await;
-    for i in 0..20 {
-        add_note(&s, i, "in_backup", true).await.expect("note");
-    }
-    let (st, _) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "k.zip"})),
-        )
-        .await;
-    assert_eq!(st, 204);
+    let (mut s, su) = server_with_notes(20, "in_backup").await;
+    assert_eq!(create_backup(&s, &su, "k.zip").await.0, 204);
     let mut seen = std::collections::BTreeMap::new();
     for (round, delay_ms) in [0u64, 5, 20, 60, 150, 400].into_iter().enumerate() {
         // The old state: what the backup holds plus one more note.
@@ -730,10 +711,7 @@ async fn orphan_sweep_removes_only_old_unnamed_files() {
 /// `basalt backup create|restore` with the server stopped; refused while it runs.
 #[tokio::test]
 async fn cli_backup_create_and_restore() {
-    let mut s = TestServer::start(BIN).await;
-    let su = s.superuser_token().await;
-    notes(&s, &su).await;
-    add_note(&s, 1, "in_backup", true).await.expect("note");
+    let (mut s, _) = server_with_notes(1, "in_backup").await;
     let (ok, out) = cli(s.data_dir(), &["backup", "create", "cli.zip"]);
     assert!(!ok && out.contains("a server is running"), "{out}");
     assert!(s.terminate());
@@ -767,15 +745,7 @@ async fn backups_cron_makes_and_prunes_backups() {
     let s = TestServer::start(BIN).await;
     let su = s.superuser_token().await;
     let dir = s.data_dir().join("backups");
-    let (st, _) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "manual.zip"})),
-        )
-        .await;
-    assert_eq!(st, 204);
+    assert_eq!(create_backup(&s, &su, "manual.zip").await.0, 204);
     for old in [
         "@auto_pb_backup_acme_20200101000000.zip",
         "@auto_pb_backup_acme_20200102000000.zip",
