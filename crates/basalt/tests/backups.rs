@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use basalt_testkit::TestServer;
+use basalt_testkit::s3::Moto;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
@@ -738,6 +739,37 @@ async fn cli_backup_create_and_restore() {
     assert_eq!(items[0]["tag"], "in_backup");
 }
 
+/// Waits (bounded: the schedule looks at every minute) until `stored` shows a single
+/// scheduled backup, a new one, and checks that pruning kept the one made by hand
+/// (`manual.zip`); the keys it saw last.
+async fn wait_for_pruning<F>(stored: impl Fn() -> F) -> Vec<String>
+where
+    F: std::future::Future<Output = Vec<String>>,
+{
+    let scheduled = |keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter(|k| k.starts_with("@auto_pb_backup_"))
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut keys = Vec::new();
+    while Instant::now() < deadline {
+        keys = stored().await;
+        let auto = scheduled(&keys);
+        if auto.len() == 1 && !auto[0].contains("2020010") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let auto = scheduled(&keys);
+    assert_eq!(auto.len(), 1, "{keys:?}");
+    assert!(auto[0].starts_with("@auto_pb_backup_acme_"), "{keys:?}");
+    assert!(!auto[0].contains("2020010"), "{keys:?}");
+    assert!(keys.contains(&"manual.zip".to_string()), "{keys:?}");
+    keys
+}
+
 /// `backups.cron` makes backups on its schedule and `cronMaxKeep` prunes the oldest
 /// scheduled ones (never a backup made by hand).
 #[tokio::test]
@@ -762,27 +794,11 @@ async fn backups_cron_makes_and_prunes_backups() {
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    // Bounded wait: the schedule looks at every minute.
-    let deadline = Instant::now() + Duration::from_secs(150);
-    let mut listed = Vec::new();
-    while Instant::now() < deadline {
-        listed = keys(&s, &su).await;
-        let auto: Vec<_> = listed
-            .iter()
-            .filter(|k| k.starts_with("@auto_pb_backup_"))
-            .collect();
-        if auto.len() == 1 && !auto[0].contains("2020010") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let listed = wait_for_pruning(|| keys(&s, &su)).await;
     let auto: Vec<_> = listed
         .iter()
-        .filter(|k| k.starts_with("@auto_pb_backup_acme_"))
+        .filter(|k| k.starts_with("@auto_pb_backup_"))
         .collect();
-    assert_eq!(auto.len(), 1, "{listed:?}");
-    assert!(!auto[0].contains("2020010"), "{listed:?}");
-    assert!(listed.contains(&"manual.zip".to_string()), "{listed:?}");
     // A scheduled backup downloads like any other.
     let ft = file_token(&s, &su).await;
     let res = s
@@ -795,4 +811,271 @@ async fn backups_cron_makes_and_prunes_backups() {
         .await
         .expect("get");
     assert_eq!(res.status(), 200);
+}
+
+/// Points the server's backups at `bucket` of `moto`.
+async fn backups_on_s3(s: &TestServer, su: &str, moto: &Moto, bucket: &str) {
+    moto.create_bucket(bucket).await;
+    let (st, v) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(su),
+            Some(json!({"backups": {"s3": moto.settings(bucket)}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(!v.to_string().contains("\"secret\""), "{v}");
+}
+
+/// Entries of the local backups folder (none should stay when backups go to S3).
+fn local_backups(s: &TestServer) -> Vec<String> {
+    std::fs::read_dir(s.data_dir().join("backups"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// With `backups.s3` enabled every backup operation uses the bucket, keys at its root as
+/// PocketBase keeps them: create, list, download with a file token, upload, restore (the
+/// data comes back), delete, and the CLI; the local folder keeps nothing.
+#[tokio::test]
+async fn backups_on_s3_create_list_download_restore_delete() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let (mut s, su) = server_with_notes(3, "in_backup").await;
+    // Enabled without a connection: each missing field named, as PocketBase does.
+    let (st, e) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"backups": {"s3": {"enabled": true}}})),
+        )
+        .await;
+    assert_eq!(st, 400, "{e}");
+    for k in ["bucket", "region", "endpoint", "accessKey", "secret"] {
+        assert_eq!(
+            e["data"]["backups"]["s3"][k]["code"], "validation_required",
+            "{k}: {e}"
+        );
+    }
+    backups_on_s3(&s, &su, &moto, "backups").await;
+    let (st, e) = s
+        .call(
+            "POST",
+            "/api/settings/test/s3",
+            Some(&su),
+            Some(json!({"filesystem": "backups"})),
+        )
+        .await;
+    assert_eq!(st, 204, "{e}");
+    assert!(moto.keys("backups").await.is_empty());
+
+    let (st, e) = create_backup(&s, &su, "on_s3.zip").await;
+    assert_eq!(st, 204, "{e}");
+    assert_eq!(moto.keys("backups").await, vec!["on_s3.zip"]);
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+    let (st, e) = create_backup(&s, &su, "on_s3.zip").await;
+    assert_eq!(
+        (st, &e["data"]["name"]["code"]),
+        (400, &json!("validation_backup_name_exists")),
+        "{e}"
+    );
+    let (_, list) = s.call("GET", "/api/backups", Some(&su), None).await;
+    assert_eq!(list[0]["key"], "on_s3.zip", "{list}");
+    let size = list[0]["size"].as_u64().expect("size");
+
+    let ft = file_token(&s, &su).await;
+    let res = s
+        .http
+        .get(s.url(&format!("/api/backups/on_s3.zip?token={ft}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/zip");
+    let zip_bytes = res.bytes().await.expect("body").to_vec();
+    assert!(zip_bytes.starts_with(b"PK") && zip_bytes.len() as u64 == size);
+
+    let (st, e) = upload(&s, &su, "file", "uploaded.zip", &zip_bytes).await;
+    assert_eq!(st, 204, "{e}");
+    upload_refused(
+        &s,
+        &su,
+        "file",
+        "uploaded.zip",
+        &zip_bytes,
+        "validation_backup_name_exists",
+    )
+    .await;
+    assert_eq!(
+        moto.keys("backups").await,
+        vec!["on_s3.zip", "uploaded.zip"]
+    );
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+
+    // Restore: downloaded into the data dir, then the same atomic restore.
+    add_note(&s, 100, "after", true).await.expect("note");
+    let (st, e) = s
+        .call("POST", "/api/backups/on_s3.zip/restore", Some(&su), None)
+        .await;
+    assert_eq!(st, 204, "{e}");
+    let items = wait_restored(&s, |items| !items.iter().any(|r| r["tag"] == "after")).await;
+    assert_eq!(items.len(), 3);
+    for r in &items {
+        let f = r["f"].as_str().expect("file");
+        let res = s
+            .http
+            .get(s.url(&format!(
+                "/api/files/notes/{}/{f}",
+                r["id"].as_str().unwrap_or_default()
+            )))
+            .send()
+            .await
+            .expect("file");
+        assert_eq!(res.status(), 200, "file {f} of {r}");
+    }
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+    assert!(!s.data_dir().join(".restore").exists());
+
+    // The restored settings still name the bucket.
+    let su = s.superuser_token().await;
+    assert_eq!(keys(&s, &su).await, vec!["on_s3.zip", "uploaded.zip"]);
+    let (st, _) = s
+        .call("DELETE", "/api/backups/uploaded.zip", Some(&su), None)
+        .await;
+    assert_eq!(st, 204);
+    let (st, e) = s
+        .call("DELETE", "/api/backups/uploaded.zip", Some(&su), None)
+        .await;
+    assert_eq!(
+        (st, &e["message"]),
+        (400, &json!("Invalid or already deleted backup file.")),
+        "{e}"
+    );
+    let (st, e) = s
+        .call("POST", "/api/backups/uploaded.zip/restore", Some(&su), None)
+        .await;
+    assert_eq!(st, 400, "{e}");
+    assert_eq!(moto.keys("backups").await, vec!["on_s3.zip"]);
+
+    // The CLI keeps and restores backups where the settings say too.
+    add_note(&s, 101, "after", true).await.expect("note");
+    assert!(s.terminate());
+    let (ok, out) = cli(s.data_dir(), &["backup", "create", "cli.zip"]);
+    assert!(ok && out.contains("backups.s3"), "{out}");
+    assert_eq!(moto.keys("backups").await, vec!["cli.zip", "on_s3.zip"]);
+    let (ok, out) = cli(s.data_dir(), &["backup", "restore", "on_s3.zip"]);
+    assert!(ok, "{out}");
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+    s.restart().await;
+    assert_eq!(all_notes(&s).await.expect("notes").len(), 3);
+}
+
+/// With the bucket gone every backup operation answers a 503 in PocketBase's error shape
+/// and changes nothing locally; the data and the server stay as they were.
+#[tokio::test]
+async fn backups_s3_outage_answers_503_and_changes_nothing() {
+    let Some(mut moto) = Moto::start().await else {
+        return;
+    };
+    let (s, su) = server_with_notes(2, "kept").await;
+    backups_on_s3(&s, &su, &moto, "backups").await;
+    assert_eq!(create_backup(&s, &su, "a.zip").await.0, 204);
+    let ft = file_token(&s, &su).await;
+    let res = s
+        .http
+        .get(s.url(&format!("/api/backups/a.zip?token={ft}")))
+        .send()
+        .await
+        .expect("get");
+    let zip_bytes = res.bytes().await.expect("body").to_vec();
+
+    moto.stop();
+    let mut answers = vec![
+        s.call("GET", "/api/backups", Some(&su), None).await,
+        create_backup(&s, &su, "b.zip").await,
+        s.call("DELETE", "/api/backups/a.zip", Some(&su), None)
+            .await,
+        s.call("POST", "/api/backups/a.zip/restore", Some(&su), None)
+            .await,
+        upload(&s, &su, "file", "c.zip", &zip_bytes).await,
+    ];
+    let res = s
+        .http
+        .get(s.url(&format!("/api/backups/a.zip?token={ft}")))
+        .send()
+        .await
+        .expect("get");
+    answers.push((res.status().as_u16(), res.json().await.expect("json")));
+    for (st, e) in answers {
+        assert_eq!(st, 503, "{e}");
+        assert_eq!(e["status"], 503, "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("backups S3 storage")),
+            "{e}"
+        );
+        assert!(e["data"].is_object(), "{e}");
+    }
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+    assert!(!s.data_dir().join(".restore").exists());
+    let items = all_notes(&s).await.expect("the server still serves");
+    assert_eq!(items.len(), 2);
+    // A create or restore that failed left the backups free for the next one.
+    moto.resume().await;
+    moto.create_bucket("backups").await;
+    assert_eq!(keys(&s, &su).await, Vec::<String>::new());
+    assert_eq!(create_backup(&s, &su, "b.zip").await.0, 204);
+    assert_eq!(moto.keys("backups").await, vec!["b.zip"]);
+}
+
+/// The schedule makes its backups in the bucket and `cronMaxKeep` prunes the oldest
+/// scheduled ones there (never one made by hand).
+#[tokio::test]
+async fn backups_cron_prunes_on_s3() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    backups_on_s3(&s, &su, &moto, "backups").await;
+    assert_eq!(create_backup(&s, &su, "manual.zip").await.0, 204);
+    let ft = file_token(&s, &su).await;
+    let zip_bytes = s
+        .http
+        .get(s.url(&format!("/api/backups/manual.zip?token={ft}")))
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body")
+        .to_vec();
+    for old in [
+        "@auto_pb_backup_acme_20200101000000.zip",
+        "@auto_pb_backup_acme_20200102000000.zip",
+    ] {
+        let (st, e) = upload(&s, &su, "file", old, &zip_bytes).await;
+        assert_eq!(st, 204, "{e}");
+    }
+    assert_eq!(moto.keys("backups").await.len(), 3);
+    let (st, v) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"backups": {"cron": "* * * * *", "cronMaxKeep": 1}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let stored = wait_for_pruning(|| moto.keys("backups")).await;
+    assert_eq!(keys(&s, &su).await, stored);
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
 }
