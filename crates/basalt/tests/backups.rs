@@ -179,6 +179,29 @@ async fn create_backup(s: &TestServer, su: &str, name: &str) -> (u16, Value) {
     .await
 }
 
+/// `GET /api/backups/{key}?token=` (`key` as it goes in the path).
+async fn download(s: &TestServer, key: &str, token: &str) -> reqwest::Response {
+    s.http
+        .get(s.url(&format!("/api/backups/{key}?token={token}")))
+        .send()
+        .await
+        .expect("download")
+}
+
+/// `GET` of file `f` of note `r`: its status and body.
+async fn note_file(s: &TestServer, r: &Value, f: &str) -> (u16, String) {
+    let res = s
+        .http
+        .get(s.url(&format!(
+            "/api/files/notes/{}/{f}",
+            r["id"].as_str().unwrap_or_default()
+        )))
+        .send()
+        .await
+        .expect("file");
+    (res.status().as_u16(), res.text().await.expect("body"))
+}
+
 /// Uploads `bytes` as the multipart part `part` named `file_name`.
 async fn upload(
     s: &TestServer,
@@ -298,13 +321,7 @@ async fn backups_api_answers_as_pocketbase() {
     );
     let zip_bytes = res.bytes().await.expect("body").to_vec();
     assert!(zip_bytes.starts_with(b"PK"));
-    let res = s
-        .http
-        .get(s.url(&format!("/api/backups/nope.zip?token={ft}")))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(res.status(), 404);
+    assert_eq!(download(&s, "nope.zip", &ft).await.status(), 404);
 
     // Uploads: a backup archive only.
     upload_refused(
@@ -507,17 +524,8 @@ async fn restore_of_a_backup_taken_under_write_load() {
     // Every file a restored record names is there.
     for r in &items {
         if let Some(f) = r["f"].as_str().filter(|f| !f.is_empty()) {
-            let res = s
-                .http
-                .get(s.url(&format!(
-                    "/api/files/notes/{}/{f}",
-                    r["id"].as_str().unwrap_or_default()
-                )))
-                .send()
-                .await
-                .expect("file");
-            assert_eq!(res.status(), 200, "file {f} of {r}");
-            let body = res.text().await.expect("body");
+            let (st, body) = note_file(&s, r, f).await;
+            assert_eq!(st, 200, "file {f} of {r}");
             assert_eq!(body, format!("file of note {}", r["n"]));
         }
     }
@@ -561,16 +569,8 @@ async fn kill9_during_restore_leaves_old_or_new_state() {
         *seen.entry(state).or_insert(0) += 1;
         for r in &items {
             let f = r["f"].as_str().unwrap_or_default();
-            let res = s
-                .http
-                .get(s.url(&format!(
-                    "/api/files/notes/{}/{f}",
-                    r["id"].as_str().unwrap_or_default()
-                )))
-                .send()
-                .await
-                .expect("file");
-            assert_eq!(res.status(), 200, "{state} state: file {f} of {r} missing");
+            let (st, _) = note_file(&s, r, f).await;
+            assert_eq!(st, 200, "{state} state: file {f} of {r} missing");
         }
         assert!(!s.data_dir().join(".restore").exists());
     }
@@ -801,15 +801,7 @@ async fn backups_cron_makes_and_prunes_backups() {
         .collect();
     // A scheduled backup downloads like any other.
     let ft = file_token(&s, &su).await;
-    let res = s
-        .http
-        .get(s.url(&format!(
-            "/api/backups/{}?token={ft}",
-            auto[0].replace('@', "%40")
-        )))
-        .send()
-        .await
-        .expect("get");
+    let res = download(&s, &auto[0].replace('@', "%40"), &ft).await;
     assert_eq!(res.status(), 200);
 }
 
@@ -891,12 +883,7 @@ async fn backups_on_s3_create_list_download_restore_delete() {
     let size = list[0]["size"].as_u64().expect("size");
 
     let ft = file_token(&s, &su).await;
-    let res = s
-        .http
-        .get(s.url(&format!("/api/backups/on_s3.zip?token={ft}")))
-        .send()
-        .await
-        .expect("get");
+    let res = download(&s, "on_s3.zip", &ft).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/zip");
     let zip_bytes = res.bytes().await.expect("body").to_vec();
@@ -929,16 +916,12 @@ async fn backups_on_s3_create_list_download_restore_delete() {
     assert_eq!(items.len(), 3);
     for r in &items {
         let f = r["f"].as_str().expect("file");
-        let res = s
-            .http
-            .get(s.url(&format!(
-                "/api/files/notes/{}/{f}",
-                r["id"].as_str().unwrap_or_default()
-            )))
-            .send()
-            .await
-            .expect("file");
-        assert_eq!(res.status(), 200, "file {f} of {r}");
+        let (st, body) = note_file(&s, r, f).await;
+        assert_eq!(
+            (st, body),
+            (200, format!("file of note {}", r["n"])),
+            "file {f} of {r}"
+        );
     }
     assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
     assert!(!s.data_dir().join(".restore").exists());
@@ -988,13 +971,12 @@ async fn backups_s3_outage_answers_503_and_changes_nothing() {
     backups_on_s3(&s, &su, &moto, "backups").await;
     assert_eq!(create_backup(&s, &su, "a.zip").await.0, 204);
     let ft = file_token(&s, &su).await;
-    let res = s
-        .http
-        .get(s.url(&format!("/api/backups/a.zip?token={ft}")))
-        .send()
+    let zip_bytes = download(&s, "a.zip", &ft)
         .await
-        .expect("get");
-    let zip_bytes = res.bytes().await.expect("body").to_vec();
+        .bytes()
+        .await
+        .expect("body")
+        .to_vec();
 
     moto.stop();
     let mut answers = vec![
@@ -1006,12 +988,7 @@ async fn backups_s3_outage_answers_503_and_changes_nothing() {
             .await,
         upload(&s, &su, "file", "c.zip", &zip_bytes).await,
     ];
-    let res = s
-        .http
-        .get(s.url(&format!("/api/backups/a.zip?token={ft}")))
-        .send()
-        .await
-        .expect("get");
+    let res = download(&s, "a.zip", &ft).await;
     answers.push((res.status().as_u16(), res.json().await.expect("json")));
     for (st, e) in answers {
         assert_eq!(st, 503, "{e}");
@@ -1048,12 +1025,8 @@ async fn backups_cron_prunes_on_s3() {
     backups_on_s3(&s, &su, &moto, "backups").await;
     assert_eq!(create_backup(&s, &su, "manual.zip").await.0, 204);
     let ft = file_token(&s, &su).await;
-    let zip_bytes = s
-        .http
-        .get(s.url(&format!("/api/backups/manual.zip?token={ft}")))
-        .send()
+    let zip_bytes = download(&s, "manual.zip", &ft)
         .await
-        .expect("get")
         .bytes()
         .await
         .expect("body")

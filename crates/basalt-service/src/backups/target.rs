@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use basalt_files::{Download, LocalStorage, ObjectKey, S3Storage, Storage, StorageError};
+use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::{BackupInfo, PartFile, list_dir, sync_dir, valid_key};
@@ -203,7 +204,6 @@ impl Target {
                 let path = spool.join(format!(".restore-{}.zip", basalt_schema::id::random_id(10)));
                 let part = PartFile(path.clone());
                 let mut file = tokio::fs::File::create_new(&path).await.map_err(failed)?;
-                use futures_util::StreamExt;
                 while let Some(chunk) = download.body.next().await {
                     let chunk = chunk.map_err(|e| outage("downloading a backup", key, e))?;
                     file.write_all(&chunk).await.map_err(failed)?;
