@@ -50,6 +50,10 @@ openapi-spec-validator "$work/anonymous.json" "$work/superuser.json"
 #   (collection delete/truncate/import, settings update): a random success would remove
 #   the collections the rest of the run is about. They run in the anonymous pass, where
 #   each must be refused as documented.
+# - As a superuser, backup create, upload, delete and restore: a restore stages the backup
+#   and restarts the server mid-run (every later request would fail to connect), and
+#   creates and uploads write whole zips of the data dir per example. Their refusals are
+#   pinned by crates/basalt/tests/backups.rs; listing and downloading are fuzzed.
 common=(--max-examples "$EXAMPLES" --max-time "$BUDGET" --request-timeout 10
   --generation-deterministic --no-color --checks "$CHECKS"
   --exclude-operation-id realtime_connect)
@@ -60,7 +64,9 @@ st run "$base/api/openapi.json" "${common[@]}" || status=1
 st run "$base/api/openapi.json" -H "Authorization: $user" "${common[@]}" || status=1
 st run "$work/superuser.json" --url "$base" -H "Authorization: $su" "${common[@]}" \
   --exclude-operation-id delete_collection --exclude-operation-id truncate_collection \
-  --exclude-operation-id import_collections --exclude-operation-id update_settings || status=1
+  --exclude-operation-id import_collections --exclude-operation-id update_settings \
+  --exclude-operation-id create_backup --exclude-operation-id upload_backup \
+  --exclude-operation-id delete_backup --exclude-operation-id restore_backup || status=1
 if [ "$status" -ne 0 ]; then
   echo "--- server log (tail)" >&2
   tail -n 50 "$work/server.log" >&2

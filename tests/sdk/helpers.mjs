@@ -20,7 +20,7 @@ function binary(kind) {
   return bin;
 }
 
-function freePort() {
+export function freePort() {
   return new Promise((res, rej) => {
     const s = createServer();
     s.once("error", rej);

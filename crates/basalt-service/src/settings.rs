@@ -136,22 +136,21 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
             json!({"smtp": {"requireTLS": {"code": "validation_invalid_value", "message": "Must be a boolean."}}}),
         ));
     }
-    if let Some(data) = s3_errors(&s["s3"]) {
-        return Err(ServiceError::bad_request(SAVE_FAILED).with_data(json!({"s3": data})));
-    }
-    if let Some(cfg) = crate::files::s3_settings(&s["s3"])
-        && let Err(e) = basalt_files::S3Storage::new(&cfg)
-    {
-        return Err(
-            ServiceError::bad_request(SAVE_FAILED).with_data(json!({"s3": {"endpoint": {
-            "code": "validation_invalid_value", "message": e.to_string()}}})),
-        );
-    }
-    // Accept only what we do: backups on S3 are not wired yet.
-    if s["backups"]["s3"]["enabled"] == json!(true) {
-        return Err(ServiceError::bad_request(SAVE_FAILED).with_data(json!({"backups": {"s3": {
-            "enabled": {"code": "validation_not_supported",
-                "message": "backups.s3.enabled is not supported yet: backups are stored on local disk."}}}})));
+    // The record files' section and the backups' one are checked alike; errors nest as
+    // the sections do.
+    for path in [&["s3"][..], &["backups", "s3"][..]] {
+        let section = path.iter().fold(&s, |v, k| &v[*k]);
+        let nest = |data: Value| path.iter().rev().fold(data, |d, k| json!({*k: d}));
+        if let Some(data) = s3_errors(section) {
+            return Err(ServiceError::bad_request(SAVE_FAILED).with_data(nest(data)));
+        }
+        if let Some(cfg) = crate::files::s3_settings(section)
+            && let Err(e) = basalt_files::S3Storage::new(&cfg)
+        {
+            return Err(ServiceError::bad_request(SAVE_FAILED).with_data(nest(
+                json!({"endpoint": {"code": "validation_invalid_value", "message": e.to_string()}}),
+            )));
+        }
     }
     check_backups(&s["backups"])?;
     let batch = &s["batch"];
@@ -166,9 +165,18 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
         .set_param("settings", s.clone())
         .await
         .map_err(|e| ServiceError::from_store(e, "Failed to save settings."))?;
-    // New uploads go where the saved settings say from now on.
+    // New uploads and backups go where the saved settings say from now on.
     crate::files::use_settings(svc, &s)?;
+    use_backup_settings(svc, &s)?;
     Ok(redacted(s))
+}
+
+/// Points backups at the storage `settings` name (`backups.s3`).
+pub(crate) fn use_backup_settings(svc: &Services, settings: &Value) -> ServiceResult<()> {
+    svc.backups.use_settings(settings).map_err(|e| {
+        tracing::error!(error = %e, "the backups.s3 settings cannot be used");
+        ServiceError::internal()
+    })
 }
 
 /// PocketBase's answer to settings it refuses.

@@ -12,11 +12,11 @@ use crate::config::Config;
 
 #[derive(Subcommand)]
 pub enum BackupAction {
-    /// Makes a backup in `<dir>/backups/` (default name: PocketBase's
-    /// `pb_backup_{app}_{time}.zip`).
+    /// Makes a backup in `<dir>/backups/`, or in the `backups.s3` bucket when the
+    /// settings enable it (default name: PocketBase's `pb_backup_{app}_{time}.zip`).
     Create { name: Option<String> },
-    /// Replaces the data (database and files) with backup KEY of `<dir>/backups/`, whole
-    /// or not at all.
+    /// Replaces the data (database and files) with backup KEY of `<dir>/backups/` (or of
+    /// the `backups.s3` bucket when the settings enable it), whole or not at all.
     Restore { key: String },
 }
 
@@ -54,24 +54,23 @@ pub async fn run(cfg: &Config, action: BackupAction) -> anyhow::Result<()> {
                 "make the backup through the API (POST /api/backups) instead",
             )?;
             // The database must exist and be migrated before it is copied.
-            let store = crate::serve::open_store(cfg).await?;
-            let app = store
-                .get_param("settings")
-                .await
-                .ok()
-                .flatten()
-                .and_then(|s| s["meta"]["appName"].as_str().map(str::to_string))
-                .unwrap_or_else(|| "Acme".into());
-            store.close().await;
+            let settings = use_settings(cfg, &backups).await?;
+            let app = settings["meta"]["appName"]
+                .as_str()
+                .unwrap_or("Acme")
+                .to_string();
             let name =
                 name.unwrap_or_else(|| basalt_service::backups::default_name("pb_backup_", &app));
             basalt_service::backups::check_name(&name).map_err(refused)?;
             let info = backups.create_now(&name, None).await.map_err(refused)?;
+            let place = if backups.on_s3() {
+                "the backups.s3 bucket".to_string()
+            } else {
+                backups.dir().display().to_string()
+            };
             println!(
-                "backup {} written ({} bytes) in {}",
-                info.key,
-                info.size,
-                backups.dir().display()
+                "backup {} written ({} bytes) in {place}",
+                info.key, info.size
             );
         }
         BackupAction::Restore { key } => {
@@ -79,6 +78,7 @@ pub async fn run(cfg: &Config, action: BackupAction) -> anyhow::Result<()> {
                 &cfg.dir,
                 "restore through the API (POST /api/backups/{key}/restore) or stop it first",
             )?;
+            use_settings(cfg, &backups).await?;
             backups.stage_restore(&key).await.map_err(refused)?;
             let dir = cfg.dir.clone();
             let done = tokio::task::spawn_blocking(move || {
@@ -93,6 +93,21 @@ pub async fn run(cfg: &Config, action: BackupAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads the saved settings (the store closed again) and points `backups` where their
+/// `backups.s3` section says, as a server would.
+async fn use_settings(cfg: &Config, backups: &Backups) -> anyhow::Result<serde_json::Value> {
+    let store = crate::serve::open_store(cfg).await?;
+    let settings = store.get_param("settings").await;
+    store.close().await;
+    let settings = settings
+        .context("reading the settings")?
+        .unwrap_or_default();
+    backups
+        .use_settings(&settings)
+        .context("the backups.s3 settings cannot be used")?;
+    Ok(settings)
 }
 
 pub async fn files(cfg: &Config, action: FilesAction) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use basalt_testkit::TestServer;
+use basalt_testkit::s3::Moto;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
@@ -156,6 +157,85 @@ async fn wait_restored(s: &TestServer, ready: impl Fn(&[Value]) -> bool) -> Vec<
     panic!("the restore did not complete; log:\n{}", s.log());
 }
 
+/// A server with the `notes` collection and `n` notes tagged `tag`, each with a file.
+async fn server_with_notes(n: u64, tag: &str) -> (TestServer, String) {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    notes(&s, &su).await;
+    for i in 0..n {
+        add_note(&s, i, tag, true).await.expect("note");
+    }
+    (s, su)
+}
+
+/// `POST /api/backups` named `name`; its status and body.
+async fn create_backup(s: &TestServer, su: &str, name: &str) -> (u16, Value) {
+    s.call(
+        "POST",
+        "/api/backups",
+        Some(su),
+        Some(json!({"name": name})),
+    )
+    .await
+}
+
+/// `GET /api/backups/{key}?token=` (`key` as it goes in the path).
+async fn download(s: &TestServer, key: &str, token: &str) -> reqwest::Response {
+    s.http
+        .get(s.url(&format!("/api/backups/{key}?token={token}")))
+        .send()
+        .await
+        .expect("download")
+}
+
+/// `GET` of file `f` of note `r`: its status and body.
+async fn note_file(s: &TestServer, r: &Value, f: &str) -> (u16, String) {
+    let res = s
+        .http
+        .get(s.url(&format!(
+            "/api/files/notes/{}/{f}",
+            r["id"].as_str().unwrap_or_default()
+        )))
+        .send()
+        .await
+        .expect("file");
+    (res.status().as_u16(), res.text().await.expect("body"))
+}
+
+/// Uploads `bytes` as the multipart part `part` named `file_name`.
+async fn upload(
+    s: &TestServer,
+    su: &str,
+    part: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> (u16, Value) {
+    send(
+        s,
+        "/api/backups/upload",
+        su,
+        &[(part, Some(file_name), bytes)],
+    )
+    .await
+}
+
+/// An upload refused with a 400 whose `file` error has `code`.
+async fn upload_refused(
+    s: &TestServer,
+    su: &str,
+    part: &str,
+    file_name: &str,
+    bytes: &[u8],
+    code: &str,
+) {
+    let (st, e) = upload(s, su, part, file_name, bytes).await;
+    assert_eq!(
+        (st, &e["data"]["file"]["code"]),
+        (400, &json!(code)),
+        "{file_name}: {e}"
+    );
+}
+
 #[tokio::test]
 async fn backups_api_answers_as_pocketbase() {
     let s = TestServer::start(BIN).await;
@@ -192,23 +272,8 @@ async fn backups_api_answers_as_pocketbase() {
         .call("POST", "/api/backups", Some(&su), Some(json!({"name": 12})))
         .await;
     assert_eq!(st, 400, "{e}");
-    let (st, _) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "my_b-1.zip"})),
-        )
-        .await;
-    assert_eq!(st, 204);
-    let (st, e) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "my_b-1.zip"})),
-        )
-        .await;
+    assert_eq!(create_backup(&s, &su, "my_b-1.zip").await.0, 204);
+    let (st, e) = create_backup(&s, &su, "my_b-1.zip").await;
     assert_eq!(
         (st, &e["data"]["name"]["code"]),
         (400, &json!("validation_backup_name_exists")),
@@ -256,39 +321,19 @@ async fn backups_api_answers_as_pocketbase() {
     );
     let zip_bytes = res.bytes().await.expect("body").to_vec();
     assert!(zip_bytes.starts_with(b"PK"));
-    let res = s
-        .http
-        .get(s.url(&format!("/api/backups/nope.zip?token={ft}")))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(res.status(), 404);
+    assert_eq!(download(&s, "nope.zip", &ft).await.status(), 404);
 
     // Uploads: a backup archive only.
-    let (st, e) = send(
+    upload_refused(
         &s,
-        "/api/backups/upload",
         &su,
-        &[("file", Some("x.txt"), b"hello")],
+        "file",
+        "x.txt",
+        b"hello",
+        "validation_invalid_mime_type",
     )
     .await;
-    assert_eq!(
-        (st, &e["data"]["file"]["code"]),
-        (400, &json!("validation_invalid_mime_type")),
-        "{e}"
-    );
-    let (st, e) = send(
-        &s,
-        "/api/backups/upload",
-        &su,
-        &[("other", Some("x.zip"), &zip_bytes)],
-    )
-    .await;
-    assert_eq!(
-        (st, &e["data"]["file"]["code"]),
-        (400, &json!("validation_required")),
-        "{e}"
-    );
+    upload_refused(&s, &su, "other", "x.zip", &zip_bytes, "validation_required").await;
     let db = b"SQLite format 3\0 and more";
     for (name, bad) in [
         (
@@ -310,48 +355,22 @@ async fn backups_api_answers_as_pocketbase() {
             zip_of(&[("data.db", db), ("secret.key", b"x")]),
         ),
     ] {
-        let (st, e) = send(
-            &s,
-            "/api/backups/upload",
-            &su,
-            &[("file", Some(name), &bad)],
-        )
-        .await;
-        assert_eq!(
-            (st, &e["data"]["file"]["code"]),
-            (400, &json!("validation_invalid_backup")),
-            "{name}: {e}"
-        );
+        upload_refused(&s, &su, "file", name, &bad, "validation_invalid_backup").await;
     }
     // A zip whose central directory is cut off.
     let cut = &zip_bytes[..zip_bytes.len() / 2];
-    let (st, e) = send(
-        &s,
-        "/api/backups/upload",
-        &su,
-        &[("file", Some("cut.zip"), cut)],
-    )
-    .await;
+    let (st, e) = upload(&s, &su, "file", "cut.zip", cut).await;
     assert_eq!(st, 400, "{e}");
-    let (st, e) = send(
+    upload_refused(
         &s,
-        "/api/backups/upload",
         &su,
-        &[("file", Some("my_b-1.zip"), &zip_bytes)],
+        "file",
+        "my_b-1.zip",
+        &zip_bytes,
+        "validation_backup_name_exists",
     )
     .await;
-    assert_eq!(
-        (st, &e["data"]["file"]["code"]),
-        (400, &json!("validation_backup_name_exists")),
-        "{e}"
-    );
-    let (st, e) = send(
-        &s,
-        "/api/backups/upload",
-        &su,
-        &[("file", Some("C:\\x\\Up Per.zip"), &zip_bytes)],
-    )
-    .await;
+    let (st, e) = upload(&s, &su, "file", "C:\\x\\Up Per.zip", &zip_bytes).await;
     assert_eq!(st, 204, "{e}");
     let listed = keys(&s, &su).await;
     assert!(listed.contains(&"Up Per.zip".to_string()), "{listed:?}");
@@ -471,14 +490,7 @@ async fn restore_of_a_backup_taken_under_write_load() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before: Vec<_> = acked.lock().expect("lock").clone();
-    let (st, e) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "load.zip"})),
-        )
-        .await;
+    let (st, e) = create_backup(&s, &su, "load.zip").await;
     assert_eq!(st, 204, "{e}");
     // Writes go on after the backup too; they are not in it.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -512,17 +524,8 @@ async fn restore_of_a_backup_taken_under_write_load() {
     // Every file a restored record names is there.
     for r in &items {
         if let Some(f) = r["f"].as_str().filter(|f| !f.is_empty()) {
-            let res = s
-                .http
-                .get(s.url(&format!(
-                    "/api/files/notes/{}/{f}",
-                    r["id"].as_str().unwrap_or_default()
-                )))
-                .send()
-                .await
-                .expect("file");
-            assert_eq!(res.status(), 200, "file {f} of {r}");
-            let body = res.text().await.expect("body");
+            let (st, body) = note_file(&s, r, f).await;
+            assert_eq!(st, 200, "file {f} of {r}");
             assert_eq!(body, format!("file of note {}", r["n"]));
         }
     }
@@ -535,21 +538,8 @@ async fn restore_of_a_backup_taken_under_write_load() {
 /// A kill -9 at any point of a restore leaves the old state or the new one, whole.
 #[tokio::test]
 async fn kill9_during_restore_leaves_old_or_new_state() {
-    let mut s = TestServer::start(BIN).await;
-    let su = s.superuser_token().await;
-    notes(&s, &su).await;
-    for i in 0..20 {
-        add_note(&s, i, "in_backup", true).await.expect("note");
-    }
-    let (st, _) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "k.zip"})),
-        )
-        .await;
-    assert_eq!(st, 204);
+    let (mut s, su) = server_with_notes(20, "in_backup").await;
+    assert_eq!(create_backup(&s, &su, "k.zip").await.0, 204);
     let mut seen = std::collections::BTreeMap::new();
     for (round, delay_ms) in [0u64, 5, 20, 60, 150, 400].into_iter().enumerate() {
         // The old state: what the backup holds plus one more note.
@@ -579,16 +569,8 @@ async fn kill9_during_restore_leaves_old_or_new_state() {
         *seen.entry(state).or_insert(0) += 1;
         for r in &items {
             let f = r["f"].as_str().unwrap_or_default();
-            let res = s
-                .http
-                .get(s.url(&format!(
-                    "/api/files/notes/{}/{f}",
-                    r["id"].as_str().unwrap_or_default()
-                )))
-                .send()
-                .await
-                .expect("file");
-            assert_eq!(res.status(), 200, "{state} state: file {f} of {r} missing");
+            let (st, _) = note_file(&s, r, f).await;
+            assert_eq!(st, 200, "{state} state: file {f} of {r} missing");
         }
         assert!(!s.data_dir().join(".restore").exists());
     }
@@ -730,10 +712,7 @@ async fn orphan_sweep_removes_only_old_unnamed_files() {
 /// `basalt backup create|restore` with the server stopped; refused while it runs.
 #[tokio::test]
 async fn cli_backup_create_and_restore() {
-    let mut s = TestServer::start(BIN).await;
-    let su = s.superuser_token().await;
-    notes(&s, &su).await;
-    add_note(&s, 1, "in_backup", true).await.expect("note");
+    let (mut s, _) = server_with_notes(1, "in_backup").await;
     let (ok, out) = cli(s.data_dir(), &["backup", "create", "cli.zip"]);
     assert!(!ok && out.contains("a server is running"), "{out}");
     assert!(s.terminate());
@@ -760,6 +739,37 @@ async fn cli_backup_create_and_restore() {
     assert_eq!(items[0]["tag"], "in_backup");
 }
 
+/// Waits (bounded: the schedule looks at every minute) until `stored` shows a single
+/// scheduled backup, a new one, and checks that pruning kept the one made by hand
+/// (`manual.zip`); the keys it saw last.
+async fn wait_for_pruning<F>(stored: impl Fn() -> F) -> Vec<String>
+where
+    F: std::future::Future<Output = Vec<String>>,
+{
+    let scheduled = |keys: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter(|k| k.starts_with("@auto_pb_backup_"))
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut keys = Vec::new();
+    while Instant::now() < deadline {
+        keys = stored().await;
+        let auto = scheduled(&keys);
+        if auto.len() == 1 && !auto[0].contains("2020010") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let auto = scheduled(&keys);
+    assert_eq!(auto.len(), 1, "{keys:?}");
+    assert!(auto[0].starts_with("@auto_pb_backup_acme_"), "{keys:?}");
+    assert!(!auto[0].contains("2020010"), "{keys:?}");
+    assert!(keys.contains(&"manual.zip".to_string()), "{keys:?}");
+    keys
+}
+
 /// `backups.cron` makes backups on its schedule and `cronMaxKeep` prunes the oldest
 /// scheduled ones (never a backup made by hand).
 #[tokio::test]
@@ -767,15 +777,7 @@ async fn backups_cron_makes_and_prunes_backups() {
     let s = TestServer::start(BIN).await;
     let su = s.superuser_token().await;
     let dir = s.data_dir().join("backups");
-    let (st, _) = s
-        .call(
-            "POST",
-            "/api/backups",
-            Some(&su),
-            Some(json!({"name": "manual.zip"})),
-        )
-        .await;
-    assert_eq!(st, 204);
+    assert_eq!(create_backup(&s, &su, "manual.zip").await.0, 204);
     for old in [
         "@auto_pb_backup_acme_20200101000000.zip",
         "@auto_pb_backup_acme_20200102000000.zip",
@@ -792,37 +794,261 @@ async fn backups_cron_makes_and_prunes_backups() {
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    // Bounded wait: the schedule looks at every minute.
-    let deadline = Instant::now() + Duration::from_secs(150);
-    let mut listed = Vec::new();
-    while Instant::now() < deadline {
-        listed = keys(&s, &su).await;
-        let auto: Vec<_> = listed
-            .iter()
-            .filter(|k| k.starts_with("@auto_pb_backup_"))
-            .collect();
-        if auto.len() == 1 && !auto[0].contains("2020010") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let listed = wait_for_pruning(|| keys(&s, &su)).await;
     let auto: Vec<_> = listed
         .iter()
-        .filter(|k| k.starts_with("@auto_pb_backup_acme_"))
+        .filter(|k| k.starts_with("@auto_pb_backup_"))
         .collect();
-    assert_eq!(auto.len(), 1, "{listed:?}");
-    assert!(!auto[0].contains("2020010"), "{listed:?}");
-    assert!(listed.contains(&"manual.zip".to_string()), "{listed:?}");
     // A scheduled backup downloads like any other.
     let ft = file_token(&s, &su).await;
-    let res = s
-        .http
-        .get(s.url(&format!(
-            "/api/backups/{}?token={ft}",
-            auto[0].replace('@', "%40")
-        )))
-        .send()
-        .await
-        .expect("get");
+    let res = download(&s, &auto[0].replace('@', "%40"), &ft).await;
     assert_eq!(res.status(), 200);
+}
+
+/// Points the server's backups at `bucket` of `moto`.
+async fn backups_on_s3(s: &TestServer, su: &str, moto: &Moto, bucket: &str) {
+    moto.create_bucket(bucket).await;
+    let (st, v) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(su),
+            Some(json!({"backups": {"s3": moto.settings(bucket)}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(!v.to_string().contains("\"secret\""), "{v}");
+}
+
+/// Entries of the local backups folder (none should stay when backups go to S3).
+fn local_backups(s: &TestServer) -> Vec<String> {
+    std::fs::read_dir(s.data_dir().join("backups"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// With `backups.s3` enabled every backup operation uses the bucket, keys at its root as
+/// PocketBase keeps them: create, list, download with a file token, upload, restore (the
+/// data comes back), delete, and the CLI; the local folder keeps nothing.
+#[tokio::test]
+async fn backups_on_s3_create_list_download_restore_delete() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let (mut s, su) = server_with_notes(3, "in_backup").await;
+    // Enabled without a connection: each missing field named, as PocketBase does.
+    let (st, e) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"backups": {"s3": {"enabled": true}}})),
+        )
+        .await;
+    assert_eq!(st, 400, "{e}");
+    for k in ["bucket", "region", "endpoint", "accessKey", "secret"] {
+        assert_eq!(
+            e["data"]["backups"]["s3"][k]["code"], "validation_required",
+            "{k}: {e}"
+        );
+    }
+    backups_on_s3(&s, &su, &moto, "backups").await;
+    let (st, e) = s
+        .call(
+            "POST",
+            "/api/settings/test/s3",
+            Some(&su),
+            Some(json!({"filesystem": "backups"})),
+        )
+        .await;
+    assert_eq!(st, 204, "{e}");
+    assert!(moto.keys("backups").await.is_empty());
+
+    let (st, e) = create_backup(&s, &su, "on_s3.zip").await;
+    assert_eq!(st, 204, "{e}");
+    assert_eq!(moto.keys("backups").await, vec!["on_s3.zip"]);
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+    let (st, e) = create_backup(&s, &su, "on_s3.zip").await;
+    assert_eq!(
+        (st, &e["data"]["name"]["code"]),
+        (400, &json!("validation_backup_name_exists")),
+        "{e}"
+    );
+    let (_, list) = s.call("GET", "/api/backups", Some(&su), None).await;
+    assert_eq!(list[0]["key"], "on_s3.zip", "{list}");
+    let size = list[0]["size"].as_u64().expect("size");
+
+    let ft = file_token(&s, &su).await;
+    let res = download(&s, "on_s3.zip", &ft).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/zip");
+    let zip_bytes = res.bytes().await.expect("body").to_vec();
+    assert!(zip_bytes.starts_with(b"PK") && zip_bytes.len() as u64 == size);
+
+    let (st, e) = upload(&s, &su, "file", "uploaded.zip", &zip_bytes).await;
+    assert_eq!(st, 204, "{e}");
+    upload_refused(
+        &s,
+        &su,
+        "file",
+        "uploaded.zip",
+        &zip_bytes,
+        "validation_backup_name_exists",
+    )
+    .await;
+    assert_eq!(
+        moto.keys("backups").await,
+        vec!["on_s3.zip", "uploaded.zip"]
+    );
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+
+    // Restore: downloaded into the data dir, then the same atomic restore.
+    add_note(&s, 100, "after", true).await.expect("note");
+    let (st, e) = s
+        .call("POST", "/api/backups/on_s3.zip/restore", Some(&su), None)
+        .await;
+    assert_eq!(st, 204, "{e}");
+    let items = wait_restored(&s, |items| !items.iter().any(|r| r["tag"] == "after")).await;
+    assert_eq!(items.len(), 3);
+    for r in &items {
+        let f = r["f"].as_str().expect("file");
+        let (st, body) = note_file(&s, r, f).await;
+        assert_eq!(
+            (st, body),
+            (200, format!("file of note {}", r["n"])),
+            "file {f} of {r}"
+        );
+    }
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+    assert!(!s.data_dir().join(".restore").exists());
+
+    // The restored settings still name the bucket.
+    let su = s.superuser_token().await;
+    assert_eq!(keys(&s, &su).await, vec!["on_s3.zip", "uploaded.zip"]);
+    let (st, _) = s
+        .call("DELETE", "/api/backups/uploaded.zip", Some(&su), None)
+        .await;
+    assert_eq!(st, 204);
+    let (st, e) = s
+        .call("DELETE", "/api/backups/uploaded.zip", Some(&su), None)
+        .await;
+    assert_eq!(
+        (st, &e["message"]),
+        (400, &json!("Invalid or already deleted backup file.")),
+        "{e}"
+    );
+    let (st, e) = s
+        .call("POST", "/api/backups/uploaded.zip/restore", Some(&su), None)
+        .await;
+    assert_eq!(st, 400, "{e}");
+    assert_eq!(moto.keys("backups").await, vec!["on_s3.zip"]);
+
+    // The CLI keeps and restores backups where the settings say too.
+    add_note(&s, 101, "after", true).await.expect("note");
+    assert!(s.terminate());
+    let (ok, out) = cli(s.data_dir(), &["backup", "create", "cli.zip"]);
+    assert!(ok && out.contains("backups.s3"), "{out}");
+    assert_eq!(moto.keys("backups").await, vec!["cli.zip", "on_s3.zip"]);
+    let (ok, out) = cli(s.data_dir(), &["backup", "restore", "on_s3.zip"]);
+    assert!(ok, "{out}");
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+    s.restart().await;
+    assert_eq!(all_notes(&s).await.expect("notes").len(), 3);
+}
+
+/// With the bucket gone every backup operation answers a 503 in PocketBase's error shape
+/// and changes nothing locally; the data and the server stay as they were.
+#[tokio::test]
+async fn backups_s3_outage_answers_503_and_changes_nothing() {
+    let Some(mut moto) = Moto::start().await else {
+        return;
+    };
+    let (s, su) = server_with_notes(2, "kept").await;
+    backups_on_s3(&s, &su, &moto, "backups").await;
+    assert_eq!(create_backup(&s, &su, "a.zip").await.0, 204);
+    let ft = file_token(&s, &su).await;
+    let zip_bytes = download(&s, "a.zip", &ft)
+        .await
+        .bytes()
+        .await
+        .expect("body")
+        .to_vec();
+
+    moto.stop();
+    let mut answers = vec![
+        s.call("GET", "/api/backups", Some(&su), None).await,
+        create_backup(&s, &su, "b.zip").await,
+        s.call("DELETE", "/api/backups/a.zip", Some(&su), None)
+            .await,
+        s.call("POST", "/api/backups/a.zip/restore", Some(&su), None)
+            .await,
+        upload(&s, &su, "file", "c.zip", &zip_bytes).await,
+    ];
+    let res = download(&s, "a.zip", &ft).await;
+    answers.push((res.status().as_u16(), res.json().await.expect("json")));
+    for (st, e) in answers {
+        assert_eq!(st, 503, "{e}");
+        assert_eq!(e["status"], 503, "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("backups S3 storage")),
+            "{e}"
+        );
+        assert!(e["data"].is_object(), "{e}");
+    }
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
+    assert!(!s.data_dir().join(".restore").exists());
+    let items = all_notes(&s).await.expect("the server still serves");
+    assert_eq!(items.len(), 2);
+    // A create or restore that failed left the backups free for the next one.
+    moto.resume().await;
+    moto.create_bucket("backups").await;
+    assert_eq!(keys(&s, &su).await, Vec::<String>::new());
+    assert_eq!(create_backup(&s, &su, "b.zip").await.0, 204);
+    assert_eq!(moto.keys("backups").await, vec!["b.zip"]);
+}
+
+/// The schedule makes its backups in the bucket and `cronMaxKeep` prunes the oldest
+/// scheduled ones there (never one made by hand).
+#[tokio::test]
+async fn backups_cron_prunes_on_s3() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    backups_on_s3(&s, &su, &moto, "backups").await;
+    assert_eq!(create_backup(&s, &su, "manual.zip").await.0, 204);
+    let ft = file_token(&s, &su).await;
+    let zip_bytes = download(&s, "manual.zip", &ft)
+        .await
+        .bytes()
+        .await
+        .expect("body")
+        .to_vec();
+    for old in [
+        "@auto_pb_backup_acme_20200101000000.zip",
+        "@auto_pb_backup_acme_20200102000000.zip",
+    ] {
+        let (st, e) = upload(&s, &su, "file", old, &zip_bytes).await;
+        assert_eq!(st, 204, "{e}");
+    }
+    assert_eq!(moto.keys("backups").await.len(), 3);
+    let (st, v) = s
+        .call(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"backups": {"cron": "* * * * *", "cronMaxKeep": 1}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let stored = wait_for_pruning(|| moto.keys("backups")).await;
+    assert_eq!(keys(&s, &su).await, stored);
+    assert!(local_backups(&s).is_empty(), "{:?}", local_backups(&s));
 }

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
 
-/// Backups on S3 are not wired yet: enabling them is refused with a 400 naming it, never
-/// accepted and ignored; the rest of the document still saves.
+/// Enabling backups on S3 without a connection is refused with a 400 naming each missing
+/// field (nothing of it saved); the rest of the document still saves.
 #[tokio::test]
-async fn enabling_backups_s3_is_refused_until_it_is_wired() {
+async fn enabling_backups_s3_without_a_connection_is_refused() {
     let s = TestServer::start(BIN).await;
     let su = s.superuser_token().await;
     let (st, e) = s
@@ -24,7 +24,7 @@ async fn enabling_backups_s3_is_refused_until_it_is_wired() {
         .await;
     assert_eq!(st, 400, "{e}");
     assert_eq!(
-        e["data"]["backups"]["s3"]["enabled"]["code"], "validation_not_supported",
+        e["data"]["backups"]["s3"]["bucket"]["code"], "validation_required",
         "{e}"
     );
     let (st, v) = s.call("GET", "/api/settings", Some(&su), None).await;

@@ -116,6 +116,84 @@ async fn the_document_follows_the_schema_and_the_reader() {
     assert!(anon["paths"]["/api/collections/vault/records"]["get"].is_object());
 }
 
+/// Files and backups are described: the file download for anyone (the record's rule
+/// decides), the backups routes for superusers only, and a collection with file fields
+/// takes multipart bodies whose file fields are binary parts.
+#[tokio::test]
+async fn files_backups_and_multipart_bodies_are_described() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let (st, c) = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(
+                json!({"name": "docs", "listRule": "", "viewRule": "", "createRule": "",
+                "updateRule": "", "fields": [{"name": "title", "type": "text"},
+                {"name": "one", "type": "file", "maxSelect": 1},
+                {"name": "many", "type": "file", "maxSelect": 3}]}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    let (_, anon) = document(&s, None).await;
+    let (_, full) = document(&s, Some(&su)).await;
+    for doc in [&anon, &full] {
+        let file = &doc["paths"]["/api/files/{collection}/{recordId}/{filename}"];
+        for method in ["get", "head"] {
+            let o = &file[method];
+            assert_eq!(o["security"], json!([{}]), "{o}");
+            for status in ["200", "206", "304", "404", "416"] {
+                assert!(o["responses"][status].is_object(), "{method} {status}: {o}");
+            }
+        }
+        assert!(doc["paths"]["/api/files/token"]["post"].is_object());
+        let create = &doc["paths"]["/api/collections/docs/records"]["post"]["requestBody"];
+        assert_eq!(
+            create["content"]["multipart/form-data"]["schema"]["$ref"],
+            "#/components/schemas/docsCreateForm",
+            "{create}"
+        );
+        assert!(create["content"]["application/json"].is_object());
+        let form = schema(doc, "docsCreateForm");
+        assert_eq!(form["properties"]["one"]["format"], "binary", "{form}");
+        assert_eq!(form["properties"]["many"]["items"]["format"], "binary");
+        assert_eq!(form["properties"]["many"]["maxItems"], 3);
+        assert_eq!(form["properties"]["title"]["type"], "string");
+        let update = schema(doc, "docsUpdateForm");
+        assert!(
+            update["properties"]["many+"]["oneOf"].is_array(),
+            "{update}"
+        );
+    }
+    // A collection without file fields takes JSON only.
+    let plain = &full["paths"]["/api/collections/_superusers/records"]["post"]["requestBody"];
+    assert!(plain["content"]["application/json"].is_object(), "{plain}");
+    assert!(plain["content"]["multipart/form-data"].is_null(), "{plain}");
+    assert!(anon["paths"]["/api/backups"].is_null());
+    assert!(anon["paths"]["/api/settings/test/s3"].is_null());
+    let paths = &full["paths"];
+    assert_eq!(paths["/api/backups"]["get"]["operationId"], "list_backups");
+    assert_eq!(
+        paths["/api/backups"]["post"]["operationId"],
+        "create_backup"
+    );
+    assert!(
+        paths["/api/backups/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
+            .is_object()
+    );
+    let download = &paths["/api/backups/{key}"]["get"];
+    assert_eq!(download["security"], json!([{}]));
+    assert_eq!(
+        download["responses"]["200"]["content"]["application/zip"]["schema"]["format"],
+        "binary"
+    );
+    assert!(paths["/api/backups/{key}"]["delete"].is_object());
+    assert!(paths["/api/backups/{key}/restore"]["post"].is_object());
+    assert!(paths["/api/settings/test/s3"]["post"].is_object());
+}
+
 #[tokio::test]
 async fn superusers_only_documents_refuse_others_in_pocketbases_shape() {
     let s = TestServer::start_with_env(BIN, &[("BASALT_OPENAPI", "superusers")]).await;

@@ -6,7 +6,9 @@
 use basalt_schema::{Collection, Schema};
 use serde_json::{Map, Value, json};
 
-use super::fields::{input_schema, record_ref, record_schema, record_schema_name};
+use super::fields::{
+    input_schema, multipart_schema, record_ref, record_schema, record_schema_name,
+};
 
 /// Who a document is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,16 @@ pub fn build(schema: &Schema, audience: Audience) -> Value {
                 format!("{}Update", c.name),
                 input_schema(c, true, audience.superuser()),
             );
+            if basalt_service::files::has_file_fields(c) {
+                schemas.insert(
+                    format!("{}CreateForm", c.name),
+                    multipart_schema(c, false, audience.superuser()),
+                );
+                schemas.insert(
+                    format!("{}UpdateForm", c.name),
+                    multipart_schema(c, true, audience.superuser()),
+                );
+            }
         }
         record_paths(&mut paths, c, audience);
         if c.is_auth() {
@@ -172,7 +184,7 @@ fn error_responses() -> Value {
         ("TooManyRequests", "Rate limited; retry later."),
         (
             "Unavailable",
-            "The server cannot serve writes (health reason in `data`).",
+            "The server, or a storage it needs, cannot serve the request now (for health: the reason in `data`).",
         ),
     ] {
         out.insert(
@@ -215,6 +227,21 @@ fn responses(ok: (u16, &str, Option<Value>), errors: &[u16]) -> Value {
 
 fn json_body(schema: Value, required: bool) -> Value {
     json!({"required": required, "content": {"application/json": {"schema": schema}}})
+}
+
+/// A record write's body: JSON, and for a collection with file fields also
+/// `multipart/form-data` (`{name}{kind}Form`), where the files are sent.
+fn record_body(c: &Collection, kind: &str, required: bool) -> Value {
+    let name = &c.name;
+    let mut b = json_body(
+        json!({"$ref": format!("#/components/schemas/{name}{kind}")}),
+        required,
+    );
+    if basalt_service::files::has_file_fields(c) {
+        b["content"]["multipart/form-data"] =
+            json!({"schema": {"$ref": format!("#/components/schemas/{name}{kind}Form")}});
+    }
+    b
 }
 
 fn query(name: &str, schema: Value, description: &str) -> Value {
@@ -347,7 +374,7 @@ fn record_paths(paths: &mut Map<String, Value>, c: &Collection, audience: Audien
                     json!({
                         "operationId": format!("create_{name}"),
                         "parameters": view_params(true),
-                        "requestBody": json_body(json!({"$ref": format!("#/components/schemas/{name}Create")}), true),
+                        "requestBody": record_body(c, "Create", true),
                         "responses": responses((200, "The created record.", Some(record.clone())), &[400, 403, 404, 413]),
                     }),
                 ),
@@ -362,7 +389,7 @@ fn record_paths(paths: &mut Map<String, Value>, c: &Collection, audience: Audien
                     json!({
                         "operationId": format!("update_{name}"),
                         "parameters": with_id.clone(),
-                        "requestBody": json_body(json!({"$ref": format!("#/components/schemas/{name}Update")}), false),
+                        "requestBody": record_body(c, "Update", false),
                         "responses": responses((200, "The updated record.", Some(record.clone())), &[400, 403, 404, 413]),
                     }),
                 ),
@@ -605,6 +632,7 @@ fn system_paths(paths: &mut Map<String, Value>, audience: Audience) {
         "requestBody": json_body(json!({"type": "object", "required": ["requests"], "properties": {"requests": {"type": "array", "items": {"type": "object", "required": ["method", "url"], "properties": {"method": string, "url": string, "headers": {"type": "object"}, "body": {"type": "object"}}}}}}), true),
         "responses": responses((200, "Each sub-request's answer.", Some(json!({"type": "array", "items": {"type": "object", "properties": {"status": {"type": "integer"}, "body": {}}}}))), &[400, 403, 413]),
     }))}));
+    files_paths(paths);
     paths.insert("/api/files/token".into(), json!({"post": op("system", "Issue a protected-file token".into(), "For a signed-in caller.".into(), json!({
         "operationId": "file_token",
         "responses": responses((200, "A short-lived file token.", Some(json!({"type": "object", "required": ["token"], "properties": {"token": string}}))), &[400, 401]),
@@ -635,7 +663,97 @@ fn system_paths(paths: &mut Map<String, Value>, audience: Audience) {
         "get": op("settings", "View the settings".into(), su.clone(), json!({"operationId": "view_settings", "responses": responses((200, "The settings (secrets masked).", Some(json!({"type": "object"}))), &[401, 403])})),
         "patch": op("settings", "Update the settings".into(), su.clone(), json!({"operationId": "update_settings", "requestBody": json_body(json!({"type": "object"}), true), "responses": responses((200, "The settings.", Some(json!({"type": "object"}))), &[400, 401, 403])})),
     }));
+    backups_paths(paths);
     paths.insert("/api/settings/test/s3".into(), json!({
         "post": op("settings", "Test the S3 settings".into(), format!("{su} Writes and deletes a small object with the saved settings."), json!({"operationId": "test_s3", "requestBody": json_body(json!({"type": "object", "required": ["filesystem"], "properties": {"filesystem": {"type": "string", "enum": ["storage", "backups"]}}}), true), "responses": responses((204, "The bucket is reachable.", None), &[400, 401, 403])})),
+    }));
+}
+
+/// A binary body of `mime` as a response's content.
+fn binary(what: &str, mime: &str) -> Value {
+    json!({"description": what, "content": {mime: {"schema": {"type": "string", "format": "binary"}}}})
+}
+
+/// `GET`/`HEAD /api/files/{collection}/{recordId}/{filename}`: open to anyone; the
+/// record's view rule (and a file token for protected files) decides.
+fn files_paths(paths: &mut Map<String, Value>) {
+    let params = json!([
+        path_param("collection", "The collection's id or name."),
+        path_param("recordId", "The record's id."),
+        path_param("filename", "A file name the record's file field holds."),
+        query(
+            "thumb",
+            json!({"type": "string"}),
+            "A thumb size the field lists: `WxH`, `WxHt`, `WxHb`, `WxHf`, `0xH`, `Wx0` (the original for any other)."
+        ),
+        query(
+            "token",
+            json!({"type": "string"}),
+            "A file token (`POST /api/files/token`), needed for protected files."
+        ),
+        query(
+            "download",
+            json!({"type": "string"}),
+            "Any value but empty, `0`, `false` or `f` serves the file as an attachment."
+        ),
+    ]);
+    let mut answers = responses((200, "", None), &[400, 404]);
+    answers["200"] = binary("The file (or its thumb).", "*/*");
+    answers["206"] = binary("The requested byte range (`Range: bytes=...`).", "*/*");
+    answers["304"] =
+        json!({"description": "Not modified (`If-None-Match` / `If-Modified-Since`)."});
+    answers["416"] = json!({"description": "The range lies outside the file.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    answers["503"] = json!({"$ref": "#/components/responses/Unavailable"});
+    let description = "Who may: whoever may view the record; a protected file also needs a `token`. Range requests, ETag and Last-Modified as PocketBase serves them; active content (SVG, HTML, XML, JS) is always an attachment.";
+    let get = |id: &str, summary: &str| {
+        op(
+            "files",
+            summary.into(),
+            description.into(),
+            json!({
+                "operationId": id, "security": [{}], "parameters": params, "responses": answers,
+            }),
+        )
+    };
+    paths.insert(
+        "/api/files/{collection}/{recordId}/{filename}".into(),
+        json!({"get": get("file_download", "Download a record's file"), "head": get("file_head", "A record's file's headers")}),
+    );
+}
+
+/// `/api/backups`: superusers only; the download is authorised by a superuser's file
+/// token in the query instead of a header.
+fn backups_paths(paths: &mut Map<String, Value>) {
+    let su = "Superusers only. With `backups.s3` enabled the backups are the bucket's; 503 when it cannot be reached.";
+    let errors: &[u16] = &[400, 401, 403, 503];
+    let key = path_param("key", "The backup's key (its file name).");
+    let info = json!({"type": "object", "required": ["key", "size", "modified"], "properties": {
+        "key": {"type": "string"}, "size": {"type": "integer"}, "modified": {"type": "string"}}});
+    let tag = "backups";
+    paths.insert("/api/backups".into(), json!({
+        "get": op(tag, "List backups".into(), su.into(), json!({"operationId": "list_backups",
+            "responses": responses((200, "Every backup.", Some(json!({"type": "array", "items": info}))), errors)})),
+        "post": op(tag, "Create a backup".into(), format!("{su} A zip of a consistent database snapshot and the record files; PocketBase's default name when `name` is empty."), json!({"operationId": "create_backup",
+            "requestBody": json_body(json!({"type": "object", "properties": {"name": {"type": "string", "pattern": "^([a-z0-9_-]+\\.zip)?$", "maxLength": 150}}}), false),
+            "responses": responses((204, "Made.", None), errors)})),
+    }));
+    paths.insert("/api/backups/upload".into(), json!({
+        "post": op(tag, "Upload a backup".into(), format!("{su} A backup zip, checked before it is kept."), json!({"operationId": "upload_backup",
+            "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+            "responses": responses((204, "Kept.", None), &[400, 401, 403, 413, 503])})),
+    }));
+    let mut download = responses((200, "", None), &[403, 404, 503]);
+    download["200"] = binary("The backup zip, as an attachment.", "application/zip");
+    paths.insert("/api/backups/{key}".into(), json!({
+        "get": op(tag, "Download a backup".into(), "Needs a superuser's file token (`POST /api/files/token`) in `token`.".into(), json!({"operationId": "download_backup",
+            "security": [{}],
+            "parameters": [key.clone(), query("token", json!({"type": "string"}), "A superuser's file token.")],
+            "responses": download})),
+        "delete": op(tag, "Delete a backup".into(), su.into(), json!({"operationId": "delete_backup",
+            "parameters": [key.clone()], "responses": responses((204, "Deleted.", None), errors)})),
+    }));
+    paths.insert("/api/backups/{key}/restore".into(), json!({
+        "post": op(tag, "Restore a backup".into(), format!("{su} Staged whole, then the server restarts to complete it: the data is the old state or the backup's, never a mix."), json!({"operationId": "restore_backup",
+            "parameters": [key], "responses": responses((204, "Staged; the server restarts.", None), errors)})),
     }));
 }

@@ -129,6 +129,45 @@ pub fn input_schema(c: &Collection, partial: bool, superuser: bool) -> Value {
     s
 }
 
+/// The multipart form of a record write for a collection with file fields: the JSON
+/// body's fields as form parts, file fields (and their `field+` / `+field` modifiers) as
+/// uploads, and PocketBase's `@jsonPayload` part carrying the non-file fields as JSON.
+pub fn multipart_schema(c: &Collection, partial: bool, superuser: bool) -> Value {
+    let mut s = input_schema(c, partial, superuser);
+    let upload = json!({"type": "string", "format": "binary"});
+    let uploads = |max: i64| json!({"type": "array", "items": upload, "maxItems": max});
+    if let Some(props) = s["properties"].as_object_mut() {
+        for f in &c.fields {
+            let FieldKind::File(o) = &f.kind else {
+                continue;
+            };
+            let name = &f.name;
+            let what = if f.is_multiple() {
+                uploads(o.max_select)
+            } else {
+                upload.clone()
+            };
+            if let Some(p) = props.get_mut(name) {
+                let d = p["description"].take();
+                *p = what.clone();
+                p["description"] = d;
+            }
+            for m in [format!("+{name}"), format!("{name}+")] {
+                if let Some(p) = props.get_mut(&m) {
+                    let d = p["description"].take();
+                    *p = json!({"oneOf": [upload, uploads(o.max_select)]});
+                    p["description"] = d;
+                }
+            }
+        }
+        props.insert(
+            "@jsonPayload".into(),
+            json!({"type": "string", "description": "The non-file fields as one JSON object (PocketBase's `@jsonPayload`)."}),
+        );
+    }
+    s
+}
+
 fn input_value(f: &Field) -> Value {
     let multiple = f.is_multiple();
     match &f.kind {

@@ -1,7 +1,9 @@
 //! Backups as PocketBase has them (`/api/backups`): zips of a consistent database snapshot
-//! and the record files, kept in the data dir's `backups/` folder; listed, created (by a
+//! and the record files, kept in the data dir's `backups/` folder or, when the settings'
+//! `backups.s3` section is enabled, in that bucket ([`target`]); listed, created (by a
 //! superuser, by the `backups.cron` schedule or by the CLI), uploaded, downloaded with a
-//! superuser's file token, deleted and restored.
+//! superuser's file token, deleted and restored (a backup on S3 is downloaded into the
+//! data dir first, then restored the same way).
 //!
 //! A backup holds file deletions back (the [`crate::files::DeletionGate`]) from before its
 //! snapshot until its last file is copied, so every file a snapshot row names is in the zip.
@@ -14,13 +16,14 @@ pub mod archive;
 pub mod cron;
 pub mod restore;
 mod schedule;
+mod target;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use basalt_auth::TokenKind;
-use basalt_files::Storage;
+use basalt_files::{S3Storage, StorageError};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
@@ -28,6 +31,7 @@ use tokio::io::AsyncWriteExt;
 
 pub use archive::ArchiveError;
 pub use schedule::{run_schedule, tick};
+use target::Target;
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::{Caller, Services};
@@ -57,6 +61,8 @@ pub struct Backups {
 #[derive(Debug)]
 struct Inner {
     data_dir: PathBuf,
+    /// The `backups.s3` bucket while that section is enabled.
+    s3: RwLock<Option<Arc<S3Storage>>>,
     activity: Mutex<Activity>,
     restart: tokio::sync::watch::Sender<bool>,
 }
@@ -95,6 +101,7 @@ impl Backups {
         Backups {
             inner: Arc::new(Inner {
                 data_dir: data_dir.into(),
+                s3: RwLock::new(None),
                 activity: Mutex::new(Activity::Idle),
                 restart: tokio::sync::watch::Sender::new(false),
             }),
@@ -103,6 +110,33 @@ impl Backups {
 
     pub fn dir(&self) -> PathBuf {
         self.inner.data_dir.join(BACKUPS_DIR)
+    }
+
+    /// Keeps backups where the settings document `settings` says: the `backups.s3`
+    /// bucket when that section is enabled, the backups folder otherwise. Called at
+    /// start and by every settings update; backups already kept elsewhere are not
+    /// moved, as in PocketBase.
+    pub fn use_settings(&self, settings: &serde_json::Value) -> Result<(), StorageError> {
+        let s3 = match crate::files::s3_settings(&settings["backups"]["s3"]) {
+            Some(cfg) => Some(Arc::new(S3Storage::new(&cfg)?)),
+            None => None,
+        };
+        if let Ok(mut slot) = self.inner.s3.write() {
+            *slot = s3;
+        }
+        Ok(())
+    }
+
+    /// True while backups go to the `backups.s3` bucket.
+    pub fn on_s3(&self) -> bool {
+        matches!(self.target(), Target::S3(_))
+    }
+
+    fn target(&self) -> Target {
+        match self.inner.s3.read().ok().and_then(|s| s.clone()) {
+            Some(s3) => Target::S3(s3),
+            None => Target::Local(self.dir()),
+        }
     }
 
     /// Resolves once a restore was staged: the server should drain, close the database
@@ -125,21 +159,14 @@ impl Backups {
         Ok(Running(self))
     }
 
-    /// The path of backup `key`, when `key` is a plain file name that exists there.
-    fn existing(&self, key: &str) -> Option<PathBuf> {
-        if !valid_key(key) {
-            return None;
-        }
-        let p = self.dir().join(key);
-        p.is_file().then_some(p)
+    /// Every backup, by key.
+    pub async fn list(&self) -> ServiceResult<Vec<BackupInfo>> {
+        self.target().list().await
     }
 
-    /// Every backup, by key.
-    pub async fn list(&self) -> std::io::Result<Vec<BackupInfo>> {
-        let dir = self.dir();
-        tokio::task::spawn_blocking(move || list_dir(&dir))
-            .await
-            .map_err(std::io::Error::other)?
+    /// Deletes backup `key`; `Ok(false)` when there is none by that name.
+    pub async fn remove(&self, key: &str) -> ServiceResult<bool> {
+        self.target().remove(key).await
     }
 
     /// Makes backup `name` now (no caller checks: for the CLI, the schedule and
@@ -153,11 +180,10 @@ impl Backups {
         if !valid_key(name) {
             return Err(ServiceError::bad_request("Invalid backup name."));
         }
-        if self.existing(name).is_some() {
-            return Err(name_exists(
-                "name",
-                "The backup file name is invalid or already exists.",
-            ));
+        let taken = || name_exists("name", "The backup file name is invalid or already exists.");
+        let target = self.target();
+        if target.find(name).await?.is_some() {
+            return Err(taken());
         }
         let _running = self.begin()?;
         let dir = self.dir();
@@ -166,31 +192,20 @@ impl Backups {
             Some(g) => Some(g.hold().await),
             None => None,
         };
-        let (data_dir, out, tmp2) = (self.inner.data_dir.clone(), dir.join(name), tmp.clone());
-        let made = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let (data_dir, tmp2) = (self.inner.data_dir.clone(), tmp.clone());
+        let made = tokio::task::spawn_blocking(move || -> std::io::Result<(PathBuf, u64)> {
             std::fs::create_dir_all(&tmp2)?;
             let snap = tmp2.join("data.db");
             basalt_store::snapshot_database(&data_dir, &snap).map_err(std::io::Error::other)?;
             let part = tmp2.join("backup.zip");
             let size = archive::write(&snap, &data_dir.join(archive::STORAGE_DIR), &part)?;
-            // A link fails when the name was taken meanwhile; nothing is overwritten.
-            std::fs::hard_link(&part, &out)?;
-            sync_dir(out.parent().unwrap_or(Path::new(".")))?;
-            Ok(size)
+            Ok((part, size))
         })
         .await;
+        // Every file the snapshot names is in the zip: deletions may go on.
         drop(held);
-        let _ = tokio::fs::remove_dir_all(&tmp).await;
-        match made {
-            Ok(Ok(size)) => Ok(BackupInfo {
-                key: name.to_string(),
-                size,
-                modified: SystemTime::now(),
-            }),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(name_exists(
-                "name",
-                "The backup file name is invalid or already exists.",
-            )),
+        let made = match made {
+            Ok(Ok(m)) => Ok(m),
             Ok(Err(e)) => {
                 tracing::error!(backup = name, error = %e, "creating a backup failed");
                 Err(ServiceError::bad_request("Failed to create backup."))
@@ -199,24 +214,47 @@ impl Backups {
                 tracing::error!(backup = name, error = %e, "the backup task failed");
                 Err(ServiceError::internal())
             }
+        };
+        let kept = match &made {
+            Ok((part, _)) => target.keep(name, part).await,
+            Err(_) => Ok(true),
+        };
+        let _ = tokio::fs::remove_dir_all(&tmp).await;
+        let (_, size) = made?;
+        if !kept? {
+            return Err(taken());
         }
+        Ok(BackupInfo {
+            key: name.to_string(),
+            size,
+            modified: SystemTime::now(),
+        })
     }
 
     /// Unpacks backup `key` beside the data and marks it ready (no caller checks: for the
     /// CLI and [`restore`]). Afterwards the process must restart (or, offline, call
     /// [`restore::complete_pending`]) to complete it.
     pub async fn stage_restore(&self, key: &str) -> ServiceResult<()> {
-        let Some(path) = self.existing(key) else {
-            return Err(ServiceError::bad_request("Missing or invalid backup file."));
-        };
+        let missing = || ServiceError::bad_request("Missing or invalid backup file.");
+        if !valid_key(key) {
+            return Err(missing());
+        }
         let running = self.begin()?;
-        let data_dir = self.inner.data_dir.clone();
+        // From a bucket the backup is downloaded into the backups folder first (a hidden
+        // name, removed once staged), then restored as a local one.
+        let fetched = self
+            .target()
+            .fetch(key, &self.dir())
+            .await?
+            .ok_or_else(missing)?;
+        let (data_dir, path) = (self.inner.data_dir.clone(), fetched.path().to_path_buf());
         let staged = tokio::task::spawn_blocking(move || restore::stage(&data_dir, &path))
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "the restore task failed");
                 ServiceError::internal()
             })?;
+        drop(fetched);
         match staged {
             Ok(()) => {
                 if let Ok(mut a) = self.inner.activity.lock() {
@@ -336,10 +374,7 @@ async fn app_name(svc: &Services) -> String {
 /// `GET /api/backups`: every backup (superusers only).
 pub async fn list(svc: &Services, caller: &Caller) -> ServiceResult<Vec<BackupInfo>> {
     caller.require_superuser()?;
-    svc.backups.list().await.map_err(|e| {
-        tracing::error!(error = %e, "listing backups failed");
-        ServiceError::bad_request("Failed to load backups filesystem.")
-    })
+    svc.backups.list().await
 }
 
 /// `POST /api/backups`: a new backup named `name` (PocketBase's default name when empty).
@@ -388,11 +423,15 @@ where
             "The file name is not a valid backup name.".into(),
         ));
     }
-    if svc.backups.existing(&key).is_some() {
-        return Err(name_exists(
+    let taken = || {
+        name_exists(
             "file",
             "Backup file with the specified name already exists.",
-        ));
+        )
+    };
+    let target = svc.backups.target();
+    if target.find(&key).await?.is_some() {
+        return Err(taken());
     }
     let dir = svc.backups.dir();
     let part = dir.join(format!(".upload-{}", basalt_schema::id::random_id(10)));
@@ -420,7 +459,7 @@ where
     }
     file.sync_all().await.map_err(failed)?;
     drop(file);
-    let (p, out) = (part.clone(), dir.join(&key));
+    let p = part.clone();
     let checked = tokio::task::spawn_blocking(move || -> Result<(), ArchiveError> {
         let mut head = [0u8; 4];
         let n = std::io::Read::read(&mut std::fs::File::open(&p)?, &mut head)?;
@@ -428,32 +467,27 @@ where
             return Err(ArchiveError::Invalid("mime".into()));
         }
         archive::inspect(&p)?;
-        std::fs::hard_link(&p, &out)?;
-        sync_dir(out.parent().unwrap_or(Path::new(".")))?;
         Ok(())
     })
     .await
     .map_err(|e| failed(std::io::Error::other(e)))?;
-    drop(cleanup);
     match checked {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            let kept = target.keep(&key, &part).await;
+            drop(cleanup);
+            if kept? { Ok(()) } else { Err(taken()) }
+        }
         Err(ArchiveError::Invalid(why)) if why == "mime" => Err(invalid(
             "validation_invalid_mime_type",
             format!("\"{key}\" mime type must be one of: application/zip."),
         )),
         Err(ArchiveError::Invalid(why)) => Err(invalid("validation_invalid_backup", why)),
-        Err(ArchiveError::Io(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(name_exists(
-                "file",
-                "Backup file with the specified name already exists.",
-            ))
-        }
         Err(ArchiveError::Io(e)) => Err(failed(e)),
     }
 }
 
-/// Removes a spooled upload however the upload ends.
-struct PartFile(PathBuf);
+/// Removes a spooled upload or download however it ends.
+pub(crate) struct PartFile(PathBuf);
 
 impl Drop for PartFile {
     fn drop(&mut self) {
@@ -475,28 +509,19 @@ pub async fn download(
     if !who.is_superuser {
         return Err(forbidden());
     }
-    svc.backups
-        .existing(key)
-        .ok_or_else(ServiceError::not_found)?;
-    let object = basalt_files::ObjectKey::new(key).map_err(|_| ServiceError::not_found())?;
-    basalt_files::LocalStorage::new(svc.backups.dir())
-        .get(&object, None)
-        .await
-        .map_err(|_| ServiceError::not_found())
+    svc.backups.target().open(key).await
 }
 
 /// `DELETE /api/backups/{key}`.
 pub async fn delete(svc: &Services, caller: &Caller, key: &str) -> ServiceResult<()> {
     caller.require_superuser()?;
-    let gone = || ServiceError::bad_request("Invalid or already deleted backup file.");
-    let path = svc.backups.existing(key).ok_or_else(gone)?;
-    tokio::fs::remove_file(&path).await.map_err(|e| {
-        tracing::warn!(backup = key, error = %e, "deleting a backup failed");
-        gone()
-    })?;
-    let dir = svc.backups.dir();
-    let _ = tokio::task::spawn_blocking(move || sync_dir(&dir)).await;
-    Ok(())
+    if svc.backups.remove(key).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::bad_request(
+            "Invalid or already deleted backup file.",
+        ))
+    }
 }
 
 /// `POST /api/backups/{key}/restore`: stages the backup and asks for the restart that

@@ -81,10 +81,12 @@ pub async fn tick(svc: &Services, now: DateTime<Utc>) -> Tick {
     // Newest first; the time in the name breaks ties of equal modification times.
     auto.sort_by(|a, b| b.modified.cmp(&a.modified).then(b.key.cmp(&a.key)));
     for old in auto.into_iter().skip(keep) {
-        let path = svc.backups.dir().join(&old.key);
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => out.pruned.push(old.key),
-            Err(e) => tracing::warn!(backup = %old.key, error = %e, "pruning a backup failed"),
+        match svc.backups.remove(&old.key).await {
+            Ok(true) => out.pruned.push(old.key),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(backup = %old.key, error = %e.message, "pruning a backup failed")
+            }
         }
     }
     out

@@ -135,12 +135,14 @@ pub(crate) fn s3_settings(section: &serde_json::Value) -> Option<S3Settings> {
     })
 }
 
-/// Points record files at the storage the saved settings name (their `s3` section):
-/// called once at start, and by every settings update. Files already stored elsewhere
-/// stay where they are, as in PocketBase: nothing is copied or moved.
+/// Points record files and backups at the storage the saved settings name (their `s3`
+/// and `backups.s3` sections): called once at start, and by every settings update.
+/// Files and backups already stored elsewhere stay where they are, as in PocketBase:
+/// nothing is copied or moved.
 pub async fn apply_settings(svc: &Services) -> ServiceResult<()> {
     let settings = crate::settings::load(svc).await?;
-    use_settings(svc, &settings)
+    use_settings(svc, &settings)?;
+    crate::settings::use_backup_settings(svc, &settings)
 }
 
 pub(crate) fn use_settings(svc: &Services, settings: &serde_json::Value) -> ServiceResult<()> {
