@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use basalt_files::{Download, LocalStorage, ObjectKey, S3Storage, Storage, StorageError};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
 use super::{BackupInfo, PartFile, list_dir, sync_dir, valid_key};
@@ -81,8 +81,10 @@ impl Target {
                     })
             }
             Target::S3(s3) => {
-                let all = s3
+                // A backups bucket holds a handful of zips: collected whole.
+                let all: Vec<_> = s3
                     .list_all()
+                    .try_collect()
                     .await
                     .map_err(|e| outage("listing backups", "", e))?;
                 // Keys in folders cannot be named by `/api/backups/{key}`: not backups.
