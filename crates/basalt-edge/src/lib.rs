@@ -29,7 +29,7 @@ pub mod metrics;
 mod pool;
 mod protect;
 mod proxy;
-mod proxy_protocol;
+pub mod proxy_protocol;
 mod route;
 mod service;
 mod snapshot;

@@ -44,14 +44,21 @@ pub async fn read_header(stream: &mut TcpStream) -> io::Result<Option<SocketAddr
     }
     let mut head = [0u8; 4];
     stream.read_exact(&mut head).await?;
-    let ver_cmd = head[0];
-    let family = head[1];
-    let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    if head[0] >> 4 != 2 {
+        return Err(invalid("unsupported version"));
+    }
+    let mut rest = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
+    stream.read_exact(&mut rest).await?;
+    parse_v2(head, &rest)
+}
+
+/// A v2 header after its signature: `head` (version and command, family, length) and
+/// the `rest` that length announced.
+pub fn parse_v2(head: [u8; 4], rest: &[u8]) -> io::Result<Option<SocketAddr>> {
+    let (ver_cmd, family) = (head[0], head[1]);
     if ver_cmd >> 4 != 2 {
         return Err(invalid("unsupported version"));
     }
-    let mut rest = vec![0u8; len];
-    stream.read_exact(&mut rest).await?;
     if ver_cmd & 0x0f == 0 {
         return Ok(None); // LOCAL: a health check from the balancer itself
     }
@@ -98,7 +105,8 @@ async fn read_v1(stream: &mut TcpStream, start: &[u8]) -> io::Result<Option<Sock
     }
 }
 
-fn parse_v1(line: &[u8]) -> io::Result<Option<SocketAddr>> {
+/// A v1 line, CRLF included.
+pub fn parse_v1(line: &[u8]) -> io::Result<Option<SocketAddr>> {
     let text = std::str::from_utf8(line)
         .ok()
         .and_then(|t| t.strip_suffix("\r\n"))

@@ -45,7 +45,7 @@ pub fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
 /// CR and LF, then CRLF; a trailer line is any bytes but CR and LF, then CRLF. A CR or LF
 /// anywhere else is broken framing.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Chunks {
+pub enum Chunks {
     /// In a chunk size's digits: the size so far and how many digits were seen.
     Size {
         size: u64,
@@ -77,6 +77,14 @@ pub(crate) enum Chunks {
     Done,
 }
 
+impl Default for Chunks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// The one failure is broken framing, which every caller maps to its own answer: `()`.
+#[allow(clippy::result_unit_err)]
 impl Chunks {
     pub fn new() -> Self {
         Chunks::Size { size: 0, digits: 0 }

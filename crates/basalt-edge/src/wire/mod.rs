@@ -7,11 +7,12 @@
 //!
 //! A leaf: it imports nothing else of the edge, so the fast path (`h1`), the listener,
 //! the service and the binary's realtime streams all build on the same codec and are
-//! tested once, here (`guard/fuzz.rs` holds the proptest against a reference decoder).
+//! tested once, here (`guard/fuzz.rs` holds the proptest against a reference decoder;
+//! `crates/basalt-edge/fuzz` the cargo fuzz targets, run by `scripts/fuzz.sh`).
 
 pub mod chunked;
 pub mod date;
-pub(crate) mod guard;
+pub mod guard;
 pub mod head;
 pub mod peek;
 pub mod stall;
