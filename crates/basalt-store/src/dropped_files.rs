@@ -74,43 +74,63 @@ pub fn file_names(c: &Collection, r: &Record) -> Vec<String> {
         .collect()
 }
 
-/// Record `id` of `c` was deleted.
-pub(crate) fn record_deleted(c: &Collection, id: &str) {
-    if has_file_fields(c) {
-        note(DroppedFiles {
-            collection_id: c.id.clone(),
-            record_id: id.to_string(),
-            what: Dropped::Record,
-        });
-    }
+/// What deleting record `id` of `c` drops.
+pub(crate) fn deleted(c: &Collection, id: &str) -> Option<DroppedFiles> {
+    has_file_fields(c).then(|| DroppedFiles {
+        collection_id: c.id.clone(),
+        record_id: id.to_string(),
+        what: Dropped::Record,
+    })
 }
 
-/// Record `id` of `c` went from `before` to `after`.
-pub(crate) fn record_updated(c: &Collection, id: &str, before: &Record, after: &Record) {
+/// What record `id` of `c` going from `before` to `after` drops.
+pub(crate) fn updated(
+    c: &Collection,
+    id: &str,
+    before: &Record,
+    after: &Record,
+) -> Option<DroppedFiles> {
     if !has_file_fields(c) {
-        return;
+        return None;
     }
     let kept = file_names(c, after);
     let gone: Vec<String> = file_names(c, before)
         .into_iter()
         .filter(|n| !kept.contains(n))
         .collect();
-    if !gone.is_empty() {
-        note(DroppedFiles {
-            collection_id: c.id.clone(),
-            record_id: id.to_string(),
-            what: Dropped::Names(gone),
-        });
+    (!gone.is_empty()).then(|| DroppedFiles {
+        collection_id: c.id.clone(),
+        record_id: id.to_string(),
+        what: Dropped::Names(gone),
+    })
+}
+
+/// What a removed file field holding `names` in record `id` drops.
+pub(crate) fn removed_field(c: &Collection, id: &str, names: Vec<String>) -> Option<DroppedFiles> {
+    (!names.is_empty()).then(|| DroppedFiles {
+        collection_id: c.id.clone(),
+        record_id: id.to_string(),
+        what: Dropped::Names(names),
+    })
+}
+
+/// Record `id` of `c` was deleted.
+pub(crate) fn record_deleted(c: &Collection, id: &str) {
+    if let Some(d) = deleted(c, id) {
+        note(d);
+    }
+}
+
+/// Record `id` of `c` went from `before` to `after`.
+pub(crate) fn record_updated(c: &Collection, id: &str, before: &Record, after: &Record) {
+    if let Some(d) = updated(c, id, before, after) {
+        note(d);
     }
 }
 
 /// A removed file field held `names` in record `id`.
 pub(crate) fn field_removed(c: &Collection, id: &str, names: Vec<String>) {
-    if !names.is_empty() {
-        note(DroppedFiles {
-            collection_id: c.id.clone(),
-            record_id: id.to_string(),
-            what: Dropped::Names(names),
-        });
+    if let Some(d) = removed_field(c, id, names) {
+        note(d);
     }
 }

@@ -20,13 +20,13 @@ mod dropped_files;
 mod engine;
 mod events;
 mod health;
-// Wired by the PostgreSQL engine (issue 18); until then the conformance tests use it.
-#[cfg_attr(not(test), allow(dead_code))]
 mod pg_schema;
+mod postgres;
 mod reader;
 mod records;
 mod row_view;
 mod sql;
+mod store;
 mod system;
 mod writer;
 
@@ -34,7 +34,8 @@ pub use api::*;
 pub use backup::snapshot_database;
 pub use check::{CheckReport, check_database};
 pub use dropped_files::{Dropped, DroppedFiles, file_names};
-pub use engine::{Store, StoreStats};
+pub use engine::StoreStats;
 pub use events::{ChangeAction, ChangeEvent, SnapshotCheck};
 pub use health::StoreHealth;
 pub use row_view::{FieldJson, RowView};
+pub use store::Store;

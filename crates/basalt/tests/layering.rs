@@ -18,6 +18,8 @@ const NOTABLE: &[&str] = &[
     "tower",
     "tower-http",
     "rusqlite",
+    "tokio-postgres",
+    "deadpool-postgres",
     "reqwest",
 ];
 
@@ -47,7 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // File storage (local, S3) and thumbnails: never the store, HTTP routes or SQL.
     ("basalt-files", &["basalt-schema", "tokio", "reqwest"]),
     ("basalt-auth", &[]),
-    ("basalt-store", &["basalt-schema", "tokio", "rusqlite"]),
+    ("basalt-store", &["basalt-schema", "tokio", "rusqlite", "tokio-postgres", "deadpool-postgres"]),
     // Pure: no IO, no runtime, no driver.
     ("basalt-schema", &[]),
     ("basalt-net", &[]),

@@ -160,7 +160,7 @@ impl Pg {
     async fn ids(&self, page: &SqlFragment, count: Option<&SqlFragment>) -> Answer {
         let rows = self
             .client
-            .query(&page.pg_sql(), &pg_params(&page.params))
+            .query(&page.pg_sql(), &crate::postgres::params(&page.params))
             .await
             .map_err(|e| format!("{e:?}: {}", page.pg_sql()))?;
         let ids = rows
@@ -170,7 +170,7 @@ impl Pg {
         let total = match count {
             Some(c) => Some(
                 self.client
-                    .query_one(&c.pg_sql(), &pg_params(&c.params))
+                    .query_one(&c.pg_sql(), &crate::postgres::params(&c.params))
                     .await
                     .and_then(|r| r.try_get::<_, i64>(0))
                     .map_err(|e| format!("{e:?}: {}", c.pg_sql()))?,
@@ -179,18 +179,6 @@ impl Pg {
         };
         Ok((ids, total))
     }
-}
-
-fn pg_params(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| match p {
-            SqlValue::Null => &None::<String> as &(dyn ToSql + Sync),
-            SqlValue::Integer(i) => i as &(dyn ToSql + Sync),
-            SqlValue::Real(f) => f as &(dyn ToSql + Sync),
-            SqlValue::Text(s) => s as &(dyn ToSql + Sync),
-        })
-        .collect()
 }
 
 fn sqlite_ids(conn: &Connection, page: &SqlFragment, count: Option<&SqlFragment>) -> Answer {
