@@ -176,6 +176,30 @@ macro_rules! store_suite {
                 let Some(o) = $open().await else { return };
                 crate::cases::a_schema_change_keeps_the_records(&o.store).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn relations_are_checked_and_deletes_cascade() {
+                let Some(o) = $open().await else { return };
+                crate::cases::relations_are_checked_and_deletes_cascade(&o.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_duplicate_is_validation_not_unique() {
+                let Some(o) = $open().await else { return };
+                crate::cases::a_duplicate_is_validation_not_unique(&o.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_create_rule_is_checked_on_the_new_row() {
+                let Some(o) = $open().await else { return };
+                crate::cases::the_create_rule_is_checked_on_the_new_row(&o.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn point_reads_and_params_read_what_was_stored() {
+                let Some(o) = $open().await else { return };
+                crate::cases::point_reads_and_params_read_what_was_stored(&o.store).await;
+            }
         }
     };
 }
@@ -377,7 +401,261 @@ mod cases {
             (vec![json!("kept")], 1)
         );
     }
+
+    async fn collection(store: &Store, doc: Value) -> Arc<Collection> {
+        let c: Collection = serde_json::from_value(doc).expect("document");
+        store.create_collection(c).await.expect("create collection")
+    }
+
+    async fn create_one(store: &Store, c: &Arc<Collection>, input: Value) -> String {
+        let r = store
+            .write(vec![create(c, input)], req())
+            .await
+            .expect("create")
+            .pop()
+            .flatten()
+            .expect("record");
+        r["id"].as_str().expect("id").to_string()
+    }
+
+    fn field_code(e: &StoreError, field: &str) -> Option<String> {
+        let StoreError::Validation(errs) = e else {
+            return None;
+        };
+        match errs.errors.get(field)? {
+            basalt_schema::error::ValidationError::Leaf(f) => Some(f.code.clone()),
+            _ => None,
+        }
+    }
+
+    pub async fn relations_are_checked_and_deletes_cascade(store: &Store) {
+        let authors = collection(
+            store,
+            json!({"name": "authors", "type": "base", "fields": [{"name": "name", "type": "text"}]}),
+        )
+        .await;
+        let books = collection(
+            store,
+            json!({"name": "books", "type": "base", "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "author", "type": "relation", "collectionId": authors.id,
+                 "maxSelect": 1, "cascadeDelete": true},
+                {"name": "editors", "type": "relation", "collectionId": authors.id,
+                 "maxSelect": 5}
+            ]}),
+        )
+        .await;
+        let ann = create_one(store, &authors, json!({"name": "ann"})).await;
+        let bob = create_one(store, &authors, json!({"name": "bob"})).await;
+        let missing = store
+            .write(
+                vec![create(
+                    &books,
+                    json!({"title": "x", "author": "nosuchrecord00"}),
+                )],
+                req(),
+            )
+            .await
+            .expect_err("a missing relation target");
+        assert_eq!(
+            field_code(&missing, "author").as_deref(),
+            Some("validation_missing_rel_records"),
+            "{missing:?}"
+        );
+        create_one(
+            store,
+            &books,
+            json!({"title": "by ann", "author": ann, "editors": [bob]}),
+        )
+        .await;
+        create_one(
+            store,
+            &books,
+            json!({"title": "by bob", "author": bob, "editors": [ann, bob]}),
+        )
+        .await;
+        store
+            .write(
+                vec![WriteOp::Delete {
+                    collection: authors.clone(),
+                    id: ann.clone(),
+                    access: Access::Unrestricted,
+                }],
+                req(),
+            )
+            .await
+            .expect("delete ann");
+        // Ann's book went with her; she left the other book's editors.
+        assert_eq!(
+            list(store, &books, "", "").await,
+            (vec![json!("by bob")], 1)
+        );
+        let left = store
+            .get_records(&books, vec![], Access::Unrestricted, req())
+            .await
+            .expect("none asked");
+        assert!(left.is_empty());
+        let page = store
+            .list_records(ListQuery {
+                collection: books.clone(),
+                filter: None,
+                access: Access::Unrestricted,
+                sort: vec![],
+                author: Author::Server,
+                page: 1,
+                per_page: 10,
+                skip_total: true,
+                request: req(),
+            })
+            .await
+            .expect("list");
+        assert_eq!(page.items[0]["editors"], json!([bob]));
+        assert_eq!(page.total_items, None);
+    }
+
+    pub async fn a_duplicate_is_validation_not_unique(store: &Store) {
+        let c = posts(store).await;
+        create_one(store, &c, json!({"title": "same"})).await;
+        let e = store
+            .write(vec![create(&c, json!({"title": "same"}))], req())
+            .await
+            .expect_err("a duplicate title");
+        assert_eq!(
+            field_code(&e, "title").as_deref(),
+            Some("validation_not_unique"),
+            "{e:?}"
+        );
+        assert_eq!(list(store, &c, "", "").await.1, 1);
+    }
+
+    pub async fn the_create_rule_is_checked_on_the_new_row(store: &Store) {
+        let c = posts(store).await;
+        let rule = Arc::new(basalt_schema::filter::parse("views > 5").expect("rule"));
+        let refused = store
+            .write(
+                vec![WriteOp::Create {
+                    collection: c.clone(),
+                    input: obj(json!({"title": "low", "views": 1})),
+                    access: Access::Rule(rule.clone()),
+                    uploads: vec![],
+                }],
+                req(),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::RuleFailed)),
+            "{refused:?}"
+        );
+        store
+            .write(
+                vec![WriteOp::Create {
+                    collection: c.clone(),
+                    input: obj(json!({"title": "high", "views": 9})),
+                    access: Access::Rule(rule),
+                    uploads: vec![],
+                }],
+                req(),
+            )
+            .await
+            .expect("the rule holds");
+        assert_eq!(list(store, &c, "", "").await, (vec![json!("high")], 1));
+    }
+
+    pub async fn point_reads_and_params_read_what_was_stored(store: &Store) {
+        let c = posts(store).await;
+        let id = create_one(
+            store,
+            &c,
+            json!({"title": "t", "views": 2.5, "tags": ["b", "a"]}),
+        )
+        .await;
+        let got = store
+            .get_record(&c, &id, Access::Unrestricted, req())
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(
+            (&got["title"], &got["views"], &got["tags"]),
+            (&json!("t"), &json!(2.5), &json!(["b", "a"]))
+        );
+        let written = store
+            .view_row(&c, &id, |row| {
+                (0..4)
+                    .map(|i| serde_json::to_string(&row.json(i)).expect("json"))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .expect("view")
+            .expect("found");
+        let decoded: Vec<String> = c.fields[..4]
+            .iter()
+            .map(|f| got[&f.name].to_string())
+            .collect();
+        assert_eq!(written, decoded);
+        assert!(
+            store
+                .view_row(&c, "nosuchrecord00", |_| ())
+                .await
+                .expect("view")
+                .is_none()
+        );
+        assert_eq!(store.get_param("k").await.expect("get"), None);
+        store
+            .set_param("k", json!({"a": [1, "x"]}))
+            .await
+            .expect("set");
+        store.set_param("k", json!({"a": [2]})).await.expect("set");
+        assert_eq!(
+            store.get_param("k").await.expect("get"),
+            Some(json!({"a": [2]}))
+        );
+    }
 }
 
 store_suite!(sqlite, crate::open_sqlite);
 store_suite!(postgres, crate::open_postgres);
+
+/// PostgreSQL only: a database set up before is recognised, not set up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reopens_an_existing_database() {
+    let Some(url) = pg_url() else { return };
+    let schema = PgSchema::create(&url).await;
+    let first = Store::open_postgres(pg_config(schema.store_url()))
+        .await
+        .expect("open");
+    let made: Collection = serde_json::from_value(
+        json!({"name": "kept", "type": "base", "fields": [{"name": "a", "type": "text"}]}),
+    )
+    .expect("document");
+    first.create_collection(made).await.expect("create");
+    first.close().await;
+    let again = Store::open_postgres(pg_config(schema.store_url()))
+        .await
+        .expect("reopen");
+    let names: Vec<String> = again
+        .schema()
+        .collections()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| *n == "users").count(),
+        1,
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "kept"), "{names:?}");
+    again.close().await;
+}
+
+/// PostgreSQL only: a URL asking for TLS is refused, never silently sent in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_a_tls_url_it_cannot_honour() {
+    let Some(url) = pg_url() else { return };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let refused = Store::open_postgres(pg_config(format!("{url}{sep}sslmode=require"))).await;
+    match refused {
+        Err(StoreError::Internal(why)) => assert!(why.contains("sslmode=require"), "{why}"),
+        Err(other) => panic!("unexpected error: {other:?}"),
+        Ok(_) => panic!("a TLS URL was accepted"),
+    }
+}
