@@ -1,8 +1,8 @@
 //! The store conformance suite: what every storage backend must do, written once against
 //! the public `Store` API and instantiated per backend by `store_suite!` (quickwit's
 //! metastore suite is the model): SQLite, and PostgreSQL from `BASALT_TEST_PG_URL`
-//! (`scripts/pg.sh`), each case in a schema of its own. Without that URL the PostgreSQL
-//! cases say so and pass locally; under `CI=true` they fail.
+//! (`scripts/pg.sh`), each case in a schema of its own (`basalt_testkit::pg`: without
+//! that URL the PostgreSQL cases say so and pass locally; under `CI=true` they fail).
 //!
 //! Each case takes an open store with the default collections and nothing else.
 
@@ -13,6 +13,7 @@ use basalt_store::{
     Access, Author, ChangeAction, ListQuery, PgConfig, SortKey, Store, StoreConfig, StoreError,
     WriteOp,
 };
+use basalt_testkit::pg::PgSchema;
 use serde_json::{Map, Value, json};
 
 /// An open store and whatever keeps it alive (a temporary directory, a database schema).
@@ -38,98 +39,6 @@ pub async fn open_sqlite() -> Option<Opened> {
     })
 }
 
-/// `BASALT_TEST_PG_URL`, or `None` (locally) when it is unset.
-fn pg_url() -> Option<String> {
-    let Ok(url) = std::env::var("BASALT_TEST_PG_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "BASALT_TEST_PG_URL is unset: CI must run the store suite on PostgreSQL \
-             (.ci/run starts scripts/pg.sh)"
-        );
-        eprintln!(
-            "notice: BASALT_TEST_PG_URL is unset; the PostgreSQL store suite is skipped \
-             (start one with `bash scripts/pg.sh start`)"
-        );
-        return None;
-    };
-    Some(url)
-}
-
-/// A PostgreSQL schema of the test's own, dropped with it.
-pub struct PgSchema {
-    url: String,
-    name: String,
-}
-
-impl PgSchema {
-    async fn create(url: &str) -> PgSchema {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-        tokio::spawn(conn);
-        // Schemas of test processes that died mid-test go first.
-        let stale = client
-            .query(
-                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'suite\\_%'",
-                &[],
-            )
-            .await
-            .expect("schemas");
-        for name in stale.iter().map(|r| r.get::<_, String>(0)) {
-            let pid = name.split('_').nth(1).unwrap_or_default();
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await;
-            }
-        }
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let name = format!("suite_{}_{n}_{nanos}", std::process::id());
-        client
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .expect("schema");
-        PgSchema {
-            url: url.to_string(),
-            name,
-        }
-    }
-
-    /// The URL of a store whose tables live in this schema.
-    fn store_url(&self) -> String {
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-csearch_path%3D{}", self.url, self.name)
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 pub fn pg_config(url: String) -> PgConfig {
     PgConfig {
         url,
@@ -139,8 +48,8 @@ pub fn pg_config(url: String) -> PgConfig {
 }
 
 pub async fn open_postgres() -> Option<Opened> {
-    let schema = PgSchema::create(&pg_url()?).await;
-    let store = Store::open_postgres(pg_config(schema.store_url()))
+    let schema = PgSchema::create("suite").await?;
+    let store = Store::open_postgres(pg_config(schema.url()))
         .await
         .expect("open");
     Some(Opened {
@@ -618,9 +527,10 @@ store_suite!(postgres, crate::open_postgres);
 /// PostgreSQL only: a database set up before is recognised, not set up again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reopens_an_existing_database() {
-    let Some(url) = pg_url() else { return };
-    let schema = PgSchema::create(&url).await;
-    let first = Store::open_postgres(pg_config(schema.store_url()))
+    let Some(schema) = PgSchema::create("suite").await else {
+        return;
+    };
+    let first = Store::open_postgres(pg_config(schema.url()))
         .await
         .expect("open");
     let made: Collection = serde_json::from_value(
@@ -629,7 +539,7 @@ async fn postgres_reopens_an_existing_database() {
     .expect("document");
     first.create_collection(made).await.expect("create");
     first.close().await;
-    let again = Store::open_postgres(pg_config(schema.store_url()))
+    let again = Store::open_postgres(pg_config(schema.url()))
         .await
         .expect("reopen");
     let names: Vec<String> = again
@@ -650,7 +560,9 @@ async fn postgres_reopens_an_existing_database() {
 /// PostgreSQL only: a URL asking for TLS is refused, never silently sent in the clear.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_refuses_a_tls_url_it_cannot_honour() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = basalt_testkit::pg::url() else {
+        return;
+    };
     let sep = if url.contains('?') { '&' } else { '?' };
     let refused = Store::open_postgres(pg_config(format!("{url}{sep}sslmode=require"))).await;
     match refused {

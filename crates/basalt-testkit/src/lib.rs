@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 pub mod damage;
 pub mod images;
 pub mod multipart;
+pub mod pg;
 pub mod s3;
 pub mod smtp;
 

@@ -55,7 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("basalt-net", &[]),
     ("basalt-telemetry", &[]),
     // Dev-only (no crate may list it): runs the real binary for integration tests.
-    ("basalt-testkit", &["tokio", "rusqlite", "reqwest"]),
+    ("basalt-testkit", &["tokio", "rusqlite", "tokio-postgres", "reqwest"]),
 ];
 
 fn metadata() -> Value {

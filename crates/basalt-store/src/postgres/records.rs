@@ -144,27 +144,22 @@ impl Job<'_> {
         errs.into_result().map_err(StoreError::Validation)
     }
 
-    async fn check_auth(
+    /// Refuses `email` when another record of `c` (not `id`) has it in any case.
+    async fn check_email_free(
         &self,
         c: &Collection,
         id: &str,
-        email: Option<&str>,
+        email: &str,
     ) -> Result<(), StoreError> {
-        if let Some(email) = email.filter(|e| !e.is_empty()) {
-            let taken = self
-                .tx
-                .query_opt(
-                    &format!(
-                        "SELECT 1 FROM {} WHERE lower(\"email\") = lower($1) AND \"email\" <> '' AND id <> $2 LIMIT 1",
-                        q(&c.name)
-                    ),
-                    &[&email, &id],
-                )
-                .await
-                .map_err(pg_err)?;
-            if taken.is_some() {
-                return Err(auth_identity::email_taken());
-            }
+        if email.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE lower(\"email\") = lower($1) AND \"email\" <> '' AND id <> $2 LIMIT 1",
+            q(&c.name)
+        );
+        if self.has_row(&sql, &[&email, &id]).await? {
+            return Err(auth_identity::email_taken());
         }
         Ok(())
     }
@@ -176,15 +171,8 @@ impl Job<'_> {
             .iter()
             .filter(|o| o.is_auth() && o.id != c.id)
         {
-            let taken = self
-                .tx
-                .query_opt(
-                    &format!("SELECT 1 FROM {} WHERE id = $1", q(&other.name)),
-                    &[&id],
-                )
-                .await
-                .map_err(pg_err)?;
-            if taken.is_some() {
+            let sql = format!("SELECT 1 FROM {} WHERE id = $1", q(&other.name));
+            if self.has_row(&sql, &[&id]).await? {
                 return Err(auth_identity::auth_id_taken());
             }
         }
@@ -249,7 +237,7 @@ impl Job<'_> {
         let id = text(&r, "id").to_string();
         if c.is_auth() {
             self.check_auth_id_free(c, &id).await?;
-            self.check_auth(c, &id, Some(text(&r, "email"))).await?;
+            self.check_email_free(c, &id, text(&r, "email")).await?;
         }
         let cols: Vec<String> = c.fields.iter().map(|f| q(&f.name)).collect();
         let marks: Vec<&str> = c.fields.iter().map(value_placeholder).collect();
@@ -276,14 +264,18 @@ impl Job<'_> {
 
     /// Locks record `id`'s row for the rest of the transaction; whether it exists.
     async fn lock(&self, c: &Collection, id: &str) -> Result<bool, StoreError> {
-        let row = self
-            .tx
-            .query_opt(
-                &format!("SELECT 1 FROM {} WHERE id = $1 FOR UPDATE", q(&c.name)),
-                &[&id],
-            )
-            .await
-            .map_err(pg_err)?;
+        let sql = format!("SELECT 1 FROM {} WHERE id = $1 FOR UPDATE", q(&c.name));
+        self.has_row(&sql, &[&id]).await
+    }
+
+    /// Whether `sql` returns a row.
+    async fn has_row(
+        &self,
+        sql: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<bool, StoreError> {
+        let stmt = self.tx.prepare_cached(sql).await.map_err(pg_err)?;
+        let row = self.tx.query_opt(&stmt, args).await.map_err(pg_err)?;
         Ok(row.is_some())
     }
 
@@ -304,7 +296,7 @@ impl Job<'_> {
             .map_err(StoreError::Validation)?;
         self.check_relations(c, &r).await?;
         if c.is_auth() && text(&r, "email") != text(&existing, "email") {
-            self.check_auth(c, id, Some(text(&r, "email"))).await?;
+            self.check_email_free(c, id, text(&r, "email")).await?;
         }
         let sets: Vec<String> = c
             .fields
