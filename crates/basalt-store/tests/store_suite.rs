@@ -109,6 +109,30 @@ macro_rules! store_suite {
                 let Some(o) = $open().await else { return };
                 crate::cases::point_reads_and_params_read_what_was_stored(&o.store).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_field_changing_storage_keeps_its_values() {
+                let Some(o) = $open().await else { return };
+                crate::cases::a_field_changing_storage_keeps_its_values(&o.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn auth_emails_are_unique_without_case() {
+                let Some(o) = $open().await else { return };
+                crate::cases::auth_emails_are_unique_without_case(&o.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn truncate_and_import_change_what_they_name() {
+                let Some(o) = $open().await else { return };
+                crate::cases::truncate_and_import_change_what_they_name(&o.store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn snapshot_checks_judge_the_record_given() {
+                let Some(o) = $open().await else { return };
+                crate::cases::snapshot_checks_judge_the_record_given(&o.store).await;
+            }
         }
     };
 }
@@ -518,6 +542,174 @@ mod cases {
             store.get_param("k").await.expect("get"),
             Some(json!({"a": [2]}))
         );
+    }
+
+    pub async fn a_field_changing_storage_keeps_its_values(store: &Store) {
+        let c = posts(store).await;
+        create_one(
+            store,
+            &c,
+            json!({"title": "x", "views": 20, "tags": ["a", "b"]}),
+        )
+        .await;
+        let retyped = |c: &Collection, views: Value, max_select: i64| {
+            let mut doc = serde_json::to_value(c).expect("doc");
+            for f in doc["fields"].as_array_mut().expect("fields") {
+                match f["name"].as_str() {
+                    Some("views") => {
+                        let id = f["id"].clone();
+                        *f = views.clone();
+                        f["id"] = id;
+                    }
+                    Some("tags") => f["maxSelect"] = json!(max_select),
+                    _ => {}
+                }
+            }
+            serde_json::from_value::<Collection>(doc).expect("collection")
+        };
+        // A number becomes its text, an array its last item.
+        let c = store
+            .update_collection(
+                &c.id,
+                retyped(&c, json!({"name": "views", "type": "text"}), 1),
+            )
+            .await
+            .expect("to single values");
+        let page = store
+            .get_records(&c, vec![], Access::Unrestricted, req())
+            .await
+            .expect("none");
+        assert!(page.is_empty());
+        let one = |store: &Store, c: Arc<Collection>| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_records(ListQuery {
+                        collection: c,
+                        filter: None,
+                        access: Access::Unrestricted,
+                        sort: vec![],
+                        author: Author::Server,
+                        page: 1,
+                        per_page: 10,
+                        skip_total: true,
+                        request: req(),
+                    })
+                    .await
+                    .expect("list")
+                    .items
+                    .remove(0)
+            }
+        };
+        let r = one(store, c.clone()).await;
+        assert_eq!((&r["views"], &r["tags"]), (&json!("20"), &json!("b")));
+        // And back: text that reads as a number becomes it, a value a one-item array.
+        let c = store
+            .update_collection(
+                &c.id,
+                retyped(&c, json!({"name": "views", "type": "number"}), 2),
+            )
+            .await
+            .expect("to multiple values");
+        let r = one(store, c).await;
+        assert_eq!((&r["views"], &r["tags"]), (&json!(20), &json!(["b"])));
+    }
+
+    pub async fn auth_emails_are_unique_without_case(store: &Store) {
+        let users = store.schema().by_name("users").cloned().expect("users");
+        let user = |email: &str| {
+            create(
+                &users,
+                json!({"email": email, "password": "$2a$10$0123456789012345678901234567890123456789012345678901"}),
+            )
+        };
+        store
+            .write(vec![user("Ann@Example.com")], req())
+            .await
+            .expect("first");
+        let e = store
+            .write(vec![user("ann@EXAMPLE.com")], req())
+            .await
+            .expect_err("the same email in another case");
+        assert_eq!(
+            field_code(&e, "email").as_deref(),
+            Some("validation_not_unique"),
+            "{e:?}"
+        );
+        let found = store
+            .find_auth_record(&users, "email", "ANN@example.COM")
+            .await
+            .expect("find")
+            .expect("found");
+        assert_eq!(found["email"], json!("Ann@Example.com"));
+        assert!(
+            store
+                .find_auth_record(&users, "email", "bob@example.com")
+                .await
+                .expect("find")
+                .is_none()
+        );
+    }
+
+    pub async fn truncate_and_import_change_what_they_name(store: &Store) {
+        let c = posts(store).await;
+        create_one(store, &c, json!({"title": "a"})).await;
+        create_one(store, &c, json!({"title": "b"})).await;
+        store.truncate_collection("posts").await.expect("truncate");
+        assert_eq!(list(store, &c, "", "").await, (vec![], 0));
+        let notes: Collection = serde_json::from_value(json!({
+            "name": "notes", "type": "base", "fields": [{"name": "body", "type": "text"}]
+        }))
+        .expect("document");
+        let bad: Collection = serde_json::from_value(json!({
+            "name": "bad name!", "type": "base", "fields": []
+        }))
+        .expect("document");
+        let refused = store
+            .import_collections(vec![notes.clone(), bad], true)
+            .await
+            .expect_err("an invalid name");
+        assert!(matches!(refused, StoreError::Validation(_)), "{refused:?}");
+        assert!(store.schema().by_name("notes").is_none());
+        assert!(store.schema().by_name("posts").is_some());
+        store
+            .import_collections(vec![notes], true)
+            .await
+            .expect("import");
+        let schema = store.schema();
+        assert!(schema.by_name("posts").is_none());
+        let notes = schema.by_name("notes").cloned().expect("notes");
+        create_one(store, &notes, json!({"body": "hi"})).await;
+        // System collections stay; the rest not listed went.
+        assert!(schema.by_name("_superusers").is_some());
+        assert!(schema.by_name("users").is_none());
+    }
+
+    pub async fn snapshot_checks_judge_the_record_given(store: &Store) {
+        let c = posts(store).await;
+        let check = |rule: &str, filter: Option<&str>| basalt_store::SnapshotCheck {
+            rule: Some(Arc::new(basalt_schema::filter::parse(rule).expect("rule"))),
+            filter: filter.map(|f| Arc::new(basalt_schema::filter::parse(f).expect("filter"))),
+            request: req(),
+        };
+        let record = Arc::new(obj(json!({
+            "id": "r00000000000001", "title": "Hello", "views": 7, "tags": ["a", "c"]
+        })));
+        let verdicts = store
+            .record_matches(
+                c,
+                record,
+                vec![
+                    check("views > 5", None),
+                    check("views > 5", Some("title ~ 'hell'")),
+                    check("tags:each ?= 'c'", Some("views = 8")),
+                    check("nosuchfield = 1", None),
+                ],
+            )
+            .await
+            .expect("checks");
+        let got: Vec<Option<bool>> = verdicts.into_iter().map(Result::ok).collect();
+        assert_eq!(got, [Some(true), Some(true), Some(false), None]);
     }
 }
 

@@ -284,6 +284,10 @@ impl Postgres {
             StoreError::Unavailable(why) => StoreError::OutcomeUnknown(why),
             other => other,
         })?;
+        // A statement prepared before reads the table's old columns: PostgreSQL refuses
+        // to run it ("cached plan must not change result type"), so every connection
+        // prepares afresh.
+        self.inner.pool.manager().statement_caches.clear();
         if let Some(next) = next {
             self.inner.schema.store(Arc::new(next));
         }

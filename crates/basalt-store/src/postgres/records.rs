@@ -38,12 +38,24 @@ fn q(ident: &str) -> String {
 }
 
 /// Runs a compiled fragment (its `?` placeholders typed and numbered for PostgreSQL).
+/// Outside a transaction, a cached statement that a schema change made stale (another
+/// node's, which this one's caches do not know of) is prepared again once.
 async fn query(client: &impl GenericClient, f: &SqlFragment) -> Result<Vec<Row>, StoreError> {
-    let stmt = client.prepare_cached(&f.pg_sql()).await.map_err(pg_err)?;
-    client
-        .query(&stmt, &params(&f.params))
-        .await
-        .map_err(pg_err)
+    let sql = f.pg_sql();
+    let args = params(&f.params);
+    let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
+    match client.query(&stmt, &args).await {
+        Err(e) if is_stale_plan(&e) => {
+            let fresh = client.prepare(&sql).await.map_err(pg_err)?;
+            client.query(&fresh, &args).await.map_err(pg_err)
+        }
+        other => other.map_err(pg_err),
+    }
+}
+
+/// PostgreSQL's refusal to run a statement prepared before its table changed shape.
+fn is_stale_plan(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
 }
 
 async fn load(
