@@ -3,6 +3,8 @@
 //! committed, swaps this node's snapshot. The schema advisory lock orders them across
 //! nodes; this node's record writes wait for them (see `Inner::schema_lock`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use basalt_schema::collection_validate::validate;
@@ -261,15 +263,17 @@ async fn migrate_table(
     Ok(())
 }
 
+/// A schema change's work in its transaction: its answer and the schema it leaves. Boxed
+/// and `Send`, so the callers' futures are (an `AsyncFnOnce`'s future is not known to be).
+type Step<'t, T> =
+    Pin<Box<dyn Future<Output = Result<(T, Option<Schema>), StoreError>> + Send + 't>>;
+
 impl Postgres {
     /// Runs `change` in one transaction holding the schema locks (this node's and the
     /// deployment's advisory one) and publishes the schema it returns once committed.
     async fn change_schema<T>(
         &self,
-        change: impl for<'t> AsyncFnOnce(
-            &'t Transaction<'t>,
-            Arc<Schema>,
-        ) -> Result<(T, Option<Schema>), StoreError>,
+        change: impl for<'t> FnOnce(&'t Transaction<'t>, Arc<Schema>) -> Step<'t, T>,
     ) -> Result<T, StoreError> {
         let _alone = self.inner.schema_lock.write().await;
         let mut client = self.client().await?;
@@ -298,9 +302,11 @@ impl Postgres {
         &self,
         c: Collection,
     ) -> Result<Arc<Collection>, StoreError> {
-        self.change_schema(async move |tx, schema| {
-            let (c, next) = apply_create(tx, &schema, c).await?;
-            Ok((Arc::new(c), Some(next)))
+        self.change_schema(move |tx, schema| {
+            Box::pin(async move {
+                let (c, next) = apply_create(tx, &schema, c).await?;
+                Ok((Arc::new(c), Some(next)))
+            })
         })
         .await
     }
@@ -310,26 +316,26 @@ impl Postgres {
         id_or_name: &str,
         c: Collection,
     ) -> Result<(Arc<Collection>, Vec<DroppedFiles>), StoreError> {
-        self.change_schema(async move |tx, schema| {
-            let old = schema
-                .find(id_or_name)
-                .cloned()
-                .ok_or(StoreError::NotFound)?;
-            let mut dropped = Vec::new();
-            let (c, next) = apply_update(tx, &schema, &old, c, &mut dropped).await?;
-            Ok(((Arc::new(c), dropped), Some(next)))
+        let key = id_or_name.to_string();
+        self.change_schema(move |tx, schema| {
+            Box::pin(async move {
+                let old = schema.find(&key).cloned().ok_or(StoreError::NotFound)?;
+                let mut dropped = Vec::new();
+                let (c, next) = apply_update(tx, &schema, &old, c, &mut dropped).await?;
+                Ok(((Arc::new(c), dropped), Some(next)))
+            })
         })
         .await
     }
 
     pub(crate) async fn delete_collection(&self, id_or_name: &str) -> Result<(), StoreError> {
-        self.change_schema(async move |tx, schema| {
-            let c = schema
-                .find(id_or_name)
-                .cloned()
-                .ok_or(StoreError::NotFound)?;
-            let next = apply_delete(tx, &schema, &c).await?;
-            Ok(((), Some(next)))
+        let key = id_or_name.to_string();
+        self.change_schema(move |tx, schema| {
+            Box::pin(async move {
+                let c = schema.find(&key).cloned().ok_or(StoreError::NotFound)?;
+                let next = apply_delete(tx, &schema, &c).await?;
+                Ok(((), Some(next)))
+            })
         })
         .await
     }
@@ -339,30 +345,34 @@ impl Postgres {
         cols: Vec<Collection>,
         delete_missing: bool,
     ) -> Result<(), StoreError> {
-        self.change_schema(async move |tx, schema| {
-            let mut current: Schema = (*schema).clone();
-            let mut errors = ValidationErrors::new();
-            let mut dropped = Vec::new();
-            for (i, c) in cols.iter().enumerate() {
-                let res = match import_target(&current, c) {
-                    Some(old) => apply_update(tx, &current, &old, c.clone(), &mut dropped).await,
-                    None => apply_create(tx, &current, c.clone()).await,
-                };
-                match res {
-                    Ok((_, next)) => current = next,
-                    Err(StoreError::Validation(e)) => errors.add_nested(i.to_string(), e),
-                    Err(e) => return Err(e),
+        self.change_schema(move |tx, schema| {
+            Box::pin(async move {
+                let mut current: Schema = (*schema).clone();
+                let mut errors = ValidationErrors::new();
+                let mut dropped = Vec::new();
+                for (i, c) in cols.iter().enumerate() {
+                    let res = match import_target(&current, c) {
+                        Some(old) => {
+                            apply_update(tx, &current, &old, c.clone(), &mut dropped).await
+                        }
+                        None => apply_create(tx, &current, c.clone()).await,
+                    };
+                    match res {
+                        Ok((_, next)) => current = next,
+                        Err(StoreError::Validation(e)) => errors.add_nested(i.to_string(), e),
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-            if !errors.is_empty() {
-                return Err(import_errors(errors));
-            }
-            if delete_missing {
-                for c in missing_from(&current, &cols) {
-                    current = apply_delete(tx, &current, &c).await?;
+                if !errors.is_empty() {
+                    return Err(import_errors(errors));
                 }
-            }
-            Ok(((), Some(current)))
+                if delete_missing {
+                    for c in missing_from(&current, &cols) {
+                        current = apply_delete(tx, &current, &c).await?;
+                    }
+                }
+                Ok(((), Some(current)))
+            })
         })
         .await
     }

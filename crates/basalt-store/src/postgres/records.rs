@@ -99,6 +99,10 @@ fn map_write_err(c: &Collection, e: tokio_postgres::Error) -> StoreError {
     pg_err(e)
 }
 
+/// A write transaction's work: its answer, and the job handed back with what it noted.
+/// Boxed and `Send`, so the callers' futures are.
+type Work<'j, T> = Pin<Box<dyn Future<Output = Result<(T, Job<'j>), StoreError>> + Send + 'j>>;
+
 /// One write transaction: the connection, the schema it writes with, and what it noted
 /// for after the commit (change events, dropped files).
 struct Job<'a> {
@@ -503,20 +507,20 @@ impl Postgres {
     async fn write_tx<T>(
         &self,
         req: &RequestInfo,
-        work: impl for<'j> AsyncFnOnce(&mut Job<'j>) -> Result<T, StoreError>,
+        work: impl for<'j> FnOnce(Job<'j>) -> Work<'j, T>,
     ) -> Result<(T, Vec<DroppedFiles>), StoreError> {
         let _shared = self.inner.schema_lock.read().await;
         let schema = self.inner.schema.load_full();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        let mut job = Job {
+        let job = Job {
             tx: &tx,
             schema: &schema,
             req,
             changes: Vec::new(),
             dropped: Vec::new(),
         };
-        let out = work(&mut job).await?;
+        let (out, job) = work(job).await?;
         let (changes, dropped) = (job.changes, job.dropped);
         tx.commit().await.map_err(|e| match pg_err(e) {
             StoreError::Unavailable(why) => StoreError::OutcomeUnknown(why),
@@ -531,47 +535,48 @@ impl Postgres {
         ops: Vec<WriteOp>,
         req: Arc<RequestInfo>,
     ) -> Result<(Vec<WriteResult>, Vec<DroppedFiles>), StoreError> {
-        self.write_tx(&req, async |job| {
-            let single = ops.len() == 1;
-            let mut out = Vec::with_capacity(ops.len());
-            for (index, op) in ops.iter().enumerate() {
-                match job.run_op(op).await {
-                    Ok(r) => out.push(r),
-                    Err(e) if single => return Err(e),
-                    Err(e) => {
-                        return Err(StoreError::Batch {
-                            index,
-                            source: Box::new(e),
-                        });
+        self.write_tx(&req, move |mut job| {
+            Box::pin(async move {
+                let single = ops.len() == 1;
+                let mut out = Vec::with_capacity(ops.len());
+                for (index, op) in ops.iter().enumerate() {
+                    match job.run_op(op).await {
+                        Ok(r) => out.push(r),
+                        Err(e) if single => return Err(e),
+                        Err(e) => {
+                            return Err(StoreError::Batch {
+                                index,
+                                source: Box::new(e),
+                            });
+                        }
                     }
                 }
-            }
-            Ok(out)
+                Ok((out, job))
+            })
         })
         .await
     }
 
     pub(crate) async fn truncate_collection(&self, id_or_name: &str) -> Result<(), StoreError> {
         let req = RequestInfo::default();
-        self.write_tx(&req, async |job| {
-            let c = job
-                .schema
-                .find(id_or_name)
-                .cloned()
-                .ok_or(StoreError::NotFound)?;
-            writable(&c)?;
-            let ids: Vec<String> = job
-                .tx
-                .query(&format!("SELECT id FROM {}", q(&c.name)), &[])
-                .await
-                .map_err(pg_err)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            for id in ids {
-                job.delete_cascading(&c, &id).await?;
-            }
-            Ok(())
+        let key = id_or_name.to_string();
+        self.write_tx(&req, move |mut job| {
+            Box::pin(async move {
+                let c = job.schema.find(&key).cloned().ok_or(StoreError::NotFound)?;
+                writable(&c)?;
+                let ids: Vec<String> = job
+                    .tx
+                    .query(&format!("SELECT id FROM {}", q(&c.name)), &[])
+                    .await
+                    .map_err(pg_err)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                for id in ids {
+                    job.delete_cascading(&c, &id).await?;
+                }
+                Ok(((), job))
+            })
         })
         .await
         .map(|_| ())
