@@ -1,12 +1,14 @@
-//! Basalt's storage: the SQLite engine (one writer thread with a bounded queue and group
-//! commit, a pool of readers, WAL), the system tables and schema migrations, the
+//! Basalt's storage behind one [`Store`]: the SQLite engine (one writer thread with a
+//! bounded queue and group commit, a pool of readers, WAL) or the PostgreSQL engine (a
+//! connection pool, a transaction per write; not wired to `basalt serve` yet), the system
+//! tables and schema migrations, the
 //! filter/rule -> SQL compiler (bound parameters only, dialect-aware), record CRUD with
 //! access rules enforced in SQL, and the change log (an outbox row written in the same
 //! transaction as each change).
 //!
 //! It must never know about HTTP, the wire format or how a request was authenticated: it
 //! receives an already-built [`basalt_schema::RequestInfo`] and parsed rules. Nothing
-//! SQLite-specific leaks out of this crate's public API.
+//! SQLite- or PostgreSQL-specific leaks out of this crate's public API.
 
 mod api;
 mod auth_identity;

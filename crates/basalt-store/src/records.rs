@@ -85,7 +85,7 @@ fn load(
 }
 
 /// The collection as the current snapshot has it (a request may hold an older one).
-pub(crate) fn current(schema: &Schema, c: &Collection) -> Result<Arc<Collection>, StoreError> {
+fn current(schema: &Schema, c: &Collection) -> Result<Arc<Collection>, StoreError> {
     schema.by_id(&c.id).cloned().ok_or(StoreError::NotFound)
 }
 
@@ -150,6 +150,13 @@ pub(crate) fn still_required() -> StoreError {
     StoreError::Forbidden(
         "Failed to delete record. Make sure that the record is not part of a required relation reference.".into(),
     )
+}
+
+/// The collection a write goes to, as the current snapshot has it; views refused.
+pub(crate) fn write_target(schema: &Schema, c: &Collection) -> Result<Arc<Collection>, StoreError> {
+    let c = current(schema, c)?;
+    writable(&c)?;
+    Ok(c)
 }
 
 /// Refuses writes to a view collection.
@@ -424,8 +431,7 @@ fn run_op(
             access,
             uploads,
         } => {
-            let c = current(schema, collection)?;
-            writable(&c)?;
+            let c = write_target(schema, collection)?;
             create(conn, schema, &c, input, uploads, access, req).map(Some)
         }
         WriteOp::Update {
@@ -435,8 +441,7 @@ fn run_op(
             access,
             uploads,
         } => {
-            let c = current(schema, collection)?;
-            writable(&c)?;
+            let c = write_target(schema, collection)?;
             update(conn, schema, &c, id, (input, uploads), access, req).map(Some)
         }
         WriteOp::Upsert {
@@ -445,8 +450,7 @@ fn run_op(
             create_access,
             update_access,
         } => {
-            let c = current(schema, collection)?;
-            writable(&c)?;
+            let c = write_target(schema, collection)?;
             match input.get("id").and_then(Value::as_str) {
                 Some(id) if exists(conn, &c, id)? => {
                     update(conn, schema, &c, id, (input, &[]), update_access, req).map(Some)
@@ -459,8 +463,7 @@ fn run_op(
             id,
             access,
         } => {
-            let c = current(schema, collection)?;
-            writable(&c)?;
+            let c = write_target(schema, collection)?;
             // A rule is checked on the row before it goes (no row, or a rule that does
             // not hold, is a 404 either way); without one the delete itself finds the row.
             if !rule_holds(conn, schema, &c, id, access, req)? {

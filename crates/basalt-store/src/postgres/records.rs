@@ -22,8 +22,8 @@ use crate::change_log::WithoutSecrets;
 use crate::codec::encode_value;
 use crate::events::{ChangeAction, PendingChange, SnapshotCheck, snapshot_query};
 use crate::records::{
-    by_id_sql, current, missing_relation, not_unique, relation_ids, select_by_id, still_required,
-    text, writable,
+    by_id_sql, missing_relation, not_unique, relation_ids, select_by_id, still_required, text,
+    writable, write_target,
 };
 use crate::sql::{Dialect, SqlFragment, SqlValue, compile_condition, compile_list};
 use crate::{
@@ -440,8 +440,7 @@ impl Job<'_> {
                 access,
                 uploads,
             } => {
-                let c = current(self.schema, collection)?;
-                writable(&c)?;
+                let c = write_target(self.schema, collection)?;
                 self.create(&c, input, uploads, access).await.map(Some)
             }
             WriteOp::Update {
@@ -451,8 +450,7 @@ impl Job<'_> {
                 access,
                 uploads,
             } => {
-                let c = current(self.schema, collection)?;
-                writable(&c)?;
+                let c = write_target(self.schema, collection)?;
                 self.update(&c, id, (input, uploads), access)
                     .await
                     .map(Some)
@@ -463,8 +461,7 @@ impl Job<'_> {
                 create_access,
                 update_access,
             } => {
-                let c = current(self.schema, collection)?;
-                writable(&c)?;
+                let c = write_target(self.schema, collection)?;
                 match input.get("id").and_then(Value::as_str) {
                     Some(id) if self.lock(&c, id).await? => self
                         .update(&c, id, (input, &[]), update_access)
@@ -478,8 +475,7 @@ impl Job<'_> {
                 id,
                 access,
             } => {
-                let c = current(self.schema, collection)?;
-                writable(&c)?;
+                let c = write_target(self.schema, collection)?;
                 if !self.lock(&c, id).await? || !self.rule_holds(&c, id, access).await? {
                     return Err(StoreError::NotFound);
                 }
