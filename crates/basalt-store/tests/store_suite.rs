@@ -133,6 +133,12 @@ macro_rules! store_suite {
                 let Some(o) = $open().await else { return };
                 crate::cases::snapshot_checks_judge_the_record_given(&o.store).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_writes_all_land() {
+                let Some(o) = $open().await else { return };
+                crate::cases::concurrent_writes_all_land(&o.store).await;
+            }
         }
     };
 }
@@ -694,6 +700,44 @@ mod cases {
             .expect("checks");
         let got: Vec<Option<bool>> = verdicts.into_iter().map(Result::ok).collect();
         assert_eq!(got, [Some(true), Some(true), Some(false), None]);
+    }
+
+    pub async fn concurrent_writes_all_land(store: &Store) {
+        let c = posts(store).await;
+        let shared = create_one(store, &c, json!({"title": "shared"})).await;
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let (store, c, shared) = (store.clone(), c.clone(), shared.clone());
+                tokio::spawn(async move {
+                    create_one(&store, &c, json!({"title": format!("t{i}"), "views": i})).await;
+                    store
+                        .write(
+                            vec![WriteOp::Update {
+                                collection: c.clone(),
+                                id: shared,
+                                input: obj(json!({"views": i})),
+                                access: Access::Unrestricted,
+                                uploads: vec![],
+                            }],
+                            req(),
+                        )
+                        .await
+                        .expect("update the shared record");
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(list(store, &c, "title ~ 't%'", "").await.1, 12);
+        let (views, total) = list(
+            store,
+            &c,
+            "title = 'shared' && views >= 0 && views < 12",
+            "",
+        )
+        .await;
+        assert_eq!((views, total), (vec![json!("shared")], 1));
     }
 }
 
