@@ -27,6 +27,7 @@ use serde_json::Value;
 use tokio::sync::{RwLock, broadcast};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
 
 use crate::change_log::PRUNE_BATCH;
 use crate::events::{ChangeBus, ChangeEvent};
@@ -66,6 +67,17 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     });
     if e.is_closed() || io || down {
         return StoreError::Unavailable(format!("the database connection failed: {e}"));
+    }
+    // Concurrent transactions in each other's way: nothing of this one is stored, and
+    // trying again later may well succeed (a 503, not a 500).
+    if e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    }) {
+        return StoreError::Unavailable(
+            "the write met a concurrent one (deadlock or serialization failure) and was not \
+             stored"
+                .into(),
+        );
     }
     let detail = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
@@ -264,5 +276,42 @@ impl Postgres {
                 tokio::time::sleep(interval).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use basalt_testkit::pg::PgSchema;
+
+    use super::*;
+
+    /// Two transactions updating two rows in opposite orders: PostgreSQL aborts one, and
+    /// that is a 503 (not stored, try again), never a 500.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deadlock_is_unavailable_not_internal() {
+        let Some(schema) = PgSchema::create("pgerr").await else {
+            return;
+        };
+        let (a, b) = (schema.connect().await, schema.connect().await);
+        a.batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0)",
+        )
+        .await
+        .expect("table");
+        a.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1")
+            .await
+            .expect("a locks 1");
+        b.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 2")
+            .await
+            .expect("b locks 2");
+        let (ra, rb) = tokio::join!(
+            a.batch_execute("UPDATE t SET v = 2 WHERE id = 2"),
+            b.batch_execute("UPDATE t SET v = 2 WHERE id = 1"),
+        );
+        let victim = ra.err().or(rb.err()).expect("one of them deadlocks");
+        assert!(
+            matches!(pg_err(victim), StoreError::Unavailable(_)),
+            "a deadlock is a 503"
+        );
     }
 }
