@@ -26,6 +26,19 @@ pub struct StoreConfig {
     pub change_log: ChangeLogRetention,
 }
 
+/// How the PostgreSQL engine opens its database ([`crate::Store::open_postgres`]).
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user@host:port/db[?options=-csearch_path%3Dschema]`: the database,
+    /// and the schema the tables live in (the first of the search path). `sslmode`
+    /// `disable` or `prefer` (plain TCP); asking for TLS is refused.
+    pub url: String,
+    /// Pooled connections; 0 = four per available CPU.
+    pub max_connections: usize,
+    /// How long the change log keeps its entries.
+    pub change_log: ChangeLogRetention,
+}
+
 /// Bounds of the change log (`_changes`), enforced by a pruner running at start and then
 /// every `interval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

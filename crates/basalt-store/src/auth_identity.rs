@@ -96,10 +96,7 @@ pub(crate) fn check_email_free(
         .and_then(|mut s| s.query_row([email, own_id], |_| Ok(())).optional())
         .map_err(err)?;
     match taken {
-        Some(()) => Err(StoreError::Validation(ValidationErrors::single(
-            "email",
-            FieldError::new("validation_not_unique", "Value must be unique."),
-        ))),
+        Some(()) => Err(email_taken()),
         None => Ok(()),
     }
 }
@@ -124,14 +121,27 @@ pub(crate) fn check_auth_id_free(
             .and_then(|mut s| s.query_row([id], |_| Ok(())).optional())
             .map_err(err)?;
         if taken.is_some() {
-            return Err(StoreError::Validation(ValidationErrors::single(
-                "id",
-                FieldError::new(
-                    "validation_invalid_auth_id",
-                    "Invalid or duplicated auth record id.",
-                ),
-            )));
+            return Err(auth_id_taken());
         }
     }
     Ok(())
+}
+
+/// A new auth record's id that another auth collection has.
+pub(crate) fn auth_id_taken() -> StoreError {
+    StoreError::Validation(ValidationErrors::single(
+        "id",
+        FieldError::new(
+            "validation_invalid_auth_id",
+            "Invalid or duplicated auth record id.",
+        ),
+    ))
+}
+
+/// An email another record of the collection has, in any case.
+pub(crate) fn email_taken() -> StoreError {
+    StoreError::Validation(ValidationErrors::single(
+        "email",
+        crate::records::not_unique(),
+    ))
 }

@@ -13,11 +13,12 @@ use rusqlite::Connection;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::engine::Inner;
+use crate::engine::Sqlite;
 use crate::records::err;
-use crate::{ChangeLogRetention, Record, Store, StoreError};
+use crate::{ChangeLogRetention, Record, StoreError};
 
 /// Entries deleted per pruning job: a few milliseconds of the writer's time.
-const PRUNE_BATCH: usize = 1000;
+pub(crate) const PRUNE_BATCH: usize = 1000;
 
 /// Appends the entry of one change of record `id` of `c`; `r` is the stored row (none
 /// for a delete), written without its secrets.
@@ -40,7 +41,7 @@ pub(crate) fn append(
 
 /// A stored record serialised without its secret fields, straight from the record (no
 /// filtered copy of it first).
-struct WithoutSecrets<'a>(&'a Collection, &'a Record);
+pub(crate) struct WithoutSecrets<'a>(pub &'a Collection, pub &'a Record);
 
 impl Serialize for WithoutSecrets<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -92,6 +93,26 @@ pub(crate) fn scrub_secrets(conn: &Connection) -> Result<(), StoreError> {
     res
 }
 
+/// What is past `r`'s bounds: entries with a sequence number up to the first, and
+/// entries created before the second.
+pub(crate) fn bounds(
+    r: &ChangeLogRetention,
+    now: chrono::DateTime<chrono::Utc>,
+    newest: i64,
+) -> (i64, Option<String>) {
+    // Sequence numbers are never reused, so those below this are past the count bound
+    // (fewer entries are kept when a rolled-back write used a number up).
+    let floor = r
+        .max_rows
+        .map_or(i64::MIN, |n| newest.saturating_sub_unsigned(n));
+    let cutoff = r
+        .max_age
+        .and_then(|a| chrono::Duration::from_std(a).ok())
+        .and_then(|a| now.checked_sub_signed(a))
+        .map(format_datetime);
+    (floor, cutoff)
+}
+
 /// Deletes up to [`PRUNE_BATCH`] of the oldest entries that are past a bound of `r` (older
 /// than `max_age`, or beyond the newest `max_rows`); returns how many went. Only the
 /// oldest entries are read (by primary key), never the whole log.
@@ -105,16 +126,7 @@ fn prune_batch(
             row.get(0)
         })
         .map_err(err)?;
-    // Sequence numbers are never reused, so those below this are past the count bound
-    // (fewer entries are kept when a rolled-back write used a number up).
-    let floor = r
-        .max_rows
-        .map_or(i64::MIN, |n| newest.saturating_sub_unsigned(n));
-    let cutoff = r
-        .max_age
-        .and_then(|a| chrono::Duration::from_std(a).ok())
-        .and_then(|a| now.checked_sub_signed(a))
-        .map(format_datetime);
+    let (floor, cutoff) = bounds(r, now, newest);
     let mut stmt = conn
         .prepare_cached("SELECT seq, created FROM _changes ORDER BY seq LIMIT ?")
         .map_err(err)?;
@@ -138,7 +150,7 @@ fn prune_batch(
         .map_err(err)
 }
 
-impl Store {
+impl Sqlite {
     /// Prunes the change log once, batch after batch until nothing is past its bounds;
     /// each batch is its own writer job, so other writes go between them. Returns how
     /// many entries went.
@@ -171,7 +183,7 @@ pub(crate) fn spawn_pruner(inner: Weak<Inner>, r: ChangeLogRetention) {
                 let Some(inner) = inner.upgrade().filter(|i| !i.is_closed()) else {
                     return;
                 };
-                let store = Store {
+                let store = Sqlite {
                     inner: Arc::clone(&inner),
                 };
                 match store.prune_change_log(r).await {

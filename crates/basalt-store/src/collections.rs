@@ -9,8 +9,9 @@ use basalt_schema::value::now_string;
 use basalt_schema::{Collection, CollectionType, Field, FieldKind, Schema, ValidationErrors};
 use rusqlite::Connection;
 
+use crate::StoreError;
 use crate::codec::column_def;
-use crate::{Store, StoreError};
+use crate::engine::Sqlite;
 
 fn err(e: rusqlite::Error) -> StoreError {
     crate::health::db_err(e)
@@ -250,7 +251,7 @@ pub(crate) fn migrate_table(
     crate::auth_identity::ensure_email_index(conn, new)
 }
 
-fn with_collection(schema: &Schema, c: Collection) -> Schema {
+pub(crate) fn with_collection(schema: &Schema, c: Collection) -> Schema {
     let mut all: Vec<Collection> = schema
         .collections()
         .iter()
@@ -261,7 +262,7 @@ fn with_collection(schema: &Schema, c: Collection) -> Schema {
     Schema::new(all)
 }
 
-fn without_collection(schema: &Schema, id: &str) -> Schema {
+pub(crate) fn without_collection(schema: &Schema, id: &str) -> Schema {
     Schema::new(
         schema
             .collections()
@@ -273,7 +274,7 @@ fn without_collection(schema: &Schema, id: &str) -> Schema {
 }
 
 /// Relation fields elsewhere that point at `id`.
-fn referrers<'a>(schema: &'a Schema, id: &str) -> Vec<(&'a Arc<Collection>, &'a Field)> {
+pub(crate) fn referrers<'a>(schema: &'a Schema, id: &str) -> Vec<(&'a Arc<Collection>, &'a Field)> {
     schema
         .collections()
         .iter()
@@ -338,7 +339,8 @@ fn apply_update(
     Ok((c, next))
 }
 
-fn apply_delete(conn: &Connection, schema: &Schema, c: &Collection) -> Result<Schema, StoreError> {
+/// Refuses to delete a system collection or one a relation elsewhere points at.
+pub(crate) fn check_deletable(schema: &Schema, c: &Collection) -> Result<(), StoreError> {
     if c.system {
         return Err(StoreError::Forbidden(
             "System collections cannot be deleted.".into(),
@@ -349,6 +351,42 @@ fn apply_delete(conn: &Connection, schema: &Schema, c: &Collection) -> Result<Sc
             "Failed to delete collection due to existing dependency.".into(),
         ));
     }
+    Ok(())
+}
+
+/// The non-system collections of `current` that an import with `delete_missing` removes:
+/// those `listed` names neither by id nor by name.
+pub(crate) fn missing_from(current: &Schema, listed: &[Collection]) -> Vec<Arc<Collection>> {
+    let named = |c: &Collection| {
+        listed
+            .iter()
+            .any(|x| x.id == c.id || x.name.eq_ignore_ascii_case(&c.name))
+    };
+    current
+        .collections()
+        .iter()
+        .filter(|c| !c.system && !named(c))
+        .cloned()
+        .collect()
+}
+
+/// The collection an imported document updates: the one with its id, else its name.
+pub(crate) fn import_target(current: &Schema, c: &Collection) -> Option<Arc<Collection>> {
+    (!c.id.is_empty())
+        .then(|| current.by_id(&c.id).cloned())
+        .flatten()
+        .or_else(|| current.by_name(&c.name).cloned())
+}
+
+/// Wraps the per-collection validation errors of an import as PocketBase answers them.
+pub(crate) fn import_errors(errors: ValidationErrors) -> StoreError {
+    let mut top = ValidationErrors::new();
+    top.add_nested("collections", errors);
+    StoreError::Validation(top)
+}
+
+fn apply_delete(conn: &Connection, schema: &Schema, c: &Collection) -> Result<Schema, StoreError> {
+    check_deletable(schema, c)?;
     let kind = if c.kind == CollectionType::View {
         "VIEW"
     } else {
@@ -425,7 +463,7 @@ fn infer_view_fields(conn: &Connection, mut c: Collection) -> Result<Collection,
     Ok(c)
 }
 
-impl Store {
+impl Sqlite {
     pub async fn create_collection(&self, c: Collection) -> Result<Arc<Collection>, StoreError> {
         self.write_job(move |conn, schema| {
             let (c, next) = apply_create(conn, schema, c)?;
@@ -434,19 +472,7 @@ impl Store {
         .await
     }
 
-    pub async fn update_collection(
-        &self,
-        id_or_name: &str,
-        c: Collection,
-    ) -> Result<Arc<Collection>, StoreError> {
-        Ok(self
-            .update_collection_dropping_files(id_or_name, c)
-            .await?
-            .0)
-    }
-
-    /// [`Store::update_collection`], also answering the stored files of the file fields
-    /// it removed, for the caller to delete now that the change committed.
+    /// See [`crate::Store::update_collection_dropping_files`].
     pub async fn update_collection_dropping_files(
         &self,
         id_or_name: &str,
@@ -521,11 +547,7 @@ impl Store {
             let mut current: Schema = (**schema).clone();
             let mut errors = ValidationErrors::new();
             for (i, c) in cols.iter().enumerate() {
-                let existing = (!c.id.is_empty())
-                    .then(|| current.by_id(&c.id).cloned())
-                    .flatten()
-                    .or_else(|| current.by_name(&c.name).cloned());
-                let res = match existing {
+                let res = match import_target(&current, c) {
                     Some(old) => apply_update(conn, &current, &old, c.clone()),
                     None => apply_create(conn, &current, c.clone()),
                 };
@@ -536,22 +558,10 @@ impl Store {
                 }
             }
             if !errors.is_empty() {
-                let mut top = ValidationErrors::new();
-                top.add_nested("collections", errors);
-                return Err(StoreError::Validation(top));
+                return Err(import_errors(errors));
             }
             if delete_missing {
-                let listed = |c: &Collection| {
-                    cols.iter()
-                        .any(|x| x.id == c.id || x.name.eq_ignore_ascii_case(&c.name))
-                };
-                let doomed: Vec<Arc<Collection>> = current
-                    .collections()
-                    .iter()
-                    .filter(|c| !c.system && !listed(c))
-                    .cloned()
-                    .collect();
-                for c in doomed {
+                for c in missing_from(&current, &cols) {
                     current = apply_delete(conn, &current, &c)?;
                 }
             }

@@ -77,60 +77,82 @@ pub fn file_names(c: &Collection, r: &Record) -> Vec<String> {
         .collect()
 }
 
-/// Record `id` of `c` was deleted.
-pub(crate) fn record_deleted(c: &Collection, id: &str) {
-    if has_file_fields(c) {
-        note(DroppedFiles {
-            collection_id: c.id.clone(),
-            record_id: id.to_string(),
-            what: Dropped::Record,
-        });
-    }
+/// What deleting record `id` of `c` drops.
+pub(crate) fn deleted(c: &Collection, id: &str) -> Option<DroppedFiles> {
+    has_file_fields(c).then(|| DroppedFiles {
+        collection_id: c.id.clone(),
+        record_id: id.to_string(),
+        what: Dropped::Record,
+    })
 }
 
 /// Every record of `c` is gone: the collection was deleted or truncated. What was noted
 /// for its single records is covered and left out.
 pub(crate) fn collection_emptied(c: &Collection) {
+    DROPPED.with(|v| emptied_into(&mut v.borrow_mut(), c));
+}
+
+/// [`collection_emptied`] into `dropped`, for an engine that gathers what it drops itself.
+pub(crate) fn emptied_into(dropped: &mut Vec<DroppedFiles>, c: &Collection) {
     if c.is_view() {
         return;
     }
-    DROPPED.with(|v| {
-        let mut v = v.borrow_mut();
-        v.retain(|d| d.collection_id != c.id);
-        v.push(DroppedFiles {
-            collection_id: c.id.clone(),
-            record_id: String::new(),
-            what: Dropped::Collection,
-        });
+    dropped.retain(|d| d.collection_id != c.id);
+    dropped.push(DroppedFiles {
+        collection_id: c.id.clone(),
+        record_id: String::new(),
+        what: Dropped::Collection,
     });
 }
 
-/// Record `id` of `c` went from `before` to `after`.
-pub(crate) fn record_updated(c: &Collection, id: &str, before: &Record, after: &Record) {
+/// What record `id` of `c` going from `before` to `after` drops.
+pub(crate) fn updated(
+    c: &Collection,
+    id: &str,
+    before: &Record,
+    after: &Record,
+) -> Option<DroppedFiles> {
     if !has_file_fields(c) {
-        return;
+        return None;
     }
     let kept = file_names(c, after);
     let gone: Vec<String> = file_names(c, before)
         .into_iter()
         .filter(|n| !kept.contains(n))
         .collect();
-    if !gone.is_empty() {
-        note(DroppedFiles {
-            collection_id: c.id.clone(),
-            record_id: id.to_string(),
-            what: Dropped::Names(gone),
-        });
+    (!gone.is_empty()).then(|| DroppedFiles {
+        collection_id: c.id.clone(),
+        record_id: id.to_string(),
+        what: Dropped::Names(gone),
+    })
+}
+
+/// What a removed file field holding `names` in record `id` drops.
+pub(crate) fn removed_field(c: &Collection, id: &str, names: Vec<String>) -> Option<DroppedFiles> {
+    (!names.is_empty()).then(|| DroppedFiles {
+        collection_id: c.id.clone(),
+        record_id: id.to_string(),
+        what: Dropped::Names(names),
+    })
+}
+
+/// Record `id` of `c` was deleted.
+pub(crate) fn record_deleted(c: &Collection, id: &str) {
+    if let Some(d) = deleted(c, id) {
+        note(d);
+    }
+}
+
+/// Record `id` of `c` went from `before` to `after`.
+pub(crate) fn record_updated(c: &Collection, id: &str, before: &Record, after: &Record) {
+    if let Some(d) = updated(c, id, before, after) {
+        note(d);
     }
 }
 
 /// A removed file field held `names` in record `id`.
 pub(crate) fn field_removed(c: &Collection, id: &str, names: Vec<String>) {
-    if !names.is_empty() {
-        note(DroppedFiles {
-            collection_id: c.id.clone(),
-            record_id: id.to_string(),
-            what: Dropped::Names(names),
-        });
+    if let Some(d) = removed_field(c, id, names) {
+        note(d);
     }
 }

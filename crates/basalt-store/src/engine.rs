@@ -28,7 +28,7 @@ pub struct StoreStats {
 
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Sqlite {
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -155,10 +155,10 @@ impl Inner {
     }
 }
 
-impl Store {
+impl Sqlite {
     /// Opens (creating when missing) `<data_dir>/data.db`, migrates the system tables and
     /// bootstraps the default collections.
-    pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
+    pub async fn open(config: StoreConfig) -> Result<Sqlite, StoreError> {
         let retention = config.change_log;
         let store = tokio::task::spawn_blocking(move || Self::open_blocking(config))
             .await
@@ -167,7 +167,7 @@ impl Store {
         Ok(store)
     }
 
-    fn open_blocking(config: StoreConfig) -> Result<Store, StoreError> {
+    fn open_blocking(config: StoreConfig) -> Result<Sqlite, StoreError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StoreError::Internal(format!("creating {}: {e}", config.data_dir.display()))
         })?;
@@ -207,7 +207,7 @@ impl Store {
                 }
             })
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let store = Store {
+        let store = Sqlite {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(handle)),
@@ -295,7 +295,7 @@ impl Store {
             .await
     }
 
-    /// [`Store::read`] with the connection's count cache.
+    /// [`Sqlite::read`] with the connection's count cache.
     pub(crate) async fn read_counted<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -329,9 +329,9 @@ impl Store {
     }
 
     /// Runs a point read (a primary-key lookup: microseconds on a warm cache) right on the
-    /// calling thread when a reader connection is free, and otherwise like [`Store::read`].
+    /// calling thread when a reader connection is free, and otherwise like [`Sqlite::read`].
     /// A hop to the blocking pool costs two thread wake-ups, more than such a read itself;
-    /// anything that may scan (lists, rules, counts) must go through [`Store::read`].
+    /// anything that may scan (lists, rules, counts) must go through [`Sqlite::read`].
     pub(crate) async fn read_point<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -344,7 +344,7 @@ impl Store {
             .with_reader(move |conn, schema, _| f(conn, schema))
     }
 
-    /// [`Store::read_point`] with the reader's point-read statements: on the calling
+    /// [`Sqlite::read_point`] with the reader's point-read statements: on the calling
     /// thread when a reader is free, else on the blocking pool.
     pub(crate) async fn read_point_cached<T, F>(&self, f: F) -> Result<T, StoreError>
     where

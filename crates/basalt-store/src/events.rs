@@ -13,8 +13,9 @@ use rusqlite::{Connection, params_from_iter};
 use tokio::sync::broadcast;
 
 use crate::codec::encode_value;
+use crate::engine::Sqlite;
 use crate::sql::{Dialect, SqlFragment, compile_condition};
-use crate::{Author, Record, Store, StoreError};
+use crate::{Author, Record, StoreError};
 
 /// How many committed events the bus holds for a receiver that fell behind.
 pub(crate) const BUS_CAPACITY: usize = 16_384;
@@ -64,6 +65,10 @@ impl ChangeBus {
         }
     }
 
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
+        self.sender.subscribe()
+    }
+
     /// Publishes the changes of one committed job; runs on the writer thread, in order.
     pub fn publish(&self, changes: Vec<PendingChange>) {
         if changes.is_empty() || self.sender.receiver_count() == 0 {
@@ -98,6 +103,25 @@ thread_local! {
     static PENDING: RefCell<Vec<PendingChange>> = const { RefCell::new(Vec::new()) };
 }
 
+impl PendingChange {
+    pub(crate) fn new(
+        schema: &Schema,
+        c: &Collection,
+        action: ChangeAction,
+        record: &Record,
+    ) -> Self {
+        let collection = schema
+            .by_id(&c.id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(c.clone()));
+        PendingChange {
+            collection,
+            action,
+            record: record.clone(),
+        }
+    }
+}
+
 /// Notes a change of the running job.
 pub(crate) fn record_change(
     schema: &Schema,
@@ -105,15 +129,7 @@ pub(crate) fn record_change(
     action: ChangeAction,
     record: &Record,
 ) {
-    let collection = schema
-        .by_id(&c.id)
-        .cloned()
-        .unwrap_or_else(|| Arc::new(c.clone()));
-    let change = PendingChange {
-        collection,
-        action,
-        record: record.clone(),
-    };
+    let change = PendingChange::new(schema, c, action, record);
     PENDING.with(|p| p.borrow_mut().push(change));
 }
 
@@ -133,21 +149,21 @@ pub struct SnapshotCheck {
     pub request: Arc<RequestInfo>,
 }
 
-/// Evaluates `check` against `record` as a one-row derived table standing in for the
-/// collection's table, so the verdict does not depend on whether the row still exists or
-/// has changed since.
-fn snapshot_matches(
-    conn: &Connection,
+/// The statement evaluating `check` against `record` as a one-row derived table standing
+/// in for the collection's table, so the verdict does not depend on whether the row still
+/// exists or has changed since. `value` is a field's bound value as a column expression.
+pub(crate) fn snapshot_query(
+    d: Dialect,
     schema: &Schema,
     c: &Collection,
     record: &Record,
     check: &SnapshotCheck,
-) -> Result<bool, StoreError> {
-    let d = Dialect::Sqlite;
+    value: impl Fn(&basalt_schema::Field) -> &'static str,
+) -> Result<SqlFragment, StoreError> {
     let columns: Vec<String> = c
         .fields
         .iter()
-        .map(|f| format!("? AS {}", d.quote(&f.name)))
+        .map(|f| format!("{} AS {}", value(f), d.quote(&f.name)))
         .collect();
     let mut f = SqlFragment::new(format!(
         "SELECT EXISTS (SELECT 1 FROM (SELECT {}) \"__root\" WHERE 1=1",
@@ -177,17 +193,28 @@ fn snapshot_matches(
         }
     }
     f.push_str(")");
+    Ok(f)
+}
+
+fn snapshot_matches(
+    conn: &Connection,
+    schema: &Schema,
+    c: &Collection,
+    record: &Record,
+    check: &SnapshotCheck,
+) -> Result<bool, StoreError> {
+    let f = snapshot_query(Dialect::Sqlite, schema, c, record, check, |_| "?")?;
     conn.prepare_cached(&f.sql)
         .and_then(|mut s| s.query_row(params_from_iter(f.params.iter()), |r| r.get::<_, bool>(0)))
         .map_err(crate::health::db_err)
 }
 
-impl Store {
+impl Sqlite {
     /// A receiver of every committed record change, in commit order. A receiver that
     /// falls more than the bus capacity behind gets `RecvError::Lagged` with the count
     /// it missed.
     pub fn subscribe_changes(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
-        self.inner.changes.sender.subscribe()
+        self.inner.changes.subscribe()
     }
 
     /// Whether each check holds for `record` (a snapshot of a record of `collection`),

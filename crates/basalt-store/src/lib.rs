@@ -1,12 +1,14 @@
-//! Basalt's storage: the SQLite engine (one writer thread with a bounded queue and group
-//! commit, a pool of readers, WAL), the system tables and schema migrations, the
+//! Basalt's storage behind one [`Store`]: the SQLite engine (one writer thread with a
+//! bounded queue and group commit, a pool of readers, WAL) or the PostgreSQL engine (a
+//! connection pool, a transaction per write; not wired to `basalt serve` yet), the system
+//! tables and schema migrations, the
 //! filter/rule -> SQL compiler (bound parameters only, dialect-aware), record CRUD with
 //! access rules enforced in SQL, and the change log (an outbox row written in the same
 //! transaction as each change).
 //!
 //! It must never know about HTTP, the wire format or how a request was authenticated: it
 //! receives an already-built [`basalt_schema::RequestInfo`] and parsed rules. Nothing
-//! SQLite-specific leaks out of this crate's public API.
+//! SQLite- or PostgreSQL-specific leaks out of this crate's public API.
 
 mod api;
 mod auth_identity;
@@ -20,13 +22,13 @@ mod dropped_files;
 mod engine;
 mod events;
 mod health;
-// Wired by the PostgreSQL engine (issue 18); until then the conformance tests use it.
-#[cfg_attr(not(test), allow(dead_code))]
 mod pg_schema;
+mod postgres;
 mod reader;
 mod records;
 mod row_view;
 mod sql;
+mod store;
 mod system;
 mod writer;
 
@@ -34,7 +36,8 @@ pub use api::*;
 pub use backup::snapshot_database;
 pub use check::{CheckReport, check_database};
 pub use dropped_files::{Dropped, DroppedFiles, file_names};
-pub use engine::{Store, StoreStats};
+pub use engine::StoreStats;
 pub use events::{ChangeAction, ChangeEvent, SnapshotCheck};
 pub use health::StoreHealth;
 pub use row_view::{FieldJson, RowView, RowsPage};
+pub use store::Store;

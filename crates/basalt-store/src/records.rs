@@ -15,11 +15,10 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use serde_json::{Map, Value};
 
 use crate::codec::{column_positions, decode_row, encode_value};
+use crate::engine::Sqlite;
 use crate::events::{ChangeAction, record_change};
 use crate::sql::{Dialect, SqlFragment, SqlValue, compile_condition};
-use crate::{
-    Access, Author, ListQuery, Record, RecordPage, Store, StoreError, WriteOp, WriteResult,
-};
+use crate::{Access, Author, ListQuery, Record, RecordPage, StoreError, WriteOp, WriteResult};
 use crate::{auth_identity, change_log};
 
 const D: Dialect = Dialect::Sqlite;
@@ -57,6 +56,7 @@ pub(crate) fn by_id_sql(c: &Collection) -> String {
 }
 
 pub(crate) fn select_by_id(
+    d: Dialect,
     schema: &Schema,
     c: &Collection,
     id: &str,
@@ -67,7 +67,7 @@ pub(crate) fn select_by_id(
     f.params.push(SqlValue::Text(id.to_string()));
     if let Access::Rule(rule) = access {
         f.push_str(" AND ");
-        f.push(compile_condition(D, schema, c, rule, req, Author::Server)?);
+        f.push(compile_condition(d, schema, c, rule, req, Author::Server)?);
     }
     Ok(f)
 }
@@ -80,7 +80,7 @@ fn load(
     access: &Access,
     req: &RequestInfo,
 ) -> Result<Option<Record>, StoreError> {
-    let f = select_by_id(schema, c, id, access, req)?;
+    let f = select_by_id(D, schema, c, id, access, req)?;
     Ok(query_records(conn, c, &f)?.into_iter().next())
 }
 
@@ -100,14 +100,7 @@ fn check_relations(
         let FieldKind::Relation(o) = &f.kind else {
             continue;
         };
-        let ids: Vec<String> = match r.get(&f.name) {
-            Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            _ => continue,
-        };
+        let ids = relation_ids(r, &f.name);
         if ids.is_empty() {
             continue;
         }
@@ -123,20 +116,62 @@ fn check_relations(
             .and_then(|mut s| s.query_row([json], |row| row.get(0)))
             .map_err(err)?;
         if found != ids.len() as i64 {
-            errs.add(
-                &f.name,
-                FieldError::new(
-                    "validation_missing_rel_records",
-                    "Failed to find all relation records with the provided ids.",
-                ),
-            );
+            errs.add(&f.name, missing_relation());
         }
     }
     errs.into_result().map_err(StoreError::Validation)
 }
 
+/// The record ids relation field `name` of `r` holds.
+pub(crate) fn relation_ids(r: &Record, name: &str) -> Vec<String> {
+    match r.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+pub(crate) fn missing_relation() -> FieldError {
+    FieldError::new(
+        "validation_missing_rel_records",
+        "Failed to find all relation records with the provided ids.",
+    )
+}
+
+pub(crate) fn not_unique() -> FieldError {
+    FieldError::new("validation_not_unique", "Value must be unique.")
+}
+
+/// A delete refused because a required relation would be left empty.
+pub(crate) fn still_required() -> StoreError {
+    StoreError::Forbidden(
+        "Failed to delete record. Make sure that the record is not part of a required relation reference.".into(),
+    )
+}
+
+/// The collection a write goes to, as the current snapshot has it; views refused.
+pub(crate) fn write_target(schema: &Schema, c: &Collection) -> Result<Arc<Collection>, StoreError> {
+    let c = current(schema, c)?;
+    writable(&c)?;
+    Ok(c)
+}
+
+/// Refuses writes to a view collection.
+pub(crate) fn writable(c: &Collection) -> Result<(), StoreError> {
+    if c.is_view() {
+        Err(StoreError::Forbidden(
+            "View collections are read-only.".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// A text value of a record ("" when absent or not text).
-fn text<'a>(r: &'a Record, key: &str) -> &'a str {
+pub(crate) fn text<'a>(r: &'a Record, key: &str) -> &'a str {
     r.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
@@ -148,10 +183,7 @@ fn map_write_err(c: &Collection, e: rusqlite::Error) -> StoreError {
         for col in cols.split(", ") {
             let field = col.rsplit('.').next().unwrap_or(col);
             if c.field(field).is_some() {
-                errs.add(
-                    field,
-                    FieldError::new("validation_not_unique", "Value must be unique."),
-                );
+                errs.add(field, not_unique());
             }
         }
         if !errs.is_empty() {
@@ -172,7 +204,7 @@ fn rule_holds(
     let Access::Rule(_) = access else {
         return Ok(true);
     };
-    let mut f = select_by_id(schema, c, id, access, req)?;
+    let mut f = select_by_id(D, schema, c, id, access, req)?;
     f.sql = format!("SELECT EXISTS ({})", f.sql);
     conn.prepare_cached(&f.sql)
         .and_then(|mut s| s.query_row(params_from_iter(f.params.iter()), |r| r.get::<_, bool>(0)))
@@ -366,9 +398,7 @@ pub(crate) fn delete_cascading(
                         0
                     };
                     if remaining == 0 {
-                        return Err(StoreError::Forbidden(
-                            "Failed to delete record. Make sure that the record is not part of a required relation reference.".into(),
-                        ));
+                        return Err(still_required());
                     }
                 }
                 conn.prepare_cached(&remove)
@@ -394,15 +424,6 @@ fn run_op(
     op: &WriteOp,
     req: &RequestInfo,
 ) -> Result<WriteResult, StoreError> {
-    let read_only = |c: &Collection| {
-        if c.is_view() {
-            Err(StoreError::Forbidden(
-                "View collections are read-only.".into(),
-            ))
-        } else {
-            Ok(())
-        }
-    };
     match op {
         WriteOp::Create {
             collection,
@@ -410,8 +431,7 @@ fn run_op(
             access,
             uploads,
         } => {
-            let c = current(schema, collection)?;
-            read_only(&c)?;
+            let c = write_target(schema, collection)?;
             create(conn, schema, &c, input, uploads, access, req).map(Some)
         }
         WriteOp::Update {
@@ -421,8 +441,7 @@ fn run_op(
             access,
             uploads,
         } => {
-            let c = current(schema, collection)?;
-            read_only(&c)?;
+            let c = write_target(schema, collection)?;
             update(conn, schema, &c, id, (input, uploads), access, req).map(Some)
         }
         WriteOp::Upsert {
@@ -431,8 +450,7 @@ fn run_op(
             create_access,
             update_access,
         } => {
-            let c = current(schema, collection)?;
-            read_only(&c)?;
+            let c = write_target(schema, collection)?;
             match input.get("id").and_then(Value::as_str) {
                 Some(id) if exists(conn, &c, id)? => {
                     update(conn, schema, &c, id, (input, &[]), update_access, req).map(Some)
@@ -445,8 +463,7 @@ fn run_op(
             id,
             access,
         } => {
-            let c = current(schema, collection)?;
-            read_only(&c)?;
+            let c = write_target(schema, collection)?;
             // A rule is checked on the row before it goes (no row, or a rule that does
             // not hold, is a 404 either way); without one the delete itself finds the row.
             if !rule_holds(conn, schema, &c, id, access, req)? {
@@ -460,19 +477,8 @@ fn run_op(
     }
 }
 
-impl Store {
-    /// Executes `ops` in one transaction: all commit or none do.
-    pub async fn write(
-        &self,
-        ops: Vec<WriteOp>,
-        req: Arc<RequestInfo>,
-    ) -> Result<Vec<WriteResult>, StoreError> {
-        Ok(self.write_dropping_files(ops, req).await?.0)
-    }
-
-    /// [`Store::write`], also answering the stored files the committed write left without
-    /// a record (deleted records, cascades included; names an update dropped), for the
-    /// caller to delete now that it committed.
+impl Sqlite {
+    /// Runs `ops` in one writer transaction; see [`crate::Store::write_dropping_files`].
     pub async fn write_dropping_files(
         &self,
         ops: Vec<WriteOp>,

@@ -18,12 +18,13 @@ use serde_json::Value;
 use rusqlite::params_from_iter;
 
 use crate::codec::{column_positions, decode_row, decode_value};
+use crate::engine::Sqlite;
 use crate::records::{by_id_sql, err};
 use crate::sql::{Dialect, compile_list};
-use crate::{ListQuery, Record, Store, StoreError};
+use crate::{ListQuery, Record, StoreError};
 
-/// What [`Store::list_rows`] hands back: what `each` made of the page's rows, and the
-/// total (`None` when `skip_total` was asked).
+/// What [`crate::Store::list_rows`] hands back: what `each` made of the page's rows, and
+/// the total (`None` when `skip_total` was asked).
 pub struct RowsPage<S> {
     pub rows: S,
     pub total_items: Option<u64>,
@@ -32,8 +33,26 @@ pub struct RowsPage<S> {
 /// One row of a collection's table, as a `SELECT *` returned it.
 pub struct RowView<'a> {
     collection: &'a Collection,
-    positions: &'a [Option<usize>],
-    row: &'a Row<'a>,
+    source: Source<'a>,
+}
+
+enum Source<'a> {
+    /// SQLite's row, read in place.
+    Row {
+        positions: &'a [Option<usize>],
+        row: &'a Row<'a>,
+    },
+    /// A record already decoded (the PostgreSQL engine's rows).
+    Decoded(&'a Record),
+}
+
+impl<'a> RowView<'a> {
+    pub(crate) fn decoded(collection: &'a Collection, record: &'a Record) -> Self {
+        RowView {
+            collection,
+            source: Source::Decoded(record),
+        }
+    }
 }
 
 impl RowView<'_> {
@@ -44,14 +63,20 @@ impl RowView<'_> {
 
     /// The whole row decoded, as the store's record reads return it.
     pub fn record(&self) -> Result<Record, StoreError> {
-        decode_row(self.collection, self.positions, self.row).map_err(err)
+        match &self.source {
+            Source::Row { positions, row } => {
+                decode_row(self.collection, positions, row).map_err(err)
+            }
+            Source::Decoded(r) => Ok((*r).clone()),
+        }
     }
 
     /// The value of the collection's `i`th field, decoded as a [`crate::Record`] holds it.
     pub fn value(&self, i: usize) -> Value {
         match self.raw(i) {
-            Some((field, Some(raw))) => decode_value(field, raw),
-            Some((field, None)) => zero_value(field),
+            Some((field, Raw::Column(Some(raw)))) => decode_value(field, raw),
+            Some((field, Raw::Column(None))) => zero_value(field),
+            Some((_, Raw::Decoded(v))) => v.clone(),
             None => Value::Null,
         }
     }
@@ -62,27 +87,41 @@ impl RowView<'_> {
         self.raw(i).map(|(field, raw)| FieldJson { field, raw })
     }
 
-    /// Field `i` and its column's value (`None`: the table has no such column).
-    fn raw(&self, i: usize) -> Option<(&Field, Option<ValueRef<'_>>)> {
+    /// Field `i` and its stored value (`Raw::Column(None)`: the table has no such column).
+    fn raw(&self, i: usize) -> Option<(&Field, Raw<'_>)> {
         let field = self.collection.fields.get(i)?;
-        let raw = match self.positions.get(i).copied().flatten() {
-            Some(pos) => Some(self.row.get_ref(pos).ok()?),
-            None => None,
+        let raw = match &self.source {
+            Source::Row { positions, row } => match positions.get(i).copied().flatten() {
+                Some(pos) => Raw::Column(Some(row.get_ref(pos).ok()?)),
+                None => Raw::Column(None),
+            },
+            Source::Decoded(r) => match r.get(&field.name) {
+                Some(v) => Raw::Decoded(v),
+                None => Raw::Column(None),
+            },
         };
         Some((field, raw))
     }
 }
 
+#[derive(Clone, Copy)]
+enum Raw<'a> {
+    Column(Option<ValueRef<'a>>),
+    Decoded(&'a Value),
+}
+
 /// A field's stored value, serialised as its decoded [`Value`] would be.
 pub struct FieldJson<'a> {
     field: &'a Field,
-    raw: Option<ValueRef<'a>>,
+    raw: Raw<'a>,
 }
 
 impl Serialize for FieldJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Some(raw) = self.raw else {
-            return zero_value(self.field).serialize(s);
+        let raw = match self.raw {
+            Raw::Column(Some(raw)) => raw,
+            Raw::Column(None) => return zero_value(self.field).serialize(s),
+            Raw::Decoded(v) => return v.serialize(s),
         };
         let plain_text = !matches!(
             self.field.kind,
@@ -147,7 +186,7 @@ impl PointReads {
     }
 }
 
-impl Store {
+impl Sqlite {
     /// The record with `id`, whatever the rules say, handed to `write` as the stored row
     /// (`None`: no such record). A primary-key read: on the calling thread when a reader is
     /// free. `write` runs while the reader is held: keep it to formatting the row.
@@ -175,8 +214,10 @@ impl Store {
             };
             let view = RowView {
                 collection: &c,
-                positions: &entry.positions,
-                row,
+                source: Source::Row {
+                    positions: &entry.positions,
+                    row,
+                },
             };
             Ok(Some(write(&view)))
         })
@@ -185,7 +226,7 @@ impl Store {
 
     /// A list page, each row handed in order to `each` (with `out`, returned afterwards)
     /// while the reader holds it: for a caller that writes rows out as they are instead
-    /// of decoding each into a record first ([`Store::list_records`] decodes them).
+    /// of decoding each into a record first (`list_records` decodes them).
     pub async fn list_rows<S, F>(
         &self,
         q: ListQuery,
@@ -207,8 +248,10 @@ impl Store {
             while let Some(row) = rows.next().map_err(err)? {
                 let view = RowView {
                     collection: &q.collection,
-                    positions: &positions,
-                    row,
+                    source: Source::Row {
+                        positions: &positions,
+                        row,
+                    },
                 };
                 each(&mut out, &view)?;
             }
@@ -270,8 +313,10 @@ mod tests {
         while let Some(row) = rows.next().unwrap() {
             let view = RowView {
                 collection: &c,
-                positions: &positions,
-                row,
+                source: Source::Row {
+                    positions: &positions,
+                    row,
+                },
             };
             let decoded = decode_row(&c, &positions, row).unwrap();
             for (i, f) in c.fields.iter().enumerate() {

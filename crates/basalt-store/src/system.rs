@@ -14,6 +14,28 @@ const MFAS: &str = include_str!("bootstrap/mfas_collection.json");
 const AUTH_ORIGINS: &str = include_str!("bootstrap/auth_origins_collection.json");
 const EXTERNAL_AUTHS: &str = include_str!("bootstrap/external_auths_collection.json");
 
+/// Every default collection, in the order a fresh database gets them (PostgreSQL creates
+/// them at once; SQLite's numbered migrations added them one by one).
+pub(crate) const DEFAULT_COLLECTIONS: &[&str] =
+    &[SUPERUSERS, USERS, OTPS, MFAS, AUTH_ORIGINS, EXTERNAL_AUTHS];
+
+/// A default collection's document, validated against the collections made before it.
+pub(crate) fn default_collection(doc: &str, schema: &Schema) -> Result<Collection, StoreError> {
+    let c: Collection =
+        serde_json::from_str(doc).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let now = basalt_schema::value::now_string();
+    basalt_schema::collection_validate::validate(c, None, schema, &now)
+        .map_err(|e| StoreError::Internal(format!("bootstrap collection: {e}")))
+}
+
+/// The `type` column of a collection's `_collections` row.
+pub(crate) fn kind_name(c: &Collection) -> String {
+    serde_json::to_value(c.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Numbered system migrations; each runs once, in order, in its own transaction. Some
 /// also run a step in Rust after their SQL (see [`after_sql`]).
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -150,11 +172,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<Schema, StoreError> {
 fn bootstrap(conn: &Connection, docs: &[&str]) -> Result<(), StoreError> {
     let mut schema = load_schema(conn)?;
     for doc in docs {
-        let c: Collection =
-            serde_json::from_str(doc).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let now = basalt_schema::value::now_string();
-        let c = basalt_schema::collection_validate::validate(c, None, &schema, &now)
-            .map_err(|e| StoreError::Internal(format!("bootstrap collection: {e}")))?;
+        let c = default_collection(doc, &schema)?;
         crate::collections::create_table(conn, &c)?;
         save_collection(conn, &c)?;
         let mut all: Vec<Collection> = schema.collections().iter().map(|c| (**c).clone()).collect();
@@ -166,10 +184,7 @@ fn bootstrap(conn: &Connection, docs: &[&str]) -> Result<(), StoreError> {
 
 pub(crate) fn save_collection(conn: &Connection, c: &Collection) -> Result<(), StoreError> {
     let doc = serde_json::to_string(c).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let kind = serde_json::to_value(c.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let kind = kind_name(c);
     conn.execute(
         "INSERT INTO _collections (id, name, type, doc, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(id) DO UPDATE SET name = ?2, type = ?3, doc = ?4, updated = ?6",

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Store, StoreConfig, StoreError};
+use crate::engine::Sqlite as Store;
+use crate::{StoreConfig, StoreError};
 
 fn cfg(dir: &std::path::Path) -> StoreConfig {
     StoreConfig {

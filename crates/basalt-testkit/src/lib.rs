@@ -12,6 +12,7 @@ pub mod damage;
 pub mod files;
 pub mod images;
 pub mod multipart;
+pub mod pg;
 pub mod s3;
 pub mod smtp;
 

@@ -18,6 +18,8 @@ const NOTABLE: &[&str] = &[
     "tower",
     "tower-http",
     "rusqlite",
+    "tokio-postgres",
+    "deadpool-postgres",
     "reqwest",
 ];
 
@@ -47,13 +49,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // File storage (local, S3) and thumbnails: never the store, HTTP routes or SQL.
     ("basalt-files", &["basalt-schema", "tokio", "reqwest"]),
     ("basalt-auth", &[]),
-    ("basalt-store", &["basalt-schema", "tokio", "rusqlite"]),
+    ("basalt-store", &["basalt-schema", "tokio", "rusqlite", "tokio-postgres", "deadpool-postgres"]),
     // Pure: no IO, no runtime, no driver.
     ("basalt-schema", &[]),
     ("basalt-net", &[]),
     ("basalt-telemetry", &[]),
     // Dev-only (no crate may list it): runs the real binary for integration tests.
-    ("basalt-testkit", &["tokio", "rusqlite", "reqwest"]),
+    ("basalt-testkit", &["tokio", "rusqlite", "tokio-postgres", "reqwest"]),
 ];
 
 fn metadata() -> Value {

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use basalt_schema::filter::parse;
 use basalt_schema::{Collection, FieldKind, RequestInfo, Schema};
+use basalt_testkit::pg::PgSchema;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params_from_iter};
+use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
 
 use super::tests::{As, CASES, READER_CASES, auth_req, setup, su_req};
 use super::*;
@@ -22,58 +23,17 @@ use crate::{Access, Author, ListQuery, SortKey};
 
 type Answer = Result<(Vec<String>, Option<i64>), String>;
 
-/// A connection to a fresh PostgreSQL schema of its own, dropped by [`Pg::close`].
+/// A connection to a fresh PostgreSQL schema of its own with the dialect's support
+/// functions, dropped by [`Pg::close`].
 struct Pg {
     client: Client,
-    schema: String,
+    schema: PgSchema,
 }
 
 impl Pg {
     async fn connect() -> Option<Pg> {
-        let Ok(url) = std::env::var("BASALT_TEST_PG_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "BASALT_TEST_PG_URL is unset: CI must run the PostgreSQL conformance tests \
-                 (.ci/run starts scripts/pg.sh)"
-            );
-            eprintln!(
-                "notice: BASALT_TEST_PG_URL is unset; the PostgreSQL conformance test is \
-                 skipped (start one with `bash scripts/pg.sh start`)"
-            );
-            return None;
-        };
-        let (client, conn) = tokio_postgres::connect(&url, NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-        tokio::spawn(conn);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        // Schemas left by test processes that died mid-test (a failed assertion skips
-        // `close`) go first; a live process's are its own business.
-        let stale = client
-            .query(
-                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'conformance\\_%'",
-                &[],
-            )
-            .await
-            .expect("schemas");
-        for name in stale.iter().map(|r| r.get::<_, String>(0)) {
-            let pid = name.split('_').nth(1).unwrap_or_default();
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await;
-            }
-        }
-        let schema = format!("conformance_{}_{nanos}", std::process::id());
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA {schema}; SET search_path TO {schema};"
-            ))
-            .await
-            .expect("schema");
+        let schema = PgSchema::create("conformance").await?;
+        let client = schema.connect().await;
         client
             .batch_execute(pg::SUPPORT_SQL)
             .await
@@ -82,10 +42,8 @@ impl Pg {
     }
 
     async fn close(self) {
-        let _ = self
-            .client
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
-            .await;
+        drop(self.client);
+        drop(self.schema);
     }
 
     /// `tests::setup`'s tables and rows, copied from SQLite in rowid order.
@@ -160,7 +118,7 @@ impl Pg {
     async fn ids(&self, page: &SqlFragment, count: Option<&SqlFragment>) -> Answer {
         let rows = self
             .client
-            .query(&page.pg_sql(), &pg_params(&page.params))
+            .query(&page.pg_sql(), &crate::postgres::params(&page.params))
             .await
             .map_err(|e| format!("{e:?}: {}", page.pg_sql()))?;
         let ids = rows
@@ -170,7 +128,7 @@ impl Pg {
         let total = match count {
             Some(c) => Some(
                 self.client
-                    .query_one(&c.pg_sql(), &pg_params(&c.params))
+                    .query_one(&c.pg_sql(), &crate::postgres::params(&c.params))
                     .await
                     .and_then(|r| r.try_get::<_, i64>(0))
                     .map_err(|e| format!("{e:?}: {}", c.pg_sql()))?,
@@ -179,18 +137,6 @@ impl Pg {
         };
         Ok((ids, total))
     }
-}
-
-fn pg_params(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| match p {
-            SqlValue::Null => &None::<String> as &(dyn ToSql + Sync),
-            SqlValue::Integer(i) => i as &(dyn ToSql + Sync),
-            SqlValue::Real(f) => f as &(dyn ToSql + Sync),
-            SqlValue::Text(s) => s as &(dyn ToSql + Sync),
-        })
-        .collect()
 }
 
 fn sqlite_ids(conn: &Connection, page: &SqlFragment, count: Option<&SqlFragment>) -> Answer {

@@ -3,8 +3,6 @@
 
 mod compile;
 mod path;
-// Its statements run once the PostgreSQL engine is wired (issue 18); tested today.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod pg;
 
 #[cfg(test)]
@@ -122,7 +120,6 @@ impl Ty {
 pub(crate) enum Dialect {
     Sqlite,
     /// Needs the support functions of [`pg::SUPPORT_SQL`] in the schema it runs in.
-    #[cfg_attr(not(test), allow(dead_code))]
     Postgres,
 }
 

@@ -27,7 +27,8 @@ pub(crate) const ROWID: &str = "\"_rowid\"";
 /// reads as a number becomes one), `basalt_textkey` its TEXT affinity (a number becomes
 /// its text). `basalt_text` is a value as SQLite's text functions (LIKE, LOWER, LENGTH)
 /// see it. JSON values read as SQLite's `json_extract` returns them: true/false as 1/0,
-/// strings unquoted, arrays and objects as their JSON text.
+/// strings unquoted, arrays and objects as their JSON text. `basalt_jsonb` is text as
+/// JSON when it is JSON, else as a JSON string (a column converted to a json field).
 pub(crate) const SUPPORT_SQL: &str = r#"
 DO $$ BEGIN
   CREATE TYPE basalt_key AS (c integer, n double precision, t text COLLATE "C");
@@ -76,6 +77,10 @@ AS $f$ SELECT CASE jsonb_typeof(v)
   WHEN 'number' THEN ROW(2, 0, v #>> '{}')::basalt_key
   WHEN 'boolean' THEN ROW(2, 0, CASE WHEN v = 'true'::jsonb THEN '1' ELSE '0' END)::basalt_key
   ELSE basalt_key(v) END $f$;
+
+CREATE OR REPLACE FUNCTION basalt_jsonb(v text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $f$ BEGIN RETURN v::jsonb; EXCEPTION WHEN others THEN RETURN to_jsonb(v); END $f$;
 
 CREATE OR REPLACE FUNCTION basalt_text(v double precision) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
