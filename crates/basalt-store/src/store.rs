@@ -38,6 +38,19 @@ macro_rules! on_engine {
     };
 }
 
+/// [`on_engine!`] for an async call: PostgreSQL's future (large: it holds a pooled client
+/// and its statements) is boxed, so every call's future stays the size of SQLite's. The
+/// hot reads' futures are moved on their way to the runtime; unboxed, the PostgreSQL arm
+/// cost get by id 1.6k instructions per request (30,701 -> 32,306, mostly memcpy).
+macro_rules! on_engine_async {
+    ($self:ident, $e:ident => $call:expr) => {
+        match &$self.engine {
+            Engine::Sqlite($e) => $call.await,
+            Engine::Postgres($e) => Box::pin($call).await,
+        }
+    };
+}
+
 impl Store {
     /// Opens (creating when missing) `<data_dir>/data.db`, migrates the system tables and
     /// bootstraps the default collections.
@@ -70,7 +83,7 @@ impl Store {
     /// Resolves with the reason once the writer stopped for good (a panic outside any
     /// job); never while it runs. The binary exits on it so a supervisor restarts it.
     pub async fn writer_stopped(&self) -> String {
-        on_engine!(self, e => e.writer_stopped().await)
+        on_engine_async!(self, e => e.writer_stopped())
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -79,15 +92,15 @@ impl Store {
 
     /// Stops accepting writes, lets those under way finish and closes.
     pub async fn close(&self) {
-        on_engine!(self, e => e.close().await)
+        on_engine_async!(self, e => e.close())
     }
 
     pub async fn get_param(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        on_engine!(self, e => e.get_param(key).await)
+        on_engine_async!(self, e => e.get_param(key))
     }
 
     pub async fn set_param(&self, key: &str, value: Value) -> Result<(), StoreError> {
-        on_engine!(self, e => e.set_param(key, value).await)
+        on_engine_async!(self, e => e.set_param(key, value))
     }
 
     /// Executes `ops` in one transaction: all commit or none do.
@@ -107,11 +120,11 @@ impl Store {
         ops: Vec<WriteOp>,
         req: Arc<RequestInfo>,
     ) -> Result<(Vec<WriteResult>, Vec<DroppedFiles>), StoreError> {
-        on_engine!(self, e => e.write_dropping_files(ops, req).await)
+        on_engine_async!(self, e => e.write_dropping_files(ops, req))
     }
 
     pub async fn list_records(&self, q: ListQuery) -> Result<RecordPage, StoreError> {
-        on_engine!(self, e => e.list_records(q).await)
+        on_engine_async!(self, e => e.list_records(q))
     }
 
     pub async fn get_record(
@@ -121,7 +134,7 @@ impl Store {
         access: Access,
         req: Arc<RequestInfo>,
     ) -> Result<Option<Record>, StoreError> {
-        on_engine!(self, e => e.get_record(collection, id, access, req).await)
+        on_engine_async!(self, e => e.get_record(collection, id, access, req))
     }
 
     /// The records with `ids` that `access` lets the requester see, in `ids` order.
@@ -132,7 +145,7 @@ impl Store {
         access: Access,
         req: Arc<RequestInfo>,
     ) -> Result<Vec<Record>, StoreError> {
-        on_engine!(self, e => e.get_records(collection, ids, access, req).await)
+        on_engine_async!(self, e => e.get_records(collection, ids, access, req))
     }
 
     /// An auth record by an identity field (email matched case-insensitively), with
@@ -143,7 +156,7 @@ impl Store {
         field: &str,
         value: &str,
     ) -> Result<Option<Record>, StoreError> {
-        on_engine!(self, e => e.find_auth_record(collection, field, value).await)
+        on_engine_async!(self, e => e.find_auth_record(collection, field, value))
     }
 
     /// A list page, each row handed in order to `each` (with `out`, returned as the page's
@@ -159,7 +172,7 @@ impl Store {
         S: Send + 'static,
         F: FnMut(&mut S, &RowView<'_>) -> Result<(), StoreError> + Send + 'static,
     {
-        on_engine!(self, e => e.list_rows(q, out, each).await)
+        on_engine_async!(self, e => e.list_rows(q, out, each))
     }
 
     /// The record with `id`, whatever the rules say, handed to `write` as the stored row
@@ -175,11 +188,11 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&RowView<'_>) -> T + Send + 'static,
     {
-        on_engine!(self, e => e.view_row(collection, id, write).await)
+        on_engine_async!(self, e => e.view_row(collection, id, write))
     }
 
     pub async fn create_collection(&self, c: Collection) -> Result<Arc<Collection>, StoreError> {
-        on_engine!(self, e => e.create_collection(c).await)
+        on_engine_async!(self, e => e.create_collection(c))
     }
 
     pub async fn update_collection(
@@ -200,7 +213,7 @@ impl Store {
         id_or_name: &str,
         c: Collection,
     ) -> Result<(Arc<Collection>, Vec<DroppedFiles>), StoreError> {
-        on_engine!(self, e => e.update_collection_dropping_files(id_or_name, c).await)
+        on_engine_async!(self, e => e.update_collection_dropping_files(id_or_name, c))
     }
 
     /// Deletes a collection; answers the stored files it left without a record (all of
@@ -209,7 +222,7 @@ impl Store {
         &self,
         id_or_name: &str,
     ) -> Result<Vec<DroppedFiles>, StoreError> {
-        on_engine!(self, e => e.delete_collection(id_or_name).await)
+        on_engine_async!(self, e => e.delete_collection(id_or_name))
     }
 
     /// Deletes every record (cascading to relations as single deletes would); answers the
@@ -218,7 +231,7 @@ impl Store {
         &self,
         id_or_name: &str,
     ) -> Result<Vec<DroppedFiles>, StoreError> {
-        on_engine!(self, e => e.truncate_collection(id_or_name).await)
+        on_engine_async!(self, e => e.truncate_collection(id_or_name))
     }
 
     /// Creates or updates every given collection (matched by id, then name) in one
@@ -230,13 +243,13 @@ impl Store {
         cols: Vec<Collection>,
         delete_missing: bool,
     ) -> Result<Vec<DroppedFiles>, StoreError> {
-        on_engine!(self, e => e.import_collections(cols, delete_missing).await)
+        on_engine_async!(self, e => e.import_collections(cols, delete_missing))
     }
 
     /// Prunes the change log once, batch after batch until nothing is past its bounds.
     /// Returns how many entries went.
     pub async fn prune_change_log(&self, r: ChangeLogRetention) -> Result<usize, StoreError> {
-        on_engine!(self, e => e.prune_change_log(r).await)
+        on_engine_async!(self, e => e.prune_change_log(r))
     }
 
     /// A receiver of every committed record change, in commit order. A receiver that
@@ -255,6 +268,6 @@ impl Store {
         record: Arc<Record>,
         checks: Vec<SnapshotCheck>,
     ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
-        on_engine!(self, e => e.record_matches(collection, record, checks).await)
+        on_engine_async!(self, e => e.record_matches(collection, record, checks))
     }
 }
