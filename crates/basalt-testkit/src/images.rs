@@ -40,6 +40,13 @@ pub fn png(w: u32, h: u32) -> Vec<u8> {
         b = (b + a) % 65_521;
     }
     z.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    png_with_idat(w, h, &z)
+}
+
+/// A PNG whose header declares an 8-bit RGB `w`×`h` image and whose one IDAT chunk is
+/// `idat` (what [`png`] builds on; a tiny `idat` under a huge size is a decompression
+/// bomb's shape).
+pub fn png_with_idat(w: u32, h: u32, idat: &[u8]) -> Vec<u8> {
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut chunk = |t: &[u8], d: &[u8]| {
         out.extend_from_slice(&(d.len() as u32).to_be_bytes());
@@ -52,7 +59,7 @@ pub fn png(w: u32, h: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&h.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &z);
+    chunk(b"IDAT", idat);
     chunk(b"IEND", &[]);
     out
 }

@@ -4,7 +4,7 @@
 //! no partial record and no stored file without its record; the server lives on.
 
 use basalt_testkit::TestServer;
-use basalt_testkit::images::crc32;
+use basalt_testkit::images::png_with_idat;
 use basalt_testkit::multipart::{BOUNDARY, send, send_body};
 use basalt_testkit::s3::{CutProxy, Moto};
 use serde_json::{Value, json};
@@ -23,21 +23,7 @@ async fn docs(s: &TestServer, su: &str) -> String {
 
 /// A PNG whose header declares `w`×`h` with one tiny IDAT: a decompression bomb's shape.
 fn bomb_png(w: u32, h: u32) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |t: &[u8], d: &[u8]| {
-        out.extend_from_slice(&(d.len() as u32).to_be_bytes());
-        let mut td = t.to_vec();
-        td.extend_from_slice(d);
-        out.extend_from_slice(&td);
-        out.extend_from_slice(&crc32(&td).to_be_bytes());
-    };
-    let mut ihdr = w.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0, 0, 0, 1, 0, 1]);
-    chunk(b"IEND", &[]);
-    out
+    png_with_idat(w, h, &[0x78, 0x9c, 0x63, 0, 0, 0, 1, 0, 1])
 }
 
 async fn healthy(s: &TestServer) {
