@@ -10,6 +10,7 @@ mod batch;
 mod body;
 mod collections;
 mod cors;
+mod crons;
 mod error;
 mod files;
 mod hot_get;
@@ -202,6 +203,8 @@ pub fn router(state: ApiState, config: &ApiConfig) -> ApiService {
         )
         .route("/api/backups/{key}/restore", post(backups::restore))
         .route("/api/settings/test/s3", post(settings::test_s3))
+        .route("/api/crons", get(crons::list))
+        .route("/api/crons/{id}", post(crons::run))
         .route(
             "/api/realtime",
             get(realtime::connect).post(realtime::set_subscriptions),

@@ -16,6 +16,7 @@ pub mod backups;
 pub mod batch;
 mod caller;
 pub mod collections;
+pub mod crons;
 mod error;
 pub mod files;
 mod password;
@@ -47,4 +48,6 @@ pub struct Services {
     pub files: files::Files,
     /// Backups of the data dir, and the restart a restore asks for.
     pub backups: backups::Backups,
+    /// The cron jobs running now, so a job never overlaps itself.
+    pub crons: crons::Crons,
 }

@@ -97,7 +97,7 @@ fn check_backups(b: &Value) -> ServiceResult<()> {
     if cron.is_empty() {
         return Ok(());
     }
-    if let Err(e) = crate::backups::cron::Schedule::parse(cron) {
+    if let Err(e) = crate::crons::Schedule::parse(cron) {
         return fail("cron", "validation_invalid_cron", e);
     }
     match b["cronMaxKeep"].as_i64() {

@@ -453,4 +453,15 @@ impl Sqlite {
         })
         .await
     }
+
+    /// Refreshes the planner's statistics where SQLite judges them stale (`PRAGMA
+    /// optimize`), as a writer job between the others.
+    pub async fn optimize(&self) -> Result<(), StoreError> {
+        self.write_job(|conn, _| {
+            conn.execute_batch("PRAGMA optimize")
+                .map(|()| ((), None))
+                .map_err(crate::records::err)
+        })
+        .await
+    }
 }

@@ -252,6 +252,12 @@ impl Store {
         on_engine_async!(self, e => e.prune_change_log(r))
     }
 
+    /// Refreshes the query planner's statistics: `PRAGMA optimize` on SQLite, `ANALYZE`
+    /// on PostgreSQL. The daily `__pbDBOptimize__` cron job calls it.
+    pub async fn optimize(&self) -> Result<(), StoreError> {
+        on_engine_async!(self, e => e.optimize())
+    }
+
     /// A receiver of every committed record change, in commit order. A receiver that
     /// falls more than the bus capacity behind gets `RecvError::Lagged` with the count
     /// it missed.

@@ -177,6 +177,7 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
             oauth2: basalt_oauth2::ProviderClient::new(Duration::from_secs(30))?,
             files: files(&cfg)?,
             backups: backups.clone(),
+            crons: Default::default(),
         },
         metrics,
         realtime: realtime.clone(),
@@ -212,19 +213,14 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
             .clone()
             .run(basalt_api::realtime_renderer(state.clone())),
     );
-    // The backup schedule (`backups.cron`) and the orphan sweep (now, then hourly).
-    let schedule = tokio::spawn(basalt_service::backups::run_schedule(state.service.clone()));
-    let sweep = tokio::spawn(basalt_service::files::sweep::run_periodically(
-        store.clone(),
-        state.service.files.clone(),
-        Duration::from_secs(3600),
-    ));
+    // The cron jobs: maintenance, the backup schedule (`backups.cron`) and the orphan
+    // sweep (now, then hourly).
+    let schedule = tokio::spawn(basalt_service::crons::run_schedule(state.service.clone()));
     let app = basalt_api::router(state, &api);
     if let Some(edge_cfg) = cfg.edge.clone() {
         let res = serve_behind_edge(&cfg, edge_cfg, file, app, &realtime, &store, &backups).await;
         fanout.abort();
         schedule.abort();
-        sweep.abort();
         store.close().await;
         tracing::info!("database closed; bye");
         return served(res?);
@@ -248,7 +244,6 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     }
     fanout.abort();
     schedule.abort();
-    sweep.abort();
     store.close().await;
     tracing::info!("database closed; bye");
     served(stop)

@@ -664,6 +664,17 @@ fn system_paths(paths: &mut Map<String, Value>, audience: Audience) {
         "patch": op("settings", "Update the settings".into(), su.clone(), json!({"operationId": "update_settings", "requestBody": json_body(json!({"type": "object"}), true), "responses": responses((200, "The settings.", Some(json!({"type": "object"}))), &[400, 401, 403])})),
     }));
     backups_paths(paths);
+    let job = json!({"type": "object", "required": ["id", "expression"], "properties": {
+        "id": {"type": "string"}, "expression": {"type": "string"}}});
+    paths.insert("/api/crons".into(), json!({
+        "get": op("crons", "List the cron jobs".into(), format!("{su} The maintenance jobs, and `__pbAutoBackup__` while `backups.cron` is set."), json!({"operationId": "list_crons",
+            "responses": responses((200, "Every cron job.", Some(json!({"type": "array", "items": job}))), &[401, 403])})),
+    }));
+    paths.insert("/api/crons/{id}".into(), json!({
+        "post": op("crons", "Run a cron job".into(), format!("{su} Starts the job in the background; a job already running is not started twice."), json!({"operationId": "run_cron",
+            "parameters": [path_param("id", "The job's id.")],
+            "responses": responses((204, "Started.", None), &[401, 403, 404])})),
+    }));
     paths.insert("/api/settings/test/s3".into(), json!({
         "post": op("settings", "Test the S3 settings".into(), format!("{su} Writes and deletes a small object with the saved settings."), json!({"operationId": "test_s3", "requestBody": json_body(json!({"type": "object", "required": ["filesystem"], "properties": {"filesystem": {"type": "string", "enum": ["storage", "backups"]}}}), true), "responses": responses((204, "The bucket is reachable.", None), &[400, 401, 403])})),
     }));

@@ -32,6 +32,7 @@ use crate::tokens::{duration, sign, text};
 use crate::{Caller, Services};
 
 pub use alerts::Origin;
+pub(crate) use system::purge_all_expired;
 
 /// The rate limit in front of an auth flow, kept by the protocol (it knows the client's
 /// address): admits one `action` attempt on collection `c` for `identity` (an email,

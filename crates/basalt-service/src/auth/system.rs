@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
+use basalt_schema::collection::AuthOptions;
 use basalt_schema::{Collection, RequestInfo};
 use basalt_store::{Access, Author, ListQuery, Record, WriteOp};
 use serde_json::{Map, Value};
 
 use crate::Services;
 use crate::error::{ServiceError, ServiceResult};
-use crate::tokens::text;
+use crate::tokens::{options, text};
 
 pub(super) fn system_collection(svc: &Services, name: &str) -> ServiceResult<Arc<Collection>> {
     svc.store.schema().by_name(name).cloned().ok_or_else(|| {
@@ -66,6 +67,86 @@ pub(super) async fn purge_expired(
     {
         tracing::warn!(error = %e, collection = sys.name.as_str(), "could not purge expired auth entries");
     }
+}
+
+/// How many expired entries one cleanup write deletes.
+const PURGE_BATCH: u64 = 500;
+
+/// Deletes every entry of `sys_name` (`_otps` or `_mfas`) older than its auth
+/// collection allows (`max_age` of the collection's options, in seconds), a batch per
+/// write; returns how many went. The hourly `__pbOTPCleanup__` / `__pbMFACleanup__` cron
+/// jobs.
+pub(crate) async fn purge_all_expired(
+    svc: &Services,
+    sys_name: &str,
+    max_age: fn(&AuthOptions) -> i64,
+) -> ServiceResult<u64> {
+    let sys = system_collection(svc, sys_name)?;
+    let now = chrono::Utc::now();
+    let mut removed = 0;
+    for c in svc
+        .store
+        .schema()
+        .collections()
+        .iter()
+        .filter(|c| c.is_auth())
+    {
+        let Some(cutoff) = chrono::TimeDelta::try_seconds(max_age(&options(c)))
+            .and_then(|d| now.checked_sub_signed(d))
+        else {
+            continue;
+        };
+        let params = Map::from_iter([
+            ("c".to_string(), Value::String(c.id.clone())),
+            (
+                "t".to_string(),
+                Value::String(cutoff.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string()),
+            ),
+        ]);
+        let filter = basalt_schema::filter::parse_with_params(
+            "collectionRef = {:c} && created < {:t}",
+            &params,
+        )
+        .map_err(|_| ServiceError::internal())?;
+        loop {
+            let page = svc
+                .store
+                .list_records(ListQuery {
+                    collection: sys.clone(),
+                    filter: Some(filter.clone()),
+                    access: Access::Unrestricted,
+                    sort: vec![],
+                    author: Author::Server,
+                    page: 1,
+                    per_page: PURGE_BATCH,
+                    skip_total: true,
+                    request: Arc::new(RequestInfo::default()),
+                })
+                .await
+                .map_err(|e| ServiceError::from_store(e, "Failed to clean up."))?;
+            let ops: Vec<WriteOp> = page
+                .items
+                .iter()
+                .map(|r| WriteOp::Delete {
+                    collection: sys.clone(),
+                    id: text(r, "id").to_string(),
+                    access: Access::Unrestricted,
+                })
+                .collect();
+            let n = ops.len() as u64;
+            if n > 0 {
+                svc.store
+                    .write(ops, Arc::new(RequestInfo::default()))
+                    .await
+                    .map_err(|e| ServiceError::from_store(e, "Failed to clean up."))?;
+            }
+            removed += n;
+            if n < PURGE_BATCH {
+                break;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// The entries of a system collection (`_otps`, `_mfas`, `_authOrigins`) for one record,

@@ -13,7 +13,6 @@
 //! One create or restore runs at a time.
 
 pub mod archive;
-pub mod cron;
 pub mod restore;
 mod schedule;
 mod target;
@@ -30,7 +29,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 pub use archive::ArchiveError;
-pub use schedule::{run_schedule, tick};
+pub use schedule::{AutoBackup, auto_backup};
 use target::Target;
 
 use crate::error::{ServiceError, ServiceResult};

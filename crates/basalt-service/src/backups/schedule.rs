@@ -1,56 +1,26 @@
-//! `backups.cron` and `backups.cronMaxKeep`: each minute the settings are read; when the
-//! minute is due a backup named `@auto_pb_backup_{app}_{time}.zip` is made, then the
-//! oldest scheduled backups beyond `cronMaxKeep` are deleted (backups made by hand or
-//! uploaded are never pruned), as PocketBase does.
+//! `backups.cron` and `backups.cronMaxKeep`: the `__pbAutoBackup__` cron job makes a
+//! backup named `@auto_pb_backup_{app}_{time}.zip`, then deletes the oldest scheduled
+//! backups beyond `cronMaxKeep` (backups made by hand or uploaded are never pruned), as
+//! PocketBase does. When it runs is the cron schedule's business (`crate::crons`).
 
-use std::time::Duration;
-
-use chrono::{DateTime, Timelike, Utc};
-
-use super::cron::Schedule;
 use super::{AUTO_PREFIX, default_name};
 use crate::Services;
 
-/// Runs the schedule until the task is dropped.
-pub async fn run_schedule(svc: Services) {
-    loop {
-        let now = Utc::now();
-        // Wake a second into the next minute, so the due minute is the one we are in.
-        let wait = 61 - u64::from(now.second()).min(60);
-        tokio::time::sleep(Duration::from_secs(wait)).await;
-        tick(&svc, Utc::now()).await;
-    }
-}
-
-/// What one minute of the schedule did.
+/// What one run of the scheduled backup did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Tick {
-    /// The backup made, if the minute was due.
+pub struct AutoBackup {
+    /// The backup made, unless making it failed.
     pub created: Option<String>,
     /// Scheduled backups deleted beyond `cronMaxKeep`.
     pub pruned: Vec<String>,
 }
 
-/// Runs the schedule's work for the minute of `now`.
-pub async fn tick(svc: &Services, now: DateTime<Utc>) -> Tick {
-    let mut out = Tick::default();
+/// Makes the scheduled backup and prunes the scheduled ones beyond `cronMaxKeep`.
+pub async fn auto_backup(svc: &Services) -> AutoBackup {
+    let mut out = AutoBackup::default();
     let Ok(settings) = crate::settings::load(svc).await else {
         return out;
     };
-    let expr = settings["backups"]["cron"].as_str().unwrap_or_default();
-    if expr.is_empty() {
-        return out;
-    }
-    let schedule = match Schedule::parse(expr) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(cron = expr, error = %e, "backups.cron does not parse: no backup");
-            return out;
-        }
-    };
-    if !schedule.is_due(now) {
-        return out;
-    }
     let app = settings["meta"]["appName"].as_str().unwrap_or_default();
     let name = default_name(AUTO_PREFIX, app);
     match svc

@@ -200,20 +200,17 @@ async fn judge(
     Ok(())
 }
 
-/// Sweeps now and then every `every`, logging what each run did; runs until dropped.
-pub async fn run_periodically(store: Store, files: Files, every: Duration) {
-    loop {
-        match sweep(&store, &files, SweepOptions::default()).await {
-            Ok(r) if r.removed > 0 || r.deferred > 0 => tracing::info!(
-                examined = r.examined,
-                removed = r.removed,
-                young = r.young,
-                deferred = r.deferred,
-                "orphan sweep removed files no record names"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
-        }
-        tokio::time::sleep(every).await;
+/// Sweeps once and logs what it did (the hourly `__basaltFilesSweep__` cron job).
+pub async fn sweep_and_log(store: &Store, files: &Files) {
+    match sweep(store, files, SweepOptions::default()).await {
+        Ok(r) if r.removed > 0 || r.deferred > 0 => tracing::info!(
+            examined = r.examined,
+            removed = r.removed,
+            young = r.young,
+            deferred = r.deferred,
+            "orphan sweep removed files no record names"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
     }
 }

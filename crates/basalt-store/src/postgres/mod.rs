@@ -219,6 +219,12 @@ async fn get(pool: &Pool) -> Result<Object, StoreError> {
 }
 
 impl Postgres {
+    /// Refreshes the planner's statistics of every table (`ANALYZE`).
+    pub(crate) async fn optimize(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.batch_execute("ANALYZE").await.map_err(pg_err)
+    }
+
     /// Prunes the change log batch after batch (each its own short transaction) until
     /// nothing is past `r`'s bounds; returns how many entries went.
     pub(crate) async fn prune_change_log(

@@ -1,4 +1,4 @@
-//! Five-field cron expressions as PocketBase reads them for `backups.cron`: minute, hour,
+//! Five-field cron expressions as PocketBase reads them (its cron jobs and `backups.cron`): minute, hour,
 //! day of month, month, day of week (0-6, Sunday 0), each `*`, a number, a range `a-b`,
 //! a step `*/n` or `a-b/n`, or a comma list of those; or one of the macros `@yearly`,
 //! `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`. A minute is due
