@@ -96,7 +96,7 @@ pub(crate) async fn metrics(
     (
         [(
             header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(),
     )
@@ -204,9 +204,7 @@ where
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.starts_with("application/json") || v.starts_with("application/openmetrics")
-        });
+        .is_some_and(|v| v.starts_with("application/json"));
     if status.is_client_error() || status.is_server_error() {
         if is_json {
             return res;

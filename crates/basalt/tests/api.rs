@@ -840,6 +840,15 @@ async fn cors_metrics_and_request_ids() {
         Some("*")
     );
     assert!(res.headers().get("x-request-id").is_some());
+    // The body is Prometheus's text format, and the header says so: a scraper told
+    // OpenMetrics would demand its `# EOF` and reject the scrape.
+    let res = s.http.get(s.url("/metrics")).send().await.expect("metrics");
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     let text = s.metrics_text().await;
     assert!(text.contains("basalt_http_requests_total"), "{text}");
     assert!(text.contains("basalt_db_writer_queue_capacity"), "{text}");
