@@ -4,6 +4,7 @@
 //! It must never know about any other Basalt crate.
 
 mod http_series;
+mod process;
 
 use http_series::RequestSeries;
 use prometheus::{
@@ -310,7 +311,7 @@ impl Metrics {
         local.flush();
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition: Basalt's series, then the process's.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         if TextEncoder::new()
@@ -319,7 +320,9 @@ impl Metrics {
         {
             return String::new();
         }
-        String::from_utf8(buf).unwrap_or_default()
+        let mut out = String::from_utf8(buf).unwrap_or_default();
+        process::render(&mut out);
+        out
     }
 }
 

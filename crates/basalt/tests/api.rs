@@ -852,6 +852,8 @@ async fn cors_metrics_and_request_ids() {
     let text = s.metrics_text().await;
     assert!(text.contains("basalt_http_requests_total"), "{text}");
     assert!(text.contains("basalt_db_writer_queue_capacity"), "{text}");
+    assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    assert!(text.contains("\nprocess_open_fds "), "{text}");
     // promtool validates the exposition when it is installed (CI installs it).
     if let Ok(mut child) = std::process::Command::new("promtool")
         .args(["check", "metrics"])
