@@ -243,14 +243,28 @@ fn write_returning(
 
 /// Inserts `r` into `c`'s table and returns the stored row.
 fn insert(conn: &Connection, c: &Collection, r: &Record) -> Result<Record, StoreError> {
-    let cols: Vec<String> = c.fields.iter().map(|f| q(&f.name)).collect();
-    let marks = vec!["?"; cols.len()].join(", ");
-    let sql = format!(
-        "INSERT INTO {} ({}) VALUES ({marks}) RETURNING *",
-        q(&c.name),
-        cols.join(", ")
-    );
-    write_returning(conn, c, &sql, &encoded(c, r))?.ok_or(StoreError::NotFound)
+    write_returning(conn, c, &insert_sql(c), &encoded(c, r))?.ok_or(StoreError::NotFound)
+}
+
+/// `INSERT INTO "c" ("f1", ...) VALUES (?, ...) RETURNING *`, written into one string:
+/// it is built for every create, so no string per column.
+fn insert_sql(c: &Collection) -> String {
+    let mut sql = String::with_capacity(48 + 24 * c.fields.len());
+    sql.push_str("INSERT INTO ");
+    D.push_quoted(&mut sql, &c.name);
+    sql.push_str(" (");
+    for (i, f) in c.fields.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        D.push_quoted(&mut sql, &f.name);
+    }
+    sql.push_str(") VALUES (");
+    for i in 0..c.fields.len() {
+        sql.push_str(if i == 0 { "?" } else { ", ?" });
+    }
+    sql.push_str(") RETURNING *");
+    sql
 }
 
 /// Replaces the row of record `id` with `r` and returns the stored row.
@@ -260,19 +274,26 @@ fn update_row(
     id: &str,
     r: &Record,
 ) -> Result<Record, StoreError> {
-    let sets: Vec<String> = c
-        .fields
-        .iter()
-        .map(|f| format!("{} = ?", q(&f.name)))
-        .collect();
     let mut values = encoded(c, r);
     values.push(SqlValue::Text(id.to_string()));
-    let sql = format!(
-        "UPDATE {} SET {} WHERE id = ? RETURNING *",
-        q(&c.name),
-        sets.join(", ")
-    );
-    write_returning(conn, c, &sql, &values)?.ok_or(StoreError::NotFound)
+    write_returning(conn, c, &update_sql(c), &values)?.ok_or(StoreError::NotFound)
+}
+
+/// `UPDATE "c" SET "f1" = ?, ... WHERE id = ? RETURNING *`, written into one string.
+fn update_sql(c: &Collection) -> String {
+    let mut sql = String::with_capacity(48 + 28 * c.fields.len());
+    sql.push_str("UPDATE ");
+    D.push_quoted(&mut sql, &c.name);
+    sql.push_str(" SET ");
+    for (i, f) in c.fields.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        D.push_quoted(&mut sql, &f.name);
+        sql.push_str(" = ?");
+    }
+    sql.push_str(" WHERE id = ? RETURNING *");
+    sql
 }
 
 fn create(

@@ -125,7 +125,21 @@ pub(crate) enum Dialect {
 
 impl Dialect {
     pub fn quote(self, ident: &str) -> String {
-        format!("\"{}\"", ident.replace('"', "\"\""))
+        let mut out = String::with_capacity(ident.len() + 2);
+        self.push_quoted(&mut out, ident);
+        out
+    }
+
+    /// Appends `ident` quoted to `out` (no allocation of its own).
+    pub fn push_quoted(self, out: &mut String, ident: &str) {
+        out.push('"');
+        for (i, part) in ident.split('"').enumerate() {
+            if i > 0 {
+                out.push_str("\"\"");
+            }
+            out.push_str(part);
+        }
+        out.push('"');
     }
 
     /// A FROM item aliased `alias` whose column `value` holds the items of a JSON array

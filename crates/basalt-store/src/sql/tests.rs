@@ -626,3 +626,18 @@ fn the_largest_accepted_filter_still_runs() {
         Ok(vec![])
     );
 }
+
+#[test]
+fn identifiers_are_quoted_with_inner_quotes_doubled() {
+    for (ident, quoted) in [
+        ("title", "\"title\""),
+        ("", "\"\""),
+        ("a\"b", "\"a\"\"b\""),
+        ("\"\"", "\"\"\"\"\"\""),
+    ] {
+        assert_eq!(Dialect::Sqlite.quote(ident), quoted);
+        let mut out = String::from("x.");
+        Dialect::Postgres.push_quoted(&mut out, ident);
+        assert_eq!(out, format!("x.{quoted}"));
+    }
+}
