@@ -147,3 +147,95 @@ fn alerts_and_dashboard_read_only_exported_series() {
         );
     }
 }
+
+/// `ExecStart`'s words of the systemd unit.
+fn exec_start(unit: &str) -> Vec<String> {
+    unit.lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn systemd_unit_verifies_and_its_command_serves() {
+    let unit = read("deploy/systemd/basalt.service");
+    let words = exec_start(&unit);
+    let bin = env!("CARGO_BIN_EXE_basalt");
+    let dir = tempfile::tempdir().expect("tmp");
+    match Command::new("systemd-analyze").arg("--version").output() {
+        Ok(_) => {
+            // verify wants the command to exist: the unit as installed, with this build.
+            let path = dir.path().join("basalt.service");
+            std::fs::write(&path, unit.replace(&words[0], bin)).expect("write unit");
+            let out = Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&path)
+                .output()
+                .expect("systemd-analyze");
+            let err = String::from_utf8_lossy(&out.stderr);
+            // Unknown or misspelt keys are only warnings on stderr, with status 0.
+            assert!(out.status.success() && err.trim().is_empty(), "{err}");
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "systemd-analyze is required under CI: {e}"
+            );
+            eprintln!("systemd-analyze not installed ({e}): the unit is not verified here");
+        }
+    }
+    // The command line itself serves: flags renamed in the binary would break the unit.
+    let port = basalt_testkit::free_port();
+    let data = dir.path().join("data");
+    let args: Vec<String> = words[1..]
+        .iter()
+        .map(|w| match w.as_str() {
+            "127.0.0.1:8090" => format!("127.0.0.1:{port}"),
+            "/var/lib/basalt" => data.display().to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    assert!(args.contains(&format!("127.0.0.1:{port}")), "{words:?}");
+    let mut child = Command::new(bin)
+        .args(&args)
+        .env("BASALT_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let healthy = loop {
+        if health_ok(port) {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(healthy, "`{}` did not serve /api/health", words.join(" "));
+    assert!(
+        data.join("data.db").exists(),
+        "the data dir of the unit holds the database"
+    );
+}
+
+/// `GET /api/health` on 127.0.0.1:`port` answers 200.
+fn health_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
