@@ -26,49 +26,51 @@ pub(crate) fn render(out: &mut String) {
     let Some(s) = read() else {
         return;
     };
-    let mut series = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        );
-    };
-    series(
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds.",
-        s.cpu_seconds.to_string(),
-    );
-    series(
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory size in bytes.",
-        s.resident_bytes.to_string(),
-    );
-    series(
-        "process_virtual_memory_bytes",
-        "gauge",
-        "Virtual memory size in bytes.",
-        s.virtual_bytes.to_string(),
-    );
-    series(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since unix epoch in seconds.",
-        s.start_time_seconds.to_string(),
-    );
-    series(
-        "process_open_fds",
-        "gauge",
-        "Number of open file descriptors.",
-        s.open_fds.to_string(),
-    );
-    if let Some(max) = s.max_fds {
-        series(
+    let series = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            Some(s.cpu_seconds.to_string()),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            Some(s.resident_bytes.to_string()),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            Some(s.virtual_bytes.to_string()),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            Some(s.start_time_seconds.to_string()),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            Some(s.open_fds.to_string()),
+        ),
+        (
             "process_max_fds",
             "gauge",
             "Maximum number of open file descriptors.",
-            max.to_string(),
-        );
+            s.max_fds.map(|m| m.to_string()),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        if let Some(value) = value {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        }
     }
 }
 
