@@ -127,6 +127,12 @@ function scenario() {
   add("batch failing", "POST", "/api/batch", { requests: [{ method: "POST", url: "/api/collections/tags/records", body: { label: "b3" } }, { method: "POST", url: "/api/collections/tags/records", body: {} }] }, su);
   add("batch left nothing", "GET", `/api/collections/tags/records?filter=${encodeURIComponent("label = 'b3'")}`, undefined, su);
   add("settings anon", "GET", "/api/settings");
+  add("crons anon", "GET", "/api/crons");
+  add("crons as ann", "GET", "/api/crons", undefined, "ann");
+  add("settings as ann", "GET", "/api/settings", undefined, "ann");
+  add("collections as ann", "GET", "/api/collections", undefined, "ann");
+  add("run missing cron", "POST", "/api/crons/no_such_job", undefined, su);
+  add("run otp cleanup", "POST", "/api/crons/__pbOTPCleanup__", undefined, su);
   add("truncate tags", "DELETE", "/api/collections/tags/truncate", undefined, su);
   add("delete su collection", "DELETE", "/api/collections/_superusers", undefined, su);
   add("refresh ann", "POST", "/api/collections/users/auth-refresh", undefined, "ann");

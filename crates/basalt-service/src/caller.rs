@@ -26,7 +26,7 @@ impl Caller {
     pub fn require_superuser(&self) -> ServiceResult<()> {
         match &self.0 {
             None => Err(ServiceError::unauthorized()),
-            Some(a) if !a.is_superuser => Err(ServiceError::superusers_only()),
+            Some(a) if !a.is_superuser => Err(ServiceError::not_allowed()),
             Some(_) => Ok(()),
         }
     }

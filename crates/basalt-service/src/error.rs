@@ -72,8 +72,15 @@ impl ServiceError {
         Self::new(ErrorKind::Forbidden, message)
     }
 
+    /// A records action whose rule is null (superusers only).
     pub fn superusers_only() -> Self {
         Self::forbidden("Only superusers can perform this action.")
+    }
+
+    /// A signed-in caller who is not a superuser on a superusers-only route (settings,
+    /// collections, backups, crons, impersonation): PocketBase's words for its route guard.
+    pub fn not_allowed() -> Self {
+        Self::forbidden("The authorized record is not allowed to perform this action.")
     }
 
     pub fn unauthorized() -> Self {

@@ -62,14 +62,7 @@ pub async fn impersonate(
     caller: &Caller,
     input: Impersonation,
 ) -> ServiceResult<Session> {
-    if caller.0.is_none() {
-        return Err(ServiceError::unauthorized());
-    }
-    if !caller.is_superuser() {
-        return Err(ServiceError::forbidden(
-            "The authorized record is not allowed to perform this action.",
-        ));
-    }
+    caller.require_superuser()?;
     let c = auth_collection(svc, &input.collection)?;
     let secs = input
         .duration
