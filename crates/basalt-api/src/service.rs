@@ -12,16 +12,18 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderValue, Request, StatusCode};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
 use futures_util::FutureExt;
 use futures_util::future::Either;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use tower::Service;
 use tower::ServiceExt;
 use tower::util::Oneshot;
@@ -101,8 +103,123 @@ where
         if let Some(peer) = self.peer {
             req.extensions_mut().insert(ConnectInfo(peer));
         }
-        Either::Right(self.shared.stack.clone().oneshot(req.map(Body::new)))
+        if req.body().is_end_stream() {
+            return Either::Right(self.shared.stack.clone().oneshot(req.map(Body::new)));
+        }
+        // A request with a body: what its handler leaves unread is read after it, so
+        // the connection stays usable (see `Leftover`).
+        // A client that asked to be told before sending its body is not made to send it
+        // just to be thrown away: its connection is closed instead.
+        let may_drain = req
+            .headers()
+            .get(header::EXPECT)
+            .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let slot = Slot::default();
+        let req = req.map(|b| {
+            Body::new(Leftover {
+                inner: Some(Body::new(b)),
+                slot: slot.clone(),
+            })
+        });
+        let stack = self.shared.stack.clone();
+        Either::Left(Box::pin(async move {
+            let Ok(mut res) = stack.oneshot(req).await;
+            if !drain(&slot, may_drain).await {
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(res)
+        }))
     }
+}
+
+/// Where a request body goes when its handler drops it unread.
+type Slot = Arc<Mutex<Option<Body>>>;
+
+/// How much of a body its handler left unread is read after it, and for how long: as Go's
+/// server does (PocketBase's), small leftovers are read so the client may send its next
+/// request on the same connection.
+const DRAIN_BYTES: usize = 256 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// A request body that, dropped before its end (an upload refused as too large while it
+/// still arrives), hands what is left to its [`Slot`]. hyper gives up on a connection
+/// whose request body was not read, and closes it after the answer without saying so:
+/// a client that reuses it (browsers, undici, the SDKs) sends its next request into a
+/// closed socket and gets a broken pipe instead of an answer.
+struct Leftover {
+    inner: Option<Body>,
+    slot: Slot,
+}
+
+impl HttpBody for Leftover {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = Pin::new(inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.inner = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        if let Some(body) = self.inner.take().filter(|b| !b.is_end_stream()) {
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
+        }
+    }
+}
+
+/// Reads and discards what a handler left of its request body, within [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`] (not at all unless `may_drain`); false when it had to stop short (the
+/// connection then closes).
+async fn drain(slot: &Slot, may_drain: bool) -> bool {
+    let left = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(mut body) = left else {
+        return true;
+    };
+    if !may_drain {
+        return false;
+    }
+    let read = async {
+        let mut budget = DRAIN_BYTES;
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => {
+                    let n = frame.data_ref().map_or(0, Bytes::len);
+                    if n > budget {
+                        return false;
+                    }
+                    budget -= n;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(DRAIN_TIME, read)
+        .await
+        .unwrap_or(false)
 }
 
 /// The hot answer with what the stack adds around it.
