@@ -11,7 +11,7 @@ requested once by `--cold-threads` Python clients (a thumb costs milliseconds of
 CPU, the client's share is negligible). Then the peak RSS (VmHWM) of a fresh server
 during one 1 GiB upload, streamed from a generator so the client holds none of it. Each
 round also runs the download against the bare hyper server of `bench/limit` serving the
-same 1 MiB body: the ceiling this machine and client allow. Writes a table with medians,
+same 1 MiB body, a reference for what wrk and the loopback carry. Writes a table with medians,
 Basalt/PocketBase ratios and the load average to stdout and, with --out, to a Markdown
 file. Servers are killed at the end; every run is bounded by --duration.
 
@@ -192,7 +192,7 @@ def limit_download(a):
     bare hyper server of bench/limit, driven by the same wrk run."""
     with tempfile.NamedTemporaryFile("wb", delete=False) as body:
         body.write(b"d" * (1 << 20))
-    binary = os.path.join(ROOT, "bench", "limit", "target", "release", "basalt-bench-limit")
+    binary = a.limit_bin or os.path.join(ROOT, "bench", "limit", "target", "release", "basalt-bench-limit")
     if not os.path.exists(binary):
         subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path",
                         os.path.join(ROOT, "bench", "limit", "Cargo.toml")], check=True,
@@ -237,6 +237,7 @@ def main():
     p.add_argument("--thumbs", type=int, default=200)
     p.add_argument("--no-limit", action="store_true", help="skip the bare-server download run")
     p.add_argument("--no-rss", action="store_true", help="skip the 1 GiB upload")
+    p.add_argument("--limit-bin", help="a built bench/limit server (else built here)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out")
     a = p.parse_args()
@@ -280,8 +281,8 @@ def main():
                      f"{hb[0]:.0f} -> {hb[1]:.0f} | {pb_[0]:.0f} -> {pb_[1]:.0f} | |")
     if limits:
         lines += ["", f"The same download run against the bare hyper server of `bench/limit` answering the "
-                  f"same 1 MiB body (no application work): {statistics.median(limits):.1f} req/s "
-                  f"(median of {len(limits)}), the ceiling this machine and client allow."]
+                  f"same 1 MiB body as one buffer (no application work): {statistics.median(limits):.1f} req/s "
+                  f"(median of {len(limits)}), a reference for what wrk and the loopback carry."]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
