@@ -19,6 +19,6 @@ pub mod thumbs;
 
 pub use error::StorageError;
 pub use key::ObjectKey;
-pub use local::LocalStorage;
+pub use local::{Durability, LocalStorage};
 pub use s3::{S3Settings, S3Storage};
 pub use storage::{ByteRange, ByteStream, Download, ObjectMeta, ObjectStream, Storage};

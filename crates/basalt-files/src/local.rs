@@ -1,17 +1,23 @@
 //! Storage on the local filesystem under one root directory (the data dir's `storage/`,
 //! as PocketBase lays it out). Writes are atomic: a hidden temporary file in the target
-//! directory, fsynced, renamed over the key, then the directory fsynced; a failed or
-//! oversized write removes its temporary file. Keys are validated paths, so nothing
-//! leaves the root.
+//! directory, renamed over the key; a failed or oversized write removes its temporary
+//! file. With [`Durability::PowerLoss`] the file is fsynced before the rename and the
+//! directory after it. Keys are validated paths, so nothing leaves the root.
+//!
+//! Each operation's blocking file work runs in one `spawn_blocking` call (open, stat and
+//! the first chunk of a read together; a whole put from a spooled file together), since
+//! every hop to the blocking pool costs more than the system calls of a small file.
 
-use std::io::SeekFrom;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::fs;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio_util::io::ReaderStream;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::storage::ObjectStream;
 use crate::storage::{CHUNK, read_limited};
@@ -22,12 +28,42 @@ use futures_util::StreamExt;
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
+    durability: Durability,
+}
+
+/// What a completed [`Storage::put`] on local disk survives; the binary picks the one the
+/// database promises (`synchronous=NORMAL` or `FULL`), so a record and its files promise
+/// the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The process's crash (`kill -9`): the file is written and renamed into place, and
+    /// the kernel's page cache holds it. An OS crash or power loss may lose it, as it may
+    /// lose the last commits of a database in `synchronous=NORMAL` (PocketBase does not
+    /// fsync uploads either).
+    Process,
+    /// Also an OS crash or power loss: the file is fsynced before its rename and its
+    /// directory after it.
+    PowerLoss,
 }
 
 impl LocalStorage {
-    /// Storage under `root` (created on first write).
+    /// Storage under `root` (created on first write), fsyncing every write
+    /// ([`Durability::PowerLoss`]).
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
-        LocalStorage { root: root.into() }
+        LocalStorage::with_durability(root, Durability::PowerLoss)
+    }
+
+    /// Storage under `root` whose writes survive what `durability` says.
+    pub fn with_durability(root: impl Into<PathBuf>, durability: Durability) -> LocalStorage {
+        LocalStorage {
+            root: root.into(),
+            durability,
+        }
+    }
+
+    /// What a completed write survives.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     fn path(&self, key: &ObjectKey) -> PathBuf {
@@ -71,14 +107,24 @@ fn meta_of(key: ObjectKey, m: &std::fs::Metadata) -> ObjectMeta {
 }
 
 /// Makes a rename in `dir` durable.
-async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    let d = fs::File::open(dir)
-        .await
-        .map_err(|e| StorageError::io("open directory", e))?;
-    d.sync_all()
-        .await
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::io("sync directory", e))
 }
+
+/// Runs blocking file work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::Backend(format!("file task: {e}")))?
+}
+
+/// The largest chunk a download reads at once: a file up to this size is read whole in
+/// the call that opens it.
+const READ_CHUNK: u64 = 256 * 1024;
 
 #[async_trait]
 impl Storage for LocalStorage {
@@ -88,29 +134,41 @@ impl Storage for LocalStorage {
         body: &mut (dyn AsyncRead + Send + Unpin),
         max_size: u64,
     ) -> Result<ObjectMeta, StorageError> {
-        let path = self.path(key);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| StorageError::io("create directory", e))?;
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            key.name(),
-            basalt_schema::id::random_id(10)
-        ));
-        let written = write_file(&tmp, body, max_size).await;
-        let renamed = match written {
-            Ok(()) => fs::rename(&tmp, &path)
-                .await
-                .map_err(|e| StorageError::io("rename", e)),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = renamed {
-            let _ = fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-        sync_dir(&dir).await?;
-        self.head(key).await
+        let (tmp, path, dir) = self.temp_path(key);
+        let d = dir.clone();
+        blocking(move || {
+            std::fs::create_dir_all(&d).map_err(|e| StorageError::io("create directory", e))
+        })
+        .await?;
+        let written = write_file(&tmp, body, max_size, self.durability).await;
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let renamed = written.and_then(|()| {
+                std::fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", e))
+            });
+            this.finish_put(key, &tmp, &path, &dir, renamed)
+        })
+        .await
+    }
+
+    async fn put_file(
+        &self,
+        key: &ObjectKey,
+        mut file: std::fs::File,
+        max_size: u64,
+    ) -> Result<ObjectMeta, StorageError> {
+        let (tmp, path, dir) = self.temp_path(key);
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let copied = copy_file(&mut file, &tmp, &dir, max_size, this.durability);
+            let renamed = copied.and_then(|()| {
+                std::fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", e))
+            });
+            this.finish_put(key, &tmp, &path, &dir, renamed)
+        })
+        .await
     }
 
     async fn get(
@@ -118,35 +176,27 @@ impl Storage for LocalStorage {
         key: &ObjectKey,
         range: Option<ByteRange>,
     ) -> Result<Download, StorageError> {
-        let mut file = fs::File::open(self.path(key))
-            .await
-            .map_err(|e| not_found_or(key, "open", e))?;
-        let m = file
-            .metadata()
-            .await
-            .map_err(|e| StorageError::io("stat", e))?;
-        if !m.is_file() {
-            return Err(StorageError::NotFound(key.to_string()));
-        }
-        let meta = meta_of(key.clone(), &m);
-        let range = match range {
-            Some(r) => r.resolve(meta.size)?,
-            None => 0..meta.size,
-        };
-        if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start))
-                .await
-                .map_err(|e| StorageError::io("seek", e))?;
-        }
-        let reader = file.take(range.end - range.start);
-        let body = futures_util::StreamExt::map(ReaderStream::with_capacity(reader, CHUNK), |r| {
-            r.map_err(|e| StorageError::io("read", e))
-        });
-        Ok(Download {
-            meta,
-            range,
-            body: Box::pin(body),
+        let path = self.path(key);
+        let key = key.clone();
+        blocking(move || open_range(&path, key, range)).await
+    }
+
+    async fn get_head(
+        &self,
+        key: &ObjectKey,
+        len: usize,
+    ) -> Result<(ObjectMeta, Vec<u8>), StorageError> {
+        let path = self.path(key);
+        let key = key.clone();
+        blocking(move || {
+            let (file, meta) = open_file(&path, key)?;
+            let n = meta.size.min(len as u64);
+            let mut head = vec![0; n as usize];
+            file.read_exact_at(&mut head, 0)
+                .map_err(|e| StorageError::io("read", e))?;
+            Ok((meta, head))
         })
+        .await
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StorageError> {
@@ -280,11 +330,47 @@ impl LocalStorage {
     }
 }
 
-/// Copies `body` into a new file at `tmp` in bounded chunks, then fsyncs it.
+impl LocalStorage {
+    /// A write's hidden temporary file, its final path and their directory.
+    fn temp_path(&self, key: &ObjectKey) -> (PathBuf, PathBuf, PathBuf) {
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            key.name(),
+            basalt_schema::id::random_id(10)
+        ));
+        (tmp, path, dir)
+    }
+
+    /// Ends a put (blocking): on failure removes the temporary file, else makes the
+    /// rename durable when promised and answers the stored object's metadata.
+    fn finish_put(
+        &self,
+        key: ObjectKey,
+        tmp: &Path,
+        path: &Path,
+        dir: &Path,
+        renamed: Result<(), StorageError>,
+    ) -> Result<ObjectMeta, StorageError> {
+        if let Err(e) = renamed {
+            let _ = std::fs::remove_file(tmp);
+            return Err(e);
+        }
+        if self.durability == Durability::PowerLoss {
+            sync_dir(dir)?;
+        }
+        let m = std::fs::metadata(path).map_err(|e| not_found_or(&key, "stat", e))?;
+        Ok(meta_of(key, &m))
+    }
+}
+
+/// Copies `body` into a new file at `tmp` in bounded chunks (fsynced when promised).
 async fn write_file(
     tmp: &Path,
     body: &mut (dyn AsyncRead + Send + Unpin),
     max_size: u64,
+    durability: Durability,
 ) -> Result<(), StorageError> {
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -302,8 +388,91 @@ async fn write_file(
     file.flush()
         .await
         .map_err(|e| StorageError::io("flush", e))?;
-    file.sync_all()
-        .await
-        .map_err(|e| StorageError::io("sync", e))?;
+    if durability == Durability::PowerLoss {
+        file.sync_all()
+            .await
+            .map_err(|e| StorageError::io("sync", e))?;
+    }
     Ok(())
+}
+
+/// Copies the rest of `src` into a new file at `tmp` (blocking), creating `dir` first;
+/// `std::io::copy` between two files lets the kernel copy (`copy_file_range`), so the
+/// bytes never pass through this process. Past `max_size` bytes: [`StorageError::TooLarge`].
+fn copy_file(
+    src: &mut std::fs::File,
+    tmp: &Path,
+    dir: &Path,
+    max_size: u64,
+    durability: Durability,
+) -> Result<(), StorageError> {
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", e))?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(|e| StorageError::io("create", e))?;
+    let copied = std::io::copy(&mut src.take(max_size.saturating_add(1)), &mut out)
+        .map_err(|e| StorageError::io("copy", e))?;
+    if copied > max_size {
+        return Err(StorageError::TooLarge { max_size });
+    }
+    if durability == Durability::PowerLoss {
+        out.sync_all().map_err(|e| StorageError::io("sync", e))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` as the regular file of `key` (blocking).
+fn open_file(path: &Path, key: ObjectKey) -> Result<(std::fs::File, ObjectMeta), StorageError> {
+    let file = std::fs::File::open(path).map_err(|e| not_found_or(&key, "open", e))?;
+    let m = file.metadata().map_err(|e| StorageError::io("stat", e))?;
+    if !m.is_file() {
+        return Err(StorageError::NotFound(key.to_string()));
+    }
+    Ok((file, meta_of(key, &m)))
+}
+
+/// Opens `key` and reads its first chunk (blocking); the rest is read chunk by chunk on
+/// the blocking pool as the body is consumed.
+fn open_range(
+    path: &Path,
+    key: ObjectKey,
+    range: Option<ByteRange>,
+) -> Result<Download, StorageError> {
+    let (file, meta) = open_file(path, key)?;
+    let range = match range {
+        Some(r) => r.resolve(meta.size)?,
+        None => 0..meta.size,
+    };
+    let first = read_chunk(&file, range.start, range.end)?;
+    let next = range.start + first.len() as u64;
+    let rest = futures_util::stream::try_unfold(
+        (Arc::new(file), next, range.end),
+        |(file, pos, end)| async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let f = file.clone();
+            let chunk = blocking(move || read_chunk(&f, pos, end)).await?;
+            let next = pos + chunk.len() as u64;
+            Ok(Some((chunk, (file, next, end))))
+        },
+    );
+    let body = futures_util::stream::once(async move { Ok(first) }).chain(rest);
+    Ok(Download {
+        meta,
+        range,
+        body: Box::pin(body),
+    })
+}
+
+/// Reads up to [`READ_CHUNK`] bytes of `file` from `pos` (before `end`); a file that
+/// ends early (changed under us) is an error rather than a short body.
+fn read_chunk(file: &std::fs::File, pos: u64, end: u64) -> Result<Bytes, StorageError> {
+    let n = (end - pos).min(READ_CHUNK) as usize;
+    let mut buf = vec![0; n];
+    file.read_exact_at(&mut buf, pos)
+        .map_err(|e| StorageError::io("read", e))?;
+    Ok(Bytes::from(buf))
 }

@@ -93,6 +93,46 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         max_size: u64,
     ) -> Result<ObjectMeta, StorageError>;
 
+    /// Stores the rest of `file` (a spooled upload) under `key`, as [`Storage::put`] does.
+    /// Local storage copies file to file in the kernel; the default reads it as a stream.
+    async fn put_file(
+        &self,
+        key: &ObjectKey,
+        file: std::fs::File,
+        max_size: u64,
+    ) -> Result<ObjectMeta, StorageError> {
+        let mut body = tokio::fs::File::from_std(file);
+        self.put(key, &mut body, max_size).await
+    }
+
+    /// The object's metadata and its first `len` bytes (fewer when it is shorter): what
+    /// content type detection reads.
+    async fn get_head(
+        &self,
+        key: &ObjectKey,
+        len: usize,
+    ) -> Result<(ObjectMeta, Vec<u8>), StorageError> {
+        let meta = self.head(key).await?;
+        let mut head = Vec::new();
+        if meta.size == 0 || len == 0 {
+            return Ok((meta, head));
+        }
+        let mut d = self
+            .get(
+                key,
+                Some(ByteRange::Bounded {
+                    start: 0,
+                    end: len as u64,
+                }),
+            )
+            .await?;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut d.body).await {
+            head.extend_from_slice(&chunk?);
+        }
+        head.truncate(len);
+        Ok((meta, head))
+    }
+
     /// Opens `key` for reading, the whole object or `range` of it.
     async fn get(
         &self,

@@ -5,7 +5,7 @@
 mod support;
 
 use basalt_files::{
-    ByteRange, LocalStorage, ObjectKey, S3Settings, S3Storage, Storage, StorageError,
+    ByteRange, Durability, LocalStorage, ObjectKey, S3Settings, S3Storage, Storage, StorageError,
 };
 use futures_util::StreamExt;
 use support::{Moto, Pattern};
@@ -317,8 +317,59 @@ async fn listing_streams_past_a_page(s: &dyn Storage) {
     );
 }
 
+/// A spooled file (positioned past a prefix the put must skip) stored by `put_file`: the
+/// rest of it, whole; past the limit nothing. `get_head` answers the first bytes.
+async fn files_and_heads(s: &dyn Storage) {
+    use std::io::{Seek, SeekFrom, Write};
+    const SIZE: u64 = 3 << 20;
+    let spooled = |skip: u64| {
+        let mut f = tempfile::tempfile().expect("spool");
+        f.write_all(b"skipped").expect("write");
+        f.write_all(&Pattern::new(SIZE, 9).bytes_at(0, SIZE))
+            .expect("write");
+        f.seek(SeekFrom::Start(skip)).expect("seek");
+        f
+    };
+    let meta = s
+        .put_file(&key("pf/r/spooled.bin"), spooled(7), SIZE)
+        .await
+        .expect("put_file");
+    assert_eq!(meta.size, SIZE);
+    let back = read_all(s, "pf/r/spooled.bin", None).await.expect("get");
+    assert_eq!(back, Pattern::new(SIZE, 9).bytes_at(0, SIZE));
+    let e = s
+        .put_file(&key("pf/r/over.bin"), spooled(7), SIZE - 1)
+        .await
+        .expect_err("too large");
+    assert!(matches!(e, StorageError::TooLarge { .. }), "{e:?}");
+    assert!(matches!(
+        s.head(&key("pf/r/over.bin")).await,
+        Err(StorageError::NotFound(_))
+    ));
+    let (m, head) = s
+        .get_head(&key("pf/r/spooled.bin"), 3072)
+        .await
+        .expect("get_head");
+    assert_eq!(
+        (m.size, head),
+        (SIZE, Pattern::new(SIZE, 9).bytes_at(0, 3072))
+    );
+    put_bytes(s, "pf/r/short.txt", b"abc").await;
+    let (m, head) = s
+        .get_head(&key("pf/r/short.txt"), 3072)
+        .await
+        .expect("get_head short");
+    assert_eq!((m.size, head.as_slice()), (3, &b"abc"[..]));
+    assert!(matches!(
+        s.get_head(&key("pf/r/none.txt"), 10).await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert_eq!(s.delete_prefix(&key("pf")).await.expect("delete"), 2);
+}
+
 async fn suite(s: &dyn Storage) {
     round_trip_and_ranges(s).await;
+    files_and_heads(s).await;
     size_limit_stores_nothing(s).await;
     missing_keys(s).await;
     delete_and_prefixes(s).await;
@@ -328,15 +379,23 @@ async fn suite(s: &dyn Storage) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_storage_conforms() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let s = LocalStorage::new(dir.path().join("storage"));
-    suite(&s).await;
-    // No temporary file survives a refused or failed write.
-    let leftovers: Vec<_> = walk(&dir.path().join("storage"))
-        .into_iter()
-        .filter(|name| name.starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Both promises: fsynced (the default) and page cache only.
+    for durability in [Durability::PowerLoss, Durability::Process] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = LocalStorage::with_durability(dir.path().join("storage"), durability);
+        assert_eq!(s.durability(), durability);
+        suite(&s).await;
+        // No temporary file survives a refused or failed write.
+        let leftovers: Vec<_> = walk(&dir.path().join("storage"))
+            .into_iter()
+            .filter(|name| name.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    assert_eq!(
+        LocalStorage::new("storage").durability(),
+        Durability::PowerLoss
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,6 +80,11 @@ impl TestServer {
         s
     }
 
+    /// The running server's process id (0 when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }

@@ -28,8 +28,9 @@ pub struct Config {
     /// `PRAGMA synchronous=FULL` instead of NORMAL (`BASALT_DB_SYNC_FULL`): each commit waits
     /// for the WAL to reach the disk, so an acknowledged write also survives an OS crash or
     /// power loss; NORMAL (the default promise) survives a process crash (`kill -9`) but may
-    /// lose the last writes to an OS crash or power loss, never corrupting the database. See
-    /// docs/durability.md. Default false.
+    /// lose the last writes to an OS crash or power loss, never corrupting the database.
+    /// Uploaded files on local disk follow it: fsynced (file and directory) only when true.
+    /// See docs/durability.md. Default false.
     pub db_sync_full: bool,
     /// Seconds the change log (`_changes`, the outbox of record changes) keeps an entry;
     /// 0 keeps entries whatever their age (`BASALT_CHANGE_LOG_MAX_AGE`). Default 604800 (7 days).

@@ -33,15 +33,29 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
 }
 
 /// Record files on local disk in PocketBase's layout (`<dir>/storage/`), uploads spooled
-/// in `<dir>/.upload_spool/` (anonymous files: nothing is left there by a crash).
+/// in `<dir>/.upload_spool/` (anonymous files: nothing is left there by a crash). A stored
+/// file promises what a commit does: fsynced with `db_sync_full`, else it survives a
+/// process crash as a `synchronous=NORMAL` commit does.
 pub fn files(cfg: &Config) -> anyhow::Result<basalt_service::files::Files> {
     let spool_dir = cfg.dir.join(".upload_spool");
     std::fs::create_dir_all(&spool_dir)
         .with_context(|| format!("creating {}", spool_dir.display()))?;
     Ok(basalt_service::files::Files::new(
-        Arc::new(basalt_files::LocalStorage::new(cfg.dir.join("storage"))),
+        Arc::new(basalt_files::LocalStorage::with_durability(
+            cfg.dir.join("storage"),
+            file_durability(cfg),
+        )),
         spool_dir,
     ))
+}
+
+/// The promise a stored file makes: the database's (`db_sync_full`).
+pub fn file_durability(cfg: &Config) -> basalt_files::Durability {
+    if cfg.db_sync_full {
+        basalt_files::Durability::PowerLoss
+    } else {
+        basalt_files::Durability::Process
+    }
 }
 
 /// The configured secret, or the one generated on first start in `<dir>/secret.key`.
@@ -296,4 +310,18 @@ async fn serve_behind_edge(
     realtime.shutdown();
     edge.shutdown(Duration::from_secs(cfg.shutdown_grace)).await;
     Ok(stop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_files_promise_what_commits_promise() {
+        let mut cfg = Config::default();
+        assert!(!cfg.db_sync_full);
+        assert_eq!(file_durability(&cfg), basalt_files::Durability::Process);
+        cfg.db_sync_full = true;
+        assert_eq!(file_durability(&cfg), basalt_files::Durability::PowerLoss);
+    }
 }

@@ -1,5 +1,6 @@
 //! kill -9 during uploads, repeatedly: after each restart every record's files are on
-//! disk (a file is stored and synced before the transaction naming it commits). Files
+//! disk (a file is stored, renamed into place, before the transaction naming it commits;
+//! the page cache holding it outlives the process). Files
 //! stored for writes that never committed may be left over; the orphan sweep is for
 //! those. Bounded: 5 rounds, 8 concurrent uploaders, each round a fraction of a second.
 

@@ -105,8 +105,8 @@ pub async fn find(
         .thumb
         .filter(|t| options.allows_thumb(t))
         .and_then(|t| ThumbSize::parse(&t).map(|s| (t, s)))
-        .filter(|_| ThumbFormat::detect(&head).is_some());
-    if let Some((spec, size)) = thumb {
+        .and_then(|(t, s)| ThumbFormat::detect(&head).map(|f| (t, s, f)));
+    if let Some((spec, size, format)) = thumb {
         match thumb_of(
             svc,
             &c.id,
@@ -114,6 +114,7 @@ pub async fn find(
             &input.filename,
             &spec,
             size,
+            format,
             &original,
             meta.size,
         )
@@ -132,30 +133,15 @@ pub async fn find(
     })
 }
 
-/// The first bytes of an object and its metadata.
+/// The first bytes of an object (what [`sniff`] reads) and its metadata.
 async fn sniff_head(svc: &Services, key: &ObjectKey) -> ServiceResult<(Vec<u8>, ObjectMeta)> {
-    let meta = svc
+    let (meta, head) = svc
         .files
         .storage()
-        .head(key)
+        .get_head(key, sniff::SNIFF_LEN)
         .await
         .map_err(storage_failed)?;
-    if meta.size == 0 {
-        return Ok((vec![], meta));
-    }
-    let d = svc
-        .files
-        .storage()
-        .get(
-            key,
-            Some(ByteRange::Bounded {
-                start: 0,
-                end: sniff::SNIFF_LEN as u64,
-            }),
-        )
-        .await
-        .map_err(storage_failed)?;
-    Ok((collect(d, sniff::SNIFF_LEN as u64).await?, meta))
+    Ok((head, meta))
 }
 
 async fn collect(mut d: Download, max: u64) -> ServiceResult<Vec<u8>> {
@@ -173,7 +159,8 @@ async fn collect(mut d: Download, max: u64) -> ServiceResult<Vec<u8>> {
 const MAX_THUMB_SOURCE: u64 = 64 << 20;
 
 /// The thumb `spec` of a file: the stored one, or made now (on a blocking thread, with
-/// decode limits) and stored for the next request.
+/// decode limits) and stored for the next request. A thumb is in its source's `format`,
+/// which also names its content type.
 #[allow(clippy::too_many_arguments)]
 async fn thumb_of(
     svc: &Services,
@@ -182,6 +169,7 @@ async fn thumb_of(
     filename: &str,
     spec: &str,
     size: ThumbSize,
+    format: ThumbFormat,
     original: &ObjectKey,
     original_size: u64,
 ) -> Result<FileTarget, String> {
@@ -219,10 +207,9 @@ async fn thumb_of(
         }
         Err(e) => return Err(e.to_string()),
     };
-    let (head, _) = sniff_head(svc, &key).await.map_err(|e| e.message)?;
     Ok(FileTarget {
         key,
-        content_type: sniff::detect(&head, head.len() as u64 == meta.size).mime,
+        content_type: format.content_type(),
         meta,
         name: filename.to_string(),
     })

@@ -11,7 +11,7 @@ use basalt_schema::{Collection, FieldKind, ValidationErrors};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use std::io::{Seek, Write};
 
 use crate::Services;
 use crate::error::{ServiceError, ServiceResult};
@@ -23,7 +23,8 @@ pub struct Upload {
     part: String,
     /// The file name the client sent (only ever an input to `stored_file_name`).
     original_name: String,
-    file: tokio::fs::File,
+    /// The spooled bytes, positioned at their start.
+    file: std::fs::File,
     size: u64,
     /// The first bytes, for content type detection.
     head: Vec<u8>,
@@ -74,6 +75,81 @@ fn spool_failed(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::internal()
 }
 
+/// How many bytes of a part are gathered before one write to its spool file: each write
+/// is a hop to the blocking pool, and a request body arrives in chunks of a few KiB.
+const SPOOL_BATCH: usize = 256 * 1024;
+
+/// A part's bytes on their way into an anonymous temporary file, written in batches.
+struct SpoolFile {
+    file: Option<std::fs::File>,
+    batch: Vec<u8>,
+    size: u64,
+    head: Vec<u8>,
+}
+
+impl SpoolFile {
+    async fn create(svc: &Services) -> ServiceResult<SpoolFile> {
+        let dir = svc.files.spool_dir.clone();
+        // Anonymous: the OS removes it when the handle closes, even after a kill -9.
+        let file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
+            .await
+            .map_err(spool_failed)?
+            .map_err(spool_failed)?;
+        Ok(SpoolFile {
+            file: Some(file),
+            batch: Vec::new(),
+            size: 0,
+            head: Vec::new(),
+        })
+    }
+
+    async fn push(&mut self, chunk: &[u8]) -> ServiceResult<()> {
+        self.size += chunk.len() as u64;
+        if self.head.len() < sniff::SNIFF_LEN {
+            let take = (sniff::SNIFF_LEN - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        self.batch.extend_from_slice(chunk);
+        if self.batch.len() >= SPOOL_BATCH {
+            self.write_batch().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_batch(&mut self) -> ServiceResult<()> {
+        let Some(mut file) = self.file.take() else {
+            return Err(spool_failed("the spool file is gone"));
+        };
+        let batch = std::mem::take(&mut self.batch);
+        let (file, mut batch) =
+            tokio::task::spawn_blocking(move || file.write_all(&batch).map(|()| (file, batch)))
+                .await
+                .map_err(spool_failed)?
+                .map_err(spool_failed)?;
+        batch.clear();
+        self.batch = batch;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Writes what is left and rewinds, ready to be stored.
+    async fn finish(mut self, part: &str, original_name: &str) -> ServiceResult<Upload> {
+        self.write_batch().await?;
+        let Some(mut file) = self.file.take() else {
+            return Err(spool_failed("the spool file is gone"));
+        };
+        file.seek(std::io::SeekFrom::Start(0))
+            .map_err(spool_failed)?;
+        Ok(Upload {
+            part: part.to_string(),
+            original_name: original_name.to_string(),
+            file,
+            size: self.size,
+            head: self.head,
+        })
+    }
+}
+
 /// Spools the file part `part` of a write to collection `collection`; `None` when the
 /// part names no file field (PocketBase ignores it). Past the field's size limit it stops
 /// reading and answers PocketBase's `validation_file_size_limit` under `message`; a body
@@ -96,40 +172,17 @@ where
     let Some((field, o, _)) = file_field(&c, part) else {
         return Ok(None);
     };
-    let dir = svc.files.spool_dir.clone();
-    // Anonymous: the OS removes it when the handle closes, even after a kill -9.
-    let std_file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
-        .await
-        .map_err(spool_failed)?
-        .map_err(spool_failed)?;
-    let mut file = tokio::fs::File::from_std(std_file);
-    let mut size = 0u64;
-    let mut head = Vec::new();
+    let mut spool = SpoolFile::create(svc).await?;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(&broken)?;
-        size += chunk.len() as u64;
-        if let Err(e) = o.check_size(original_name, size) {
+        if let Err(e) = o.check_size(original_name, spool.size + chunk.len() as u64) {
             let mut errs = ValidationErrors::new();
             errs.add(field, e);
             return Err(ServiceError::validation(message, &errs));
         }
-        if head.len() < sniff::SNIFF_LEN {
-            let take = (sniff::SNIFF_LEN - head.len()).min(chunk.len());
-            head.extend_from_slice(&chunk[..take]);
-        }
-        file.write_all(&chunk).await.map_err(spool_failed)?;
+        spool.push(&chunk).await?;
     }
-    file.flush().await.map_err(spool_failed)?;
-    file.seek(std::io::SeekFrom::Start(0))
-        .await
-        .map_err(spool_failed)?;
-    Ok(Some(Upload {
-        part: part.to_string(),
-        original_name: original_name.to_string(),
-        file,
-        size,
-        head,
-    }))
+    spool.finish(part, original_name).await.map(Some)
 }
 
 /// Spools a file part whose collection is not known yet (a batch's `requests.N.FIELD`
@@ -145,34 +198,11 @@ pub async fn spool_unchecked<S, E>(
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    let dir = svc.files.spool_dir.clone();
-    let std_file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
-        .await
-        .map_err(spool_failed)?
-        .map_err(spool_failed)?;
-    let mut file = tokio::fs::File::from_std(std_file);
-    let mut size = 0u64;
-    let mut head = Vec::new();
+    let mut spool = SpoolFile::create(svc).await?;
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(&broken)?;
-        size += chunk.len() as u64;
-        if head.len() < sniff::SNIFF_LEN {
-            let take = (sniff::SNIFF_LEN - head.len()).min(chunk.len());
-            head.extend_from_slice(&chunk[..take]);
-        }
-        file.write_all(&chunk).await.map_err(spool_failed)?;
+        spool.push(&chunk.map_err(&broken)?).await?;
     }
-    file.flush().await.map_err(spool_failed)?;
-    file.seek(std::io::SeekFrom::Start(0))
-        .await
-        .map_err(spool_failed)?;
-    Ok(Upload {
-        part: part.to_string(),
-        original_name: original_name.to_string(),
-        file,
-        size,
-        head,
-    })
+    spool.finish(part, original_name).await
 }
 
 /// Files put into storage for one write: deleted again unless the write commits.
@@ -231,8 +261,9 @@ pub(crate) async fn store(
         return Err(ServiceError::validation(message, &errs));
     }
     let mut stored = Stored::default();
-    for (_, _, name, up, max) in &mut planned {
-        let key = match ObjectKey::file(&c.id, record_id, name) {
+    let mut named = Vec::with_capacity(planned.len());
+    for (field, place, name, up, max) in planned {
+        let key = match ObjectKey::file(&c.id, record_id, &name) {
             Ok(k) => k,
             Err(_) => {
                 stored.discard(svc).await;
@@ -247,14 +278,15 @@ pub(crate) async fn store(
                 return Err(ServiceError::validation(message, &errs));
             }
         };
-        if let Err(e) = svc.files.storage().put(&key, &mut up.file, *max).await {
+        if let Err(e) = svc.files.storage().put_file(&key, up.file, max).await {
             stored.discard(svc).await;
             return Err(storage_failed(e));
         }
         stored.keys.push(key);
         stored.names.push(name.clone());
+        named.push((field, place, name));
     }
-    for (field, place, name, _, _) in planned {
+    for (field, place, name) in named {
         let key = match place {
             Place::Set => field,
             Place::Append => format!("{field}+"),
