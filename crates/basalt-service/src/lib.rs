@@ -19,6 +19,7 @@ pub mod collections;
 mod error;
 pub mod files;
 mod password;
+pub mod pocketbase_import;
 pub mod records;
 pub mod settings;
 pub mod tokens;
