@@ -18,6 +18,9 @@ use super::{ImportError, ImportReport, PAGE, Skipped, describe_store_error, desc
 
 /// Records compared by checksum per collection.
 const SAMPLES: usize = 5;
+/// The superuser PocketBase makes for its first-run installer link and deletes once a
+/// real one exists.
+const INSTALLER_EMAIL: &str = "__pbinstaller@example.com";
 /// Constraint warnings listed per collection (the rest counted).
 const WARNINGS_LISTED: usize = 10;
 
@@ -97,6 +100,15 @@ pub(super) async fn import_collection(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            if target.name == "_superusers"
+                && row.get("email").and_then(Value::as_str) == Some(INSTALLER_EMAIL)
+            {
+                report.skipped.push(Skipped::new(
+                    format!("record _superusers/{id}"),
+                    "PocketBase's temporary installer account (no one knows its password)",
+                ));
+                continue;
+            }
             let mut input = shaped(target, row, moved);
             copy_files(storage, dir, source_id, target, &id, &mut input, report).await;
             match prepare_import(target, &input, &now) {
