@@ -350,6 +350,19 @@ async fn a_real_pocketbase_data_dir_imports_and_serves() {
     assert!(text(&out).contains("a server is running"), "{}", text(&out));
     server.terminate();
 
+    // The installer account PocketBase makes on a first run without a superuser (written
+    // here as PocketBase writes it) is not carried over.
+    rusqlite::Connection::open(pb_data.join("data.db"))
+        .and_then(|db| {
+            db.execute(
+                "INSERT INTO _superusers (id, email, password, tokenKey, created, updated) \
+                 VALUES ('installer000001', '__pbinstaller@example.com', '$2a$10$x', 'k1', \
+                 '2024-01-01 00:00:00.000Z', '2024-01-01 00:00:00.000Z')",
+                [],
+            )
+        })
+        .expect("installer row");
+
     // Encrypted settings without the key: refused before anything is written.
     let out = import(&pb_data, &dir, false);
     assert!(!out.status.success());
@@ -368,6 +381,10 @@ async fn a_real_pocketbase_data_dir_imports_and_serves() {
         "{report}"
     );
     assert!(report.contains("records of _otps"), "{report}");
+    assert!(
+        report.contains("record _superusers/installer000001"),
+        "{report}"
+    );
     // A field type Basalt lacks is reported, with its values.
     assert!(
         report.contains("posts.place: field type `geoPoint` is not supported"),
