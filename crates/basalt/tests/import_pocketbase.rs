@@ -362,6 +362,29 @@ async fn a_real_pocketbase_data_dir_imports_and_serves() {
             )
         })
         .expect("installer row");
+    // A user whose email differs from alice's only in case (written straight into the
+    // table; its id sorts after hers): Basalt's emails are unique without case, so that
+    // record is refused, reported, and the rest of its page still imported.
+    rusqlite::Connection::open(pb_data.join("data.db"))
+        .and_then(|db| {
+            db.execute(
+                "INSERT INTO users (id, email, password, tokenKey, name, created, updated) \
+                 VALUES ('zzzzzzzzzzzzzzz', 'ALICE@example.com', '$2a$10$x', 'k2', '', \
+                 '2024-01-01 00:00:00.000Z', '2024-01-01 00:00:00.000Z')",
+                [],
+            )
+        })
+        .expect("duplicate user row");
+    // A tag without its required name (as a field made required later leaves one): kept,
+    // and named in the report.
+    rusqlite::Connection::open(pb_data.join("data.db"))
+        .and_then(|db| {
+            db.execute(
+                "INSERT INTO tags (id, name, color) VALUES ('unnamedtag0001x', '', '')",
+                [],
+            )
+        })
+        .expect("unnamed tag row");
 
     // Encrypted settings without the key: refused before anything is written.
     let out = import(&pb_data, &dir, false);
@@ -383,6 +406,15 @@ async fn a_real_pocketbase_data_dir_imports_and_serves() {
     assert!(report.contains("records of _otps"), "{report}");
     assert!(
         report.contains("record _superusers/installer000001"),
+        "{report}"
+    );
+    assert!(
+        report.contains("record users/zzzzzzzzzzzzzzz: email"),
+        "{report}"
+    );
+    assert!(report.contains("2 ->         1  MISSING"), "{report}");
+    assert!(
+        report.contains("tags/unnamedtag0001x kept, though it does not meet"),
         "{report}"
     );
     // A field type Basalt lacks is reported, with its values.
@@ -521,7 +553,7 @@ async fn a_real_pocketbase_data_dir_imports_and_serves() {
     let su = server.superuser_token().await;
     for (c, n) in [
         ("posts", 2),
-        ("tags", 2),
+        ("tags", 3),
         ("users", 1),
         ("_externalAuths", 1),
     ] {

@@ -94,6 +94,7 @@ pub(super) async fn import_collection(
             .unwrap_or_default()
             .to_string();
         let mut ops = Vec::with_capacity(rows.len());
+        let mut unmet: Vec<(String, String)> = Vec::new();
         for row in &rows {
             let id = row
                 .get("id")
@@ -115,14 +116,7 @@ pub(super) async fn import_collection(
                 Ok(prepared) => {
                     let errs = constraint_errors(target, &prepared);
                     if !errs.is_empty() {
-                        if warned < WARNINGS_LISTED {
-                            report.warnings.push(format!(
-                                "{}/{id} kept, though it does not meet its fields' constraints now: {}",
-                                target.name,
-                                describe_validation(&errs)
-                            ));
-                        }
-                        warned += 1;
+                        unmet.push((id.clone(), describe_validation(&errs)));
                     }
                     if samples.len() < SAMPLES {
                         samples.push((id.clone(), prepared));
@@ -142,6 +136,22 @@ pub(super) async fn import_collection(
             });
         }
         line.imported += write_page(store, ops, &target.name, report).await?;
+        // Only records that were written are compared with what is stored, or named
+        // as kept.
+        let written = |id: &str| {
+            let what = format!("record {}/{id}", target.name);
+            !report.skipped.iter().rev().any(|s| s.what == what)
+        };
+        samples.retain(|(id, _)| written(id));
+        for (id, msg) in unmet.into_iter().filter(|(id, _)| written(id)) {
+            if warned < WARNINGS_LISTED {
+                report.warnings.push(format!(
+                    "{}/{id} kept, though it does not meet its fields' constraints now: {msg}",
+                    target.name
+                ));
+            }
+            warned += 1;
+        }
         progress(&format!(
             "{}: {}/{} records",
             target.name, line.imported, total
@@ -289,7 +299,14 @@ async fn write_page(
             .await
         {
             Ok(done) => return Ok(done.len() as u64),
-            Err(StoreError::Batch { index, source }) if index < ops.len() => {
+            // Only a record's own refusal skips it; anything else stops the import.
+            Err(StoreError::Batch { index, source })
+                if index < ops.len()
+                    && matches!(
+                        *source,
+                        StoreError::Validation(_) | StoreError::Forbidden(_)
+                    ) =>
+            {
                 let op = ops.remove(index);
                 report.skipped.push(Skipped::new(
                     format!("record {name}/{}", import_id(&op)),
