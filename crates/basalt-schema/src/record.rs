@@ -121,6 +121,63 @@ pub fn prepare_update(
     errs.into_result().map(|()| record)
 }
 
+/// A record carried over from another store (an import): every field's value normalised
+/// to its stored shape, kept as given otherwise: the id, autodates (`now` only where
+/// empty) and file names (the importer copies the files). A value of the wrong type
+/// fails; constraints (required, lengths, patterns) are not checked here, since data the
+/// source held may predate a later schema change: [`constraint_errors`] names them.
+pub fn prepare_import(
+    collection: &Collection,
+    input: &Map<String, Value>,
+    now: &str,
+) -> Result<Record, ValidationErrors> {
+    let mut record = Record::new();
+    let mut errs = ValidationErrors::new();
+    for field in &collection.fields {
+        let value = match (&field.kind, lookup(input, &field.name)) {
+            (FieldKind::Autodate(_), None | Some(Value::Null)) => Value::String(now.to_string()),
+            (FieldKind::Autodate(_), Some(Value::String(s))) if s.is_empty() => {
+                Value::String(now.to_string())
+            }
+            (FieldKind::Autodate(_), Some(v)) => match v.as_str().and_then(value::parse_datetime) {
+                Some(d) => Value::String(d),
+                None => {
+                    errs.add(
+                        &field.name,
+                        FieldError::new("validation_invalid_datetime", "Must be a valid datetime."),
+                    );
+                    continue;
+                }
+            },
+            (_, None) => zero_value(field),
+            (_, Some(v)) => match normalize(field, v) {
+                Ok(v) => v,
+                Err(e) => {
+                    errs.add(&field.name, e);
+                    continue;
+                }
+            },
+        };
+        record.insert(field.name.clone(), value);
+    }
+    if record
+        .get("id")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        errs.add("id", FieldError::required());
+    }
+    errs.into_result().map(|()| record)
+}
+
+/// The constraints of `collection`'s fields that `record` (already normalised) does not
+/// meet, as a create would report them.
+pub fn constraint_errors(collection: &Collection, record: &Record) -> ValidationErrors {
+    let mut errs = ValidationErrors::new();
+    validate_all(collection, record, &mut errs);
+    errs
+}
+
 /// Checks a submitted plaintext password against the field's options (before hashing).
 pub fn validate_password(field: &Field, plain: &str) -> Result<(), FieldError> {
     let FieldKind::Password(PasswordOptions {

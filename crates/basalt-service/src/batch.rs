@@ -45,7 +45,9 @@ pub enum BatchWrite {
 
 fn op_message(op: &WriteOp) -> &'static str {
     match op {
-        WriteOp::Create { .. } | WriteOp::Upsert { .. } => "Failed to create record.",
+        WriteOp::Create { .. } | WriteOp::Upsert { .. } | WriteOp::Import { .. } => {
+            "Failed to create record."
+        }
         WriteOp::Update { .. } => "Failed to update record.",
         WriteOp::Delete { .. } => "Failed to delete record.",
     }

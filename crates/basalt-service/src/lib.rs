@@ -20,6 +20,7 @@ pub mod crons;
 mod error;
 pub mod files;
 mod password;
+pub mod pocketbase_import;
 pub mod records;
 pub mod settings;
 pub mod tokens;

@@ -10,7 +10,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::{Caller, Services};
 
 /// PocketBase's default settings document (secrets omitted, as it omits them too).
-fn defaults() -> Value {
+pub(crate) fn defaults() -> Value {
     json!({
         "meta": {"appName": "Acme", "appURL": "http://localhost:8090", "senderName": "Support",
                  "senderAddress": "support@example.com", "hideControls": false, "accentColor": "#1055c9"},

@@ -188,6 +188,18 @@ pub enum WriteOp {
         id: String,
         access: Access,
     },
+    /// A record carried over from another store as it was there (`basalt import`): its
+    /// id, autodates, password hash, token key and file names kept
+    /// (`basalt_schema::record::prepare_import`); the row with that id replaced if there
+    /// is one, so importing again changes nothing. No rule applies. Relations are not
+    /// checked, since the source's records may point forward or in cycles: the importer
+    /// checks them once every record is in (`Store::dangling_relations`). The auth
+    /// invariants (an id in one auth collection, emails unique without case) hold as for
+    /// any write. SQLite only.
+    Import {
+        collection: Arc<Collection>,
+        record: Record,
+    },
 }
 
 /// The outcome of one [`WriteOp`]: the stored record (or `None` for a delete).

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use basalt_schema::error::FieldError;
-use basalt_schema::record::{prepare_create, prepare_update};
+use basalt_schema::record::{prepare_create, prepare_import, prepare_update};
 use basalt_schema::value::now_string;
 use basalt_schema::{Collection, FieldKind, RequestInfo, Schema, ValidationErrors};
 
@@ -431,6 +431,44 @@ pub(crate) fn delete_cascading(
     Ok(true)
 }
 
+/// A record as another store held it ([`WriteOp::Import`]).
+fn import(
+    conn: &Connection,
+    schema: &Schema,
+    c: &Collection,
+    input: &Map<String, Value>,
+) -> Result<Record, StoreError> {
+    let r = prepare_import(c, input, &now_string()).map_err(StoreError::Validation)?;
+    let id = text(&r, "id").to_string();
+    if c.is_auth() {
+        auth_identity::check_auth_id_free(conn, schema, c, &id)?;
+        auth_identity::check_email_free(conn, c, text(&r, "email"), &id)?;
+    }
+    let previous = load(
+        conn,
+        schema,
+        c,
+        &id,
+        &Access::Unrestricted,
+        &RequestInfo::default(),
+    )?;
+    let (stored, action) = match &previous {
+        Some(_) => (update_row(conn, c, &id, &r)?, ChangeAction::Update),
+        None => (insert(conn, c, &r)?, ChangeAction::Create),
+    };
+    let kind = if previous.is_some() {
+        "update"
+    } else {
+        "create"
+    };
+    change_log::append(conn, c, &id, kind, Some(&stored))?;
+    record_change(schema, c, action, &stored);
+    if let Some(existing) = &previous {
+        dropped_files::record_updated(c, &id, existing, &stored);
+    }
+    Ok(stored)
+}
+
 fn exists(conn: &Connection, c: &Collection, id: &str) -> Result<bool, StoreError> {
     conn.prepare_cached(&format!("SELECT 1 FROM {} WHERE id = ?", q(&c.name)))
         .and_then(|mut s| s.query_row([id], |_| Ok(())))
@@ -478,6 +516,10 @@ fn run_op(
                 }
                 _ => create(conn, schema, &c, input, &[], create_access, req).map(Some),
             }
+        }
+        WriteOp::Import { collection, record } => {
+            let c = write_target(schema, collection)?;
+            import(conn, schema, &c, record).map(Some)
         }
         WriteOp::Delete {
             collection,
@@ -555,6 +597,44 @@ impl Sqlite {
         } else {
             self.read(read).await
         }
+    }
+
+    /// Relation values of `collection` naming records that do not exist: (record id,
+    /// field name), at most `limit` of them.
+    pub async fn dangling_relations(
+        &self,
+        collection: &Arc<Collection>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let c = collection.clone();
+        self.read(move |conn: &Connection, schema: &Schema| {
+            let mut out = Vec::new();
+            for f in &c.fields {
+                let Some(target) = f.relation_target().and_then(|t| schema.by_id(t)) else {
+                    continue;
+                };
+                let (table, col, target) = (q(&c.name), q(&f.name), q(&target.name));
+                let sql = if f.is_multiple() {
+                    format!(
+                        "SELECT DISTINCT {table}.id FROM {table}, json_each({table}.{col}) AS j \
+                         WHERE j.value NOT IN (SELECT id FROM {target}) LIMIT {limit}"
+                    )
+                } else {
+                    format!(
+                        "SELECT id FROM {table} WHERE {col} != '' \
+                         AND {col} NOT IN (SELECT id FROM {target}) LIMIT {limit}"
+                    )
+                };
+                let ids: Vec<String> = conn
+                    .prepare(&sql)
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .map_err(err)?;
+                out.extend(ids.into_iter().map(|id| (id, f.name.clone())));
+            }
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await
     }
 
     /// The records with `ids` that `access` lets the requester see, in `ids` order.

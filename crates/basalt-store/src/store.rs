@@ -234,6 +234,21 @@ impl Store {
         on_engine_async!(self, e => e.truncate_collection(id_or_name))
     }
 
+    /// Relation values of `collection` that name missing records: (record id, field),
+    /// at most `limit`. SQLite only (an import's check; PostgreSQL refuses).
+    pub async fn dangling_relations(
+        &self,
+        collection: &Arc<Collection>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        match &self.engine {
+            Engine::Sqlite(e) => e.dangling_relations(collection, limit).await,
+            Engine::Postgres(_) => Err(StoreError::Forbidden(
+                "importing records is not built on PostgreSQL".into(),
+            )),
+        }
+    }
+
     /// Creates or updates every given collection (matched by id, then name) in one
     /// transaction; with `delete_missing`, deletes the non-system ones not listed.
     /// Answers the stored files of the file fields and collections it removed, for the

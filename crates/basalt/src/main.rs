@@ -6,6 +6,7 @@ mod check;
 mod config;
 mod data_lock;
 mod http;
+mod import;
 mod proxy;
 mod serve;
 mod sse_direct;
@@ -83,6 +84,12 @@ enum Command {
         #[command(subcommand)]
         action: backup::BackupAction,
     },
+    /// Imports another server's data into the data dir (no server may run on it):
+    /// `pocketbase PB_DATA_DIR`.
+    Import {
+        #[command(subcommand)]
+        action: import::ImportAction,
+    },
     /// Record files: `sweep` reports and removes stored files no record names.
     Files {
         #[command(subcommand)]
@@ -119,6 +126,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { .. } => serve::run(cfg, cli.config).await,
             Command::Backup { action } => backup::run(&cfg, action).await.map(|()| false),
             Command::Files { action } => backup::files(&cfg, action).await.map(|()| false),
+            Command::Import { action } => import::run(&cfg, action).await.map(|()| false),
             Command::Proxy { .. } => proxy::run(cfg, cli.config).await.map(|()| false),
             Command::Superuser { action } => superuser::run(&cfg, action).await.map(|()| false),
             Command::Check { .. } => Ok(false),

@@ -409,3 +409,30 @@ fn too_many_files_use_pocketbase_code() {
         )]
     );
 }
+
+#[test]
+fn an_import_keeps_ids_and_autodates_and_names_broken_constraints() {
+    let c = posts();
+    let r = prepare_import(
+        &c,
+        &input(
+            json!({"id": "abcdefghijklmno", "title": "x", "views": 3, "done": 1,
+            "tags": ["a"], "created": "2020-02-03 04:05:06.789Z", "updated": ""}),
+        ),
+        NOW,
+    )
+    .expect("imported");
+    assert_eq!(r["id"], "abcdefghijklmno");
+    assert_eq!(r["created"], "2020-02-03 04:05:06.789Z");
+    assert_eq!(
+        r["updated"], NOW,
+        "an empty autodate takes the import's time"
+    );
+    assert_eq!(r["done"], true);
+    // Too short a title is kept, and named.
+    let errs = constraint_errors(&c, &r);
+    assert_eq!(errs.errors.keys().collect::<Vec<_>>(), ["title"]);
+    // A value of the wrong type is refused, and so is a record without an id.
+    assert!(prepare_import(&c, &input(json!({"id": "abcdefghijklmno", "tags": 5})), NOW).is_err());
+    assert!(prepare_import(&c, &input(json!({"title": "xyz"})), NOW).is_err());
+}

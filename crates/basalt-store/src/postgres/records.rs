@@ -484,6 +484,9 @@ impl Job<'_> {
                 }
                 Ok(None)
             }
+            WriteOp::Import { .. } => Err(StoreError::Forbidden(
+                "importing records is not built on PostgreSQL".into(),
+            )),
         }
     }
 }
