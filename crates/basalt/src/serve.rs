@@ -24,8 +24,13 @@ pub const PG_BACKUPS_REFUSED: &str = "Backups are not supported with a PostgreSQ
 /// every node of a deployment signs and verifies with the one the first node stored.
 const PG_SECRET_PARAM: &str = "basalt_signing_secret";
 
+/// Marks a data dir whose records live in PostgreSQL. Without it, a start that forgot the
+/// URL would make an empty SQLite database there, and its file sweep would then remove
+/// every stored file as named by no record.
+const PG_MARKER: &str = ".database_is_postgresql";
+
 /// The database the configuration names: PostgreSQL at `database_url`, or SQLite in the
-/// data dir (the default).
+/// data dir (the default; refused in a data dir marked as PostgreSQL's).
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let change_log = basalt_store::ChangeLogRetention {
         max_age: (cfg.change_log_max_age > 0)
@@ -33,15 +38,33 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         max_rows: (cfg.change_log_max_rows > 0).then_some(cfg.change_log_max_rows),
         ..Default::default()
     };
+    let marker = cfg.dir.join(PG_MARKER);
     if let Some(url) = &cfg.database_url {
         // The URL may hold a password: the error names the database by neither.
-        return Store::open_postgres(PgConfig {
+        let store = Store::open_postgres(PgConfig {
             url: url.clone(),
             max_connections: cfg.db_readers,
             change_log,
         })
         .await
-        .context("opening the PostgreSQL database (database_url)");
+        .context("opening the PostgreSQL database (database_url)")?;
+        std::fs::create_dir_all(&cfg.dir)
+            .and_then(|()| {
+                std::fs::write(
+                    &marker,
+                    "The records of this data dir's files are in PostgreSQL (database_url).\n",
+                )
+            })
+            .with_context(|| format!("writing {}", marker.display()))?;
+        return Ok(store);
+    }
+    if marker.exists() && !cfg.dir.join("data.db").exists() {
+        anyhow::bail!(
+            "{} holds the files of a deployment on PostgreSQL: pass --database-url (or \
+             BASALT_DATABASE_URL), or remove {} to start an empty SQLite database there",
+            cfg.dir.display(),
+            marker.display()
+        );
     }
     Store::open(StoreConfig {
         data_dir: cfg.dir.clone(),

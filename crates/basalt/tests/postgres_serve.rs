@@ -124,6 +124,18 @@ async fn serve_on_postgresql_keeps_the_data_in_the_database() {
     // The data dir holds no database (and no secret: the database keeps it).
     assert!(!s.data_dir().join("data.db").exists());
     assert!(!s.data_dir().join("secret.key").exists());
+    // Forgetting the URL does not start an empty SQLite database beside its files
+    // (whose sweep would then remove them all as named by no record).
+    let out = Command::new(BIN)
+        .args(["files", "sweep", "--dry-run", "--dir"])
+        .arg(s.data_dir())
+        .env_remove("BASALT_DATABASE_URL")
+        .output()
+        .expect("files sweep");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--database-url"), "{err}");
+    assert!(!s.data_dir().join("data.db").exists());
 
     // Backups cannot hold the database: every route says so, none answers empty.
     let (st, body) = s.call("GET", "/api/backups", Some(&su), None).await;

@@ -84,8 +84,9 @@ async fn apply_create(
     c: Collection,
 ) -> Result<(Collection, Schema), StoreError> {
     let c = validate(c, None, schema, &now_string()).map_err(StoreError::Validation)?;
-    check_supported(&c)?;
+    // A name that is taken is told first, as on SQLite, whatever the collection's type.
     check_name_free(tx, &c.name, None).await?;
+    check_supported(&c)?;
     run_create(tx, &c).await?;
     system::save_collection(tx, &c).await?;
     let next = with_collection(schema, c.clone());
