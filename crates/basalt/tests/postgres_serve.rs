@@ -1,6 +1,7 @@
 //! `basalt serve` on PostgreSQL (`--database-url` / `BASALT_DATABASE_URL`, issue 18): the
 //! API served from the database, what the data dir still holds, what is refused (backups,
-//! TLS, bad URLs) and two servers on one database sharing data and the signing secret.
+//! TLS, bad URLs) and two servers on one database sharing data, the signing secret and
+//! schema changes.
 //! Cases that need PostgreSQL pass with a notice without `BASALT_TEST_PG_URL` (see
 //! `basalt_testkit::pg`); the refusals at start need no database.
 
@@ -235,4 +236,79 @@ async fn two_servers_on_one_database_share_records_and_tokens() {
         .await;
     assert_eq!(st, 200, "{got}");
     assert_eq!(got["email"], "u@example.com");
+
+    // A collection created on A is usable on B without a restart (B reloads its schema
+    // on A's notification); waited for, bounded.
+    let (st, c) = a
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(
+                json!({"name": "shared", "listRule": "", "viewRule": "", "createRule": "",
+                "fields": [{"name": "title", "type": "text"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    let created = eventually(|| async {
+        let (st, r) = b
+            .call(
+                "POST",
+                "/api/collections/shared/records",
+                None,
+                Some(json!({"title": "made on B"})),
+            )
+            .await;
+        (st == 200).then_some(r)
+    })
+    .await
+    .expect("B serves the collection A created");
+    assert_eq!(created["title"], "made on B");
+    let (st, list) = a
+        .call("GET", "/api/collections/shared/records", None, None)
+        .await;
+    assert_eq!((st, list["totalItems"].clone()), (200, json!(1)), "{list}");
+    // A field A adds shows on B too.
+    let (st, c) = a
+        .call(
+            "PATCH",
+            "/api/collections/shared",
+            Some(&su),
+            Some(json!({"fields": [{"name": "title", "type": "text"},
+                {"name": "note", "type": "text"}]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    let id = created["id"].as_str().expect("id").to_string();
+    let got = eventually(|| async {
+        let (st, r) = b
+            .call(
+                "GET",
+                &format!("/api/collections/shared/records/{id}"),
+                None,
+                None,
+            )
+            .await;
+        (st == 200 && r.get("note").is_some()).then_some(r)
+    })
+    .await
+    .expect("B reads the field A added");
+    assert_eq!(got["note"], "");
+}
+
+/// `probe`'s first `Some`, tried every 50 ms for at most 15 s.
+async fn eventually<T, F, Fut>(probe: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }

@@ -285,6 +285,15 @@ impl Postgres {
         // Another node may have changed the schema since this one loaded it.
         let schema = Arc::new(system::load_schema(&tx).await?);
         let (out, next) = change(&tx, schema).await?;
+        if next.is_some() {
+            // Delivered at commit: every node reloads its snapshot (`listen`).
+            tx.execute(
+                "SELECT pg_notify($1, '')",
+                &[&super::listen::SCHEMA_CHANNEL],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
         tx.commit().await.map_err(|e| match pg_err(e) {
             StoreError::Unavailable(why) => StoreError::OutcomeUnknown(why),
             other => other,

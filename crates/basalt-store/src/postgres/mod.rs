@@ -4,11 +4,12 @@
 //! through the compiler's PostgreSQL dialect. Each write is one transaction on a pooled
 //! connection; there is no writer thread.
 //!
-//! `basalt serve --database-url` runs on it (issue 18); schema changes made by another
-//! node are not seen until a restart, change events reach this node's subscribers only,
+//! `basalt serve --database-url` runs on it (issue 18); other nodes' schema changes
+//! arrive by LISTEN/NOTIFY (`listen`), change events reach this node's subscribers only,
 //! and the connection is plain TCP (a URL asking for TLS is refused).
 
 mod collections;
+mod listen;
 mod records;
 mod rows;
 
@@ -124,6 +125,7 @@ impl Postgres {
         } else {
             config.max_connections
         };
+        let listener_config = pg.clone();
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -153,6 +155,7 @@ impl Postgres {
             }),
         };
         store.spawn_pruner(config.change_log);
+        store.spawn_schema_listener(listener_config);
         Ok(store)
     }
 
