@@ -4,11 +4,12 @@
 //! through the compiler's PostgreSQL dialect. Each write is one transaction on a pooled
 //! connection; there is no writer thread.
 //!
-//! `basalt serve --database-url` runs on it (issue 18); other nodes' schema changes
-//! arrive by LISTEN/NOTIFY (`listen`), change events reach this node's subscribers only,
-//! and the connection is plain TCP (a URL asking for TLS is refused).
+//! `basalt serve --database-url` runs on it (issue 18); other nodes' schema changes and
+//! record changes arrive by LISTEN/NOTIFY (`listen`, `feed`), and the connection is plain
+//! TCP (a URL asking for TLS is refused).
 
 mod collections;
+mod feed;
 mod listen;
 mod records;
 mod rows;
@@ -48,6 +49,8 @@ struct Inner {
     /// a table that a schema change (of this node) altered under its snapshot.
     schema_lock: RwLock<()>,
     changes: ChangeBus,
+    /// `_changes` entries this node's writes made, which its feed leaves to them.
+    own_changes: std::sync::Mutex<std::collections::HashSet<i64>>,
     closed: AtomicBool,
     max_connections: usize,
 }
@@ -150,12 +153,14 @@ impl Postgres {
                 schema: ArcSwap::from_pointee(schema),
                 schema_lock: RwLock::new(()),
                 changes: ChangeBus::new(),
+                own_changes: Default::default(),
                 closed: AtomicBool::new(false),
                 max_connections,
             }),
         };
         store.spawn_pruner(config.change_log);
-        store.spawn_schema_listener(listener_config);
+        let feed = feed::Feed::start(&store).await?;
+        store.spawn_listener(listener_config, feed);
         Ok(store)
     }
 
