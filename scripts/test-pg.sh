@@ -21,7 +21,7 @@ suites=(api api_hardening auth_email auth_security durability edge edge_streams 
   hot_get metrics_auth oauth2 openapi postgres_serve realtime rule_oracles)
 args=()
 for s in "${suites[@]}"; do args+=(--test "$s"); done
-cargo test -p basalt "${args[@]}" -- \
+cargo test -p basalt --no-fail-fast "${args[@]}" -- \
   --skip the_change_log_kept_password_hashes_and_token_keys \
   --skip the_change_log_grew_forever \
   --skip existing_case_duplicate_emails_do_not_stop_start_up \

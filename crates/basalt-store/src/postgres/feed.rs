@@ -1,17 +1,19 @@
-//! Other nodes' record changes for this node's realtime subscribers. A write transaction
-//! notifies `basalt_changes` with its newest `_changes` sequence number (delivered at
-//! commit); this node's listener (`listen`) then reads the entries after the last one it
-//! handled — and, without a notification, once a second, and after reconnecting, so a
-//! missed notification delays an event but does not lose it — and publishes those of
-//! other nodes on its bus in sequence order, as its own writes publish theirs.
+//! Record changes for this node's realtime subscribers, its own and other nodes'. A write
+//! transaction notifies `basalt_changes` with its newest `_changes` sequence number
+//! (delivered at commit) and notes its events here before COMMIT; the listener (`listen`)
+//! reads the entries after the last one it handled — when this node's write committed,
+//! on a notification, once a second, and after reconnecting, so a missed notification
+//! delays an event but does not lose it — and publishes them on the bus in sequence
+//! order: this node's with the events its writes noted (the stored rows), other nodes'
+//! read back.
 //!
 //! Sequence numbers are drawn before commit, so a smaller one can commit after a larger
 //! one was read: the numbers skipped over are kept as holes and asked for again for
 //! `HOLE_WAIT` (a transaction that stays open longer loses its events on other nodes; a
 //! rolled-back one leaves a hole that just expires). Two changes of one record commit in
 //! their sequence order (the second waits for the first's row lock), so per record the
-//! order holds. The event's record is the row as it is when read (the entry's copy,
-//! without secrets, when it is gone, and for a delete).
+//! order holds. The event's record is the entry's copy of the row as that change left it
+//! (without secrets; an auth record's current token key is read beside it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,21 +59,30 @@ impl Feed {
 }
 
 impl Postgres {
-    /// Notes (`add`) or forgets the entries of one of this node's write transactions.
-    pub(super) fn own_changes(&self, seqs: &[i64], add: bool) {
-        let Ok(mut own) = self.inner.own_changes.lock() else {
-            return;
-        };
-        for s in seqs {
-            if add {
-                own.insert(*s);
-            } else {
+    /// Notes the events of one of this node's write transactions, before its COMMIT
+    /// (`seqs` and `changes` pair up: one entry per event).
+    pub(super) fn own_changes(&self, seqs: &[i64], changes: Vec<PendingChange>) {
+        if let Ok(mut own) = self.inner.own_changes.lock() {
+            own.extend(seqs.iter().copied().zip(changes));
+        }
+    }
+
+    /// Forgets them again: the transaction did not commit.
+    pub(super) fn forget_own_changes(&self, seqs: &[i64]) {
+        if let Ok(mut own) = self.inner.own_changes.lock() {
+            for s in seqs {
                 own.remove(s);
             }
         }
     }
 
-    /// Publishes the other nodes' entries committed since the last call.
+    /// What wakes the feed when this node's writes committed.
+    pub(super) fn feed_kick(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.feed_kick.clone()
+    }
+
+    /// Publishes the entries committed since the last call: this node's with the events
+    /// its writes noted, other nodes' read back.
     pub(super) async fn catch_up(&self, feed: &mut Feed) -> Result<(), StoreError> {
         loop {
             let client = self.client().await?;
@@ -103,9 +114,10 @@ impl Postgres {
                     .inner
                     .own_changes
                     .lock()
-                    .map(|mut o| o.remove(&seq))
-                    .unwrap_or(false);
-                if own {
+                    .ok()
+                    .and_then(|mut o| o.remove(&seq));
+                if let Some(change) = own {
+                    events.push(change);
                     continue;
                 }
                 let (cid, rid, action) = (
@@ -152,18 +164,29 @@ impl Postgres {
         let Some(c) = schema.by_id(collection_id).cloned() else {
             return Ok(None);
         };
-        let current = match action {
-            ChangeAction::Delete => None,
-            _ => self.current_row(&c, record_id).await?,
+        let mut record = match doc {
+            Some(d) => d,
+            None => match self.current_row(&c, record_id).await? {
+                Some(r) => r,
+                None => return Ok(None),
+            },
         };
-        let Some(record) = current.or(doc) else {
-            return Ok(None);
-        };
+        // The entry leaves secrets out; the fan-out follows an auth record's token key
+        // (a changed one drops the identities signed with it): the stored one is read.
+        if c.is_auth()
+            && action != ChangeAction::Delete
+            && !record.contains_key("tokenKey")
+            && let Some(key) = self
+                .current_row(&c, record_id)
+                .await?
+                .and_then(|mut r| r.remove("tokenKey"))
+        {
+            record.insert("tokenKey".into(), key);
+        }
         Ok(Some(PendingChange::new(&schema, &c, action, &record)))
     }
 
-    /// The stored row (its secrets included, as a local event has them: the fan-out
-    /// follows auth records' token keys).
+    /// The stored row, its secrets included.
     async fn current_row(
         &self,
         c: &Arc<Collection>,

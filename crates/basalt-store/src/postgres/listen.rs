@@ -5,7 +5,8 @@
 //! whenever that connection was (re)established — notifications sent meanwhile are
 //! lost —, the node reloads its snapshot from `_collections` under its schema lock, so no
 //! write of its own runs against a table that changed shape, and drops its prepared
-//! statements. Record changes are read on their notification and once a second.
+//! statements. Record changes are read when this node's write committed, on their
+//! notification and once a second.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -28,9 +29,10 @@ impl Postgres {
     /// Listens for other nodes' changes until the store closes or is dropped.
     pub(super) fn spawn_listener(&self, config: tokio_postgres::Config, mut feed: Feed) {
         let weak = Arc::downgrade(&self.inner);
+        let kick = self.feed_kick();
         tokio::spawn(async move {
             while open(&weak).is_some() {
-                if let Err(e) = listen(&weak, &config, &mut feed).await {
+                if let Err(e) = listen(&weak, &config, &kick, &mut feed).await {
                     tracing::warn!(error = %e, "listening for other nodes' changes failed; retrying");
                 }
                 tokio::time::sleep(TICK).await;
@@ -68,6 +70,7 @@ enum News {
 async fn listen(
     weak: &Weak<Inner>,
     config: &tokio_postgres::Config,
+    kick: &tokio::sync::Notify,
     feed: &mut Feed,
 ) -> Result<(), StoreError> {
     let (client, mut conn) = config.connect(NoTls).await.map_err(pg_err)?;
@@ -121,6 +124,7 @@ async fn listen(
                     }
                     schema_due = news.iter().any(|n| matches!(n, News::Schema));
                 }
+                () = kick.notified() => {}
                 () = tokio::time::sleep(TICK) => {}
             }
         }

@@ -49,8 +49,11 @@ struct Inner {
     /// a table that a schema change (of this node) altered under its snapshot.
     schema_lock: RwLock<()>,
     changes: ChangeBus,
-    /// `_changes` entries this node's writes made, which its feed leaves to them.
-    own_changes: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// The events of this node's write transactions by their `_changes` sequence number,
+    /// noted before COMMIT: the feed publishes them in sequence order with the others.
+    own_changes: std::sync::Mutex<std::collections::HashMap<i64, crate::events::PendingChange>>,
+    /// Wakes the feed when one of this node's writes committed.
+    feed_kick: Arc<tokio::sync::Notify>,
     closed: AtomicBool,
     max_connections: usize,
 }
@@ -154,6 +157,7 @@ impl Postgres {
                 schema_lock: RwLock::new(()),
                 changes: ChangeBus::new(),
                 own_changes: Default::default(),
+                feed_kick: Default::default(),
                 closed: AtomicBool::new(false),
                 max_connections,
             }),

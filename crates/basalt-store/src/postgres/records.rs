@@ -522,26 +522,28 @@ impl Postgres {
         let (out, job) = work(job).await?;
         let (changes, seqs, dropped) = (job.changes, job.seqs, job.dropped);
         if let Some(last) = seqs.iter().max() {
-            // Delivered at commit: the other nodes read the entries (`feed`); this node's
-            // feed skips them, as they are published here below.
+            // Delivered at commit: the other nodes read the entries (`feed`).
             tx.execute(
                 "SELECT pg_notify($1, $2)",
                 &[&feed::CHANGES_CHANNEL, &last.to_string()],
             )
             .await
             .map_err(pg_err)?;
-            self.own_changes(&seqs, true);
         }
+        // This node's feed publishes these events at their place in sequence order (so
+        // two transactions' events on one record follow their commit order).
+        self.own_changes(&seqs, changes);
         let committed = tx.commit().await.map_err(|e| match pg_err(e) {
             StoreError::Unavailable(why) => StoreError::OutcomeUnknown(why),
             other => other,
         });
         if let Err(e) = committed {
-            // Rolled back (or unknown: then the feed publishes it, if it committed).
-            self.own_changes(&seqs, false);
+            // Rolled back (or unknown: then the feed reads it as another node's, if it
+            // committed).
+            self.forget_own_changes(&seqs);
             return Err(e);
         }
-        self.inner.changes.publish(changes);
+        self.inner.feed_kick.notify_one();
         Ok((out, dropped))
     }
 
