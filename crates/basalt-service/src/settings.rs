@@ -76,7 +76,9 @@ fn redacted(mut s: Value) -> Value {
 
 /// `backups.cron` must parse (PocketBase's five fields or a macro) and, when set,
 /// `backups.cronMaxKeep` must be at least 1: the schedule acts on both.
-fn check_backups(b: &Value) -> ServiceResult<()> {
+/// Where backups are not made (`Backups::refused`), a schedule or a bucket for them is
+/// refused too, naming the option, rather than saved and never acted on.
+fn check_backups(svc: &Services, b: &Value) -> ServiceResult<()> {
     let fail = |field: &str, code: &str, message: String| {
         Err(
             ServiceError::bad_request("An error occurred while saving the new settings.")
@@ -94,6 +96,19 @@ fn check_backups(b: &Value) -> ServiceResult<()> {
             );
         }
     };
+    if let Err(refused) = svc.backups.check_supported() {
+        let on = |v: &Value| v.as_bool() == Some(true);
+        if !cron.is_empty() {
+            return fail("cron", "validation_not_supported", refused.message);
+        }
+        if on(&b["s3"]["enabled"]) {
+            return Err(ServiceError::bad_request(SAVE_FAILED).with_data(
+                json!({"backups": {"s3": {
+                    "enabled": {"code": "validation_not_supported", "message": refused.message}
+                }}}),
+            ));
+        }
+    }
     if cron.is_empty() {
         return Ok(());
     }
@@ -152,7 +167,7 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
             )));
         }
     }
-    check_backups(&s["backups"])?;
+    check_backups(svc, &s["backups"])?;
     let batch = &s["batch"];
     if batch["maxRequests"].as_i64().is_some_and(|n| n < 1)
         || batch["timeout"].as_i64().is_some_and(|n| n < 1)

@@ -27,7 +27,7 @@ pub struct StoreConfig {
 }
 
 /// How the PostgreSQL engine opens its database ([`crate::Store::open_postgres`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgConfig {
     /// `postgres://user@host:port/db[?options=-csearch_path%3Dschema]`: the database,
     /// and the schema the tables live in (the first of the search path). `sslmode`
@@ -37,6 +37,25 @@ pub struct PgConfig {
     pub max_connections: usize,
     /// How long the change log keeps its entries.
     pub change_log: ChangeLogRetention,
+}
+
+impl std::fmt::Debug for PgConfig {
+    /// The URL may hold a password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .field("change_log", &self.change_log)
+            .finish()
+    }
+}
+
+impl PgConfig {
+    /// Whether `url` is a database URL the PostgreSQL engine can open (it parses, and
+    /// asks for no TLS), without connecting. The message never repeats the URL.
+    pub fn check_url(url: &str) -> Result<(), String> {
+        crate::postgres::parse_url(url).map(|_| ())
+    }
 }
 
 /// Bounds of the change log (`_changes`), enforced by a pruner running at start and then

@@ -464,4 +464,16 @@ impl Sqlite {
         })
         .await
     }
+
+    pub async fn param_or_insert(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<serde_json::Value, StoreError> {
+        let key = key.to_string();
+        self.write_job(move |conn, _| {
+            crate::system::param_or_insert(conn, &key, &value).map(|v| (v, None))
+        })
+        .await
+    }
 }

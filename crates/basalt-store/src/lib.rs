@@ -1,6 +1,6 @@
 //! Basalt's storage behind one [`Store`]: the SQLite engine (one writer thread with a
 //! bounded queue and group commit, a pool of readers, WAL) or the PostgreSQL engine (a
-//! connection pool, a transaction per write; not wired to `basalt serve` yet), the system
+//! connection pool, a transaction per write; the binary picks it by `database_url`), the system
 //! tables and schema migrations, the
 //! filter/rule -> SQL compiler (bound parameters only, dialect-aware), record CRUD with
 //! access rules enforced in SQL, and the change log (an outbox row written in the same

@@ -103,6 +103,12 @@ impl Store {
         on_engine_async!(self, e => e.set_param(key, value))
     }
 
+    /// The value stored under `key`, storing `value` first when there is none: of several
+    /// processes calling it at once, every one gets the value that was stored first.
+    pub async fn param_or_insert(&self, key: &str, value: Value) -> Result<Value, StoreError> {
+        on_engine_async!(self, e => e.param_or_insert(key, value))
+    }
+
     /// Executes `ops` in one transaction: all commit or none do.
     pub async fn write(
         &self,

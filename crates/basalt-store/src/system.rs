@@ -224,6 +224,20 @@ pub(crate) fn get_param(conn: &Connection, key: &str) -> Result<Option<Value>, S
     Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
 }
 
+/// The value stored under `key`, storing `value` first when there is none.
+pub(crate) fn param_or_insert(
+    conn: &Connection,
+    key: &str,
+    value: &Value,
+) -> Result<Value, StoreError> {
+    conn.execute(
+        "INSERT INTO _params (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+        params![key, value.to_string()],
+    )
+    .map_err(err)?;
+    Ok(get_param(conn, key)?.unwrap_or(Value::Null))
+}
+
 pub(crate) fn set_param(conn: &Connection, key: &str, value: &Value) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO _params (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",

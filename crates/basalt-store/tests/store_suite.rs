@@ -609,6 +609,13 @@ mod cases {
             store.get_param("k").await.expect("get"),
             Some(json!({"a": [2]}))
         );
+        // The first value stored wins; later callers read it.
+        for v in ["first", "second"] {
+            assert_eq!(
+                store.param_or_insert("once", json!(v)).await.expect("init"),
+                json!("first")
+            );
+        }
     }
 
     pub async fn a_field_changing_storage_keeps_its_values(store: &Store) {

@@ -1,5 +1,10 @@
 //! Dev-only test helpers: runs the real `basalt` binary on a free loopback port with a
 //! temporary data directory, and talks to it over HTTP. Never used by production code.
+//!
+//! With `BASALT_TEST_DATABASE=postgres` (and `BASALT_TEST_PG_URL`, see [`pg`]) every
+//! [`TestServer`] runs on PostgreSQL instead, each in a fresh schema of its own, so the
+//! same integration tests exercise both engines; [`TestServer::start_on_postgres`] picks
+//! PostgreSQL for one test whatever that variable says.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -29,7 +34,20 @@ pub struct TestServer {
     child: Option<Child>,
     /// Extra environment of `serve` (configuration under test), kept across restarts.
     env: Vec<(String, String)>,
+    /// The PostgreSQL schema the server runs on (dropped after the server is killed).
+    pg: Option<pg::PgSchema>,
     pub http: reqwest::Client,
+}
+
+/// Whether the test servers run on PostgreSQL (`BASALT_TEST_DATABASE=postgres`). Any
+/// other value than `postgres` or `sqlite` fails the test, so a typo is not a silent run
+/// on SQLite.
+pub fn servers_on_postgres() -> bool {
+    match std::env::var("BASALT_TEST_DATABASE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("BASALT_TEST_DATABASE={other:?}: use sqlite or postgres"),
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -47,7 +65,49 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with `BASALT_*` variables for `serve`.
     pub async fn start_with_env(bin: &str, env: &[(&str, &str)]) -> TestServer {
+        let pg = if servers_on_postgres() {
+            let schema = pg::PgSchema::create("srv").await;
+            Some(schema.expect("BASALT_TEST_DATABASE=postgres needs BASALT_TEST_PG_URL"))
+        } else {
+            None
+        };
+        Self::start_inner(bin, env, pg).await
+    }
+
+    /// A server on a fresh PostgreSQL schema whatever `BASALT_TEST_DATABASE` says;
+    /// `None` (the test passes with a notice) without `BASALT_TEST_PG_URL`, see [`pg::url`].
+    pub async fn start_on_postgres(bin: &str, env: &[(&str, &str)]) -> Option<TestServer> {
+        let schema = pg::PgSchema::create("srv").await?;
+        Some(Self::start_inner(bin, env, Some(schema)).await)
+    }
+
+    /// A second server (its own data dir and port) on this one's database: PostgreSQL
+    /// only, as two processes never share a SQLite data dir.
+    pub async fn start_peer(&self, env: &[(&str, &str)]) -> TestServer {
+        let url = self
+            .pg
+            .as_ref()
+            .map(pg::PgSchema::url)
+            .expect("a peer shares a PostgreSQL database");
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.push(("BASALT_DATABASE_URL", &url));
+        Self::start_inner(self.bin.to_str().expect("utf-8 path"), &env, None).await
+    }
+
+    /// The database URL when the server runs on PostgreSQL.
+    pub fn database_url(&self) -> Option<String> {
+        self.pg.as_ref().map(pg::PgSchema::url)
+    }
+
+    async fn start_inner(bin: &str, env: &[(&str, &str)], pg: Option<pg::PgSchema>) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(schema) = &pg {
+            env.push(("BASALT_DATABASE_URL".into(), schema.url()));
+        }
         let status = Command::new(bin)
             .args([
                 "superuser",
@@ -57,6 +117,12 @@ impl TestServer {
                 "--dir",
             ])
             .arg(dir.path())
+            // Only the database of the test's configuration: the rest is `serve`'s.
+            .envs(
+                env.iter()
+                    .filter(|(k, _)| k == "BASALT_DATABASE_URL")
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .stderr(Stdio::null())
             .status()
             .expect("run superuser upsert");
@@ -67,10 +133,8 @@ impl TestServer {
             logs: tempfile::tempdir().expect("temp dir"),
             port: free_port(),
             child: None,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env,
+            pg,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()

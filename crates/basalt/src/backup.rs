@@ -45,6 +45,9 @@ fn refused(e: basalt_service::ServiceError) -> anyhow::Error {
 }
 
 pub async fn run(cfg: &Config, action: BackupAction) -> anyhow::Result<()> {
+    if cfg.database_url.is_some() {
+        anyhow::bail!("{}", crate::serve::PG_BACKUPS_REFUSED);
+    }
     let backups = Backups::new(&cfg.dir);
     match action {
         BackupAction::Create { name } => {

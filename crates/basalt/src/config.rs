@@ -12,8 +12,17 @@ use serde::Deserialize;
 pub struct Config {
     /// Address to listen on (`BASALT_HTTP`). Default `127.0.0.1:8090`.
     pub http: String,
-    /// Data directory holding `data.db` and the generated secret (`BASALT_DIR`). Default `basalt_data`.
+    /// Data directory holding `data.db` and the generated secret (`BASALT_DIR`); with
+    /// `database_url` it holds only the local record files (`storage/`), the upload spool
+    /// and the lock. Default `basalt_data`.
     pub dir: PathBuf,
+    /// PostgreSQL instead of the embedded SQLite database (`BASALT_DATABASE_URL`,
+    /// `--database-url`): `postgres://user:password@host:port/db`, the tables in the first
+    /// schema of the search path (`?options=-csearch_path%3Dname`). Plain TCP only: a URL
+    /// whose `sslmode` asks for TLS is refused. Several servers on one URL share the data;
+    /// the signing secret, when `secret` is unset, is kept in the database. A secret (it may
+    /// hold a password), never logged. Default none: SQLite in `dir`.
+    pub database_url: Option<String>,
     /// Allowed CORS origins, `*` for any (`BASALT_CORS_ORIGINS`, comma-separated). Default `["*"]`.
     pub cors_origins: Vec<String>,
     /// Largest accepted request body in bytes (`BASALT_BODY_LIMIT`). Default 32 MiB.
@@ -22,15 +31,17 @@ pub struct Config {
     /// fails only after this long without a byte of its body. Default 60.
     pub request_timeout: u64,
     /// Reader connections; 0 (the default) derives from the CPU count (`BASALT_DB_READERS`).
+    /// With `database_url`: the pool's connections (0: four per CPU).
     pub db_readers: usize,
-    /// Capacity of the writer queue (`BASALT_DB_WRITER_QUEUE`). Default 1024.
+    /// Capacity of the writer queue (`BASALT_DB_WRITER_QUEUE`); SQLite only. Default 1024.
     pub db_writer_queue: usize,
     /// `PRAGMA synchronous=FULL` instead of NORMAL (`BASALT_DB_SYNC_FULL`): each commit waits
     /// for the WAL to reach the disk, so an acknowledged write also survives an OS crash or
     /// power loss; NORMAL (the default promise) survives a process crash (`kill -9`) but may
     /// lose the last writes to an OS crash or power loss, never corrupting the database.
     /// Uploaded files on local disk follow it: fsynced (file and directory) only when true.
-    /// See docs/durability.md. Default false.
+    /// See docs/durability.md. SQLite only (PostgreSQL's own `synchronous_commit` decides
+    /// there). Default false.
     pub db_sync_full: bool,
     /// Seconds the change log (`_changes`, the outbox of record changes) keeps an entry;
     /// 0 keeps entries whatever their age (`BASALT_CHANGE_LOG_MAX_AGE`). Default 604800 (7 days).
@@ -76,6 +87,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("http", &self.http)
             .field("dir", &self.dir)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("cors_origins", &self.cors_origins)
             .field("body_limit", &self.body_limit)
             .field("request_timeout", &self.request_timeout)
@@ -104,6 +119,7 @@ impl Default for Config {
         Self {
             http: "127.0.0.1:8090".into(),
             dir: PathBuf::from("basalt_data"),
+            database_url: None,
             cors_origins: vec!["*".into()],
             body_limit: 32 << 20,
             request_timeout: 60,
@@ -155,6 +171,9 @@ impl Config {
         }
         if let Some(v) = get("BASALT_DIR") {
             self.dir = v.into();
+        }
+        if let Some(v) = get("BASALT_DATABASE_URL").filter(|v| !v.is_empty()) {
+            self.database_url = Some(v);
         }
         if let Some(v) = get("BASALT_CORS_ORIGINS") {
             self.cors_origins = v.split(',').map(|s| s.trim().to_string()).collect();
@@ -235,6 +254,20 @@ impl Config {
         if self.db_writer_queue == 0 {
             bail!("db_writer_queue: must be at least 1");
         }
+        if let Some(url) = &self.database_url {
+            check_database_url(url)?;
+            // SQLite's writer options mean nothing to PostgreSQL: refused, not ignored.
+            let sqlite_only = Config::default();
+            if self.db_writer_queue != sqlite_only.db_writer_queue {
+                bail!("db_writer_queue: applies to SQLite only, not with database_url");
+            }
+            if self.db_sync_full {
+                bail!(
+                    "db_sync_full: applies to SQLite only, not with database_url (set \
+                     synchronous_commit in PostgreSQL)"
+                );
+            }
+        }
         if self.secret.as_ref().is_some_and(|s| s.len() < 32) {
             bail!("secret: must be at least 32 characters");
         }
@@ -257,6 +290,16 @@ impl Config {
         }
         Ok(self)
     }
+}
+
+/// What can be told of a database URL before connecting: its scheme, that it parses,
+/// and no TLS asked for (the PostgreSQL engine speaks plain TCP only). The message never
+/// repeats the URL, which may hold a password.
+fn check_database_url(url: &str) -> anyhow::Result<()> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        bail!("database_url: must start with postgres:// or postgresql://");
+    }
+    basalt_store::PgConfig::check_url(url).map_err(|e| anyhow::anyhow!("database_url: {e}"))
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ struct Cli {
     /// Data directory (overrides the file and BASALT_DIR).
     #[arg(long, global = true)]
     dir: Option<PathBuf>,
+    /// PostgreSQL database to use instead of SQLite in the data directory, e.g.
+    /// postgres://basalt@db/basalt (overrides the file and BASALT_DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -103,6 +107,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(d) = cli.dir {
         cfg.dir = d;
     }
+    if let Some(u) = cli.database_url {
+        cfg.database_url = Some(u);
+    }
     if let Command::Serve { http: Some(h), .. } = &cli.command {
         cfg.http = h.clone();
     }
@@ -115,6 +122,12 @@ fn main() -> anyhow::Result<()> {
     }
     let cfg = cfg.validate()?;
     if let Command::Check { full } = cli.command {
+        if cfg.database_url.is_some() {
+            anyhow::bail!(
+                "basalt check reads the SQLite database file; with database_url check the \
+                 PostgreSQL database with its own tools (e.g. the amcheck extension)"
+            );
+        }
         return check::run(&cfg.dir, full);
     }
     basalt_telemetry::init_logging(cfg.json_logs, &cfg.log);

@@ -11,25 +11,80 @@ use std::time::Duration;
 
 use anyhow::Context;
 use basalt_api::{ApiConfig, ApiState};
-use basalt_store::{Store, StoreConfig};
+use basalt_store::{PgConfig, Store, StoreConfig};
 
 use crate::config::Config;
 
+/// What `/api/backups`, the backup schedule and `basalt backup` answer on PostgreSQL: the
+/// database is not a file of the data dir, so a backup zip cannot hold it.
+pub const PG_BACKUPS_REFUSED: &str = "Backups are not supported with a PostgreSQL database \
+    (database_url) yet: back the database up with pg_dump and the files separately.";
+
+/// The `_params` key of the token signing secret on PostgreSQL, when `secret` is unset:
+/// every node of a deployment signs and verifies with the one the first node stored.
+const PG_SECRET_PARAM: &str = "basalt_signing_secret";
+
+/// Marks a data dir whose records live in PostgreSQL. Without it, a start that forgot the
+/// URL would make an empty SQLite database there, and its file sweep would then remove
+/// every stored file as named by no record.
+const PG_MARKER: &str = ".database_is_postgresql";
+
+/// The database the configuration names: PostgreSQL at `database_url`, or SQLite in the
+/// data dir (the default; refused in a data dir marked as PostgreSQL's).
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let change_log = basalt_store::ChangeLogRetention {
+        max_age: (cfg.change_log_max_age > 0)
+            .then(|| std::time::Duration::from_secs(cfg.change_log_max_age)),
+        max_rows: (cfg.change_log_max_rows > 0).then_some(cfg.change_log_max_rows),
+        ..Default::default()
+    };
+    let marker = cfg.dir.join(PG_MARKER);
+    if let Some(url) = &cfg.database_url {
+        // The URL may hold a password: the error names the database by neither.
+        let store = Store::open_postgres(PgConfig {
+            url: url.clone(),
+            max_connections: cfg.db_readers,
+            change_log,
+        })
+        .await
+        .context("opening the PostgreSQL database (database_url)")?;
+        std::fs::create_dir_all(&cfg.dir)
+            .and_then(|()| {
+                std::fs::write(
+                    &marker,
+                    "The records of this data dir's files are in PostgreSQL (database_url).\n",
+                )
+            })
+            .with_context(|| format!("writing {}", marker.display()))?;
+        return Ok(store);
+    }
+    if marker.exists() && !cfg.dir.join("data.db").exists() {
+        anyhow::bail!(
+            "{} holds the files of a deployment on PostgreSQL: pass --database-url (or \
+             BASALT_DATABASE_URL), or remove {} to start an empty SQLite database there",
+            cfg.dir.display(),
+            marker.display()
+        );
+    }
     Store::open(StoreConfig {
         data_dir: cfg.dir.clone(),
         readers: cfg.db_readers,
         writer_queue: cfg.db_writer_queue,
         synchronous_full: cfg.db_sync_full,
-        change_log: basalt_store::ChangeLogRetention {
-            max_age: (cfg.change_log_max_age > 0)
-                .then(|| std::time::Duration::from_secs(cfg.change_log_max_age)),
-            max_rows: (cfg.change_log_max_rows > 0).then_some(cfg.change_log_max_rows),
-            ..Default::default()
-        },
+        change_log,
     })
     .await
     .with_context(|| format!("opening the database in {}", cfg.dir.display()))
+}
+
+/// The backups of this configuration: the data dir's, or refused on PostgreSQL.
+pub fn backups(cfg: &Config) -> basalt_service::backups::Backups {
+    use basalt_service::backups::Backups;
+    if cfg.database_url.is_some() {
+        Backups::refused(&cfg.dir, PG_BACKUPS_REFUSED)
+    } else {
+        Backups::new(&cfg.dir)
+    }
 }
 
 /// Record files on local disk in PocketBase's layout (`<dir>/storage/`), uploads spooled
@@ -58,10 +113,24 @@ pub fn file_durability(cfg: &Config) -> basalt_files::Durability {
     }
 }
 
-/// The configured secret, or the one generated on first start in `<dir>/secret.key`.
-fn signing_secret(cfg: &Config) -> anyhow::Result<Vec<u8>> {
+/// The configured secret, or the one generated on first start: in `<dir>/secret.key` on
+/// SQLite, in the database on PostgreSQL (so that every node of a deployment has it).
+async fn signing_secret(cfg: &Config, store: &Store) -> anyhow::Result<Vec<u8>> {
     if let Some(s) = &cfg.secret {
         return Ok(s.as_bytes().to_vec());
+    }
+    if cfg.database_url.is_some() {
+        let fresh = serde_json::Value::String(basalt_schema::id::random_id(64));
+        let kept = store
+            .param_or_insert(PG_SECRET_PARAM, fresh)
+            .await
+            .context("reading the signing secret from the database")?;
+        return match kept.as_str() {
+            Some(s) if s.len() >= 32 => Ok(s.as_bytes().to_vec()),
+            _ => anyhow::bail!(
+                "the signing secret kept in the database ({PG_SECRET_PARAM} in _params) is not a string of at least 32 characters"
+            ),
+        };
     }
     let path = cfg.dir.join("secret.key");
     if let Ok(s) = std::fs::read_to_string(&path) {
@@ -167,15 +236,17 @@ fn finish_restore(cfg: &Config) -> anyhow::Result<()> {
 /// process must restart.
 pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Result<bool> {
     let _lock = crate::data_lock::shared(&cfg.dir)?;
-    finish_restore(&cfg)?;
+    if cfg.database_url.is_none() {
+        finish_restore(&cfg)?;
+    }
     let store = open_store(&cfg).await?;
-    let backups = basalt_service::backups::Backups::new(&cfg.dir);
+    let backups = backups(&cfg);
     let previous = cfg
         .previous_secrets
         .iter()
         .map(|s| s.as_bytes().to_vec())
         .collect();
-    let keys = basalt_auth::TokenKeys::with_previous(signing_secret(&cfg)?, previous);
+    let keys = basalt_auth::TokenKeys::with_previous(signing_secret(&cfg, &store).await?, previous);
     let hash_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let metrics = Arc::new(basalt_telemetry::Metrics::new());
     let realtime = basalt_realtime::Hub::new(
@@ -242,7 +313,12 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     let listener = tokio::net::TcpListener::bind(&cfg.http)
         .await
         .with_context(|| format!("binding {}", cfg.http))?;
-    tracing::info!(address = %listener.local_addr()?, dir = %cfg.dir.display(), "basalt serving");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        dir = %cfg.dir.display(),
+        database = if cfg.database_url.is_some() { "postgresql" } else { "sqlite" },
+        "basalt serving"
+    );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::http::serve(listener, app, async {
         let _ = rx.await;

@@ -15,7 +15,7 @@ pub async fn run(cfg: &Config, lang: &str, out: Option<&Path>) -> anyhow::Result
         );
     }
     // Never create an empty database where the user meant an existing one.
-    if !cfg.dir.join("data.db").is_file() {
+    if cfg.database_url.is_none() && !cfg.dir.join("data.db").is_file() {
         bail!("no database in {}: pass --dir DATA_DIR", cfg.dir.display());
     }
     let store = crate::serve::open_store(cfg).await?;

@@ -560,6 +560,7 @@ async fn emails_differing_only_in_case_registered_as_two_accounts() {
             "--dir",
         ])
         .arg(s.data_dir())
+        .envs(s.database_url().map(|u| ("BASALT_DATABASE_URL", u)))
         .status()
         .expect("superuser upsert");
     assert!(status.success());

@@ -323,6 +323,7 @@ fn sweep_cli(s: &TestServer) -> (bool, String) {
     let out = Command::new(BIN)
         .args(["files", "sweep", "--dir"])
         .arg(s.data_dir())
+        .envs(s.database_url().map(|u| ("BASALT_DATABASE_URL", u)))
         .output()
         .expect("run basalt files sweep");
     let mut text = String::from_utf8_lossy(&out.stdout).to_string();

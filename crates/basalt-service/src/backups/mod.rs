@@ -60,6 +60,9 @@ pub struct Backups {
 #[derive(Debug)]
 struct Inner {
     data_dir: PathBuf,
+    /// Why this deployment makes no backups (its database is not a file of the data dir);
+    /// every operation answers it as a 400.
+    refused: Option<String>,
     /// The `backups.s3` bucket while that section is enabled.
     s3: RwLock<Option<Arc<S3Storage>>>,
     activity: Mutex<Activity>,
@@ -97,13 +100,32 @@ impl Drop for Running<'_> {
 impl Backups {
     /// The backups of `data_dir` (its `backups/` folder is made on first use).
     pub fn new(data_dir: impl Into<PathBuf>) -> Backups {
+        Self::with_refusal(data_dir.into(), None)
+    }
+
+    /// Backups that are not made here: every operation (listing included, so a client is
+    /// told rather than shown an empty list) answers a 400 with `why`.
+    pub fn refused(data_dir: impl Into<PathBuf>, why: impl Into<String>) -> Backups {
+        Self::with_refusal(data_dir.into(), Some(why.into()))
+    }
+
+    fn with_refusal(data_dir: PathBuf, refused: Option<String>) -> Backups {
         Backups {
             inner: Arc::new(Inner {
-                data_dir: data_dir.into(),
+                data_dir,
+                refused,
                 s3: RwLock::new(None),
                 activity: Mutex::new(Activity::Idle),
                 restart: tokio::sync::watch::Sender::new(false),
             }),
+        }
+    }
+
+    /// `Err` (a 400 saying why) when backups are not made here.
+    pub fn check_supported(&self) -> ServiceResult<()> {
+        match &self.inner.refused {
+            Some(why) => Err(ServiceError::bad_request(why.clone())),
+            None => Ok(()),
         }
     }
 
@@ -160,11 +182,13 @@ impl Backups {
 
     /// Every backup, by key.
     pub async fn list(&self) -> ServiceResult<Vec<BackupInfo>> {
+        self.check_supported()?;
         self.target().list().await
     }
 
     /// Deletes backup `key`; `Ok(false)` when there is none by that name.
     pub async fn remove(&self, key: &str) -> ServiceResult<bool> {
+        self.check_supported()?;
         self.target().remove(key).await
     }
 
@@ -176,6 +200,7 @@ impl Backups {
         name: &str,
         gate: Option<&crate::files::DeletionGate>,
     ) -> ServiceResult<BackupInfo> {
+        self.check_supported()?;
         if !valid_key(name) {
             return Err(ServiceError::bad_request("Invalid backup name."));
         }
@@ -234,6 +259,7 @@ impl Backups {
     /// CLI and [`restore`]). Afterwards the process must restart (or, offline, call
     /// [`restore::complete_pending`]) to complete it.
     pub async fn stage_restore(&self, key: &str) -> ServiceResult<()> {
+        self.check_supported()?;
         let missing = || ServiceError::bad_request("Missing or invalid backup file.");
         if !valid_key(key) {
             return Err(missing());
@@ -379,6 +405,7 @@ pub async fn list(svc: &Services, caller: &Caller) -> ServiceResult<Vec<BackupIn
 /// `POST /api/backups`: a new backup named `name` (PocketBase's default name when empty).
 pub async fn create(svc: &Services, caller: &Caller, name: Option<String>) -> ServiceResult<()> {
     caller.require_superuser()?;
+    svc.backups.check_supported()?;
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => n,
         None => default_name("pb_backup_", &app_name(svc).await),
@@ -403,6 +430,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     caller.require_superuser()?;
+    svc.backups.check_supported()?;
     let invalid = |code: &str, message: String| {
         ServiceError::bad_request("An error occurred while validating the submitted data.")
             .with_data(json!({"file": {"code": code, "message": message}}))
@@ -508,6 +536,7 @@ pub async fn download(
     if !who.is_superuser {
         return Err(forbidden());
     }
+    svc.backups.check_supported()?;
     svc.backups.target().open(key).await
 }
 

@@ -84,8 +84,9 @@ async fn apply_create(
     c: Collection,
 ) -> Result<(Collection, Schema), StoreError> {
     let c = validate(c, None, schema, &now_string()).map_err(StoreError::Validation)?;
-    check_supported(&c)?;
+    // A name that is taken is told first, as on SQLite, whatever the collection's type.
     check_name_free(tx, &c.name, None).await?;
+    check_supported(&c)?;
     run_create(tx, &c).await?;
     system::save_collection(tx, &c).await?;
     let next = with_collection(schema, c.clone());
@@ -284,6 +285,15 @@ impl Postgres {
         // Another node may have changed the schema since this one loaded it.
         let schema = Arc::new(system::load_schema(&tx).await?);
         let (out, next) = change(&tx, schema).await?;
+        if next.is_some() {
+            // Delivered at commit: every node reloads its snapshot (`listen`).
+            tx.execute(
+                "SELECT pg_notify($1, '')",
+                &[&super::listen::SCHEMA_CHANNEL],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
         tx.commit().await.map_err(|e| match pg_err(e) {
             StoreError::Unavailable(why) => StoreError::OutcomeUnknown(why),
             other => other,

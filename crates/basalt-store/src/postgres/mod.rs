@@ -4,11 +4,13 @@
 //! through the compiler's PostgreSQL dialect. Each write is one transaction on a pooled
 //! connection; there is no writer thread.
 //!
-//! Not wired to `basalt serve` yet (issue 18): schema changes made by another node are not
-//! seen until a restart, change events reach this node's subscribers only, and the
-//! connection is plain TCP (a URL asking for TLS is refused).
+//! `basalt serve --database-url` runs on it (issue 18); other nodes' schema changes and
+//! record changes arrive by LISTEN/NOTIFY (`listen`, `feed`), and the connection is plain
+//! TCP (a URL asking for TLS is refused).
 
 mod collections;
+mod feed;
+mod listen;
 mod records;
 mod rows;
 
@@ -47,6 +49,11 @@ struct Inner {
     /// a table that a schema change (of this node) altered under its snapshot.
     schema_lock: RwLock<()>,
     changes: ChangeBus,
+    /// The events of this node's write transactions by their `_changes` sequence number,
+    /// noted before COMMIT: the feed publishes them in sequence order with the others.
+    own_changes: std::sync::Mutex<std::collections::HashMap<i64, crate::events::PendingChange>>,
+    /// Wakes the feed when one of this node's writes committed.
+    feed_kick: Arc<tokio::sync::Notify>,
     closed: AtomicBool,
     max_connections: usize,
 }
@@ -86,26 +93,45 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     StoreError::Internal(format!("postgresql: {detail}"))
 }
 
+/// The connection settings of `url`, refusing what the engine cannot do (TLS). The
+/// message never repeats the URL, which may hold a password.
+pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    const NO_TLS: &str = "the database URL asks for TLS (sslmode=require or verify-*), which \
+                          Basalt's PostgreSQL engine does not support yet: use \
+                          sslmode=disable on a trusted network";
+    // The driver knows `disable`, `prefer` and `require` only: libpq's `verify-ca` and
+    // `verify-full` must be told as TLS refused, not as a malformed URL.
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    if query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("sslmode="))
+        .any(|mode| !matches!(mode, "disable" | "prefer"))
+    {
+        return Err(NO_TLS.into());
+    }
+    let pg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("invalid database URL: {e}"))?;
+    // `prefer` (the default) connects without TLS when the client has none, as libpq
+    // built without SSL does; `require` must not be silently downgraded.
+    if !matches!(pg.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
+        return Err(NO_TLS.into());
+    }
+    if pg.get_hosts().is_empty() {
+        return Err("the database URL names no host".into());
+    }
+    Ok(pg)
+}
+
 impl Postgres {
     pub(crate) async fn open(config: PgConfig) -> Result<Postgres, StoreError> {
-        let pg: tokio_postgres::Config = config
-            .url
-            .parse()
-            .map_err(|e| StoreError::Internal(format!("invalid database URL: {e}")))?;
-        // `prefer` (the default) connects without TLS when the client has none, as libpq
-        // built without SSL does; `require` must not be silently downgraded.
-        if !matches!(pg.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
-            return Err(StoreError::Internal(
-                "the database URL asks for TLS (sslmode=require), which Basalt's PostgreSQL \
-                 engine does not support yet: use sslmode=disable on a trusted network"
-                    .into(),
-            ));
-        }
+        let pg = parse_url(&config.url).map_err(StoreError::Internal)?;
         let max_connections = if config.max_connections == 0 {
             std::thread::available_parallelism().map_or(8, |n| n.get() * 4)
         } else {
             config.max_connections
         };
+        let listener_config = pg.clone();
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -130,11 +156,15 @@ impl Postgres {
                 schema: ArcSwap::from_pointee(schema),
                 schema_lock: RwLock::new(()),
                 changes: ChangeBus::new(),
+                own_changes: Default::default(),
+                feed_kick: Default::default(),
                 closed: AtomicBool::new(false),
                 max_connections,
             }),
         };
         store.spawn_pruner(config.change_log);
+        let feed = feed::Feed::start(&store).await?;
+        store.spawn_listener(listener_config, feed);
         Ok(store)
     }
 
@@ -208,6 +238,36 @@ impl Postgres {
             .await
             .map_err(pg_err)?;
         Ok(())
+    }
+}
+
+impl Postgres {
+    /// Of two nodes inserting at once, both read the value that was stored first.
+    pub(crate) async fn param_or_insert(
+        &self,
+        key: &str,
+        value: Value,
+    ) -> Result<Value, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "WITH ins AS (INSERT INTO _params (key, value) VALUES ($1, $2::text::jsonb) \
+                 ON CONFLICT (key) DO NOTHING RETURNING value) \
+                 SELECT value::text FROM ins UNION ALL \
+                 SELECT value::text FROM _params WHERE key = $1",
+            )
+            .await
+            .map_err(pg_err)?;
+        let rows = client
+            .query(&stmt, &[&key, &value.to_string()])
+            .await
+            .map_err(pg_err)?;
+        match rows.first().and_then(|r| r.get::<_, Option<String>>(0)) {
+            Some(raw) => Ok(serde_json::from_str(&raw).unwrap_or(Value::Null)),
+            // Another transaction inserted it after this statement's snapshot was taken
+            // (the insert waited for it to commit): a new statement sees it.
+            None => Ok(self.get_param(key).await?.unwrap_or(Value::Null)),
+        }
     }
 }
 

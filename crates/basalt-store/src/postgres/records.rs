@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tokio_postgres::Row;
 
 use super::rows::{decode, decode_all, params, positions, value_placeholder};
-use super::{Postgres, pg_err};
+use super::{Postgres, feed, pg_err};
 use crate::change_log::WithoutSecrets;
 use crate::codec::encode_value;
 use crate::events::{ChangeAction, PendingChange, SnapshotCheck, snapshot_query};
@@ -110,6 +110,8 @@ struct Job<'a> {
     schema: &'a Schema,
     req: &'a RequestInfo,
     changes: Vec<PendingChange>,
+    /// The `_changes` sequence numbers this job wrote.
+    seqs: Vec<i64>,
     dropped: Vec<DroppedFiles>,
 }
 
@@ -217,25 +219,25 @@ impl Job<'_> {
         action: ChangeAction,
         stored: &Record,
     ) -> Result<(), StoreError> {
-        let doc = match action {
-            ChangeAction::Delete => None,
-            _ => Some(
-                serde_json::to_string(&WithoutSecrets(c, stored))
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
-            ),
-        };
+        // A delete keeps the row as it was too (SQLite's entry holds none): other nodes
+        // check their subscribers' rules on it (`postgres::feed`).
+        let doc = serde_json::to_string(&WithoutSecrets(c, stored))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         let stmt = self
             .tx
             .prepare_cached(
                 "INSERT INTO _changes (collection_id, record_id, action, record, created) \
-                 VALUES ($1, $2, $3, $4::text::jsonb, $5)",
+                 VALUES ($1, $2, $3, $4::text::jsonb, $5) RETURNING seq",
             )
             .await
             .map_err(pg_err)?;
-        self.tx
-            .execute(&stmt, &[&c.id, &id, &action.as_str(), &doc, &now_string()])
+        let seq: i64 = self
+            .tx
+            .query_one(&stmt, &[&c.id, &id, &action.as_str(), &doc, &now_string()])
             .await
-            .map_err(pg_err)?;
+            .map_err(pg_err)?
+            .get(0);
+        self.seqs.push(seq);
         self.changes
             .push(PendingChange::new(self.schema, c, action, stored));
         Ok(())
@@ -517,15 +519,34 @@ impl Postgres {
             schema: &schema,
             req,
             changes: Vec::new(),
+            seqs: Vec::new(),
             dropped: Vec::new(),
         };
         let (out, job) = work(job).await?;
-        let (changes, dropped) = (job.changes, job.dropped);
-        tx.commit().await.map_err(|e| match pg_err(e) {
+        let (changes, seqs, dropped) = (job.changes, job.seqs, job.dropped);
+        if let Some(last) = seqs.iter().max() {
+            // Delivered at commit: the other nodes read the entries (`feed`).
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&feed::CHANGES_CHANNEL, &last.to_string()],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        // This node's feed publishes these events at their place in sequence order (so
+        // two transactions' events on one record follow their commit order).
+        self.own_changes(&seqs, changes);
+        let committed = tx.commit().await.map_err(|e| match pg_err(e) {
             StoreError::Unavailable(why) => StoreError::OutcomeUnknown(why),
             other => other,
-        })?;
-        self.inner.changes.publish(changes);
+        });
+        if let Err(e) = committed {
+            // Rolled back (or unknown: then the feed reads it as another node's, if it
+            // committed).
+            self.forget_own_changes(&seqs);
+            return Err(e);
+        }
+        self.inner.feed_kick.notify_one();
         Ok((out, dropped))
     }
 
