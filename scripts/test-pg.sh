@@ -11,12 +11,14 @@
 #   api_hardening: the_change_log_*, existing_case_duplicate_emails_*,
 #     oauth2_client_secrets_were_shown_*   open the SQLite file to inspect or seed it
 #   durability: a_damaged_page_*   damages a page of the SQLite file
+#   crons: auto_backup_job_*   backups are refused on PostgreSQL;
+#     cleanup_jobs_*   backdates rows in the SQLite file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 : "${BASALT_TEST_PG_URL:?start PostgreSQL with scripts/pg.sh and export its url}"
 export BASALT_TEST_DATABASE=postgres
-suites=(api api_hardening auth_email auth_security durability edge edge_streams file_fields
+suites=(api api_hardening auth_email auth_security crons durability early_answer edge edge_streams file_fields
   files_api files_attacks files_batch files_follow_records files_kill9 files_slow_uploads
   hot_get metrics_auth oauth2 openapi postgres_serve realtime rule_oracles)
 args=()
@@ -26,4 +28,6 @@ cargo test -p basalt --no-fail-fast "${args[@]}" -- \
   --skip the_change_log_grew_forever \
   --skip existing_case_duplicate_emails_do_not_stop_start_up \
   --skip oauth2_client_secrets_were_shown_by_the_collections_api \
-  --skip a_damaged_page_turns_health_503_and_is_counted
+  --skip a_damaged_page_turns_health_503_and_is_counted \
+  --skip auto_backup_job_makes_and_prunes \
+  --skip cleanup_jobs_delete_only_expired_auth_entries
