@@ -107,9 +107,9 @@ where
             return Either::Right(self.shared.stack.clone().oneshot(req.map(Body::new)));
         }
         // A request with a body: what its handler leaves unread is read after it, so
-        // the connection stays usable (see `Leftover`).
-        // A client that asked to be told before sending its body is not made to send it
-        // just to be thrown away: its connection is closed instead.
+        // the connection stays usable (see `Leftover`). A client that asked to be told
+        // before sending its body is not made to send it just to be thrown away: its
+        // connection is closed instead.
         let may_drain = req
             .headers()
             .get(header::EXPECT)

@@ -207,7 +207,7 @@ pub async fn run(
 
     if let Some(doc) = settings_doc {
         let mut saved = store.get_param("settings").await?.unwrap_or(Value::Null);
-        merge(&mut saved, doc);
+        crate::settings::merge(&mut saved, doc);
         store.set_param("settings", saved).await?;
         report.settings_imported = true;
         progress("settings imported");
@@ -266,16 +266,4 @@ fn source_uses_s3(params: &[serde_json::Map<String, Value>], key: Option<&str>) 
         .find(|p| p.get("id").and_then(Value::as_str) == Some("settings"))
         .and_then(|p| settings::decode(p.get("value")?, key).ok())
         .is_some_and(|s| s["s3"]["enabled"] == Value::Bool(true))
-}
-
-/// Objects merge key by key; anything else replaces.
-fn merge(base: &mut Value, patch: Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(b.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (b, p) => *b = p,
-    }
 }
