@@ -400,7 +400,8 @@ fn validate_all(collection: &Collection, record: &Record, errs: &mut ValidationE
     }
 }
 
-fn is_blank(v: &Value) -> bool {
+/// Blank as PocketBase means it: null, "", 0, false, an empty array or object.
+pub fn is_blank(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s.is_empty(),

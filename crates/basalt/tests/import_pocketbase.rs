@@ -27,37 +27,23 @@ struct PocketBase {
 
 impl PocketBase {
     async fn start(dir: &Path) -> PocketBase {
-        let status = Command::new("pocketbase")
-            .args([
-                "superuser",
-                "upsert",
-                PB_SU,
-                PB_SU_PASS,
-                "--encryptionEnv",
-                "PB_TEST_KEY",
-                "--dir",
-            ])
-            .arg(dir)
-            .env("PB_TEST_KEY", KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        // Both commands read the encrypted settings with the same key, quietly.
+        let pocketbase = |args: &[&str]| {
+            let mut cmd = Command::new("pocketbase");
+            cmd.args(args)
+                .args(["--encryptionEnv", "PB_TEST_KEY", "--dir"])
+                .arg(dir)
+                .env("PB_TEST_KEY", KEY)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cmd
+        };
+        let status = pocketbase(&["superuser", "upsert", PB_SU, PB_SU_PASS])
             .status()
             .expect("pocketbase superuser upsert");
         assert!(status.success());
         let port = free_port();
-        let child = Command::new("pocketbase")
-            .args([
-                "serve",
-                "--http",
-                &format!("127.0.0.1:{port}"),
-                "--encryptionEnv",
-                "PB_TEST_KEY",
-                "--dir",
-            ])
-            .arg(dir)
-            .env("PB_TEST_KEY", KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let child = pocketbase(&["serve", "--http", &format!("127.0.0.1:{port}")])
             .spawn()
             .expect("spawn pocketbase");
         let pb = PocketBase {

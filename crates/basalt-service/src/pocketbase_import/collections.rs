@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
+use basalt_schema::record::is_blank;
 use basalt_schema::{Collection, Field};
 use serde_json::{Map, Value};
 
-use super::{Skipped, is_blank};
+use super::Skipped;
 
 /// PocketBase system collections whose records carry over (Basalt has the same ones).
 pub(super) const SYSTEM_WITH_RECORDS: [&str; 2] = ["_superusers", "_externalAuths"];

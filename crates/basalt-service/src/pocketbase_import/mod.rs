@@ -113,18 +113,6 @@ pub(crate) fn describe_validation(v: &basalt_schema::ValidationErrors) -> String
     }
 }
 
-/// Blank as PocketBase means it: null, "", 0, false, an empty array or object.
-pub(crate) fn is_blank(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::Bool(b) => !b,
-        Value::Object(o) => o.is_empty(),
-    }
-}
-
 /// Runs the whole import into `store`, files into `storage`; `progress` receives a line
 /// per step and per page of records.
 pub async fn run(

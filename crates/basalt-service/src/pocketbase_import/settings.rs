@@ -96,7 +96,7 @@ fn keep_section(path: &[&str], v: &Value, def: &Value, skipped: &mut Vec<Skipped
             out.insert(k.clone(), keep_section(&sub, v, d, skipped));
         } else if SECRETS.contains(&sub.as_slice()) {
             out.insert(k.clone(), v.clone());
-        } else if !super::is_blank(v) {
+        } else if !basalt_schema::record::is_blank(v) {
             skipped.push(Skipped::new(
                 format!("settings.{}", sub.join(".")),
                 "Basalt has no such setting",
