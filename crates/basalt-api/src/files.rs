@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basalt_service::files::{self, ByteRange, FileInput, OpenError};
 
@@ -28,18 +28,26 @@ pub(crate) async fn download(
     State(state): State<ApiState>,
     Path((collection, record_id, filename)): Path<(String, String, String)>,
     Query(params): Params,
+    method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let meta = HttpMeta {
         query: &params,
         headers: &headers,
     };
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_range);
+    let conditional = headers.contains_key(header::IF_NONE_MATCH)
+        || headers.contains_key(header::IF_MODIFIED_SINCE);
     let input = FileInput {
         collection,
         record_id,
         filename,
         thumb: params.get("thumb").cloned(),
         token: params.get("token").cloned(),
+        whole: method == Method::GET && range.is_none() && !conditional,
     };
     let target = files::find(&state.service, &meta, input).await?;
     let mut out = HeaderMap::new();
@@ -72,11 +80,7 @@ pub(crate) async fn download(
     }
     put(&mut out, header::ACCEPT_RANGES, "bytes");
     put(&mut out, header::CONTENT_TYPE, target.content_type);
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_range);
-    match files::open(&state.service, &target, range).await {
+    match files::open(&state.service, target, range).await {
         Ok(d) => {
             let len = d.range.end - d.range.start;
             put(&mut out, header::CONTENT_LENGTH, &len.to_string());

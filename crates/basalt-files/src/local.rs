@@ -8,10 +8,11 @@
 //! the first chunk of a read together; a whole put from a spooled file together), since
 //! every hop to the blocking pool costs more than the system calls of a small file.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
@@ -29,6 +30,9 @@ use futures_util::StreamExt;
 pub struct LocalStorage {
     root: PathBuf,
     durability: Durability,
+    /// Cleared when the file system refuses reads that must not block (tmpfs does), so
+    /// downloads stop trying them.
+    nowait_reads: Arc<AtomicBool>,
 }
 
 /// What a completed [`Storage::put`] on local disk survives; the binary picks the one the
@@ -58,6 +62,7 @@ impl LocalStorage {
         LocalStorage {
             root: root.into(),
             durability,
+            nowait_reads: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -171,6 +176,20 @@ impl Storage for LocalStorage {
         .await
     }
 
+    async fn put_bytes(&self, key: &ObjectKey, body: Bytes) -> Result<ObjectMeta, StorageError> {
+        let (tmp, path, dir) = self.temp_path(key);
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let written = write_bytes(&body, &tmp, &dir, this.durability);
+            let renamed = written.and_then(|()| {
+                std::fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", e))
+            });
+            this.finish_put(key, &tmp, &path, &dir, renamed)
+        })
+        .await
+    }
+
     async fn get(
         &self,
         key: &ObjectKey,
@@ -178,7 +197,8 @@ impl Storage for LocalStorage {
     ) -> Result<Download, StorageError> {
         let path = self.path(key);
         let key = key.clone();
-        blocking(move || open_range(&path, key, range)).await
+        let nowait = self.nowait_reads.clone();
+        blocking(move || open_range(&path, key, range, nowait)).await
     }
 
     async fn get_head(
@@ -396,6 +416,32 @@ async fn write_file(
     Ok(())
 }
 
+/// Creates `dir` and a new file at `tmp` in it (blocking).
+fn create_temp(tmp: &Path, dir: &Path) -> Result<std::fs::File, StorageError> {
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", e))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(|e| StorageError::io("create", e))
+}
+
+/// Writes `body` into a new file at `tmp` (blocking), creating `dir` first.
+fn write_bytes(
+    body: &[u8],
+    tmp: &Path,
+    dir: &Path,
+    durability: Durability,
+) -> Result<(), StorageError> {
+    let mut out = create_temp(tmp, dir)?;
+    out.write_all(body)
+        .map_err(|e| StorageError::io("write", e))?;
+    if durability == Durability::PowerLoss {
+        out.sync_all().map_err(|e| StorageError::io("sync", e))?;
+    }
+    Ok(())
+}
+
 /// Copies the rest of `src` into a new file at `tmp` (blocking), creating `dir` first;
 /// `std::io::copy` between two files lets the kernel copy (`copy_file_range`), so the
 /// bytes never pass through this process. Past `max_size` bytes: [`StorageError::TooLarge`].
@@ -406,12 +452,7 @@ fn copy_file(
     max_size: u64,
     durability: Durability,
 ) -> Result<(), StorageError> {
-    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", e))?;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)
-        .map_err(|e| StorageError::io("create", e))?;
+    let mut out = create_temp(tmp, dir)?;
     let copied = std::io::copy(&mut src.take(max_size.saturating_add(1)), &mut out)
         .map_err(|e| StorageError::io("copy", e))?;
     if copied > max_size {
@@ -433,12 +474,14 @@ fn open_file(path: &Path, key: ObjectKey) -> Result<(std::fs::File, ObjectMeta),
     Ok((file, meta_of(key, &m)))
 }
 
-/// Opens `key` and reads its first chunk (blocking); the rest is read chunk by chunk on
-/// the blocking pool as the body is consumed.
+/// Opens `key` and reads its first chunk (blocking); the rest is read chunk by chunk as
+/// the body is consumed: on the async thread what the page cache holds (a read that
+/// cannot block), on the blocking pool what must come from the disk.
 fn open_range(
     path: &Path,
     key: ObjectKey,
     range: Option<ByteRange>,
+    nowait: Arc<AtomicBool>,
 ) -> Result<Download, StorageError> {
     let (file, meta) = open_file(path, key)?;
     let range = match range {
@@ -448,15 +491,20 @@ fn open_range(
     let first = read_chunk(&file, range.start, range.end)?;
     let next = range.start + first.len() as u64;
     let rest = futures_util::stream::try_unfold(
-        (Arc::new(file), next, range.end),
-        |(file, pos, end)| async move {
+        (Arc::new(file), next, range.end, nowait),
+        |(file, pos, end, nowait)| async move {
             if pos >= end {
                 return Ok(None);
             }
-            let f = file.clone();
-            let chunk = blocking(move || read_chunk(&f, pos, end)).await?;
+            let chunk = match read_cached(&file, pos, end, &nowait) {
+                Some(chunk) => chunk,
+                None => {
+                    let f = file.clone();
+                    blocking(move || read_chunk(&f, pos, end)).await?
+                }
+            };
             let next = pos + chunk.len() as u64;
-            Ok(Some((chunk, (file, next, end))))
+            Ok(Some((chunk, (file, next, end, nowait))))
         },
     );
     let body = futures_util::stream::once(async move { Ok(first) }).chain(rest);
@@ -465,6 +513,37 @@ fn open_range(
         range,
         body: Box::pin(body),
     })
+}
+
+/// Reads up to [`READ_CHUNK`] bytes of `file` from `pos` (before `end`) if the page cache
+/// holds them, without ever waiting for the disk (`preadv2` with `RWF_NOWAIT`), so it may
+/// run on an async thread; a hop to the blocking pool costs more than such a read. `None`
+/// when nothing was read that way: not cached, the end of the file (the blocking read
+/// reports it), or a file system that refuses such reads (then `nowait` is cleared and
+/// they are not tried again). Fewer bytes than asked is a shorter chunk.
+fn read_cached(file: &std::fs::File, pos: u64, end: u64, nowait: &AtomicBool) -> Option<Bytes> {
+    use rustix::io::{Errno, ReadWriteFlags, preadv2};
+    if !nowait.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut buf = vec![0; (end - pos).min(READ_CHUNK) as usize];
+    match preadv2(
+        file,
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        pos,
+        ReadWriteFlags::NOWAIT,
+    ) {
+        Ok(0) => None,
+        Ok(n) => {
+            buf.truncate(n);
+            Some(Bytes::from(buf))
+        }
+        Err(Errno::AGAIN) => None,
+        Err(_) => {
+            nowait.store(false, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// Reads up to [`READ_CHUNK`] bytes of `file` from `pos` (before `end`); a file that

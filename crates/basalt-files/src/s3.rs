@@ -140,6 +140,17 @@ fn meta_of(m: object_store::ObjectMeta) -> Result<ObjectMeta, StorageError> {
 
 #[async_trait]
 impl Storage for S3Storage {
+    async fn put_bytes(&self, key: &ObjectKey, body: Bytes) -> Result<ObjectMeta, StorageError> {
+        if body.len() > PART {
+            return self.put(key, &mut &body[..], u64::MAX).await;
+        }
+        self.store
+            .put(&path(key), PutPayload::from(body))
+            .await
+            .map_err(|e| map_err(key, e))?;
+        self.head(key).await
+    }
+
     async fn put(
         &self,
         key: &ObjectKey,

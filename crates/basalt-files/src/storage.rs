@@ -105,6 +105,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         self.put(key, &mut body, max_size).await
     }
 
+    /// Stores `body`, already in memory, under `key`, as [`Storage::put`] does. Local
+    /// storage writes it in one blocking call; the default streams it through `put`.
+    async fn put_bytes(&self, key: &ObjectKey, body: Bytes) -> Result<ObjectMeta, StorageError> {
+        self.put(key, &mut &body[..], u64::MAX).await
+    }
+
     /// The object's metadata and its first `len` bytes (fewer when it is shorter): what
     /// content type detection reads.
     async fn get_head(

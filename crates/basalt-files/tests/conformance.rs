@@ -367,9 +367,30 @@ async fn files_and_heads(s: &dyn Storage) {
     assert_eq!(s.delete_prefix(&key("pf")).await.expect("delete"), 2);
 }
 
+/// Bytes already in memory stored by `put_bytes`: empty, small, and past one S3 part (a
+/// multipart upload there).
+async fn bytes_in_memory(s: &dyn Storage) {
+    for (name, size) in [
+        ("empty.bin", 0u64),
+        ("small.bin", 1000),
+        ("parts.bin", (5 << 20) + 7),
+    ] {
+        let body = Pattern::new(size, 3).bytes_at(0, size);
+        let k = format!("pb/r/{name}");
+        let meta = s
+            .put_bytes(&key(&k), body.clone().into())
+            .await
+            .expect("put_bytes");
+        assert_eq!(meta.size, size, "{name}");
+        assert_eq!(read_all(s, &k, None).await.expect("get"), body, "{name}");
+    }
+    assert_eq!(s.delete_prefix(&key("pb")).await.expect("delete"), 3);
+}
+
 async fn suite(s: &dyn Storage) {
     round_trip_and_ranges(s).await;
     files_and_heads(s).await;
+    bytes_in_memory(s).await;
     size_limit_stores_nothing(s).await;
     missing_keys(s).await;
     delete_and_prefixes(s).await;
@@ -396,6 +417,18 @@ async fn local_storage_conforms() {
         LocalStorage::new("storage").durability(),
         Durability::PowerLoss
     );
+}
+
+/// On tmpfs, which refuses reads that must not block (`RWF_NOWAIT`), downloads fall back
+/// to the blocking pool and read the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_storage_conforms_on_tmpfs() {
+    let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("skipped: no /dev/shm");
+        return;
+    };
+    let s = LocalStorage::with_durability(dir.path().join("storage"), Durability::Process);
+    suite(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

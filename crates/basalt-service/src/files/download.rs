@@ -28,12 +28,17 @@ pub struct FileInput {
     pub thumb: Option<String>,
     /// `?token=`: a file token, for protected files.
     pub token: Option<String>,
+    /// The caller will serve the whole file (no range, no conditional request): the
+    /// original is opened while its type is detected, in one step ([`open`] takes it).
+    pub whole: bool,
 }
 
 /// A file found and allowed: what is served and how it is described.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FileTarget {
     key: ObjectKey,
+    /// The whole object, already open (see [`FileInput::whole`]).
+    opened: Option<Download>,
     pub meta: ObjectMeta,
     /// Detected from the stored bytes (never the client's declared type).
     pub content_type: &'static str,
@@ -99,7 +104,19 @@ pub async fn find(
     }
     let original =
         ObjectKey::file(&c.id, &input.record_id, &input.filename).map_err(|_| missing())?;
-    let (head, meta) = sniff_head(svc, &original).await?;
+    let (head, meta, opened) = if input.whole && input.thumb.is_none() {
+        let d = svc
+            .files
+            .storage()
+            .get(&original, None)
+            .await
+            .map_err(storage_failed)?;
+        let (head, d) = peek_head(d, sniff::SNIFF_LEN).await?;
+        (head, d.meta.clone(), Some(d))
+    } else {
+        let (head, meta) = sniff_head(svc, &original).await?;
+        (head, meta, None)
+    };
     let detected = sniff::detect(&head, head.len() as u64 == meta.size);
     let thumb = input
         .thumb
@@ -127,6 +144,7 @@ pub async fn find(
     }
     Ok(FileTarget {
         key: original,
+        opened,
         meta,
         content_type: detected.mime,
         name: input.filename,
@@ -142,6 +160,25 @@ async fn sniff_head(svc: &Services, key: &ObjectKey) -> ServiceResult<(Vec<u8>, 
         .await
         .map_err(storage_failed)?;
     Ok((head, meta))
+}
+
+/// The first `len` bytes of `d` (fewer when it is shorter) for content detection, and
+/// `d` with what was read put back in front of the rest.
+async fn peek_head(mut d: Download, len: usize) -> ServiceResult<(Vec<u8>, Download)> {
+    let mut head = Vec::new();
+    let mut read = Vec::new();
+    while head.len() < len {
+        let Some(chunk) = d.body.next().await else {
+            break;
+        };
+        let chunk = chunk.map_err(storage_failed)?;
+        let take = (len - head.len()).min(chunk.len());
+        head.extend_from_slice(&chunk[..take]);
+        read.push(Ok(chunk));
+    }
+    let rest = std::mem::replace(&mut d.body, Box::pin(futures_util::stream::empty()));
+    d.body = Box::pin(futures_util::stream::iter(read).chain(rest));
+    Ok((head, d))
 }
 
 async fn collect(mut d: Download, max: u64) -> ServiceResult<Vec<u8>> {
@@ -198,10 +235,9 @@ async fn thumb_of(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-            let mut body: &[u8] = &thumb.bytes;
             svc.files
                 .storage()
-                .put(&key, &mut body, u64::MAX)
+                .put_bytes(&key, thumb.bytes.into())
                 .await
                 .map_err(|e| e.to_string())?
         }
@@ -209,6 +245,7 @@ async fn thumb_of(
     };
     Ok(FileTarget {
         key,
+        opened: None,
         content_type: format.content_type(),
         meta,
         name: filename.to_string(),
@@ -218,9 +255,14 @@ async fn thumb_of(
 /// Opens the file found by [`find`], whole or `range` of it.
 pub async fn open(
     svc: &Services,
-    target: &FileTarget,
+    target: FileTarget,
     range: Option<ByteRange>,
 ) -> Result<Download, OpenError> {
+    if range.is_none()
+        && let Some(d) = target.opened
+    {
+        return Ok(d);
+    }
     match svc.files.storage().get(&target.key, range).await {
         Ok(d) => Ok(d),
         Err(StorageError::RangeNotSatisfiable { size }) => Err(OpenError::Range { size }),

@@ -1,8 +1,9 @@
-//! Uploads: a multipart file part is spooled to an anonymous temporary file while the
-//! request body is read (bounded memory, the field's size limit enforced while reading),
-//! then sniffed, named (`stored_file_name`), checked against the field's MIME types and
-//! put into storage before the record's transaction. Its stored name joins the record
-//! input where the part's name says (`field`, `field+`, `+field`).
+//! Uploads: a multipart file part is spooled while the request body is read (bounded
+//! memory, the field's size limit enforced while reading): a part that ends within one
+//! batch ([`SPOOL_BATCH`]) stays in memory, a longer one goes to an anonymous temporary
+//! file. It is then sniffed, named (`stored_file_name`), checked against the field's MIME
+//! types and put into storage before the record's transaction. Its stored name joins the
+//! record input where the part's name says (`field`, `field+`, `+field`).
 
 use basalt_files::{ObjectKey, StorageError, sniff};
 use basalt_schema::field::FileOptions;
@@ -23,11 +24,20 @@ pub struct Upload {
     part: String,
     /// The file name the client sent (only ever an input to `stored_file_name`).
     original_name: String,
-    /// The spooled bytes, positioned at their start.
-    file: std::fs::File,
+    /// The spooled bytes.
+    bytes: Spooled,
     size: u64,
     /// The first bytes, for content type detection.
     head: Vec<u8>,
+}
+
+/// Where a part's bytes wait for storage.
+#[derive(Debug)]
+enum Spooled {
+    /// A part no longer than one batch.
+    Memory(Bytes),
+    /// A longer part, in an anonymous temporary file positioned at its start.
+    File(std::fs::File),
 }
 
 /// Where a part's files go in the field's list.
@@ -76,31 +86,30 @@ fn spool_failed(e: impl std::fmt::Display) -> ServiceError {
 }
 
 /// How many bytes of a part are gathered before one write to its spool file: each write
-/// is a hop to the blocking pool, and a request body arrives in chunks of a few KiB.
+/// is a hop to the blocking pool, and a request body arrives in chunks of a few KiB. A
+/// part that ends within the first batch never touches a file.
 const SPOOL_BATCH: usize = 256 * 1024;
 
-/// A part's bytes on their way into an anonymous temporary file, written in batches.
+/// A part's bytes on their way into memory or an anonymous temporary file, written in
+/// batches.
 struct SpoolFile {
+    /// Created with the first full batch.
     file: Option<std::fs::File>,
     batch: Vec<u8>,
     size: u64,
     head: Vec<u8>,
+    dir: std::path::PathBuf,
 }
 
 impl SpoolFile {
-    async fn create(svc: &Services) -> ServiceResult<SpoolFile> {
-        let dir = svc.files.spool_dir.clone();
-        // Anonymous: the OS removes it when the handle closes, even after a kill -9.
-        let file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
-            .await
-            .map_err(spool_failed)?
-            .map_err(spool_failed)?;
-        Ok(SpoolFile {
-            file: Some(file),
+    fn new(svc: &Services) -> SpoolFile {
+        SpoolFile {
+            file: None,
             batch: Vec::new(),
             size: 0,
             head: Vec::new(),
-        })
+            dir: svc.files.spool_dir.clone(),
+        }
     }
 
     async fn push(&mut self, chunk: &[u8]) -> ServiceResult<()> {
@@ -116,16 +125,22 @@ impl SpoolFile {
         Ok(())
     }
 
+    /// Appends the batch to the spool file, creating it first when this is the first.
     async fn write_batch(&mut self) -> ServiceResult<()> {
-        let Some(mut file) = self.file.take() else {
-            return Err(spool_failed("the spool file is gone"));
-        };
+        let file = self.file.take();
+        let dir = self.dir.clone();
         let batch = std::mem::take(&mut self.batch);
-        let (file, mut batch) =
-            tokio::task::spawn_blocking(move || file.write_all(&batch).map(|()| (file, batch)))
-                .await
-                .map_err(spool_failed)?
-                .map_err(spool_failed)?;
+        let (file, mut batch) = tokio::task::spawn_blocking(move || {
+            let mut file = match file {
+                Some(f) => f,
+                // Anonymous: the OS removes it when the handle closes, even after a kill -9.
+                None => tempfile::tempfile_in(dir)?,
+            };
+            file.write_all(&batch).map(|()| (file, batch))
+        })
+        .await
+        .map_err(spool_failed)?
+        .map_err(spool_failed)?;
         batch.clear();
         self.batch = batch;
         self.file = Some(file);
@@ -134,16 +149,21 @@ impl SpoolFile {
 
     /// Writes what is left and rewinds, ready to be stored.
     async fn finish(mut self, part: &str, original_name: &str) -> ServiceResult<Upload> {
-        self.write_batch().await?;
-        let Some(mut file) = self.file.take() else {
-            return Err(spool_failed("the spool file is gone"));
+        let bytes = if self.file.is_none() {
+            Spooled::Memory(Bytes::from(std::mem::take(&mut self.batch)))
+        } else {
+            self.write_batch().await?;
+            let Some(mut file) = self.file.take() else {
+                return Err(spool_failed("the spool file is gone"));
+            };
+            file.seek(std::io::SeekFrom::Start(0))
+                .map_err(spool_failed)?;
+            Spooled::File(file)
         };
-        file.seek(std::io::SeekFrom::Start(0))
-            .map_err(spool_failed)?;
         Ok(Upload {
             part: part.to_string(),
             original_name: original_name.to_string(),
-            file,
+            bytes,
             size: self.size,
             head: self.head,
         })
@@ -172,7 +192,7 @@ where
     let Some((field, o, _)) = file_field(&c, part) else {
         return Ok(None);
     };
-    let mut spool = SpoolFile::create(svc).await?;
+    let mut spool = SpoolFile::new(svc);
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(&broken)?;
         if let Err(e) = o.check_size(original_name, spool.size + chunk.len() as u64) {
@@ -198,7 +218,7 @@ pub async fn spool_unchecked<S, E>(
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    let mut spool = SpoolFile::create(svc).await?;
+    let mut spool = SpoolFile::new(svc);
     while let Some(chunk) = chunks.next().await {
         spool.push(&chunk.map_err(&broken)?).await?;
     }
@@ -278,7 +298,11 @@ pub(crate) async fn store(
                 return Err(ServiceError::validation(message, &errs));
             }
         };
-        if let Err(e) = svc.files.storage().put_file(&key, up.file, max).await {
+        let put = match up.bytes {
+            Spooled::Memory(b) => svc.files.storage().put_bytes(&key, b).await,
+            Spooled::File(f) => svc.files.storage().put_file(&key, f, max).await,
+        };
+        if let Err(e) = put {
             stored.discard(svc).await;
             return Err(storage_failed(e));
         }
