@@ -499,7 +499,9 @@ async fn downloads_with_ranges_validators_thumbs_and_tokens() {
             c["id"].as_str().expect("id")
         );
         assert!(s.stored_files().contains(&cached), "{spec}");
+        // Served from storage: its type read from the stored thumb's own bytes.
         let again = get(&url(&img, &format!("?thumb={spec}")), &[]).await;
+        assert_eq!(header(&again, "content-type"), "image/png", "{spec}");
         assert_eq!(again.bytes().await.expect("body"), bytes, "{spec}");
     }
     // A size the field does not list: the original, as PocketBase serves it.

@@ -104,7 +104,17 @@ pub async fn find(
     }
     let original =
         ObjectKey::file(&c.id, &input.record_id, &input.filename).map_err(|_| missing())?;
-    let (head, meta, opened) = if input.whole && input.thumb.is_none() {
+    let thumb_spec = input
+        .thumb
+        .filter(|t| options.allows_thumb(t))
+        .and_then(|t| ThumbSize::parse(&t).map(|s| (t, s)));
+    if input.whole
+        && let Some((spec, _)) = &thumb_spec
+        && let Some(t) = stored_thumb(svc, &c.id, &input.record_id, &input.filename, spec).await?
+    {
+        return Ok(t);
+    }
+    let (head, meta, opened) = if input.whole && thumb_spec.is_none() {
         let d = svc
             .files
             .storage()
@@ -118,11 +128,7 @@ pub async fn find(
         (head, meta, None)
     };
     let detected = sniff::detect(&head, head.len() as u64 == meta.size);
-    let thumb = input
-        .thumb
-        .filter(|t| options.allows_thumb(t))
-        .and_then(|t| ThumbSize::parse(&t).map(|s| (t, s)))
-        .and_then(|(t, s)| ThumbFormat::detect(&head).map(|f| (t, s, f)));
+    let thumb = thumb_spec.and_then(|(t, s)| ThumbFormat::detect(&head).map(|f| (t, s, f)));
     if let Some((spec, size, format)) = thumb {
         match thumb_of(
             svc,
@@ -149,6 +155,34 @@ pub async fn find(
         content_type: detected.mime,
         name: input.filename,
     })
+}
+
+/// The thumb `spec` of a file when it is stored already, opened whole: one storage call
+/// for a cached thumb. A thumb is in its source's format, so its own first bytes name its
+/// content type. `None` when it is not stored (or not an image): [`find`] goes on.
+async fn stored_thumb(
+    svc: &Services,
+    collection_id: &str,
+    record_id: &str,
+    filename: &str,
+    spec: &str,
+) -> ServiceResult<Option<FileTarget>> {
+    let Ok(key) = ObjectKey::thumb(collection_id, record_id, filename, spec) else {
+        return Ok(None);
+    };
+    let d = match svc.files.storage().get(&key, None).await {
+        Ok(d) => d,
+        Err(StorageError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(storage_failed(e)),
+    };
+    let (head, d) = peek_head(d, sniff::SNIFF_LEN).await?;
+    Ok(ThumbFormat::detect(&head).map(|format| FileTarget {
+        key,
+        meta: d.meta.clone(),
+        opened: Some(d),
+        content_type: format.content_type(),
+        name: filename.to_string(),
+    }))
 }
 
 /// The first bytes of an object (what [`sniff`] reads) and its metadata.
