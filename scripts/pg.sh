@@ -5,6 +5,9 @@
 #   bash scripts/pg.sh start    # creates and starts it; prints the URL on stdout
 #   bash scripts/pg.sh url      # prints the URL of the running cluster
 #   bash scripts/pg.sh stop     # stops it and removes its directory
+#   bash scripts/pg.sh halt     # stops it at once (-m immediate: a crash), keeping its data
+#   bash scripts/pg.sh resume   # starts a halted cluster again on its data
+#   bash scripts/pg.sh crash-restart   # pg_ctl restart -m immediate (crash recovery)
 #
 # Then: export BASALT_TEST_PG_URL="$(bash scripts/pg.sh url)" and run the tests.
 # PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` OS user
@@ -53,8 +56,7 @@ start() {
     --locale=C --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
   # The unix socket lives in the cluster's directory: nothing outside it is touched.
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=200" \
-    >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+    -o "$(server_opts)" >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
   as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U "$user" "$db"
   echo "$url"
 }
@@ -68,9 +70,31 @@ stop() {
   rm -rf "$dir"
 }
 
+# The server's options, the same at every start.
+server_opts() {
+  echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=200"
+}
+
+halt() {
+  as_owner "$(bindir)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+}
+
+resume() {
+  as_owner "$(bindir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
+    -o "$(server_opts)" >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+}
+
+crash_restart() {
+  as_owner "$(bindir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m immediate -w -t 60 \
+    restart -o "$(server_opts)" >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  halt) halt ;;
+  resume) resume ;;
+  crash-restart) crash_restart ;;
   url) echo "$url" ;;
-  *) echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|halt|resume|crash-restart|url" >&2; exit 2 ;;
 esac

@@ -76,9 +76,20 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+/// What a 503 tells the client to wait before trying again (`Retry-After`): the database
+/// restarting, unreachable for a while, or a write that met a concurrent one.
+pub(crate) const RETRY_AFTER_SECS: &str = "2";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut res = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        res
     }
 }
 

@@ -36,12 +36,23 @@ pub(crate) fn add_security_headers(headers: &mut axum::http::HeaderMap) {
     );
 }
 
+/// How long a health check waits for PostgreSQL before it calls the node degraded.
+const HEALTH_PING: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// PocketBase's health answer while the store is sound; a 503 with the reason once its
-/// writer stopped (the process exits so a supervisor restarts it) or it saw corruption, so
-/// a load balancer or supervisor stops sending it traffic.
+/// writer stopped (the process exits so a supervisor restarts it), it saw corruption, or
+/// (PostgreSQL) the database does not answer (the node stays up and is healthy again once
+/// it does), so a load balancer or supervisor stops sending it traffic meanwhile.
 pub(crate) async fn health(State(state): State<ApiState>) -> Response {
     let h = state.service.store.health();
-    let (reason, message) = if h.writer_stopped.is_some() {
+    let unreachable = state.service.store.ping(HEALTH_PING).await.err();
+    let (reason, message) = if let Some(e) = unreachable {
+        tracing::warn!(error = %e, "health check: the database is unreachable");
+        (
+            "database_unreachable",
+            "The database is unreachable: requests that need it fail until it answers again.",
+        )
+    } else if h.writer_stopped.is_some() {
         (
             "writer_stopped",
             "The database writer stopped: writes fail until the server restarts.",
@@ -58,7 +69,12 @@ pub(crate) async fn health(State(state): State<ApiState>) -> Response {
         .into_response();
     };
     let body = serde_json::json!({"message": message, "code": 503, "data": {"reason": reason}});
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, crate::error::RETRY_AFTER_SECS)],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// The Prometheus exposition; with a configured token, only for requests carrying it.

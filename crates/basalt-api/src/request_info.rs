@@ -13,7 +13,8 @@ use crate::ApiState;
 use crate::error::ApiError;
 
 /// The caller behind the `Authorization` header, if any. An invalid or expired token
-/// makes the request anonymous (as PocketBase does).
+/// makes the request anonymous (as PocketBase does); a token whose record cannot be read
+/// (the database unavailable) fails the request.
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
@@ -30,7 +31,7 @@ impl FromRequestParts<ApiState> for Caller {
         };
         let token = raw.strip_prefix("Bearer ").unwrap_or(raw).trim();
         Ok(Caller(
-            resolve_token(&state.service, token, basalt_auth::TokenKind::Auth).await,
+            resolve_token(&state.service, token, basalt_auth::TokenKind::Auth).await?,
         ))
     }
 }

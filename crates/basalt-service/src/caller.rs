@@ -67,18 +67,29 @@ pub fn request_info(
     }
 }
 
-/// Verifies `token` against its record's tokenKey and returns the identity.
-pub async fn resolve_token(svc: &Services, token: &str, kind: TokenKind) -> Option<AuthInfo> {
-    let claims = basalt_auth::decode_unverified(token).ok()?;
+/// Verifies `token` against its record's tokenKey and returns the identity: `Ok(None)`
+/// for a token that is not valid (the caller is anonymous then, as in PocketBase), an
+/// error when its record could not be read (the database unavailable), so that a signed-in
+/// caller is never served as anonymous.
+pub async fn resolve_token(
+    svc: &Services,
+    token: &str,
+    kind: TokenKind,
+) -> ServiceResult<Option<AuthInfo>> {
+    let Ok(claims) = basalt_auth::decode_unverified(token) else {
+        return Ok(None);
+    };
     if claims.token_type != kind.claim() {
-        return None;
+        return Ok(None);
     }
     let schema = svc.store.schema();
-    let collection = schema.by_id(&claims.collection_id)?.clone();
+    let Some(collection) = schema.by_id(&claims.collection_id).cloned() else {
+        return Ok(None);
+    };
     if !collection.is_auth() {
-        return None;
+        return Ok(None);
     }
-    let record = svc
+    let record = match svc
         .store
         .get_record(
             &collection,
@@ -87,18 +98,24 @@ pub async fn resolve_token(svc: &Services, token: &str, kind: TokenKind) -> Opti
             Arc::new(RequestInfo::default()),
         )
         .await
-        .ok()??;
-    crate::tokens::verify(svc, &collection, &record, token, kind)?;
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(ServiceError::from_store(e, "Failed to verify the token.")),
+    };
+    if crate::tokens::verify(svc, &collection, &record, token, kind).is_none() {
+        return Ok(None);
+    }
     let mut rec = record.clone();
     rec.insert("collectionId".into(), Value::String(collection.id.clone()));
     rec.insert(
         "collectionName".into(),
         Value::String(collection.name.clone()),
     );
-    Some(AuthInfo {
+    Ok(Some(AuthInfo {
         collection_id: collection.id.clone(),
         collection_name: collection.name.clone(),
         record: rec,
         is_superuser: collection.is_superusers(),
-    })
+    }))
 }

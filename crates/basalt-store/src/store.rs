@@ -80,6 +80,16 @@ impl Store {
         on_engine!(self, e => e.health())
     }
 
+    /// Whether the database answers now: always on SQLite (a file of this process); on
+    /// PostgreSQL a pooled connection runs `SELECT 1` within `within`, else the
+    /// [`StoreError::Unavailable`] that says why. For health checks.
+    pub async fn ping(&self, within: std::time::Duration) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Sqlite(_) => Ok(()),
+            Engine::Postgres(e) => Box::pin(e.ping(within)).await,
+        }
+    }
+
     /// Resolves with the reason once the writer stopped for good (a panic outside any
     /// job); never while it runs. The binary exits on it so a supervisor restarts it.
     pub async fn writer_stopped(&self) -> String {

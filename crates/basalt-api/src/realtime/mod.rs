@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use basalt_realtime::Identity;
 
 use crate::ApiState;
+use crate::error::ApiError;
 use basalt_service::resolve_token;
 
 pub use direct::{DirectSocket, StreamSocket};
@@ -21,21 +22,35 @@ pub(crate) use subscribe::set_subscriptions;
 pub(crate) use ws::{echo, websocket};
 
 /// The identity behind a token, with its expiry; `None` for a missing, invalid, expired
-/// or revoked token (the client is anonymous then, as PocketBase treats such requests).
-pub(crate) async fn identity_of_token(state: &ApiState, token: &str) -> Option<Identity> {
+/// or revoked token (the client is anonymous then, as PocketBase treats such requests);
+/// an error when the token's record cannot be read (the database unavailable).
+pub(crate) async fn identity_of_token(
+    state: &ApiState,
+    token: &str,
+) -> Result<Option<Identity>, ApiError> {
     let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
     if token.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let auth = resolve_token(&state.service, token, basalt_auth::TokenKind::Auth).await?;
-    let claims = basalt_auth::decode_unverified(token).ok()?;
-    Some(Identity {
+    let Some(auth) = resolve_token(&state.service, token, basalt_auth::TokenKind::Auth).await?
+    else {
+        return Ok(None);
+    };
+    let Ok(claims) = basalt_auth::decode_unverified(token) else {
+        return Ok(None);
+    };
+    Ok(Some(Identity {
         auth,
         expires_at: claims.exp,
-    })
+    }))
 }
 
-pub(crate) async fn identity_of_headers(state: &ApiState, headers: &HeaderMap) -> Option<Identity> {
-    let raw = headers.get("authorization")?.to_str().ok()?;
-    identity_of_token(state, raw).await
+pub(crate) async fn identity_of_headers(
+    state: &ApiState,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, ApiError> {
+    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        Some(raw) => identity_of_token(state, raw).await,
+        None => Ok(None),
+    }
 }

@@ -101,7 +101,7 @@ pub(crate) async fn set_subscriptions(
             ));
         }
     }
-    let identity = identity_of_headers(&state, &headers).await;
+    let identity = identity_of_headers(&state, &headers).await?;
     state
         .realtime
         .bind_identity(&client_id, identity)

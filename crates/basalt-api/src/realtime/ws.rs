@@ -52,7 +52,10 @@ pub(crate) async fn websocket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let identity = identity_of_headers(&state, &headers).await;
+    let identity = match identity_of_headers(&state, &headers).await {
+        Ok(identity) => identity,
+        Err(e) => return axum::response::IntoResponse::into_response(e),
+    };
     upgrade
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
@@ -197,8 +200,9 @@ async fn command(state: &ApiState, handle: &ClientHandle, raw: &str) -> Value {
                 };
             }
             match identity_of_token(state, &token).await {
-                None => error(id, "invalid or expired token"),
-                Some(identity) => match hub.set_identity(handle.id(), Some(identity)) {
+                Err(e) => error(id, &e.message),
+                Ok(None) => error(id, "invalid or expired token"),
+                Ok(Some(identity)) => match hub.set_identity(handle.id(), Some(identity)) {
                     Ok(()) => ack(id),
                     Err(e) => realtime_error(id, e),
                 },

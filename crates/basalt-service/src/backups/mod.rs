@@ -531,7 +531,7 @@ pub async fn download(
     let forbidden = || ServiceError::forbidden("Insufficient permissions to access the resource.");
     let token = token.filter(|t| !t.is_empty()).ok_or_else(forbidden)?;
     let who = crate::resolve_token(svc, token, TokenKind::File)
-        .await
+        .await?
         .ok_or_else(forbidden)?;
     if !who.is_superuser {
         return Err(forbidden());

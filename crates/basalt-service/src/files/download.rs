@@ -88,7 +88,7 @@ pub async fn find(
         .ok_or_else(missing)?;
     if options.protected {
         let auth = match input.token.as_deref().filter(|t| !t.is_empty()) {
-            Some(t) => resolve_token(svc, t, TokenKind::File).await,
+            Some(t) => resolve_token(svc, t, TokenKind::File).await?,
             None => None,
         };
         let caller = Caller(auth);

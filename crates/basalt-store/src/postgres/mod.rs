@@ -279,6 +279,24 @@ async fn get(pool: &Pool) -> Result<Object, StoreError> {
 }
 
 impl Postgres {
+    /// A pooled connection runs `SELECT 1` within `within` (the pool's own waits are
+    /// longer: a health check must answer sooner).
+    pub(crate) async fn ping(&self, within: Duration) -> Result<(), StoreError> {
+        let ping = async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(pg_err)?;
+            Ok(())
+        };
+        tokio::time::timeout(within, ping)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {} ms",
+                    within.as_millis()
+                )))
+            })
+    }
+
     /// Refreshes the planner's statistics of every table (`ANALYZE`).
     pub(crate) async fn optimize(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
