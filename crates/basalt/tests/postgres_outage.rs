@@ -43,15 +43,19 @@ impl Cluster {
         Some(c)
     }
 
-    /// Runs `scripts/pg.sh CMD` on this cluster; its standard output.
-    fn pg(&self, cmd: &str) -> String {
-        let out = Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh"))
+    /// `scripts/pg.sh CMD` on this cluster.
+    fn command(&self, cmd: &str) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh"))
             .arg(cmd)
             .env("BASALT_PG_DIR", &self.dir)
-            .env("BASALT_PG_PORT", self.port.to_string())
-            .output()
-            .expect("run scripts/pg.sh");
+            .env("BASALT_PG_PORT", self.port.to_string());
+        c
+    }
+
+    /// Runs `scripts/pg.sh CMD` on this cluster; its standard output.
+    fn pg(&self, cmd: &str) -> String {
+        let out = self.command(cmd).output().expect("run scripts/pg.sh");
         assert!(
             out.status.success(),
             "pg.sh {cmd}: {}",
@@ -63,12 +67,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg.sh"))
-            .arg("stop")
-            .env("BASALT_PG_DIR", &self.dir)
-            .env("BASALT_PG_PORT", self.port.to_string())
-            .output();
+        let _ = self.command("stop").output();
     }
 }
 
