@@ -38,7 +38,7 @@ pub(crate) fn column_ty(field: &Field) -> Ty {
             kind: Kind::Num,
             affinity: Affinity::Numeric,
         },
-        FieldKind::Json(_) => Ty {
+        FieldKind::Json(_) | FieldKind::GeoPoint(_) => Ty {
             kind: Kind::Json,
             affinity: Affinity::Numeric,
         },
@@ -115,7 +115,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn alias(&self, prefix: &str) -> String {
+    pub(super) fn alias(&self, prefix: &str) -> String {
         let n = self.counter.get() + 1;
         self.counter.set(n);
         format!("__{prefix}{n}")
@@ -478,7 +478,8 @@ impl<'a> Ctx<'a> {
                     coll = target;
                     alias = next;
                 }
-                FieldKind::Json(_) => {
+                // A geoPoint is a JSON object (`loc.lon`, `loc.lat`), read as JSON is.
+                FieldKind::Json(_) | FieldKind::GeoPoint(_) => {
                     value = SqlFragment::new(d.json_extract(&col, &segments[i + 1..]));
                     ty = Ty::JSON;
                     break;
