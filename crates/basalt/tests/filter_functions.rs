@@ -238,3 +238,69 @@ async fn filter_functions_and_geo_points_answer_as_pocketbase() {
         .await;
     assert_eq!(st, 400, "{e}");
 }
+
+/// `@request.body.rel.x` in a create rule reads the records the submitted ids name, even
+/// in a collection only superusers may list (a rule is the server's), and a multiple
+/// relation must match for every submitted id — PocketBase 0.40's answers.
+#[tokio::test]
+async fn request_body_relations_reach_the_submitted_records() {
+    let s = TestServer::start(BIN).await;
+    let su = s.superuser_token().await;
+    let call = |method: &'static str, path: String, token: Option<String>, body: Value| {
+        let s = &s;
+        async move { s.call(method, &path, token.as_deref(), Some(body)).await }
+    };
+    let (st, authors) = call(
+        "POST",
+        "/api/collections".into(),
+        Some(su.clone()),
+        json!({"name": "authors", "fields": [{"name": "name", "type": "text"},
+            {"name": "role", "type": "text"}]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{authors}");
+    for (name, max) in [("articles", 1), ("crews", 3)] {
+        let (st, c) = call(
+            "POST",
+            "/api/collections".into(),
+            Some(su.clone()),
+            json!({"name": name, "createRule": "@request.body.author.role = 'admin'",
+                "fields": [{"name": "title", "type": "text"},
+                {"name": "author", "type": "relation", "collectionId": authors["id"], "maxSelect": max}]}),
+        )
+        .await;
+        assert_eq!(st, 200, "{c}");
+    }
+    let mut ids = vec![];
+    for role in ["admin", "user"] {
+        let (st, r) = call(
+            "POST",
+            "/api/collections/authors/records".into(),
+            Some(su.clone()),
+            json!({"name": role, "role": role}),
+        )
+        .await;
+        assert_eq!(st, 200, "{r}");
+        ids.push(r["id"].as_str().unwrap_or_default().to_string());
+    }
+    let (admin, user) = (ids[0].clone(), ids[1].clone());
+    for (collection, body, want) in [
+        ("articles", json!({"title": "x", "author": admin}), 200),
+        ("articles", json!({"title": "x", "author": user}), 400),
+        ("articles", json!({"title": "x"}), 400),
+        ("crews", json!({"author": [admin]}), 200),
+        ("crews", json!({"author": [admin, user]}), 400),
+    ] {
+        let (st, r) = call(
+            "POST",
+            format!("/api/collections/{collection}/records"),
+            None,
+            body.clone(),
+        )
+        .await;
+        assert_eq!(st, want, "{collection} {body}: {r}");
+        if want == 400 {
+            assert_eq!(r["message"], "Failed to create record.", "{r}");
+        }
+    }
+}

@@ -140,7 +140,9 @@ pub(super) fn auth_req() -> RequestInfo {
             record: obj(json!({"id": "u1", "name": "Ann", "email": "ann@x.io"})),
             is_superuser: false,
         }),
-        body: obj(json!({"title": "Hello World", "cats": ["a"]})),
+        body: obj(
+            json!({"title": "Hello World", "cats": ["a"], "author": "u2", "tags": ["t1", "t3"]}),
+        ),
         query: obj(json!({"q": "second post"})),
         headers: obj(json!({"x_team": "u2"})),
         method: "GET".into(),
@@ -223,6 +225,25 @@ pub(super) const CASES: &[(&str, &[&str])] = &[
     ("@request.body.title:changed = true && views >= 7", &["p4"]),
     ("@request.body.cats ?= cats:each", &["p1"]),
     ("@request.body.cats:length = 1 && views = 5", &["p2"]),
+    // `@request.body.rel.x`: the records the submitted ids name.
+    (
+        "@request.body.author.name = 'Bob'",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    ("@request.body.author.name = author.name", &["p2"]),
+    (
+        "@request.body.author.email = 'bob@x.io' && views = 0",
+        &["p3"],
+    ),
+    (
+        "@request.body.tags.label ?= 'green_ish' && views = 0",
+        &["p3"],
+    ),
+    ("@request.body.tags.label = 'red'", &[]),
+    ("@request.body.tags.label ?= tags.label", &["p1", "p4"]),
+    ("@request.body.tags.id:length = 2 && views = 5", &["p2"]),
+    ("@request.body.vault.secret = 'alpha'", &[]),
+    ("@request.body.pin.body = null", &["p1", "p2", "p3", "p4"]),
     ("@request.query.q = title", &["p2"]),
     ("@request.headers.x_team = author", &["p2"]),
     ("@request.method = 'GET' && views = 0", &["p3"]),
@@ -402,6 +423,26 @@ fn unknown_and_hidden_fields_are_invalid_queries() {
             ids(&conn, &schema, f, &anon, Author::Client).is_err(),
             "{f}"
         );
+    }
+}
+
+#[test]
+fn request_body_traversal_goes_through_relations_only() {
+    let (conn, schema) = setup();
+    let req = auth_req();
+    for f in [
+        "@request.body.title.x = 1",
+        "@request.body.author.name:changed = true",
+        "@request.body.author.nope = 1",
+        "@request.body.author.password = 'h'",
+    ] {
+        let got = ids(&conn, &schema, f, &req, Author::Server);
+        // A rule may read hidden fields (PocketBase's rules do); the rest are invalid.
+        if f.contains("password") {
+            assert_eq!(got.map(|v| v.len()), Ok(4), "{f}");
+        } else {
+            assert!(got.is_err(), "{f}: {got:?}");
+        }
     }
 }
 
