@@ -141,6 +141,29 @@ function scenario() {
   add("missing collection", "GET", "/api/collections/nope/records");
   add("bad json", "POST", "/api/collections/tags/records", "{bad", su);
 
+  // Filter functions and geoPoint fields (issue 24): strftime(), geoDistance(), points.
+  add("create places", "POST", "/api/collections", {
+    name: "places", listRule: "", viewRule: "", createRule: "",
+    fields: [{ name: "name", type: "text" }, { name: "at", type: "date" }, { name: "loc", type: "geoPoint" }],
+  }, su);
+  const places = "/api/collections/places/records";
+  add("point sofia", "POST", places, { name: "sofia", at: "2024-03-05 10:20:30.123Z", loc: { lon: 23.32, lat: 42.69 } });
+  add("point london", "POST", places, { name: "london", at: "2025-12-31 23:59:59.999Z", loc: { lon: -0.12, lat: 51.5 } });
+  add("point blank", "POST", places, { name: "blank" });
+  add("point as text", "POST", places, { name: "text", loc: "{\"lon\":5,\"lat\":6}" });
+  add("point not a point", "POST", places, { name: "odd", loc: { lon: "1", lat: 1 } });
+  add("point bad lon", "POST", places, { name: "bad", loc: { lon: 181, lat: 0 } });
+  add("point bad lat", "POST", places, { name: "bad", loc: { lon: 0, lat: -90.5 } });
+  for (const f of ["strftime('%Y', at) = '2024'", "strftime('%Y-%m-%d %H:%M:%S', at) = '2024-03-05 10:20:30'",
+    "strftime('%j %w %W %s %f', at) = '065 2 10 1709634030 30.123'", "strftime('%Y', at, '+1 day') = '2026'",
+    "strftime('%Y-%m', at, 'start of year', '-1 month') = '2023-12'", "strftime('%Y', at) = ''", "strftime('%Y', at) > 2024",
+    "geoDistance(loc.lon, loc.lat, 23.32, 42.69) < 1", "geoDistance(loc.lon, loc.lat, 0, 0) = 0",
+    "geoDistance(loc.lon, loc.lat, -0.12, 51.5) > 2014 && geoDistance(loc.lon, loc.lat, -0.12, 51.5) < 2015",
+    "geoDistance(name, 1, 0, 0) = null", "loc.lat > 45", "strftime('%Y', geoDistance(1, 1, 1, 1)) = ''",
+    "geoDistance(loc.lon, loc.lat, 1) < 1", "nope(at) = 1"]) {
+    add(`filter ${f}`, "GET", `${places}?sort=name&fields=name,loc&filter=${encodeURIComponent(f)}`);
+  }
+
   // Files: uploads, modifiers, removal, validation, downloads, thumbs, protected files.
   add("create docs", "POST", "/api/collections", {
     name: "docs", listRule: "", viewRule: "", createRule: "", updateRule: "", deleteRule: "",

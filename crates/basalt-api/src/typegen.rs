@@ -150,6 +150,7 @@ fn scalar_type(f: &Field) -> String {
         FieldKind::Number(_) => "number".into(),
         FieldKind::Bool(_) => "boolean".into(),
         FieldKind::Json(_) => "unknown".into(),
+        FieldKind::GeoPoint(_) => "{ lon: number; lat: number }".into(),
         FieldKind::Date(_) | FieldKind::Autodate(_) => "DateString".into(),
         FieldKind::Select(o) if o.values.is_empty() => "string".into(),
         FieldKind::Select(o) => {

@@ -43,6 +43,16 @@ pub enum FieldKind {
     Relation(RelationOptions),
     Password(PasswordOptions),
     File(FileOptions),
+    /// `{"lon": .., "lat": ..}` in degrees, stored as that JSON object.
+    #[serde(rename = "geoPoint")]
+    GeoPoint(GeoPointOptions),
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GeoPointOptions {
+    /// Required means not `{"lon":0,"lat":0}`, PocketBase's blank point.
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -234,6 +244,7 @@ impl Field {
             FieldKind::Relation(_) => "relation",
             FieldKind::Password(_) => "password",
             FieldKind::File(_) => "file",
+            FieldKind::GeoPoint(_) => "geoPoint",
         }
     }
 
@@ -261,6 +272,7 @@ impl Field {
             FieldKind::Relation(o) => o.required,
             FieldKind::Password(o) => o.required,
             FieldKind::File(o) => o.required,
+            FieldKind::GeoPoint(o) => o.required,
         }
     }
 

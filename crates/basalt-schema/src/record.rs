@@ -11,6 +11,7 @@ use crate::field::{Field, FieldKind, PasswordOptions};
 use crate::{pattern, value};
 
 mod files;
+pub mod geo_point;
 
 pub type Record = Map<String, Value>;
 
@@ -251,6 +252,7 @@ pub fn zero_value(field: &Field) -> Value {
         FieldKind::Number(_) => Value::Number(Number::from(0)),
         FieldKind::Bool(_) => Value::Bool(false),
         FieldKind::Json(_) => Value::Null,
+        FieldKind::GeoPoint(_) => geo_point::zero(),
         _ if field.is_multiple() => Value::Array(vec![]),
         _ => Value::String(String::new()),
     }
@@ -303,6 +305,7 @@ pub fn normalize(field: &Field, v: &Value) -> Result<Value, FieldError> {
             }
         },
         FieldKind::File(_) => files::normalize(field, v)?,
+        FieldKind::GeoPoint(_) => geo_point::normalize(v),
         FieldKind::Select(_) | FieldKind::Relation(_) if field.is_multiple() => {
             let mut out: Vec<Value> = Vec::new();
             for item in as_list(v)? {
@@ -413,6 +416,9 @@ pub fn is_blank(v: &Value) -> bool {
 }
 
 fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
+    if let FieldKind::GeoPoint(o) = &field.kind {
+        return geo_point::validate(v, o.required);
+    }
     if is_blank(v) {
         return if field.is_required() {
             Err(FieldError::required())
@@ -577,7 +583,10 @@ fn validate_value(field: &Field, v: &Value) -> Result<(), FieldError> {
             }
         }
         FieldKind::File(o) => files::check_count(o, v)?,
-        FieldKind::Bool(_) | FieldKind::Autodate(_) | FieldKind::Password(_) => {}
+        FieldKind::Bool(_)
+        | FieldKind::Autodate(_)
+        | FieldKind::Password(_)
+        | FieldKind::GeoPoint(_) => {}
     }
     Ok(())
 }

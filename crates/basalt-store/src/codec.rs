@@ -82,6 +82,10 @@ pub(crate) fn decode_value(field: &Field, v: ValueRef<'_>) -> Value {
                 serde_json::from_str(&t).unwrap_or(Value::String(t))
             }
         },
+        FieldKind::GeoPoint(_) => match text_of(v) {
+            Some(t) => basalt_schema::record::geo_point::normalize(&Value::String(t)),
+            None => basalt_schema::record::geo_point::zero(),
+        },
         _ if field.is_multiple() => {
             let t = text_of(v).unwrap_or_default();
             match serde_json::from_str::<Value>(&t) {
@@ -99,6 +103,9 @@ pub(crate) fn encode_value(field: &Field, v: &Value) -> SqlValue {
     match (&field.kind, v) {
         (FieldKind::Json(_), Value::Null) => SqlValue::Null,
         (FieldKind::Json(_), other) => SqlValue::Text(other.to_string()),
+        (FieldKind::GeoPoint(_), v) => {
+            SqlValue::Text(basalt_schema::record::geo_point::normalize(v).to_string())
+        }
         (FieldKind::Number(_), v) => match v.as_i64() {
             Some(i) => SqlValue::Integer(i),
             None => SqlValue::Real(v.as_f64().unwrap_or(0.0)),
@@ -119,6 +126,7 @@ pub(crate) fn column_def(field: &Field) -> &'static str {
         FieldKind::Number(_) => "NUMERIC NOT NULL DEFAULT 0",
         FieldKind::Bool(_) => "BOOLEAN NOT NULL DEFAULT FALSE",
         FieldKind::Json(_) => "JSON DEFAULT NULL",
+        FieldKind::GeoPoint(_) => "JSON NOT NULL DEFAULT '{\"lon\":0,\"lat\":0}'",
         _ if field.is_multiple() => "JSON NOT NULL DEFAULT '[]'",
         _ => "TEXT NOT NULL DEFAULT ''",
     }

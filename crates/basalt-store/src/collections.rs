@@ -125,6 +125,8 @@ fn storage_changed(a: &Field, b: &Field) -> bool {
 /// SQL converting a column `col` stored as `from` into `to`'s storage.
 fn conversion(col: &str, from: &Field, to: &Field) -> String {
     match (&to.kind, from.is_multiple(), to.is_multiple()) {
+        // A field turned into a geoPoint starts at the blank point (both backends).
+        (FieldKind::GeoPoint(_), _, _) => "'{\"lon\":0,\"lat\":0}'".to_string(),
         (_, false, true) => {
             format!("CASE WHEN {col} IS NULL OR {col} = '' THEN '[]' ELSE json_array({col}) END")
         }

@@ -96,6 +96,8 @@ fn open_conn(
             )));
         }
     }
+    // Readers run filters and the writer checks rules: both may call `geoDistance`.
+    crate::sql::register_sqlite_functions(&conn).map_err(sqlite_err)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }

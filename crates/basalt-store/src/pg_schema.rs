@@ -30,6 +30,7 @@ pub(crate) fn column_def(field: &Field) -> &'static str {
         FieldKind::Number(_) => "double precision NOT NULL DEFAULT 0",
         FieldKind::Bool(_) => "boolean NOT NULL DEFAULT FALSE",
         FieldKind::Json(_) => "jsonb DEFAULT NULL",
+        FieldKind::GeoPoint(_) => "jsonb NOT NULL DEFAULT '{\"lon\":0,\"lat\":0}'::jsonb",
         _ if field.is_multiple() => "jsonb NOT NULL DEFAULT '[]'::jsonb",
         _ => "text COLLATE \"C\" NOT NULL DEFAULT ''",
     }

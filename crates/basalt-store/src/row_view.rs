@@ -125,7 +125,7 @@ impl Serialize for FieldJson<'_> {
         };
         let plain_text = !matches!(
             self.field.kind,
-            FieldKind::Number(_) | FieldKind::Bool(_) | FieldKind::Json(_)
+            FieldKind::Number(_) | FieldKind::Bool(_) | FieldKind::Json(_) | FieldKind::GeoPoint(_)
         ) && !self.field.is_multiple();
         match (&self.field.kind, raw) {
             (FieldKind::Number(_), ValueRef::Integer(i)) => canonical_number(i as f64).serialize(s),

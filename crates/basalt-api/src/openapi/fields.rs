@@ -66,6 +66,7 @@ fn response_value(c: &Collection, f: &Field) -> Value {
         FieldKind::Number(_) => json!({"type": "number"}),
         FieldKind::Bool(_) => json!({"type": "boolean"}),
         FieldKind::Json(_) => json!({}),
+        FieldKind::GeoPoint(_) => geo_point(false),
         FieldKind::Select(o) if multiple => {
             json!({"type": "array", "items": {"type": "string", "enum": o.values}})
         }
@@ -168,6 +169,16 @@ pub fn multipart_schema(c: &Collection, partial: bool, superuser: bool) -> Value
     s
 }
 
+/// A `geoPoint`: `{"lon","lat"}` in degrees (ranges stated for request bodies).
+fn geo_point(input: bool) -> Value {
+    let (mut lon, mut lat) = (json!({"type": "number"}), json!({"type": "number"}));
+    if input {
+        lon = json!({"type": "number", "minimum": -180, "maximum": 180});
+        lat = json!({"type": "number", "minimum": -90, "maximum": 90});
+    }
+    json!({"type": "object", "properties": {"lon": lon, "lat": lat}})
+}
+
 fn input_value(f: &Field) -> Value {
     let multiple = f.is_multiple();
     match &f.kind {
@@ -192,6 +203,7 @@ fn input_value(f: &Field) -> Value {
         }
         FieldKind::Bool(_) => json!({"type": "boolean"}),
         FieldKind::Json(_) => json!({}),
+        FieldKind::GeoPoint(_) => geo_point(true),
         FieldKind::Select(o) if multiple => json!({
             "type": "array", "items": {"type": "string", "enum": o.values}, "maxItems": o.max_select,
         }),

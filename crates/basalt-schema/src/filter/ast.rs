@@ -80,6 +80,34 @@ pub enum Operand {
     Literal(Literal),
     Macro(DateMacro),
     Path(Path),
+    /// `strftime(...)` or `geoDistance(...)`; arity and argument kinds checked by the parser.
+    Call(Call),
+}
+
+/// A function call. Arguments are never calls themselves (PocketBase refuses nesting).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub func: Function,
+    pub args: Vec<Operand>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// `strftime(format[, time-value[, modifier...]])`: SQLite's date formatting, with the
+    /// format and modifiers string literals (the compiler checks them against what both
+    /// backends answer alike).
+    Strftime,
+    /// `geoDistance(lonA, latA, lonB, latB)`: the Haversine distance in km.
+    GeoDistance,
+}
+
+impl Function {
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Strftime => "strftime",
+            Function::GeoDistance => "geoDistance",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

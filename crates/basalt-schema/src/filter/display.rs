@@ -25,6 +25,16 @@ impl fmt::Display for Operand {
             Operand::Literal(Literal::Null) => write!(f, "null"),
             Operand::Macro(m) => write!(f, "@{}", macro_name(*m)),
             Operand::Path(p) => write!(f, "{p}"),
+            Operand::Call(c) => {
+                write!(f, "{}(", c.func.name())?;
+                for (i, a) in c.args.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                write!(f, ")")
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Tokenizer of the filter language: operators, quoted strings, numbers, identifiers
-//! (dotted, with `@` roots and `:modifiers`), `{:placeholders}` and `//` comments.
+//! (dotted, with `@` roots and `:modifiers`), `{:placeholders}`, the commas of function
+//! calls and `//` comments.
 
 use super::ast::CompareOp;
 use super::parser::FilterError;
@@ -8,6 +9,7 @@ use super::parser::FilterError;
 pub enum Token {
     LParen,
     RParen,
+    Comma,
     And,
     Or,
     Op(CompareOp),
@@ -37,6 +39,10 @@ pub fn tokenize(input: &str) -> Result<Vec<Token>, FilterError> {
             }
             ')' => {
                 out.push(Token::RParen);
+                i += 1;
+            }
+            ',' => {
+                out.push(Token::Comma);
                 i += 1;
             }
             '&' if next == Some('&') => {

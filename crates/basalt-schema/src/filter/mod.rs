@@ -9,6 +9,8 @@ mod query;
 #[cfg(test)]
 mod tests;
 
-pub use ast::{CompareOp, DateMacro, Expr, Literal, Modifier, Operand, Path, PathRoot};
+pub use ast::{
+    Call, CompareOp, DateMacro, Expr, Function, Literal, Modifier, Operand, Path, PathRoot,
+};
 pub use parser::{FilterError, parse, parse_path, parse_with_params};
 pub use query::{FieldSelector, SortKey, parse_expand, parse_fields, parse_sort};

@@ -114,6 +114,54 @@ impl Parser<'_> {
     }
 
     fn operand(&mut self) -> Result<Operand, FilterError> {
+        if let (Some(Token::Ident(name)), Some(Token::LParen)) =
+            (self.tokens.get(self.pos), self.tokens.get(self.pos + 1))
+        {
+            let name = name.clone();
+            self.pos += 2;
+            return self.call(&name);
+        }
+        self.value()
+    }
+
+    /// `name(arg, ...)` after its opening parenthesis. Arguments are values, identifiers
+    /// and placeholders, never calls (as in PocketBase).
+    fn call(&mut self, name: &str) -> Result<Operand, FilterError> {
+        let func = match name {
+            "strftime" => Function::Strftime,
+            "geoDistance" => Function::GeoDistance,
+            _ => return Err(FilterError(format!("unknown function {name:?}"))),
+        };
+        let mut args = vec![];
+        if self.peek() == Some(&Token::RParen) {
+            self.pos += 1;
+        } else {
+            loop {
+                if matches!(
+                    (self.peek(), self.tokens.get(self.pos + 1)),
+                    (Some(Token::Ident(_)), Some(Token::LParen))
+                ) {
+                    return Err(FilterError(format!(
+                        "{name}() does not take a function call as an argument"
+                    )));
+                }
+                args.push(self.value()?);
+                match self.next() {
+                    Some(Token::Comma) => {}
+                    Some(Token::RParen) => break,
+                    _ => {
+                        return Err(FilterError(format!(
+                            "expected , or ) in the arguments of {name}()"
+                        )));
+                    }
+                }
+            }
+        }
+        check_call(func, &args)?;
+        Ok(Operand::Call(Call { func, args }))
+    }
+
+    fn value(&mut self) -> Result<Operand, FilterError> {
         match self.next() {
             Some(Token::Str(s)) => Ok(Operand::Literal(Literal::String(s))),
             Some(Token::Num(n)) => Ok(Operand::Literal(Literal::Number(n))),
@@ -127,6 +175,54 @@ impl Parser<'_> {
             _ => Err(FilterError("expected a value or identifier".into())),
         }
     }
+}
+
+/// Arity and argument kinds, as PocketBase checks them: `strftime` takes a string format,
+/// an optional time value (a field, a string, a date macro) and string modifiers;
+/// `geoDistance` four numbers or identifiers (`null` allowed).
+fn check_call(func: Function, args: &[Operand]) -> Result<(), FilterError> {
+    let name = func.name();
+    let bad = |msg: String| Err(FilterError(format!("{name}(): {msg}")));
+    match func {
+        Function::Strftime => {
+            let Some(format) = args.first() else {
+                return bad("expected a format argument".into());
+            };
+            if !matches!(format, Operand::Literal(Literal::String(_))) {
+                return bad("the format must be a string".into());
+            }
+            if let Some(time) = args.get(1)
+                && !matches!(
+                    time,
+                    Operand::Path(_) | Operand::Macro(_) | Operand::Literal(Literal::String(_))
+                )
+            {
+                return bad("the time value must be a field, a string or a date macro".into());
+            }
+            if args.len() > 2 + 8 {
+                return bad("too many modifiers".into());
+            }
+            for m in args.iter().skip(2) {
+                if !matches!(m, Operand::Literal(Literal::String(_))) {
+                    return bad("modifiers must be strings".into());
+                }
+            }
+        }
+        Function::GeoDistance => {
+            if args.len() != 4 {
+                return bad(format!("expected 4 arguments, got {}", args.len()));
+            }
+            for (i, a) in args.iter().enumerate() {
+                if !matches!(
+                    a,
+                    Operand::Path(_) | Operand::Literal(Literal::Number(_) | Literal::Null)
+                ) {
+                    return bad(format!("argument {} must be a number or a field", i + 1));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn value_literal(v: &Value) -> Literal {

@@ -18,6 +18,23 @@ const CASES: &[(&str, &str)] = &[
     ("tags ?!= 'x'", "tags ?!= \"x\""),
     ("n ?> 1", "n ?> 1"),
     ("n ?>= 1", "n ?>= 1"),
+    (
+        "strftime('%Y', created, '+1 day') = '2024'",
+        "strftime(\"%Y\", created, \"+1 day\") = \"2024\"",
+    ),
+    ("strftime('%Y') = '2024'", "strftime(\"%Y\") = \"2024\""),
+    (
+        "strftime('%Y', @now) = strftime('%Y',created)",
+        "strftime(\"%Y\", @now) = strftime(\"%Y\", created)",
+    ),
+    (
+        "geoDistance(loc.lon, loc.lat, -0.12, 51.5) < 25",
+        "geoDistance(loc.lon, loc.lat, -0.12, 51.5) < 25",
+    ),
+    (
+        "geoDistance(a, b, null, 1) > 0",
+        "geoDistance(a, b, null, 1) > 0",
+    ),
     ("n ?< 1", "n ?< 1"),
     ("n ?<= 1", "n ?<= 1"),
     ("t ?~ 'a'", "t ?~ \"a\""),
@@ -106,6 +123,23 @@ const ERRORS: &[&str] = &[
     "a = 1 b = 2",
     "a = $1",
     "a = 1; DROP TABLE x",
+    // Functions: unknown names, arity, argument kinds, nesting (PocketBase's 400s).
+    "foo(a) = 1",
+    "strftime() = 1",
+    "strftime(created, '%Y') = 1",
+    "strftime('%Y', 1) = 1",
+    "strftime('%Y', created, 1) = 1",
+    "strftime('%Y', created = 1",
+    "strftime('%Y',, created) = 1",
+    "strftime('%Y', created,) = 1",
+    "geoDistance(1, 2, 3) < 1",
+    "geoDistance(1, 2, 3, 4, 5) < 1",
+    "geoDistance(a, b, 'x', 0) < 1",
+    "geoDistance(a, b, true, 0) < 1",
+    "strftime('%Y', geoDistance(1, 1, 1, 1)) = 1",
+    "geoDistance(strftime('%s'), 1, 1, 1) < 1",
+    "(strftime('%Y')) = 1",
+    "a, b = 1",
 ];
 
 #[test]
@@ -198,6 +232,9 @@ fn arb_operand() -> impl Strategy<Value = String> {
         Just("null".to_string()),
         Just("true".to_string()),
         Just("@now".to_string()),
+        arb_path().prop_map(|p| format!("strftime('%Y-%m', {p}, '+1 day')")),
+        (arb_path(), -90i32..90)
+            .prop_map(|(p, n)| format!("geoDistance({p}.lon, {p}.lat, {n}, 0.5)")),
     ]
 }
 
@@ -223,6 +260,7 @@ proptest! {
     fn token_soup_never_panics(parts in prop::collection::vec(prop::sample::select(vec![
         "(", ")", "&&", "||", "=", "?=", "!~", "'x'", "\"y", "1", "-", ".", "a.b", "@request.auth.id",
         "@collection.", ":each", ":isset", "{:p}", "//", "\n", "null", "@now", "\\",
+        "strftime(", "geoDistance(", ",", "'%Y'",
     ]), 0..24)) {
         let _ = parse(&parts.join(" "));
         let _ = parse(&parts.join(""));

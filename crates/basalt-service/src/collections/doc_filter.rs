@@ -46,7 +46,7 @@ fn operand(o: &Operand, doc: &Value) -> Value {
             }
             cur.clone()
         }
-        Operand::Path(_) => Value::Null,
+        Operand::Path(_) | Operand::Call(_) => Value::Null,
     }
 }
 

@@ -241,7 +241,7 @@ mod tests {
                 {"id": "t", "name": "id", "type": "text", "system": true, "primaryKey": true,
                  "required": true, "min": 15, "max": 15, "pattern": "^[a-z0-9]+$",
                  "autogeneratePattern": "[a-z0-9]{15}"},
-                {"id": "g", "name": "where", "type": "geoPoint", "required": false},
+                {"id": "g", "name": "where", "type": "hologram", "required": false},
                 {"id": "n", "name": "views", "type": "number", "min": 0, "futureOption": "x"}
             ]),
             json!({"someNewOption": true}),

@@ -152,7 +152,7 @@ fn as_text(col: &str, from: &Field) -> String {
     match &from.kind {
         FieldKind::Number(_) => format!("basalt_numtext({col})"),
         FieldKind::Bool(_) => format!("(CASE WHEN {col} THEN '1' ELSE '0' END)"),
-        FieldKind::Json(_) => format!("basalt_text({col})"),
+        FieldKind::Json(_) | FieldKind::GeoPoint(_) => format!("basalt_text({col})"),
         _ if from.is_multiple() => format!("basalt_text({col})"),
         _ => col.to_string(),
     }
@@ -183,6 +183,8 @@ fn conversion(col: &str, from: &Field, to: &Field) -> String {
         ),
         FieldKind::Bool(_) => format!("COALESCE({text} IN ('1', 'true'), FALSE)"),
         FieldKind::Json(_) => format!("basalt_jsonb({text})"),
+        // As on SQLite: a field turned into a geoPoint starts at the blank point.
+        FieldKind::GeoPoint(_) => "'{\"lon\":0,\"lat\":0}'::jsonb".to_string(),
         _ => format!("COALESCE({text}, '')"),
     }
 }

@@ -30,7 +30,7 @@ pub(crate) fn params(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
 pub(crate) fn value_placeholder(f: &Field) -> &'static str {
     match &f.kind {
         FieldKind::Bool(_) => "(? <> 0)",
-        FieldKind::Json(_) => "CAST(? AS jsonb)",
+        FieldKind::Json(_) | FieldKind::GeoPoint(_) => "CAST(? AS jsonb)",
         _ if f.is_multiple() && f.name != "id" => "CAST(? AS jsonb)",
         _ => "?",
     }
@@ -76,6 +76,12 @@ fn decode_value(f: &Field, row: &Row, i: usize) -> Option<Value> {
             .try_get::<_, Option<Value>>(i)
             .ok()?
             .unwrap_or(Value::Null),
+        // jsonb keeps keys sorted ("lat" first): answered as SQLite's stored text is.
+        FieldKind::GeoPoint(_) => basalt_schema::record::geo_point::normalize(
+            &row.try_get::<_, Option<Value>>(i)
+                .ok()?
+                .unwrap_or(Value::Null),
+        ),
         _ if f.is_multiple() && f.name != "id" => match row.try_get::<_, Option<Value>>(i).ok()? {
             Some(Value::Array(a)) => Value::Array(a),
             Some(Value::String(s)) if !s.is_empty() => Value::Array(vec![Value::String(s)]),

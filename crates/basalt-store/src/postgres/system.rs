@@ -62,7 +62,6 @@ pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> Result<Schem
     }
     if current < VERSION {
         tx.batch_execute(SYSTEM_SQL).await.map_err(pg_err)?;
-        tx.batch_execute(SUPPORT_SQL).await.map_err(pg_err)?;
         let mut schema = Schema::new(vec![]);
         for doc in crate::system::DEFAULT_COLLECTIONS {
             let c = crate::system::default_collection(doc, &schema)?;
@@ -82,6 +81,9 @@ pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> Result<Schem
         .await
         .map_err(pg_err)?;
     }
+    // On every start, not only at creation: a database set up by an older Basalt gets the
+    // functions added since (each statement is idempotent).
+    tx.batch_execute(SUPPORT_SQL).await.map_err(pg_err)?;
     let schema = load_schema(&tx).await?;
     tx.commit().await.map_err(pg_err)?;
     Ok(schema)

@@ -65,7 +65,9 @@ fn expr_sql(ctx: &Ctx, expr: &Expr) -> Result<SqlFragment, StoreError> {
     }
 }
 
-fn operand(ctx: &Ctx, o: &Operand, like_pattern: bool) -> Result<Side, StoreError> {
+/// `o` as one side of a comparison; `equality` says the comparison is `=`/`!=` (or their
+/// any-forms), where PocketBase reads a `strftime` that yields NULL as `''`.
+fn operand(ctx: &Ctx, o: &Operand, like_pattern: bool, equality: bool) -> Result<Side, StoreError> {
     Ok(match o {
         Operand::Literal(Literal::String(s)) if like_pattern => {
             param_side(SqlValue::Text(like_value(s)))
@@ -81,48 +83,51 @@ fn operand(ctx: &Ctx, o: &Operand, like_pattern: bool) -> Result<Side, StoreErro
             Ty::TEXT,
         ),
         Operand::Macro(m) => param_side(macro_value(*m)),
-        Operand::Path(p) => {
-            let side = ctx.resolve(p)?;
-            if like_pattern {
-                match (ctx.d, side) {
-                    (Dialect::Sqlite, Side::Scalar(f, ty)) => Side::Scalar(
-                        SqlFragment {
-                            sql: format!("('%' || {} || '%')", f.sql),
-                            params: f.params,
-                        },
-                        ty,
-                    ),
-                    (Dialect::Sqlite, Side::Set(f, ty)) => Side::Set(
-                        SqlFragment {
-                            sql: format!("SELECT ('%' || v || '%') AS v FROM ({})", f.sql),
-                            params: f.params,
-                        },
-                        ty,
-                    ),
-                    (Dialect::Postgres, Side::Scalar(f, ty)) => Side::Scalar(
-                        SqlFragment {
-                            sql: format!("('%' || {} || '%')", pg::text_of(&f.sql, ty)),
-                            params: f.params,
-                        },
-                        Ty::TEXT,
-                    ),
-                    (Dialect::Postgres, Side::Set(f, ty)) => Side::Set(
-                        SqlFragment {
-                            sql: format!(
-                                "SELECT ('%' || {} || '%') AS v FROM ({}) __lk",
-                                pg::text_of("v", ty),
-                                f.sql
-                            ),
-                            params: f.params,
-                        },
-                        Ty::TEXT,
-                    ),
-                }
-            } else {
-                side
-            }
+        Operand::Call(c) if like_pattern => {
+            like_wrapped(ctx.d, super::functions::call(ctx, c, false)?)
         }
+        Operand::Call(c) => super::functions::call(ctx, c, equality)?,
+        Operand::Path(p) if like_pattern => like_wrapped(ctx.d, ctx.resolve(p)?),
+        Operand::Path(p) => ctx.resolve(p)?,
     })
+}
+
+/// A value used as the pattern of `~`: wrapped in `%...%` as PocketBase does.
+fn like_wrapped(d: Dialect, side: Side) -> Side {
+    match (d, side) {
+        (Dialect::Sqlite, Side::Scalar(f, ty)) => Side::Scalar(
+            SqlFragment {
+                sql: format!("('%' || {} || '%')", f.sql),
+                params: f.params,
+            },
+            ty,
+        ),
+        (Dialect::Sqlite, Side::Set(f, ty)) => Side::Set(
+            SqlFragment {
+                sql: format!("SELECT ('%' || v || '%') AS v FROM ({})", f.sql),
+                params: f.params,
+            },
+            ty,
+        ),
+        (Dialect::Postgres, Side::Scalar(f, ty)) => Side::Scalar(
+            SqlFragment {
+                sql: format!("('%' || {} || '%')", pg::text_of(&f.sql, ty)),
+                params: f.params,
+            },
+            Ty::TEXT,
+        ),
+        (Dialect::Postgres, Side::Set(f, ty)) => Side::Set(
+            SqlFragment {
+                sql: format!(
+                    "SELECT ('%' || {} || '%') AS v FROM ({}) __lk",
+                    pg::text_of("v", ty),
+                    f.sql
+                ),
+                params: f.params,
+            },
+            Ty::TEXT,
+        ),
+    }
 }
 
 fn number(n: f64) -> SqlValue {
@@ -193,15 +198,26 @@ fn compare(
 ) -> Result<SqlFragment, StoreError> {
     let like = matches!(base_op(op), CompareOp::Like | CompareOp::NotLike);
     let is_null = |o: &Operand| matches!(o, Operand::Literal(Literal::Null));
-    let l = operand(ctx, left, false)?;
+    let equality = matches!(base_op(op), CompareOp::Eq | CompareOp::Neq);
+    let l = operand(ctx, left, false, equality)?;
     let null_cmp = is_null(right) || is_null(left);
     if null_cmp && matches!(base_op(op), CompareOp::Eq | CompareOp::Neq) {
-        let side = if is_null(right) {
-            l
+        let (side, other) = if is_null(right) {
+            (l, left)
         } else {
-            operand(ctx, right, false)?
+            (operand(ctx, right, false, equality)?, right)
         };
         let eq = base_op(op) == CompareOp::Eq;
+        // A distance of 0 is a value: `geoDistance(...) = null` asks whether there is
+        // none (PocketBase compares it without its empty-value fallback).
+        if let (Operand::Call(c), Side::Scalar(f, _)) = (other, &side)
+            && c.func == basalt_schema::filter::Function::GeoDistance
+        {
+            return Ok(SqlFragment {
+                sql: format!("({} IS {}NULL)", f.sql, if eq { "" } else { "NOT " }),
+                params: f.params.clone(),
+            });
+        }
         return Ok(match side {
             Side::Scalar(f, ty) => SqlFragment {
                 sql: match ctx.d {
@@ -217,7 +233,7 @@ fn compare(
             },
         });
     }
-    let r = operand(ctx, right, like)?;
+    let r = operand(ctx, right, like, equality)?;
     Ok(match (l, r) {
         (Side::Scalar(a, at), Side::Scalar(b, bt)) => {
             let sql = binary(
@@ -297,7 +313,7 @@ fn set_compare(
     }
 }
 
-fn macro_value(m: DateMacro) -> SqlValue {
+pub(super) fn macro_value(m: DateMacro) -> SqlValue {
     let now = Utc::now();
     let fmt = |t: chrono::DateTime<Utc>| SqlValue::Text(basalt_schema::value::format_datetime(t));
     let day_start =

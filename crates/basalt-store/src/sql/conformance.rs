@@ -73,7 +73,9 @@ impl Pg {
                 |(i, f)| match (&f.kind, f.is_multiple() && f.name != "id") {
                     (FieldKind::Number(_), _) => format!("${}::float8", i + 1),
                     (FieldKind::Bool(_), _) => format!("${}::bool", i + 1),
-                    (FieldKind::Json(_), _) | (_, true) => format!("${}::text::jsonb", i + 1),
+                    (FieldKind::Json(_) | FieldKind::GeoPoint(_), _) | (_, true) => {
+                        format!("${}::text::jsonb", i + 1)
+                    }
                     _ => format!("${}::text", i + 1),
                 },
             )
@@ -453,7 +455,8 @@ async fn collections_become_postgresql_tables_like_sqlite_ones() {
         {"name": "j", "type": "json"},
         {"name": "r1", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 1},
         {"name": "r2", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 9},
-        {"name": "f1", "type": "file", "maxSelect": 1}, {"name": "f2", "type": "file", "maxSelect": 3}
+        {"name": "f1", "type": "file", "maxSelect": 1}, {"name": "f2", "type": "file", "maxSelect": 3},
+        {"name": "g", "type": "geoPoint"}
     ], "indexes": ["CREATE INDEX `idx_kinds_t` ON `kinds` (`t` COLLATE NOCASE, `n`)"]});
     let kinds: Collection = serde_json::from_value(doc).expect("doc");
     let kinds = basalt_schema::collection_validate::validate(

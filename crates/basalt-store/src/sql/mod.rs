@@ -2,12 +2,14 @@
 //! identifiers only after they resolved against the schema (and always quoted).
 
 mod compile;
+mod functions;
 mod path;
 pub(crate) mod pg;
 
 #[cfg(test)]
 pub(crate) use compile::compile_order;
 pub(crate) use compile::{compile_condition, compile_list};
+pub(crate) use functions::register_sqlite_functions;
 
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 

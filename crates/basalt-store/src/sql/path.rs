@@ -38,7 +38,7 @@ pub(crate) fn column_ty(field: &Field) -> Ty {
             kind: Kind::Num,
             affinity: Affinity::Numeric,
         },
-        FieldKind::Json(_) => Ty {
+        FieldKind::Json(_) | FieldKind::GeoPoint(_) => Ty {
             kind: Kind::Json,
             affinity: Affinity::Numeric,
         },
@@ -115,7 +115,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn alias(&self, prefix: &str) -> String {
+    pub(super) fn alias(&self, prefix: &str) -> String {
         let n = self.counter.get() + 1;
         self.counter.set(n);
         format!("__{prefix}{n}")
@@ -312,12 +312,10 @@ impl<'a> Ctx<'a> {
             .first()
             .map(String::as_str)
             .unwrap_or_default();
-        if path.segments.len() > 1 {
-            return Err(invalid(
-                "relation traversal of @request.body is not supported",
-            ));
-        }
         let submitted = self.req.body.get(key);
+        if path.segments.len() > 1 {
+            return self.body_relation_path(path, key, submitted);
+        }
         match path.modifier {
             Some(Modifier::IsSet) => Ok(param_side(SqlValue::Integer(i64::from(
                 submitted.is_some(),
@@ -359,6 +357,71 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// `@request.body.rel.x...`: the records the submitted ids of the relation field `rel`
+    /// name, read from there on as `rel.x...` would be. Only what was submitted counts (an
+    /// id not submitted reads as absent). A rule is the server's, so it reads the target
+    /// whole, as PocketBase's rules do; a client's filter cannot name `@request` at all.
+    fn body_relation_path(
+        &self,
+        path: &Path,
+        key: &str,
+        submitted: Option<&Value>,
+    ) -> Result<Side, StoreError> {
+        if matches!(path.modifier, Some(Modifier::IsSet | Modifier::Changed)) {
+            return Err(invalid(
+                "the :isset and :changed modifiers apply to a submitted field itself",
+            ));
+        }
+        let field = self
+            .root
+            .field(key)
+            .ok_or_else(|| invalid(format!("unknown field {key:?}")))?;
+        let target_id = field
+            .relation_target()
+            .ok_or_else(|| invalid(format!("the field {key:?} cannot be traversed")))?;
+        let target = self.schema.by_id(target_id).ok_or_else(|| {
+            invalid(format!(
+                "the relation {key:?} points to a missing collection"
+            ))
+        })?;
+        let ids: Vec<String> = match submitted {
+            Some(Value::String(id)) if !id.is_empty() => vec![id.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|id| !id.is_empty())
+                .map(str::to_string)
+                .collect(),
+            _ => vec![],
+        };
+        if ids.len() > 1000 {
+            return Err(invalid(format!("too many ids submitted in {key:?}")));
+        }
+        let alias = self.alias("q");
+        let cond = if ids.is_empty() {
+            SqlFragment::new("1=0")
+        } else {
+            let mut c = SqlFragment::new(format!("{alias}.\"id\" IN ("));
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    c.push_str(", ");
+                }
+                c.push(SqlFragment::param(SqlValue::Text(id.clone())));
+            }
+            c.push_str(")");
+            c
+        };
+        let start = (format!("{} {alias}", self.d.quote(&target.name)), cond);
+        self.record_path_from(
+            target,
+            &alias,
+            Some(start),
+            field.is_multiple(),
+            &path.segments[1..],
+            path.modifier,
+        )
+    }
+
     /// A request-supplied JSON value as an operand (arrays become sets).
     fn value_side(&self, v: &Value, modifier: Option<Modifier>) -> Side {
         if let Value::Array(items) = v {
@@ -385,6 +448,20 @@ impl<'a> Ctx<'a> {
         segments: &[String],
         modifier: Option<Modifier>,
     ) -> Result<Side, StoreError> {
+        self.record_path_from(coll, alias, start, false, segments, modifier)
+    }
+
+    /// [`Self::record_path`] from a `start` that may hold several rows (`start_multi`:
+    /// the path yields a set).
+    fn record_path_from(
+        &self,
+        coll: &'a Collection,
+        alias: &str,
+        start: Option<(String, SqlFragment)>,
+        start_multi: bool,
+        segments: &[String],
+        modifier: Option<Modifier>,
+    ) -> Result<Side, StoreError> {
         if segments.len() > MAX_DEPTH {
             return Err(invalid("the field path is too deep"));
         }
@@ -395,7 +472,7 @@ impl<'a> Ctx<'a> {
             from.push(table);
             conds.push(cond);
         }
-        let mut multi = false;
+        let mut multi = start_multi;
         let mut coll = coll;
         let mut alias = alias.to_string();
         let mut value = SqlFragment::default();
@@ -478,7 +555,8 @@ impl<'a> Ctx<'a> {
                     coll = target;
                     alias = next;
                 }
-                FieldKind::Json(_) => {
+                // A geoPoint is a JSON object (`loc.lon`, `loc.lat`), read as JSON is.
+                FieldKind::Json(_) | FieldKind::GeoPoint(_) => {
                     value = SqlFragment::new(d.json_extract(&col, &segments[i + 1..]));
                     ty = Ty::JSON;
                     break;

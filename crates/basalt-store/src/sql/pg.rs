@@ -29,6 +29,10 @@ pub(crate) const ROWID: &str = "\"_rowid\"";
 /// see it. JSON values read as SQLite's `json_extract` returns them: true/false as 1/0,
 /// strings unquoted, arrays and objects as their JSON text. `basalt_jsonb` is text as
 /// JSON when it is JSON, else as a JSON string (a column converted to a json field).
+/// `basalt_num` reads a value as SQLite's math functions do (numbers, and text that reads
+/// as one; NULL otherwise); `basalt_geo_distance` is `geoDistance`; `basalt_ts` reads a
+/// time value as SQLite's date functions do (NULL when it cannot) and `basalt_add_months`
+/// is SQLite's `±N months` (the day of month overflowing into the next month).
 pub(crate) const SUPPORT_SQL: &str = r#"
 DO $$ BEGIN
   CREATE TYPE basalt_key AS (c integer, n double precision, t text COLLATE "C");
@@ -94,6 +98,80 @@ AS $f$ SELECT CASE jsonb_typeof(v)
   WHEN 'string' THEN v #>> '{}'
   WHEN 'number' THEN v #>> '{}'
   ELSE v::text END $f$;
+CREATE OR REPLACE FUNCTION basalt_num(v text) RETURNS double precision
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $f$ BEGIN
+  IF length(v) <= 200 AND v ~ '^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$' THEN
+    RETURN trim(v)::double precision;
+  END IF;
+  RETURN NULL;
+EXCEPTION WHEN others THEN RETURN NULL;
+END $f$;
+
+CREATE OR REPLACE FUNCTION basalt_num(v jsonb) RETURNS double precision
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $f$ SELECT CASE jsonb_typeof(v)
+  WHEN 'number' THEN v::double precision
+  WHEN 'string' THEN basalt_num(v #>> '{}')
+  WHEN 'boolean' THEN CASE WHEN v = 'true'::jsonb THEN 1 ELSE 0 END
+  ELSE NULL END $f$;
+
+CREATE OR REPLACE FUNCTION basalt_geo_distance(lon_a double precision, lat_a double precision,
+  lon_b double precision, lat_b double precision) RETURNS double precision
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $f$ SELECT 2 * 6371.0 * asin(least(1.0, sqrt(
+  sin(radians(lat_b - lat_a) / 2) * sin(radians(lat_b - lat_a) / 2)
+  + cos(radians(lat_a)) * cos(radians(lat_b))
+    * sin(radians(lon_b - lon_a) / 2) * sin(radians(lon_b - lon_a) / 2)))) $f$;
+
+CREATE OR REPLACE FUNCTION basalt_ts(v text) RETURNS timestamp
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $f$
+DECLARE
+  m text[];
+  t timestamp;
+BEGIN
+  IF lower(trim(v)) = 'now' THEN
+    RETURN date_trunc('milliseconds', now() AT TIME ZONE 'UTC');
+  END IF;
+  IF length(v) > 100 THEN
+    RETURN NULL;
+  END IF;
+  IF v ~ '^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)\s*$' THEN
+    RETURN timestamp '1970-01-01' + round(((trim(v)::numeric - 2440587.5) * 86400), 3) * interval '1 second';
+  END IF;
+  m := regexp_match(v, '^\s*(?:([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[ T]+|$))?(?:([0-9]{2}):([0-9]{2})(?::([0-9]{2}(?:\.[0-9]*)?))?)?\s*([Zz]|[+-][0-9]{2}:[0-9]{2})?\s*$');
+  IF m IS NULL OR (m[1] IS NULL AND m[4] IS NULL) THEN
+    RETURN NULL;
+  END IF;
+  IF m[1] IS NULL THEN
+    m[1] := '2000'; m[2] := '01'; m[3] := '01';
+  END IF;
+  -- A date that does not exist (February 31st, hour 24) is NULL here; SQLite formats
+  -- its fields as written. Date fields never hold one.
+  t := make_timestamp(m[1]::int, m[2]::int, m[3]::int,
+    COALESCE(m[4]::int, 0), COALESCE(m[5]::int, 0), 0)
+    + round(COALESCE(m[6]::numeric, 0), 3) * interval '1 second';
+  IF COALESCE(m[6]::numeric, 0) >= 60 THEN
+    RETURN NULL;
+  END IF;
+  IF m[7] IS NOT NULL AND m[7] NOT IN ('Z', 'z') THEN
+    IF substr(m[7], 2, 2)::int > 14 OR substr(m[7], 5, 2)::int > 59 THEN
+      RETURN NULL;
+    END IF;
+    t := t - (CASE WHEN left(m[7], 1) = '-' THEN -1 ELSE 1 END)
+      * (substr(m[7], 2, 2)::int * interval '1 hour' + substr(m[7], 5, 2)::int * interval '1 minute');
+  END IF;
+  RETURN t;
+EXCEPTION WHEN others THEN RETURN NULL;
+END $f$;
+
+CREATE OR REPLACE FUNCTION basalt_add_months(t timestamp, n bigint) RETURNS timestamp
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $f$ BEGIN
+  RETURN date_trunc('month', t) + make_interval(months => n::int) + (t - date_trunc('month', t));
+EXCEPTION WHEN others THEN RETURN NULL;
+END $f$;
 "#;
 
 /// `json_expr`'s value at a path of segments validated as `[A-Za-z0-9_]+` (a `jsonb`),

@@ -20,6 +20,7 @@ fn coll(v: Value, schema: &Schema) -> Collection {
 
 pub(super) fn setup() -> (Connection, Schema) {
     let conn = Connection::open_in_memory().expect("db");
+    register_sqlite_functions(&conn).expect("functions");
     let mut cols = vec![];
     let users = coll(
         json!({"id": "users0000000001", "name": "users", "type": "auth", "listRule": "", "fields": [
@@ -57,7 +58,8 @@ pub(super) fn setup() -> (Connection, Schema) {
             {"name": "meta", "type": "json"}, {"name": "when", "type": "date"},
             {"name": "vault", "type": "relation", "collectionId": "vault0000000001", "maxSelect": 1},
             {"name": "notes", "type": "relation", "collectionId": "notes0000000001", "maxSelect": 5},
-            {"name": "pin", "type": "relation", "collectionId": "notes0000000001", "maxSelect": 1}
+            {"name": "pin", "type": "relation", "collectionId": "notes0000000001", "maxSelect": 1},
+            {"name": "loc", "type": "geoPoint"}
         ]}),
         &Schema::new(cols.clone()),
     );
@@ -80,11 +82,11 @@ pub(super) fn setup() -> (Connection, Schema) {
         INSERT INTO vault (id, secret) VALUES ('v1', 'alpha'), ('v2', 'beta');
         INSERT INTO notes (id, body, owner) VALUES ('n1', 'ann note', 'u1'), ('n2', 'bob note', 'u2');
         INSERT INTO tags (id, label) VALUES ('t1', 'red'), ('t2', 'blue'), ('t3', 'green_ish');
-        INSERT INTO posts (id, title, views, done, author, tags, cats, meta, "when", vault, notes, pin) VALUES
-          ('p1', 'Hello World', 10, 1, 'u1', '["t1","t2"]', '["a","b"]', '{"a":1,"b":{"c":"x"}}', '2020-01-01 00:00:00.000Z', 'v1', '["n1","n2"]', 'n2'),
-          ('p2', 'second post', 5, 0, 'u2', '["t2"]', '["b"]', '{"a":2}', '2030-01-01 00:00:00.000Z', 'v2', '["n2"]', 'n1'),
-          ('p3', '100% sure', 0, 0, '', '[]', '[]', NULL, '', '', '[]', ''),
-          ('p4', 'under_score', 7, 1, 'u1', '["t3"]', '["c"]', '[1,2]', '', '', '[]', '');
+        INSERT INTO posts (id, title, views, done, author, tags, cats, meta, "when", vault, notes, pin, loc) VALUES
+          ('p1', 'Hello World', 10, 1, 'u1', '["t1","t2"]', '["a","b"]', '{"a":1,"b":{"c":"x"}}', '2020-01-01 00:00:00.000Z', 'v1', '["n1","n2"]', 'n2', '{"lon":23.32,"lat":42.69}'),
+          ('p2', 'second post', 5, 0, 'u2', '["t2"]', '["b"]', '{"a":2}', '2030-01-01 00:00:00.000Z', 'v2', '["n2"]', 'n1', '{"lon":-0.12,"lat":51.5}'),
+          ('p3', '100% sure', 0, 0, '', '[]', '[]', NULL, '', '', '[]', '', '{"lon":0,"lat":0}'),
+          ('p4', 'under_score', 7, 1, 'u1', '["t3"]', '["c"]', '[1,2]', '2024-02-29 13:45:30.250Z', '', '[]', '', '{"lon":0,"lat":1}');
         INSERT INTO comments (id, text, post) VALUES ('c1', 'nice', 'p1'), ('c2', 'meh', 'p1'), ('c3', 'nice too', 'p2');
     "#).expect("seed");
     (conn, schema)
@@ -138,7 +140,9 @@ pub(super) fn auth_req() -> RequestInfo {
             record: obj(json!({"id": "u1", "name": "Ann", "email": "ann@x.io"})),
             is_superuser: false,
         }),
-        body: obj(json!({"title": "Hello World", "cats": ["a"]})),
+        body: obj(
+            json!({"title": "Hello World", "cats": ["a"], "author": "u2", "tags": ["t1", "t3"]}),
+        ),
         query: obj(json!({"q": "second post"})),
         headers: obj(json!({"x_team": "u2"})),
         method: "GET".into(),
@@ -200,7 +204,7 @@ pub(super) const CASES: &[(&str, &[&str])] = &[
     ("meta.0 = 1", &["p4"]),
     ("meta.99999999999999999999 = 1", &[]),
     ("meta.a.b.c.d.e = 1", &[]),
-    ("when < @now && when != ''", &["p1"]),
+    ("when < @now && when != ''", &["p1", "p4"]),
     ("when > @now", &["p2"]),
     ("when >= @yearStart", &["p2"]),
     ("(views > 6 || title ~ 'second') && done = false", &["p2"]),
@@ -221,6 +225,25 @@ pub(super) const CASES: &[(&str, &[&str])] = &[
     ("@request.body.title:changed = true && views >= 7", &["p4"]),
     ("@request.body.cats ?= cats:each", &["p1"]),
     ("@request.body.cats:length = 1 && views = 5", &["p2"]),
+    // `@request.body.rel.x`: the records the submitted ids name.
+    (
+        "@request.body.author.name = 'Bob'",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    ("@request.body.author.name = author.name", &["p2"]),
+    (
+        "@request.body.author.email = 'bob@x.io' && views = 0",
+        &["p3"],
+    ),
+    (
+        "@request.body.tags.label ?= 'green_ish' && views = 0",
+        &["p3"],
+    ),
+    ("@request.body.tags.label = 'red'", &[]),
+    ("@request.body.tags.label ?= tags.label", &["p1", "p4"]),
+    ("@request.body.tags.id:length = 2 && views = 5", &["p2"]),
+    ("@request.body.vault.secret = 'alpha'", &[]),
+    ("@request.body.pin.body = null", &["p1", "p2", "p3", "p4"]),
     ("@request.query.q = title", &["p2"]),
     ("@request.headers.x_team = author", &["p2"]),
     ("@request.method = 'GET' && views = 0", &["p3"]),
@@ -237,6 +260,118 @@ pub(super) const CASES: &[(&str, &[&str])] = &[
         "@collection.users.name = 'Bob' && author = @collection.users.id",
         &["p2"],
     ),
+    // strftime(): SQLite's answers; PostgreSQL's translation must give the same.
+    ("strftime('%Y', when) = '2020'", &["p1"]),
+    (
+        "strftime('%Y-%m-%d %H:%M:%S', when) = '2024-02-29 13:45:30'",
+        &["p4"],
+    ),
+    ("strftime('%f', when) = '30.250'", &["p4"]),
+    (
+        "strftime('%F %T %R', when) = '2024-02-29 13:45:30 13:45'",
+        &["p4"],
+    ),
+    ("strftime('%j %w %W %u', when) = '060 4 09 4'", &["p4"]),
+    ("strftime('%V %G %g', when) = '09 2024 24'", &["p4"]),
+    (
+        "strftime('%e|%k|%l|%I|%p|%P', when) = '29|13| 1|01|PM|pm'",
+        &["p4"],
+    ),
+    ("strftime('%s', when) = '1709214330'", &["p4"]),
+    ("strftime('%W %j %e', when) = '00 001  1'", &["p1", "p2"]),
+    ("strftime('%%Y %Y', when) = '%Y 2030'", &["p2"]),
+    ("strftime('', when) = ''", &["p1", "p2", "p3", "p4"]),
+    ("strftime('%Y', when) != '2020'", &["p2", "p3", "p4"]),
+    ("strftime('%Y', title) != ''", &[]),
+    ("strftime('%Y', title) >= ''", &[]),
+    ("strftime('%Y', title) ~ ''", &[]),
+    ("strftime('%Y', when) > 2024", &["p1", "p2", "p4"]),
+    ("strftime('%Y', when) = null", &["p3"]),
+    (
+        "strftime('%Y-%m-%d', when, '+1 year') = '2025-03-01'",
+        &["p4"],
+    ),
+    (
+        "strftime('%Y-%m-%d', when, '-1 month') = '2024-01-29'",
+        &["p4"],
+    ),
+    (
+        "strftime('%Y-%m-%d %H:%M', when, '+1.5 days') = '2024-03-02 01:45'",
+        &["p4"],
+    ),
+    (
+        "strftime('%F %T', when, 'start of month', '+2 hours') = '2024-02-01 02:00:00'",
+        &["p4"],
+    ),
+    (
+        "strftime('%F', when, 'start of year', '-1 day') = '2019-12-31'",
+        &["p1"],
+    ),
+    (
+        "strftime('%F', when, '-30 minutes', 'start of day') = '2019-12-31'",
+        &["p1"],
+    ),
+    (
+        "strftime('%Y-%m-%d', '2024-01-31', '+1 month') = '2024-03-02'",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    (
+        "strftime('%H', '2024-01-31 10:00:00+02:00') = '08'",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    (
+        "strftime('%F %R', '2024-01-31T10:00') = '2024-01-31 10:00'",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    (
+        "strftime('%Y-%m-%d %H:%M', '10:30') = '2000-01-01 10:30'",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    (
+        "strftime('%Y-%m-%d', '2460000.5') = '2023-02-25'",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    (
+        "strftime('%Y') = strftime('%Y', @now)",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    (
+        "strftime('%Y', 'now') = strftime('%Y', @now)",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    ("strftime('%Y', title) = null", &["p1", "p2", "p3", "p4"]),
+    (
+        "strftime('%Y', '2024-13-01') = null",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    ("title ~ strftime('%Y', when)", &[]),
+    // geoDistance(): Haversine km over a geoPoint's `lon`/`lat`, numbers, NULL otherwise.
+    (
+        "geoDistance(loc.lon, loc.lat, 23.32, 42.69) < 0.001",
+        &["p1"],
+    ),
+    ("geoDistance(loc.lon, loc.lat, 23.32, 42.69) = 0", &["p1"]),
+    (
+        "geoDistance(loc.lon, loc.lat, -0.12, 51.5) > 2014 && geoDistance(loc.lon, loc.lat, -0.12, 51.5) < 2015",
+        &["p1"],
+    ),
+    ("geoDistance(loc.lon, loc.lat, 0, 0) < 112", &["p3", "p4"]),
+    (
+        "geoDistance(loc.lon, loc.lat, 0, 0) > 111.19 && loc.lat = 1",
+        &["p4"],
+    ),
+    ("geoDistance(views, 0, 0, 0) > 1000", &["p1"]),
+    (
+        "geoDistance(title, 1, 0, 0) = null",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    ("geoDistance(meta.a, 0, 0, 0) > 200", &["p2"]),
+    (
+        "geoDistance(null, 0, 0, 0) = null",
+        &["p1", "p2", "p3", "p4"],
+    ),
+    ("loc.lon > 10", &["p1"]),
+    ("loc.lat >= 1", &["p1", "p2", "p4"]),
     ("title = \"x' OR 1=1 --\"", &[]),
     ("title = '\"; DROP TABLE posts; --'", &[]),
 ];
@@ -275,11 +410,39 @@ fn unknown_and_hidden_fields_are_invalid_queries() {
         "@collection.nope.x = 1",
         "author.password = 'h'",
         "author.tokenKey = 'k1'",
+        "strftime('%Q', when) = '1'",
+        "strftime('%J', when) = '1'",
+        "strftime('%Y', when, 'localtime') = '1'",
+        "strftime('%Y', when, '+1.5 months') = '1'",
+        "strftime('%Y', tags.label) = '1'",
+        "geoDistance(tags.label, 0, 0, 0) < 1",
+        "geoDistance(author.password, 0, 0, 0) < 1",
+        "strftime('%Y', author.tokenKey) = '1'",
     ] {
         assert!(
             ids(&conn, &schema, f, &anon, Author::Client).is_err(),
             "{f}"
         );
+    }
+}
+
+#[test]
+fn request_body_traversal_goes_through_relations_only() {
+    let (conn, schema) = setup();
+    let req = auth_req();
+    for f in [
+        "@request.body.title.x = 1",
+        "@request.body.author.name:changed = true",
+        "@request.body.author.nope = 1",
+        "@request.body.author.password = 'h'",
+    ] {
+        let got = ids(&conn, &schema, f, &req, Author::Server);
+        // A rule may read hidden fields (PocketBase's rules do); the rest are invalid.
+        if f.contains("password") {
+            assert_eq!(got.map(|v| v.len()), Ok(4), "{f}");
+        } else {
+            assert!(got.is_err(), "{f}: {got:?}");
+        }
     }
 }
 
