@@ -78,7 +78,10 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut res = (self.status, Json(self.body())).into_response();
+        res.extensions_mut()
+            .insert(crate::request_log::ErrorMessage(self.message));
+        res
     }
 }
 

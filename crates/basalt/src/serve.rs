@@ -263,6 +263,11 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
             files: files(&cfg)?,
             backups: backups.clone(),
             crons: Default::default(),
+            logs: basalt_service::logs::RequestLogs::new(Some(
+                // Each node's own file, on PostgreSQL too (see ARCHITECTURE.md, PostgreSQL).
+                basalt_store::logs::LogStore::open(&cfg.dir)
+                    .map_err(|e| anyhow::anyhow!("opening the request log: {e}"))?,
+            )),
         },
         metrics,
         realtime: realtime.clone(),
@@ -272,6 +277,9 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     basalt_service::files::apply_settings(&state.service)
         .await
         .map_err(|e| anyhow::anyhow!("applying the file storage settings: {}", e.message))?;
+    basalt_service::logs::apply_settings(&state.service)
+        .await
+        .map_err(|e| anyhow::anyhow!("applying the logs settings: {}", e.message))?;
     // A diagnostic for WebSocket conformance suites only (see docs/realtime-websocket.md).
     let ws_echo = std::env::var("BASALT_WS_ECHO").is_ok_and(|v| v == "1");
     if ws_echo {
