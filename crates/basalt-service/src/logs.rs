@@ -335,12 +335,14 @@ pub async fn stats(
     filter: Option<&str>,
 ) -> ServiceResult<Vec<(String, u64)>> {
     caller.require_superuser()?;
-    let filter = parse_filter(filter)?;
+    // PocketBase names the cause here, unlike on the list.
+    let invalid = || ServiceError::bad_request("Invalid filter format.");
+    let filter = parse_filter(filter).map_err(|_| invalid())?;
     let Some(store) = store(svc) else {
         return Ok(vec![]);
     };
-    store
-        .hourly_stats(filter)
-        .await
-        .map_err(|e| ServiceError::from_store(e, "Failed to load logs stats."))
+    store.hourly_stats(filter).await.map_err(|e| match e {
+        basalt_store::StoreError::InvalidQuery(_) => invalid(),
+        e => ServiceError::from_store(e, "Failed to load logs stats."),
+    })
 }
