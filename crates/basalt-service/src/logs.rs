@@ -210,8 +210,7 @@ impl RequestLogs {
             return Ok(0);
         };
         let days = self.policy.max_days.load(Ordering::Relaxed).max(0);
-        // With logging off (`maxDays` 0) every stored entry is past its time, as in
-        // PocketBase.
+        // With logging off (`maxDays` 0) every stored entry is past its time.
         let before = Utc::now() - chrono::Duration::days(days);
         store
             .prune(Some(before), None)

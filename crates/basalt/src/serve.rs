@@ -309,11 +309,13 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     // The cron jobs: maintenance, the backup schedule (`backups.cron`) and the orphan
     // sweep (now, then hourly).
     let schedule = tokio::spawn(basalt_service::crons::run_schedule(state.service.clone()));
+    let logs = state.service.logs.clone();
     let app = basalt_api::router(state, &api);
     if let Some(edge_cfg) = cfg.edge.clone() {
         let res = serve_behind_edge(&cfg, edge_cfg, file, app, &realtime, &store, &backups).await;
         fanout.abort();
         schedule.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(5), logs.flush()).await;
         store.close().await;
         tracing::info!("database closed; bye");
         return served(res?);
@@ -342,6 +344,8 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     }
     fanout.abort();
     schedule.abort();
+    // The request log entries still queued are written before the process ends.
+    let _ = tokio::time::timeout(Duration::from_secs(5), logs.flush()).await;
     store.close().await;
     tracing::info!("database closed; bye");
     served(stop)
