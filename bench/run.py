@@ -71,13 +71,13 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def seed(s, n_posts, n_trash, pb_request_log=False):
+def seed(s, n_posts, n_trash, request_logs=False):
     """The same API calls against both servers. Returns the ids the workloads use."""
     t = s.token
     call(s.base, "PATCH", "/api/settings", {"batch": {"enabled": True, "maxRequests": 1000}}, t)
-    if s.name == "pocketbase" and not pb_request_log:
-        # PocketBase writes a log row per request by default; issue 27 measures it off
-        # (--pb-request-log keeps it on, which makes PocketBase slower).
+    if not request_logs:
+        # Both servers write a log row per request by default (auxiliary.db); issue 27
+        # measures them off (--request-logs on keeps both on: bench/LOGS.md).
         call(s.base, "PATCH", "/api/settings", {"logs": {"maxDays": 0}}, t)
     call(s.base, "POST", "/api/collections", {
         "name": "posts", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
@@ -277,17 +277,21 @@ def main():
     ap.add_argument("--posts", type=int, default=10000)
     ap.add_argument("--deletes", type=int, default=20000, help="records each delete run removes")
     ap.add_argument("--delete-cap", type=int, default=15, help="seconds a delete run may take at most")
-    ap.add_argument("--only", default="", help="run only workloads whose name contains this")
+    ap.add_argument("--only", default="", help="run only workloads named so or whose name contains this ('|' separates several)")
     ap.add_argument("--no-limit", action="store_true", help="skip the bare hyper server")
-    ap.add_argument("--pb-request-log", action="store_true",
-                    help="keep PocketBase's request log on (its default); off by default, as issue 27 measures")
+    ap.add_argument("--request-logs", choices=("off", "on"), default="off",
+                    help="both servers' request logs (on is their default); off unless asked, as issue 27 measures")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"),
                     help="where the table goes (a partial --only run need not replace the full one)")
     ap.add_argument("--basalt", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "basalt"))
     a = ap.parse_args()
     load_start = os.getloadavg()  # the machine is shared: the table says how busy it was
     conn_list = [int(c) for c in a.connections.split(",")]
-    chosen = [w for w in workloads({}, {}) if a.only in w[0]]
+    # `--only` may name several workloads, separated by `|`; an exact name wins over the
+    # substrings it is part of ("create" is not "write-heavy: ... (create + update)").
+    names = [w[0] for w in workloads({}, {})]
+    wanted = lambda n: any(n == o if o in names else o in n for o in a.only.split("|"))
+    chosen = [w for w in workloads({}, {}) if wanted(w[0])]
     delete_runs = a.rounds * len(conn_list) if any(w[0] == "delete" for w in chosen) else 0
     servers = [Server("basalt", a.basalt), Server("pocketbase", shutil.which("pocketbase") or "pocketbase")]
     limit = None
@@ -295,7 +299,7 @@ def main():
     try:
         ids, idle = {}, {}
         for s in servers:
-            ids[s.name] = seed(s, a.posts, delete_runs * a.deletes, a.pb_request_log)
+            ids[s.name] = seed(s, a.posts, delete_runs * a.deletes, a.request_logs == "on")
             time.sleep(2)
             idle[s.name] = s.rss_kb("VmRSS")  # each right after its own seeding
         id_files = {}
@@ -310,7 +314,7 @@ def main():
             basalt = servers[0]
             limit = Limit(*capture(f"{basalt.base}{POSTS}{ids['basalt']['first']}"))
         rows = []
-        for name, url, lua, conns_override in [w for w in workloads(ids, id_files) if a.only in w[0]]:
+        for name, url, lua, conns_override in [w for w in workloads(ids, id_files) if wanted(w[0])]:
             for conns in conns_override or conn_list:
                 targets = servers + ([limit] if limit and name == "get record by id" else [])
                 res = {s.name: [] for s in targets}
@@ -349,7 +353,7 @@ def main():
             *load_start, *os.getloadavg()),
         f"- Load generator: wrk, 2 threads, loopback; servers and wrk share the machine. Median of {a.rounds} alternating rounds (A B A B).",
         f"- PocketBase: {subprocess.run(['pocketbase', '--version'], capture_output=True, text=True).stdout.strip()}, "
-        f"request log {'on (its default)' if a.pb_request_log else 'off (logs.maxDays = 0)'}",
+        f"request logs of both servers {'on (their default)' if a.request_logs == 'on' else 'off (logs.maxDays = 0)'}",
         "- Goal per row (issue 5): Basalt req/s >= 3x PocketBase's and a lower p99 (auth-with-password excepted).",
         "",
         "| workload | conns | Basalt req/s | PocketBase req/s | ratio | Basalt p50 / p99 ms | PocketBase p50 / p99 ms | goal |",

@@ -20,7 +20,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export BASALT_TEST_DATABASE=postgres
 suites=(api api_hardening auth_email auth_security crons durability early_answer edge edge_streams file_fields
   files_api files_attacks files_batch files_follow_records files_kill9 files_slow_uploads
-  filter_functions hot_get metrics_auth oauth2 openapi postgres_serve realtime rule_oracles)
+  filter_functions hot_get logs metrics_auth oauth2 openapi postgres_serve realtime rule_oracles)
 args=()
 for s in "${suites[@]}"; do args+=(--test "$s"); done
 cargo test -p basalt --no-fail-fast "${args[@]}" -- \

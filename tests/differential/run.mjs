@@ -48,13 +48,15 @@ const file = (name, content, type = "text/plain") => ({ file: name, content, typ
 
 /// The scenario: a list of [name, method, path, body?, as?] where `as` picks a token; a
 /// `form` step sends its body as multipart parts ([name, text or file(...)]), a
-/// `download` step reads a file.
+/// `download` step reads a file, a `poll` step repeats its request (at most 30 s) until
+/// its answer satisfies `until` (request logs are written in the background).
 function scenario() {
   const s = [];
   const su = "su";
   const add = (name, method, path, body, as) => s.push({ name, method, path, body, as });
   const form = (name, method, path, parts, as) => s.push({ name, method, path, parts, as });
   const download = (name, path, as) => s.push({ name, method: "GET", path, as, download: true });
+  const poll = (name, path, as, until) => s.push({ name, method: "GET", path, as, until });
   add("health", "GET", "/api/health");
   add("collections anon", "GET", "/api/collections");
   add("create tags", "POST", "/api/collections", { name: "tags", listRule: "", viewRule: "", fields: [{ name: "label", type: "text", required: true }] }, su);
@@ -133,6 +135,20 @@ function scenario() {
   add("collections as ann", "GET", "/api/collections", undefined, "ann");
   add("run missing cron", "POST", "/api/crons/no_such_job", undefined, su);
   add("run otp cleanup", "POST", "/api/crons/__pbOTPCleanup__", undefined, su);
+  // Request logs: who may read them, bad filters, a missing entry, and the entries of
+  // requests made above (the 404 of "missing collection" below is polled for later).
+  add("logs anon", "GET", "/api/logs");
+  add("logs as ann", "GET", "/api/logs", undefined, "ann");
+  add("log stats anon", "GET", "/api/logs/stats");
+  add("log stats as ann", "GET", "/api/logs/stats", undefined, "ann");
+  add("log as ann", "GET", "/api/logs/nosuchlogentry1", undefined, "ann");
+  add("missing log", "GET", "/api/logs/nosuchlogentry1", undefined, su);
+  add("logs bad filter", "GET", `/api/logs?filter=${encodeURIComponent("bad((")}`, undefined, su);
+  add("logs unknown field", "GET", `/api/logs?filter=${encodeURIComponent("nofield = 1")}`, undefined, su);
+  add("logs bad sort", "GET", "/api/logs?sort=nofield", undefined, su);
+  add("log stats bad filter", "GET", `/api/logs/stats?filter=${encodeURIComponent("==")}`, undefined, su);
+  add("logs none match", "GET", `/api/logs?filter=${encodeURIComponent("data.status = 999")}`, undefined, su);
+  add("log stats none match", "GET", `/api/logs/stats?filter=${encodeURIComponent("data.status = 999")}`, undefined, su);
   add("truncate tags", "DELETE", "/api/collections/tags/truncate", undefined, su);
   add("delete su collection", "DELETE", "/api/collections/_superusers", undefined, su);
   add("refresh ann", "POST", "/api/collections/users/auth-refresh", undefined, "ann");
@@ -140,6 +156,11 @@ function scenario() {
   add("unknown route", "GET", "/api/nope");
   add("missing collection", "GET", "/api/collections/nope/records");
   add("bad json", "POST", "/api/collections/tags/records", "{bad", su);
+  const logFields = "message,level,data.type,data.method,data.url,data.status,data.auth,data.error,data.referer,data.remoteIP,data.userIP";
+  const missingLog = `/api/logs?fields=${logFields}&filter=${encodeURIComponent('data.url = "/api/collections/nope/records"')}`;
+  poll("log of the missing collection", missingLog, su, (j) => j?.items?.length > 0);
+  const annLog = `/api/logs?fields=${logFields}&filter=${encodeURIComponent('data.auth = "users" && data.url = "/api/collections/users/auth-refresh"')}`;
+  poll("log of a user's request", annLog, su, (j) => j?.items?.length > 0);
 
   // Filter functions and geoPoint fields (issue 24): strftime(), geoDistance(), points.
   add("create places", "POST", "/api/collections", {
@@ -232,6 +253,8 @@ async function run(kind) {
     }
     let status = 0;
     let json = null;
+    const deadline = Date.now() + 30000;
+    for (;;) {
     try {
       const res = await fetch(srv.url + path, { method: step.method, headers, body, signal: AbortSignal.timeout(15000) });
       status = res.status;
@@ -244,6 +267,9 @@ async function run(kind) {
       }
     } catch (e) {
       json = { error: String(e) };
+    }
+    if (!step.until || step.until(json) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 200));
     }
     // Remember what later steps refer to.
     if (json && typeof json === "object") {

@@ -89,6 +89,8 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
             );
         }
+        res.extensions_mut()
+            .insert(crate::request_log::ErrorMessage(self.message));
         res
     }
 }

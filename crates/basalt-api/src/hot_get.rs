@@ -12,6 +12,7 @@
 //! with the router on a case it does not handle.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::HttpBody;
@@ -25,6 +26,7 @@ use crate::error::ApiError;
 use crate::json::{JSON_CAPACITY, json_response};
 use crate::middleware::{REQUEST_ID, SequentialRequestId};
 use crate::records::shape::StoredRow;
+use crate::request_log::PendingLog;
 
 /// The router's own pattern of this route: metrics and logs label the request with it.
 pub(crate) const ROUTE: &str = "/api/collections/{collection}/records/{id}";
@@ -55,6 +57,7 @@ impl HotGet {
         &self,
         req: &Request<B>,
         ids: &SequentialRequestId,
+        peer: Option<SocketAddr>,
     ) -> Option<(impl Future<Output = Response> + Send + 'static, HeaderValue)> {
         // A request with a body goes to the router: its body limit answers an oversized
         // one with 413 whatever the route.
@@ -78,6 +81,8 @@ impl HotGet {
             None => ids.next_value()?,
         };
         let answer_id = request_id.clone();
+        let log = PendingLog::capture(state, req, peer);
+        let logs = log.is_some().then(|| state.service.logs.clone());
         let id = id.to_owned();
         let (store, metrics) = (state.service.store.clone(), state.metrics.clone());
         // Logged and counted once ready.
@@ -110,6 +115,9 @@ impl HotGet {
                 res.status(),
                 start,
             );
+            if let (Some(log), Some(logs)) = (log, logs) {
+                log.finish(&logs, &res, start);
+            }
             res
         };
         Some((answer, answer_id))

@@ -16,12 +16,14 @@ mod files;
 mod hot_get;
 mod idle_body;
 mod json;
+mod logs;
 mod middleware;
 mod oauth2;
 mod openapi;
 mod realtime;
 mod records;
 mod request_info;
+mod request_log;
 mod service;
 mod settings;
 pub mod typegen;
@@ -203,6 +205,9 @@ pub fn router(state: ApiState, config: &ApiConfig) -> ApiService {
         )
         .route("/api/backups/{key}/restore", post(backups::restore))
         .route("/api/settings/test/s3", post(settings::test_s3))
+        .route("/api/logs", get(logs::list))
+        .route("/api/logs/stats", get(logs::stats))
+        .route("/api/logs/{id}", get(logs::view))
         .route("/api/crons", get(crons::list))
         .route("/api/crons/{id}", post(crons::run))
         .route(

@@ -22,6 +22,7 @@ use tower_http::request_id::{
 
 use crate::error::ApiError;
 use crate::idle_body::{IdleBody, IdleBounded};
+use crate::request_log::PendingLog;
 use crate::{ApiConfig, ApiState};
 
 pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -174,14 +175,26 @@ fn request_id_bytes(prefix: &str, n: u64) -> Vec<u8> {
 }
 
 /// Logs each request with its id, route, status and latency, and counts it.
-async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+/// And its entry in the request log, while that is on.
+async fn observe(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let id = req.headers().get(&REQUEST_ID).cloned();
+    let log = PendingLog::capture_routed(&state, &mut req);
     let res = next.run(req).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    record_request(&metrics, &method, route, id.as_ref(), res.status(), start);
+    record_request(
+        &state.metrics,
+        &method,
+        route,
+        id.as_ref(),
+        res.status(),
+        start,
+    );
+    if let Some(log) = log {
+        log.finish(&state.service.logs, &res, start);
+    }
     res
 }
 
@@ -359,7 +372,7 @@ pub(crate) fn layers(
     config: &ApiConfig,
     ids: SequentialRequestId,
 ) -> Stack {
-    let routed = router.layer(from_fn_with_state(state.metrics.clone(), observe));
+    let routed = router.layer(from_fn_with_state(state.clone(), observe));
     let stack = ServiceBuilder::new()
         .map_response(|mut res: Response| {
             add_security_headers(res.headers_mut());

@@ -30,9 +30,12 @@ impl FromRequestParts<ApiState> for Caller {
             return Ok(Caller(None));
         };
         let token = raw.strip_prefix("Bearer ").unwrap_or(raw).trim();
-        Ok(Caller(
-            resolve_token(&state.service, token, basalt_auth::TokenKind::Auth).await?,
-        ))
+        let caller =
+            Caller(resolve_token(&state.service, token, basalt_auth::TokenKind::Auth).await?);
+        if let Some(slot) = parts.extensions.get::<crate::logs::RequestLogSlot>() {
+            slot.note(&caller);
+        }
+        Ok(caller)
     }
 }
 

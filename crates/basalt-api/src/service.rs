@@ -96,7 +96,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if let Some(hot) = &self.shared.hot
-            && let Some((answer, id)) = hot.answer(&req, &self.shared.ids)
+            && let Some((answer, id)) = hot.answer(&req, &self.shared.ids, self.peer)
         {
             return Either::Left(Box::pin(finish(answer, id, self.shared.request_timeout)));
         }

@@ -2,6 +2,7 @@
 //! them: records (rules chosen and checked, visibility, expand, auth-record input), batch
 //! writes as one transaction, the auth flows (password, OTP, MFA, sessions, email flows,
 //! sign-in alerts, their mail, OAuth2 sign-in and account linking), collections, the settings document,
+//! the request logs,
 //! record files (uploads, downloads, deletion after commit, the orphan sweep) and backups. REST
 //! (`basalt-api`) and any other protocol are thin adapters over the same functions: they
 //! turn their request into a [`Caller`], a [`RequestMeta`] and an input, and render the
@@ -19,6 +20,7 @@ pub mod collections;
 pub mod crons;
 mod error;
 pub mod files;
+pub mod logs;
 mod password;
 pub mod pocketbase_import;
 pub mod records;
@@ -51,4 +53,6 @@ pub struct Services {
     pub backups: backups::Backups,
     /// The cron jobs running now, so a job never overlaps itself.
     pub crons: crons::Crons,
+    /// The request log (`auxiliary.db`) and the `logs` settings it follows.
+    pub logs: logs::RequestLogs,
 }

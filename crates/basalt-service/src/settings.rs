@@ -168,6 +168,7 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
         }
     }
     check_backups(svc, &s["backups"])?;
+    check_logs(&s["logs"])?;
     let batch = &s["batch"];
     if batch["maxRequests"].as_i64().is_some_and(|n| n < 1)
         || batch["timeout"].as_i64().is_some_and(|n| n < 1)
@@ -183,6 +184,7 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
     // New uploads and backups go where the saved settings say from now on.
     crate::files::use_settings(svc, &s)?;
     use_backup_settings(svc, &s)?;
+    svc.logs.use_settings(&s);
     Ok(redacted(s))
 }
 
@@ -192,6 +194,42 @@ pub(crate) fn use_backup_settings(svc: &Services, settings: &Value) -> ServiceRe
         tracing::error!(error = %e, "the backups.s3 settings cannot be used");
         ServiceError::internal()
     })
+}
+
+/// The `logs` section: `maxDays`, `minLevel` and `maxDataSize` integers (`maxDays` and
+/// `maxDataSize` not negative), `logIP` and `logAuthId` booleans; each is acted on by
+/// `crate::logs`.
+fn check_logs(logs: &Value) -> ServiceResult<()> {
+    let fail = |field: &str, code: &str, message: &str| {
+        Err(ServiceError::bad_request(SAVE_FAILED)
+            .with_data(json!({"logs": {field: {"code": code, "message": message}}})))
+    };
+    for field in ["maxDays", "maxDataSize"] {
+        match logs[field].as_i64() {
+            Some(n) if n >= 0 => {}
+            Some(_) => {
+                return fail(
+                    field,
+                    "validation_min_greater_equal_than_required",
+                    "Must be no less than 0.",
+                );
+            }
+            None => return fail(field, "validation_invalid_value", "Must be an integer."),
+        }
+    }
+    if logs["minLevel"].as_i64().is_none() {
+        return fail(
+            "minLevel",
+            "validation_invalid_value",
+            "Must be an integer.",
+        );
+    }
+    for field in ["logIP", "logAuthId"] {
+        if !logs[field].is_boolean() {
+            return fail(field, "validation_invalid_value", "Must be a boolean.");
+        }
+    }
+    Ok(())
 }
 
 /// PocketBase's answer to settings it refuses.

@@ -22,6 +22,7 @@ mod dropped_files;
 mod engine;
 mod events;
 mod health;
+pub mod logs;
 mod pg_schema;
 mod pocketbase;
 mod postgres;

@@ -263,6 +263,11 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
             files: files(&cfg)?,
             backups: backups.clone(),
             crons: Default::default(),
+            logs: basalt_service::logs::RequestLogs::new(Some(
+                // Each node's own file, on PostgreSQL too (see ARCHITECTURE.md, PostgreSQL).
+                basalt_store::logs::LogStore::open(&cfg.dir)
+                    .map_err(|e| anyhow::anyhow!("opening the request log: {e}"))?,
+            )),
         },
         metrics,
         realtime: realtime.clone(),
@@ -272,6 +277,9 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     basalt_service::files::apply_settings(&state.service)
         .await
         .map_err(|e| anyhow::anyhow!("applying the file storage settings: {}", e.message))?;
+    basalt_service::logs::apply_settings(&state.service)
+        .await
+        .map_err(|e| anyhow::anyhow!("applying the logs settings: {}", e.message))?;
     // A diagnostic for WebSocket conformance suites only (see docs/realtime-websocket.md).
     let ws_echo = std::env::var("BASALT_WS_ECHO").is_ok_and(|v| v == "1");
     if ws_echo {
@@ -301,11 +309,13 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     // The cron jobs: maintenance, the backup schedule (`backups.cron`) and the orphan
     // sweep (now, then hourly).
     let schedule = tokio::spawn(basalt_service::crons::run_schedule(state.service.clone()));
+    let logs = state.service.logs.clone();
     let app = basalt_api::router(state, &api);
     if let Some(edge_cfg) = cfg.edge.clone() {
         let res = serve_behind_edge(&cfg, edge_cfg, file, app, &realtime, &store, &backups).await;
         fanout.abort();
         schedule.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(5), logs.flush()).await;
         store.close().await;
         tracing::info!("database closed; bye");
         return served(res?);
@@ -334,6 +344,8 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     }
     fanout.abort();
     schedule.abort();
+    // The request log entries still queued are written before the process ends.
+    let _ = tokio::time::timeout(Duration::from_secs(5), logs.flush()).await;
     store.close().await;
     tracing::info!("database closed; bye");
     served(stop)

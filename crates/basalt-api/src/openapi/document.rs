@@ -675,6 +675,24 @@ fn system_paths(paths: &mut Map<String, Value>, audience: Audience) {
             "parameters": [path_param("id", "The job's id.")],
             "responses": responses((204, "Started.", None), &[401, 403, 404])})),
     }));
+    let log = json!({"type": "object", "required": ["id", "created", "level", "message", "data"], "properties": {
+        "id": {"type": "string"}, "created": {"type": "string"}, "level": {"type": "integer"},
+        "message": {"type": "string"}, "data": {"type": "object"}}});
+    paths.insert("/api/logs".into(), json!({
+        "get": op("logs", "List request logs".into(), format!("{su} Entries of `auxiliary.db`; `filter` and `sort` over `id`, `created`, `level`, `message` and `data.*`."), json!({"operationId": "list_logs",
+            "parameters": list_params(false),
+            "responses": responses((200, "A page of log entries.", Some(page_of(log.clone()))), &[400, 401, 403])})),
+    }));
+    paths.insert("/api/logs/stats".into(), json!({
+        "get": op("logs", "Hourly log counts".into(), format!("{su} Entries per hour of `created`, oldest first."), json!({"operationId": "log_stats",
+            "parameters": [query("filter", json!({"type": "string"}), "A filter over the log entries.")],
+            "responses": responses((200, "Counts per hour.", Some(json!({"type": "array", "items": {"type": "object", "required": ["date", "total"], "properties": {"date": {"type": "string"}, "total": {"type": "integer"}}}}))), &[400, 401, 403])})),
+    }));
+    paths.insert("/api/logs/{id}".into(), json!({
+        "get": op("logs", "View a log entry".into(), su.clone(), json!({"operationId": "view_log",
+            "parameters": [path_param("id", "The entry's id.")],
+            "responses": responses((200, "The entry.", Some(log)), &[401, 403, 404])})),
+    }));
     paths.insert("/api/settings/test/s3".into(), json!({
         "post": op("settings", "Test the S3 settings".into(), format!("{su} Writes and deletes a small object with the saved settings."), json!({"operationId": "test_s3", "requestBody": json_body(json!({"type": "object", "required": ["filesystem"], "properties": {"filesystem": {"type": "string", "enum": ["storage", "backups"]}}}), true), "responses": responses((204, "The bucket is reachable.", None), &[400, 401, 403])})),
     }));

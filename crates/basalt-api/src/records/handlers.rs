@@ -56,7 +56,7 @@ pub(crate) async fn render(
 }
 
 /// A number of the query string, absent: `default`.
-fn number(
+pub(crate) fn number(
     params: &HashMap<String, String>,
     name: &'static str,
     default: u64,

@@ -2,7 +2,7 @@
 //! plus what the REST answers add: `fields` projection and the shaped record written
 //! straight from the stored one.
 
-mod fields;
+pub(crate) mod fields;
 mod handlers;
 pub(crate) mod shape;
 

@@ -8,11 +8,12 @@
 //!   older than their auth collection's `mfa.duration` / `otp.duration` are deleted.
 //! - `__pbAutoBackup__` (the `backups.cron` setting, listed only while it is set): the
 //!   scheduled backup and its `cronMaxKeep` pruning.
+//! - `__pbLogsCleanup__` (`0 */6 * * *`): request log entries older than the `logs.maxDays`
+//!   setting are deleted ([`crate::logs::RequestLogs::cleanup`]).
 //! - `__basaltFilesSweep__` (`0 * * * *`, and once at start): stored files no record
 //!   names are removed ([`crate::files::sweep`]).
 //!
-//! PocketBase's `__pbLogsCleanup__` is not listed: Basalt keeps no request log in the
-//! database to clean. A job never overlaps itself: a run asked for while the same job
+//! A job never overlaps itself: a run asked for while the same job
 //! runs is skipped (and logged). A run asked for through the API starts in the background
 //! and the request answers 204 at once, as PocketBase does.
 //!
@@ -46,14 +47,16 @@ enum Task {
     MfaCleanup,
     OtpCleanup,
     FilesSweep,
+    LogsCleanup,
     AutoBackup,
 }
 
 /// The jobs that are always there, in the order the API lists them.
-const BUILTIN: [(&str, &str, Task); 4] = [
+const BUILTIN: [(&str, &str, Task); 5] = [
     ("__pbDBOptimize__", "0 0 * * *", Task::DbOptimize),
     ("__pbMFACleanup__", "0 * * * *", Task::MfaCleanup),
     ("__pbOTPCleanup__", "0 * * * *", Task::OtpCleanup),
+    ("__pbLogsCleanup__", "0 */6 * * *", Task::LogsCleanup),
     ("__basaltFilesSweep__", "0 * * * *", Task::FilesSweep),
 ];
 
@@ -189,6 +192,11 @@ async fn perform(svc: &Services, id: &'static str, task: Task) {
             }
         }
         Task::FilesSweep => crate::files::sweep::sweep_and_log(&svc.store, &svc.files).await,
+        Task::LogsCleanup => match svc.logs.cleanup().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(job = id, removed = n, "old request log entries deleted"),
+            Err(e) => tracing::warn!(job = id, error = %e.message, "cleaning up logs failed"),
+        },
         Task::AutoBackup => {
             crate::backups::auto_backup(svc).await;
         }
