@@ -148,9 +148,8 @@ def run_once(seconds, threads, items, work):
 
 
 def setup(s):
-    if s.name == "pocketbase":
-        # As bench/run.py: PocketBase's per-request log rows off (issue 27's setting).
-        call(s.base, "PATCH", "/api/settings", {"logs": {"maxDays": 0}}, s.token)
+    # As bench/run.py: both servers' per-request log rows off (both keep them by default).
+    call(s.base, "PATCH", "/api/settings", {"logs": {"maxDays": 0}}, s.token)
     call(s.base, "POST", "/api/collections", {
         "name": "files", "listRule": "", "viewRule": "", "createRule": "",
         "fields": [{"name": "f", "type": "file", "maxSelect": 1, "maxSize": 2 << 30,
