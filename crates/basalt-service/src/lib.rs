@@ -21,6 +21,7 @@ mod error;
 pub mod files;
 mod password;
 pub mod pocketbase_import;
+pub mod record_caching;
 pub mod records;
 pub mod settings;
 pub mod tokens;
@@ -51,4 +52,6 @@ pub struct Services {
     pub backups: backups::Backups,
     /// The cron jobs running now, so a job never overlaps itself.
     pub crons: crons::Crons,
+    /// The `recordCaching` settings, resolved to collection ids.
+    pub record_caching: Arc<record_caching::RecordCaching>,
 }
