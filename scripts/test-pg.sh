@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 : "${BASALT_TEST_PG_URL:?start PostgreSQL with scripts/pg.sh and export its url}"
 export BASALT_TEST_DATABASE=postgres
-suites=(api api_hardening auth_email auth_security crons durability early_answer edge edge_streams file_fields
+suites=(api api_hardening auth_email auth_security conditional_reads crons durability early_answer edge edge_streams file_fields
   files_api files_attacks files_batch files_follow_records files_kill9 files_slow_uploads
   filter_functions hot_get logs metrics_auth oauth2 openapi postgres_serve realtime rule_oracles)
 args=()

@@ -16,15 +16,16 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::HttpBody;
-use axum::http::{HeaderValue, Method, Request, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use basalt_schema::RuleSlot;
 use basalt_service::Caller;
 
 use crate::ApiState;
 use crate::error::ApiError;
-use crate::json::{JSON_CAPACITY, json_response};
+use crate::json::JSON_CAPACITY;
 use crate::middleware::{REQUEST_ID, SequentialRequestId};
+use crate::records::conditional::Validators;
 use crate::records::shape::StoredRow;
 use crate::request_log::PendingLog;
 
@@ -84,6 +85,12 @@ impl HotGet {
         let log = PendingLog::capture(state, req, peer);
         let logs = log.is_some().then(|| state.service.logs.clone());
         let id = id.to_owned();
+        let validators = Validators::of(&state.service, &c);
+        // Only `If-None-Match` of the request is read once the answer is ready.
+        let mut conditions = HeaderMap::new();
+        for tag in req.headers().get_all(header::IF_NONE_MATCH) {
+            conditions.append(header::IF_NONE_MATCH, tag.clone());
+        }
         let (store, metrics) = (state.service.store.clone(), state.metrics.clone());
         // Logged and counted once ready.
         let answer = async move {
@@ -99,7 +106,7 @@ impl HotGet {
                 })
                 .await;
             let res = match written {
-                Ok(Some(Ok(json))) => json_response(json),
+                Ok(Some(Ok(json))) => validators.answer(&metrics, &conditions, json),
                 Ok(Some(Err(e))) => {
                     tracing::error!(error = %e, "serialising a response");
                     ApiError::internal().into_response()

@@ -65,6 +65,21 @@ impl TokenKeys {
         }
     }
 
+    /// A 128-bit key for `purpose`, derived from the current secret (SHA-256 over a
+    /// length-prefixed purpose and the secret): every node of a deployment derives the
+    /// same one, and it tells nothing about the secret.
+    pub fn derived_key(&self, purpose: &str) -> [u8; 16] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((purpose.len() as u64).to_be_bytes());
+        h.update(purpose.as_bytes());
+        h.update(&self.current);
+        let digest = h.finalize();
+        let mut key = [0; 16];
+        key.copy_from_slice(&digest[..16]);
+        key
+    }
+
     fn join(server: &[u8], collection_secret: &str, record_token_key: &str) -> Vec<u8> {
         // Lengths are prefixed so no two different triples join to the same key.
         let mut k = Vec::with_capacity(

@@ -23,6 +23,7 @@ pub mod files;
 pub mod logs;
 mod password;
 pub mod pocketbase_import;
+pub mod record_caching;
 pub mod records;
 pub mod settings;
 pub mod tokens;
@@ -55,4 +56,6 @@ pub struct Services {
     pub crons: crons::Crons,
     /// The request log (`auxiliary.db`) and the `logs` settings it follows.
     pub logs: logs::RequestLogs,
+    /// The `recordCaching` settings, resolved to collection ids.
+    pub record_caching: Arc<record_caching::RecordCaching>,
 }

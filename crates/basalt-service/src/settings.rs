@@ -2,7 +2,8 @@
 //! take PocketBase's defaults. One extension of ours: `smtp.requireTLS`
 //! (a boolean, absent unless set, so the document stays PocketBase's) refuses to deliver
 //! mail without TLS. `backups.cron` and `backups.cronMaxKeep` drive the backup schedule
-//! (`crate::backups`), so they are checked as PocketBase checks them.
+//! (`crate::backups`), so they are checked as PocketBase checks them. `recordCaching`
+//! (absent unless set) is the `Cache-Control` of record answers (`crate::record_caching`).
 
 use serde_json::{Value, json};
 
@@ -169,6 +170,7 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
     }
     check_backups(svc, &s["backups"])?;
     check_logs(&s["logs"])?;
+    crate::record_caching::check(&mut s, &svc.store.schema())?;
     let batch = &s["batch"];
     if batch["maxRequests"].as_i64().is_some_and(|n| n < 1)
         || batch["timeout"].as_i64().is_some_and(|n| n < 1)
@@ -185,6 +187,7 @@ pub async fn update(svc: &Services, caller: &Caller, patch: Value) -> ServiceRes
     crate::files::use_settings(svc, &s)?;
     use_backup_settings(svc, &s)?;
     svc.logs.use_settings(&s);
+    crate::record_caching::use_settings(svc, &s);
     Ok(redacted(s))
 }
 

@@ -38,6 +38,9 @@ pub struct Metrics {
     writer_queue_capacity: IntGauge,
     durability: DurabilityMetrics,
     realtime: RealtimeMetrics,
+    /// Record reads that carried `If-None-Match`, by `result`: `not_modified` (answered
+    /// 304) or `modified` (the tag no longer matched: a 200 with the body).
+    revalidations: [IntCounter; 2],
 }
 
 /// The store's durability series: counters kept by the store, mirrored here on scrape.
@@ -215,6 +218,17 @@ impl Metrics {
         ] {
             let _ = registry.register(c);
         }
+        let revalidation_vec = IntCounterVec::new(
+            Opts::new(
+                "records_revalidations_total",
+                "Record view and list requests with If-None-Match, by result (not_modified: a 304)",
+            ),
+            &["result"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let _ = registry.register(Box::new(revalidation_vec.clone()));
+        let revalidations =
+            ["not_modified", "modified"].map(|r| revalidation_vec.with_label_values(&[r]));
         let realtime = RealtimeMetrics::new(&registry);
         let durability = DurabilityMetrics::new(&registry);
         Self {
@@ -228,7 +242,13 @@ impl Metrics {
             readers_idle,
             writer_queue_depth,
             writer_queue_capacity,
+            revalidations,
         }
+    }
+
+    /// Counts a record read that carried `If-None-Match`: `matched` when it got a 304.
+    pub fn record_revalidation(&self, matched: bool) {
+        self.revalidations[usize::from(!matched)].inc();
     }
 
     /// Counts one answered request and its latency. `route` should be the router's own

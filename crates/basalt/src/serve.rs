@@ -247,6 +247,8 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
         .map(|s| s.as_bytes().to_vec())
         .collect();
     let keys = basalt_auth::TokenKeys::with_previous(signing_secret(&cfg, &store).await?, previous);
+    let [k0, k1, k2, k3, k4, k5, k6, k7, ..] = keys.derived_key("basalt record answer fingerprint");
+    let fingerprint_seed = u64::from_le_bytes([k0, k1, k2, k3, k4, k5, k6, k7]);
     let hash_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let metrics = Arc::new(basalt_telemetry::Metrics::new());
     let realtime = basalt_realtime::Hub::new(
@@ -268,6 +270,9 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
                 basalt_store::logs::LogStore::open(&cfg.dir)
                     .map_err(|e| anyhow::anyhow!("opening the request log: {e}"))?,
             )),
+            record_caching: Arc::new(basalt_service::record_caching::RecordCaching::new(
+                fingerprint_seed,
+            )),
         },
         metrics,
         realtime: realtime.clone(),
@@ -280,6 +285,10 @@ pub async fn run(cfg: Config, file: Option<std::path::PathBuf>) -> anyhow::Resul
     basalt_service::logs::apply_settings(&state.service)
         .await
         .map_err(|e| anyhow::anyhow!("applying the logs settings: {}", e.message))?;
+    // The settings' `recordCaching` section: the `Cache-Control` of record answers.
+    basalt_service::record_caching::apply_settings(&state.service)
+        .await
+        .map_err(|e| anyhow::anyhow!("applying the record caching settings: {}", e.message))?;
     // A diagnostic for WebSocket conformance suites only (see docs/realtime-websocket.md).
     let ws_echo = std::env::var("BASALT_WS_ECHO").is_ok_and(|v| v == "1");
     if ws_echo {

@@ -225,6 +225,35 @@ fn responses(ok: (u16, &str, Option<Value>), errors: &[u16]) -> Value {
     Value::Object(out)
 }
 
+/// A conditional read's parameters: `params` and `If-None-Match`.
+fn conditional_params(mut params: Vec<Value>) -> Vec<Value> {
+    params.push(json!({
+        "name": "If-None-Match",
+        "in": "header",
+        "required": false,
+        "description": "Tags of answers the client holds (or `*`): a 304 when this answer's tag is among them.",
+        "schema": {"type": "string"},
+    }));
+    params
+}
+
+/// A conditional read's answers: the 200 with its `ETag` and `Cache-Control`, and the 304.
+fn conditional(mut responses: Value) -> Value {
+    let headers = json!({
+        "ETag": {"description": "A strong tag of this answer.", "schema": {"type": "string"}},
+        "Cache-Control": {
+            "description": "`private, no-cache` unless the settings' `recordCaching` gives the collection another policy.",
+            "schema": {"type": "string"},
+        },
+    });
+    responses["200"]["headers"] = headers.clone();
+    responses["304"] = json!({
+        "description": "Not modified: `If-None-Match` names this answer's tag.",
+        "headers": headers,
+    });
+    responses
+}
+
 fn json_body(schema: Value, required: bool) -> Value {
     json!({"required": required, "content": {"application/json": {"schema": schema}}})
 }
@@ -345,8 +374,8 @@ fn record_paths(paths: &mut Map<String, Value>, c: &Collection, audience: Audien
                     desc,
                     json!({
                         "operationId": format!("list_{name}"),
-                        "parameters": list_params(true),
-                        "responses": responses((200, "A page of records.", Some(page_of(record.clone()))), &[400, 403]),
+                        "parameters": conditional_params(list_params(true)),
+                        "responses": conditional(responses((200, "A page of records.", Some(page_of(record.clone()))), &[400, 403])),
                     }),
                 ),
             ),
@@ -359,8 +388,8 @@ fn record_paths(paths: &mut Map<String, Value>, c: &Collection, audience: Audien
                     desc,
                     json!({
                         "operationId": format!("view_{name}"),
-                        "parameters": with_id.clone(),
-                        "responses": responses((200, "The record.", Some(record.clone())), &[400, 403, 404]),
+                        "parameters": conditional_params(with_id.clone()),
+                        "responses": conditional(responses((200, "The record.", Some(record.clone())), &[400, 403, 404])),
                     }),
                 ),
             ),

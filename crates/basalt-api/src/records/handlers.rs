@@ -17,12 +17,13 @@ use basalt_service::{Caller, ServiceResult};
 use basalt_store::StoreError;
 use serde_json::Value;
 
+use super::conditional::Validators;
 use super::fields::project;
 use super::shape::{PublicRecord, StoredRow};
 use crate::ApiState;
 use crate::body::RecordBody;
 use crate::error::{ApiError, ApiResult};
-use crate::json::{JSON_CAPACITY, JsonBody, json_response};
+use crate::json::{JSON_CAPACITY, JsonBody, to_json};
 use crate::request_info::HttpMeta;
 
 pub(crate) type Params = Query<HashMap<String, String>>;
@@ -123,7 +124,11 @@ pub(crate) async fn list(
             body.extend_from_slice(&page.items);
             body.extend_from_slice(b"]}");
         }
-        return Ok(json_response(body));
+        return Ok(Validators::of(&state.service, &page.collection).answer(
+            &state.metrics,
+            request.headers(),
+            body,
+        ));
     }
     let page = ops::list(&state.service, &caller, &meta, input).await?;
     let (total_items, total_pages) = totals(page.total_items, page.per_page);
@@ -136,14 +141,24 @@ pub(crate) async fn list(
         &page.request,
     )
     .await?;
-    Ok(JsonBody(ListPage {
+    let body = to_json(&ListPage {
         page: page.page,
         per_page: page.per_page,
         total_items,
         total_pages,
         items,
     })
-    .into_response())
+    .map_err(serialising)?;
+    Ok(Validators::of(&state.service, &page.collection).answer(
+        &state.metrics,
+        request.headers(),
+        body,
+    ))
+}
+
+fn serialising(e: serde_json::Error) -> ApiError {
+    tracing::error!(error = %e, "serialising a response");
+    ApiError::internal()
 }
 
 /// `totalItems` and `totalPages` as PocketBase writes them: -1 when the count was skipped.
@@ -184,22 +199,28 @@ pub(crate) async fn view(
         expanding: params.contains_key("expand"),
     };
     let found = ops::view(&state.service, &caller, &meta, input).await?;
-    if plain_shape(&params) {
+    let validators = Validators::of(&state.service, &found.collection);
+    let body = if plain_shape(&params) {
         // The common answer: the shaped record written straight out.
-        return Ok(
-            JsonBody(PublicRecord::new(&found.collection, &found.record, &caller)).into_response(),
-        );
+        to_json(&PublicRecord::new(
+            &found.collection,
+            &found.record,
+            &caller,
+        ))
+    } else {
+        let mut out = render(
+            &state,
+            &found.collection,
+            vec![found.record],
+            &caller,
+            &params,
+            &found.request,
+        )
+        .await?;
+        to_json(&out.pop().unwrap_or(Value::Null))
     }
-    let mut out = render(
-        &state,
-        &found.collection,
-        vec![found.record],
-        &caller,
-        &params,
-        &found.request,
-    )
-    .await?;
-    Ok(JsonBody(out.pop().unwrap_or(Value::Null)).into_response())
+    .map_err(serialising)?;
+    Ok(validators.answer(&state.metrics, request.headers(), body))
 }
 
 /// Answers a written record shaped for the caller.

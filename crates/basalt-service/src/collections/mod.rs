@@ -120,6 +120,7 @@ pub async fn update(
         .map_err(|e| ServiceError::from_store(e, "Failed to update collection."))?;
     // The files of removed file fields go once the change committed.
     crate::files::delete_dropped(svc, &dropped).await;
+    crate::record_caching::follow_collections(svc, &schema).await;
     Ok(to_json(&c))
 }
 
@@ -144,6 +145,7 @@ fn merge(base: &mut Value, patch: Value) {
 
 pub async fn delete(svc: &Services, caller: &Caller, name: &str) -> ServiceResult<()> {
     caller.require_superuser()?;
+    let before = svc.store.schema();
     let dropped = svc
         .store
         .delete_collection(name)
@@ -158,6 +160,7 @@ pub async fn delete(svc: &Services, caller: &Caller, name: &str) -> ServiceResul
         })?;
     // Its files go once the deletion committed.
     crate::files::delete_dropped(svc, &dropped).await;
+    crate::record_caching::follow_collections(svc, &before).await;
     Ok(())
 }
 
@@ -190,6 +193,7 @@ pub async fn import(
         .into_iter()
         .map(parse_collection)
         .collect::<ServiceResult<Vec<_>>>()?;
+    let before = svc.store.schema();
     let dropped = svc
         .store
         .import_collections(cols, delete_missing)
@@ -197,6 +201,7 @@ pub async fn import(
         .map_err(|e| ServiceError::from_store(e, "Failed to import collections."))?;
     // The files of the file fields and collections it removed go once it committed.
     crate::files::delete_dropped(svc, &dropped).await;
+    crate::record_caching::follow_collections(svc, &before).await;
     Ok(())
 }
 
