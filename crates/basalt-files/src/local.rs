@@ -526,18 +526,16 @@ fn read_cached(file: &std::fs::File, pos: u64, end: u64, nowait: &AtomicBool) ->
     if !nowait.load(Ordering::Relaxed) {
         return None;
     }
-    let mut buf = vec![0; (end - pos).min(READ_CHUNK) as usize];
+    let mut buf = ChunkBuf::take();
+    let want = (end - pos).min(READ_CHUNK) as usize;
     match preadv2(
         file,
-        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &mut [std::io::IoSliceMut::new(&mut buf.0[..want])],
         pos,
         ReadWriteFlags::NOWAIT,
     ) {
         Ok(0) => None,
-        Ok(n) => {
-            buf.truncate(n);
-            Some(Bytes::from(buf))
-        }
+        Ok(n) => Some(buf.into_bytes(n)),
         Err(Errno::AGAIN) => None,
         Err(_) => {
             nowait.store(false, Ordering::Relaxed);
@@ -550,8 +548,47 @@ fn read_cached(file: &std::fs::File, pos: u64, end: u64, nowait: &AtomicBool) ->
 /// ends early (changed under us) is an error rather than a short body.
 fn read_chunk(file: &std::fs::File, pos: u64, end: u64) -> Result<Bytes, StorageError> {
     let n = (end - pos).min(READ_CHUNK) as usize;
-    let mut buf = vec![0; n];
-    file.read_exact_at(&mut buf, pos)
+    let mut buf = ChunkBuf::take();
+    file.read_exact_at(&mut buf.0[..n], pos)
         .map_err(|e| StorageError::io("read", e))?;
-    Ok(Bytes::from(buf))
+    Ok(buf.into_bytes(n))
+}
+
+/// How many download buffers are kept for reuse: at most 16 MiB.
+const POOLED_CHUNKS: usize = 64;
+
+/// Download buffers given back once their chunk was sent.
+static CHUNK_POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// A [`READ_CHUNK`]-sized buffer from [`CHUNK_POOL`] (or a new one), which goes back there
+/// when the chunk made of it is dropped: a read into a recycled buffer costs no zeroing
+/// and no fresh pages, a large share of a cached download's CPU.
+struct ChunkBuf(Vec<u8>);
+
+impl ChunkBuf {
+    fn take() -> ChunkBuf {
+        let recycled = CHUNK_POOL.lock().ok().and_then(|mut pool| pool.pop());
+        ChunkBuf(recycled.unwrap_or_else(|| vec![0; READ_CHUNK as usize]))
+    }
+
+    /// Its first `n` bytes as a chunk that owns it.
+    fn into_bytes(self, n: usize) -> Bytes {
+        Bytes::from_owner(self).slice(..n)
+    }
+}
+
+impl AsRef<[u8]> for ChunkBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for ChunkBuf {
+    fn drop(&mut self) {
+        if let Ok(mut pool) = CHUNK_POOL.lock()
+            && pool.len() < POOLED_CHUNKS
+        {
+            pool.push(std::mem::take(&mut self.0));
+        }
+    }
 }
