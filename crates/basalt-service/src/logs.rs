@@ -13,8 +13,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-use basalt_schema::filter::{parse_sort, parse_with_params};
-use basalt_store::SortKey;
+use basalt_schema::filter::parse_with_params;
 use basalt_store::logs::{LogEntry, LogStore, StoredLog};
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -280,17 +279,7 @@ pub async fn list(
         n => n.min(1000),
     };
     let filter = parse_filter(input.filter.as_deref())?;
-    let sort = match input.sort.as_deref() {
-        Some(s) => parse_sort(s)
-            .map_err(|_| bad_param("sort"))?
-            .into_iter()
-            .map(|k| SortKey {
-                path: k.path,
-                descending: k.descending,
-            })
-            .collect(),
-        None => vec![],
-    };
+    let sort = crate::records::sort_keys(input.sort.as_deref())?;
     let Some(store) = store(svc) else {
         return Ok(LogListPage {
             page,

@@ -84,6 +84,22 @@ pub fn rule(svc: &Services, c: &Collection, action: Action) -> RuleSlot {
 
 /// PocketBase answers every unusable query parameter with the same opaque message; the
 /// detail goes to the debug log.
+/// The keys of a `sort` query parameter (none when absent); a bad one is PocketBase's
+/// 400 naming `sort`.
+pub(crate) fn sort_keys(sort: Option<&str>) -> ServiceResult<Vec<SortKey>> {
+    let Some(s) = sort else {
+        return Ok(vec![]);
+    };
+    Ok(parse_sort(s)
+        .map_err(|_| bad_param("sort"))?
+        .into_iter()
+        .map(|k| SortKey {
+            path: k.path,
+            descending: k.descending,
+        })
+        .collect())
+}
+
 pub fn bad_param(name: &str) -> ServiceError {
     tracing::debug!(param = name, "invalid query parameter");
     ServiceError::bad_request("Something went wrong while processing your request.")
@@ -179,17 +195,7 @@ where
         })?),
         None => None,
     };
-    let sort = match input.sort.as_deref() {
-        Some(s) => parse_sort(s)
-            .map_err(|_| bad_param("sort"))?
-            .into_iter()
-            .map(|k| SortKey {
-                path: k.path,
-                descending: k.descending,
-            })
-            .collect(),
-        None => vec![],
-    };
+    let sort = sort_keys(input.sort.as_deref())?;
     let req = Arc::new(request_info(caller, "GET", meta, Map::new()));
     let result = svc
         .store
